@@ -1,0 +1,238 @@
+"""The Component spec: what a unit of deployment is made of.
+
+Cross-field rules live in ``ComponentSpec.problems`` rather than in pydantic validators so that
+they can report exact field paths, all at once, next to the structural errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from croniter import croniter
+from pydantic import AfterValidator, Field
+
+from cellplane.errors import FieldProblem
+from cellplane.model.meta import Name, Strict
+
+ComponentType = Literal["service", "web-app", "scheduled-task", "manual-task", "webhook", "api-proxy", "worker"]
+EndpointType = Literal["REST", "GraphQL", "gRPC", "WebSocket", "TCP", "UDP"]
+Visibility = Literal["Project", "Organization", "Public"]
+BuildMode = Literal["auto", "procfile", "dockerfile", "command"]
+ConnectionValue = Literal["ServiceURL", "APIKey", "ConsumerKey", "ConsumerSecret", "TokenURL"]
+
+TASK_TYPES = {"scheduled-task", "manual-task"}
+HTTP_ENDPOINTS = {"REST", "GraphQL", "WebSocket"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUANTITY_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+QUANTITY_MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.match(value):
+        raise ValueError(f"'{value}' is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"'{value}' must be a relative path inside the source, without '..'")
+    return value
+
+
+def _base_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"'{value}' must start with '/'")
+    if any(c.isspace() for c in value) or "?" in value or "#" in value:
+        raise ValueError(f"'{value}' must be a plain URL path (no spaces, '?' or '#')")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"'{value}' must be an absolute path without '..'")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+BasePath = Annotated[str, AfterValidator(_base_path)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+
+class Source(Strict):
+    repository: str | None = Field(default=None, description="git URL, or a path on the control plane's machine")
+    branch: str | None = Field(default=None, max_length=250)
+    ref: str | None = Field(default=None, max_length=250, description="tag or commit, instead of a branch")
+    path: RelativePath = Field(default=".", description="sub-path of the component inside the repository")
+
+
+class Build(Strict):
+    mode: BuildMode = "auto"
+    dockerfile: RelativePath | None = None
+    command: str | None = Field(default=None, max_length=4000, description="explicit build command")
+    run: str | None = Field(default=None, max_length=4000, description="explicit start command")
+    language: str | None = Field(default=None, max_length=40)
+    languageVersion: str | None = Field(default=None, max_length=40)
+    autoBuild: bool = Field(default=False, description="build on every git push")
+
+
+class Endpoint(Strict):
+    name: Name
+    displayName: str | None = Field(default=None, max_length=200)
+    port: int = Field(ge=1, le=65535)
+    type: EndpointType = "REST"
+    basePath: BasePath = "/"
+    visibility: list[Visibility] = Field(default_factory=lambda: ["Project"], min_length=1)
+    contract: RelativePath | None = Field(default=None, description="OpenAPI / GraphQL SDL file in the source")
+
+
+class ConnectionEnv(Strict):
+    from_: ConnectionValue = Field(alias="from")
+    to: EnvName
+
+
+class Dependency(Strict):
+    name: Name
+    component: Name | None = Field(default=None, description="target component (with project: another project)")
+    project: Name | None = None
+    endpoint: Name | None = None
+    url: str | None = Field(default=None, max_length=2000, description="external URL instead of a component")
+    env: list[ConnectionEnv] = Field(default_factory=list, description="values injected as env variables")
+
+
+class EnvVar(Strict):
+    name: EnvName
+    value: str | None = Field(default=None, max_length=65536)
+    secret: bool = False
+    environments: dict[Name, str] = Field(default_factory=dict, description="per-environment values")
+
+
+class ConfigFile(Strict):
+    name: Name
+    mountPath: AbsolutePath
+    content: str | None = Field(default=None, max_length=1_048_576)
+    secret: bool = False
+    environments: dict[Name, str] = Field(default_factory=dict)
+
+
+class Configuration(Strict):
+    env: list[EnvVar] = Field(default_factory=list)
+    files: list[ConfigFile] = Field(default_factory=list)
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str = "UTC"
+
+
+class Resources(Strict):
+    cpu: str | None = Field(default=None, description="e.g. 500m or 2")
+    memory: str | None = Field(default=None, description="e.g. 256Mi or 1Gi")
+
+
+class Scaling(Strict):
+    minReplicas: int = Field(default=1, ge=0, le=100)
+    maxReplicas: int = Field(default=1, ge=1, le=100)
+
+
+class Proxy(Strict):
+    type: EndpointType = "REST"
+    upstream: str | None = Field(default=None, max_length=2000)
+    schemaFilePath: RelativePath | None = None
+    docPath: RelativePath | None = None
+    thumbnailPath: RelativePath | None = None
+    visibility: list[Visibility] = Field(default_factory=lambda: ["Public"], min_length=1)
+
+
+class ComponentSpec(Strict):
+    type: ComponentType = "service"
+    displayName: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    source: Source = Field(default_factory=Source)
+    build: Build = Field(default_factory=Build)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    dependencies: list[Dependency] = Field(default_factory=list)
+    configuration: Configuration = Field(default_factory=Configuration)
+    schedule: Schedule | None = None
+    replicas: int = Field(default=1, ge=0, le=100)
+    scaling: Scaling | None = None
+    resources: Resources = Field(default_factory=Resources)
+    proxy: Proxy | None = None
+
+    def problems(self) -> list[FieldProblem]:
+        """Cross-field rules, each reported at the exact path it concerns."""
+        out: list[FieldProblem] = []
+        add = lambda path, problem: out.append(FieldProblem(path, problem))  # noqa: E731
+
+        if self.source.branch and self.source.ref:
+            add("source.ref", "give a branch or a ref, not both")
+        if self.build.mode == "command" and not (self.build.command or self.build.run):
+            add("build.command", "build mode 'command' needs a build command or a run command")
+        if self.build.dockerfile and self.build.mode not in ("dockerfile", "auto"):
+            add("build.dockerfile", f"a Dockerfile is only used with build mode 'dockerfile' (mode is '{self.build.mode}')")
+
+        if self.type == "scheduled-task" and self.schedule is None:
+            add("schedule", "a scheduled-task needs a schedule (cron)")
+        if self.type != "scheduled-task" and self.schedule is not None:
+            add("schedule", f"only scheduled-task components take a schedule (type is '{self.type}')")
+        if self.schedule is not None and not croniter.is_valid(self.schedule.cron):
+            add("schedule.cron", f"'{self.schedule.cron}' is not a valid cron expression")
+        if self.type in TASK_TYPES and self.endpoints:
+            add("endpoints", f"a {self.type} runs to completion and exposes no endpoints")
+        if self.type == "api-proxy" and self.proxy is None:
+            add("proxy", "an api-proxy component needs a proxy section")
+        if self.type != "api-proxy" and self.proxy is not None:
+            add("proxy", f"only api-proxy components take a proxy section (type is '{self.type}')")
+
+        _duplicates(out, "endpoints", [e.name for e in self.endpoints], "name")
+        _duplicates(out, "endpoints", [f"{e.port}{e.basePath}" for e in self.endpoints], "port",
+                    "another endpoint already serves this port and base path")
+        for i, ep in enumerate(self.endpoints):
+            _duplicates(out, f"endpoints[{i}].visibility", list(ep.visibility), None)
+            if ep.type not in HTTP_ENDPOINTS and ep.basePath != "/":
+                add(f"endpoints[{i}].basePath", f"a {ep.type} endpoint has no base path")
+
+        _duplicates(out, "dependencies", [d.name for d in self.dependencies], "name")
+        for i, dep in enumerate(self.dependencies):
+            if bool(dep.component) == bool(dep.url):
+                add(f"dependencies[{i}]", "give either a component (with its endpoint) or an external url")
+            if dep.url and (dep.project or dep.endpoint):
+                add(f"dependencies[{i}].url", "an external url dependency takes no project or endpoint")
+            if dep.url and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", dep.url):
+                add(f"dependencies[{i}].url", f"'{dep.url}' is not an absolute URL")
+            _duplicates(out, f"dependencies[{i}].env", [e.to for e in dep.env], "to")
+
+        injected = [e.name for e in self.configuration.env] + [e.to for d in self.dependencies for e in d.env]
+        _duplicates(out, "configuration.env", [e.name for e in self.configuration.env], "name")
+        for i, dep in enumerate(self.dependencies):
+            for j, e in enumerate(dep.env):
+                if injected.count(e.to) > 1 and e.to in {v.name for v in self.configuration.env}:
+                    add(f"dependencies[{i}].env[{j}].to", f"'{e.to}' is also set in configuration.env")
+        _duplicates(out, "configuration.files", [f.name for f in self.configuration.files], "name")
+        _duplicates(out, "configuration.files", [f.mountPath for f in self.configuration.files], "mountPath")
+
+        if self.scaling and self.scaling.minReplicas > self.scaling.maxReplicas:
+            add("scaling.minReplicas", "must not exceed scaling.maxReplicas")
+        if self.resources.cpu and not QUANTITY_CPU.match(self.resources.cpu):
+            add("resources.cpu", f"'{self.resources.cpu}' is not a CPU quantity (e.g. 500m, 1, 1.5)")
+        if self.resources.memory and not QUANTITY_MEMORY.match(self.resources.memory):
+            add("resources.memory", f"'{self.resources.memory}' is not a memory quantity (e.g. 256Mi, 1Gi)")
+        return out
+
+    def environment_names(self) -> set[str]:
+        """Every environment named in per-environment configuration values."""
+        names: set[str] = set()
+        for item in [*self.configuration.env, *self.configuration.files]:
+            names.update(item.environments)
+        return names
+
+
+def _duplicates(out: list[FieldProblem], base: str, values: list[str], field: str | None,
+                problem: str | None = None) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            path = f"{base}[{i}].{field}" if field else f"{base}[{i}]"
+            out.append(FieldProblem(path, problem or f"'{value}' is used more than once"))
+        seen.add(value)

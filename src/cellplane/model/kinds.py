@@ -1,0 +1,82 @@
+"""Specs of the platform-level kinds: Organization, Project, Environment, DeploymentPipeline, DataPlane."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cellplane.errors import FieldProblem
+from cellplane.model.meta import Name, Strict
+
+
+class OrganizationSpec(Strict):
+    displayName: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ProjectSpec(Strict):
+    displayName: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    deploymentPipeline: Name = Field(default="default", description="Promotion pipeline this project uses")
+
+
+class EnvironmentSpec(Strict):
+    displayName: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    dataPlane: Name | None = Field(default=None, description="DataPlane the environment runs on")
+    production: bool = False
+    requiresApproval: bool | None = Field(
+        default=None, description="Deploys into this environment need approval (defaults to `production`)"
+    )
+
+
+class PromotionTarget(Strict):
+    name: Name
+    requiresApproval: bool = False
+
+
+class PromotionPath(Strict):
+    source: Name
+    targets: list[PromotionTarget] = Field(min_length=1)
+
+
+class DeploymentPipelineSpec(Strict):
+    displayName: str | None = Field(default=None, max_length=200)
+    promotionPaths: list[PromotionPath] = Field(default_factory=list)
+
+    def problems(self) -> list[FieldProblem]:
+        out: list[FieldProblem] = []
+        seen: set[str] = set()
+        for i, path in enumerate(self.promotionPaths):
+            if path.source in seen:
+                out.append(FieldProblem(f"promotionPaths[{i}].source", f"'{path.source}' is listed twice"))
+            seen.add(path.source)
+            for j, target in enumerate(path.targets):
+                if target.name == path.source:
+                    out.append(FieldProblem(f"promotionPaths[{i}].targets[{j}].name",
+                                            "an environment cannot promote to itself"))
+        return out
+
+
+class Gateway(Strict):
+    externalUrl: str | None = Field(default=None, description="Base URL of the external (Public) gateway")
+    internalUrl: str | None = Field(default=None, description="Base URL of the internal (Organization) gateway")
+
+
+class KubernetesTarget(Strict):
+    apiServer: str | None = None
+    context: str | None = None
+    namespacePrefix: str = Field(default="cp", max_length=20)
+
+
+class DataPlaneSpec(Strict):
+    type: Literal["local", "kubernetes"] = "local"
+    displayName: str | None = Field(default=None, max_length=200)
+    gateway: Gateway = Field(default_factory=Gateway)
+    kubernetes: KubernetesTarget | None = None
+
+    def problems(self) -> list[FieldProblem]:
+        if self.type == "local" and self.kubernetes is not None:
+            return [FieldProblem("kubernetes", "only a data plane of type 'kubernetes' takes kubernetes settings")]
+        return []

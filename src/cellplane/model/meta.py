@@ -1,0 +1,75 @@
+"""Names, metadata and the document envelope shared by every kind."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def dns_label_problem(value: str) -> str | None:
+    """Why ``value`` is not a DNS-1123 label, or None when it is one."""
+    if not value:
+        return "must not be empty"
+    if len(value) > 63:
+        return f"must be at most 63 characters (got {len(value)})"
+    if not DNS_LABEL.match(value):
+        return (
+            f"'{value}' is not a valid name: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit (DNS-1123 label)"
+        )
+    return None
+
+
+def _check_dns_label(value: str) -> str:
+    problem = dns_label_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if len(key) > 253 or not LABEL_KEY.match(key):
+            raise ValueError(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
+        if len(val) > 63 or not LABEL_VALUE.match(val):
+            raise ValueError(f"label value '{val}' for '{key}' is not valid (at most 63 letters, digits, '-', '_', '.')")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_dns_label)]
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Metadata(Strict):
+    name: Name
+    organization: Name | None = Field(default=None, description="Owning organization (defaults to the caller's)")
+    project: Name | None = Field(default=None, description="Owning project, for project-scoped kinds")
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # Server-owned; accepted on input so that `get -o yaml` output can be applied again, then ignored.
+    uid: str | None = None
+    generation: int | None = None
+    creationTimestamp: datetime | None = None
+    updateTimestamp: datetime | None = None
+
+
+def drop_none(data: Any) -> Any:
+    """Recursively remove None values, for compact documents."""
+    if isinstance(data, dict):
+        return {k: drop_none(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [drop_none(v) for v in data]
+    return data
