@@ -170,7 +170,8 @@ class ComponentSpec(Strict):
         if self.build.mode == "command" and not (self.build.command or self.build.run):
             add("build.command", "build mode 'command' needs a build command or a run command")
         if self.build.dockerfile and self.build.mode not in ("dockerfile", "auto"):
-            add("build.dockerfile", f"a Dockerfile is only used with build mode 'dockerfile' (mode is '{self.build.mode}')")
+            add("build.dockerfile",
+                f"a Dockerfile is only used with build mode 'dockerfile' (mode is '{self.build.mode}')")
 
         if self.type == "scheduled-task" and self.schedule is None:
             add("schedule", "a scheduled-task needs a schedule (cron)")

@@ -39,7 +39,8 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
         if len(key) > 253 or not LABEL_KEY.match(key):
             raise ValueError(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
         if len(val) > 63 or not LABEL_VALUE.match(val):
-            raise ValueError(f"label value '{val}' for '{key}' is not valid (at most 63 letters, digits, '-', '_', '.')")
+            raise ValueError(f"label value '{val}' for '{key}' is not valid "
+                             "(at most 63 letters, digits, '-', '_', '.')")
     return value
 
 

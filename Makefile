@@ -1,0 +1,56 @@
+# Developer and CI entry points.  `make test` is what .ci/run runs.
+#
+#   make venv       create .venv and install the package editable with its test extras
+#   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
+#   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
+#   make run        start the control plane locally (HOST, PORT, DATA_DIR)
+#   make lint       ruff check only
+#   make clean      remove .venv and caches (never the data dir)
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+# Written after a successful install; depends on pyproject.toml so that editing the
+# dependencies re-runs the install on the next `make venv`/`make test`.
+STAMP    := $(VENV)/.cellplane-installed
+
+DATA_DIR ?= .cellplane
+HOST     ?= 127.0.0.1
+PORT     ?= 8780
+
+PYTEST_ARGS ?=
+# Set by .ci/run: pytest's own exit code is written there, because make reports any failing
+# recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
+PYTEST_RC_FILE ?=
+
+.PHONY: venv postgres test lint run clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[test]' \
+		|| $(BIN)/pip install --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+lint: venv
+	$(BIN)/ruff check src tests
+
+test: venv postgres
+	$(BIN)/ruff check src tests
+	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
+	exit $$rc
+
+run: venv
+	$(BIN)/cellplane controlplane serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	find . -path ./$(VENV) -prune -o -path ./$(DATA_DIR) -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 -r rm -rf

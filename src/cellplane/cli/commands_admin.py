@@ -1,0 +1,148 @@
+"""`config`, `create user`, `create token`, `grant`, `revoke`, `rolebindings`, `audit`, `admin rotate-key`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cellplane.cli.app import app, state
+from cellplane.cli.client import CliError
+from cellplane.cli.commands_resources import OUTPUT, PROJECT, create
+from cellplane.cli.output import Format, dump, err, out, table
+
+config = typer.Typer(help="Configuration values and secrets of a component.", no_args_is_help=True)
+admin = typer.Typer(help="Platform administration.", no_args_is_help=True)
+app.add_typer(config, name="config")
+app.add_typer(admin, name="admin")
+ENV = typer.Option(None, "--env", "-e", help="environment (default: every environment)")
+
+
+def _config_path(ctx: typer.Context, component: str, project: str | None) -> str:
+    st = state(ctx)
+    return f"/organizations/{st.org}/projects/{st.project(project)}/components/{component}/config"
+
+
+@config.command("set")
+def config_set(
+    ctx: typer.Context,
+    component: str = typer.Argument(...),
+    assignments: list[str] = typer.Argument(..., help="KEY=VALUE (VALUE '-' reads it from stdin)"),
+    env: str = ENV,
+    secret: bool = typer.Option(False, "--secret", help="encrypt at rest and never show the value"),
+    project: str = PROJECT,
+) -> None:
+    """Set configuration values; with --secret they are encrypted and shown masked from then on."""
+    pairs = []
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"'{item}' is not KEY=VALUE")
+        if value == "-":
+            value = sys.stdin.read().rstrip("\n")
+        pairs.append((key, value))
+    path = _config_path(ctx, component, project)
+    for key, value in pairs:
+        result = state(ctx).client.put(f"{path}/{key}", {"value": value, "secret": secret}, env=env)
+        where = f"in {env}" if env else "in every environment"
+        what = "unchanged" if not result["changed"] else f"set (version {result['version']})"
+        out.print(f"{key} {what} {where}" + (" [secret]" if secret else ""))
+
+
+@config.command("get")
+def config_get(ctx: typer.Context, component: str = typer.Argument(...), env: str = ENV, project: str = PROJECT,
+               output: Format = OUTPUT) -> None:
+    """Show a component's configuration (what it sees in --env); secrets are always masked."""
+    items = state(ctx).client.get(_config_path(ctx, component, project), env=env)["items"]
+    if output != Format.table:
+        return dump(items, output)
+    table(items, [("KEY", lambda c: c["key"]), ("VALUE", lambda c: c.get("value")), ("SECRET", lambda c: c["secret"]),
+                  ("ENVIRONMENT", lambda c: c.get("environment") or "all"), ("VERSION", lambda c: c.get("version")),
+                  ("SOURCE", lambda c: c.get("source"))], empty="No configuration.")
+
+
+@config.command("unset")
+def config_unset(ctx: typer.Context, component: str = typer.Argument(...), key: str = typer.Argument(...),
+                 env: str = ENV, project: str = PROJECT) -> None:
+    """Remove a value set with `config set`."""
+    state(ctx).client.delete(f"{_config_path(ctx, component, project)}/{key}", env=env)
+    out.print(f"{key} unset" + (f" in {env}" if env else ""))
+
+
+@create.command("user")
+def create_user(ctx: typer.Context, name: str = typer.Argument(...), email: str = typer.Option(None, "--email"),
+                superuser: bool = typer.Option(False, "--superuser", help="platform administrator")) -> None:
+    """Create a user (then: `create token --user NAME` and `grant ROLE --user NAME`)."""
+    state(ctx).client.post("/users", {"name": name, "email": email, "superuser": superuser})
+    out.print(f"user/{name} created")
+
+
+@create.command("token")
+def create_token(ctx: typer.Context, user: str = typer.Option(None, "--user", help="default: yourself"),
+                 name: str = typer.Option("default", "--name"),
+                 expires_in_days: int = typer.Option(None, "--expires-in-days", min=1)) -> None:
+    """Issue an API token. It is printed once, on stdout alone, and never stored in plaintext."""
+    client = state(ctx).client
+    user = user or client.get("/whoami")["user"]
+    body = {"name": name} | ({"expiresInDays": expires_in_days} if expires_in_days else {})
+    result = client.post(f"/users/{user}/tokens", body)
+    err.print(f"token {result['id']} for {user} (shown once; store it safely):")
+    print(result["token"])
+
+
+@app.command()
+def grant(ctx: typer.Context, role: str = typer.Argument(..., help="admin, developer or viewer"),
+          user: str = typer.Option(..., "--user"), project: str = typer.Option(None, "--project", "-p"),
+          env: str = typer.Option(None, "--env", "-e")) -> None:
+    """Grant a role on the organization, or on one project or environment of it."""
+    st = state(ctx)
+    body = {"user": user, "role": role, "project": project, "environment": env}
+    result = st.client.post(f"/organizations/{st.org}/rolebindings", body)
+    scope = f"project {project}" if project else f"environment {env}" if env else f"organization {st.org}"
+    out.print(f"rolebinding/{result['id']} created: {role} for {user} on {scope}")
+
+
+@app.command()
+def revoke(ctx: typer.Context, binding: str = typer.Argument(..., help="role binding id")) -> None:
+    """Remove a role binding."""
+    st = state(ctx)
+    st.client.delete(f"/organizations/{st.org}/rolebindings/{binding}")
+    out.print(f"rolebinding/{binding} deleted")
+
+
+@app.command()
+def rolebindings(ctx: typer.Context, output: Format = OUTPUT) -> None:
+    """List the organization's role bindings."""
+    st = state(ctx)
+    items = st.client.get(f"/organizations/{st.org}/rolebindings")["items"]
+    if output != Format.table:
+        return dump(items, output)
+    table(items, [("ID", lambda b: b["id"]), ("USER", lambda b: b["user"]), ("ROLE", lambda b: b["role"]),
+                  ("PROJECT", lambda b: b.get("project")), ("ENVIRONMENT", lambda b: b.get("environment"))],
+          empty="No role bindings.")
+
+
+@app.command()
+def audit(ctx: typer.Context, limit: int = typer.Option(50, "--limit", min=1, max=1000),
+          actor: str = typer.Option(None, "--actor"), kind: str = typer.Option(None, "--kind"),
+          all_orgs: bool = typer.Option(False, "--all-orgs", help="every organization you may see"),
+          output: Format = OUTPUT) -> None:
+    """Show audit events, newest first: who did what to which resource, when, and the outcome."""
+    st = state(ctx)
+    items = st.client.get("/audit", limit=limit, actor=actor, kind=kind,
+                          organization=None if all_orgs else st.org)["items"]
+    if output != Format.table:
+        return dump(items, output)
+    table(items, [("TIME", lambda a: a["at"][:19].replace("T", " ")), ("ACTOR", lambda a: a["actor"]),
+                  ("ACTION", lambda a: a["action"]),
+                  ("RESOURCE", lambda a: "/".join(x for x in (a.get("kind"), a.get("project"), a.get("name")) if x)),
+                  ("OUTCOME", lambda a: a["outcome"]), ("MESSAGE", lambda a: a.get("message"))],
+          empty="No audit events.")
+
+
+@admin.command("rotate-key")
+def rotate_key(ctx: typer.Context) -> None:
+    """Re-encrypt every secret under a new master key, while the control plane keeps serving."""
+    result = state(ctx).client.post("/admin/rotate-key", {})
+    out.print(f"master key rotated: new key {result['keyId']}, {result['reencrypted']} secrets re-encrypted, "
+              f"retired {', '.join(result['retiredKeys']) or 'no keys'}")

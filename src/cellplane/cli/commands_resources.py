@@ -1,0 +1,236 @@
+"""`apply`, `get`, `describe`, `delete`, `create project`, `create component`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from cellplane.cli.app import app, kind_or_fail, state
+from cellplane.cli.client import ApiError, CliError
+from cellplane.cli.output import COLUMNS, Format, dump, err, out, table
+from cellplane.model import KindInfo
+
+create = typer.Typer(help="Create a resource.", no_args_is_help=True)
+app.add_typer(create, name="create")
+
+OUTPUT = typer.Option(Format.table, "-o", "--output", help="table, json or yaml")
+PROJECT = typer.Option(None, "--project", "-p", help="project (default: the context's)")
+
+
+def read_documents(sources: list[str]) -> tuple[list[Any], list[str]]:
+    """Documents from files, directories and '-' (stdin), with a label per document for error messages."""
+    docs, labels = [], []
+    for source in sources:
+        if source == "-":
+            items = [("<stdin>", sys.stdin.read())]
+        else:
+            path = Path(source)
+            if path.is_dir():
+                files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+                if not files:
+                    raise CliError(f"{source}: no .yaml, .yml or .json files in this directory")
+            elif path.is_file():
+                files = [path]
+            else:
+                raise CliError(f"{source}: no such file or directory")
+            items = [(str(f), _read(f)) for f in files]
+        for label, text in items:
+            try:
+                found = [d for d in yaml.safe_load_all(text) if d is not None]
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(e, "problem", None) or str(e)
+                raise CliError(f"{label}:{where}: not valid YAML: {problem}") from None
+            for n, doc in enumerate(found, 1):
+                docs.append(doc)
+                labels.append(f"{label} (document {n})" if len(found) > 1 else label)
+    if not docs:
+        raise CliError("no documents to apply")
+    return docs, labels
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"{path}: cannot read: {e}") from None
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    filename: list[str] = typer.Option(..., "-f", "--filename", help="YAML file, directory, or - for stdin"),
+    project: str = PROJECT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and show what would change"),
+    output: Format = OUTPUT,
+) -> None:
+    """Create or update resources from YAML documents: all of them, or none."""
+    st = state(ctx)
+    docs, labels = read_documents(filename)
+    body = {"organization": st.org, "project": st.project(project, required=False), "documents": docs}
+    try:
+        result = st.client.post("/apply", body, dryRun=dry_run or None)
+    except ApiError as e:
+        raise CliError(_with_labels(str(e), labels)) from None
+    if output != Format.table:
+        return dump(result, output)
+    suffix = " (dry run)" if dry_run else ""
+    for r in result["results"]:
+        out.print(f"{r['kind'].lower()}/{r['name']} {r['action']}{suffix}")
+        for w in r.get("warnings") or []:
+            err.print(f"[yellow]warning:[/] {w}")
+
+
+def _with_labels(message: str, labels: list[str]) -> str:
+    """Name the file of a document instead of its index in the request."""
+    return re.sub(r"documents\[(\d+)\]\.?",
+                  lambda m: f"{labels[int(m.group(1))]}: " if int(m.group(1)) < len(labels) else m.group(0), message)
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="organizations, projects, components, environments, ..."),
+    name: str = typer.Argument(None, help="one resource by name"),
+    project: str = PROJECT,
+    output: Format = OUTPUT,
+    limit: int = typer.Option(None, "--limit", min=1, help="show at most this many"),
+) -> None:
+    """List resources of a kind, or show one."""
+    st = state(ctx)
+    info = kind_or_fail(kind)
+    proj = st.project(project, required=name is not None) if info.scope == "project" else None
+    base = st.base(info, proj)
+    if name:
+        doc = st.client.get(f"{base}/{name}")
+        return dump(doc, output) if output != Format.table else table([doc], COLUMNS[info.kind])
+    items = list(st.client.list_all(base, limit))
+    if output != Format.table:
+        return dump({"apiVersion": "cellplane.dev/v1alpha1", "kind": f"{info.kind}List", "items": items}, output)
+    table(items, COLUMNS[info.kind], empty=f"No {info.plural} found.")
+
+
+@app.command()
+def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = typer.Argument(...),
+             project: str = PROJECT, output: Format = OUTPUT) -> None:
+    """Show one resource in detail (components: endpoints, connections and configuration)."""
+    st = state(ctx)
+    info = kind_or_fail(kind)
+    proj = st.project(project) if info.scope == "project" else None
+    doc = st.client.get(f"{st.base(info, proj)}/{name}")
+    config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"] if info.kind == "Component" else None
+    if output != Format.table:
+        return dump({**doc, "configuration": config} if config is not None else doc, output)
+    _describe(info, doc, config)
+
+
+def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] | None) -> None:
+    meta, spec = doc["metadata"], doc["spec"]
+    where = "/".join(p for p in (meta.get("organization"), meta.get("project")) if p)
+    out.print(f"[bold]{info.kind}[/] {meta['name']}" + (f"  ({where})" if where else ""))
+    out.print(f"  generation {meta.get('generation')}, created {meta.get('creationTimestamp')}")
+    for key in ("labels", "annotations"):
+        if meta.get(key):
+            out.print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in meta[key].items()))
+    if info.kind != "Component":
+        out.print(yaml.safe_dump({"spec": spec}, sort_keys=False).rstrip())
+        return
+    schedule = f"  schedule: {spec['schedule']['cron']}" if spec.get("schedule") else ""
+    out.print(f"  type: {spec.get('type')}{schedule}")
+    src = spec.get("source") or {}
+    if src.get("repository"):
+        ref = src.get("branch") or src.get("ref") or "default branch"
+        out.print(f"  source: {src['repository']} @ {ref}, path {src.get('path', '.')}")
+    out.print()
+    table(spec.get("endpoints") or [], [
+        ("ENDPOINT", lambda e: e["name"]), ("PORT", lambda e: e["port"]), ("TYPE", lambda e: e["type"]),
+        ("BASE PATH", lambda e: e.get("basePath")), ("VISIBILITY", lambda e: ", ".join(e.get("visibility", []))),
+        ("CONTRACT", lambda e: e.get("contract"))], empty="No endpoints.")
+    out.print()
+    table(spec.get("dependencies") or [], [
+        ("CONNECTION", lambda d: d["name"]),
+        ("TARGET", lambda d: d.get("url") or "/".join(x for x in (d.get("project"), d.get("component"),
+                                                                     d.get("endpoint")) if x)),
+        ("ENV", lambda d: ", ".join(f"{e['to']}←{e['from']}" for e in d.get("env") or []))], empty="No connections.")
+    out.print()
+    table(config or [], [
+        ("CONFIG", lambda c: c["key"]), ("VALUE", lambda c: c.get("value")), ("SECRET", lambda c: c["secret"]),
+        ("ENVIRONMENT", lambda c: c.get("environment") or "all"), ("SOURCE", lambda c: c.get("source"))],
+        empty="No configuration.")
+
+
+@app.command()
+def delete(ctx: typer.Context, kind: str = typer.Argument(...), name: str = typer.Argument(...),
+           project: str = PROJECT) -> None:
+    """Delete a resource and everything it owns."""
+    st = state(ctx)
+    info = kind_or_fail(kind)
+    proj = st.project(project) if info.scope == "project" else None
+    result = st.client.delete(f"{st.base(info, proj)}/{name}")
+    for item in result["deleted"]:
+        out.print(f"{item} deleted")
+
+
+@create.command("project")
+def create_project(ctx: typer.Context, name: str = typer.Argument(...),
+                   display_name: str = typer.Option(None, "--display-name"),
+                   description: str = typer.Option(None, "--description"),
+                   pipeline: str = typer.Option(None, "--pipeline", help="deployment pipeline (default: default)")
+                   ) -> None:
+    """Create a project (a cell in every environment)."""
+    st = state(ctx)
+    spec = {k: v for k, v in {"displayName": display_name, "description": description,
+                              "deploymentPipeline": pipeline}.items() if v is not None}
+    st.client.post(f"/organizations/{st.org}/projects", {"metadata": {"name": name}, "spec": spec})
+    out.print(f"project/{name} created")
+
+
+@create.command("component")
+def create_component(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    project: str = PROJECT,
+    source: str = typer.Option(..., "--source", help="directory or git URL"),
+    path: str = typer.Option(".", "--path", help="sub-directory of the component in the source"),
+    branch: str = typer.Option(None, "--branch"),
+    ref: str = typer.Option(None, "--ref", help="tag or commit"),
+    type_: str = typer.Option(None, "--type", help="component type (default: from the source, else service)"),
+    output: Format = OUTPUT,
+) -> None:
+    """Create a component from its source; `.choreo/` descriptors there give its endpoints and connections."""
+    from cellplane.choreo import read_descriptor_files
+
+    st = state(ctx)
+    proj = st.project(project)
+    body: dict[str, Any] = {"name": name, "source": {"repository": source, "path": path}}
+    local = Path(source).expanduser()
+    if local.is_dir() and not branch and not ref:
+        root = local.resolve()
+        target = (root / path).resolve()
+        if not target.is_dir():
+            raise CliError(f"--path {path}: no such directory in {root}")
+        body["source"]["repository"] = str(root)
+        body["files"] = read_descriptor_files(target)
+    elif local.is_dir():
+        body["source"]["repository"] = str(local.resolve())
+    for key, value in (("branch", branch), ("ref", ref)):
+        if value:
+            body["source"][key] = value
+    if type_:
+        body["spec"] = {"type": type_}
+    result = st.client.post(f"/organizations/{st.org}/projects/{proj}/component-imports", body)
+    if output != Format.table:
+        return dump(result, output)
+    out.print(f"component/{name} created" + (f" from {result['descriptor']}" if result.get("descriptor") else ""))
+    for w in result.get("warnings") or []:
+        err.print(f"[yellow]warning:[/] {w}")
+    eps = result["component"]["spec"].get("endpoints") or []
+    for e in eps:
+        out.print(f"  endpoint {e['name']}: port {e['port']} {e['type']} {e.get('basePath', '/')} "
+                  f"({', '.join(e.get('visibility', []))})")

@@ -1,0 +1,94 @@
+"""`controlplane serve`, `login`, `whoami`, `version`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from cellplane import API_VERSION, __version__
+from cellplane.cli.app import app, state
+from cellplane.cli.client import Client, CliError
+from cellplane.cli.context import save_context
+from cellplane.cli.output import Format, dump, err, out
+
+controlplane = typer.Typer(help="Run the control plane.", no_args_is_help=True)
+app.add_typer(controlplane, name="controlplane")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CELLPLANE_HOME") or ".cellplane")
+
+
+@controlplane.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8780, min=1, max=65535, help="port to listen on"),
+    data_dir: Path = typer.Option(None, "--data-dir", help="data directory [env: CELLPLANE_HOME; default .cellplane]"),
+    database_url: str = typer.Option(None, "--database-url", envvar="CELLPLANE_DATABASE_URL",
+                                     help="postgresql+psycopg://... (default: SQLite in the data directory)"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Start the control plane's REST API (embedded SQLite unless --database-url is given)."""
+    import uvicorn
+
+    from cellplane.controlplane.api.app import create_app
+
+    data_dir = (data_dir or default_data_dir()).resolve()
+    application = create_app(data_dir, database_url)
+    platform = application.state.platform
+    url = f"http://{host}:{port}"
+    err.print(f"[bold]Cellplane {__version__}[/] control plane on [cyan]{url}[/] "
+              f"(data: {data_dir}, database: {platform.store.backend})")
+    if platform.created_admin:
+        err.print(f"Created user 'admin'; its token is in {platform.admin_token_path} (mode 0600).")
+    elif platform.admin_token_path.exists():
+        err.print(f"The admin token is in {platform.admin_token_path}.")
+    err.print(f"Log in from another terminal:  cellplane login --server {url} "
+              f"--token \"$(cat {platform.admin_token_path})\"")
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    server: str = typer.Option(..., "--server", help="control plane URL"),
+    token: str = typer.Option(..., "--token", help="API token (use \"$(cat FILE)\" to keep it out of history)"),
+    name: str = typer.Option("default", "--context", help="name of the saved context"),
+) -> None:
+    """Check a token against a control plane and save it as the current context."""
+    settings = state(ctx).settings
+    who = Client(server.rstrip("/"), token.strip()).get("/whoami")
+    org = settings.organization if settings.organization != "default" else None
+    path = save_context(name, server.rstrip("/"), token.strip(), org, settings.project)
+    out.print(f"Logged in to {server} as [bold]{who['user']}[/] (context '{name}', saved in {path}).")
+
+
+@app.command()
+def whoami(ctx: typer.Context, output: Format = typer.Option(Format.table, "-o", "--output")) -> None:
+    """Show who the current token belongs to, and its roles."""
+    who = state(ctx).client.get("/whoami")
+    if output != Format.table:
+        return dump(who, output)
+    out.print(f"{who['user']}" + (" (platform administrator)" if who["superuser"] else ""))
+    for r in who["roles"]:
+        scope = (f"project {r['project']}" if r.get("project")
+                 else f"environment {r['environment']}" if r.get("environment") else None)
+        out.print(f"  {r['role']} on organization {r['organization']}" + (f", {scope}" if scope else ""))
+
+
+@app.command()
+def version(ctx: typer.Context, output: Format = typer.Option(Format.table, "-o", "--output")) -> None:
+    """Show the CLI's version and, when reachable, the control plane's."""
+    info: dict = {"client": {"version": __version__, "apiVersion": API_VERSION}}
+    try:
+        info["server"] = state(ctx).client.get("/version")
+    except CliError as e:
+        info["server"] = {"error": str(e)}
+    if output != Format.table:
+        return dump(info, output)
+    out.print(f"Client: {__version__} ({API_VERSION})")
+    server = info["server"]
+    out.print(f"Server: {server['version']} ({server['database']})" if "version" in server
+              else f"Server: unavailable ({server['error']})")

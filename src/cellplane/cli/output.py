@@ -1,0 +1,94 @@
+"""Rendering for people (tables) and for programs (json, yaml)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+# Piped output is not cut at 80 columns: tables stay one line per row for grep and friends.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def dump(data: Any, fmt: Format) -> None:
+    if fmt == Format.json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def age(timestamp: str | None) -> str:
+    if not timestamp:
+        return ""
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return ""
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]],
+          empty: str = "No resources found.") -> None:
+    if not rows:
+        err.print(empty)
+        return
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for title, _ in columns:
+        t.add_column(title)
+    for row in rows:
+        t.add_row(*[_cell(fn(row)) for _, fn in columns])
+    out.print(t)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("[", r"\[")
+
+
+def _endpoints(doc: dict[str, Any]) -> str:
+    eps = doc["spec"].get("endpoints") or []
+    return ", ".join(f"{e['name']}:{e['port']}{e.get('basePath', '/') if e.get('basePath', '/') != '/' else ''}"
+                     f" ({'/'.join(e.get('visibility', []))})" for e in eps) or "-"
+
+
+def _paths(doc: dict[str, Any]) -> str:
+    return ", ".join(f"{p['source']}→{'|'.join(t['name'] for t in p['targets'])}"
+                     for p in doc["spec"].get("promotionPaths") or []) or "-"
+
+
+Getter = Callable[[dict[str, Any]], Any]
+NAME: tuple[str, Getter] = ("NAME", lambda d: d["metadata"]["name"])
+AGE: tuple[str, Getter] = ("AGE", lambda d: age(d["metadata"].get("creationTimestamp")))
+
+COLUMNS: dict[str, list[tuple[str, Getter]]] = {
+    "Organization": [NAME, ("DISPLAY NAME", lambda d: d["spec"].get("displayName")), AGE],
+    "Project": [NAME, ("PIPELINE", lambda d: d["spec"].get("deploymentPipeline")),
+                ("DESCRIPTION", lambda d: d["spec"].get("description")), AGE],
+    "Component": [NAME, ("PROJECT", lambda d: d["metadata"].get("project")), ("TYPE", lambda d: d["spec"].get("type")),
+                  ("ENDPOINTS", _endpoints), AGE],
+    "Environment": [NAME, ("DATA PLANE", lambda d: d["spec"].get("dataPlane")),
+                    ("PRODUCTION", lambda d: d["spec"].get("production")), AGE],
+    "DeploymentPipeline": [NAME, ("PROMOTION PATHS", _paths), AGE],
+    "DataPlane": [NAME, ("TYPE", lambda d: d["spec"].get("type")), AGE],
+}

@@ -1,0 +1,45 @@
+"""The control plane's REST API (FastAPI): ``/api/v1``, OpenAPI at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from cellplane import API_VERSION, __version__
+from cellplane.controlplane.api import config, errors, identity, imports, resources
+from cellplane.controlplane.platform import Platform
+
+
+def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
+    platform = Platform(data_dir, database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        platform.close()
+
+    app = FastAPI(title="Cellplane control plane", version=__version__, lifespan=lifespan,
+                  description="Organizations, projects (cells), components, environments and pipelines.")
+    app.state.platform = platform
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/version", tags=["meta"])
+    def version() -> dict[str, Any]:
+        return {"version": __version__, "apiVersion": API_VERSION, "database": platform.store.backend}
+
+    api.include_router(resources.router)
+    api.include_router(imports.router)
+    api.include_router(config.router)
+    api.include_router(identity.router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,74 @@
+"""Routes for a component's configuration values; secrets are accepted, stored encrypted, shown masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cellplane.controlplane import config as service
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.model import KINDS
+
+router = APIRouter(tags=["config"])
+BASE = "/organizations/{org}/projects/{project}/components/{component}/config"
+ENV = Query(None, max_length=63, description="environment; omit for a value used in every environment")
+
+
+class ConfigValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(max_length=1_048_576)
+    secret: bool = False
+
+
+def _component(s: Any, org: str, project: str, component: str) -> Any:
+    place = store.Place(KINDS["Component"], org, project)
+    store.require_owner(s, place, field_path="path")
+    return store.get(s, place, component)
+
+
+def _environment(s: Any, org: str, env: str | None) -> str:
+    if env:
+        store.get(s, store.Place(KINDS["Environment"], org), env)
+    return env or service.ALL
+
+
+@router.get(BASE)
+def list_config(request: Request, org: str, project: str, component: str, env: str | None = ENV,
+                who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        require(who, "config:read", Target(org, project, env or ""))
+        row = _component(s, org, project, component)
+        _environment(s, org, env)
+        return {"items": service.effective(s, org, project, component, row.spec, env)}
+
+
+@router.put(BASE + "/{key}")
+def set_config(request: Request, org: str, project: str, component: str, key: str, body: ConfigValue,
+               env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    work = Work("config.set", "Component", org, project, component, f"{key} ({'secret' if body.secret else 'plain'})"
+                + (f" in {env}" if env else ""))
+    with audited(p, who, work) as s:
+        require(who, "config:write", Target(org, project, env or ""))
+        _component(s, org, project, component)
+        environment = _environment(s, org, env)
+        row, changed = service.set_value(s, p.keyring, org, project, component, environment, key, body.value,
+                                         body.secret, who.user)
+        work.message += "" if changed else " unchanged"
+        return {**service.public_view(row), "changed": changed}
+
+
+@router.delete(BASE + "/{key}")
+def unset_config(request: Request, org: str, project: str, component: str, key: str, env: str | None = ENV,
+                 who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with audited(p, who, Work("config.unset", "Component", org, project, component, key)) as s:
+        require(who, "config:write", Target(org, project, env or ""))
+        _component(s, org, project, component)
+        service.unset_value(s, org, project, component, _environment(s, org, env), key)
+        return {"deleted": key}

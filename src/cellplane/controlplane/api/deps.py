@@ -1,0 +1,90 @@
+"""Request plumbing shared by the routes: the caller, permission checks and audited units of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from cellplane.controlplane import audit, identity
+from cellplane.controlplane.platform import Platform
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.errors import CellplaneError, ForbiddenError
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def principal(request: Request) -> Principal:
+    p = platform(request)
+    with p.store.transaction() as s:
+        return identity.authenticate(s, p.token_key, bearer(request))
+
+
+def require(who: Principal, permission: str, target: Target) -> None:
+    if not who.can(permission, target):
+        held = "; ".join(b.describe() for b in who.bindings if b.organization == target.organization)
+        raise ForbiddenError(
+            f"permission '{permission}' is required on {target.describe()}"
+            + (f" (you have: {held})" if held else f" (you have no role in organization '{target.organization}')"),
+        )
+
+
+def require_superuser(who: Principal, what: str) -> None:
+    if not who.superuser:
+        raise ForbiddenError(f"only a platform administrator may {what}")
+
+
+@dataclass
+class Work:
+    """What an audited unit of work is about; routes may fill in details as they learn them."""
+
+    action: str
+    kind: str = ""
+    organization: str = ""
+    project: str = ""
+    name: str = ""
+    message: str = ""
+
+
+@contextmanager
+def audited(p: Platform, who: Principal, work: Work, dry_run: bool = False) -> Iterator[Session]:
+    """One transaction for a mutation, with its audit event; a failure is audited in a transaction of its own."""
+    try:
+        with p.store.transaction(dry_run=dry_run) as s:
+            yield s
+            if not dry_run:
+                audit.record(s, who.user, work.action, "succeeded", work.kind, work.organization, work.project,
+                             work.name, work.message)
+    except CellplaneError as e:
+        outcome = "denied" if e.status in (401, 403) else "failed"
+        with p.store.transaction() as s:
+            audit.record(s, who.user, work.action, outcome, work.kind, work.organization, work.project, work.name,
+                         e.message)
+        raise
+
+
+@dataclass
+class Page:
+    limit: int
+    after: str | None
+
+
+def page(limit: int = Query(100, ge=1, le=1000, description="page size"),
+         continue_: str | None = Query(None, alias="continue", max_length=1000,
+                                       description="token from the previous page")) -> Page:
+    return Page(limit, continue_)
+
+
+Caller = Depends(principal)
+Paging = Depends(page)

@@ -1,0 +1,71 @@
+"""Creating a component from its source: the repository's ``.choreo/`` descriptors become its spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cellplane import API_VERSION
+from cellplane.choreo import import_choreo, read_descriptor_files
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.sources import checkout, subdirectory
+from cellplane.errors import CellplaneError
+from cellplane.model import parse_document
+
+router = APIRouter(tags=["components"])
+
+
+class ImportSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repository: str = Field(min_length=1, max_length=2000)
+    branch: str | None = Field(default=None, max_length=250)
+    ref: str | None = Field(default=None, max_length=250)
+    path: str = Field(default=".", max_length=1000)
+
+
+class ComponentImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=63)
+    source: ImportSource
+    files: dict[str, str] | None = Field(
+        default=None, description="descriptor files read by the client ({'.choreo/component.yaml': text}); "
+        "when absent the control plane reads them from the source")
+    spec: dict[str, Any] = Field(default_factory=dict, description="spec fields that override the descriptors")
+    labels: dict[str, str] = Field(default_factory=dict)
+    dryRun: bool = False
+
+
+@router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201)
+def import_component(request: Request, org: str, project: str, body: ComponentImport,
+                     who: Principal = Caller) -> dict[str, Any]:
+    """Create a component whose endpoints, connections and configuration come from its source."""
+    p = platform(request)
+    work = Work("create", "Component", org, project, body.name, f"from {body.source.repository}")
+    with audited(p, who, work, dry_run=body.dryRun) as s:
+        require(who, "components:create", Target(org, project))
+        files = body.files
+        if files is None:
+            with checkout(body.source.repository, body.source.branch, body.source.ref) as root:
+                files = read_descriptor_files(subdirectory(root, body.source.path))
+        found = import_choreo(files)
+        source = body.source.model_dump(exclude_none=True)
+        spec = {**found.spec, **body.spec, "source": {**source, **body.spec.get("source", {})}}
+        raw = {"apiVersion": API_VERSION, "kind": "Component",
+               "metadata": {"name": body.name, "organization": org, "project": project, "labels": body.labels},
+               "spec": spec}
+        try:
+            doc = parse_document(raw)
+        except CellplaneError as e:
+            if found.descriptor:
+                e.message += f" (mapped from {found.descriptor})"
+            raise
+        doc.warnings = found.warnings
+        place = store.Place(doc.info, org, project)
+        store.create(s, doc, place, p.keyring, who.user)
+        work.message += f" ({found.descriptor or 'no descriptor'})"
+        return {"component": store.to_document(store.get(s, place, doc.name)), "descriptor": found.descriptor,
+                "warnings": found.warnings, "dryRun": body.dryRun}

@@ -1,0 +1,273 @@
+"""Routes for resources of every kind, and ``apply`` of many documents in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+
+from cellplane import API_VERSION
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api.deps import Caller, Page, Paging, Work, audited, platform, require, require_superuser
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
+from cellplane.model import KINDS, Document, KindInfo, parse_document
+from cellplane.store.tables import ResourceRow
+
+router = APIRouter()
+DOCUMENT = Body(..., description="a resource document (apiVersion, kind, metadata, spec)")
+
+
+def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
+    if info.kind == "Project":
+        return Target(org, name)
+    if info.kind == "Environment":
+        return Target(org, "", name)
+    if info.kind == "Organization":
+        return Target(name)
+    return Target(org, project)
+
+
+def can_read(who: Principal, row: ResourceRow) -> bool:
+    info = KINDS[row.kind]
+    if info.kind == "Organization":
+        return who.member_of(row.name)
+    if info.kind == "Project":
+        return who.sees_project(row.organization, row.name)
+    if info.scope == "project":
+        return who.sees_project(row.organization, row.project)
+    return who.member_of(row.organization)
+
+
+def _list(request: Request, who: Principal, info: KindInfo, org: str | None, project: str | None,
+          page: Page) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        if org is not None:
+            store.require_owner(s, store.Place(KINDS["Project"] if project is None else info, org, project or ""),
+                                field_path="path")
+            if project is not None and not who.sees_project(org, project):
+                require(who, f"{info.plural}:list", Target(org, project))
+            elif project is None and not who.member_of(org):
+                require(who, f"{info.plural}:list", Target(org))
+        rows, cont = store.list_rows(s, info.kind, org, project, page.limit, page.after,
+                                     visible=lambda row: can_read(who, row))
+        return {"apiVersion": API_VERSION, "kind": f"{info.kind}List",
+                "items": [store.to_document(r) for r in rows], "metadata": {"continue": cont}}
+
+
+def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        place = store.Place(info, org, project)
+        row = store.find(s, place, name)
+        if row is None or not can_read(who, row):
+            if row is not None or who.member_of(org or name):
+                require(who, f"{info.plural}:get", target_of(info, org, project, name))
+            raise NotFoundError(f"{place.describe(name)} not found")
+        return store.to_document(row)
+
+
+def _document(raw: Any, info: KindInfo, org: str, project: str, name: str | None) -> Document:
+    if isinstance(raw, dict):
+        raw = {"apiVersion": API_VERSION, "kind": info.kind, **raw}
+    doc = parse_document(raw)
+    problems = []
+    if doc.kind != info.kind:
+        problems.append(FieldProblem("kind", f"this path takes a {info.kind}, not a {doc.kind}"))
+    if name is not None and doc.name != name:
+        problems.append(FieldProblem("metadata.name", f"must match the name in the path ('{name}')"))
+    if org and doc.metadata.organization not in (None, org):
+        problems.append(FieldProblem("metadata.organization", f"must match the path ('{org}')"))
+    if project and doc.metadata.project not in (None, project):
+        problems.append(FieldProblem("metadata.project", f"must match the path ('{project}')"))
+    if problems:
+        raise InvalidError("the document does not match the request path", problems)
+    return doc
+
+
+def _write(request: Request, who: Principal, info: KindInfo, org: str, project: str, raw: Any,
+           name: str | None, replace: bool, dry_run: bool) -> JSONResponse:
+    p = platform(request)
+    work = Work("update" if replace else "create", info.kind, org, project, name or "")
+    with audited(p, who, work, dry_run) as s:
+        doc = _document(raw, info, org, project, name)
+        work.name = doc.name
+        place = store.Place(info, org, project)
+        exists = store.find(s, place, doc.name) is not None
+        if info.kind == "Organization" and not exists:
+            require_superuser(who, "create organizations")
+        require(who, f"{info.plural}:{'update' if exists else 'create'}", target_of(info, org, project, doc.name))
+        results = (store.apply if replace else store.create)(s, doc, place, p.keyring, who.user)
+        work.message = ", ".join(f"{r.kind.lower()}/{r.name} {r.action}" for r in results)
+        row = store.get(s, place, doc.name)
+        body = store.to_document(row)
+        body["status"] = {**body["status"], "warnings": doc.warnings} if doc.warnings else body["status"]
+    return JSONResponse(body, status_code=201 if results[0].action == "created" else 200)
+
+
+def _delete(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> dict[str, Any]:
+    p = platform(request)
+    with audited(p, who, Work("delete", info.kind, org, project, name)) as s:
+        place = store.Place(info, org, project)
+        require(who, f"{info.plural}:delete", target_of(info, org, project, name))
+        deleted = store.delete_resource(s, place, name)
+    return {"deleted": deleted}
+
+
+def _register(info: KindInfo) -> None:
+    """Five routes per kind; the path parameters depend on the kind's scope."""
+    tag = [info.plural]
+    if info.scope == "cluster":
+        base = f"/{info.plural}"
+
+        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+            return _list(request, who, info, None, None, page)
+
+        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
+        def create(request: Request, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+                   dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, "", "", body, None, False, dryRun)
+
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        def get(request: Request, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _get(request, who, info, "", "", name)
+
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
+        def put(request: Request, name: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+                dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, "", "", body, name, True, dryRun)
+
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        def delete(request: Request, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _delete(request, who, info, "", "", name)
+
+    elif info.scope == "organization":
+        base = f"/organizations/{{org}}/{info.plural}"
+
+        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        def list_o(request: Request, org: str, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+            return _list(request, who, info, org, None, page)
+
+        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
+        def create_o(request: Request, org: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+                     dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, org, "", body, None, False, dryRun)
+
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        def get_o(request: Request, org: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _get(request, who, info, org, "", name)
+
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
+        def put_o(request: Request, org: str, name: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+                  dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, org, "", body, name, True, dryRun)
+
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        def delete_o(request: Request, org: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _delete(request, who, info, org, "", name)
+
+    else:
+        base = f"/organizations/{{org}}/projects/{{project}}/{info.plural}"
+
+        @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization")
+        def list_all(request: Request, org: str, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+            return _list(request, who, info, org, None, page)
+
+        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        def list_p(request: Request, org: str, project: str, who: Principal = Caller,
+                   page: Page = Paging) -> dict[str, Any]:
+            return _list(request, who, info, org, project, page)
+
+        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
+        def create_p(request: Request, org: str, project: str, who: Principal = Caller,
+                     body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, org, project, body, None, False, dryRun)
+
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        def get_p(request: Request, org: str, project: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _get(request, who, info, org, project, name)
+
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
+        def put_p(request: Request, org: str, project: str, name: str, who: Principal = Caller,
+                  body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
+            return _write(request, who, info, org, project, body, name, True, dryRun)
+
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        def delete_p(request: Request, org: str, project: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+            return _delete(request, who, info, org, project, name)
+
+
+for _info in sorted(KINDS.values(), key=lambda i: i.order):
+    _register(_info)
+
+
+@router.post("/apply", tags=["apply"])
+def apply(request: Request, who: Principal = Caller,
+          body: dict[str, Any] = Body(..., examples=[{"organization": "default", "documents": []}]),
+          dryRun: bool = Query(False, description="validate and report what would change, store nothing"),
+          ) -> dict[str, Any]:
+    """Create or update many documents in one transaction: all of them are stored, or none."""
+    p = platform(request)
+    work = Work("apply", "", str(body.get("organization") or ""), str(body.get("project") or ""))
+    results = []
+    with audited(p, who, work, dry_run=dryRun) as s:
+        org, project, docs = _parse_all(body)
+        work.name = f"{len(docs)} documents"
+        for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
+            try:
+                place = store.place_of(doc, org, project)
+                name_target = target_of(doc.info, place.organization, place.project, doc.name)
+                exists = store.find(s, place, doc.name) is not None
+                if doc.kind == "Organization" and not exists:
+                    require_superuser(who, "create organizations")
+                require(who, f"{doc.info.plural}:{'update' if exists else 'create'}", name_target)
+                for r in store.apply(s, doc, place, p.keyring, who.user):
+                    results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
+                                    **r.as_dict()})
+            except CellplaneError as e:
+                e = e.prefixed(f"documents[{i}]")
+                if not e.details:
+                    e.details.append(FieldProblem(f"documents[{i}]", e.message))
+                e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
+                raise e from None
+        work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
+    return {"dryRun": dryRun, "results": results}
+
+
+def _parse_all(body: dict[str, Any]) -> tuple[str | None, str | None, list[tuple[int, Document]]]:
+    """Every document is validated before any is stored; all problems are reported together."""
+    org, project, raws = _apply_body(body)
+    docs, problems = [], []
+    for i, raw in enumerate(raws):
+        try:
+            docs.append((i, parse_document(raw)))
+        except CellplaneError as e:
+            problems.extend(e.prefixed(f"documents[{i}]").details)
+            if not e.details:
+                problems.append(FieldProblem(f"documents[{i}]", e.message))
+    if problems:
+        bad = len({p.field.split("]")[0] for p in problems})
+        raise InvalidError(f"{bad} of {len(raws)} documents are not valid; nothing was applied", problems)
+    return org, project, docs
+
+
+def _apply_body(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any]]:
+    problems = []
+    unknown = set(body) - {"organization", "project", "documents"}
+    problems += [FieldProblem(k, "unknown field") for k in sorted(unknown)]
+    docs = body.get("documents")
+    if not isinstance(docs, list):
+        problems.append(FieldProblem("documents", "required: a list of documents"))
+    elif not docs:
+        problems.append(FieldProblem("documents", "no documents to apply"))
+    elif len(docs) > 5000:
+        problems.append(FieldProblem("documents", "at most 5000 documents in one apply"))
+    for key in ("organization", "project"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            problems.append(FieldProblem(key, "must be a string"))
+    if problems:
+        raise InvalidError("the apply request is not valid", problems)
+    return body.get("organization"), body.get("project"), docs

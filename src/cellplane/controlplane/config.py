@@ -1,0 +1,141 @@
+"""Configuration values per component and environment, versioned; secret values encrypted at rest.
+
+Values come from two places: the component spec (``configuration.env`` / ``configuration.files``)
+and values set later with ``config set``. Secret values never stay in the spec: applying a spec
+that carries one moves it here, encrypted, and the stored spec keeps only the entry's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cellplane.controlplane.keyring import MASK, KeyRing
+from cellplane.errors import FieldProblem, InvalidError, NotFoundError
+from cellplane.model.component import ENV_NAME
+from cellplane.store.tables import ConfigValueRow, now
+
+ALL = ""  # environment column value meaning "every environment"
+FILE_PREFIX = "file:"
+
+
+def context(row: ConfigValueRow) -> str:
+    """Associated data binding a ciphertext to its place."""
+    return f"{row.organization}/{row.project}/{row.component}/{row.environment}/{row.key}"
+
+
+def _find(s: Session, org: str, project: str, component: str, env: str, key: str) -> ConfigValueRow | None:
+    return s.scalar(select(ConfigValueRow).where(
+        ConfigValueRow.organization == org, ConfigValueRow.project == project,
+        ConfigValueRow.component == component, ConfigValueRow.environment == env, ConfigValueRow.key == key))
+
+
+def plaintext(keyring: KeyRing, row: ConfigValueRow) -> str:
+    return keyring.decrypt(row.value, context(row)) if row.secret else row.value
+
+
+def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: str, env: str, key: str,
+              value: str, secret: bool, actor: str) -> tuple[ConfigValueRow, bool]:
+    """Store a value; returns the row and whether anything changed (same value again: no new version)."""
+    if not (ENV_NAME.match(key) or (key.startswith(FILE_PREFIX) and len(key) > len(FILE_PREFIX))):
+        raise InvalidError(f"'{key}' is not a valid configuration key",
+                           [FieldProblem("key", "use an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")])
+    row = _find(s, org, project, component, env, key)
+    if row is None:
+        row = ConfigValueRow(organization=org, project=project, component=component, environment=env, key=key,
+                             secret=secret, value="", version=0, updated_by=actor)
+        s.add(row)
+    elif row.secret == secret and plaintext(keyring, row) == value:
+        return row, False
+    row.secret = secret
+    row.value = keyring.encrypt(value, context(row)) if secret else value
+    row.version += 1
+    row.updated_at = now()
+    row.updated_by = actor
+    s.flush()
+    return row, True
+
+
+def unset_value(s: Session, org: str, project: str, component: str, env: str, key: str) -> None:
+    row = _find(s, org, project, component, env, key)
+    if row is None:
+        where = f"environment '{env}'" if env else "all environments"
+        raise NotFoundError(f"'{key}' is not set for {where}", [FieldProblem("key", "not set")])
+    s.delete(row)
+    s.flush()
+
+
+def absorb_spec_secrets(s: Session, keyring: KeyRing, org: str, project: str, component: str,
+                        spec: dict[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
+    """Move secret values out of a component spec into encrypted storage. Returns (clean spec, changed)."""
+    changed = False
+    configuration = spec.get("configuration") or {}
+    for section, value_key, prefix in (("env", "value", ""), ("files", "content", FILE_PREFIX)):
+        for item in configuration.get(section) or []:
+            if not item.get("secret"):
+                continue
+            key = prefix + item["name"]
+            values = {ALL: item.pop(value_key, None), **item.pop("environments", {})}
+            for env, value in values.items():
+                if value is not None:
+                    changed |= set_value(s, keyring, org, project, component, env, key, value, True, actor)[1]
+    return spec, changed
+
+
+def rows_for(s: Session, org: str, project: str, component: str) -> list[ConfigValueRow]:
+    return list(s.scalars(select(ConfigValueRow).where(
+        ConfigValueRow.organization == org, ConfigValueRow.project == project,
+        ConfigValueRow.component == component).order_by(ConfigValueRow.key, ConfigValueRow.environment)))
+
+
+def public_view(row: ConfigValueRow) -> dict[str, Any]:
+    """A stored value as the API shows it: secrets masked, always."""
+    return {"key": row.key, "value": MASK if row.secret else row.value, "secret": row.secret,
+            "environment": row.environment or None, "version": row.version,
+            "updatedAt": row.updated_at.isoformat(), "updatedBy": row.updated_by, "source": "config"}
+
+
+def effective(s: Session, org: str, project: str, component: str, spec: dict[str, Any],
+              env: str | None) -> list[dict[str, Any]]:
+    """What a component sees in ``env`` (or everything declared, when env is None), masked.
+
+    Precedence, lowest first: spec value, spec per-environment value, ``config set`` for all
+    environments, ``config set`` for this environment.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    configuration = spec.get("configuration") or {}
+    for section, value_key, prefix in (("env", "value", ""), ("files", "content", FILE_PREFIX)):
+        for item in configuration.get(section) or []:
+            key = prefix + item["name"]
+            value = item.get(value_key)
+            per_env = item.get("environments") or {}
+            if env is not None and env in per_env:
+                value = per_env[env]
+            secret = bool(item.get("secret"))
+            out[key] = {"key": key, "value": MASK if secret and value is not None else value, "secret": secret,
+                        "environment": env if env in per_env else None, "version": 0, "source": "spec"}
+    rows = rows_for(s, org, project, component)
+    for row in sorted(rows, key=lambda r: r.environment != ALL):
+        if env is None or row.environment in (ALL, env):
+            if env is None and row.environment != ALL:
+                out[f"{row.key}@{row.environment}"] = public_view(row)
+            else:
+                out[row.key] = public_view(row)
+    return sorted(out.values(), key=lambda i: (i["key"], i["environment"] or ""))
+
+
+def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
+    """Re-encrypt one batch of secrets held under an older key; returns how many were done."""
+    rows = s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))
+                     .order_by(ConfigValueRow.id)).all()
+    done = 0
+    for row in rows:
+        if keyring.key_id_of(row.value) != keyring.primary_id:
+            row.value = keyring.encrypt(keyring.decrypt(row.value, context(row)), context(row))
+            done += 1
+            if done >= batch:
+                break
+    s.flush()
+    return done

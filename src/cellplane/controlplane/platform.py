@@ -1,0 +1,55 @@
+"""The control plane's process-wide state: store, keys, and first-start bootstrap."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from cellplane import API_VERSION
+from cellplane.controlplane import identity, resources
+from cellplane.controlplane.keyring import KeyRing
+from cellplane.controlplane.keys import load_or_create_token_key, write_private
+from cellplane.model import parse_document
+from cellplane.store import Store, sqlite_url
+from cellplane.store.tables import UserRow
+
+log = logging.getLogger("cellplane.controlplane")
+DEFAULT_ORG = "default"
+ADMIN_USER = "admin"
+
+
+class Platform:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(database_url or sqlite_url(data_dir))
+        self.store.migrate()
+        self.keyring = KeyRing.load_or_create(data_dir)
+        self.token_key = load_or_create_token_key(data_dir)
+        self.admin_token_path = data_dir / "admin.token"
+        self.created_admin = self._bootstrap()
+
+    def _bootstrap(self) -> bool:
+        """On first start: the default organization, and an admin whose token goes to admin.token (0600)."""
+        try:
+            with self.store.transaction() as s:
+                org = parse_document({"apiVersion": API_VERSION, "kind": "Organization",
+                                      "metadata": {"name": DEFAULT_ORG}, "spec": {"displayName": "Default"}})
+                place = resources.Place(org.info)
+                if resources.find(s, place, DEFAULT_ORG) is None:
+                    resources.apply(s, org, place, self.keyring, "system")
+                if s.scalar(select(func.count()).select_from(UserRow)):
+                    return False
+                admin = identity.create_user(s, ADMIN_USER, superuser=True)
+                _, token = identity.issue_token(s, self.token_key, admin, "bootstrap")
+                write_private(self.admin_token_path, token + "\n")
+                return True
+        except IntegrityError:  # another replica bootstrapped the same database first
+            log.info("bootstrap done by another control-plane replica")
+            return False
+
+    def close(self) -> None:
+        self.store.dispose()
