@@ -22,6 +22,10 @@ import pytest
 from pgserver import PostgresServer, find_postgres_bin
 
 
+# Fixtures of other areas live in their own modules.
+pytest_plugins = ["liveserver"]
+
+
 def _in_ci() -> bool:
     """CI sets ``CI=true``; treat empty/``0``/``false`` as "not CI" for local overrides."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
