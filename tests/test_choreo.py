@@ -22,7 +22,8 @@ from cellplane.choreo import (
     import_directory,
     read_descriptor_files,
 )
-from cellplane.choreo.descriptors import dns_label, parse_resource_ref, parse_service_reference
+from cellplane.choreo.refs import parse_resource_ref, parse_service_reference
+from cellplane.choreo.walker import dns_label
 from cellplane.errors import InvalidError
 from cellplane.model import validate_spec
 
