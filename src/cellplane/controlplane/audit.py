@@ -13,8 +13,10 @@ from cellplane.store.tables import AuditRow
 
 def record(s: Session, actor: str, action: str, outcome: str, kind: str = "", organization: str = "",
            project: str = "", name: str = "", message: str = "") -> None:
-    s.add(AuditRow(actor=actor, action=action, outcome=outcome, kind=kind, organization=organization,
-                   project=project, name=name, message=message[:2000]))
+    # Fields may echo request input (a path, an apply body): cut them to their columns, or the insert would
+    # fail (PostgreSQL) and take the response with it.
+    s.add(AuditRow(actor=actor[:63], action=action[:63], outcome=outcome[:20], kind=kind[:40],
+                   organization=organization[:63], project=project[:63], name=name[:255], message=message[:2000]))
 
 
 def view(row: AuditRow) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model.component import ENV_NAME
+from cellplane.model.meta import dns_label_problem
 from cellplane.store.tables import ConfigValueRow, now
 
 ALL = ""  # environment column value meaning "every environment"
@@ -39,9 +40,12 @@ def plaintext(keyring: KeyRing, row: ConfigValueRow) -> str:
 def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: str, env: str, key: str,
               value: str, secret: bool, actor: str) -> tuple[ConfigValueRow, bool]:
     """Store a value; returns the row and whether anything changed (same value again: no new version)."""
-    if not (ENV_NAME.match(key) or (key.startswith(FILE_PREFIX) and len(key) > len(FILE_PREFIX))):
-        raise InvalidError(f"'{key}' is not a valid configuration key",
-                           [FieldProblem("key", "use an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")])
+    # A file's key is 'file:' + the file's name in the spec (configuration.files[].name, a DNS label).
+    is_file = key.startswith(FILE_PREFIX) and dns_label_problem(key[len(FILE_PREFIX):]) is None
+    if not (is_file or (ENV_NAME.match(key) and len(key) <= 255)):
+        raise InvalidError(f"'{key[:300]}' is not a valid configuration key",
+                           [FieldProblem("key", "use an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most "
+                                                "255 characters) or 'file:<name>' for a configuration file")])
     row = _find(s, org, project, component, env, key)
     if row is None:
         row = ConfigValueRow(organization=org, project=project, component=component, environment=env, key=key,

@@ -3,8 +3,9 @@
 A permission reads ``<resource>:<verb>`` (``components:create``, ``config:write``). A role is a
 set of permission patterns. A role binding grants a role on an organization, or narrows it to
 one project or one environment of that organization. A binding applies to a target when it is
-at the same place or above it; an environment-scoped binding also lets its holder read the
-projects it works in, since one cannot deploy what one cannot see.
+at the same place or above it; an environment-scoped binding also lets its holder get and list
+the organization's resources (the projects it works in: one cannot deploy what one cannot see),
+but reads configuration (``config:read``) only in its own environment, and never the audit log.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("*",),
 }
 ROLE_NAMES = tuple(ROLES)
-READ_VERBS = ("get", "list", "read")
+READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
 
 
 @dataclass(frozen=True)

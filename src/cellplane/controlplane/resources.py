@@ -19,7 +19,7 @@ from cellplane import API_VERSION
 from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
-from cellplane.model import KINDS, Document, KindInfo, parse_document
+from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
 from cellplane.store.tables import ConfigValueRow, ResourceRow, RoleBindingRow, now
 
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
@@ -156,10 +156,16 @@ def apply(s: Session, doc: Document, place: Place, keyring: KeyRing, actor: str)
 
 
 def create(s: Session, doc: Document, place: Place, keyring: KeyRing, actor: str) -> list[ApplyResult]:
+    exists = ConflictError(f"{place.describe(doc.name)} already exists",
+                           [FieldProblem("metadata.name", "already exists")], code="already-exists")
     if find(s, place, doc.name) is not None:
-        raise ConflictError(f"{place.describe(doc.name)} already exists",
-                            [FieldProblem("metadata.name", "already exists")], code="already-exists")
-    return apply(s, doc, place, keyring, actor)
+        raise exists
+    results = apply(s, doc, place, keyring, actor)
+    # Another transaction may have committed the same name since the check above (PostgreSQL's read committed
+    # shows it to apply's own lookup): then this is a duplicate create, not an update.
+    if results[0].action != "created":
+        raise exists
+    return results
 
 
 def create_organization_defaults(s: Session, org: str) -> list[ApplyResult]:
@@ -189,6 +195,10 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
     row = get(s, place, name)
     deleted: list[str] = []
     kind = place.info.kind
+    users = referrers(s, place, name)
+    if users:
+        raise ConflictError(f"{place.describe(name)} is still used by {', '.join(users)}; change or delete them first",
+                            code="in-use")
     if kind == "Organization":
         projects = s.scalars(select(ResourceRow.name).where(
             ResourceRow.kind == "Project", ResourceRow.organization == name)).all()
@@ -208,6 +218,9 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
                                             ResourceRow.project == name))
         s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
                                                ConfigValueRow.project == name))
+        # A binding outlives nothing it is scoped to: a later project of the same name must not inherit it.
+        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
+                                               RoleBindingRow.project == name))
     elif kind == "Component":
         s.execute(delete(ConfigValueRow).where(
             ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
@@ -215,10 +228,36 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
     elif kind == "Environment":
         s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
                                                ConfigValueRow.environment == name))
+        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
+                                               RoleBindingRow.environment == name))
     s.delete(row)
     s.flush()
     deleted.append(f"{kind.lower()}/{name}")
     return deleted
+
+
+def referrers(s: Session, place: Place, name: str) -> list[str]:
+    """Resources of the same organization whose spec names this one (deleting it would break them)."""
+    kind = place.info.kind
+    if kind not in ("Environment", "DataPlane", "DeploymentPipeline"):
+        return []
+    watched = {"Environment": "DeploymentPipeline", "DataPlane": "Environment", "DeploymentPipeline": "Project"}[kind]
+    rows = s.scalars(select(ResourceRow).where(ResourceRow.kind == watched,
+                                               ResourceRow.organization == place.organization))
+    out = []
+    for row in rows:
+        spec = row.spec
+        if kind == "Environment":
+            named = {p.get("source") for p in spec.get("promotionPaths") or []} | {
+                t.get("name") for p in spec.get("promotionPaths") or [] for t in p.get("targets") or []}
+            hit = name in named
+        elif kind == "DataPlane":
+            hit = spec.get("dataPlane") == name
+        else:
+            hit = spec.get("deploymentPipeline", "default") == name
+        if hit:
+            out.append(f"{watched.lower()}/{row.name}")
+    return sorted(out)
 
 
 def to_document(row: ResourceRow) -> dict[str, Any]:
@@ -246,9 +285,12 @@ def encode_cursor(row: ResourceRow) -> str:
 def decode_cursor(token: str) -> tuple[str, str, str]:
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value):
+        # The three parts come from stored rows: names or ''. Anything else (NUL, unpaired surrogates, long
+        # strings) is a forged token and must not reach the database.
+        if isinstance(value, list) and len(value) == 3 and all(
+                isinstance(v, str) and (v == "" or dns_label_problem(v) is None) for v in value):
             return value[0], value[1], value[2]
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     raise InvalidError("the continue token is not valid", [FieldProblem("continue", "not a token from a list call")])
 

@@ -23,12 +23,19 @@ def is_git_url(value: str) -> bool:
 @contextmanager
 def checkout(repository: str, branch: str | None = None, ref: str | None = None) -> Iterator[Path]:
     """A temporary checkout of ``repository`` (a git URL, or a local path to a directory or git repository)."""
-    local = Path(repository).expanduser()
+    for field, value in (("source.repository", repository), ("source.branch", branch), ("source.ref", ref)):
+        if value and value.startswith("-"):  # git would read it as an option
+            raise InvalidError(f"'{value}' cannot start with '-'", [FieldProblem(field, "cannot start with '-'")])
     if not is_git_url(repository):
-        if not local.is_dir():
+        try:  # '~nosuchuser' or an over-long name raise instead of answering False
+            local = Path(repository).expanduser()
+            is_dir, is_repo = local.is_dir(), (local / ".git").exists()
+        except (OSError, RuntimeError, ValueError):
+            is_dir = is_repo = False
+        if not is_dir:
             raise InvalidError(f"source '{repository}' is neither a directory nor a git URL",
                                [FieldProblem("source.repository", "no such directory on the control plane")])
-        if not (local / ".git").exists() or (not branch and not ref):
+        if not is_repo or (not branch and not ref):
             yield local
             return
     with tempfile.TemporaryDirectory(prefix="cellplane-src-") as tmp:
@@ -58,10 +65,15 @@ def _git(args: list[str], env: dict[str, str], field: str = "source.repository")
 
 def subdirectory(root: Path, path: str) -> Path:
     """``path`` inside ``root``, refusing anything that leaves it."""
-    target = (root / path).resolve()
+    try:
+        target = (root / path).resolve()
+        is_dir = target.is_dir()
+    except (OSError, RuntimeError, ValueError):
+        raise InvalidError(f"'{path}' is not a directory in the source",
+                           [FieldProblem("source.path", "no such directory")]) from None
     if target != root.resolve() and root.resolve() not in target.parents:
         raise InvalidError(f"'{path}' is outside the source", [FieldProblem("source.path", "leaves the source tree")])
-    if not target.is_dir():
+    if not is_dir:
         raise InvalidError(f"'{path}' is not a directory in the source",
                            [FieldProblem("source.path", "no such directory")])
     return target

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from cellplane import API_VERSION, __version__
 from cellplane.controlplane.api import config, errors, identity, imports, resources
+from cellplane.controlplane.api.textguard import TextGuard
 from cellplane.controlplane.platform import Platform
 
 
@@ -25,8 +26,9 @@ def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
                   description="Organizations, projects (cells), components, environments and pipelines.")
     app.state.platform = platform
     errors.install(app)
+    app.add_middleware(TextGuard)
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=errors.ERROR_RESPONSES)
 
     @api.get("/version", tags=["meta"])
     def version() -> dict[str, Any]:

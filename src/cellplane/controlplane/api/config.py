@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.model import KINDS
 
@@ -37,7 +37,7 @@ def _environment(s: Any, org: str, env: str | None) -> str:
 
 
 @router.get(BASE)
-def list_config(request: Request, org: str, project: str, component: str, env: str | None = ENV,
+def list_config(request: Request, org: NamePath, project: NamePath, component: NamePath, env: str | None = ENV,
                 who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
@@ -48,8 +48,8 @@ def list_config(request: Request, org: str, project: str, component: str, env: s
 
 
 @router.put(BASE + "/{key}")
-def set_config(request: Request, org: str, project: str, component: str, key: str, body: ConfigValue,
-               env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
+def set_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
+               body: ConfigValue, env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     work = Work("config.set", "Component", org, project, component, f"{key} ({'secret' if body.secret else 'plain'})"
                 + (f" in {env}" if env else ""))
@@ -64,8 +64,8 @@ def set_config(request: Request, org: str, project: str, component: str, key: st
 
 
 @router.delete(BASE + "/{key}")
-def unset_config(request: Request, org: str, project: str, component: str, key: str, env: str | None = ENV,
-                 who: Principal = Caller) -> dict[str, Any]:
+def unset_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
+                 env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("config.unset", "Component", org, project, component, key)) as s:
         require(who, "config:write", Target(org, project, env or ""))

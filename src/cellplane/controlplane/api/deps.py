@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import audit, identity
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
-from cellplane.errors import CellplaneError, ForbiddenError
+from cellplane.errors import CellplaneError, ConflictError, ForbiddenError
 
 
 def platform(request: Request) -> Platform:
@@ -25,7 +29,11 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-def principal(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI document only; ``bearer`` reads the header and a bad one gets our 401.
+BEARER = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer cpt_...")
+
+
+def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Principal:
     p = platform(request)
     with p.store.transaction() as s:
         return identity.authenticate(s, p.token_key, bearer(request))
@@ -59,13 +67,20 @@ class Work:
 
 @contextmanager
 def audited(p: Platform, who: Principal, work: Work, dry_run: bool = False) -> Iterator[Session]:
-    """One transaction for a mutation, with its audit event; a failure is audited in a transaction of its own."""
+    """One transaction for a mutation, with its audit event; a failure is audited in a transaction of its own.
+
+    A unique constraint that fires at flush or commit means a concurrent request created the same thing between
+    our check and our write (PostgreSQL's read committed allows that): a 409, never a 500.
+    """
     try:
-        with p.store.transaction(dry_run=dry_run) as s:
-            yield s
-            if not dry_run:
-                audit.record(s, who.user, work.action, "succeeded", work.kind, work.organization, work.project,
-                             work.name, work.message)
+        try:
+            with p.store.transaction(dry_run=dry_run) as s:
+                yield s
+                if not dry_run:
+                    audit.record(s, who.user, work.action, "succeeded", work.kind, work.organization, work.project,
+                                 work.name, work.message)
+        except IntegrityError:
+            raise ConflictError("a concurrent request changed the same resource first; retry") from None
     except CellplaneError as e:
         outcome = "denied" if e.status in (401, 403) else "failed"
         with p.store.transaction() as s:
@@ -87,4 +102,7 @@ def page(limit: int = Query(100, ge=1, le=1000, description="page size"),
 
 
 Caller = Depends(principal)
+# Path parameters are bounded like the columns they are looked up in (and audited into).
+NamePath = Annotated[str, PathParam(min_length=1, max_length=63, description="a name (at most 63 characters)")]
+KeyPath = Annotated[str, PathParam(min_length=1, max_length=255, description="a configuration key")]
 Paging = Depends(page)

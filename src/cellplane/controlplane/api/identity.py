@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from cellplane.controlplane import audit, config, identity
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require, require_superuser
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
 from cellplane.model import KINDS
@@ -80,7 +80,7 @@ def _self_or_superuser(who: Principal, user: str) -> None:
 
 
 @router.post("/users/{user}/tokens", tags=["users"], status_code=201)
-def create_token(request: Request, user: str, body: NewToken, who: Principal = Caller) -> dict[str, Any]:
+def create_token(request: Request, user: NamePath, body: NewToken, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("token.create", "User", name=user, message=f"token '{body.name}'")) as s:
         _self_or_superuser(who, user)
@@ -91,7 +91,7 @@ def create_token(request: Request, user: str, body: NewToken, who: Principal = C
 
 
 @router.get("/users/{user}/tokens", tags=["users"])
-def list_tokens(request: Request, user: str, who: Principal = Caller) -> dict[str, Any]:
+def list_tokens(request: Request, user: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
         _self_or_superuser(who, user)
@@ -101,7 +101,7 @@ def list_tokens(request: Request, user: str, who: Principal = Caller) -> dict[st
 
 
 @router.delete("/tokens/{token_id}", tags=["users"])
-def revoke_token(request: Request, token_id: str, who: Principal = Caller) -> dict[str, Any]:
+def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("token.revoke", "Token", name=token_id)) as s:
         row = s.get(TokenRow, token_id)
@@ -113,7 +113,7 @@ def revoke_token(request: Request, token_id: str, who: Principal = Caller) -> di
 
 
 @router.get("/organizations/{org}/rolebindings", tags=["rolebindings"])
-def list_bindings(request: Request, org: str, who: Principal = Caller) -> dict[str, Any]:
+def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
         store.get(s, store.Place(KINDS["Organization"]), org)
@@ -126,7 +126,7 @@ def list_bindings(request: Request, org: str, who: Principal = Caller) -> dict[s
 
 
 @router.post("/organizations/{org}/rolebindings", tags=["rolebindings"], status_code=201)
-def create_binding(request: Request, org: str, body: NewBinding, who: Principal = Caller) -> dict[str, Any]:
+def create_binding(request: Request, org: NamePath, body: NewBinding, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     scope = body.project or body.environment or ""
     work = Work("rolebinding.create", "RoleBinding", org, body.project or "", body.user,
@@ -139,7 +139,7 @@ def create_binding(request: Request, org: str, body: NewBinding, who: Principal 
 
 
 @router.delete("/organizations/{org}/rolebindings/{binding_id}", tags=["rolebindings"])
-def delete_binding(request: Request, org: str, binding_id: str, who: Principal = Caller) -> dict[str, Any]:
+def delete_binding(request: Request, org: NamePath, binding_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("rolebinding.delete", "RoleBinding", org, name=binding_id)) as s:
         row = s.get(RoleBindingRow, binding_id)
@@ -155,7 +155,7 @@ def list_audit(request: Request, who: Principal = Caller,
                organization: str | None = Query(None, max_length=63),
                actor: str | None = Query(None, max_length=63), kind: str | None = Query(None, max_length=40),
                limit: int = Query(100, ge=1, le=1000),
-               before: int | None = Query(None, ge=1, le=2**62, description="events older than this id")
+               before: int | None = Query(None, ge=1, le=2**31 - 1, description="events older than this id")
                ) -> dict[str, Any]:
     """Newest first. Administrators see their organizations' events; everyone sees their own."""
     p = platform(request)

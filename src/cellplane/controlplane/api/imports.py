@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane import API_VERSION
-from cellplane.choreo import import_choreo, read_descriptor_files
+from cellplane.choreo import import_choreo, import_directory
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.sources import checkout, subdirectory
 from cellplane.errors import CellplaneError
@@ -40,20 +40,23 @@ class ComponentImport(BaseModel):
 
 
 @router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201)
-def import_component(request: Request, org: str, project: str, body: ComponentImport,
+def import_component(request: Request, org: NamePath, project: NamePath, body: ComponentImport,
                      who: Principal = Caller) -> dict[str, Any]:
     """Create a component whose endpoints, connections and configuration come from its source."""
     p = platform(request)
     work = Work("create", "Component", org, project, body.name, f"from {body.source.repository}")
     with audited(p, who, work, dry_run=body.dryRun) as s:
         require(who, "components:create", Target(org, project))
-        files = body.files
-        if files is None:
+        if body.files is None:
             with checkout(body.source.repository, body.source.branch, body.source.ref) as root:
-                files = read_descriptor_files(subdirectory(root, body.source.path))
-        found = import_choreo(files)
-        source = body.source.model_dump(exclude_none=True)
-        spec = {**found.spec, **body.spec, "source": {**source, **body.spec.get("source", {})}}
+                found = import_directory(subdirectory(root, body.source.path))
+        else:
+            found = import_choreo(body.files)
+        # Precedence, lowest first: what the descriptors say (component-config's build), the request's source,
+        # the request's spec.source. Anything but a mapping is left for the spec's validation to report.
+        source = {**found.spec.get("source", {}), **body.source.model_dump(exclude_none=True)}
+        given = body.spec.get("source", {})
+        spec = {**found.spec, **body.spec, "source": {**source, **given} if isinstance(given, dict) else given}
         raw = {"apiVersion": API_VERSION, "kind": "Component",
                "metadata": {"name": body.name, "organization": org, "project": project, "labels": body.labels},
                "spec": spec}

@@ -9,10 +9,20 @@ from fastapi.responses import JSONResponse
 
 from cellplane import API_VERSION
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api.deps import Caller, Page, Paging, Work, audited, platform, require, require_superuser
+from cellplane.controlplane.api.deps import (
+    Caller,
+    NamePath,
+    Page,
+    Paging,
+    Work,
+    audited,
+    platform,
+    require,
+    require_superuser,
+)
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
-from cellplane.model import KINDS, Document, KindInfo, parse_document
+from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
 from cellplane.store.tables import ResourceRow
 
 router = APIRouter()
@@ -132,71 +142,73 @@ def _register(info: KindInfo) -> None:
             return _write(request, who, info, "", "", body, None, False, dryRun)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
-        def get(request: Request, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def get(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, "", "", name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put(request: Request, name: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+        def put(request: Request, name: NamePath, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
                 dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, "", "", body, name, True, dryRun)
 
         @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
-        def delete(request: Request, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def delete(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, "", "", name)
 
     elif info.scope == "organization":
         base = f"/organizations/{{org}}/{info.plural}"
 
         @router.get(base, tags=tag, name=f"list_{info.plural}")
-        def list_o(request: Request, org: str, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+        def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, None, page)
 
         @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
-        def create_o(request: Request, org: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+        def create_o(request: Request, org: NamePath, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
                      dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, "", body, None, False, dryRun)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
-        def get_o(request: Request, org: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, org, "", name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put_o(request: Request, org: str, name: str, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
-                  dryRun: bool = False) -> JSONResponse:
+        def put_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller,
+                  body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, "", body, name, True, dryRun)
 
         @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
-        def delete_o(request: Request, org: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def delete_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, org, "", name)
 
     else:
         base = f"/organizations/{{org}}/projects/{{project}}/{info.plural}"
 
         @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization")
-        def list_all(request: Request, org: str, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+        def list_all(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, None, page)
 
         @router.get(base, tags=tag, name=f"list_{info.plural}")
-        def list_p(request: Request, org: str, project: str, who: Principal = Caller,
+        def list_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
                    page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, project, page)
 
         @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
-        def create_p(request: Request, org: str, project: str, who: Principal = Caller,
+        def create_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
                      body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, project, body, None, False, dryRun)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
-        def get_p(request: Request, org: str, project: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def get_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
+                  who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, org, project, name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put_p(request: Request, org: str, project: str, name: str, who: Principal = Caller,
+        def put_p(request: Request, org: NamePath, project: NamePath, name: NamePath, who: Principal = Caller,
                   body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, project, body, name, True, dryRun)
 
         @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
-        def delete_p(request: Request, org: str, project: str, name: str, who: Principal = Caller) -> dict[str, Any]:
+        def delete_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
+                     who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, org, project, name)
 
 
@@ -268,6 +280,8 @@ def _apply_body(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any]
     for key in ("organization", "project"):
         if body.get(key) is not None and not isinstance(body[key], str):
             problems.append(FieldProblem(key, "must be a string"))
+        elif body.get(key) and (problem := dns_label_problem(body[key])):
+            problems.append(FieldProblem(key, problem))
     if problems:
         raise InvalidError("the apply request is not valid", problems)
     return body.get("organization"), body.get("project"), docs
