@@ -21,7 +21,6 @@ import pytest
 
 from pgserver import PostgresServer, find_postgres_bin
 
-
 # Fixtures of other areas live in their own modules.
 pytest_plugins = ["liveserver"]
 

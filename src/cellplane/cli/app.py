@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import typer
 
 from cellplane.cli.client import Client, CliError
 from cellplane.cli.context import Settings, resolve
-from cellplane.model import KindInfo, kind_info
+
+if TYPE_CHECKING:  # the model (pydantic) is imported only by commands that need it: it halves the start-up time
+    from cellplane.model import KindInfo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Cellplane: an internal developer platform. "
@@ -50,6 +53,8 @@ def state(ctx: typer.Context) -> State:
 
 
 def kind_or_fail(word: str) -> KindInfo:
+    from cellplane.model import kind_info
+
     info = kind_info(word)
     if info is None:
         raise CliError(f"'{word}' is not a kind; use one of: organizations, projects, components, environments, "

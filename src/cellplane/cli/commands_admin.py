@@ -34,6 +34,8 @@ def config_set(
 ) -> None:
     """Set configuration values; with --secret they are encrypted and shown masked from then on."""
     pairs = []
+    if sum(item.partition("=")[2] == "-" for item in assignments) > 1:
+        raise CliError("only one KEY=- can read its value from stdin")
     for item in assignments:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -46,7 +48,7 @@ def config_set(
         result = state(ctx).client.put(f"{path}/{key}", {"value": value, "secret": secret}, env=env)
         where = f"in {env}" if env else "in every environment"
         what = "unchanged" if not result["changed"] else f"set (version {result['version']})"
-        out.print(f"{key} {what} {where}" + (" [secret]" if secret else ""))
+        out.print(f"{key} {what} {where}" + (r" \[secret]" if secret else ""))
 
 
 @config.command("get")

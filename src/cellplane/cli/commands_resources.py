@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from cellplane.cli.app import app, kind_or_fail, state
 from cellplane.cli.client import ApiError, CliError
 from cellplane.cli.output import COLUMNS, Format, dump, err, out, table
-from cellplane.model import KindInfo
+
+if TYPE_CHECKING:
+    from cellplane.model import KindInfo
 
 create = typer.Typer(help="Create a resource.", no_args_is_help=True)
 app.add_typer(create, name="create")
@@ -84,7 +87,7 @@ def apply(
     for r in result["results"]:
         out.print(f"{r['kind'].lower()}/{r['name']} {r['action']}{suffix}")
         for w in r.get("warnings") or []:
-            err.print(f"[yellow]warning:[/] {w}")
+            err.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 def _with_labels(message: str, labels: list[str]) -> str:
@@ -137,16 +140,16 @@ def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] 
     out.print(f"  generation {meta.get('generation')}, created {meta.get('creationTimestamp')}")
     for key in ("labels", "annotations"):
         if meta.get(key):
-            out.print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in meta[key].items()))
+            out.print(f"  {key}: " + escape(", ".join(f"{k}={v}" for k, v in meta[key].items())))
     if info.kind != "Component":
-        out.print(yaml.safe_dump({"spec": spec}, sort_keys=False).rstrip())
+        out.print(escape(yaml.safe_dump({"spec": spec}, sort_keys=False).rstrip()))
         return
     schedule = f"  schedule: {spec['schedule']['cron']}" if spec.get("schedule") else ""
-    out.print(f"  type: {spec.get('type')}{schedule}")
+    out.print(escape(f"  type: {spec.get('type')}{schedule}"))
     src = spec.get("source") or {}
     if src.get("repository"):
         ref = src.get("branch") or src.get("ref") or "default branch"
-        out.print(f"  source: {src['repository']} @ {ref}, path {src.get('path', '.')}")
+        out.print(escape(f"  source: {src['repository']} @ {ref}, path {src.get('path', '.')}"))
     out.print()
     table(spec.get("endpoints") or [], [
         ("ENDPOINT", lambda e: e["name"]), ("PORT", lambda e: e["port"]), ("TYPE", lambda e: e["type"]),
@@ -229,8 +232,8 @@ def create_component(
         return dump(result, output)
     out.print(f"component/{name} created" + (f" from {result['descriptor']}" if result.get("descriptor") else ""))
     for w in result.get("warnings") or []:
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(f"[yellow]warning:[/] {escape(w)}")
     eps = result["component"]["spec"].get("endpoints") or []
     for e in eps:
-        out.print(f"  endpoint {e['name']}: port {e['port']} {e['type']} {e.get('basePath', '/')} "
-                  f"({', '.join(e.get('visibility', []))})")
+        out.print(escape(f"  endpoint {e['name']}: port {e['port']} {e['type']} {e.get('basePath', '/')} "
+                         f"({', '.join(e.get('visibility', []))})"))

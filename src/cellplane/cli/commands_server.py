@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cellplane import API_VERSION, __version__
 from cellplane.cli.app import app, state
@@ -62,7 +63,8 @@ def login(
     who = Client(server.rstrip("/"), token.strip()).get("/whoami")
     org = settings.organization if settings.organization != "default" else None
     path = save_context(name, server.rstrip("/"), token.strip(), org, settings.project)
-    out.print(f"Logged in to {server} as [bold]{who['user']}[/] (context '{name}', saved in {path}).")
+    out.print(f"Logged in to {escape(server)} as [bold]{who['user']}[/] "
+              f"(context '{escape(name)}', saved in {escape(str(path))}).")
 
 
 @app.command()
@@ -91,4 +93,4 @@ def version(ctx: typer.Context, output: Format = typer.Option(Format.table, "-o"
     out.print(f"Client: {__version__} ({API_VERSION})")
     server = info["server"]
     out.print(f"Server: {server['version']} ({server['database']})" if "version" in server
-              else f"Server: unavailable ({server['error']})")
+              else f"Server: unavailable ({escape(server['error'])})")

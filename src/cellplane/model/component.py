@@ -7,7 +7,7 @@ they can report exact field paths, all at once, next to the structural errors.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from croniter import croniter
 from pydantic import AfterValidator, Field
@@ -54,10 +54,39 @@ def _absolute_path(value: str) -> str:
     return value
 
 
+# Single-field rules are validators, so that they are reported together with every other problem.
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"'{value}' is not a valid cron expression")
+    return value
+
+
+def _absolute_url(value: str) -> str:
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        raise ValueError(f"'{value}' is not an absolute URL")
+    return value
+
+
+def _cpu(value: str) -> str:
+    if not QUANTITY_CPU.match(value):
+        raise ValueError(f"'{value}' is not a CPU quantity (e.g. 500m, 1, 1.5)")
+    return value
+
+
+def _memory(value: str) -> str:
+    if not QUANTITY_MEMORY.match(value):
+        raise ValueError(f"'{value}' is not a memory quantity (e.g. 256Mi, 1Gi)")
+    return value
+
+
 EnvName = Annotated[str, AfterValidator(_env_name)]
 RelativePath = Annotated[str, AfterValidator(_relative_path)]
 BasePath = Annotated[str, AfterValidator(_base_path)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+Cron = Annotated[str, AfterValidator(_cron)]
+AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
+CpuQuantity = Annotated[str, AfterValidator(_cpu)]
+MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 
 
 class Source(Strict):
@@ -97,7 +126,7 @@ class Dependency(Strict):
     component: Name | None = Field(default=None, description="target component (with project: another project)")
     project: Name | None = None
     endpoint: Name | None = None
-    url: str | None = Field(default=None, max_length=2000, description="external URL instead of a component")
+    url: AbsoluteUrl | None = Field(default=None, max_length=2000, description="external URL instead of a component")
     env: list[ConnectionEnv] = Field(default_factory=list, description="values injected as env variables")
 
 
@@ -122,13 +151,13 @@ class Configuration(Strict):
 
 
 class Schedule(Strict):
-    cron: str
+    cron: Cron
     timezone: str = "UTC"
 
 
 class Resources(Strict):
-    cpu: str | None = Field(default=None, description="e.g. 500m or 2")
-    memory: str | None = Field(default=None, description="e.g. 256Mi or 1Gi")
+    cpu: CpuQuantity | None = Field(default=None, description="e.g. 500m or 2")
+    memory: MemoryQuantity | None = Field(default=None, description="e.g. 256Mi or 1Gi")
 
 
 class Scaling(Strict):
@@ -177,8 +206,6 @@ class ComponentSpec(Strict):
             add("schedule", "a scheduled-task needs a schedule (cron)")
         if self.type != "scheduled-task" and self.schedule is not None:
             add("schedule", f"only scheduled-task components take a schedule (type is '{self.type}')")
-        if self.schedule is not None and not croniter.is_valid(self.schedule.cron):
-            add("schedule.cron", f"'{self.schedule.cron}' is not a valid cron expression")
         if self.type in TASK_TYPES and self.endpoints:
             add("endpoints", f"a {self.type} runs to completion and exposes no endpoints")
         if self.type == "api-proxy" and self.proxy is None:
@@ -200,8 +227,6 @@ class ComponentSpec(Strict):
                 add(f"dependencies[{i}]", "give either a component (with its endpoint) or an external url")
             if dep.url and (dep.project or dep.endpoint):
                 add(f"dependencies[{i}].url", "an external url dependency takes no project or endpoint")
-            if dep.url and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", dep.url):
-                add(f"dependencies[{i}].url", f"'{dep.url}' is not an absolute URL")
             _duplicates(out, f"dependencies[{i}].env", [e.to for e in dep.env], "to")
 
         injected = [e.name for e in self.configuration.env] + [e.to for d in self.dependencies for e in d.env]
@@ -215,10 +240,27 @@ class ComponentSpec(Strict):
 
         if self.scaling and self.scaling.minReplicas > self.scaling.maxReplicas:
             add("scaling.minReplicas", "must not exceed scaling.maxReplicas")
-        if self.resources.cpu and not QUANTITY_CPU.match(self.resources.cpu):
-            add("resources.cpu", f"'{self.resources.cpu}' is not a CPU quantity (e.g. 500m, 1, 1.5)")
-        if self.resources.memory and not QUANTITY_MEMORY.match(self.resources.memory):
-            add("resources.memory", f"'{self.resources.memory}' is not a memory quantity (e.g. 256Mi, 1Gi)")
+        return out
+
+    @staticmethod
+    def raw_problems(raw: Any) -> list[FieldProblem]:
+        """The duplicate-name rules on a spec that failed structural validation, so that they are
+        reported together with the structural problems rather than only once those are fixed."""
+        out: list[FieldProblem] = []
+        if not isinstance(raw, dict):
+            return out
+        configuration = raw.get("configuration") if isinstance(raw.get("configuration"), dict) else {}
+        for base, items, fields in (("endpoints", raw.get("endpoints"), ("name",)),
+                                    ("dependencies", raw.get("dependencies"), ("name",)),
+                                    ("configuration.env", configuration.get("env"), ("name",)),
+                                    ("configuration.files", configuration.get("files"), ("name", "mountPath"))):
+            if not isinstance(items, list):
+                continue
+            for name in fields:
+                # Values that are not strings are structural problems already; they never count as duplicates.
+                values = [item.get(name) if isinstance(item, dict) and isinstance(item.get(name), str) else object()
+                          for item in items]
+                _duplicates(out, base, values, name)
         return out
 
     def environment_names(self) -> set[str]:
@@ -229,7 +271,7 @@ class ComponentSpec(Strict):
         return names
 
 
-def _duplicates(out: list[FieldProblem], base: str, values: list[str], field: str | None,
+def _duplicates(out: list[FieldProblem], base: str, values: list[Any], field: str | None,
                 problem: str | None = None) -> None:
     seen: set[str] = set()
     for i, value in enumerate(values):

@@ -103,7 +103,9 @@ def validate_spec(kind: str, spec: Any) -> tuple[BaseModel | None, list[FieldPro
     try:
         parsed = model.model_validate(spec if spec is not None else {})
     except ValidationError as e:
-        return None, problems_from(e, "spec")
+        raw_rules = getattr(model, "raw_problems", None)
+        extra_raw = [FieldProblem(join_path("spec", p.field), p.problem) for p in raw_rules(spec)] if raw_rules else []
+        return None, problems_from(e, "spec") + extra_raw
     extra = getattr(parsed, "problems", None)
     problems = [FieldProblem(join_path("spec", p.field), p.problem) for p in extra()] if extra else []
     return parsed, problems
@@ -126,6 +128,9 @@ def parse_document(raw: Any) -> Document:
     kind = raw.get("kind")
     if kind is None:
         problems.append(FieldProblem("kind", "required"))
+    elif not isinstance(kind, str):
+        problems.append(FieldProblem("kind", f"must be a string: one of {', '.join(KINDS)}"))
+        kind = None
     elif kind not in KINDS:
         problems.append(FieldProblem("kind", f"'{kind}' is not a kind; use one of {', '.join(KINDS)}"))
 

@@ -35,12 +35,14 @@ def _check_dns_label(value: str) -> str:
 
 
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    problems = []  # every bad label at once
     for key, val in value.items():
         if len(key) > 253 or not LABEL_KEY.match(key):
-            raise ValueError(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
+            problems.append(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
         if len(val) > 63 or not LABEL_VALUE.match(val):
-            raise ValueError(f"label value '{val}' for '{key}' is not valid "
-                             "(at most 63 letters, digits, '-', '_', '.')")
+            problems.append(f"label value '{val}' for '{key}' is not valid (at most 63 letters, digits, '-', '_', '.')")
+    if problems:
+        raise ValueError("; ".join(problems))
     return value
 
 

@@ -1,0 +1,398 @@
+"""The store on both engines: migrations, transactions, constraints, secrets at rest and timestamps.
+
+Every test taking ``database_url`` runs once on SQLite and once on a real, throwaway PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import delete, func, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from cellplane import API_VERSION
+from cellplane.controlplane import config as config_service
+from cellplane.controlplane import resources
+from cellplane.controlplane.keyring import KeyRing
+from cellplane.errors import CellplaneError
+from cellplane.model import parse_document
+from cellplane.store import Store, current_revision, head_revision
+from cellplane.store.tables import Base, ConfigValueRow, ResourceRow, RoleBindingRow, TokenRow, UserRow
+
+TABLES = {"resources", "users", "tokens", "role_bindings", "config_values", "audit_events"}
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.dispose()
+
+
+@pytest.fixture
+def keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KeyRing:
+    monkeypatch.delenv("CELLPLANE_MASTER_KEY", raising=False)
+    return KeyRing.load_or_create(tmp_path)
+
+
+def resource(name: str, kind: str = "Project", organization: str = "default", project: str = "") -> ResourceRow:
+    return ResourceRow(uid=f"uid-{kind}-{organization}-{project}-{name}", kind=kind, organization=organization,
+                       project=project, name=name, labels={}, annotations={}, spec={}, status={})
+
+
+def count(store: Store, model: type[Base]) -> int:
+    with store.transaction() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def raw_doc(kind: str, name: str, spec: dict | None = None, **metadata: str) -> dict:
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, **metadata}, "spec": spec or {}}
+
+
+# -- migrations ------------------------------------------------------------------------------------------------------
+
+
+def test_upgrade_downgrade_upgrade(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        assert current_revision(store.engine) is None
+        store.migrate()
+        assert current_revision(store.engine) == head_revision()
+        assert set(inspect(store.engine).get_table_names()) >= TABLES
+
+        store.migrate("base")
+        assert current_revision(store.engine) is None
+        assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
+
+        store.migrate("head")
+        assert current_revision(store.engine) == head_revision()
+        assert set(inspect(store.engine).get_table_names()) >= TABLES
+        # Migrating an up-to-date schema again is a no-op.
+        store.migrate()
+        assert current_revision(store.engine) == head_revision()
+    finally:
+        store.dispose()
+
+
+def test_migrated_schema_matches_the_models(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+# -- SQLite specifics ------------------------------------------------------------------------------------------------
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        store.migrate()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        with store.transaction() as s:  # every pooled connection gets the pragmas, not only the first
+            assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        store.dispose()
+
+
+def test_sqlite_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.migrate()
+    first_holds_lock = threading.Event()
+    errors: list[BaseException] = []
+    waited: list[float] = []
+    hold = 0.7
+
+    def first() -> None:
+        try:
+            with store.transaction() as s:
+                s.add(resource("one"))
+                s.flush()
+                first_holds_lock.set()
+                time.sleep(hold)
+        except BaseException as e:
+            errors.append(e)
+            first_holds_lock.set()
+
+    def second() -> None:
+        try:
+            assert first_holds_lock.wait(10)
+            started = time.monotonic()
+            with store.transaction() as s:
+                s.add(resource("two"))
+                s.flush()
+            waited.append(time.monotonic() - started)
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert waited and waited[0] >= hold / 2, "the second writer did not wait for the first"
+        with store.transaction() as s:
+            assert sorted(s.scalars(select(ResourceRow.name))) == ["one", "two"]
+    finally:
+        store.dispose()
+
+
+def test_sqlite_read_then_write_transactions_serialize(tmp_path: Path) -> None:
+    """Two read-modify-write transactions at once: the second waits for the first, neither fails."""
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.migrate()
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def read_then_write() -> None:
+        try:
+            start.wait(10)
+            with store.transaction() as s:
+                n = s.scalar(select(func.count()).select_from(ResourceRow))
+                time.sleep(0.3)
+                s.add(resource(f"r{n}"))
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=read_then_write) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        with store.transaction() as s:
+            assert sorted(s.scalars(select(ResourceRow.name))) == ["r0", "r1"]
+    finally:
+        store.dispose()
+
+
+# -- transactions ----------------------------------------------------------------------------------------------------
+
+
+def test_transaction_commits_on_success(store: Store) -> None:
+    with store.transaction() as s:
+        s.add(resource("kept"))
+    with store.transaction() as s:
+        assert s.scalar(select(ResourceRow.name)) == "kept"
+
+
+def test_transaction_rolls_back_on_exception(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as s:
+        s.add(resource("lost"))
+        s.flush()
+        raise RuntimeError("boom")
+    assert count(store, ResourceRow) == 0
+
+
+def test_dry_run_transaction_rolls_back(store: Store) -> None:
+    with store.transaction(dry_run=True) as s:
+        s.add(resource("dry"))
+        s.flush()
+        assert s.scalar(select(func.count()).select_from(ResourceRow)) == 1
+    assert count(store, ResourceRow) == 0
+
+
+# -- constraints -----------------------------------------------------------------------------------------------------
+
+
+def test_resource_identity_is_unique(store: Store) -> None:
+    with store.transaction() as s:
+        s.add(resource("api", kind="Component", project="shop"))
+        # The same name is fine in another project, organization or kind.
+        s.add(resource("api", kind="Component", project="other"))
+        s.add(resource("api", kind="Component", organization="acme", project="shop"))
+        s.add(resource("api", kind="Project"))
+    with pytest.raises(IntegrityError), store.transaction() as s:
+        row = resource("api", kind="Component", project="shop")
+        row.uid = "another-uid"
+        s.add(row)
+        s.flush()
+    assert count(store, ResourceRow) == 4
+
+
+def test_deleting_a_user_cascades_to_role_bindings_and_tokens(store: Store) -> None:
+    with store.transaction() as s:
+        alice, bob = UserRow(name="alice"), UserRow(name="bob")
+        s.add_all([alice, bob])
+        s.flush()
+        s.add_all([RoleBindingRow(id="rb-alice", user_id=alice.id, role="developer", organization="default"),
+                   RoleBindingRow(id="rb-bob", user_id=bob.id, role="viewer", organization="default"),
+                   TokenRow(id="tok-alice", user_id=alice.id, name="default", digest="a" * 64)])
+    with store.transaction() as s:  # a plain DELETE: the database, not the ORM, must cascade
+        s.execute(delete(UserRow).where(UserRow.name == "alice"))
+    with store.transaction() as s:
+        assert list(s.scalars(select(RoleBindingRow.id))) == ["rb-bob"]
+        assert list(s.scalars(select(TokenRow.id))) == []
+
+
+def test_role_binding_of_a_missing_user_is_rejected(store: Store) -> None:
+    with pytest.raises(IntegrityError), store.transaction() as s:
+        s.add(RoleBindingRow(id="rb-ghost", user_id=424242, role="viewer", organization="default"))
+        s.flush()
+
+
+# -- apply atomicity -------------------------------------------------------------------------------------------------
+
+
+def test_apply_of_ten_documents_stores_nothing_when_the_tenth_fails(store: Store, keyring: KeyRing) -> None:
+    raws = [raw_doc("Organization", "acme")]
+    raws += [raw_doc("Project", f"p{i}", organization="acme") for i in range(7)]
+    raws.append(raw_doc("Component", "api", {"endpoints": [{"name": "http", "port": 8080}]},
+                        organization="acme", project="p0"))
+    # The tenth refers to a pipeline that does not exist.
+    raws.append(raw_doc("Project", "p9", {"deploymentPipeline": "missing"}, organization="acme"))
+    assert len(raws) == 10
+    applied = []
+    with pytest.raises(CellplaneError) as caught, store.transaction() as s:
+        for raw in raws:
+            doc = parse_document(raw)
+            place = resources.place_of(doc, None, None)
+            applied += resources.apply(s, doc, place, keyring, "tester")
+    assert len([r for r in applied if r.action == "created"]) >= 9  # the first nine went through
+    assert caught.value.details[0].field == "spec.deploymentPipeline"
+    assert count(store, ResourceRow) == 0
+
+    # The same nine documents alone are stored.
+    with store.transaction() as s:
+        for raw in raws[:9]:
+            doc = parse_document(raw)
+            resources.apply(s, doc, resources.place_of(doc, None, None), keyring, "tester")
+    with store.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(ResourceRow).where(ResourceRow.kind == "Project")) == 7
+        assert resources.find(s, resources.Place(resources.KINDS["Component"], "acme", "p0"), "api") is not None
+
+
+# -- secrets at rest -------------------------------------------------------------------------------------------------
+
+PLAINTEXT = "s3cr3t-hunter2-plaintext"
+
+
+def set_secret(store: Store, keyring: KeyRing, component: str, key: str, value: str, env: str = "") -> None:
+    with store.transaction() as s:
+        config_service.set_value(s, keyring, "default", "shop", component, env, key, value, True, "tester")
+
+
+def raw_values(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(text("SELECT value FROM config_values ORDER BY id"))]
+
+
+def test_secret_is_stored_as_ciphertext_only(store: Store, keyring: KeyRing, tmp_path: Path) -> None:
+    set_secret(store, keyring, "orders", "DB_PASSWORD", PLAINTEXT)
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM config_values")).one()
+    assert PLAINTEXT not in repr(tuple(row))
+    assert row.value.startswith(f"v1:{keyring.primary_id}:")
+    if store.backend == "sqlite":  # not in the database file, nor in its write-ahead log
+        for path in tmp_path.glob("cellplane.db*"):
+            assert PLAINTEXT.encode() not in path.read_bytes()
+
+    with store.transaction() as s:
+        stored = s.scalar(select(ConfigValueRow))
+        assert stored is not None and stored.secret
+        assert config_service.plaintext(keyring, stored) == PLAINTEXT
+        assert config_service.public_view(stored)["value"] == "********"
+        # The same value again changes nothing: no new version, no new ciphertext.
+        _, changed = config_service.set_value(s, keyring, "default", "shop", "orders", "", "DB_PASSWORD",
+                                              PLAINTEXT, True, "tester")
+        assert not changed
+
+
+def test_ciphertext_moved_to_another_row_does_not_decrypt(store: Store, keyring: KeyRing) -> None:
+    set_secret(store, keyring, "orders", "DB_PASSWORD", PLAINTEXT)
+    set_secret(store, keyring, "billing", "DB_PASSWORD", "billing-password")
+    set_secret(store, keyring, "orders", "API_KEY", "api-key")
+    stolen = raw_values(store)[0]
+    with store.transaction() as s:
+        s.execute(update(ConfigValueRow).where(ConfigValueRow.component == "billing").values(value=stolen))
+        s.execute(update(ConfigValueRow).where(ConfigValueRow.key == "API_KEY").values(value=stolen))
+    with store.transaction() as s:
+        for row in s.scalars(select(ConfigValueRow).where(ConfigValueRow.value == stolen)):
+            if (row.component, row.key) == ("orders", "DB_PASSWORD"):
+                assert config_service.plaintext(keyring, row) == PLAINTEXT
+                continue
+            with pytest.raises(CellplaneError) as caught:
+                config_service.plaintext(keyring, row)
+            assert caught.value.code == "secret-undecryptable"
+            assert PLAINTEXT not in caught.value.message
+
+
+def test_key_rotation_reencrypts_every_secret(store: Store, keyring: KeyRing, tmp_path: Path) -> None:
+    values = {f"KEY_{i}": f"value-{i}" for i in range(7)}
+    for key, value in values.items():
+        set_secret(store, keyring, "orders", key, value)
+    with store.transaction() as s:  # a plain value is left alone
+        config_service.set_value(s, keyring, "default", "shop", "orders", "", "PLAIN", "visible", False, "tester")
+    old_id = keyring.primary_id
+
+    new_id = keyring.begin_rotation()
+    assert new_id != old_id
+    assert keyring.key_ids == [new_id, old_id]
+    total = 0
+    while True:  # small batches, as the API does it
+        with store.transaction() as s:
+            done = config_service.rotate_all(s, keyring, batch=3)
+        total += done
+        if done == 0:
+            break
+    assert total == len(values)
+    assert keyring.finish_rotation() == [old_id]
+    assert keyring.key_ids == [new_id]
+
+    secrets_ = [v for v in raw_values(store) if v != "visible"]
+    assert len(secrets_) == len(values)
+    assert all(keyring.key_id_of(v) == new_id for v in secrets_)
+    assert not any(old_id in v.split(":", 2)[1] for v in secrets_)
+    # The persisted ring holds only the new key, and still decrypts everything.
+    reloaded = KeyRing.load_or_create(tmp_path)
+    assert reloaded.key_ids == [new_id]
+    assert old_id not in (tmp_path / "master.key").read_text()
+    with store.transaction() as s:
+        for row in s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))):
+            assert config_service.plaintext(reloaded, row) == values[row.key]
+
+
+# -- timestamps ------------------------------------------------------------------------------------------------------
+
+
+def test_timestamps_come_back_as_aware_utc(store: Store) -> None:
+    plus_five = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone(timedelta(hours=5)))
+    with store.transaction() as s:
+        s.add(resource("defaulted"))
+        explicit = resource("explicit")
+        explicit.created_at = plus_five
+        s.add(explicit)
+        s.add(UserRow(name="alice"))
+    with store.transaction() as s:
+        rows = {r.name: r for r in s.scalars(select(ResourceRow))}
+        user = s.scalar(select(UserRow))
+    for value in (rows["defaulted"].created_at, rows["defaulted"].updated_at, rows["explicit"].created_at,
+                  user.created_at):
+        assert value.tzinfo is not None
+        assert value.utcoffset() == timedelta(0)
+    assert rows["explicit"].created_at == plus_five
+    assert rows["explicit"].created_at.hour == 22  # 03:04 at +05:00 is 22:04 UTC the day before
+    assert abs(rows["defaulted"].created_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_naive_timestamps_are_refused(store: Store) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), store.transaction() as s:
+        row = resource("naive")
+        row.created_at = datetime(2030, 1, 1)
+        s.add(row)
+        s.flush()
