@@ -767,6 +767,12 @@ def test_malformed_requests_get_a_4xx_json_error(admin: httpx.Client, method: st
     error_of(admin.request(method, path, **kwargs), status, field=field)
 
 
+def test_a_body_over_the_limit_gets_413(admin: httpx.Client) -> None:
+    body = b'{"documents": ["' + b"x" * (17 * 2**20) + b'"]}'
+    r = admin.post("/apply", content=body, headers={"Content-Type": "application/json"})
+    error_of(r, 413, code="too-large", field="body")
+
+
 def test_a_good_name_after_bad_input_still_works(admin: httpx.Client) -> None:
     """The refusals above leave the server serving (no dropped connections, nothing half-stored)."""
     assert ok(admin.get("/organizations/default"))["metadata"]["name"] == "default"

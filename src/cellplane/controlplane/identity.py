@@ -77,12 +77,6 @@ def authenticate(s: Session, key: bytes, token: str | None) -> Principal:
     return Principal(user=user.name, superuser=user.superuser, bindings=bindings)
 
 
-def touch_token(s: Session, key: bytes, token: str) -> None:
-    row = s.scalar(select(TokenRow).where(TokenRow.digest == tokens.digest(key, token)))
-    if row is not None:
-        row.last_used_at = now()
-
-
 def binding_of(row: RoleBindingRow) -> Binding:
     return Binding(row.id, row.role, row.organization, row.project, row.environment)
 

@@ -117,7 +117,3 @@ def _parse(text: str) -> list[tuple[str, bytes]]:
         raise ValueError("the master key ring is empty")
     return keys
 
-
-def generate_master_key() -> str:
-    """A value suitable for CELLPLANE_MASTER_KEY."""
-    return f"{secrets.token_hex(4)}:{encode_key(new_key())}"

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
@@ -319,10 +319,3 @@ def list_rows(s: Session, kind: str, organization: str | None = None, project: s
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (encode_cursor(rows[-1]) if more and rows else None)
-
-
-def count(s: Session, kind: str, organization: str | None = None) -> int:
-    q = select(func.count()).select_from(ResourceRow).where(ResourceRow.kind == kind)
-    if organization is not None:
-        q = q.where(ResourceRow.organization == organization)
-    return s.scalar(q) or 0

@@ -1,4 +1,4 @@
-"""Refuse text no database can store, before any route sees it.
+"""Refuse text no database can store, and bodies too large to buffer, before any route sees it.
 
 PostgreSQL rejects NUL characters in text (and in JSON), and an unpaired surrogate (``"\\ud800"`` in
 JSON) cannot be encoded as UTF-8 at all: either one would otherwise surface as a 500 from the
@@ -14,9 +14,10 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellplane.controlplane.api.errors import error_response
-from cellplane.errors import FieldProblem, InvalidError
+from cellplane.errors import CellplaneError, FieldProblem, InvalidError
 
 PROBLEM = "must not contain NUL characters or unpaired surrogates"
+MAX_BODY = 16 * 2**20  # bodies are buffered here: bound what one request may hold in memory
 
 
 def unstorable(text: str) -> bool:
@@ -67,13 +68,19 @@ class TextGuard:
         elif b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
             where = "query"
         chunks: list[bytes] = []
-        more = True
+        size, more = 0, True
         while more and where is None:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client went away
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             more = message.get("more_body", False)
+            if size > MAX_BODY:
+                error = CellplaneError(f"the request body is larger than {MAX_BODY // 2**20} MiB",
+                                       [FieldProblem("body", "too large")], "too-large", 413)
+                await error_response(error)(scope, receive, send)
+                return
         body = b"".join(chunks)
         if where is None and _body_unstorable(body):
             where = "body"
