@@ -41,21 +41,22 @@ ACTIONS: dict[str, str] = {
     "config read in another env": "config:read",  # in production
     "create rolebinding": "rolebindings:create",  # viewer on project alpha, for someone else
     "read audit": "audit:read",  # the organization's events, not just one's own
+    "update that env": "environments:update",  # staging, replaced by its own unchanged spec
 }
 
 # The policy. One row per (role, scope); one column per action, in the order of ACTIONS; Y = allowed.
-#                                    get  list  c.comp u.comp d.comp c.proj c.env  set   set   read  read   c.rb  audit
+#                                    get  list  c.comp u.comp d.comp c.proj c.env  set   set   read  read   c.rb  audit u.env
 #                                    proj proj                                     env   other env   other
 EXPECTED: dict[tuple[str, str], str] = {
-    ("viewer", "organization"):     " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .",
-    ("viewer", "project"):          " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .",
-    ("viewer", "environment"):      " Y    Y     .      .      .      .      .      .     .     Y     .      .     .",
-    ("developer", "organization"):  " Y    Y     Y      Y      Y      Y      .      Y     Y     Y     Y      .     .",
-    ("developer", "project"):       " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      .     .",
-    ("developer", "environment"):   " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .",
-    ("admin", "organization"):      " Y    Y     Y      Y      Y      Y      Y      Y     Y     Y     Y      Y     Y",
-    ("admin", "project"):           " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      Y     .",
-    ("admin", "environment"):       " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .",
+    ("viewer", "organization"):     " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .",
+    ("viewer", "project"):          " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .",
+    ("viewer", "environment"):      " Y    Y     .      .      .      .      .      .     .     Y     .      .     .     .",
+    ("developer", "organization"):  " Y    Y     Y      Y      Y      Y      .      Y     Y     Y     Y      .     .     .",
+    ("developer", "project"):       " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      .     .     .",
+    ("developer", "environment"):   " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .",
+    ("admin", "organization"):      " Y    Y     Y      Y      Y      Y      Y      Y     Y     Y     Y      Y     Y     Y",
+    ("admin", "project"):           " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      Y     .     .",
+    ("admin", "environment"):       " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .",
 }
 
 
@@ -161,6 +162,7 @@ DO: dict[str, Callable[[World, httpx.Client], httpx.Response]] = {
     "create rolebinding": lambda w, c: c.post(f"/organizations/{ORG}/rolebindings",
                                               json={"user": w.bystander, "role": "viewer", "project": PROJECT}),
     "read audit": lambda w, c: c.get("/audit", params={"organization": ORG, "limit": 1000}),
+    "update that env": lambda w, c: c.put(f"/organizations/{ORG}/environments/{ENV}", json={"metadata": {"name": ENV}}),
 }
 assert set(DO) == set(ACTIONS)
 

@@ -30,13 +30,19 @@ DOCUMENT = Body(..., description="a resource document (apiVersion, kind, metadat
 
 
 def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
+    """Where acting on a resource happens. Environments, pipelines and data planes are the organization's:
+    an environment-scoped admin works *in* an environment and cannot redefine it (e.g. drop its approvals)."""
     if info.kind == "Project":
         return Target(org, name)
-    if info.kind == "Environment":
-        return Target(org, "", name)
     if info.kind == "Organization":
         return Target(name)
     return Target(org, project)
+
+
+def hide_from_outsiders(who: Principal, org: str) -> None:
+    """Someone with no role in an organization learns nothing of it, not even that it exists."""
+    if not who.member_of(org):
+        raise NotFoundError(f"organization '{org}' not found")
 
 
 def can_read(who: Principal, row: ResourceRow) -> bool:
@@ -55,12 +61,11 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
     p = platform(request)
     with p.store.transaction() as s:
         if org is not None:
+            hide_from_outsiders(who, org)
             store.require_owner(s, store.Place(KINDS["Project"] if project is None else info, org, project or ""),
                                 field_path="path")
             if project is not None and not who.sees_project(org, project):
                 require(who, f"{info.plural}:list", Target(org, project))
-            elif project is None and not who.member_of(org):
-                require(who, f"{info.plural}:list", Target(org))
         rows, cont = store.list_rows(s, info.kind, org, project, page.limit, page.after,
                                      visible=lambda row: can_read(who, row))
         return {"apiVersion": API_VERSION, "kind": f"{info.kind}List",
@@ -71,9 +76,10 @@ def _get(request: Request, who: Principal, info: KindInfo, org: str, project: st
     p = platform(request)
     with p.store.transaction() as s:
         place = store.Place(info, org, project)
+        hide_from_outsiders(who, org or name)
         row = store.find(s, place, name)
         if row is None or not can_read(who, row):
-            if row is not None or who.member_of(org or name):
+            if row is not None:
                 require(who, f"{info.plural}:get", target_of(info, org, project, name))
             raise NotFoundError(f"{place.describe(name)} not found")
         return store.to_document(row)
