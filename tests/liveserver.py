@@ -89,7 +89,8 @@ def start_server(data_dir: Path, database_url: str | None = None, env: dict[str,
             process.kill()
             raise RuntimeError(f"control plane did not start within 60s:\n{log_path.read_text()}")
         time.sleep(0.1)
-    token = (data_dir / "admin.token").read_text().strip()
+    token_file = data_dir / "admin.token"  # only the replica that bootstrapped the database writes one
+    token = token_file.read_text().strip() if token_file.exists() else ""
     return LiveServer(url, data_dir, token, process, log_path)
 
 

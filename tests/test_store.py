@@ -84,6 +84,32 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         store.dispose()
 
 
+def test_replicas_migrating_the_same_database_at_once_all_succeed(database_url: str) -> None:
+    """Replicas starting together each run the migrations; they must queue, not collide on CREATE TABLE."""
+    stores = [Store(database_url) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def run(store: Store) -> None:
+        barrier.wait()
+        try:
+            store.migrate()
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    try:
+        assert errors == []
+        assert {current_revision(s.engine) for s in stores} == {head_revision()}
+    finally:
+        for s in stores:
+            s.dispose()
+
+
 def test_migrated_schema_matches_the_models(store: Store) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})

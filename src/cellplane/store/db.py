@@ -19,6 +19,7 @@ from cellplane.errors import InvalidError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SUPPORTED = ("sqlite", "postgresql")
+MIGRATION_LOCK = 0x63656C6C  # any constant shared by every replica ("cell")
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -63,8 +64,15 @@ def _alembic_config(connection) -> Config:  # type: ignore[no-untyped-def]
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade (or downgrade, for a revision behind the current one) the schema."""
+    """Upgrade (or downgrade, for a revision behind the current one) the schema.
+
+    Control-plane replicas sharing a PostgreSQL database may start together: an advisory lock held for
+    the migration's transaction makes the others wait, then find the schema current. (SQLite's
+    BEGIN IMMEDIATE serialises them already.)
+    """
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg = _alembic_config(conn)
         current = MigrationContext.configure(conn).get_current_revision()
         script = ScriptDirectory.from_config(cfg)
