@@ -148,6 +148,13 @@ def test_login_with_a_bad_token_saves_nothing(live_server: LiveServer, tmp_path:
 # -- the acceptance scenario -----------------------------------------------------------------------------------------
 
 
+def test_global_options_may_follow_the_command(live_server: LiveServer) -> None:
+    result = run_cli(None, "get", "environments", "-o", "json", "--server", live_server.url,
+                     f"--token={live_server.admin_token}", "--org", "default")
+    assert result.returncode == 0, result.stderr
+    assert {e["metadata"]["name"] for e in json.loads(result.stdout)["items"]} >= {"development", "production"}
+
+
 def test_acceptance_scenario(live_server: LiveServer, tmp_path: Path) -> None:
     source = tmp_path / "orders"
     (source / ".choreo").mkdir(parents=True)

@@ -40,9 +40,36 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+GLOBAL_OPTIONS = ("--server", "--token", "--org")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Let global options follow the command too, as with kubectl: ``cellplane get projects --org acme``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            if "=" in arg or i + 1 == len(args):
+                front.append(arg)
+                i += 1
+            else:
+                front += args[i:i + 2]
+                i += 2
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = app(args=hoist_global_options(sys.argv[1:]), standalone_mode=False)
     except CliError as e:
         click.echo(f"error: {_one_line(str(e))}", err=True)
         sys.exit(e.code)
