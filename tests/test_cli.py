@@ -155,6 +155,33 @@ def test_global_options_may_follow_the_command(live_server: LiveServer) -> None:
     assert {e["metadata"]["name"] for e in json.loads(result.stdout)["items"]} >= {"development", "production"}
 
 
+def test_create_component_from_a_git_url_at_a_branch_and_path(live_server: LiveServer, tmp_path: Path) -> None:
+    repo = tmp_path / "monorepo"
+    (repo / "services" / "billing" / ".choreo").mkdir(parents=True)
+    (repo / "services" / "billing" / ".choreo" / "endpoints.yaml").write_text(
+        "version: 0.1\nendpoints:\n  - name: billing\n    port: 7070\n    type: REST\n"
+        "    networkVisibility: Project\n    context: /billing\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(repo), *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q", "-b", "trunk")
+    git("add", ".")
+    git("commit", "-q", "-m", "billing")
+    ok(run_cli(live_server, "create", "project", "monorepo"))
+    result = ok(run_cli(live_server, "create", "component", "billing", "-p", "monorepo", "--source",
+                        f"file://{repo}", "--branch", "trunk", "--path", "services/billing", "-o", "json"))
+    created = json.loads(result.stdout)
+    assert created["descriptor"] == ".choreo/endpoints.yaml"
+    spec = created["component"]["spec"]
+    assert spec["source"] == {"repository": f"file://{repo}", "branch": "trunk", "path": "services/billing"}
+    assert [(e["name"], e["port"], e["basePath"]) for e in spec["endpoints"]] == [("billing", 7070, "/billing")]
+    line = fails(run_cli(live_server, "create", "component", "nope", "-p", "monorepo", "--source",
+                         f"file://{repo}", "--branch", "no-such-branch"))
+    assert "source.repository" in line
+
+
 def test_acceptance_scenario(live_server: LiveServer, tmp_path: Path) -> None:
     source = tmp_path / "orders"
     (source / ".choreo").mkdir(parents=True)
