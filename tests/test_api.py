@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 
+from cellplane.model import KINDS
 from liveserver import LiveServer, doc, start_server
 
 API_VERSION = "cellplane.dev/v1alpha1"
@@ -776,6 +778,142 @@ def test_a_body_over_the_limit_gets_413(admin: httpx.Client) -> None:
 def test_a_good_name_after_bad_input_still_works(admin: httpx.Client) -> None:
     """The refusals above leave the server serving (no dropped connections, nothing half-stored)."""
     assert ok(admin.get("/organizations/default"))["metadata"]["name"] == "default"
+
+
+# -- the published contract -----------------------------------------------------------------------------------------
+
+
+def conforms(openapi: dict[str, Any], method: str, template: str, r: httpx.Response) -> Any:
+    """Validate a response against the schema ``/openapi.json`` publishes for it; return its body.
+
+    Documents are returned as stored, not re-serialised through a model: this and the schemathesis run are what
+    keep the published schemas honest. Refs (``#/components/schemas/...``) resolve against the whole document.
+    """
+    responses = openapi["paths"]["/api/v1" + template][method.lower()]["responses"]
+    assert str(r.status_code) in responses, f"{method} {template}: {r.status_code} is not documented: {r.text}"
+    schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
+    validator = jsonschema_rs.Draft202012Validator({**schema, "components": openapi["components"]},
+                                                   validate_formats=True)
+    body = r.json()
+    errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(body)]
+    assert not errors, f"{method} {template} ({r.status_code}) does not match its schema: {errors}\n{body}"
+    return body
+
+
+def resolve(openapi: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_every_operation_documents_its_success_response(live_server: LiveServer) -> None:
+    openapi = ok(httpx.get(live_server.url + "/openapi.json"))
+    operations = [(path, method, op) for path, ops in openapi["paths"].items() for method, op in ops.items()]
+    assert len(operations) > 40
+    for path, method, op in operations:
+        success = {code: r for code, r in op["responses"].items() if code.startswith("2")}
+        assert success, f"{method} {path}: no 2xx response"
+        for code, response in success.items():
+            schema = response["content"]["application/json"]["schema"]
+            resolved = resolve(openapi, schema)
+            assert resolved.get("properties"), f"{method} {path} {code}: no response schema ({schema})"
+            assert resolved.get("additionalProperties") is not True or len(resolved["properties"]) > 0
+    # the token's secret is in the create response only
+    tokens = openapi["paths"]["/api/v1/users/{user}/tokens"]
+    assert "token" in resolve(openapi, tokens["post"]["responses"]["201"]["content"]["application/json"]["schema"])[
+        "properties"]
+    assert "token" not in resolve(openapi, resolve(openapi, tokens["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"])["properties"]["items"]["items"])["properties"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_resource_bodies_are_documented_per_kind(live_server: LiveServer, kind: str) -> None:
+    openapi = ok(httpx.get(live_server.url + "/openapi.json"))
+    info = KINDS[kind]
+    spec_fields = {f.alias or name for name, f in info.spec.model_fields.items()}
+    collection = {"cluster": f"/{info.plural}", "organization": f"/organizations/{{org}}/{info.plural}",
+                  "project": f"/organizations/{{org}}/projects/{{project}}/{info.plural}"}[info.scope]
+    for path, method in [(collection, "post"), (collection + "/{name}", "put")]:
+        body = openapi["paths"]["/api/v1" + path][method]["requestBody"]
+        assert body["required"] is True
+        schema = body["content"]["application/json"]["schema"]
+        assert schema["$ref"] == f"#/components/schemas/{kind}Body", schema
+        document = resolve(openapi, schema)
+        assert document["required"] == ["metadata"]  # apiVersion and kind default to the path's
+        assert document["properties"]["kind"]["const"] == kind
+        [spec] = [s for s in document["properties"]["spec"]["anyOf"] if "$ref" in s]
+        assert set(resolve(openapi, spec)["properties"]) == spec_fields
+        assert resolve(openapi, document["properties"]["metadata"])["properties"]["name"]["type"] == "string"
+    if kind == "Component":
+        assert "endpoints" in spec_fields
+        endpoint = openapi["components"]["schemas"]["Endpoint"]
+        assert {"name", "port", "basePath", "visibility"} <= set(endpoint["properties"])
+        assert set(openapi["components"]["schemas"]["ConnectionEnv"]["properties"]) == {"from", "to"}
+    # /apply takes a list of complete documents of any kind, told apart by kind
+    apply = resolve(openapi, openapi["paths"]["/api/v1/apply"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"])
+    documents = apply["properties"]["documents"]["items"]
+    assert documents["discriminator"]["mapping"][kind] == f"#/components/schemas/{kind}Document"
+    assert set(resolve(openapi, {"$ref": documents["discriminator"]["mapping"][kind]})["required"]) == {
+        "apiVersion", "kind", "metadata"}
+
+
+def test_real_responses_match_the_published_schemas(live_server: LiveServer, admin: httpx.Client, org: str,
+                                                     project: str) -> None:
+    openapi = ok(httpx.get(live_server.url + "/openapi.json"))
+    collection = "/organizations/{org}/projects/{project}/components"
+    base = f"/organizations/{org}/projects/{project}/components"
+    spec = {"type": "service", "displayName": "API", "source": {"repository": "https://git.example.invalid/a.git",
+                                                                "branch": "main"},
+            "endpoints": [{"name": "web", "port": 8080, "basePath": "/api", "visibility": ["Project", "Public"]}],
+            "dependencies": [{"name": "db", "url": "postgres://db.example.invalid:5432/x",
+                              "env": [{"from": "ServiceURL", "to": "DATABASE_URL"}]}],
+            "configuration": {"env": [{"name": "MODE", "value": "a", "environments": {"production": "b"}},
+                                      {"name": "TOKEN", "value": "s3cret", "secret": True},
+                                      {"name": "EMPTY"}],
+                              "files": [{"name": "conf", "mountPath": "/etc/app.conf", "content": "x=1"}]},
+            "scaling": {"minReplicas": 1, "maxReplicas": 3}, "resources": {"cpu": "500m", "memory": "256Mi"}}
+    body = {"metadata": {"name": "api", "labels": {"team": "shop"}, "annotations": {"note": "n"}}, "spec": spec}
+    created = conforms(openapi, "POST", collection, admin.post(base, json=body))
+    assert created["spec"]["dependencies"][0]["env"] == [{"from": "ServiceURL", "to": "DATABASE_URL"}]
+    assert "value" not in created["spec"]["configuration"]["env"][1]  # the secret went to encrypted storage
+    got = conforms(openapi, "GET", collection + "/{name}", admin.get(f"{base}/api"))
+    assert got == created
+    task = {"metadata": {"name": "nightly"}, "spec": {"type": "scheduled-task", "schedule": {"cron": "0 3 * * *"}}}
+    conforms(openapi, "PUT", collection + "/{name}", admin.put(f"{base}/nightly", json=task))
+    conforms(openapi, "PUT", collection + "/{name}", admin.put(f"{base}/nightly", json=task))
+    listed = conforms(openapi, "GET", collection, admin.get(base, params={"limit": 1}))
+    assert listed["metadata"]["continue"]
+    conforms(openapi, "GET", "/organizations/{org}/components", admin.get(f"/organizations/{org}/components"))
+    for template, path in [("/organizations", "/organizations"), ("/organizations/{name}", f"/organizations/{org}"),
+                           ("/organizations/{org}/environments", f"/organizations/{org}/environments"),
+                           ("/organizations/{org}/deploymentpipelines", f"/organizations/{org}/deploymentpipelines"),
+                           ("/organizations/{org}/dataplanes", f"/organizations/{org}/dataplanes"),
+                           ("/organizations/{org}/projects/{name}", f"/organizations/{org}/projects/{project}")]:
+        conforms(openapi, "GET", template, admin.get(path))
+    dataplane = {"metadata": {"name": "k8s"}, "spec": {"type": "kubernetes", "kubernetes": {"context": "kind"}}}
+    conforms(openapi, "POST", "/organizations/{org}/dataplanes",
+             admin.post(f"/organizations/{org}/dataplanes", json=dataplane))
+    applied = conforms(openapi, "POST", "/apply", admin.post("/apply", json={"organization": org, "documents": [
+        doc("Environment", "qa", {"dataPlane": "k8s"}), doc("Component", "api", spec, project=project)]}))
+    assert [r["action"] for r in applied["results"]] == ["created", "configured"]  # labels dropped
+
+    imported = {"name": "imported", "source": {"repository": "https://git.example.invalid/shop.git"},
+                "files": {".choreo/component.yaml": COMPONENT_YAML.format(port=8080) + "unknownKey: 1\n"}}
+    result = conforms(openapi, "POST", "/organizations/{org}/projects/{project}/component-imports",
+                      admin.post(f"/organizations/{org}/projects/{project}/component-imports", json=imported))
+    assert result["warnings"]
+
+    config = "/organizations/{org}/projects/{project}/components/{component}/config"
+    conforms(openapi, "PUT", config + "/{key}", admin.put(f"{base}/api/config/MODE", json={"value": "c"},
+                                                          params={"env": "staging"}))
+    items = conforms(openapi, "GET", config, admin.get(f"{base}/api/config"))["items"]
+    assert any({"updatedAt", "updatedBy"} <= set(i) for i in items)  # a value set with the config routes
+    assert any("updatedAt" not in i for i in items)  # values from the spec have no update stamp
+    conforms(openapi, "DELETE", config + "/{key}", admin.delete(f"{base}/api/config/MODE", params={"env": "staging"}))
+    conforms(openapi, "DELETE", collection + "/{name}", admin.delete(f"{base}/nightly"))
+    conforms(openapi, "GET", "/audit", admin.get("/audit", params={"limit": 2}))
+    conforms(openapi, "GET", "/whoami", admin.get("/whoami"))
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------------------------

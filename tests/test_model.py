@@ -178,6 +178,7 @@ def test_dns_1123_labels_accepted(name: str) -> None:
     ("x" * 64, "at most 63 characters (got 64)"),
     ("-a", "DNS-1123"), ("a-", "DNS-1123"), ("-", "DNS-1123"), ("Shop", "DNS-1123"), ("SHOP", "DNS-1123"),
     ("a_b", "DNS-1123"), ("a.b", "DNS-1123"), ("a b", "DNS-1123"), ("é", "DNS-1123"), ("", "must not be empty"),
+    ("abc\n", "DNS-1123"),  # '$' would match before a trailing newline
 ])
 def test_dns_1123_labels_rejected(name: str, why: str) -> None:
     problem = dns_label_problem(name)
@@ -345,7 +346,7 @@ def test_valid_env_var_names(name: str) -> None:
     parse_document(component({"configuration": {"env": [{"name": name, "value": "v"}]}}))
 
 
-@pytest.mark.parametrize("name", ["", "1A", "A-B", "A.B", "A B", "É", "$A"])
+@pytest.mark.parametrize("name", ["", "1A", "A-B", "A.B", "A B", "É", "$A", "A\n"])
 def test_invalid_env_var_names(name: str) -> None:
     found = problems(component({"configuration": {"env": [{"name": name, "value": "v"}]}}))
     assert set(found) == {"spec.configuration.env[0].name"}

@@ -34,7 +34,7 @@ def parse_resource_ref(ref: str) -> ResourceRef:
     else:
         rest = ref
     segments = [s for s in rest.strip().split("/") if s]
-    index = next((i for i, s in enumerate(segments) if _VERSION_SEGMENT.match(s)), None)
+    index = next((i for i, s in enumerate(segments) if _VERSION_SEGMENT.fullmatch(s)), None)
     if index is None or index == 0 or index > 2 or len(segments) - index > 3:
         return ResourceRef("unknown")
     visibility = segments[-1].upper() if len(segments) > index + 1 else None
@@ -53,7 +53,7 @@ def parse_service_reference(name: str) -> ResourceRef:
     if not lowered.startswith("choreo:///"):
         return ResourceRef("unknown")
     segments = name.strip()[len("choreo:///"):].split("/")
-    if len(segments) != 6 or not all(segments) or not _VERSION_SEGMENT.match(segments[4]):
+    if len(segments) != 6 or not all(segments) or not _VERSION_SEGMENT.fullmatch(segments[4]):
         return ResourceRef("unknown")
     visibility = segments[5].upper()
     return ResourceRef("service", project=segments[1], component=segments[2],

@@ -92,7 +92,7 @@ class Walker:
 
     def env_name(self, value: str, path: str) -> bool:
         """Whether ``value`` can name an environment variable, warning that it is left out when not."""
-        if ENV_NAME.match(value):
+        if ENV_NAME.fullmatch(value):
             return True
         self.warn(path, f"'{show(value)}' is not a valid environment variable name; left out")
         return False

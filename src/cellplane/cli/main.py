@@ -44,7 +44,12 @@ GLOBAL_OPTIONS = ("--server", "--token", "--org")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
-    """Let global options follow the command too, as with kubectl: ``cellplane get projects --org acme``."""
+    """Let global options follow the command too, as with kubectl: ``cellplane get projects --org acme``.
+
+    ``login`` takes ``--server`` and ``--token`` as its own options, so its arguments stay where they are.
+    """
+    if "login" in args and not any(a.split("=", 1)[0] in GLOBAL_OPTIONS for a in args[:args.index("login")]):
+        return args
     front: list[str] = []
     rest: list[str] = []
     i = 0

@@ -42,7 +42,7 @@ def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: s
     """Store a value; returns the row and whether anything changed (same value again: no new version)."""
     # A file's key is 'file:' + the file's name in the spec (configuration.files[].name, a DNS label).
     is_file = key.startswith(FILE_PREFIX) and dns_label_problem(key[len(FILE_PREFIX):]) is None
-    if not (is_file or (ENV_NAME.match(key) and len(key) <= 255)):
+    if not (is_file or (ENV_NAME.fullmatch(key) and len(key) <= 255)):
         raise InvalidError(f"'{key[:300]}' is not a valid configuration key",
                            [FieldProblem("key", "use an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most "
                                                 "255 characters) or 'file:<name>' for a configuration file")])

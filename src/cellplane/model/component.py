@@ -29,7 +29,7 @@ QUANTITY_MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 
 def _env_name(value: str) -> str:
-    if not ENV_NAME.match(value):
+    if not ENV_NAME.fullmatch(value):
         raise ValueError(f"'{value}' is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     return value
 
@@ -68,13 +68,13 @@ def _absolute_url(value: str) -> str:
 
 
 def _cpu(value: str) -> str:
-    if not QUANTITY_CPU.match(value):
+    if not QUANTITY_CPU.fullmatch(value):
         raise ValueError(f"'{value}' is not a CPU quantity (e.g. 500m, 1, 1.5)")
     return value
 
 
 def _memory(value: str) -> str:
-    if not QUANTITY_MEMORY.match(value):
+    if not QUANTITY_MEMORY.fullmatch(value):
         raise ValueError(f"'{value}' is not a memory quantity (e.g. 256Mi, 1Gi)")
     return value
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+# Patterns use "$" so that JSON schemas can reuse them; always test with fullmatch ("$" alone accepts a trailing "\n").
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -19,7 +20,7 @@ def dns_label_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > 63:
         return f"must be at most 63 characters (got {len(value)})"
-    if not DNS_LABEL.match(value):
+    if not DNS_LABEL.fullmatch(value):
         return (
             f"'{value}' is not a valid name: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (DNS-1123 label)"
@@ -37,9 +38,9 @@ def _check_dns_label(value: str) -> str:
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
     problems = []  # every bad label at once
     for key, val in value.items():
-        if len(key) > 253 or not LABEL_KEY.match(key):
+        if len(key) > 253 or not LABEL_KEY.fullmatch(key):
             problems.append(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
-        if len(val) > 63 or not LABEL_VALUE.match(val):
+        if len(val) > 63 or not LABEL_VALUE.fullmatch(val):
             problems.append(f"label value '{val}' for '{key}' is not valid (at most 63 letters, digits, '-', '_', '.')")
     if problems:
         raise ValueError("; ".join(problems))

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from cellplane import API_VERSION, __version__
-from cellplane.controlplane.api import config, errors, identity, imports, resources
+from cellplane.controlplane.api import config, errors, identity, imports, resources, schemas
 from cellplane.controlplane.api.textguard import TextGuard
 from cellplane.controlplane.platform import Platform
 
@@ -30,7 +30,7 @@ def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
 
     api = APIRouter(prefix="/api/v1", responses=errors.ERROR_RESPONSES)
 
-    @api.get("/version", tags=["meta"])
+    @api.get("/version", tags=["meta"], response_model=schemas.VersionInfo, response_model_exclude_unset=True)
     def version() -> dict[str, Any]:
         return {"version": __version__, "apiVersion": API_VERSION, "database": platform.store.backend}
 
@@ -40,7 +40,7 @@ def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
     api.include_router(identity.router)
     app.include_router(api)
 
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], response_model=schemas.Health, response_model_exclude_unset=True)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

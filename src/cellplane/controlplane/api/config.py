@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
 from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.model import KINDS
@@ -36,7 +37,7 @@ def _environment(s: Any, org: str, env: str | None) -> str:
     return env or service.ALL
 
 
-@router.get(BASE)
+@router.get(BASE, response_model=schemas.ConfigList, response_model_exclude_unset=True)
 def list_config(request: Request, org: NamePath, project: NamePath, component: NamePath, env: str | None = ENV,
                 who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
@@ -47,7 +48,7 @@ def list_config(request: Request, org: NamePath, project: NamePath, component: N
         return {"items": service.effective(s, org, project, component, row.spec, env)}
 
 
-@router.put(BASE + "/{key}")
+@router.put(BASE + "/{key}", response_model=schemas.ConfigChange, response_model_exclude_unset=True)
 def set_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
                body: ConfigValue, env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
@@ -63,7 +64,7 @@ def set_config(request: Request, org: NamePath, project: NamePath, component: Na
         return {**service.public_view(row), "changed": changed}
 
 
-@router.delete(BASE + "/{key}")
+@router.delete(BASE + "/{key}", response_model=schemas.Deleted, response_model_exclude_unset=True)
 def unset_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
                  env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)

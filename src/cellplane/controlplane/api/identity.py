@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from cellplane.controlplane import audit, config, identity
 from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
@@ -41,14 +42,14 @@ class NewBinding(BaseModel):
     environment: str | None = Field(default=None, max_length=63)
 
 
-@router.get("/whoami", tags=["users"])
+@router.get("/whoami", tags=["users"], response_model=schemas.WhoAmI, response_model_exclude_unset=True)
 def whoami(who: Principal = Caller) -> dict[str, Any]:
     return {"user": who.user, "superuser": who.superuser,
             "roles": [{"role": b.role, "organization": b.organization, "project": b.project or None,
                        "environment": b.environment or None} for b in who.bindings]}
 
 
-@router.get("/users", tags=["users"])
+@router.get("/users", tags=["users"], response_model=schemas.UserList, response_model_exclude_unset=True)
 def list_users(request: Request, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
@@ -62,7 +63,7 @@ def _is_some_admin(who: Principal) -> bool:
     return who.superuser or any(b.role == "admin" and not b.project and not b.environment for b in who.bindings)
 
 
-@router.post("/users", tags=["users"], status_code=201)
+@router.post("/users", tags=["users"], status_code=201, response_model=schemas.User, response_model_exclude_unset=True)
 def create_user(request: Request, body: NewUser, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("user.create", "User", name=body.name)) as s:
@@ -79,7 +80,8 @@ def _self_or_superuser(who: Principal, user: str) -> None:
         raise ForbiddenError(f"only '{user}' or a platform administrator may manage the tokens of '{user}'")
 
 
-@router.post("/users/{user}/tokens", tags=["users"], status_code=201)
+@router.post("/users/{user}/tokens", tags=["users"], status_code=201, response_model=schemas.NewTokenIssued,
+             response_model_exclude_unset=True)
 def create_token(request: Request, user: NamePath, body: NewToken, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("token.create", "User", name=user, message=f"token '{body.name}'")) as s:
@@ -90,7 +92,7 @@ def create_token(request: Request, user: NamePath, body: NewToken, who: Principa
         return {**identity.token_view(token_row, user), "token": token}
 
 
-@router.get("/users/{user}/tokens", tags=["users"])
+@router.get("/users/{user}/tokens", tags=["users"], response_model=schemas.TokenList, response_model_exclude_unset=True)
 def list_tokens(request: Request, user: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
@@ -100,7 +102,7 @@ def list_tokens(request: Request, user: NamePath, who: Principal = Caller) -> di
         return {"items": [identity.token_view(t, user) for t in tokens]}
 
 
-@router.delete("/tokens/{token_id}", tags=["users"])
+@router.delete("/tokens/{token_id}", tags=["users"], response_model=schemas.Deleted, response_model_exclude_unset=True)
 def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("token.revoke", "Token", name=token_id)) as s:
@@ -112,7 +114,8 @@ def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) 
         return {"deleted": token_id}
 
 
-@router.get("/organizations/{org}/rolebindings", tags=["rolebindings"])
+@router.get("/organizations/{org}/rolebindings", tags=["rolebindings"], response_model=schemas.RoleBindingList,
+            response_model_exclude_unset=True)
 def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
@@ -125,7 +128,8 @@ def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> d
         return {"items": [identity.binding_view(b, name) for b, name in rows]}
 
 
-@router.post("/organizations/{org}/rolebindings", tags=["rolebindings"], status_code=201)
+@router.post("/organizations/{org}/rolebindings", tags=["rolebindings"], status_code=201,
+             response_model=schemas.RoleBinding, response_model_exclude_unset=True)
 def create_binding(request: Request, org: NamePath, body: NewBinding, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     scope = body.project or body.environment or ""
@@ -138,7 +142,8 @@ def create_binding(request: Request, org: NamePath, body: NewBinding, who: Princ
         return identity.binding_view(row, user.name)
 
 
-@router.delete("/organizations/{org}/rolebindings/{binding_id}", tags=["rolebindings"])
+@router.delete("/organizations/{org}/rolebindings/{binding_id}", tags=["rolebindings"], response_model=schemas.Deleted,
+               response_model_exclude_unset=True)
 def delete_binding(request: Request, org: NamePath, binding_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("rolebinding.delete", "RoleBinding", org, name=binding_id)) as s:
@@ -150,7 +155,7 @@ def delete_binding(request: Request, org: NamePath, binding_id: NamePath, who: P
         return {"deleted": binding_id}
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], response_model=schemas.AuditList, response_model_exclude_unset=True)
 def list_audit(request: Request, who: Principal = Caller,
                organization: str | None = Query(None, max_length=63),
                actor: str | None = Query(None, max_length=63), kind: str | None = Query(None, max_length=40),
@@ -167,7 +172,7 @@ def list_audit(request: Request, who: Principal = Caller,
                 "metadata": {"before": rows[-1].id if len(rows) == limit else None}}
 
 
-@router.post("/admin/rotate-key", tags=["admin"])
+@router.post("/admin/rotate-key", tags=["admin"], response_model=schemas.KeyRotation, response_model_exclude_unset=True)
 def rotate_key(request: Request, who: Principal = Caller) -> dict[str, Any]:
     """Re-encrypt every secret under a new master key, in small transactions, while serving."""
     p = platform(request)

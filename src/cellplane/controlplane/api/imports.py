@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cellplane import API_VERSION
 from cellplane.choreo import import_choreo, import_directory
 from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.sources import checkout, subdirectory
@@ -39,7 +40,8 @@ class ComponentImport(BaseModel):
     dryRun: bool = False
 
 
-@router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201)
+@router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201, response_model=None,
+             responses={201: {"model": schemas.ComponentImportResult, "description": "the component as stored"}})
 def import_component(request: Request, org: NamePath, project: NamePath, body: ComponentImport,
                      who: Principal = Caller) -> dict[str, Any]:
     """Create a component whose endpoints, connections and configuration come from its source."""

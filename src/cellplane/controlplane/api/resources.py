@@ -1,14 +1,15 @@
 """Routes for resources of every kind, and ``apply`` of many documents in one transaction."""
 
-from __future__ import annotations
-
-from typing import Any
+# No ``from __future__ import annotations``: the routes of each kind annotate their body with a type built for
+# that kind (a local variable), which FastAPI could not resolve from a string.
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from cellplane import API_VERSION
 from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import (
     Caller,
     NamePath,
@@ -26,7 +27,9 @@ from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_
 from cellplane.store.tables import ResourceRow
 
 router = APIRouter()
-DOCUMENT = Body(..., description="a resource document (apiVersion, kind, metadata, spec)")
+APPLY_EXAMPLE = {"organization": "default", "documents": [
+    {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "shop"}, "spec": {}}]}
+ApplyBody = Annotated[schemas.documented(schemas.ApplyRequest), Body(examples=[APPLY_EXAMPLE])]
 
 
 def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
@@ -37,12 +40,6 @@ def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
     if info.kind == "Organization":
         return Target(name)
     return Target(org, project)
-
-
-def hide_from_outsiders(who: Principal, org: str) -> None:
-    """Someone with no role in an organization learns nothing of it, not even that it exists."""
-    if not who.member_of(org):
-        raise NotFoundError(f"organization '{org}' not found")
 
 
 def can_read(who: Principal, row: ResourceRow) -> bool:
@@ -61,11 +58,12 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
     p = platform(request)
     with p.store.transaction() as s:
         if org is not None:
-            hide_from_outsiders(who, org)
             store.require_owner(s, store.Place(KINDS["Project"] if project is None else info, org, project or ""),
                                 field_path="path")
             if project is not None and not who.sees_project(org, project):
                 require(who, f"{info.plural}:list", Target(org, project))
+            elif project is None and not who.member_of(org):
+                require(who, f"{info.plural}:list", Target(org))
         rows, cont = store.list_rows(s, info.kind, org, project, page.limit, page.after,
                                      visible=lambda row: can_read(who, row))
         return {"apiVersion": API_VERSION, "kind": f"{info.kind}List",
@@ -76,10 +74,9 @@ def _get(request: Request, who: Principal, info: KindInfo, org: str, project: st
     p = platform(request)
     with p.store.transaction() as s:
         place = store.Place(info, org, project)
-        hide_from_outsiders(who, org or name)
         row = store.find(s, place, name)
         if row is None or not can_read(who, row):
-            if row is not None:
+            if row is not None or who.member_of(org or name):
                 require(who, f"{info.plural}:get", target_of(info, org, project, name))
             raise NotFoundError(f"{place.describe(name)} not found")
         return store.to_document(row)
@@ -133,86 +130,101 @@ def _delete(request: Request, who: Principal, info: KindInfo, org: str, project:
 
 
 def _register(info: KindInfo) -> None:
-    """Five routes per kind; the path parameters depend on the kind's scope."""
+    """Five routes per kind; the path parameters depend on the kind's scope.
+
+    Bodies are documented as the kind's document (``<Kind>Body``) but parsed by ``parse_document``; responses
+    are documented as ``<Kind>`` and ``<Kind>List`` but sent as stored (see ``schemas``).
+    """
     tag = [info.plural]
+    docs = schemas.SCHEMAS[info.kind]
+    Document = Annotated[schemas.documented(docs.body),
+                         Body(description=f"a {info.kind} document (apiVersion and kind may be left out)")]
+    read = {"response_model": None, "responses": {200: {"model": docs.resource, "description": f"the {info.kind}"}}}
+    listed = {"response_model": None, "responses": {200: {"model": docs.list, "description": "one page"}}}
+    created = {201: {"model": docs.resource, "description": f"the {info.kind} as stored"}}
+    create_ = {"response_model": None, "status_code": 201, "responses": created}
+    replace = {"response_model": None, "responses": {
+        200: {"model": docs.resource, "description": f"the {info.kind} as stored (updated or unchanged)"}, **created}}
+    delete_ = {"response_model": schemas.ResourceDeleted, "response_model_exclude_unset": True}
+
     if info.scope == "cluster":
         base = f"/{info.plural}"
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
         def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, None, None, page)
 
-        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
-        def create(request: Request, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
-                   dryRun: bool = False) -> JSONResponse:
+        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
+        def create(request: Request, body: Document, who: Principal = Caller, dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, "", "", body, None, False, dryRun)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, "", "", name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put(request: Request, name: NamePath, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
+        def put(request: Request, name: NamePath, body: Document, who: Principal = Caller,
                 dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, "", "", body, name, True, dryRun)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
         def delete(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, "", "", name)
 
     elif info.scope == "organization":
         base = f"/organizations/{{org}}/{info.plural}"
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
         def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, None, page)
 
-        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
-        def create_o(request: Request, org: NamePath, who: Principal = Caller, body: dict[str, Any] = DOCUMENT,
+        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
+        def create_o(request: Request, org: NamePath, body: Document, who: Principal = Caller,
                      dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, "", body, None, False, dryRun)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, org, "", name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller,
-                  body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
+        def put_o(request: Request, org: NamePath, name: NamePath, body: Document, who: Principal = Caller,
+                  dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, "", body, name, True, dryRun)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
         def delete_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, org, "", name)
 
     else:
         base = f"/organizations/{{org}}/projects/{{project}}/{info.plural}"
 
-        @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization")
+        @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization",
+                    **listed)
         def list_all(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, None, page)
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}")
+        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
         def list_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
                    page: Page = Paging) -> dict[str, Any]:
             return _list(request, who, info, org, project, page)
 
-        @router.post(base, tags=tag, status_code=201, name=f"create_{info.singular}")
-        def create_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
-                     body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
+        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
+        def create_p(request: Request, org: NamePath, project: NamePath, body: Document, who: Principal = Caller,
+                     dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, project, body, None, False, dryRun)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}")
+        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
                   who: Principal = Caller) -> dict[str, Any]:
             return _get(request, who, info, org, project, name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}")
-        def put_p(request: Request, org: NamePath, project: NamePath, name: NamePath, who: Principal = Caller,
-                  body: dict[str, Any] = DOCUMENT, dryRun: bool = False) -> JSONResponse:
+        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
+        def put_p(request: Request, org: NamePath, project: NamePath, name: NamePath, body: Document,
+                  who: Principal = Caller, dryRun: bool = False) -> JSONResponse:
             return _write(request, who, info, org, project, body, name, True, dryRun)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}")
+        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
         def delete_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
                      who: Principal = Caller) -> dict[str, Any]:
             return _delete(request, who, info, org, project, name)
@@ -222,9 +234,8 @@ for _info in sorted(KINDS.values(), key=lambda i: i.order):
     _register(_info)
 
 
-@router.post("/apply", tags=["apply"])
-def apply(request: Request, who: Principal = Caller,
-          body: dict[str, Any] = Body(..., examples=[{"organization": "default", "documents": []}]),
+@router.post("/apply", tags=["apply"], response_model=schemas.ApplyResponse, response_model_exclude_unset=True)
+def apply(request: Request, body: ApplyBody, who: Principal = Caller,
           dryRun: bool = Query(False, description="validate and report what would change, store nothing"),
           ) -> dict[str, Any]:
     """Create or update many documents in one transaction: all of them are stored, or none."""

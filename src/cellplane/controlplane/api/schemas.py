@@ -1,0 +1,307 @@
+"""The API's published contract: pydantic models of what the routes take and what they return.
+
+Two kinds of models live here:
+
+* **Documentation of resource documents** (``Component``, ``ComponentList``, ``ComponentBody``,
+  ``ComponentDocument``, ...; one set per kind, built from the kind's spec model in ``cellplane.model``).
+  Routes only *declare* them: request bodies are still parsed by ``cellplane.model.parse_document`` (its
+  error messages and field paths are part of the API), and resource documents are returned as stored
+  (``resources.to_document``) rather than re-serialised through a model. ``tests/test_api.py`` and the
+  schemathesis run check real responses against these schemas.
+* **Response models** of the smaller views (users, tokens, audit events, ...), used as ``response_model``
+  with ``response_model_exclude_unset=True``: what the route builds is sent key for key, in the same order.
+
+Keys a response omits (rather than sending as ``null``) are declared with ``absent()``: optional, not nullable.
+"""
+
+from __future__ import annotations
+
+import operator
+from functools import reduce
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+
+from cellplane import API_VERSION
+from cellplane.model import KINDS, KindInfo, Metadata
+from cellplane.model.meta import DNS_LABEL
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent(description: str | None = None) -> Any:
+    """A key that is left out of the response when it does not apply (never sent as null)."""
+    return Field(default=None, description=description, json_schema_extra=_no_default)
+
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+# The request-side spelling of an optional name: '' is accepted as "not given" by /apply.
+OptionalName = Annotated[str | None, Field(max_length=63, pattern=f"^$|{DNS_LABEL.pattern}")]
+
+
+def documented(model: Any) -> Any:
+    """A request body parsed as a plain JSON object but documented (OpenAPI) as ``model``.
+
+    The route keeps validating with ``cellplane.model`` so that problems are reported at document paths
+    (``metadata.name``, ``spec.endpoints[0].port``), all at once, exactly as for ``cellplane apply``.
+    """
+    return Annotated[dict[str, Any], BeforeValidator(lambda value: value, json_schema_input_type=model)]
+
+
+class Out(BaseModel):
+    """Base of the response models. Keys a route adds later pass through (and are allowed by the schema)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# -- resource documents, one set per kind ---------------------------------------------------------------------------
+
+
+class ResourceMetadata(Out):
+    """Metadata of a stored resource: the writer's fields and the server's."""
+
+    name: str
+    organization: str = absent("owning organization (every kind but Organization)")
+    project: str = absent("owning project (project-scoped kinds)")
+    labels: dict[str, str] = absent("left out when there are none")
+    annotations: dict[str, str] = absent("left out when there are none")
+    uid: str = Field(description="unique for the life of the resource; a re-created resource gets a new one")
+    generation: int = Field(description="incremented when the spec changes")
+    creationTimestamp: Timestamp
+    updateTimestamp: Timestamp
+
+
+class ResourceStatus(Out):
+    """Server-owned state of a resource."""
+
+    warnings: list[str] = absent("what was adjusted or ignored while validating the document (write responses)")
+
+
+class ListMetadata(Out):
+    continue_: str | None = Field(alias="continue", description="pass as ?continue= for the next page; null on the "
+                                                                "last page")
+
+
+class OrganizationScopedMetadata(Metadata):
+    """Metadata of a kind that belongs to an organization but to no project."""
+
+    project: None = Field(default=None, description="organization-level kinds belong to no project")
+
+
+class ClusterMetadata(OrganizationScopedMetadata):
+    """Metadata of an Organization: it has no owner."""
+
+    organization: None = Field(default=None, description="an Organization has no owning organization")
+
+
+REQUEST_METADATA: dict[str, type[BaseModel]] = {"cluster": ClusterMetadata,
+                                                 "organization": OrganizationScopedMetadata,
+                                                 "project": Metadata}
+
+
+class KindSchemas:
+    """The documentation models of one kind."""
+
+    def __init__(self, info: KindInfo) -> None:
+        kind: Any = Literal[info.kind]  # type: ignore[valid-type]
+        version: Any = Literal[API_VERSION]  # type: ignore[valid-type]
+        spec: Any = info.spec
+        strict = ConfigDict(extra="forbid")
+        status = (Any, Field(default=None, description="ignored on input: the server owns status"))
+        self.resource: type[BaseModel] = create_model(
+            info.kind, __base__=Out, __doc__=f"A {info.kind} as the server returns it.",
+            apiVersion=(version, ...), kind=(kind, ...), metadata=(ResourceMetadata, ...), spec=(spec, ...),
+            status=(ResourceStatus, ...))
+        self.list: type[BaseModel] = create_model(
+            f"{info.kind}List", __base__=Out, __doc__=f"One page of {info.plural}.",
+            apiVersion=(version, ...), kind=(Literal[f"{info.kind}List"], ...),  # type: ignore[valid-type]
+            items=(list[self.resource], ...), metadata=(ListMetadata, ...))  # type: ignore[name-defined]
+        metadata = REQUEST_METADATA[info.scope]
+        self.body: type[BaseModel] = create_model(
+            f"{info.kind}Body", __config__=strict,
+            __doc__=f"A {info.kind} document sent to the {info.plural} routes: apiVersion and kind may be left "
+                    "out, the owners default to the path's.",
+            apiVersion=(version, API_VERSION), kind=(kind, info.kind), metadata=(metadata, ...),
+            spec=(spec | None, None), status=status)
+        self.document: type[BaseModel] = create_model(
+            f"{info.kind}Document", __config__=strict,
+            __doc__=f"A complete {info.kind} document, as in a file given to apply.",
+            apiVersion=(version, ...), kind=(kind, ...), metadata=(metadata, ...), spec=(spec | None, None),
+            status=status)
+
+
+SCHEMAS: dict[str, KindSchemas] = {kind: KindSchemas(info) for kind, info in KINDS.items()}
+# Any kind's complete document, told apart by its kind (``oneOf`` with a discriminator in the OpenAPI document).
+AnyDocument = Annotated[reduce(operator.or_, [SCHEMAS[i.kind].document for i in sorted(KINDS.values(),
+                                                                                      key=lambda i: i.order)]),
+                        Field(discriminator="kind")]
+StoredComponent = SCHEMAS["Component"].resource
+
+
+class ResourceDeleted(Out):
+    deleted: list[str] = Field(description="what was deleted ('<kind>/<name>'), owned resources first")
+
+
+# -- apply ----------------------------------------------------------------------------------------------------------
+
+
+class ApplyRequest(BaseModel):
+    """Documents to create or update in one transaction: all of them are stored, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+    organization: OptionalName = Field(default=None, description="owner of documents that name none")
+    project: OptionalName = Field(default=None, description="owning project of components that name none")
+    documents: list[AnyDocument] = Field(min_length=1, max_length=5000)
+
+
+class AppliedResource(Out):
+    document: int | None = Field(description="index of the document in the request; null for what the server "
+                                             "created alongside it (an organization's defaults)")
+    kind: str
+    name: str
+    organization: str | None
+    project: str | None
+    action: Literal["created", "configured", "unchanged"]
+    warnings: list[str]
+
+
+class ApplyResponse(Out):
+    dryRun: bool = Field(description="true when nothing was stored")
+    results: list[AppliedResource]
+
+
+class ComponentImportResult(Out):
+    component: StoredComponent
+    descriptor: str | None = Field(description="the descriptor the spec was read from, if any")
+    warnings: list[str]
+    dryRun: bool
+
+
+# -- configuration --------------------------------------------------------------------------------------------------
+
+
+class ConfigItem(Out):
+    """A configuration value as a component sees it; secret values are always masked."""
+
+    key: str = Field(description="an environment variable name, or 'file:<name>' for a configuration file")
+    value: str | None = Field(description="the value, '********' for a secret; null when the spec declares the "
+                                          "entry without a value")
+    secret: bool
+    environment: str | None = Field(description="the environment this value is for; null for every environment")
+    version: int = Field(description="0 for a value from the spec")
+    updatedAt: Timestamp = absent("values set with the config routes only")
+    updatedBy: str = absent("values set with the config routes only")
+    source: Literal["spec", "config"]
+
+
+class ConfigList(Out):
+    items: list[ConfigItem]
+
+
+class ConfigChange(ConfigItem):
+    changed: bool = Field(description="false when the same value was set again (no new version)")
+
+
+class Deleted(Out):
+    deleted: str = Field(description="what was deleted")
+
+
+# -- identity, audit, administration --------------------------------------------------------------------------------
+
+
+class Role(Out):
+    role: str
+    organization: str
+    project: str | None
+    environment: str | None
+
+
+class WhoAmI(Out):
+    user: str
+    superuser: bool
+    roles: list[Role]
+
+
+class User(Out):
+    name: str
+    email: str | None
+    superuser: bool
+    disabled: bool
+    createdAt: Timestamp
+
+
+class UserList(Out):
+    items: list[User]
+
+
+class Token(Out):
+    id: str
+    user: str
+    name: str
+    createdAt: Timestamp
+    expiresAt: Timestamp | None
+    lastUsedAt: Timestamp | None
+
+
+class NewTokenIssued(Token):
+    token: str = Field(description="the secret: shown once, in this response only")
+
+
+class TokenList(Out):
+    items: list[Token]
+
+
+class RoleBinding(Out):
+    id: str
+    user: str
+    role: str
+    organization: str
+    project: str | None
+    environment: str | None
+    createdAt: Timestamp
+
+
+class RoleBindingList(Out):
+    items: list[RoleBinding]
+
+
+class AuditEvent(Out):
+    id: int
+    at: Timestamp
+    actor: str
+    action: str
+    kind: str | None
+    organization: str | None
+    project: str | None
+    name: str | None
+    outcome: Literal["succeeded", "failed", "denied"]
+    message: str
+
+
+class AuditMetadata(Out):
+    before: int | None = Field(description="pass as ?before= for older events; null when there are no more")
+
+
+class AuditList(Out):
+    items: list[AuditEvent]
+    metadata: AuditMetadata
+
+
+class KeyRotation(Out):
+    keyId: str = Field(description="the new primary key")
+    reencrypted: int = Field(description="secrets re-encrypted under it")
+    retiredKeys: list[str] = Field(description="keys dropped from the key ring")
+
+
+class VersionInfo(Out):
+    version: str
+    apiVersion: str
+    database: str
+
+
+class Health(Out):
+    status: Literal["ok"]
