@@ -203,6 +203,19 @@ def _names(r: httpx.Response) -> list[str]:
     return [i["metadata"]["name"] for i in r.json()["items"]]
 
 
+def test_role_bindings_are_listed_as_far_as_one_sees(world: World) -> None:
+    def listed(client: httpx.Client) -> set[tuple[str, str | None, str | None]]:
+        r = client.get(f"/organizations/{ORG}/rolebindings")
+        assert r.status_code == 200, r.text
+        return {(b["user"], b["project"], b["environment"]) for b in r.json()["items"]}
+
+    everything = listed(world.clients[("viewer", "organization")])
+    assert ("admin-organization", None, None) in everything and ("viewer-environment", None, ENV) in everything
+    mine = listed(world.clients[("viewer", "project")])
+    assert mine == {b for b in everything if b[1] == PROJECT}  # the project's bindings, their own among them
+    assert ("viewer-project", PROJECT, None) in mine
+
+
 def test_a_project_scoped_user_sees_only_that_project(world: World) -> None:
     for role in ROLES:
         c = world.clients[(role, "project")]

@@ -125,7 +125,9 @@ def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> d
         rows = s.execute(select(RoleBindingRow, UserRow.name).join(UserRow, UserRow.id == RoleBindingRow.user_id)
                          .where(RoleBindingRow.organization == org)
                          .order_by(UserRow.name, RoleBindingRow.role, RoleBindingRow.project))
-        return {"items": [identity.binding_view(b, name) for b, name in rows]}
+        # Who holds what is itself information: a project member sees the project's bindings and their own.
+        return {"items": [identity.binding_view(b, name) for b, name in rows
+                          if name == who.user or who.can("rolebindings:list", Target(org, b.project, b.environment))]}
 
 
 @router.post("/organizations/{org}/rolebindings", tags=["rolebindings"], status_code=201,
