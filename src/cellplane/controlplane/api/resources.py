@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
 from cellplane.controlplane import resources as store
@@ -40,6 +41,16 @@ def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
     if info.kind == "Organization":
         return Target(name)
     return Target(org, project)
+
+
+def authorize_write(s: Session, who: Principal, place: store.Place, name: str) -> None:
+    """Creating needs ``<kind>:create`` (an Organization: a platform administrator), replacing ``<kind>:update``."""
+    info = place.info
+    exists = store.find(s, place, name) is not None
+    if info.kind == "Organization" and not exists:
+        require_superuser(who, "create organizations")
+    require(who, f"{info.plural}:{'update' if exists else 'create'}",
+            target_of(info, place.organization, place.project, name))
 
 
 def can_read(who: Principal, row: ResourceRow) -> bool:
@@ -108,10 +119,7 @@ def _write(request: Request, who: Principal, info: KindInfo, org: str, project: 
         doc = _document(raw, info, org, project, name)
         work.name = doc.name
         place = store.Place(info, org, project)
-        exists = store.find(s, place, doc.name) is not None
-        if info.kind == "Organization" and not exists:
-            require_superuser(who, "create organizations")
-        require(who, f"{info.plural}:{'update' if exists else 'create'}", target_of(info, org, project, doc.name))
+        authorize_write(s, who, place, doc.name)
         results = (store.apply if replace else store.create)(s, doc, place, p.keyring, who.user)
         work.message = ", ".join(f"{r.kind.lower()}/{r.name} {r.action}" for r in results)
         row = store.get(s, place, doc.name)
@@ -248,11 +256,7 @@ def apply(request: Request, body: ApplyBody, who: Principal = Caller,
         for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
             try:
                 place = store.place_of(doc, org, project)
-                name_target = target_of(doc.info, place.organization, place.project, doc.name)
-                exists = store.find(s, place, doc.name) is not None
-                if doc.kind == "Organization" and not exists:
-                    require_superuser(who, "create organizations")
-                require(who, f"{doc.info.plural}:{'update' if exists else 'create'}", name_target)
+                authorize_write(s, who, place, doc.name)
                 for r in store.apply(s, doc, place, p.keyring, who.user):
                     results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
                                     **r.as_dict()})
