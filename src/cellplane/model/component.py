@@ -7,6 +7,7 @@ they can report exact field paths, all at once, next to the structural errors.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
@@ -67,16 +68,13 @@ def _absolute_url(value: str) -> str:
     return value
 
 
-def _cpu(value: str) -> str:
-    if not QUANTITY_CPU.fullmatch(value):
-        raise ValueError(f"'{value}' is not a CPU quantity (e.g. 500m, 1, 1.5)")
-    return value
+def _quantity(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"'{value}' is not a {what}")
+        return value
 
-
-def _memory(value: str) -> str:
-    if not QUANTITY_MEMORY.fullmatch(value):
-        raise ValueError(f"'{value}' is not a memory quantity (e.g. 256Mi, 1Gi)")
-    return value
+    return check
 
 
 EnvName = Annotated[str, AfterValidator(_env_name)]
@@ -85,8 +83,8 @@ BasePath = Annotated[str, AfterValidator(_base_path)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 Cron = Annotated[str, AfterValidator(_cron)]
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
-CpuQuantity = Annotated[str, AfterValidator(_cpu)]
-MemoryQuantity = Annotated[str, AfterValidator(_memory)]
+CpuQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_CPU, "CPU quantity (e.g. 500m, 1, 1.5)"))]
+MemoryQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_MEMORY, "memory quantity (e.g. 256Mi, 1Gi)"))]
 
 
 class Source(Strict):
