@@ -101,7 +101,10 @@ def test_server_owned_fields_and_status_are_accepted_so_get_output_can_be_applie
 
 def test_missing_or_null_spec_means_defaults() -> None:
     for document in (raw("Project", "a"), raw("Project", "a") | {"spec": None}):
-        assert parse_document(document).spec_dict() == {"deploymentPipeline": "default"}
+        assert parse_document(document).spec_dict() == {
+            "deploymentPipeline": "default",
+            "buildPolicy": {"failOn": {"secrets": True, "vulnerabilities": "critical", "staticAnalysis": "none",
+                                       "tests": True}}}
 
 
 def test_connection_env_takes_from_by_alias_and_dumps_it_back() -> None:

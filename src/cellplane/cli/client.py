@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,53 @@ class Client:
                                "(the admin token is in <data-dir>/admin.token)")
             raise ApiError(response.status_code, body if isinstance(body, dict) else {})
         return body
+
+    def upload(self, path: str, data: Any, **params: Any) -> Any:
+        """POST a .tar.gz body (a file object or an iterator of bytes)."""
+        return self.request("POST", path, content=data, headers={"Content-Type": "application/gzip"},
+                            params={k: v for k, v in params.items() if v is not None}, timeout=600)
+
+    def stream_lines(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """An NDJSON stream, one decoded object per line, until the server ends it."""
+        try:
+            with self._http.stream("GET", path, params={k: v for k, v in params.items() if v is not None},
+                                   timeout=httpx.Timeout(30, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = {}
+                    raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+                for line in response.iter_lines():
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except ValueError:
+                            continue
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach the control plane at {self.server}") from None
+        except httpx.HTTPError as e:
+            raise CliError(f"the stream from {self.server} broke: {e}") from None
+
+    def download(self, path: str, dest: Any) -> dict[str, str]:
+        """GET a binary body into the file object ``dest``; returns the response headers."""
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(30, read=300)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = {}
+                    raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+                for chunk in response.iter_bytes(1 << 20):
+                    dest.write(chunk)
+                return dict(response.headers)
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach the control plane at {self.server}") from None
+        except httpx.HTTPError as e:
+            raise CliError(f"the download from {self.server} failed: {e}") from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

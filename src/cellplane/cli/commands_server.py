@@ -30,14 +30,34 @@ def serve(
     database_url: str = typer.Option(None, "--database-url", envvar="CELLPLANE_DATABASE_URL",
                                      help="postgresql+psycopg://... (default: SQLite in the data directory)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
+    build_workers: int = typer.Option(2, "--build-workers", min=0, max=64, envvar="CELLPLANE_BUILD_WORKERS",
+                                      help="builds run at once by this process (0: leave builds to other replicas)"),
+    build_timeout: int = typer.Option(900, "--build-timeout", min=5, envvar="CELLPLANE_BUILD_TIMEOUT",
+                                      help="seconds a build may run (a component's build.timeoutSeconds overrides)"),
+    build_memory: int = typer.Option(2048, "--build-memory", min=64, envvar="CELLPLANE_BUILD_MEMORY",
+                                     help="MiB of memory a build's processes may use together"),
+    max_upload: int = typer.Option(100, "--max-upload", min=1, envvar="CELLPLANE_MAX_UPLOAD",
+                                   help="MiB: the largest source archive a build accepts"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="CELLPLANE_CACHE_DIR",
+                                   help="dependency caches and runtimes [default: DATA_DIR/cache]"),
+    osv_database: Path = typer.Option(None, "--osv-database", envvar="CELLPLANE_OSV_DATABASE",
+                                      help="offline OSV vulnerability database (.json, .zip or a directory)"),
 ) -> None:
-    """Start the control plane's REST API (embedded SQLite unless --database-url is given)."""
+    """Start the control plane's REST API (embedded SQLite unless --database-url is given) and its build workers."""
     import uvicorn
 
     from cellplane.controlplane.api.app import create_app
+    from cellplane.controlplane.buildworker import BuildSettings
 
     data_dir = (data_dir or default_data_dir()).resolve()
-    application = create_app(data_dir, database_url)
+    if osv_database is not None and not osv_database.exists():
+        raise CliError(f"--osv-database {osv_database}: no such file or directory")
+    if osv_database is None and (data_dir / "osv").exists():
+        osv_database = data_dir / "osv"
+    settings = BuildSettings(workers=build_workers, timeout=build_timeout, memory_mb=build_memory,
+                             max_upload_mb=max_upload, cache_dir=cache_dir.resolve() if cache_dir else None,
+                             osv_database=str(osv_database.resolve()) if osv_database else None)
+    application = create_app(data_dir, database_url, settings)
     platform = application.state.platform
     url = f"http://{host}:{port}"
     err.print(f"[bold]Cellplane {__version__}[/] control plane on [cyan]{url}[/] "

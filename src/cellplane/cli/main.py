@@ -13,7 +13,12 @@ import sys
 import click
 import typer
 
-from cellplane.cli import commands_admin, commands_resources, commands_server  # noqa: F401  (registers commands)
+from cellplane.cli import (  # noqa: F401  (registers commands)
+    commands_admin,
+    commands_builds,
+    commands_resources,
+    commands_server,
+)
 from cellplane.cli.app import app
 from cellplane.cli.client import CliError
 from cellplane.errors import CellplaneError

@@ -16,7 +16,7 @@ from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model.component import ENV_NAME
 from cellplane.model.meta import dns_label_problem
-from cellplane.store.tables import ConfigValueRow, now
+from cellplane.store.tables import ConfigValueRow, WebhookSecretRow, now
 
 ALL = ""  # environment column value meaning "every environment"
 FILE_PREFIX = "file:"
@@ -141,5 +141,18 @@ def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
             done += 1
             if done >= batch:
                 break
+    if done < batch:  # git webhook secrets are held under the same key ring
+        for hook in s.scalars(select(WebhookSecretRow).order_by(WebhookSecretRow.id)).all():
+            if keyring.key_id_of(hook.secret) != keyring.primary_id:
+                ctx = webhook_context(hook.organization, hook.project, hook.component)
+                hook.secret = keyring.encrypt(keyring.decrypt(hook.secret, ctx), ctx)
+                done += 1
+                if done >= batch:
+                    break
     s.flush()
     return done
+
+
+def webhook_context(organization: str, project: str, component: str) -> str:
+    """Associated data binding a webhook secret's ciphertext to its component."""
+    return f"webhook\0{organization}\0{project}\0{component}"

@@ -19,6 +19,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "*:get", "*:list", "config:read", "config:write",
         "projects:create", "projects:update",
         "components:create", "components:update", "components:delete",
+        "builds:create", "builds:cancel",
     ),
     "admin": ("*",),
 }

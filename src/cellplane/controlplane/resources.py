@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
+from cellplane.controlplane import builds
 from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
@@ -221,7 +222,9 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         # A binding outlives nothing it is scoped to: a later project of the same name must not inherit it.
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
                                                RoleBindingRow.project == name))
+        builds.forget(s, place.organization, name)
     elif kind == "Component":
+        builds.forget(s, place.organization, place.project, name)
         s.execute(delete(ConfigValueRow).where(
             ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
             ConfigValueRow.component == name))

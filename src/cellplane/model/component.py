@@ -101,6 +101,10 @@ class Build(Strict):
     run: str | None = Field(default=None, max_length=4000, description="explicit start command")
     language: str | None = Field(default=None, max_length=40)
     languageVersion: str | None = Field(default=None, max_length=40)
+    test: str | None = Field(default=None, max_length=4000,
+                             description="unit-test command, run during the build with dependencies installed")
+    timeoutSeconds: int | None = Field(default=None, ge=5, le=86400,
+                                       description="build timeout (the control plane's default when unset)")
     autoBuild: bool = Field(default=False, description="build on every git push")
 
 

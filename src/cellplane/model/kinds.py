@@ -15,9 +15,26 @@ class OrganizationSpec(Strict):
     description: str | None = Field(default=None, max_length=2000)
 
 
+Threshold = Literal["critical", "high", "medium", "low", "none"]
+
+
+class FailOn(Strict):
+    """Which build findings fail a build; a severity threshold fails on that severity and above."""
+
+    secrets: bool = Field(default=True, description="a secret found in the source fails the build")
+    vulnerabilities: Threshold = Field(default="critical", description="dependency vulnerabilities (OSV)")
+    staticAnalysis: Threshold = Field(default="none", description="Python static analysis (bandit)")
+    tests: bool = Field(default=True, description="failing unit tests fail the build")
+
+
+class BuildPolicy(Strict):
+    failOn: FailOn = Field(default_factory=FailOn)
+
+
 class ProjectSpec(Strict):
     displayName: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    buildPolicy: BuildPolicy = Field(default_factory=BuildPolicy, description="which build findings fail a build")
     deploymentPipeline: Name = Field(default="default", description="Promotion pipeline this project uses")
 
 

@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -140,3 +152,101 @@ class AuditRow(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     outcome: Mapped[str] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class BuildRow(Base):
+    """One build of a component: its request, its state machine and what it produced."""
+
+    __tablename__ = "builds"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    number: Mapped[int] = mapped_column(Integer)
+    track: Mapped[str] = mapped_column(String(100), default="default")
+    source: Mapped[dict] = mapped_column(JSON, default=dict)  # kind git|archive, repository, branch, ref, path
+    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trigger: Mapped[str] = mapped_column(String(20), default="api")
+    requested_by: Mapped[str] = mapped_column(String(63), default="")
+    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str] = mapped_column(String(100), default="")
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=900)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    detection: Mapped[dict] = mapped_column(JSON, default=dict)
+    steps: Mapped[list] = mapped_column(JSON, default=list)
+    findings: Mapped[list] = mapped_column(JSON, default=list)
+    artifact: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    upload: Mapped[str | None] = mapped_column(String(80), nullable=True)  # blob digest of an uploaded archive
+
+    __table_args__ = (
+        UniqueConstraint("organization", "project", "component", "number", name="uq_builds_number"),
+        Index("ix_builds_component", "organization", "project", "component"),
+    )
+
+
+class BuildLogRow(Base):
+    __tablename__ = "build_logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    step: Mapped[str] = mapped_column(String(20), default="")
+    line: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (UniqueConstraint("build_id", "seq", name="uq_build_logs_seq"),)
+
+
+class BlobRow(Base):
+    """Content-addressed bytes (artifacts, uploaded sources), stored in chunks so that replicas share them."""
+
+    __tablename__ = "blobs"
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)  # sha256:<hex>
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class BlobChunkRow(Base):
+    __tablename__ = "blob_chunks"
+
+    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ArtifactRow(Base):
+    """An artifact as a project knows it: its digest (a blob) and its manifest."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest"))
+    manifest: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (UniqueConstraint("organization", "project", "digest", name="uq_artifacts"),)
+
+
+class WebhookSecretRow(Base):
+    """A component's git webhook secret, encrypted like configuration secrets."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    created_by: Mapped[str] = mapped_column(String(63), default="")
+
+    __table_args__ = (UniqueConstraint("organization", "project", "component", name="uq_webhook_secrets"),)

@@ -9,24 +9,36 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from cellplane import API_VERSION, __version__
-from cellplane.controlplane.api import config, errors, identity, imports, resources, schemas
+from cellplane.controlplane.api import builds, config, errors, identity, imports, resources, schemas, webhooks
 from cellplane.controlplane.api.textguard import TextGuard
+from cellplane.controlplane.buildworker import BuildSettings, BuildWorkers
 from cellplane.controlplane.platform import Platform
 
 
-def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
+def create_app(data_dir: Path, database_url: str | None = None, build_settings: BuildSettings | None = None,
+               run_builds: bool = True) -> FastAPI:
+    """The API. ``run_builds`` starts this process's build worker pool (replicas may leave it to others)."""
     platform = Platform(data_dir, database_url)
+    settings = build_settings or BuildSettings()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        workers = None
+        if run_builds and settings.workers > 0:
+            workers = BuildWorkers(platform.store, data_dir, settings)
+            workers.start()
+            app.state.build_workers = workers
         yield
+        if workers is not None:
+            await workers.stop()
         platform.close()
 
     app = FastAPI(title="Cellplane control plane", version=__version__, lifespan=lifespan,
                   description="Organizations, projects (cells), components, environments and pipelines.")
     app.state.platform = platform
+    app.state.build_settings = settings
     errors.install(app)
-    app.add_middleware(TextGuard)
+    app.add_middleware(TextGuard, stream_types=builds.ARCHIVE_TYPES)
 
     api = APIRouter(prefix="/api/v1", responses=errors.ERROR_RESPONSES)
 
@@ -38,6 +50,8 @@ def create_app(data_dir: Path, database_url: str | None = None) -> FastAPI:
     api.include_router(imports.router)
     api.include_router(config.router)
     api.include_router(identity.router)
+    api.include_router(builds.router)
+    api.include_router(webhooks.router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["meta"], response_model=schemas.Health, response_model_exclude_unset=True)

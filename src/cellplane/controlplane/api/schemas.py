@@ -305,3 +305,89 @@ class VersionInfo(Out):
 
 class Health(Out):
     status: Literal["ok"]
+
+
+# -- builds and artifacts -------------------------------------------------------------------------------------------
+
+BuildState = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed-out"]
+
+
+class BuildStep(Out):
+    name: str
+    state: Literal["running", "succeeded", "failed", "skipped"]
+    seconds: float = absent("how long the step took")
+    detail: str = absent("why a step was skipped")
+
+
+class BuildFinding(Out):
+    kind: str = Field(description="secret | static-analysis | vulnerability | test")
+    rule: str
+    severity: str = Field(description="critical | high | medium | low | unknown")
+    file: str
+    line: int
+    message: str
+
+
+class BuildInfo(Out):
+    id: str
+    number: int = Field(description="per component, from 1")
+    organization: str
+    project: str
+    component: str
+    track: str
+    state: BuildState
+    trigger: str = Field(description="api | upload | webhook")
+    requestedBy: str
+    source: dict[str, Any] = Field(description="kind git|archive, repository, branch, ref, path")
+    commit: str | None
+    createdAt: str
+    startedAt: str | None
+    finishedAt: str | None
+    durationSeconds: float | None
+    timeoutSeconds: int
+    cancelRequested: bool
+    detection: dict[str, Any] = Field(description="strategy, reason, language, run, port, processes, notes")
+    steps: list[BuildStep]
+    findings: list[BuildFinding]
+    findingCounts: dict[str, int]
+    artifact: str | None = Field(description="sha256 digest of the artifact, once the build succeeded")
+    error: str | None
+
+
+class BuildList(Out):
+    items: list[BuildInfo]
+    before: int = absent("pass as ?before= for the next (older) page")
+
+
+class BuildLogLine(Out):
+    seq: int
+    at: str
+    step: str
+    line: str
+
+
+class BuildLogs(Out):
+    items: list[BuildLogLine]
+    state: BuildState
+    next: int = Field(description="pass as ?after= to read on")
+
+
+class ArtifactManifest(Out):
+    digest: str
+    size: int
+    createdAt: str
+    manifest: dict[str, Any]
+
+
+class WebhookInfo(Out):
+    url: str = Field(description="where the git host POSTs push events (path under the control plane's URL)")
+    configured: bool
+    autoBuild: bool
+    createdAt: str | None = absent()
+    secret: str = absent("shown once, when created or rotated")
+
+
+class WebhookDelivery(Out):
+    queued: bool
+    reason: str
+    build: BuildInfo = absent()

@@ -55,8 +55,12 @@ def _body_unstorable(body: bytes) -> bool:
 
 
 class TextGuard:
-    def __init__(self, app: ASGIApp) -> None:
+    """``stream_types``: content types whose bodies are binary uploads, streamed to the route unread
+    (the route bounds their size itself)."""
+
+    def __init__(self, app: ASGIApp, stream_types: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.stream_types = tuple(t.encode() for t in stream_types)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,6 +71,9 @@ class TextGuard:
             where = "path"
         elif b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
             where = "query"
+        if where is None and self._streamed(scope):
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size, more = 0, True
         while more and where is None:
@@ -98,3 +105,9 @@ class TextGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _streamed(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                return value.split(b";", 1)[0].strip().lower() in self.stream_types
+        return False

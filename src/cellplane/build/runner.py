@@ -1,0 +1,411 @@
+"""One build, from source to a packed artifact: ``python -m cellplane.build.runner JOB.json``.
+
+The control plane's worker pool starts this module in a process group of its own, with a timeout and a
+memory cap, and reads its standard output: one JSON event per line (``step``, ``log``, ``detection``,
+``findings`` and, last, ``result``). The runner never touches the database; everything it produces
+lives in the build's directory (``source/``, ``work/``, ``stage/``, ``out/artifact.tar.gz``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cellplane.build import archive, detect, scans
+from cellplane.build.osv import OsvDatabase
+from cellplane.build.plan import BuildFailure, Plan
+from cellplane.controlplane.sources import subdirectory
+from cellplane.errors import CellplaneError
+from cellplane.runtime import materialize
+from cellplane.runtime.materialize import Cache
+
+STEPS = ("source", "detect", "dependencies", "build", "test", "scan", "package")
+MANIFEST = "manifest.json"
+SCHEMA = "cellplane.dev/artifact/v1"
+GIT_TIMEOUT = 300
+_SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"e": event, **fields}, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Job:
+    dir: Path
+    cache: Cache
+    source: dict[str, Any]
+    component: dict[str, Any]
+    policy: dict[str, Any] = field(default_factory=dict)
+    osv_database: str | None = None
+    upload_limits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Job:
+        raw = json.loads(path.read_text())
+        return cls(Path(raw["dir"]), Cache(Path(raw["cache"])), raw["source"], raw.get("component", {}),
+                   raw.get("policy") or {}, raw.get("osvDatabase"), raw.get("uploadLimits") or {})
+
+
+class Build:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.step = "source"
+        self.plan: Plan | None = None
+        self.venv: Path | None = None
+        self.python_lock: str = ""
+        self.commit: str | None = None
+        self.findings: list[scans.Finding] = []
+        for sub in ("source", "work", "stage", "out", "home", "tmp"):
+            shutil.rmtree(job.dir / sub, ignore_errors=True)
+            (job.dir / sub).mkdir(parents=True)
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        emit("log", step=self.step, line=line)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.step = name
+        started = time.monotonic()
+        emit("step", step=name, state="running")
+        try:
+            yield
+        except BaseException:
+            emit("step", step=name, state="failed", seconds=round(time.monotonic() - started, 3))
+            raise
+        emit("step", step=name, state="succeeded", seconds=round(time.monotonic() - started, 3))
+
+    def skip(self, name: str, why: str) -> None:
+        emit("step", step=name, state="skipped", detail=why)
+
+    def env(self) -> dict[str, str]:
+        env = materialize.base_env(self.job.cache)
+        env.update({"HOME": str(self.job.dir / "home"), "TMPDIR": str(self.job.dir / "tmp"), "CI": "true",
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+        path = [str(self.workdir / "node_modules" / ".bin")]
+        if self.venv:
+            path.insert(0, str(self.venv / "bin"))
+            env["VIRTUAL_ENV"] = str(self.venv)
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.workdir / "src", self.workdir) if p.is_dir())
+        env["PATH"] = os.pathsep.join([*path, env["PATH"]])
+        if self.plan:
+            env.update(self.plan.env)
+        return env
+
+    @property
+    def work(self) -> Path:
+        return self.job.dir / "work"
+
+    @property
+    def workdir(self) -> Path:
+        return self.work / (self.plan.workdir if self.plan else "")
+
+    def shell(self, command: str, cwd: Path, what: str, extra_env: dict[str, str] | None = None) -> None:
+        self.log(f"$ {command}")
+        materialize.run(["/bin/sh", "-c", command], cwd=cwd, env={**self.env(), **(extra_env or {})}, log=self.log,
+                        what=what)
+
+    # -- steps ---------------------------------------------------------------------------------------------
+
+    def fetch(self) -> Path:
+        src = self.job.source
+        dest = self.job.dir / "source"
+        if src.get("kind") == "archive":
+            limits = archive.UploadLimits(**self.job.upload_limits)
+            try:
+                count = archive.unpack(Path(src["archive"]), dest, limits)
+            except CellplaneError as e:
+                raise BuildFailure(e.message, "archive") from None
+            self.log(f"unpacked the uploaded archive: {count} files")
+        else:
+            self.clone(src["repository"], src.get("branch"), src.get("ref"), dest)
+        try:
+            return subdirectory(dest, src.get("path") or ".")
+        except CellplaneError as e:
+            raise BuildFailure(e.message, "source.path") from None
+
+    def clone(self, repository: str, branch: str | None, ref: str | None, dest: Path) -> None:
+        git = ["git", "-c", "protocol.ext.allow=never", "-c", "advice.detachedHead=false"]
+        args = [*git, "clone", "--quiet"]
+        if not ref:
+            args += ["--depth", "1", "--no-tags"] + (["--branch", branch] if branch else [])
+        where = f"{repository}" + (f" at {ref or branch}" if ref or branch else "")
+        self.log(f"cloning {where}")
+        env = {**materialize.base_env(self.job.cache), "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        materialize.run([*args, "--", repository, str(dest)], cwd=self.job.dir, env=env, log=self.log,
+                        what=f"git clone of {repository}", timeout=GIT_TIMEOUT)
+        if ref:
+            materialize.run([*git, "-C", str(dest), "checkout", "--quiet", "--detach", ref, "--"], cwd=self.job.dir,
+                            env=env, log=self.log, what=f"git checkout of '{ref}'", timeout=GIT_TIMEOUT)
+        head = subprocess.run(["git", "-C", str(dest), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=False, env=env)
+        self.commit = head.stdout.strip() or None
+        if self.commit:
+            self.log(f"at commit {self.commit}")
+            emit("source", commit=self.commit)
+
+    def choose(self, source: Path) -> detect.Detection:
+        c = self.job.component
+        ports = [e.get("port") for e in c.get("endpoints") or [] if isinstance(e, dict)]
+        found = detect.detect(source, c.get("build") or {}, c.get("type") or "service", ports[0] if ports else None)
+        return found
+
+    def prepare_tree(self, source: Path, found: detect.Detection) -> None:
+        if found.dockerfile:
+            from cellplane.build import dockerfile  # only Dockerfile builds need the translator
+
+            build = self.job.component.get("build") or {}
+            plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self))
+            plan.test = plan.test or build.get("test")
+            ports = [e.get("port") for e in self.job.component.get("endpoints") or [] if isinstance(e, dict)]
+            plan.port = ports[0] if ports else plan.port
+            if build.get("run"):
+                plan.run = build["run"]
+            self.plan = plan
+        else:
+            shutil.copytree(source, self.work, symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".git", "node_modules", ".venv", "__pycache__"))
+            self.plan = found.plan
+
+    def install(self) -> None:
+        plan = self.plan
+        assert plan
+        if plan.language == "python" or plan.python_inputs or plan.python_packages:
+            self.install_python(plan.python_inputs, plan.python_packages)
+        if plan.node_install and (self.workdir / "package.json").exists():
+            materialize.npm_install(self.workdir, plan.node_install, self.job.cache, self.log)
+        if not self.venv and not plan.node_install:
+            self.log("no dependencies to install")
+
+    def install_python(self, inputs: list[str], packages: list[str]) -> None:
+        files = [self.work / p for p in inputs]
+        missing = [p for p in inputs if not (self.work / p).is_file()]
+        if missing:
+            raise BuildFailure(f"dependency file {missing[0]} does not exist", missing[0])
+        self.python_lock = materialize.python_lock(files, packages, self.job.dir / "tmp", self.job.cache, self.log)
+        lock = self.job.dir / "stage" / "requirements.lock"
+        lock.write_text(self.python_lock)
+        for name, version in materialize.pins(self.python_lock):
+            self.log(f"  {name}=={version}")
+        self.venv = materialize.python_venv(lock, self.job.cache, self.log)
+
+    def build_commands(self) -> bool:
+        plan = self.plan
+        assert plan
+        for command in plan.build_commands:
+            self.shell(command, self.workdir, f"build command '{command}'")
+        return bool(plan.build_commands)
+
+    def run_tests(self) -> bool:
+        plan = self.plan
+        assert plan
+        if not plan.test:
+            return False
+        try:
+            self.shell(plan.test, self.workdir, "the unit tests", {"PORT": "0"})
+        except BuildFailure as e:
+            self.findings.append(scans.Finding("test", "unit-tests", "high", "", 0, e.message))
+            self.log(f"unit tests failed: {e.message}")
+        return True
+
+    def scan(self) -> list[scans.Finding]:
+        plan = self.plan
+        assert plan
+        self.log("scanning for secrets (detect-secrets)")
+        found = scans.scan_secrets(self.work)
+        if plan.language == "python" or any(self.work.rglob("*.py")):
+            self.log("static analysis (bandit)")
+            found += scans.scan_python(self.workdir)
+        db = None
+        if self.job.osv_database:
+            db = OsvDatabase.load(Path(self.job.osv_database))
+            self.log(f"dependency vulnerabilities: OSV database {self.job.osv_database}")
+        else:
+            self.log("dependency vulnerabilities: no OSV database configured, skipped")
+        node_lock = self.workdir / "package-lock.json"
+        python_lock = self.job.dir / "stage" / "requirements.lock"
+        found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
+                                         node_lock if node_lock.is_file() else None)
+        self.findings.extend(found)
+        for f in self.findings:
+            where = f" {f.file}:{f.line}" if f.file else ""
+            self.log(f"[{f.severity}] {f.kind} {f.rule}{where}: {f.message}")
+        summary = scans.summarise(self.findings)
+        self.log(f"findings: {json.dumps(summary) if self.findings else 'none'}")
+        return scans.Policy.from_spec({"failOn": self.job.policy}).blocking(self.findings)
+
+    def package(self) -> tuple[Path, str, dict[str, Any]]:
+        plan = self.plan
+        assert plan
+        stage = self.job.dir / "stage"
+        files = stage / "files"
+        manifest: dict[str, Any] = {
+            "schema": SCHEMA, "strategy": plan.strategy, "reason": plan.reason, "language": plan.language,
+            "languageVersion": plan.language_version, "run": plan.run, "processes": plan.processes,
+            "port": plan.port, "env": plan.env, "workdir": "files/" + plan.workdir if plan.workdir else "files",
+            "lock": {}, "dependencies": [],
+        }
+        if plan.language == "static":
+            root = self.static_root()
+            shutil.copytree(root, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP))
+            manifest.update(workdir="files", run=None, static={"root": "files", "spa": True})
+        else:
+            shutil.copytree(self.work, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP, "*.pyc"))
+        if self.python_lock:
+            manifest["lock"]["python"] = "requirements.lock"
+            manifest["dependencies"] += [{"ecosystem": "PyPI", "name": n, "version": v}
+                                         for n, v in materialize.pins(self.python_lock)]
+        else:
+            (stage / "requirements.lock").unlink(missing_ok=True)
+        node_lock = self.workdir / "package-lock.json"
+        if plan.language == "node" and node_lock.is_file():
+            manifest["lock"]["node"] = manifest["workdir"] + "/package-lock.json"
+            manifest["dependencies"] += _node_pins(node_lock)
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        out = self.job.dir / "out" / "artifact.tar.gz"
+        archive.pack(stage, out)
+        digest = "sha256:" + _sha256(out)
+        size = out.stat().st_size
+        self.log(f"artifact {digest} ({size} bytes, {len(manifest['dependencies'])} pinned dependencies)")
+        return out, digest, manifest
+
+    def static_root(self) -> Path:
+        plan = self.plan
+        assert plan
+        if plan.static_root is not None:
+            root = self.workdir / plan.static_root
+        else:
+            root = next((self.workdir / d for d in ("build", "dist") if (self.workdir / d).is_dir()), self.workdir)
+            if root == self.workdir:
+                raise BuildFailure("the build script produced neither build/ nor dist/", "build")
+        if not (root / "index.html").is_file():
+            raise BuildFailure(f"the static site has no index.html in {root.relative_to(self.work) or '.'}")
+        return root
+
+    # -- the whole build -----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        with self.stage("source"):
+            source = self.fetch()
+        with self.stage("detect"):
+            found = self.choose(source)
+            self.log(f"strategy: {found.plan.strategy} — {found.plan.reason}")
+        with self.stage("dependencies"):
+            if found.dockerfile:
+                self.log(f"running the steps of {found.dockerfile} without Docker")
+            self.prepare_tree(source, found)
+            if not found.dockerfile:
+                self.install()
+        plan = self.plan
+        assert plan
+        for note in plan.notes:
+            self.log(f"note: {note}")
+        emit("detection", strategy=plan.strategy, reason=plan.reason, language=plan.language, run=plan.run,
+             port=plan.port, processes=plan.processes, notes=plan.notes, languageVersion=plan.language_version)
+        if plan.build_commands:
+            with self.stage("build"):
+                self.build_commands()
+        else:
+            self.skip("build", "no build command")
+        if plan.test:
+            with self.stage("test"):
+                self.run_tests()
+        else:
+            self.skip("test", "no test command (build.test)")
+        with self.stage("scan"):
+            blocking = self.scan()
+            emit("findings", findings=[f.to_dict() for f in self.findings], summary=scans.summarise(self.findings),
+                 blocking=len(blocking))
+            if blocking:
+                first = blocking[0]
+                where = f" in {first.file}:{first.line}" if first.file else ""
+                more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+                raise BuildFailure(f"the build policy blocks this build: {first.kind} {first.rule}{where}{more}")
+        with self.stage("package"):
+            path, digest, manifest = self.package()
+        return {"artifact": str(path), "digest": digest, "manifest": manifest}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _node_pins(lock: Path) -> list[dict[str, str]]:
+    try:
+        data = json.loads(lock.read_text())
+    except ValueError:
+        return []
+    out = []
+    for key, meta in (data.get("packages") or {}).items():
+        if key and isinstance(meta, dict) and meta.get("version") and not meta.get("dev"):
+            out.append({"ecosystem": "npm", "name": key.rsplit("node_modules/", 1)[-1], "version": meta["version"]})
+    return sorted(out, key=lambda d: (d["name"], d["version"]))
+
+
+class _Hooks:
+    """The runner's side of a translated Dockerfile: its RUN steps, in order."""
+
+    def __init__(self, build: Build) -> None:
+        self.build = build
+
+    def pip(self, inputs: list[str], packages: list[str], line: int) -> None:
+        self.build.log(f"Dockerfile line {line}: installing Python dependencies")
+        self.build.install_python(inputs, packages)
+
+    def npm(self, cwd: Path, install: Literal["ci", "install"], line: int) -> None:
+        self.build.log(f"Dockerfile line {line}: npm {install}")
+        materialize.npm_install(cwd, install, self.build.job.cache, self.build.log)
+
+    def shell(self, cwd: Path, command: str, env: dict[str, str], line: int) -> None:
+        self.build.shell(command, cwd, f"Dockerfile line {line}", env)
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren are re-parented to this process, so the worker can find and stop all of them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cellplane.build.runner JOB.json", file=sys.stderr)
+        return 2
+    _become_subreaper()
+    job = Job.load(Path(args[0]))
+    build = Build(job)
+    try:
+        result = build.run()
+    except BuildFailure as e:
+        emit("result", ok=False, step=build.step, error=e.message, where=e.where, commit=build.commit)
+        return 1
+    except Exception as e:  # a bug in the runner: report it as a failed build, never a silent exit
+        emit("log", step=build.step, line=f"internal error: {type(e).__name__}: {e}")
+        emit("result", ok=False, step=build.step, error=f"internal error in step {build.step}: {e}",
+             commit=build.commit)
+        return 1
+    emit("result", ok=True, commit=build.commit, **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Routes for builds: start one (from the repository, or from an uploaded archive), list, show, cancel,
+read or follow its logs, and download the artifacts builds produce."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cellplane.build import archive
+from cellplane.controlplane import blobs, builds
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.errors import CellplaneError, FieldProblem, InvalidError
+from cellplane.model import KINDS
+from cellplane.model.document import problems_from
+
+router = APIRouter(tags=["builds"])
+COMPONENT = "/organizations/{org}/projects/{project}/components/{component}"
+BUILD = "/organizations/{org}/builds/{build}"
+ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
+BuildPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a build id (b-...)")]
+DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>")]
+
+
+class BuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track: str | None = Field(default=None, max_length=100, description="deployment track (a branch name)")
+    ref: str | None = Field(default=None, max_length=250, description="branch, tag or commit to build")
+
+
+def component_row(s: Any, org: str, project: str, component: str) -> Any:
+    place = store.Place(KINDS["Component"], org, project)
+    store.require_owner(s, place, field_path="path")
+    return store.get(s, place, component)
+
+
+def settings(request: Request) -> Any:
+    return request.app.state.build_settings
+
+
+def wake(request: Request) -> None:
+    workers = getattr(request.app.state, "build_workers", None)
+    if workers is not None:
+        workers.wake()
+
+
+async def _receive_archive(request: Request, dest: Path, limit: int) -> None:
+    size = 0
+    with dest.open("wb") as f:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise CellplaneError(f"the uploaded archive is larger than {limit >> 20} MiB",
+                                     [FieldProblem("archive", "too large")], "too-large", 413)
+            f.write(chunk)
+    if size == 0:
+        raise InvalidError("the upload is empty", [FieldProblem("archive", "empty")])
+
+
+@router.post(COMPONENT + "/builds", status_code=201, response_model=schemas.BuildInfo,
+             response_model_exclude_unset=True,
+             openapi_extra={"requestBody": {"content": {
+                 "application/json": {"schema": {"$ref": "#/components/schemas/BuildRequest"}},
+                 "application/gzip": {"schema": {"type": "string", "format": "binary",
+                                                 "description": "a .tar.gz of the component's directory"}}}}})
+async def start_build(request: Request, org: NamePath, project: NamePath, component: NamePath,
+                      track: str | None = Query(None, max_length=100, description="with an archive upload"),
+                      who: Principal = Caller) -> dict[str, Any]:
+    """Queue a build: of the component's repository (JSON body), or of an uploaded .tar.gz (gzip body)."""
+    p = platform(request)
+    conf = settings(request)
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    work = Work("build.create", "Component", org, project, component)
+
+    def authorize() -> None:
+        with audited(p, who, work):
+            require(who, "builds:create", Target(org, project))
+
+    await asyncio.to_thread(authorize)  # before reading a possibly large upload
+    ref = None
+    (p.data_dir / "tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cellplane-upload-", dir=p.data_dir / "tmp") as tmp:
+        upload: Path | None = None
+        if content_type in ARCHIVE_TYPES:
+            upload = Path(tmp) / "upload.tar.gz"
+            try:
+                await _receive_archive(request, upload, conf.max_upload_mb << 20)
+            except CellplaneError as e:
+                await asyncio.to_thread(_audit_failure, p, who, work, e)
+                raise
+        else:
+            body = await request.body()
+            try:
+                req = BuildRequest.model_validate_json(body or b"{}")
+            except ValidationError as e:
+                error = InvalidError("invalid build request", problems_from(e))
+                await asyncio.to_thread(_audit_failure, p, who, work, error)
+                raise error from None
+            track, ref = req.track or track, req.ref
+
+        def create() -> dict[str, Any]:
+            with audited(p, who, work) as s:
+                row = component_row(s, org, project, component)
+                digest = None
+                if upload:
+                    limits = archive.UploadLimits(max_compressed=conf.max_upload_mb << 20)
+                    archive.unpack(upload, Path(tmp) / "check", limits)  # refuse a bad archive now, not in the build
+                    digest = blobs.put(s, upload)[0]
+                build = builds.create(s, row, actor=who.user, trigger="upload" if upload else "api", track=track,
+                                      ref=ref, upload=digest, timeout=conf.timeout)
+                work.message = f"build {build.id} #{build.number}"
+                return builds.to_dict(build)
+
+        result = await asyncio.to_thread(create)
+    wake(request)
+    return result
+
+
+@router.get(COMPONENT + "/builds", response_model=schemas.BuildList, response_model_exclude_unset=True)
+def list_builds(request: Request, org: NamePath, project: NamePath, component: NamePath,
+                limit: int = Query(20, ge=1, le=500), before: int | None = Query(None, ge=1, le=2**31 - 1),
+                state: schemas.BuildState | None = Query(None, description="only builds in this state"),
+                who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        require(who, "builds:list", Target(org, project))
+        component_row(s, org, project, component)
+        rows = builds.list_for(s, org, project, component, limit, before, state)
+        out: dict[str, Any] = {"items": [builds.to_dict(r) for r in rows]}
+        if len(rows) == limit and rows[-1].number > 1:
+            out["before"] = rows[-1].number
+        return out
+
+
+def _build(s: Any, who: Principal, org: str, build_id: str, permission: str) -> Any:
+    if not who.member_of(org):
+        require(who, permission, Target(org))
+    row = builds.get(s, org, build_id)
+    require(who, permission, Target(org, row.project))
+    return row
+
+
+@router.get(BUILD, response_model=schemas.BuildInfo, response_model_exclude_unset=True)
+def show_build(request: Request, org: NamePath, build: BuildPath, who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        return builds.to_dict(_build(s, who, org, build, "builds:get"))
+
+
+@router.post(BUILD + "/cancel", response_model=schemas.BuildInfo, response_model_exclude_unset=True)
+def cancel_build(request: Request, org: NamePath, build: BuildPath, who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    work = Work("build.cancel", "Component", org, "", build)
+    with audited(p, who, work) as s:
+        row = _build(s, who, org, build, "builds:cancel")
+        work.project, work.name = row.project, row.component
+        work.message = f"build {row.id}"
+        return builds.to_dict(builds.cancel(s, row))
+
+
+def _audit_failure(p: Any, who: Principal, work: Work, error: CellplaneError) -> None:
+    with contextlib.suppress(CellplaneError), audited(p, who, work):
+        raise error
+
+
+def _log_item(r: Any) -> dict[str, Any]:
+    return {"seq": r.seq, "at": r.at.isoformat(), "step": r.step, "line": r.line}
+
+
+@router.get(BUILD + "/logs", response_model=schemas.BuildLogs, response_model_exclude_unset=True,
+            responses={200: {"content": {"application/x-ndjson": {}}}})
+async def build_logs(request: Request, org: NamePath, build: BuildPath,
+                     after: int = Query(-1, ge=-1, le=2**31 - 1, description="the last sequence number already seen"),
+                     limit: int = Query(1000, ge=1, le=10000),
+                     follow: bool = Query(False, description="stream new lines (NDJSON) until the build ends"),
+                     who: Principal = Caller) -> Any:
+    """A build's log lines; with ``follow``, an NDJSON stream of lines and state changes until the build ends."""
+    p = platform(request)
+
+    def page(after_seq: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        with p.store.transaction() as s:
+            row = _build(s, who, org, build, "builds:get")
+            return [_log_item(r) for r in builds.logs(s, build, after_seq, limit)], builds.to_dict(row)
+
+    items, info = await asyncio.to_thread(page, after)
+    if not follow:
+        return {"items": items, "state": info["state"], "next": items[-1]["seq"] if items else after}
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal items, info
+        last, state, steps, beat = after, None, None, time.monotonic()
+        while True:
+            for item in items:
+                yield (json.dumps(item) + "\n").encode()
+                last = item["seq"]
+            if (info["state"], info["steps"]) != (state, steps):
+                state, steps = info["state"], info["steps"]
+                yield (json.dumps({"event": "build", "build": info}) + "\n").encode()
+            if info["state"] in builds.TERMINAL and not items:
+                return
+            if not items:
+                if time.monotonic() - beat > 15:
+                    beat = time.monotonic()
+                    yield b'{"event": "heartbeat"}\n'
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.25)
+            try:
+                items, info = await asyncio.to_thread(page, last)
+            except CellplaneError:  # deleted meanwhile
+                return
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+# -- artifacts ---------------------------------------------------------------------------------------------
+
+
+@router.get("/organizations/{org}/projects/{project}/artifacts/{digest}", tags=["artifacts"],
+            responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the artifact (.tar.gz)"}},
+            response_class=Response)
+def download_artifact(request: Request, org: NamePath, project: NamePath, digest: DigestPath,
+                      who: Principal = Caller) -> Response:
+    """The artifact's bytes; their SHA-256 is the digest (verify it)."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        require(who, "artifacts:get", Target(org, project))
+        _check_digest(digest)
+        builds.artifact(s, org, project, digest)
+        size = blobs.size_of(s, digest)
+    return StreamingResponse(_iterate(p.store, digest), media_type="application/gzip",
+                             headers={"Content-Length": str(size), "X-Cellplane-Digest": digest,
+                                      "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+async def _iterate(store_: Any, digest: str) -> AsyncIterator[bytes]:
+    it = blobs.chunks(store_, digest)
+    while True:
+        chunk = await asyncio.to_thread(next, it, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+@router.get("/organizations/{org}/projects/{project}/artifacts/{digest}/manifest", tags=["artifacts"],
+            response_model=schemas.ArtifactManifest, response_model_exclude_unset=True)
+def artifact_manifest(request: Request, org: NamePath, project: NamePath, digest: DigestPath,
+                      who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        require(who, "artifacts:get", Target(org, project))
+        _check_digest(digest)
+        row = builds.artifact(s, org, project, digest)
+        return {"digest": row.digest, "size": blobs.size_of(s, digest), "createdAt": row.created_at.isoformat(),
+                "manifest": row.manifest}
+
+
+def _check_digest(digest: str) -> None:
+    if not blobs.valid_digest(digest):
+        raise InvalidError(f"'{digest}' is not a sha256 digest", [FieldProblem("digest", "sha256:<64 hex digits>")])
