@@ -176,6 +176,8 @@ class Build:
             plan.port = ports[0] if ports else plan.port
             if build.get("run"):
                 plan.run = build["run"]
+            if build.get("command"):
+                plan.build_commands.append(build["command"])
             self.plan = plan
         else:
             shutil.copytree(source, self.work, symlinks=True, dirs_exist_ok=True,

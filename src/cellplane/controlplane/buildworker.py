@@ -135,7 +135,7 @@ class BuildWorkers:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cellplane.build.runner", str(job),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True, cwd=str(workdir), limit=1 << 20)
+                start_new_session=True, cwd=str(workdir), limit=1 << 20, env=_runner_env())
         except Exception as e:
             log.exception("build %s could not start", build_id)
             sink.result = {"ok": False, "error": f"the build could not start: {e}"}
@@ -256,6 +256,11 @@ class BuildWorkers:
         path = workdir / "job.json"
         path.write_text(json.dumps(job))
         return path
+
+
+def _runner_env() -> dict[str, str]:
+    """The runner's environment: the control plane's, without its keys, tokens and database URL."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
 
 
 def _alive(p: psutil.Process) -> bool:
