@@ -4,6 +4,7 @@
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane locally (HOST, PORT, DATA_DIR)
+#   make bench      benchmarks (build times, cold and warm); numbers go in docs/performance.md
 #   make lint       ruff check only
 #   make clean      remove .venv and caches (never the data dir)
 
@@ -23,7 +24,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres test lint run clean
+.PHONY: venv postgres test lint run bench clean
 
 venv: $(STAMP)
 
@@ -38,14 +39,17 @@ postgres:
 	bash scripts/ensure-postgres.sh
 
 lint: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 test: venv postgres
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
+
+bench: venv
+	$(BIN)/python benchmarks/bench_builds.py $(BENCH_ARGS)
 
 run: venv
 	$(BIN)/cellplane controlplane serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)

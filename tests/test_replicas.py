@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from buildkit import APPS, component, upload, wait
 from liveserver import LiveServer, doc, start_server
 
 pytestmark = pytest.mark.postgres
@@ -50,3 +52,28 @@ def test_replicas_start_together_and_share_state(tmp_path: Path, postgres_url: s
     finally:
         for s in servers:
             s.stop()
+
+
+def test_a_build_queued_on_one_replica_is_run_by_another_and_served_by_both(
+        tmp_path: Path, postgres_url: str, build_cache: Path) -> None:
+    env = {"CELLPLANE_MASTER_KEY": f"k1:{_key()}", "CELLPLANE_TOKEN_KEY": _key(),
+           "CELLPLANE_CACHE_DIR": str(build_cache)}
+    builder = start_server(tmp_path / "builder", postgres_url, env=env)
+    front = start_server(tmp_path / "front", postgres_url, env={**env, "CELLPLANE_BUILD_WORKERS": "0"})
+    try:
+        token = builder.admin_token or front.admin_token
+        b, f = builder.client(token), front.client(token)
+        component(f, "cells", "site", {"type": "web-app"})
+        queued = upload(f, "cells", "site", APPS / "static-site")  # uploaded to the replica that does not build
+        info = wait(f, queued)
+        assert info["state"] == "succeeded", info["error"]
+        assert info["steps"] and all(s["state"] in ("succeeded", "skipped") for s in info["steps"])
+        artifact = f"/organizations/default/projects/cells/artifacts/{info['artifact']}"
+        for client in (b, f):
+            body = client.get(artifact).content
+            assert "sha256:" + hashlib.sha256(body).hexdigest() == info["artifact"]
+        logs = f.get(f"/organizations/default/builds/{info['id']}/logs").json()["items"]
+        assert any("artifact sha256:" in line["line"] for line in logs)
+    finally:
+        builder.stop()
+        front.stop()

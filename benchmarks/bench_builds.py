@@ -1,0 +1,74 @@
+"""Build times: cold (empty caches), warm (same dependencies), and after a source-only change.
+
+    make bench                      # or: .venv/bin/python benchmarks/bench_builds.py [--apps flask-procfile,express]
+
+Starts a real control plane with an empty data directory and an empty dependency cache, builds each
+sample app from tests/fixtures/apps three times, and prints the wall-clock time of each build as the
+control plane measured it (started -> finished) and as the client saw it (request -> terminal state).
+Numbers go in docs/performance.md; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from buildkit import APPS, component, upload, wait  # noqa: E402
+from liveserver import start_server  # noqa: E402
+
+DEFAULT_APPS = ("flask-procfile", "fastapi-pyproject", "flask-dockerfile", "express", "static-site")
+
+
+def timed_build(client, project: str, name: str, source: Path) -> tuple[float, float, str]:
+    started = time.monotonic()
+    info = wait(client, upload(client, project, name, source), timeout=900)
+    seen = time.monotonic() - started
+    if info["state"] != "succeeded":
+        raise SystemExit(f"{name}: build {info['state']}: {info['error']}")
+    return info["durationSeconds"], seen, info["artifact"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--apps", default=",".join(DEFAULT_APPS))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cellplane-bench-") as tmp:
+        cache = Path(tmp) / "cache"
+        server = start_server(Path(tmp) / "data", env={"CELLPLANE_CACHE_DIR": str(cache)})
+        try:
+            client = server.client()
+            for app in args.apps.split(","):
+                name = app.replace("_", "-")
+                component(client, "bench", name, {"type": "web-app"} if "static" in app else None)
+                cold = timed_build(client, "bench", name, APPS / app)
+                warm = timed_build(client, "bench", name, APPS / app)
+                changed = Path(tmp) / f"{app}-changed"
+                shutil.copytree(APPS / app, changed)
+                (changed / "CHANGED.txt").write_text(f"{time.time()}\n")
+                edit = timed_build(client, "bench", name, changed)
+                results.append({"app": app, "cold": cold[0], "warm": warm[0], "sourceChange": edit[0],
+                                "coldClient": cold[1], "warmClient": warm[1], "sourceChangeClient": edit[1],
+                                "sameArtifactWhenUnchanged": cold[2] == warm[2]})
+        finally:
+            server.stop()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'app':<20} {'cold':>8} {'warm':>8} {'src edit':>9}   (seconds, control plane's measure)")
+    for r in results:
+        print(f"{r['app']:<20} {r['cold']:>8.2f} {r['warm']:>8.2f} {r['sourceChange']:>9.2f}"
+              f"   same artifact: {r['sameArtifactWhenUnchanged']}")
+
+
+if __name__ == "__main__":
+    main()
