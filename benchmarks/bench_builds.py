@@ -2,8 +2,8 @@
 
     make bench                      # or: .venv/bin/python benchmarks/bench_builds.py [--apps flask-procfile,express]
 
-Starts a real control plane with an empty data directory and an empty dependency cache, builds each
-sample app from tests/fixtures/apps three times, and prints the wall-clock time of each build as the
+For each sample app, starts a real control plane with an empty data directory and an empty dependency
+cache, builds the app from tests/fixtures/apps three times, and prints the wall-clock time of each build as the
 control plane measured it (started -> finished) and as the client saw it (request -> terminal state).
 Numbers go in docs/performance.md; nothing here asserts a time.
 """
@@ -36,31 +36,33 @@ def timed_build(client, project: str, name: str, source: Path) -> tuple[float, f
     return info["durationSeconds"], seen, info["artifact"]
 
 
+def bench_app(client, app: str, tmp: Path) -> dict:
+    name = app.replace("_", "-")
+    component(client, "bench", name, {"type": "web-app"} if "static" in app else None)
+    cold = timed_build(client, "bench", name, APPS / app)
+    warm = timed_build(client, "bench", name, APPS / app)
+    changed = tmp / f"{app}-changed"
+    shutil.copytree(APPS / app, changed)
+    (changed / "CHANGED.txt").write_text(f"{time.time()}\n")
+    edit = timed_build(client, "bench", name, changed)
+    return {"app": app, "cold": cold[0], "warm": warm[0], "sourceChange": edit[0], "coldClient": cold[1],
+            "warmClient": warm[1], "sourceChangeClient": edit[1], "sameArtifactWhenUnchanged": cold[2] == warm[2]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apps", default=",".join(DEFAULT_APPS))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory(prefix="cellplane-bench-") as tmp:
-        cache = Path(tmp) / "cache"
-        server = start_server(Path(tmp) / "data", env={"CELLPLANE_CACHE_DIR": str(cache)})
-        try:
-            client = server.client()
-            for app in args.apps.split(","):
-                name = app.replace("_", "-")
-                component(client, "bench", name, {"type": "web-app"} if "static" in app else None)
-                cold = timed_build(client, "bench", name, APPS / app)
-                warm = timed_build(client, "bench", name, APPS / app)
-                changed = Path(tmp) / f"{app}-changed"
-                shutil.copytree(APPS / app, changed)
-                (changed / "CHANGED.txt").write_text(f"{time.time()}\n")
-                edit = timed_build(client, "bench", name, changed)
-                results.append({"app": app, "cold": cold[0], "warm": warm[0], "sourceChange": edit[0],
-                                "coldClient": cold[1], "warmClient": warm[1], "sourceChangeClient": edit[1],
-                                "sameArtifactWhenUnchanged": cold[2] == warm[2]})
-        finally:
-            server.stop()
+    for app in args.apps.split(","):
+        # each app gets its own control plane and an empty cache: "cold" means nothing downloaded yet
+        with tempfile.TemporaryDirectory(prefix="cellplane-bench-") as tmp:
+            server = start_server(Path(tmp) / "data", env={"CELLPLANE_CACHE_DIR": str(Path(tmp) / "cache")})
+            try:
+                results.append(bench_app(server.client(), app, Path(tmp)))
+            finally:
+                server.stop()
     if args.json:
         print(json.dumps(results, indent=2))
         return
