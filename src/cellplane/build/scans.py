@@ -198,8 +198,16 @@ def _bandit_finding(result: dict[str, Any], root: Path) -> Finding:
         severity=severity if severity in ("high", "medium", "low") else "unknown",
         file=_relative(Path(root, result.get("filename", "")), root),
         line=int(result.get("line_number") or 0),
-        message=str(result.get("issue_text", "")),
+        message=_redact_quoted(str(result.get("issue_text", ""))),
     )
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _redact_quoted(text: str) -> str:
+    """Bandit quotes the value it suspects ("Possible hardcoded password: 'hunter2'"): never store it."""
+    return _QUOTED.sub("'***'", text)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -118,13 +118,13 @@ def _size(n: int) -> str:
 
 def _follow(st: Any, info: dict[str, Any], after: int = -1, quiet: bool = False) -> dict[str, Any]:
     """Stream a build's logs with a line per step; end with what the user needs next."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TextColumn
 
     build_id = info["id"]
     tasks: dict[str, Any] = {}
     tail: list[str] = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=False) as progress:
+    with Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.description}"),
+                  TextColumn("[dim]{task.fields[took]}[/]"), console=err, transient=False) as progress:
         progress.console.print(f"build [bold]{build_id}[/] (#{info['number']}) of {info['component']}: "
                                f"{info['state']}")
         for event in st.client.stream_lines(f"/organizations/{st.org}/builds/{build_id}/logs", follow="true",
@@ -135,14 +135,15 @@ def _follow(st: Any, info: dict[str, Any], after: int = -1, quiet: bool = False)
                     name, step_state = step["name"], step.get("state", "")
                     label = f"{STEP_MARK.get(step_state, '')} {name}" + (
                         f" [dim]({escape(step['detail'])})[/]" if step.get("detail") else "")
+                    took = f"{step['seconds']:.1f}s" if step.get("seconds") is not None else ""
                     if name not in tasks:
-                        tasks[name] = progress.add_task(label, total=1)
+                        tasks[name] = progress.add_task(label, total=1, took=took)
                     done = step_state in ("succeeded", "failed", "skipped")
-                    progress.update(tasks[name], description=label, completed=1 if done else 0)
+                    progress.update(tasks[name], description=label, completed=1 if done else 0, took=took)
             elif "line" in event:
                 line = event["line"]
                 tail = [*tail[-9:], line]
-                progress.console.print(f"[dim]{event.get('step', '')[:12]:>12}[/] {escape(line)}", highlight=False)
+                progress.console.print(f"[dim]{event.get('step', '')[:12]:>12}[/] {escape(line)}")
     final = st.client.get(f"/organizations/{st.org}/builds/{build_id}")
     _summary(final, tail, err if quiet else out)
     return final
@@ -165,11 +166,12 @@ def _summary(b: dict[str, Any], tail: list[str], console: Any) -> None:
                       + f"  (cellplane build show {b['id']})")
         console.print(f"next: cellplane artifact run {b['artifact']} --project {b['project']}")
         return
-    err.print(f"[red]build {b['id']} {b['state']}{took}: {escape(b.get('error') or 'no reason given')}[/]")
+    err.print(f"[red]build {b['id']} {b['state']}{took}: {escape(b.get('error') or 'no reason given')}[/]",
+              highlight=False)
     if tail:
         err.print("last log lines:")
         for line in tail:
-            err.print(f"  {escape(line)}", highlight=False)
+            err.print(f"  {escape(line)}")
     err.print(f"full log: cellplane build logs {b['id']}")
 
 
@@ -220,7 +222,7 @@ def show(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
     rows.append(("Artifact", b.get("artifact") or "-"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        out.print(f"{k + ':':<{width + 1}} {escape(str(v))}", highlight=False)
+        out.print(f"{k + ':':<{width + 1}} {escape(str(v))}")
     if b.get("steps"):
         out.print("Steps:")
         for step in b["steps"]:
@@ -231,7 +233,7 @@ def show(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
     out.print(f"Findings: {len(findings) or 'none'}")
     for f in findings:
         loc = f" {f['file']}:{f['line']}" if f.get("file") else ""
-        out.print(escape(f"  [{f['severity']}] {f['kind']} {f['rule']}{loc} — {f['message']}"), highlight=False)
+        out.print(escape(f"  [{f['severity']}] {f['kind']} {f['rule']}{loc} — {f['message']}"))
 
 
 @build.command("logs")
@@ -249,7 +251,7 @@ def logs(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
     while True:
         page = st.client.get(path + "/logs", after=after, limit=5000)
         for item in page["items"]:
-            out.print(f"[dim]{item['step'][:12]:>12}[/] {escape(item['line'])}", highlight=False)
+            out.print(f"[dim]{item['step'][:12]:>12}[/] {escape(item['line'])}")
         if not page["items"]:
             return
         after = page["next"]

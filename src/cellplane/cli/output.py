@@ -16,8 +16,10 @@ from rich.table import Table
 # Piped output is not cut to any width: tables stay one line per row for grep and friends (a table is as
 # wide as its content, never padded to the console's width). No emoji codes: ':smile:' is shown as stored.
 PIPE_WIDTH = 100_000
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH, emoji=False)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else PIPE_WIDTH, emoji=False)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH, emoji=False,
+              highlight=False)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else PIPE_WIDTH, emoji=False,
+              highlight=False)
 
 
 class Format(StrEnum):
