@@ -255,12 +255,21 @@ def test_cancel_stops_a_running_build(build_server):
 
 
 def test_a_build_over_the_memory_cap_is_stopped(build_server):
+    # two processes of 700 MiB each: under the per-process limit, over the build's cap of 1024 MiB together
+    hog = "python3 -c \"import time; b = bytearray(700 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)\""
     c = build_server.client
-    component(c, "apps", "hog", {"type": "web-app", "build": {
-        "command": "python3 -c \"import time; b = bytearray(1400 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
-                   "time.sleep(60)\""}})
+    component(c, "apps", "hog", {"type": "web-app", "build": {"command": f"{hog} & {hog} & wait"}})
     info = wait(c, upload(c, "apps", "hog", APPS / "static-site"))
-    assert info["state"] == "failed" and "memory" in info["error"], failed_why(c, info)
+    assert info["state"] == "failed" and "more than 1024 MiB" in info["error"], failed_why(c, info)
+    assert processes_matching("bytearray(700") == []
+
+
+def test_one_process_cannot_map_more_than_the_cap(build_server):
+    c = build_server.client
+    component(c, "apps", "greedy", {"type": "web-app", "build": {
+        "command": "python3 -c \"b = bytearray(1100 * 2**20)\""}})
+    info = wait(c, upload(c, "apps", "greedy", APPS / "static-site"))
+    assert info["state"] == "failed" and "MemoryError" in info["error"], failed_why(c, info)
 
 
 # -- bad input ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import ctypes
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -52,12 +53,15 @@ class Job:
     policy: dict[str, Any] = field(default_factory=dict)
     osv_database: str | None = None
     upload_limits: dict[str, int] = field(default_factory=dict)
+    memory_mb: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> Job:
         raw = json.loads(path.read_text())
-        return cls(Path(raw["dir"]), Cache(Path(raw["cache"])), raw["source"], raw.get("component", {}),
-                   raw.get("policy") or {}, raw.get("osvDatabase"), raw.get("uploadLimits") or {})
+        cache = Cache(Path(raw["cache"]), raw.get("pythonInstaller") or "auto")
+        return cls(Path(raw["dir"]), cache, raw["source"], raw.get("component", {}),
+                   raw.get("policy") or {}, raw.get("osvDatabase"), raw.get("uploadLimits") or {},
+                   raw.get("memoryMb"))
 
 
 class Build:
@@ -387,6 +391,15 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
+def _limit_memory(megabytes: int | None) -> None:
+    """No single process of the build may map more than the build's whole memory cap (the worker's watchdog
+    bounds the sum); no core dumps."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if megabytes:
+            resource.setrlimit(resource.RLIMIT_DATA, (megabytes << 20, megabytes << 20))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -394,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _become_subreaper()
     job = Job.load(Path(args[0]))
+    _limit_memory(job.memory_mb)
     build = Build(job)
     try:
         result = build.run()

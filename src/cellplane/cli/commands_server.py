@@ -42,6 +42,8 @@ def serve(
                                    help="dependency caches and runtimes [default: DATA_DIR/cache]"),
     osv_database: Path = typer.Option(None, "--osv-database", envvar="CELLPLANE_OSV_DATABASE",
                                       help="offline OSV vulnerability database (.json, .zip or a directory)"),
+    python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
+                                         help="auto (uv, else pip), uv or pip: how builds install Python packages"),
 ) -> None:
     """Start the control plane's REST API (embedded SQLite unless --database-url is given) and its build workers."""
     import uvicorn
@@ -50,13 +52,16 @@ def serve(
     from cellplane.controlplane.buildworker import BuildSettings
 
     data_dir = (data_dir or default_data_dir()).resolve()
+    if python_installer not in ("auto", "uv", "pip"):
+        raise CliError(f"--python-installer {python_installer}: use auto, uv or pip")
     if osv_database is not None and not osv_database.exists():
         raise CliError(f"--osv-database {osv_database}: no such file or directory")
     if osv_database is None and (data_dir / "osv").exists():
         osv_database = data_dir / "osv"
     settings = BuildSettings(workers=build_workers, timeout=build_timeout, memory_mb=build_memory,
                              max_upload_mb=max_upload, cache_dir=cache_dir.resolve() if cache_dir else None,
-                             osv_database=str(osv_database.resolve()) if osv_database else None)
+                             osv_database=str(osv_database.resolve()) if osv_database else None,
+                             python_installer=python_installer)
     application = create_app(data_dir, database_url, settings)
     platform = application.state.platform
     url = f"http://{host}:{port}"

@@ -42,6 +42,7 @@ class BuildSettings:
     cache_dir: Path | None = None
     builds_dir: Path | None = None
     osv_database: str | None = None
+    python_installer: str = "auto"  # auto (uv, else pip) | uv | pip
     poll_seconds: float = 1.0
 
 
@@ -148,9 +149,18 @@ class BuildWorkers:
         watchdog = asyncio.create_task(self._watch(run, sink))
         try:
             assert process.stdout is not None
+            exited_at: float | None = None
             while True:
                 try:
-                    raw = await process.stdout.readline()
+                    raw = await asyncio.wait_for(process.stdout.readline(), 1.0)
+                except TimeoutError:
+                    # Orphans the runner left behind may hold the pipe open: once the runner is gone, stop
+                    # reading after a short grace (they are killed below).
+                    if process.returncode is not None:
+                        exited_at = exited_at or time.monotonic()
+                        if time.monotonic() - exited_at > 3:
+                            break
+                    continue
                 except ValueError:  # a line over the limit: skip it
                     continue
                 if not raw:
@@ -181,28 +191,31 @@ class BuildWorkers:
         return None
 
     async def _watch(self, run: _Running, sink: _Sink) -> None:
-        cap = self.settings.memory_mb << 20
-        last_flush = 0.0
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
-            if now - last_flush >= 0.25:
-                cancel = await asyncio.to_thread(sink.flush, True)
-                last_flush = now
-                if cancel and run.stop_reason is None:
-                    run.stop_reason = "cancelled"
-                    sink.note("cancel requested: stopping the build")
-            if run.stop_reason is None and now > run.deadline:
-                run.stop_reason = "timed-out"
-                sink.note(f"timeout: the build ran longer than {int(run.deadline - run.started)}s")
-            if run.stop_reason is None:
-                rss = await asyncio.to_thread(self._memory, run)
-                run.peak_rss = max(run.peak_rss, rss)
-                if rss > cap:
-                    run.stop_reason = "memory"
-                    sink.note(f"memory cap: the build used {rss >> 20} MiB (cap {self.settings.memory_mb} MiB)")
-            if run.stop_reason is not None:
-                await asyncio.to_thread(self._kill_tree, run)
+            try:
+                await self._check(run, sink)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not leave a build unwatched
+                log.exception("build %s: watchdog", run.row_id)
+
+    async def _check(self, run: _Running, sink: _Sink) -> None:
+        """One round: store what arrived (and beat the heart), then enforce cancel, timeout and memory."""
+        if await asyncio.to_thread(sink.flush, True) and run.stop_reason is None:
+            run.stop_reason = "cancelled"
+            sink.note("cancel requested: stopping the build")
+        if run.stop_reason is None and time.monotonic() > run.deadline:
+            run.stop_reason = "timed-out"
+            sink.note(f"timeout: the build ran longer than {int(run.deadline - run.started)}s")
+        if run.stop_reason is None:
+            rss = await asyncio.to_thread(self._memory, run)
+            run.peak_rss = max(run.peak_rss, rss)
+            if rss > self.settings.memory_mb << 20:
+                run.stop_reason = "memory"
+                sink.note(f"memory cap: the build used {rss >> 20} MiB (cap {self.settings.memory_mb} MiB)")
+        if run.stop_reason is not None:
+            await asyncio.to_thread(self._kill_tree, run)
 
     def _memory(self, run: _Running) -> int:
         total = 0
@@ -252,7 +265,8 @@ class BuildWorkers:
         job = {"dir": str(workdir), "cache": str(self.cache_dir), "source": source,
                "component": claimed["component"], "policy": claimed["policy"] or {},
                "osvDatabase": self.settings.osv_database,
-               "uploadLimits": {"max_compressed": self.settings.max_upload_mb << 20}}
+               "uploadLimits": {"max_compressed": self.settings.max_upload_mb << 20},
+               "memoryMb": self.settings.memory_mb, "pythonInstaller": self.settings.python_installer}
         path = workdir / "job.json"
         path.write_text(json.dumps(job))
         return path

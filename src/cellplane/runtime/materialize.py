@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,12 +38,20 @@ def _discard(_: str) -> None:
 
 @dataclass(frozen=True)
 class Cache:
-    """The shared cache directory: package managers' caches and materialised runtimes."""
+    """The shared cache directory: package managers' caches and materialised runtimes.
+
+    ``installer`` chooses how Python packages are resolved and installed: ``auto`` (uv when it is
+    installed, else pip), ``uv`` or ``pip``.
+    """
 
     root: Path
+    installer: str = "auto"
+
+    def uv(self) -> str | None:
+        return None if self.installer == "pip" else uv_binary()
 
     @property
-    def uv(self) -> Path:
+    def uv_cache(self) -> Path:
         return self.root / "uv"
 
     @property
@@ -63,7 +72,7 @@ class Cache:
     def env(self) -> dict[str, str]:
         """Environment for package managers: every cache under ``root``, no prompts, no telemetry."""
         return {
-            "UV_CACHE_DIR": str(self.uv), "PIP_CACHE_DIR": str(self.pip), "npm_config_cache": str(self.npm),
+            "UV_CACHE_DIR": str(self.uv_cache), "PIP_CACHE_DIR": str(self.pip), "npm_config_cache": str(self.npm),
             "UV_NO_PROGRESS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
             "npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false",
             "npm_config_loglevel": "warn", "UV_PYTHON_DOWNLOADS": "never",
@@ -157,8 +166,8 @@ def python_venv(lock: Path, cache: Cache, log: Log = _discard) -> Path:
             return target
         shutil.rmtree(target, ignore_errors=True)  # an interrupted earlier attempt
         env = base_env(cache)
-        uv = uv_binary()
-        log(f"creating the Python environment {key}")
+        uv = cache.uv()
+        log(f"creating the Python environment {key}" + ("" if uv else " (pip)"))
         if uv:
             run([uv, "venv", "--quiet", "--python", base_python(), str(target)], cwd=cache.root, env=env, log=log,
                 what="creating the virtual environment")
@@ -195,7 +204,7 @@ def python_lock(inputs: list[Path], packages: list[str], cwd: Path, cache: Cache
     try:
         if not sources:
             return ""
-        uv = uv_binary()
+        uv = cache.uv()
         out = cwd / ".cellplane-lock.txt"
         if uv:
             run([uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", base_python(),
@@ -203,7 +212,13 @@ def python_lock(inputs: list[Path], packages: list[str], cwd: Path, cache: Cache
         else:
             venv = cwd / ".cellplane-resolve-venv"
             run([base_python(), "-m", "venv", str(venv)], cwd=cwd, env=env, log=log, what="creating a resolver venv")
-            reqs = [a for p in inputs for a in (["-r", str(p)] if p.suffix != ".toml" else [str(p.parent)])]
+            reqs: list[str] = []
+            for n, p in enumerate(inputs):
+                if p.suffix == ".toml":  # its [project] dependencies, not the project itself
+                    listed = cwd / f".cellplane-pyproject-{n}.in"
+                    listed.write_text("\n".join(pyproject_dependencies(p)) + "\n")
+                    p = listed
+                reqs += ["-r", str(p)]
             run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *reqs,
                  *(["-r", str(extra)] if packages else [])],
                 cwd=cwd, env=env, log=log, what="installing the Python dependencies")
@@ -220,6 +235,16 @@ def python_lock(inputs: list[Path], packages: list[str], cwd: Path, cache: Cache
     tmp.write_text(text)
     tmp.replace(cached)
     return text
+
+
+def pyproject_dependencies(path: Path) -> list[str]:
+    """The ``[project] dependencies`` of a pyproject.toml."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise BuildFailure(f"{path.name}: {e}", path.name) from None
+    deps = (data.get("project") or {}).get("dependencies") or []
+    return [d for d in deps if isinstance(d, str)]
 
 
 def pins(lock_text: str) -> list[tuple[str, str]]:
