@@ -26,6 +26,7 @@ from cellplane.choreo.refs import parse_resource_ref, parse_service_reference
 from cellplane.choreo.walker import dns_label
 from cellplane.errors import InvalidError
 from cellplane.model import validate_spec
+from treefiles import write
 
 FIXTURES = Path(__file__).parent / "fixtures" / "choreo"
 VALID = ["schema-1.0", "schema-1.1", "schema-1.2", "single-visibility", "proxy", "component-config-only",
@@ -637,16 +638,6 @@ def test_dns_label() -> None:
 
 
 # --- reading a checkout ----------------------------------------------------------------------
-
-
-def write(root: Path, rel: str, text: str | bytes) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 def test_read_descriptor_files_reads_what_is_there(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from cellplane.build import scans
 from cellplane.build.osv import OsvDatabase, SemVer, cvss3_base_score, severity_from_score
 from cellplane.build.plan import BuildFailure
 from cellplane.build.scans import Finding, Policy, scan_dependencies, scan_python, scan_secrets, summarise
+from treefiles import write
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OSV_SAMPLE = FIXTURES / "osv" / "osv-sample.json"
@@ -30,16 +31,6 @@ def db() -> OsvDatabase:
 
 def ids(vulns) -> list[str]:
     return [v.id for v in vulns]
-
-
-def write(root: Path, rel: str, text: str | bytes) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 # -- secrets -------------------------------------------------------------------------------------------------------

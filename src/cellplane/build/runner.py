@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import resource
@@ -28,6 +27,7 @@ from cellplane.build import archive, detect, scans
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.controlplane.sources import subdirectory
+from cellplane.digests import sha256_file
 from cellplane.errors import CellplaneError
 from cellplane.runtime import materialize
 from cellplane.runtime.materialize import Cache
@@ -285,7 +285,7 @@ class Build:
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         out = self.job.dir / "out" / "artifact.tar.gz"
         archive.pack(stage, out)
-        digest = "sha256:" + _sha256(out)
+        digest = sha256_file(out)
         size = out.stat().st_size
         self.log(f"artifact {digest} ({size} bytes, {len(manifest['dependencies'])} pinned dependencies)")
         return out, digest, manifest
@@ -345,14 +345,6 @@ class Build:
         with self.stage("package"):
             path, digest, manifest = self.package()
         return {"artifact": str(path), "digest": digest, "manifest": manifest}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _node_pins(lock: Path) -> list[dict[str, str]]:

@@ -33,6 +33,18 @@ class ApiError(CliError):
         super().__init__(message)
 
 
+def _raise_for(response: httpx.Response) -> None:
+    """An ApiError for a streamed response that failed (its body is read first)."""
+    if response.status_code < 400:
+        return
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+
+
 class Client:
     def __init__(self, server: str, token: str | None, timeout: float = 60.0) -> None:
         headers = {"User-Agent": f"cellplane-cli/{__version__}"}
@@ -72,13 +84,7 @@ class Client:
         try:
             with self._http.stream("GET", path, params={k: v for k, v in params.items() if v is not None},
                                    timeout=httpx.Timeout(30, read=None)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = {}
-                    raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+                _raise_for(response)
                 for line in response.iter_lines():
                     if line.strip():
                         try:
@@ -94,13 +100,7 @@ class Client:
         """GET a binary body into the file object ``dest``; returns the response headers."""
         try:
             with self._http.stream("GET", path, timeout=httpx.Timeout(30, read=300)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = {}
-                    raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+                _raise_for(response)
                 for chunk in response.iter_bytes(1 << 20):
                     dest.write(chunk)
                 return dict(response.headers)

@@ -332,12 +332,17 @@ def run(ctx: typer.Context, digest: str = typer.Argument(...), project: str = PR
         port: int = typer.Option(None, "--port", min=1, max=65535, help="port to serve on (default: a free one)"),
         host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Run an artifact here, as the data plane would: its runtime from the cache, PORT set. Ctrl-C stops it."""
+    from cellplane.build.plan import BuildFailure
     from cellplane.runtime.launch import launch_command
     from cellplane.runtime.materialize import Cache
 
     st = state(ctx)
     tree = _pull(st, st.project(project) or "", digest)
-    cmd = launch_command(tree, Cache(_cache_root()), port=port, host=host, log=lambda line: err.print(escape(line)))
+    try:
+        cmd = launch_command(tree, Cache(_cache_root()), port=port, host=host,
+                             log=lambda line: err.print(escape(line)))
+    except BuildFailure as e:
+        raise CliError(f"cannot run {digest}: {e.message}") from None
     err.print(f"running {escape(' '.join(cmd.argv))} on http://{host}:{cmd.port}/  (Ctrl-C stops it)")
     os.chdir(cmd.cwd)
     os.execvpe(cmd.argv[0], cmd.argv, cmd.env)  # noqa: S606  (the app replaces the CLI, as `exec` would)

@@ -127,13 +127,17 @@ def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = ty
     info = kind_or_fail(kind)
     proj = st.project(project) if info.scope == "project" else None
     doc = st.client.get(f"{st.base(info, proj)}/{name}")
-    config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"] if info.kind == "Component" else None
+    config = builds = None
+    if info.kind == "Component":
+        config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"]
+        builds = st.client.get(f"{st.base(info, proj)}/{name}/builds", limit=3)["items"]
     if output != Format.table:
-        return dump({**doc, "configuration": config} if config is not None else doc, output)
-    _describe(info, doc, config)
+        return dump({**doc, "configuration": config, "builds": builds} if config is not None else doc, output)
+    _describe(info, doc, config, builds)
 
 
-def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] | None) -> None:
+def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] | None,
+              builds: list[dict[str, Any]] | None = None) -> None:
     meta, spec = doc["metadata"], doc["spec"]
     where = "/".join(p for p in (meta.get("organization"), meta.get("project")) if p)
     out.print(f"[bold]{info.kind}[/] {meta['name']}" + (f"  ({where})" if where else ""))
@@ -166,6 +170,12 @@ def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] 
         ("CONFIG", lambda c: c["key"]), ("VALUE", lambda c: c.get("value")), ("SECRET", lambda c: c["secret"]),
         ("ENVIRONMENT", lambda c: c.get("environment") or "all"), ("SOURCE", lambda c: c.get("source"))],
         empty="No configuration.")
+    out.print()
+    table(builds or [], [
+        ("BUILD", lambda b: f"{b['id']} #{b['number']}"), ("TRACK", lambda b: b["track"]),
+        ("STATE", lambda b: b["state"]), ("STRATEGY", lambda b: (b.get("detection") or {}).get("strategy", "")),
+        ("COMMIT", lambda b: (b.get("commit") or "")[:12]), ("ARTIFACT", lambda b: (b.get("artifact") or "")[:19])],
+        empty="No builds yet: cellplane build " + doc["metadata"]["name"])
 
 
 @app.command()

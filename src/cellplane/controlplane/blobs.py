@@ -14,30 +14,17 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from cellplane.digests import CHUNK, PREFIX, sha256_file, valid
 from cellplane.errors import CellplaneError, NotFoundError
 from cellplane.store import Store
 from cellplane.store.tables import BlobChunkRow, BlobRow
 
-CHUNK = 1 << 20
-PREFIX = "sha256:"
-
-
-def digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return PREFIX + h.hexdigest()
-
-
-def valid_digest(digest: str) -> bool:
-    hexpart = digest.removeprefix(PREFIX)
-    return digest.startswith(PREFIX) and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
+valid_digest = valid
 
 
 def put(s: Session, path: Path, digest: str | None = None) -> tuple[str, int]:
     """Store the file's bytes (once); returns (digest, size)."""
-    digest = digest or digest_file(path)
+    digest = digest or sha256_file(path)
     size = path.stat().st_size
     if s.get(BlobRow, digest) is not None:
         return digest, size

@@ -16,7 +16,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import blobs
-from cellplane.controlplane.sources import is_git_url
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.store.tables import ArtifactRow, BuildLogRow, BuildRow, ResourceRow, WebhookSecretRow
 
@@ -62,7 +61,7 @@ def source_for(component: ResourceRow, track: str | None, ref: str | None, uploa
         branch = track
     return {"kind": "git", "repository": repository, "branch": None if ref else branch,
             "ref": ref or (None if track and track != "default" else spec_source.get("ref")),
-            "path": spec_source.get("path") or ".", "local": not is_git_url(repository)}
+            "path": spec_source.get("path") or "."}
 
 
 def default_track(component: ResourceRow) -> str:
@@ -222,7 +221,7 @@ def to_dict(row: BuildRow) -> dict[str, Any]:
 
     end = row.finished_at or (now() if row.started_at else None)
     duration = round((end - row.started_at).total_seconds(), 3) if row.started_at and end else None
-    source = {k: v for k, v in (row.source or {}).items() if v is not None and k != "local"}
+    source = {k: v for k, v in (row.source or {}).items() if v is not None}
     summary: dict[str, int] = {}
     for f in row.findings or []:
         summary[f.get("kind", "?")] = summary.get(f.get("kind", "?"), 0) + 1

@@ -6,16 +6,14 @@ has been checked against the bytes received, so a corrupted or substituted downl
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from cellplane.build import archive
+from cellplane.digests import PREFIX, sha256_file, valid
 from cellplane.errors import CellplaneError
 from cellplane.runtime.materialize import COMPLETE, locked
-
-PREFIX = "sha256:"
 
 
 class LocalArtifacts:
@@ -23,11 +21,10 @@ class LocalArtifacts:
         self.root = root / "artifacts"
 
     def path(self, digest: str) -> Path:
-        hexpart = digest.removeprefix(PREFIX)
-        if not digest.startswith(PREFIX) or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+        if not valid(digest):
             raise CellplaneError(f"'{digest}' is not a sha256 digest (sha256:<64 hex digits>)", code="invalid",
                                  status=422)
-        return self.root / hexpart
+        return self.root / digest.removeprefix(PREFIX)
 
     def has(self, digest: str) -> bool:
         return (self.path(digest) / COMPLETE).exists()
@@ -44,7 +41,7 @@ class LocalArtifacts:
             download = tree.with_name(tree.name + ".tar.gz")
             try:
                 fetch(download)
-                got = PREFIX + _sha256(download)
+                got = sha256_file(download)
                 if got != digest:
                     raise CellplaneError(f"artifact {digest} failed verification: its bytes hash to {got}",
                                          code="corrupt", status=502)
@@ -56,11 +53,3 @@ class LocalArtifacts:
                 download.unlink(missing_ok=True)
             (tree / COMPLETE).touch()
         return tree
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
