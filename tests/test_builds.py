@@ -410,3 +410,25 @@ def test_upload_via_cli_excludes_local_clutter(build_server, tmp_path):
     assert r.returncode == 0, r.stderr
     build = json.loads(r.stdout)
     assert build["state"] == "succeeded" and build["trigger"] == "upload"
+
+
+def test_a_queued_build_waits_for_a_free_worker_and_can_be_cancelled_before_it_starts(build_server):
+    c = build_server.client
+    component(c, "apps", "busy", {"type": "web-app", "build": {"command": "sleep 7791"}})
+    running = [upload(c, "apps", "busy", APPS / "static-site") for _ in range(2)]  # the server runs 2 at once
+    deadline = time.monotonic() + 60
+    while len(processes_matching("sleep 7791")) < 2:
+        assert time.monotonic() < deadline, "the two builds did not start"
+        time.sleep(0.1)
+    queued = upload(c, "apps", "busy", APPS / "static-site")
+    time.sleep(1.5)  # a worker loop or two: still no free worker
+    assert c.get(f"/organizations/default/builds/{queued['id']}").json()["state"] == "queued"
+    r = c.post(f"/organizations/default/builds/{queued['id']}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    assert r.json()["error"] == "cancelled before it started"
+    for b in running:
+        assert c.post(f"/organizations/default/builds/{b['id']}/cancel").status_code == 200
+        assert wait(c, b)["state"] == "cancelled"
+    audit = c.get("/audit", params={"limit": 200}).json()["items"]
+    created = [e for e in audit if e["action"] == "build.create" and e["name"] == "busy"]
+    assert len(created) == 3 and all(e["outcome"] == "succeeded" for e in created)  # one event per build

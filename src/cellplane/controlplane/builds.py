@@ -121,6 +121,9 @@ def cancel(s: Session, row: BuildRow) -> BuildRow:
         raise ConflictError(f"build {row.id} already {row.state}", [FieldProblem("state", row.state)])
     if row.state == "queued":
         row.state, row.finished_at, row.error = "cancelled", now(), "cancelled before it started"
+        if row.upload:  # the uploaded source will never be built
+            blobs.remove(s, row.upload)
+            row.upload = None
     else:
         row.cancel_requested = True
     return row

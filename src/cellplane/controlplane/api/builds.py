@@ -85,11 +85,11 @@ async def start_build(request: Request, org: NamePath, project: NamePath, compon
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     work = Work("build.create", "Component", org, project, component)
 
-    def authorize() -> None:
-        with audited(p, who, work):
-            require(who, "builds:create", Target(org, project))
-
-    await asyncio.to_thread(authorize)  # before reading a possibly large upload
+    try:  # before reading a possibly large upload
+        require(who, "builds:create", Target(org, project))
+    except CellplaneError as e:
+        await asyncio.to_thread(_audit_failure, p, who, work, e)
+        raise
     ref = None
     (p.data_dir / "tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cellplane-upload-", dir=p.data_dir / "tmp") as tmp:
