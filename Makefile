@@ -2,6 +2,7 @@
 #
 #   make venv       create .venv and install the package editable with its test extras
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
+#   make buildtools make sure git, Node.js and npm are installed (builds use them)
 #   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane locally (HOST, PORT, DATA_DIR)
 #   make bench      benchmarks (build times, cold and warm); numbers go in docs/performance.md
@@ -24,7 +25,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres test lint run bench clean
+.PHONY: venv postgres buildtools test lint run bench clean
 
 venv: $(STAMP)
 
@@ -38,20 +39,24 @@ $(STAMP): pyproject.toml
 postgres:
 	bash scripts/ensure-postgres.sh
 
+buildtools:
+	bash scripts/ensure-build-tools.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
-test: venv postgres
+test: venv postgres buildtools
 	$(BIN)/ruff check src tests benchmarks
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
 
-bench: venv
+bench: venv buildtools
 	$(BIN)/python benchmarks/bench_builds.py $(BENCH_ARGS)
 
 run: venv
+	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2
 	$(BIN)/cellplane controlplane serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 clean:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps).
+#
+# - Already on PATH: print their versions and do nothing else.
+# - Missing and root: apt-get install them from Debian's packages.
+# - Missing and not root: say what is missing and exit 1 (we won't guess at sudo).
+set -euo pipefail
+
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "ensure-build-tools: git $(git --version | awk '{print $3}'), node $(node --version), npm $(npm --version)"
+    exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+    echo "ensure-build-tools: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+echo "ensure-build-tools: installing ${missing[*]} from Debian's packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
