@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import tarfile
 import time
@@ -432,3 +433,23 @@ def test_a_queued_build_waits_for_a_free_worker_and_can_be_cancelled_before_it_s
     audit = c.get("/audit", params={"limit": 200}).json()["items"]
     created = [e for e in audit if e["action"] == "build.create" and e["name"] == "busy"]
     assert len(created) == 3 and all(e["outcome"] == "succeeded" for e in created)  # one event per build
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+def test_a_build_cannot_see_the_data_directory(build_server):
+    data = build_server.server.data_dir
+    assert {"master.key", "token.key", "admin.token", "cellplane.db"} <= {p.name for p in data.iterdir()}
+    c = build_server.client
+    spy = (f"echo BEGIN; ls -a {data} {data / 'builds'}; echo END; "
+           f"cat {data / 'master.key'} {data / 'token.key'} {data / 'admin.token'} || echo NOTHING-TO-READ")
+    component(c, "apps", "spy", {"type": "web-app", "build": {"command": spy}})
+    info = succeeded(c, upload(c, "apps", "spy", APPS / "static-site"))
+    lines = log_text(c, info["id"]).splitlines()
+    seen = lines[lines.index("BEGIN") + 1:lines.index("END")]
+    assert "NOTHING-TO-READ" in lines
+    for name in ("master.key", "token.key", "admin.token", "cellplane.db", "cellplane.db-wal"):
+        assert name not in seen
+    assert info["id"] in seen  # its own build directory is there, alone
+    assert [n for n in seen if n.startswith("b-")] == [info["id"]]
+    for secret in ("master.key", "token.key", "admin.token"):
+        assert (data / secret).read_text().strip().split(":")[-1] not in "\n".join(lines), secret

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cellplane.build import archive, detect, scans
+from cellplane.build import archive, detect, isolation, scans
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.controlplane.sources import subdirectory
@@ -54,6 +54,7 @@ class Job:
     osv_database: str | None = None
     upload_limits: dict[str, int] = field(default_factory=dict)
     memory_mb: int | None = None
+    data_dir: str | None = None  # the control plane's data directory, hidden from the build
 
     @classmethod
     def load(cls, path: Path) -> Job:
@@ -61,7 +62,7 @@ class Job:
         cache = Cache(Path(raw["cache"]), raw.get("pythonInstaller") or "auto")
         return cls(Path(raw["dir"]), cache, raw["source"], raw.get("component", {}),
                    raw.get("policy") or {}, raw.get("osvDatabase"), raw.get("uploadLimits") or {},
-                   raw.get("memoryMb"))
+                   raw.get("memoryMb"), raw.get("dataDir"))
 
 
 class Build:
@@ -297,7 +298,7 @@ class Build:
             root = self.workdir / plan.static_root
         else:
             root = next((self.workdir / d for d in ("build", "dist") if (self.workdir / d).is_dir()), self.workdir)
-            if root == self.workdir:
+            if root == self.workdir and not (root / "index.html").is_file():
                 raise BuildFailure("the build script produced neither build/ nor dist/", "build")
         if not (root / "index.html").is_file():
             raise BuildFailure(f"the static site has no index.html in {root.relative_to(self.work) or '.'}")
@@ -383,6 +384,19 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
+def _isolate(job: Job) -> str | None:
+    """Hide the data directory (keys, tokens, database, other builds); returns a note when that is not possible."""
+    if not job.data_dir:
+        return None
+    keep = [job.dir, job.cache.root] + ([Path(job.osv_database)] if job.osv_database else [])
+    try:
+        why = isolation.hide_data_dir(Path(job.data_dir), keep)
+    except OSError as e:
+        emit("result", ok=False, step="source", error=f"the build could not be isolated: {e}")
+        sys.exit(1)
+    return f"not isolated from the control plane's data directory: {why}" if why else None
+
+
 def _limit_memory(megabytes: int | None) -> None:
     """No single process of the build may map more than the build's whole memory cap (the worker's watchdog
     bounds the sum); no core dumps."""
@@ -400,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     _become_subreaper()
     job = Job.load(Path(args[0]))
     _limit_memory(job.memory_mb)
+    isolated = _isolate(job)
     build = Build(job)
+    if isolated:
+        build.log(f"note: {isolated}")
     try:
         result = build.run()
     except BuildFailure as e:

@@ -63,6 +63,7 @@ class BuildWorkers:
         self.settings = settings
         self.cache_dir = settings.cache_dir or data_dir / "cache"
         self.builds_dir = settings.builds_dir or data_dir / "builds"
+        self.data_dir = data_dir
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[str, _Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -266,7 +267,8 @@ class BuildWorkers:
                "component": claimed["component"], "policy": claimed["policy"] or {},
                "osvDatabase": self.settings.osv_database,
                "uploadLimits": {"max_compressed": self.settings.max_upload_mb << 20},
-               "memoryMb": self.settings.memory_mb, "pythonInstaller": self.settings.python_installer}
+               "memoryMb": self.settings.memory_mb, "pythonInstaller": self.settings.python_installer,
+               "dataDir": str(self.data_dir)}
         path = workdir / "job.json"
         path.write_text(json.dumps(job))
         return path
