@@ -167,7 +167,10 @@ class BuildWorkers:
                 if not raw:
                     break
                 sink.feed(raw.decode("utf-8", "replace"))
-            await process.wait()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                log.error("build %s: the runner (pid %s) did not exit", build_id, process.pid)
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,7 +256,11 @@ class BuildWorkers:
             for p in alive:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
-            psutil.wait_procs(alive, timeout=2)
+            # Never wait for the runner itself here: psutil would reap it, and asyncio, which reaps its own
+            # children, would then wait for its exit status forever.
+            psutil.wait_procs([p for p in alive if p.pid != run.process.pid], timeout=2)
+            if alive == [p for p in alive if p.pid == run.process.pid]:
+                return
 
     def _write_job(self, claimed: dict[str, Any], workdir: Path) -> Path:
         shutil.rmtree(workdir, ignore_errors=True)
