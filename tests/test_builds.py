@@ -453,3 +453,14 @@ def test_a_build_cannot_see_the_data_directory(build_server):
     assert [n for n in seen if n.startswith("b-")] == [info["id"]]
     for secret in ("master.key", "token.key", "admin.token"):
         assert (data / secret).read_text().strip().split(":")[-1] not in "\n".join(lines), secret
+
+
+def test_webhook_secrets_survive_key_rotation(build_server):
+    c = build_server.client
+    component(c, "hooks", "rotating", {"type": "web-app"})
+    hook = c.put("/organizations/default/projects/hooks/components/rotating/webhook").json()
+    r = c.post("/admin/rotate-key")
+    assert r.status_code == 200 and r.json()["reencrypted"] >= 1, r.text
+    anonymous = build_server.server.client(token="")
+    pong = _push(anonymous, hook["url"], hook["secret"], {"zen": "still here"}, event="ping")
+    assert pong.status_code == 200 and pong.json()["reason"].startswith("pong"), pong.text

@@ -15,16 +15,16 @@ from cellplane.controlplane.buildworker import BuildSettings, BuildWorkers
 from cellplane.controlplane.platform import Platform
 
 
-def create_app(data_dir: Path, database_url: str | None = None, build_settings: BuildSettings | None = None,
-               run_builds: bool = True) -> FastAPI:
-    """The API. ``run_builds`` starts this process's build worker pool (replicas may leave it to others)."""
+def create_app(data_dir: Path, database_url: str | None = None,
+               build_settings: BuildSettings | None = None) -> FastAPI:
+    """The API and this process's build worker pool (``workers=0`` leaves builds to other replicas)."""
     platform = Platform(data_dir, database_url)
     settings = build_settings or BuildSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         workers = None
-        if run_builds and settings.workers > 0:
+        if settings.workers > 0:
             workers = BuildWorkers(platform.store, data_dir, settings)
             workers.start()
             app.state.build_workers = workers
