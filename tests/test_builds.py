@@ -26,7 +26,7 @@ from buildkit import (
     upload,
     wait,
 )
-from liveserver import run_cli
+from liveserver import run_cli, start_server
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -153,6 +153,11 @@ def test_a_rebuild_with_unchanged_dependencies_reuses_the_caches(build_server):
     log = log_text(c, second["id"])
     assert "reusing its lock" in log and "using the cached Python environment" in log
     assert first["artifact"] == second["artifact"]  # reproducible: same source, same artifact
+    base = "/organizations/default/projects/apps/components/again/builds"
+    page = c.get(base, params={"limit": 1}).json()
+    assert [b["id"] for b in page["items"]] == [second["id"]] and page["before"] == second["number"]
+    older = c.get(base, params={"limit": 1, "before": page["before"]}).json()
+    assert [b["id"] for b in older["items"]] == [first["id"]] and "before" not in older
 
 
 def test_artifact_download_is_verifiable_and_scoped_to_its_project(build_server):
@@ -464,3 +469,24 @@ def test_webhook_secrets_survive_key_rotation(build_server):
     anonymous = build_server.server.client(token="")
     pong = _push(anonymous, hook["url"], hook["secret"], {"zen": "still here"}, event="ping")
     assert pong.status_code == 200 and pong.json()["reason"].startswith("pong"), pong.text
+
+
+def test_a_control_plane_that_stops_fails_its_running_builds_and_leaves_nothing_behind(tmp_path):
+    server = start_server(tmp_path / "data")
+    try:
+        c = server.client()
+        component(c, "stop", "long", {"type": "web-app", "build": {"command": "sleep 7811"}})
+        info = upload(c, "stop", "long", APPS / "static-site")
+        deadline = time.monotonic() + 60
+        while not processes_matching("sleep 7811"):
+            assert time.monotonic() < deadline, "the build did not start"
+            time.sleep(0.1)
+    finally:
+        server.stop()  # SIGTERM: a graceful stop
+    assert processes_matching("sleep 7811") == []
+    again = start_server(tmp_path / "data")
+    try:
+        after = again.client().get(f"/organizations/default/builds/{info['id']}").json()
+        assert after["state"] == "failed" and after["error"] == "the control plane stopped during the build"
+    finally:
+        again.stop()

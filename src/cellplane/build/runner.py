@@ -164,11 +164,13 @@ class Build:
             self.log(f"at commit {self.commit}")
             emit("source", commit=self.commit)
 
+    def endpoint_port(self) -> int | None:
+        ports = [e.get("port") for e in self.job.component.get("endpoints") or [] if isinstance(e, dict)]
+        return ports[0] if ports else None
+
     def choose(self, source: Path) -> detect.Detection:
         c = self.job.component
-        ports = [e.get("port") for e in c.get("endpoints") or [] if isinstance(e, dict)]
-        found = detect.detect(source, c.get("build") or {}, c.get("type") or "service", ports[0] if ports else None)
-        return found
+        return detect.detect(source, c.get("build") or {}, c.get("type") or "service", self.endpoint_port())
 
     def prepare_tree(self, source: Path, found: detect.Detection) -> None:
         if found.dockerfile:
@@ -177,8 +179,7 @@ class Build:
             build = self.job.component.get("build") or {}
             plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self))
             plan.test = plan.test or build.get("test")
-            ports = [e.get("port") for e in self.job.component.get("endpoints") or [] if isinstance(e, dict)]
-            plan.port = ports[0] if ports else plan.port
+            plan.port = self.endpoint_port() or plan.port
             if build.get("run"):
                 plan.run = build["run"]
             if build.get("command"):
@@ -207,7 +208,7 @@ class Build:
         self.python_lock = materialize.python_lock(files, packages, self.job.dir / "tmp", self.job.cache, self.log)
         lock = self.job.dir / "stage" / "requirements.lock"
         lock.write_text(self.python_lock)
-        for name, version in materialize.pins(self.python_lock):
+        for name, version, _ in scans.parse_requirements_pins(self.python_lock):
             self.log(f"  {name}=={version}")
         self.venv = materialize.python_venv(lock, self.job.cache, self.log)
 
@@ -276,13 +277,14 @@ class Build:
         if self.python_lock:
             manifest["lock"]["python"] = "requirements.lock"
             manifest["dependencies"] += [{"ecosystem": "PyPI", "name": n, "version": v}
-                                         for n, v in materialize.pins(self.python_lock)]
+                                         for n, v, _ in scans.parse_requirements_pins(self.python_lock)]
         else:
             (stage / "requirements.lock").unlink(missing_ok=True)
         node_lock = self.workdir / "package-lock.json"
         if plan.language == "node" and node_lock.is_file():
             manifest["lock"]["node"] = manifest["workdir"] + "/package-lock.json"
-            manifest["dependencies"] += _node_pins(node_lock)
+            manifest["dependencies"] += [{"ecosystem": "npm", "name": n, "version": v}
+                                         for n, v, _ in sorted(set(scans.parse_package_lock(node_lock.read_text())))]
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         out = self.job.dir / "out" / "artifact.tar.gz"
         archive.pack(stage, out)
@@ -346,18 +348,6 @@ class Build:
         with self.stage("package"):
             path, digest, manifest = self.package()
         return {"artifact": str(path), "digest": digest, "manifest": manifest}
-
-
-def _node_pins(lock: Path) -> list[dict[str, str]]:
-    try:
-        data = json.loads(lock.read_text())
-    except ValueError:
-        return []
-    out = []
-    for key, meta in (data.get("packages") or {}).items():
-        if key and isinstance(meta, dict) and meta.get("version") and not meta.get("dev"):
-            out.append({"ecosystem": "npm", "name": key.rsplit("node_modules/", 1)[-1], "version": meta["version"]})
-    return sorted(out, key=lambda d: (d["name"], d["version"]))
 
 
 class _Hooks:

@@ -14,12 +14,10 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cellplane.digests import CHUNK, PREFIX, sha256_file, valid
+from cellplane.digests import CHUNK, PREFIX, sha256_file
 from cellplane.errors import CellplaneError, NotFoundError
 from cellplane.store import Store
 from cellplane.store.tables import BlobChunkRow, BlobRow
-
-valid_digest = valid
 
 
 def put(s: Session, path: Path, digest: str | None = None) -> tuple[str, int]:

@@ -107,15 +107,6 @@ def list_for(s: Session, organization: str, project: str, component: str, limit:
     return list(s.scalars(q.order_by(BuildRow.number.desc()).limit(limit)))
 
 
-def latest_succeeded(s: Session, organization: str, project: str, component: str,
-                     track: str | None = None) -> BuildRow | None:
-    q = select(BuildRow).where(BuildRow.organization == organization, BuildRow.project == project,
-                               BuildRow.component == component, BuildRow.state == "succeeded")
-    if track:
-        q = q.where(BuildRow.track == track)
-    return s.scalars(q.order_by(BuildRow.number.desc()).limit(1)).first()
-
-
 def cancel(s: Session, row: BuildRow) -> BuildRow:
     if row.state in TERMINAL:
         raise ConflictError(f"build {row.id} already {row.state}", [FieldProblem("state", row.state)])

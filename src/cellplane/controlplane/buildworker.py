@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import Select, select
 
-from cellplane.controlplane import blobs, builds
+from cellplane.controlplane import blobs, builds, resources
+from cellplane.model import KINDS
 from cellplane.store import Store
-from cellplane.store.tables import BuildRow, ResourceRow
+from cellplane.store.tables import BuildRow
 
 log = logging.getLogger("cellplane.builds")
+HEARTBEAT_SECONDS = 5  # a running build's liveness in the store; builds.reap_stale waits 60 s
 
 
 @dataclass
@@ -120,8 +121,9 @@ class BuildWorkers:
             row = builds.claim(s, self.name)
             if row is None:
                 return None
-            project = s.scalars(_project_query(row)).first()
-            component = s.scalars(_component_query(row)).first()
+            project = resources.find(s, resources.Place(KINDS["Project"], row.organization), row.project)
+            component = resources.find(s, resources.Place(KINDS["Component"], row.organization, row.project),
+                                       row.component)
             return {"id": row.id, "source": dict(row.source or {}), "upload": row.upload,
                     "timeout": row.timeout_seconds, "policy": ((project.spec or {}).get("buildPolicy") or {})
                     .get("failOn") if project else {}, "component": dict(component.spec or {}) if component else {}}
@@ -293,16 +295,6 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def _project_query(row: BuildRow) -> Select[tuple[ResourceRow]]:
-    return select(ResourceRow).where(ResourceRow.kind == "Project", ResourceRow.organization == row.organization,
-                                     ResourceRow.name == row.project)
-
-
-def _component_query(row: BuildRow) -> Select[tuple[ResourceRow]]:
-    return select(ResourceRow).where(ResourceRow.kind == "Component", ResourceRow.organization == row.organization,
-                                     ResourceRow.project == row.project, ResourceRow.name == row.component)
-
-
 class _Sink:
     """Turns the runner's events into rows: logs in batches, steps, detection, findings and the result."""
 
@@ -319,6 +311,7 @@ class _Sink:
         self.result: dict[str, Any] | None = None
         self.tail: list[str] = []
         self.dirty = False
+        self.last_beat = 0.0
 
     def note(self, line: str) -> None:
         self.pending.append((self.step or "build", "cellplane: " + line))
@@ -375,8 +368,9 @@ class _Sink:
                     row.findings = self.findings
                 row.commit = self.commit or row.commit
                 self.dirty = False
-            if heartbeat:
+            if heartbeat and time.monotonic() - self.last_beat >= HEARTBEAT_SECONDS:
                 row.heartbeat_at = builds.now()
+                self.last_beat = time.monotonic()
             return row.cancel_requested
 
     def finish(self, forced: tuple[str, str] | None) -> None:

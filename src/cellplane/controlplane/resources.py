@@ -80,6 +80,13 @@ def get(s: Session, place: Place, name: str) -> ResourceRow:
     return row
 
 
+def get_component(s: Session, organization: str, project: str, name: str) -> ResourceRow:
+    """A component, after checking that its organization and project exist (404s name the missing one)."""
+    place = Place(KINDS["Component"], organization, project)
+    require_owner(s, place, field_path="path")
+    return get(s, place, name)
+
+
 def require_owner(s: Session, place: Place, field_path: str = "metadata") -> None:
     """The organization (and project) a resource belongs to must exist."""
     if place.info.scope == "cluster":

@@ -26,9 +26,6 @@ class LocalArtifacts:
                                  status=422)
         return self.root / digest.removeprefix(PREFIX)
 
-    def has(self, digest: str) -> bool:
-        return (self.path(digest) / COMPLETE).exists()
-
     def ensure(self, digest: str, fetch: Callable[[Path], None]) -> Path:
         """The unpacked tree of ``digest``; ``fetch(dest)`` downloads the .tar.gz when it is not here yet."""
         tree = self.path(digest)

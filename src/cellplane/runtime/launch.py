@@ -31,7 +31,6 @@ class Launch:
     cwd: Path
     env: dict[str, str]
     port: int
-    manifest: dict[str, Any]
 
 
 def read_manifest(tree: Path) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def launch_command(tree: Path, cache: Cache, *, port: int | None = None, host: s
                 "--host", host]
         if (manifest.get("static") or {}).get("spa") is False:
             argv.append("--no-spa")
-        return Launch(argv, root, env, port, manifest)
+        return Launch(argv, root, env, port)
     if not run:
         raise BuildFailure(f"the artifact has no start command for process '{process}'")
     path = [str(workdir / "node_modules" / ".bin")]
@@ -106,4 +105,4 @@ def launch_command(tree: Path, cache: Cache, *, port: int | None = None, host: s
             link.symlink_to(modules, target_is_directory=True)
         env.setdefault("NODE_ENV", "production")
     env["PATH"] = os.pathsep.join([*path, env["PATH"]])
-    return Launch(["/bin/sh", "-c", run], workdir, env, port, manifest)
+    return Launch(["/bin/sh", "-c", run], workdir, env, port)

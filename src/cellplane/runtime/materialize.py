@@ -247,17 +247,6 @@ def pyproject_dependencies(path: Path) -> list[str]:
     return [d for d in deps if isinstance(d, str)]
 
 
-def pins(lock_text: str) -> list[tuple[str, str]]:
-    """(name, version) pairs of a requirements lock."""
-    out = []
-    for line in lock_text.splitlines():
-        line = line.split("#", 1)[0].split(";", 1)[0].strip()
-        if "==" in line and not line.startswith("-"):
-            name, _, version = line.partition("==")
-            out.append((name.split("[", 1)[0].strip(), version.strip().split()[0]))
-    return out
-
-
 # --- Node.js --------------------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cellplane import digests
 from cellplane.build import archive
 from cellplane.controlplane import blobs, builds
 from cellplane.controlplane import resources as store
@@ -24,7 +25,6 @@ from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError
-from cellplane.model import KINDS
 from cellplane.model.document import problems_from
 
 router = APIRouter(tags=["builds"])
@@ -39,12 +39,6 @@ class BuildRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     track: str | None = Field(default=None, max_length=100, description="deployment track (a branch name)")
     ref: str | None = Field(default=None, max_length=250, description="branch, tag or commit to build")
-
-
-def component_row(s: Any, org: str, project: str, component: str) -> Any:
-    place = store.Place(KINDS["Component"], org, project)
-    store.require_owner(s, place, field_path="path")
-    return store.get(s, place, component)
 
 
 def settings(request: Request) -> Any:
@@ -113,7 +107,7 @@ async def start_build(request: Request, org: NamePath, project: NamePath, compon
 
         def create() -> dict[str, Any]:
             with audited(p, who, work) as s:
-                row = component_row(s, org, project, component)
+                row = store.get_component(s, org, project, component)
                 digest = None
                 if upload:
                     limits = archive.UploadLimits(max_compressed=conf.max_upload_mb << 20)
@@ -137,7 +131,7 @@ def list_builds(request: Request, org: NamePath, project: NamePath, component: N
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "builds:list", Target(org, project))
-        component_row(s, org, project, component)
+        store.get_component(s, org, project, component)
         rows = builds.list_for(s, org, project, component, limit, before, state)
         out: dict[str, Any] = {"items": [builds.to_dict(r) for r in rows]}
         if len(rows) == limit and rows[-1].number > 1:
@@ -270,5 +264,5 @@ def artifact_manifest(request: Request, org: NamePath, project: NamePath, digest
 
 
 def _check_digest(digest: str) -> None:
-    if not blobs.valid_digest(digest):
+    if not digests.valid(digest):
         raise InvalidError(f"'{digest}' is not a sha256 digest", [FieldProblem("digest", "sha256:<64 hex digits>")])

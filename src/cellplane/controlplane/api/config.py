@@ -25,12 +25,6 @@ class ConfigValue(BaseModel):
     secret: bool = False
 
 
-def _component(s: Any, org: str, project: str, component: str) -> Any:
-    place = store.Place(KINDS["Component"], org, project)
-    store.require_owner(s, place, field_path="path")
-    return store.get(s, place, component)
-
-
 def _environment(s: Any, org: str, env: str | None) -> str:
     if env:
         store.get(s, store.Place(KINDS["Environment"], org), env)
@@ -43,7 +37,7 @@ def list_config(request: Request, org: NamePath, project: NamePath, component: N
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "config:read", Target(org, project, env or ""))
-        row = _component(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         _environment(s, org, env)
         return {"items": service.effective(s, org, project, component, row.spec, env)}
 
@@ -56,7 +50,7 @@ def set_config(request: Request, org: NamePath, project: NamePath, component: Na
                 + (f" in {env}" if env else ""))
     with audited(p, who, work) as s:
         require(who, "config:write", Target(org, project, env or ""))
-        _component(s, org, project, component)
+        store.get_component(s, org, project, component)
         environment = _environment(s, org, env)
         row, changed = service.set_value(s, p.keyring, org, project, component, environment, key, body.value,
                                          body.secret, who.user)
@@ -70,6 +64,6 @@ def unset_config(request: Request, org: NamePath, project: NamePath, component: 
     p = platform(request)
     with audited(p, who, Work("config.unset", "Component", org, project, component, key)) as s:
         require(who, "config:write", Target(org, project, env or ""))
-        _component(s, org, project, component)
+        store.get_component(s, org, project, component)
         service.unset_value(s, org, project, component, _environment(s, org, env), key)
         return {"deleted": key}

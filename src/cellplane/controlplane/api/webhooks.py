@@ -8,7 +8,6 @@ to the branch the component builds, with auto-build on, queues a build of exactl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -19,8 +18,9 @@ from fastapi import APIRouter, Header, Request
 from sqlalchemy import select
 
 from cellplane.controlplane import builds
+from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.builds import component_row, settings, wake
+from cellplane.controlplane.api.builds import settings, wake
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.config import webhook_context
 from cellplane.controlplane.rbac import Principal, Target
@@ -57,7 +57,7 @@ def show_webhook(request: Request, org: NamePath, project: NamePath, component: 
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "components:get", Target(org, project))
-        row = component_row(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         return _info(org, project, row, _secret_row(s, org, project, component))
 
 
@@ -68,7 +68,7 @@ def rotate_webhook(request: Request, org: NamePath, project: NamePath, component
     p = platform(request)
     with audited(p, who, Work("webhook.rotate", "Component", org, project, component)) as s:
         require(who, "components:update", Target(org, project))
-        row = component_row(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         secret = "whsec_" + secrets.token_urlsafe(32)
         sealed = p.keyring.encrypt(secret, webhook_context(org, project, component))
         hook = _secret_row(s, org, project, component)
@@ -88,7 +88,7 @@ def delete_webhook(request: Request, org: NamePath, project: NamePath, component
     p = platform(request)
     with audited(p, who, Work("webhook.delete", "Component", org, project, component)) as s:
         require(who, "components:update", Target(org, project))
-        component_row(s, org, project, component)
+        store.get_component(s, org, project, component)
         hook = _secret_row(s, org, project, component)
         if hook is not None:
             s.delete(hook)
@@ -127,7 +127,7 @@ async def git_push(request: Request, org: NamePath, project: NamePath, component
                 work.message = f"ignored {x_github_event} event"
                 return {"queued": False, "reason": f"'{x_github_event}' events are ignored; only push builds"}
             event = _parse(body)
-            row = component_row(s, org, project, component)
+            row = store.get_component(s, org, project, component)
             reason = _ignored(row.spec or {}, event)
             if reason:
                 work.message = reason
@@ -168,8 +168,9 @@ def _ignored(spec: dict[str, Any], event: dict[str, Any]) -> str | None:
     wanted = (spec.get("source") or {}).get("branch") or event["default"]
     if wanted and event["branch"] != wanted:
         return f"push to {event['branch']}; this component builds {wanted}"
-    with contextlib.suppress(CellplaneError):
+    try:
         builds.check_ref(event["commit"], "body.after")
         builds.check_track(event["branch"], "body.ref")
-        return None
-    return "the push names a branch or commit that is not valid"
+    except CellplaneError:
+        return "the push names a branch or commit that is not valid"
+    return None
