@@ -153,8 +153,26 @@ class Configuration(Strict):
 
 
 class Schedule(Strict):
-    cron: Cron
+    cron: Cron = Field(description="five fields, or six with seconds last (e.g. '* * * * * */10')")
     timezone: str = "UTC"
+    concurrencyPolicy: Literal["Forbid", "Allow"] = Field(
+        default="Forbid", description="Forbid: skip a run while the previous one still runs; Allow: overlap")
+
+
+class Probe(Strict):
+    path: str | None = Field(default=None, max_length=2000,
+                             description="HTTP GET path (a 2xx or 3xx answer passes); without it, a TCP connect")
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: the replica's port")
+    initialDelaySeconds: float = Field(default=0, ge=0, le=3600)
+    periodSeconds: float = Field(default=1, gt=0, le=3600)
+    timeoutSeconds: float = Field(default=1, gt=0, le=600)
+    failureThreshold: int = Field(default=3, ge=1, le=100)
+
+
+class Health(Strict):
+    readiness: Probe | None = Field(default=None, description="when a replica gets traffic (default: TCP connect)")
+    liveness: Probe | None = Field(default=None, description="when a replica is restarted (default: never)")
+    gracePeriodSeconds: float = Field(default=10, ge=0, le=3600, description="SIGTERM to SIGKILL")
 
 
 class Resources(Strict):
@@ -189,6 +207,7 @@ class ComponentSpec(Strict):
     replicas: int = Field(default=1, ge=0, le=100)
     scaling: Scaling | None = None
     resources: Resources = Field(default_factory=Resources)
+    health: Health | None = None
     proxy: Proxy | None = None
 
     def problems(self) -> list[FieldProblem]:
@@ -208,6 +227,12 @@ class ComponentSpec(Strict):
             add("schedule", "a scheduled-task needs a schedule (cron)")
         if self.type != "scheduled-task" and self.schedule is not None:
             add("schedule", f"only scheduled-task components take a schedule (type is '{self.type}')")
+        if self.type in TASK_TYPES and self.health is not None:
+            add("health", f"a {self.type} runs to completion and takes no health checks")
+        for name in ("readiness", "liveness"):
+            probe = getattr(self.health, name) if self.health else None
+            if probe and probe.path is not None and not probe.path.startswith("/"):
+                add(f"health.{name}.path", f"'{probe.path}' must start with '/'")
         if self.type in TASK_TYPES and self.endpoints:
             add("endpoints", f"a {self.type} runs to completion and exposes no endpoints")
         if self.type == "api-proxy" and self.proxy is None:
