@@ -4,7 +4,7 @@
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make buildtools make sure git, Node.js and npm are installed (builds use them)
 #   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
-#   make run        start the control plane locally (HOST, PORT, DATA_DIR)
+#   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR)
 #   make bench      benchmarks (build times, cold and warm); numbers go in docs/performance.md
 #   make lint       ruff check only
 #   make clean      remove .venv and caches (never the data dir)
@@ -19,6 +19,7 @@ STAMP    := $(VENV)/.cellplane-installed
 DATA_DIR ?= .cellplane
 HOST     ?= 127.0.0.1
 PORT     ?= 8780
+GATEWAY_PORT ?= 8800
 
 PYTEST_ARGS ?=
 # Set by .ci/run: pytest's own exit code is written there, because make reports any failing
@@ -57,7 +58,7 @@ bench: venv buildtools
 
 run: venv
 	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2
-	$(BIN)/cellplane controlplane serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(BIN)/cellplane up --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

@@ -52,10 +52,11 @@ def build_server(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) ->
     server = start_server(tmp_path_factory.mktemp("cp-builds") / "data",
                           env={"CELLPLANE_CACHE_DIR": str(build_cache), "CELLPLANE_OSV_DATABASE": str(osv),
                                "CELLPLANE_BUILD_MEMORY": "1024", "CELLPLANE_BUILD_WORKERS": "2"})
+    built = BuildServer(server, build_cache, osv)
     try:
-        yield BuildServer(server, build_cache, osv)
+        yield built
     finally:
-        server.stop()
+        built.server.stop()  # a test may have replaced it (a restarted control plane)
 
 
 def component(c: httpx.Client, project: str, name: str, spec: dict[str, Any] | None = None) -> None:

@@ -22,7 +22,7 @@ import pytest
 from pgserver import PostgresServer, find_postgres_bin
 
 # Fixtures of other areas live in their own modules.
-pytest_plugins = ["liveserver", "buildkit"]
+pytest_plugins = ["liveserver", "buildkit", "dataplanekit"]
 
 
 def _in_ci() -> bool:

@@ -5,6 +5,7 @@ Tests go through real HTTP, exactly as the CLI does; nothing is mocked.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -63,8 +64,9 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, database_url: str | None = None, env: dict[str, str] | None = None) -> LiveServer:
-    port = free_port()
+def start_server(data_dir: Path, database_url: str | None = None, env: dict[str, str] | None = None,
+                 port: int | None = None) -> LiveServer:
+    port = port or free_port()
     args = [str(CELLPLANE), "controlplane", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(data_dir)]
     if database_url:
@@ -128,3 +130,27 @@ def run_cli(server: LiveServer | None, *args: str, token: str | None = None, inp
 def doc(kind: str, name: str, spec: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
     return {"apiVersion": "cellplane.dev/v1alpha1", "kind": kind, "metadata": {"name": name, **metadata},
             "spec": spec or {}}
+
+
+Result = subprocess.CompletedProcess[str]
+
+
+def ok(result: Result) -> Result:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def fails(result: Result) -> str:
+    """The one error line of a failed command (and nothing on stdout)."""
+    assert result.returncode != 0, f"expected a failure\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"stderr is not one line: {result.stderr!r}"
+    assert lines[0].startswith("error: ") and lines[0][len("error: "):].strip(), lines[0]
+    assert result.stdout == "", result.stdout
+    return lines[0]
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(ok(result).stdout)

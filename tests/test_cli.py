@@ -20,31 +20,9 @@ import pytest
 import yaml
 
 from cellplane import API_VERSION, __version__
-from liveserver import LiveServer, doc, free_port, run_cli
+from liveserver import LiveServer, Result, as_json, doc, fails, free_port, ok, run_cli
 
-Result = subprocess.CompletedProcess[str]
 ORG = "/organizations/default"
-
-
-def ok(result: Result) -> Result:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
-
-
-def fails(result: Result) -> str:
-    """The one error line of a failed command (and nothing on stdout)."""
-    assert result.returncode != 0, f"expected a failure\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"stderr is not one line: {result.stderr!r}"
-    assert lines[0].startswith("error: ") and lines[0][len("error: "):].strip(), lines[0]
-    assert result.stdout == "", result.stdout
-    return lines[0]
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result).stdout)
 
 
 def run_all(server: LiveServer | None, *calls: Sequence[str] | tuple[Sequence[str], dict[str, Any]],

@@ -164,7 +164,9 @@ def _summary(b: dict[str, Any], tail: list[str], console: Any) -> None:
         if counts:
             console.print("findings: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                       + f"  (cellplane build show {b['id']})")
-        console.print(f"next: cellplane artifact run {b['artifact']} --project {b['project']}")
+        console.print(f"next: cellplane deploy {b['component']} --project {b['project']} --env development "
+                      f"--build {b['id']}")
+        console.print(f"      (or run it here: cellplane artifact run {b['artifact']} --project {b['project']})")
         return
     err.print(f"[red]build {b['id']} {b['state']}{took}: {escape(b.get('error') or 'no reason given')}[/]",
               highlight=False)

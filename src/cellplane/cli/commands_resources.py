@@ -13,7 +13,19 @@ from rich.markup import escape
 
 from cellplane.cli.app import app, kind_or_fail, state
 from cellplane.cli.client import ApiError, CliError
-from cellplane.cli.output import COLUMNS, Format, dump, err, out, table
+from cellplane.cli.output import (
+    COLUMNS,
+    DEPLOYMENT_COLUMNS,
+    ENDPOINT_COLUMNS,
+    Format,
+    build_number,
+    dump,
+    endpoint_rows,
+    err,
+    out,
+    replicas_ready,
+    table,
+)
 
 if TYPE_CHECKING:
     from cellplane.model import KindInfo
@@ -96,18 +108,35 @@ def _with_labels(message: str, labels: list[str]) -> str:
                   lambda m: f"{labels[int(m.group(1))]}: " if int(m.group(1)) < len(labels) else m.group(0), message)
 
 
+DEPLOYMENT_WORDS = ("deployments", "deployment", "deploy")
+ENDPOINT_WORDS = ("endpoints", "endpoint", "ep")
+KINDS_HINT = ("organizations, projects, components, environments, deploymentpipelines, dataplanes, "
+              "deployments, endpoints")
+
+
 @app.command()
 def get(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="organizations, projects, components, environments, ..."),
-    name: str = typer.Argument(None, help="one resource by name"),
+    kind: str = typer.Argument(..., help="organizations, projects, components, environments, ..., "
+                               "deployments, endpoints"),
+    name: str = typer.Argument(None, help="one resource by name (deployments, endpoints: of this component)"),
     project: str = PROJECT,
+    env: str = typer.Option(None, "--env", "-e", help="deployments and endpoints: of this environment only"),
     output: Format = OUTPUT,
     limit: int = typer.Option(None, "--limit", min=1, help="show at most this many"),
 ) -> None:
-    """List resources of a kind, or show one."""
+    """List resources of a kind, or show one; also what is deployed (deployments) and where (endpoints)."""
     st = state(ctx)
-    info = kind_or_fail(kind)
+    word = kind.lower()
+    if word in DEPLOYMENT_WORDS or word in ENDPOINT_WORDS:
+        return _get_deployed(ctx, word in DEPLOYMENT_WORDS, name, project, env, output, limit)
+    from cellplane.model import kind_info
+
+    info = kind_info(kind)
+    if info is None:
+        raise CliError(f"'{kind}' is not a kind; use one of: {KINDS_HINT}")
+    if env:
+        raise CliError("--env applies to deployments and endpoints only")
     proj = st.project(project, required=name is not None) if info.scope == "project" else None
     base = st.base(info, proj)
     if name:
@@ -119,6 +148,24 @@ def get(
     table(items, COLUMNS[info.kind], empty=f"No {info.plural} found.")
 
 
+def _get_deployed(ctx: typer.Context, deployments: bool, component: str | None, project: str | None,
+                  env: str | None, output: Format, limit: int | None) -> None:
+    """`get deployments` / `get endpoints`: what runs in which environment, and the URLs to call it."""
+    st = state(ctx)
+    proj = st.project(project, required=False)
+    path = f"/organizations/{st.org}/{'deployments' if deployments else 'endpoints'}"
+    items = st.client.get(path, environment=env, project=proj, component=component if deployments else None)["items"]
+    if component and not deployments:  # the endpoints list has no component filter
+        items = [e for e in items if e.get("component") == component]
+    items = items[:limit] if limit else items
+    if output != Format.table:
+        return dump({"items": items}, output)
+    if deployments:
+        table(items, DEPLOYMENT_COLUMNS, empty="No deployments found.")
+    else:
+        table(endpoint_rows(items), ENDPOINT_COLUMNS, empty="No endpoints found.")
+
+
 @app.command()
 def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = typer.Argument(...),
              project: str = PROJECT, output: Format = OUTPUT) -> None:
@@ -127,13 +174,43 @@ def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = ty
     info = kind_or_fail(kind)
     proj = st.project(project) if info.scope == "project" else None
     doc = st.client.get(f"{st.base(info, proj)}/{name}")
-    config = builds = None
+    config = builds = deployments = None
     if info.kind == "Component":
         config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"]
         builds = st.client.get(f"{st.base(info, proj)}/{name}/builds", limit=3)["items"]
+        deployments = _deployments(st.client, f"{st.base(info, proj)}/{name}/deployments")
     if output != Format.table:
-        return dump({**doc, "configuration": config, "builds": builds} if config is not None else doc, output)
+        return dump({**doc, "configuration": config, "builds": builds, "deployments": deployments}
+                    if config is not None else doc, output)
     _describe(info, doc, config, builds)
+    if deployments is not None:
+        _describe_deployments(doc["metadata"]["name"], deployments)
+
+
+def _deployments(client: Any, path: str) -> list[dict[str, Any]] | None:
+    """A component's deployments, one per environment; None when the control plane has no deployments API."""
+    try:
+        return client.get(path)["items"]
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def _describe_deployments(component: str, deployments: list[dict[str, Any]]) -> None:
+    out.print()
+    out.print("[bold]Deployments[/]")
+    table(deployments, [
+        ("ENVIRONMENT", lambda d: d["environment"]), ("STATE", lambda d: d.get("state")),
+        ("RELEASE", lambda d: d.get("release")), ("BUILD", build_number), ("READY", replicas_ready),
+        ("MESSAGE", lambda d: d.get("message") or None)],
+        empty=f"Not deployed: cellplane deploy {component} --env development")
+    rows = endpoint_rows([{**e, "environment": d["environment"]} for d in deployments
+                          for e in d.get("endpoints") or []])
+    if rows:
+        out.print()
+        table(rows, [("ENVIRONMENT", lambda e: e["environment"]), ("ENDPOINT", lambda e: e["name"]),
+                     ("VISIBILITY", lambda e: e["reach"]), ("URL", lambda e: e["url"])])
 
 
 def _describe(info: KindInfo, doc: dict[str, Any], config: list[dict[str, Any]] | None,

@@ -16,6 +16,8 @@ import typer
 from cellplane.cli import (  # noqa: F401  (registers commands)
     commands_admin,
     commands_builds,
+    commands_dataplane,
+    commands_deploy,
     commands_resources,
     commands_server,
 )

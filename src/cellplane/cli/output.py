@@ -96,3 +96,47 @@ COLUMNS: dict[str, list[tuple[str, Getter]]] = {
     "DeploymentPipeline": [NAME, ("PROMOTION PATHS", _paths), AGE],
     "DataPlane": [NAME, ("TYPE", lambda d: d["spec"].get("type")), AGE],
 }
+
+
+# -- deployments and endpoints (documents of the deployments API, not resource kinds) --------------------------
+
+URL_KINDS = (("external", "Public"), ("internal", "Organization"), ("project", "Project"))
+
+
+def endpoint_urls(endpoint: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(who may call it, URL or None while the data plane has not reported its gateways) per URL of an endpoint.
+
+    ``external`` exists for Public endpoints, ``internal`` for Organization or Public ones, ``project`` (the
+    project's cell listener) always."""
+    visibility = set(endpoint.get("visibility") or [])
+    urls = endpoint.get("urls") or {}
+    kinds = {"external": "Public" in visibility, "internal": bool(visibility & {"Public", "Organization"}),
+             "project": True}
+    return [(label, urls.get(kind)) for kind, label in URL_KINDS if kinds[kind] or urls.get(kind)]
+
+
+def replicas_ready(d: dict[str, Any]) -> str:
+    replicas = d.get("replicas") or []
+    return f"{sum(r.get('state') == 'ready' for r in replicas)}/{len(replicas)}" if replicas else "-"
+
+
+def build_number(d: dict[str, Any]) -> str | None:
+    build = d.get("build") or {}
+    return f"#{build['number']}" if build.get("number") is not None else build.get("id")
+
+
+def endpoint_rows(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per URL of each endpoint: ``items`` are entries of GET .../endpoints (or a deployment's
+    endpoints with environment, project and component added)."""
+    return [{**e, "reach": label, "url": url} for e in items for label, url in endpoint_urls(e)]
+
+
+DEPLOYMENT_COLUMNS: list[tuple[str, Getter]] = [
+    ("NAME", lambda d: d["component"]), ("PROJECT", lambda d: d["project"]),
+    ("ENVIRONMENT", lambda d: d["environment"]), ("STATE", lambda d: d.get("state")),
+    ("RELEASE", lambda d: d.get("release")), ("BUILD", build_number), ("READY", replicas_ready),
+    ("AGE", lambda d: age(d.get("updatedAt")))]
+ENDPOINT_COLUMNS: list[tuple[str, Getter]] = [
+    ("ENVIRONMENT", lambda e: e["environment"]), ("PROJECT", lambda e: e["project"]),
+    ("COMPONENT", lambda e: e["component"]), ("ENDPOINT", lambda e: e.get("endpoint") or e.get("name")),
+    ("VISIBILITY", lambda e: e["reach"]), ("URL", lambda e: e["url"])]

@@ -27,6 +27,7 @@ import psutil
 
 from cellplane.controlplane import blobs, builds, resources
 from cellplane.model import KINDS
+from cellplane.processes import freeze_and_kill
 from cellplane.store import Store
 from cellplane.store.tables import BuildRow
 
@@ -249,19 +250,7 @@ class BuildWorkers:
                 with contextlib.suppress(psutil.Error):
                     if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
                         procs.setdefault(pid, p)
-            alive = [p for p in procs.values() if _alive(p)]
-            if not alive:
-                return
-            for p in alive:
-                with contextlib.suppress(psutil.Error):
-                    p.suspend()
-            for p in alive:
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
-            # Never wait for the runner itself here: psutil would reap it, and asyncio, which reaps its own
-            # children, would then wait for its exit status forever.
-            psutil.wait_procs([p for p in alive if p.pid != run.process.pid], timeout=2)
-            if alive == [p for p in alive if p.pid == run.process.pid]:
+            if not freeze_and_kill(procs.values(), owned=run.process.pid):
                 return
 
     def _write_job(self, claimed: dict[str, Any], workdir: Path) -> Path:
@@ -286,13 +275,6 @@ class BuildWorkers:
 def _runner_env() -> dict[str, str]:
     """The runner's environment: the control plane's, without its keys, tokens and database URL."""
     return {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 class _Sink:

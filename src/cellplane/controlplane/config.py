@@ -7,11 +7,14 @@ that carries one moves it here, encrypted, and the stored spec keeps only the en
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cellplane.controlplane import connections
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model.component import ENV_NAME
@@ -149,6 +152,8 @@ def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
                 done += 1
                 if done >= batch:
                     break
+    if done < batch:  # and so are the secrets of connections
+        done += connections.rotate(s, keyring, batch - done)
     s.flush()
     return done
 
@@ -156,3 +161,60 @@ def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
 def webhook_context(organization: str, project: str, component: str) -> str:
     """Associated data binding a webhook secret's ciphertext to its component."""
     return f"webhook\0{organization}\0{project}\0{component}"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A configuration value as a deployment in one environment gets it.
+
+    ``value`` is the plaintext of a value that is not secret; a secret's plaintext is only read (decrypted)
+    by calling ``reveal``, when it is sealed for a data plane. ``ref`` is the stored value's (row id,
+    version): it stands for the value wherever a digest must change exactly when the value does.
+    """
+
+    key: str
+    secret: bool
+    value: str | None
+    ref: tuple[int, int] | None
+    reveal: Callable[[], str | None]
+
+    @property
+    def is_file(self) -> bool:
+        return self.key.startswith(FILE_PREFIX)
+
+    @property
+    def name(self) -> str:
+        """The variable's name, or the file's name in the spec."""
+        return self.key[len(FILE_PREFIX):] if self.is_file else self.key
+
+
+def resolve(s: Session, keyring: KeyRing, org: str, project: str, component: str, spec: dict[str, Any],
+            env: str) -> list[Resolved]:
+    """Every value the component gets in ``env``, with the precedence of ``effective`` (lowest first: spec value,
+    spec per-environment value, ``config set`` for all environments, ``config set`` for this environment).
+
+    An entry declared secret in the spec stays secret whatever set its value. Entries without a value are left
+    out. Sorted by key.
+    """
+    declared_secret: set[str] = set()
+    out: dict[str, Resolved] = {}
+    configuration = spec.get("configuration") or {}
+    for section, value_key, prefix in (("env", "value", ""), ("files", "content", FILE_PREFIX)):
+        for item in configuration.get(section) or []:
+            key = prefix + item["name"]
+            secret = bool(item.get("secret"))
+            if secret:
+                declared_secret.add(key)
+            value = (item.get("environments") or {}).get(env, item.get(value_key))
+            if value is not None and not secret:  # a secret's spec value was moved to a row when applied
+                out[key] = Resolved(key, False, value, None, lambda v=value: v)
+    rows = [r for r in rows_for(s, org, project, component) if r.environment in (ALL, env)]
+    for row in sorted(rows, key=lambda r: r.environment != ALL):
+        secret = row.secret or row.key in declared_secret
+        stored, ctx, is_secret_row = row.value, context(row), row.secret
+
+        def reveal(stored: str = stored, ctx: str = ctx, is_secret_row: bool = is_secret_row) -> str:
+            return keyring.decrypt(stored, ctx) if is_secret_row else stored
+
+        out[row.key] = Resolved(row.key, secret, None if secret else row.value, (row.id, row.version), reveal)
+    return [out[k] for k in sorted(out)]

@@ -20,6 +20,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "projects:create", "projects:update",
         "components:create", "components:update", "components:delete",
         "builds:create", "builds:cancel",
+        "deployments:create", "deployments:delete", "runs:create",
     ),
     "admin": ("*",),
 }

@@ -16,12 +16,12 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
-from cellplane.controlplane import builds
+from cellplane.controlplane import builds, workloads
 from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
-from cellplane.store.tables import ConfigValueRow, ResourceRow, RoleBindingRow, now
+from cellplane.store.tables import ConfigValueRow, DeploymentRow, ResourceRow, RoleBindingRow, now
 
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
 
@@ -217,6 +217,7 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         deleted += [f"{r.kind.lower()}/{r.name}" for r in owned]
         s.execute(delete(ResourceRow).where(ResourceRow.organization == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == name))
+        workloads.forget(s, name)
     elif kind == "Project":
         comps = s.scalars(select(ResourceRow).where(
             ResourceRow.kind == "Component", ResourceRow.organization == place.organization,
@@ -230,12 +231,22 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
                                                RoleBindingRow.project == name))
         builds.forget(s, place.organization, name)
+        workloads.forget(s, place.organization, name)
     elif kind == "Component":
         builds.forget(s, place.organization, place.project, name)
+        workloads.forget(s, place.organization, place.project, name)
         s.execute(delete(ConfigValueRow).where(
             ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
             ConfigValueRow.component == name))
     elif kind == "Environment":
+        deployed = s.execute(select(DeploymentRow.project, DeploymentRow.component).where(
+            DeploymentRow.organization == place.organization, DeploymentRow.environment == name)
+            .order_by(DeploymentRow.project, DeploymentRow.component)).all()
+        if deployed:
+            names = ", ".join(f"{p}/{c}" for p, c in deployed[:20]) + (", ..." if len(deployed) > 20 else "")
+            raise ConflictError(f"environment '{name}' still has deployments: {names}; undeploy them first",
+                                code="in-use")
+        workloads.forget(s, place.organization, environment=name)
         s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
                                                ConfigValueRow.environment == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,

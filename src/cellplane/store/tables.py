@@ -250,3 +250,100 @@ class WebhookSecretRow(Base):
     created_by: Mapped[str] = mapped_column(String(63), default="")
 
     __table_args__ = (UniqueConstraint("organization", "project", "component", name="uq_webhook_secrets"),)
+
+
+class DeploymentRow(Base):
+    """A component deployed in an environment: which build (artifact) runs there, and what its data plane
+    last reported about it. What runs is the component's current spec and configuration with this artifact."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # dep_<12 hex>
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    build_id: Mapped[str] = mapped_column(String(20))
+    artifact: Mapped[str] = mapped_column(String(80))
+    requested_by: Mapped[str] = mapped_column(String(63), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    status: Mapped[dict] = mapped_column(JSON, default=dict)  # the data plane's last report about it
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("organization", "project", "component", "environment", name="uq_deployments"),
+        Index("ix_deployments_environment", "organization", "environment"),
+    )
+
+
+class ConnectionKeyRow(Base):
+    """The credentials of one connection (a consumer's dependency, in one environment) to an endpoint of another
+    project. The secret is encrypted with the key ring; its SHA-256 is what the gateway checks."""
+
+    __tablename__ = "connection_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    dependency: Mapped[str] = mapped_column(String(63))
+    consumer_key: Mapped[str] = mapped_column(String(40), unique=True)
+    secret: Mapped[str] = mapped_column(Text)
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (
+        UniqueConstraint("organization", "environment", "project", "component", "dependency",
+                         name="uq_connection_keys"),
+    )
+
+
+class WorkloadLogRow(Base):
+    """A line a workload (or the data plane about it) wrote; at most a bounded number per component and
+    environment are kept."""
+
+    __tablename__ = "workload_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    deployment_id: Mapped[str] = mapped_column(String(20), default="")
+    run_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    replica: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stream: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    line: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_workload_logs_key", "organization", "project", "component", "environment", "id"),
+    )
+
+
+class TaskRunRow(Base):
+    """One run of a task: requested by someone (manual) or started by its data plane (schedule)."""
+
+    __tablename__ = "task_runs"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # run_<16 hex>
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    deployment_id: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    requested_by: Mapped[str] = mapped_column(String(63), default="")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_task_runs_component", "organization", "project", "component", "environment", "requested_at"),
+    )

@@ -9,7 +9,18 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from cellplane import API_VERSION, __version__
-from cellplane.controlplane.api import builds, config, errors, identity, imports, resources, schemas, webhooks
+from cellplane.controlplane.api import (
+    builds,
+    config,
+    dataplanes,
+    deployments,
+    errors,
+    identity,
+    imports,
+    resources,
+    schemas,
+    webhooks,
+)
 from cellplane.controlplane.api.textguard import TextGuard
 from cellplane.controlplane.buildworker import BuildSettings, BuildWorkers
 from cellplane.controlplane.platform import Platform
@@ -52,6 +63,8 @@ def create_app(data_dir: Path, database_url: str | None = None,
     api.include_router(identity.router)
     api.include_router(builds.router)
     api.include_router(webhooks.router)
+    api.include_router(deployments.router)
+    api.include_router(dataplanes.router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["meta"], response_model=schemas.Health, response_model_exclude_unset=True)

@@ -391,3 +391,289 @@ class WebhookDelivery(Out):
     queued: bool
     reason: str
     build: BuildInfo = absent()
+
+
+# -- deployments, endpoints, logs and task runs ---------------------------------------------------------------------
+
+DeploymentState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked",
+                          "scheduled", "idle", "unreachable"]
+ReportedState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked", "scheduled",
+                        "idle"]
+ConnectionVia = Literal["cell", "internal", "external", "url"]
+RunState = Literal["queued", "running", "succeeded", "failed"]
+LogStream = Literal["stdout", "stderr", "system"]
+EnvironmentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern,
+                                       description="an environment's name")]
+
+
+class DeployRequest(BaseModel):
+    """What to deploy where."""
+
+    model_config = ConfigDict(extra="forbid")
+    environment: EnvironmentName
+    build: str | None = Field(default=None, min_length=1, max_length=20,
+                              description="a build id (b-...); default: the component's latest succeeded build")
+
+
+class RunRequest(BaseModel):
+    """Where to run a task."""
+
+    model_config = ConfigDict(extra="forbid")
+    environment: EnvironmentName
+
+
+class EndpointUrls(Out):
+    """Where an endpoint is reached; null until the data plane has reported its listeners."""
+
+    external: str | None = Field(description="the external listener (Public endpoints)")
+    internal: str | None = Field(description="the internal listener (Organization and Public endpoints)")
+    project: str | None = Field(description="the project's cell listener")
+
+
+class DeploymentEndpoint(Out):
+    name: str
+    type: str
+    visibility: list[str]
+    basePath: str
+    urls: EndpointUrls
+
+
+class DeploymentConnection(Out):
+    name: str
+    state: Literal["resolved", "unresolved"]
+    via: ConnectionVia | None = Field(description="null when unresolved")
+    reason: str | None = Field(description="why it does not resolve; null when resolved")
+
+
+class ReplicaStatus(Out):
+    index: int
+    state: str
+    pid: int | None
+    port: int | None
+    restarts: int
+    message: str
+
+
+class DeploymentBuild(Out):
+    id: str
+    number: int | None
+
+
+class Deployment(Out):
+    """A component deployed in an environment: what should run (release) and what its data plane reports."""
+
+    id: str
+    organization: str
+    project: str
+    component: str
+    environment: str
+    dataPlane: str | None = Field(description="the environment's data plane")
+    type: str
+    build: DeploymentBuild
+    artifact: str
+    release: str = Field(description="digest of the artifact, the spec and the configuration: 'r' + 10 hex")
+    requestedBy: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    state: DeploymentState
+    message: str
+    observedRelease: str | None = Field(description="the release the data plane last reported")
+    observedAt: Timestamp | None
+    replicas: list[ReplicaStatus]
+    endpoints: list[DeploymentEndpoint]
+    connections: list[DeploymentConnection]
+
+
+class DeploymentList(Out):
+    items: list[Deployment]
+
+
+class EndpointInfo(Out):
+    environment: str
+    project: str
+    component: str
+    endpoint: str
+    type: str
+    visibility: list[str]
+    basePath: str
+    state: DeploymentState = Field(description="the state of the component's deployment")
+    urls: EndpointUrls
+
+
+class EndpointList(Out):
+    items: list[EndpointInfo]
+
+
+class LogLine(Out):
+    id: int
+    at: Timestamp
+    replica: int | None
+    stream: LogStream
+    line: str
+    run: str | None
+
+
+class LogPage(Out):
+    items: list[LogLine]
+    next: int = Field(description="pass as ?after= to read on")
+
+
+class TaskRun(Out):
+    id: str
+    organization: str
+    project: str
+    component: str
+    environment: str
+    deployment: str
+    trigger: Literal["manual", "schedule"]
+    state: RunState
+    requestedBy: str | None = Field(description="null for a scheduled run")
+    requestedAt: Timestamp
+    startedAt: Timestamp | None
+    endedAt: Timestamp | None
+    exitCode: int | None
+    message: str
+
+
+class TaskRunList(Out):
+    items: list[TaskRun]
+
+
+# -- the data-plane agent's API (docs/dataplane.md) -----------------------------------------------------------------
+
+
+class AgentRegistered(Out):
+    dataPlane: str
+    environments: list[str] = Field(description="the environments bound to the data plane")
+
+
+class DesiredEnvironment(Out):
+    name: str
+    production: bool
+
+
+class DesiredArtifact(Out):
+    digest: str
+    path: str = Field(description="where to download it, under /api/v1")
+
+
+class DesiredEndpoint(Out):
+    name: str
+    port: int
+    type: str
+    basePath: str
+    visibility: list[str]
+
+
+class DesiredEnv(Out):
+    name: str
+    value: str = absent("a value that is not secret")
+    sealed: str | None = absent("a secret value, sealed to the agent's key (null: the agent has no key yet)")
+
+
+class DesiredFile(Out):
+    name: str
+    mountPath: str
+    content: str = absent("a file that is not secret")
+    sealed: str | None = absent("a secret file's content, sealed to the agent's key")
+
+
+class DesiredTarget(Out):
+    project: str
+    component: str
+    endpoint: str
+    basePath: str
+    version: str
+
+
+class SealedValue(Out):
+    sealed: str | None
+
+
+class DesiredCredentials(Out):
+    consumerKey: str
+    consumerSecret: SealedValue
+
+
+class DesiredConnectionEnv(Out):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class DesiredConnection(Out):
+    name: str
+    state: Literal["resolved", "unresolved"]
+    via: ConnectionVia = absent("resolved connections")
+    reason: str = absent("unresolved connections: why")
+    target: DesiredTarget = absent("via cell, internal or external")
+    url: str = absent("via url")
+    credentials: DesiredCredentials = absent("via internal")
+    env: list[DesiredConnectionEnv]
+
+
+class DesiredDeployment(Out):
+    id: str
+    environment: str
+    project: str
+    component: str
+    type: str
+    release: str
+    version: str
+    artifact: DesiredArtifact
+    replicas: int
+    resources: dict[str, Any]
+    health: dict[str, Any] | None
+    endpoints: list[DesiredEndpoint]
+    env: list[DesiredEnv]
+    files: list[DesiredFile]
+    connections: list[DesiredConnection]
+    blocked: str | None = Field(description="why the deployment must not start, or null")
+    schedule: dict[str, Any] | None
+
+
+class GrantTarget(Out):
+    project: str
+    component: str
+    endpoint: str
+
+
+class DesiredGrant(Out):
+    consumerKey: str
+    secretDigest: str = Field(description="sha256 (hex) of the consumer secret")
+    environment: str
+    project: str
+    component: str
+    target: GrantTarget
+
+
+class DesiredRun(Out):
+    id: str
+    deployment: str
+    environment: str
+    project: str
+    component: str
+    requestedAt: Timestamp
+
+
+class DesiredState(Out):
+    """Everything a data plane must run (docs/dataplane.md)."""
+
+    revision: str
+    organization: str
+    dataPlane: str
+    environments: list[DesiredEnvironment]
+    deployments: list[DesiredDeployment]
+    grants: list[DesiredGrant]
+    runs: list[DesiredRun]
+
+
+class StatusRecorded(Out):
+    deployments: int = Field(description="deployments whose state was recorded (unknown ids are ignored)")
+
+
+class LinesAccepted(Out):
+    accepted: int = Field(description="lines stored (lines of unknown components or environments are dropped)")
+
+
+class RunsRecorded(Out):
+    recorded: int = Field(description="runs recorded (runs of unknown deployments are ignored)")

@@ -1,0 +1,348 @@
+"""`dataplane run` (the agent that runs deployments on this machine) and `up` (a control plane and a data plane)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+import typer
+from rich.markup import escape
+
+from cellplane.cli.app import app, state
+from cellplane.cli.client import CliError
+from cellplane.cli.commands_server import default_data_dir
+from cellplane.cli.output import out
+
+dataplane = typer.Typer(help="Run a data plane: the agent that runs deployments on this machine.",
+                        no_args_is_help=True)
+app.add_typer(dataplane, name="dataplane")
+
+INSTALLERS = ("auto", "uv", "pip")
+HEALTH_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def _installer(value: str) -> str:
+    if value not in INSTALLERS:
+        raise CliError(f"--python-installer {value}: use auto, uv or pip")
+    return value
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"--token-file {path}: cannot read: {e.strerror if isinstance(e, OSError) else e}") from None
+    if not token:
+        raise CliError(f"--token-file {path}: the file is empty")
+    return token
+
+
+RUN_HELP = (
+    "Run the data-plane agent until Ctrl-C or SIGTERM.\n\n"
+    "It registers with the control plane, pulls what should run, runs each replica as a supervised process behind "
+    "its gateway, and reports status and logs. It keeps serving while the control plane is away, and restarts from "
+    "its cached state. Its calls need an admin token (permission dataplanes:update).")
+
+
+@dataplane.command("run", help=RUN_HELP)
+def run(
+    ctx: typer.Context,
+    controlplane: str = typer.Option(None, "--controlplane",
+                                     help="control plane URL (default: --server, CELLPLANE_SERVER or the login "
+                                     "context's)"),
+    token: str = typer.Option(None, "--token", help="an admin API token (default: CELLPLANE_TOKEN, then "
+                              "--token-file, then the login context's)"),
+    token_file: Path = typer.Option(None, "--token-file", help="read the API token from this file"),
+    data_dir: Path = typer.Option(None, "--data-dir",
+                                  help="the agent's state, artifacts and spooled logs "
+                                  "(default: $CELLPLANE_HOME/dataplane, else .cellplane/dataplane)"),
+    name: str = typer.Option("local", "--name", help="name of this data plane"),
+    org: str = typer.Option(None, "--org", help="organization (default: CELLPLANE_ORG, the context's, or default)"),
+    gateway_host: str = typer.Option("127.0.0.1", "--gateway-host", help="address of the gateway's listeners"),
+    gateway_port: int = typer.Option(0, "--gateway-port", min=0, max=65535,
+                                     help="first port the gateway's listeners try (0: free ports)"),
+    no_bind: bool = typer.Option(False, "--no-bind",
+                                 help="do not bind the organization's environments that have no data plane"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="CELLPLANE_CACHE_DIR",
+                                   help="language runtimes and dependency caches (default: DATA_DIR/cache)"),
+    python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
+                                         help="auto (uv, else pip), uv or pip: how runtimes are installed"),
+) -> None:
+    st = state(ctx)
+    installer = _installer(python_installer)
+    url = (controlplane or st.settings.server).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"--controlplane {url}: give a URL such as http://127.0.0.1:8780")
+    global_token = ctx.find_root().params.get("token")  # `--token` after the command is a global option too
+    secret = token or global_token or os.environ.get("CELLPLANE_TOKEN") or (
+        _read_token(token_file) if token_file else None) or st.settings.token
+    if not secret:
+        raise CliError("no API token: pass --token-file FILE (e.g. DATA_DIR/admin.token of the control plane) "
+                       "or set CELLPLANE_TOKEN")
+    try:
+        from cellplane.dataplane.agent import AgentSettings, run_agent
+    except ImportError as e:
+        raise CliError(f"the data-plane agent cannot be loaded in this installation: {e}") from None
+    settings = AgentSettings(
+        controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
+        organization=org or st.org, gateway_host=gateway_host, gateway_port=gateway_port,
+        bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer)
+    raise typer.Exit(run_agent(settings))
+
+
+# -- up ----------------------------------------------------------------------------------------------------------
+
+_WRITE = threading.Lock()
+
+
+def _write(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+class _Child:
+    """A process in its own process group whose output goes to our stderr, each line prefixed with its name.
+
+    Until ``go_live`` its lines are held back (and shown when it fails to start)."""
+
+    def __init__(self, name: str, label: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.label = name, label
+        self.tail: deque[str] = deque(maxlen=30)
+        self.held: deque[str] = deque(maxlen=1000)
+        self.live = False
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.thread = threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True,
+                                       name=f"{name}-output")
+        self.thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            with _WRITE:
+                self.tail.append(line)
+                if self.live:
+                    _write(f"[{self.name}] {line}\n")
+                else:
+                    self.held.append(line)
+
+    def go_live(self) -> None:
+        with _WRITE:
+            _write("".join(f"[{self.name}] {line}\n" for line in self.held))
+            self.held.clear()
+            self.live = True
+
+    def last_lines(self) -> str:
+        self.thread.join(timeout=2)
+        with _WRITE:
+            return "".join(f"[{self.name}] {line}\n" for line in self.tail)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, force: threading.Event) -> None:
+        """SIGTERM, then SIGKILL to its whole process group after STOP_TIMEOUT s (or at once on a second Ctrl-C)."""
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.running() and time.monotonic() < deadline and not force.is_set():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=0.1)
+        if self.running():
+            _write(f"the {self.label} did not stop in time: killing it\n" if not force.is_set() else "")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.thread.join(timeout=2)
+
+
+def _cellplane() -> list[str]:
+    """This very installation's `cellplane` command."""
+    script = Path(sys.executable).parent / "cellplane"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "cellplane.cli.main"]
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _gateways(data_dir: Path) -> dict[str, Any] | None:
+    """The gateways the agent reports (its status file), once it has any."""
+    try:
+        status = json.loads((data_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    gateways = status.get("gateways") if isinstance(status, dict) else None
+    return gateways if isinstance(gateways, dict) and gateways else None
+
+
+UP_HELP = (
+    "Run a control plane and a data plane on this machine, until Ctrl-C or SIGTERM stops both.\n\n"
+    "Both run as child processes, each in its own process group; their output is shown here, each line prefixed "
+    "with \\[controlplane] or \\[dataplane]. If one of them dies, the other goes on (the data plane keeps serving "
+    "without its control plane) until Ctrl-C, and `up` then exits 1.\n\n"
+    "Killing `up` itself with SIGKILL leaves both running, on purpose: the data plane keeps serving without its "
+    "control plane. Stop them then with `kill -TERM -PID` (their process ids are printed at start).")
+
+
+@app.command(help=UP_HELP)
+def up(
+    ctx: typer.Context,
+    data_dir: Path = typer.Option(None, "--data-dir",
+                                  help="data of both planes (default: $CELLPLANE_HOME, else .cellplane)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address the control plane listens on"),
+    port: int = typer.Option(8780, "--port", min=1, max=65535, help="port of the control plane"),
+    gateway_port: int = typer.Option(8800, "--gateway-port", min=0, max=65535,
+                                     help="first port the data plane's gateway listeners try (0: free ports)"),
+    build_workers: int = typer.Option(2, "--build-workers", min=0, max=64,
+                                      help="builds the control plane runs at once"),
+    cache_dir: Path = typer.Option(None, "--cache-dir",
+                                   help="runtimes and dependency caches, shared by builds and the data plane "
+                                   "(default: DATA_DIR/cache)"),
+) -> None:
+    st = state(ctx)
+    data_dir = (data_dir or default_data_dir()).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cache = (cache_dir or data_dir / "cache").resolve()
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104  (a wildcard address is probed on loopback)
+    url = f"http://{'[' + probe_host + ']' if ':' in probe_host else probe_host}:{port}"
+    if not _port_free(host, port):
+        raise CliError(f"port {port} on {host} is in use (is a control plane running already?): use --port")
+    env = {k: v for k, v in os.environ.items() if k not in ("CELLPLANE_TOKEN", "CELLPLANE_SERVER")}
+    env["PYTHONUNBUFFERED"] = "1"
+
+    stopping, force = threading.Event(), threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        (force if stopping.is_set() else stopping).set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: list[_Child] = []
+    try:
+        cp = _Child("controlplane", "control plane", [
+            *_cellplane(), "controlplane", "serve", "--host", host, "--port", str(port), "--data-dir", str(data_dir),
+            "--build-workers", str(build_workers), "--cache-dir", str(cache)], env)
+        children.append(cp)
+        failure = _until(lambda: _healthy(url), cp, stopping, HEALTH_TIMEOUT, f"answer on {url}/healthz")
+        token_path = data_dir / "admin.token"
+        if failure is None and not stopping.is_set() and not token_path.is_file():
+            failure = (f"there is no admin token in {token_path} for the data plane (it is written when the data "
+                       "directory is created): put an admin token there")
+        if failure is None and not stopping.is_set():
+            dp = _Child("dataplane", "data plane", [
+                *_cellplane(), "--org", st.org, "dataplane", "run", "--controlplane", url,
+                "--token-file", str(token_path), "--data-dir", str(data_dir / "dataplane"),
+                "--gateway-port", str(gateway_port), "--cache-dir", str(cache)], env)
+            children.append(dp)
+            failure = _until(lambda: _gateways(data_dir / "dataplane") is not None, dp, stopping, HEALTH_TIMEOUT,
+                             "report its gateways", give_up_ok=True)
+        if failure is not None:
+            for child in reversed(children):
+                child.stop(force)
+            raise CliError(failure)
+        for child in children:
+            child.go_live()
+        died: list[_Child] = []
+        if not stopping.is_set():
+            with _WRITE:
+                _summary(url, data_dir, token_path, cp, children[1])
+            while not stopping.is_set() and len(died) < len(children):
+                for child in children:
+                    if child not in died and not child.running():
+                        died.append(child)
+                        _report_death(child, [c for c in children if c not in died])
+                stopping.wait(0.3)
+        _shutdown(children, force, died)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _until(ready: Any, child: _Child, stopping: threading.Event, timeout: float, what: str,
+           give_up_ok: bool = False) -> str | None:
+    """Wait until ``ready()``; returns why it never was (None when ready, stopped by a signal, or after a
+    timeout that ``give_up_ok`` tolerates)."""
+    deadline = time.monotonic() + timeout
+    while not stopping.is_set():
+        if ready():
+            return None
+        if not child.running():
+            _write(child.last_lines())
+            return f"the {child.label} exited during start-up ({_how(child.proc.returncode)}; its last lines above)"
+        if time.monotonic() > deadline:
+            if give_up_ok:
+                return None
+            _write(child.last_lines())
+            return f"the {child.label} did not {what} within {timeout:.0f}s (its last lines above)"
+        stopping.wait(0.2)
+    return None
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child) -> None:
+    gateways = _gateways(data_dir / "dataplane") or {}
+    out.print("[bold]Cellplane is up.[/]  Ctrl-C stops both planes.")
+    out.print(f"  control plane  {url}  (pid {cp.proc.pid}, data {escape(str(data_dir))})")
+    out.print(f"  log in         cellplane login --server {url} --token \"$(cat {escape(str(token_path))})\"")
+    state_ = "started" if gateways else "started (its gateways are not reported yet)"
+    out.print(f"  data plane     local {state_}  (pid {dp.proc.pid}, data {escape(str(data_dir / 'dataplane'))})")
+    for env, g in gateways.items():
+        if isinstance(g, dict) and g.get("external"):
+            out.print(escape(f"  gateway        {env}: {g['external']} (internal {g.get('internal') or '-'})"))
+    sys.stdout.flush()
+
+
+def _report_death(child: _Child, survivors: list[_Child]) -> None:
+    if survivors:
+        going_on = " and the ".join(c.label for c in survivors)
+        serving = "; the data plane keeps serving" if any(c.name == "dataplane" for c in survivors) else ""
+        _write(f"the {child.label} exited unexpectedly ({_how(child.proc.returncode)}); the {going_on} "
+               f"goes on{serving} (Ctrl-C stops it)\n")
+
+
+def _shutdown(children: list[_Child], force: threading.Event, died: list[_Child]) -> None:
+    survivors = [c for c in children if c not in died]
+    if survivors:
+        _write("stopping " + " and the ".join(f"the {c.label}" if i == 0 else c.label
+                                              for i, c in enumerate(reversed(survivors))) + "...\n")
+    for child in reversed(survivors):  # the data plane first: it reports its last status to the control plane
+        child.stop(force)
+    if died:
+        raise CliError(" and ".join(f"the {c.label} exited unexpectedly ({_how(c.proc.returncode)})" for c in died))
+    _write("stopped\n")

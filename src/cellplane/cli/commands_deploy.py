@@ -1,0 +1,334 @@
+"""`deploy`, `undeploy`, `logs` and `run`: put builds on a data plane and look at what they do there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from cellplane.cli.app import app, state
+from cellplane.cli.client import CliError
+from cellplane.cli.output import Format, build_number, dump, endpoint_urls, err, out, replicas_ready
+
+OUTPUT = typer.Option(Format.table, "-o", "--output", help="table (text for people), json or yaml")
+PROJECT = typer.Option(None, "--project", "-p", help="project (default: the context's)")
+ENV = typer.Option(..., "--env", "-e", help="environment, e.g. development")
+POLL = 0.5
+DONE = ("ready", "scheduled", "idle")  # the current release runs (a service) or waits for its runs (a task)
+BLOCKED_GRACE = 2.0  # a blocked state that may clear by itself (e.g. the release is still being resolved)
+HTTP_TYPES = ("REST", "GraphQL")
+RUN_DONE = ("succeeded", "failed")
+
+
+def _component_path(st: Any, project: str | None, component: str) -> str:
+    return f"/organizations/{st.org}/projects/{st.project(project)}/components/{component}"
+
+
+# -- deploy ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    component: str = typer.Argument(..., help="component to deploy"),
+    env: str = ENV,
+    build: str = typer.Option(None, "--build", "-b",
+                              help="build id, or its number (#3); default: the latest succeeded build"),
+    project: str = PROJECT,
+    no_wait: bool = typer.Option(False, "--no-wait", help="return once the deployment is recorded"),
+    timeout: int = typer.Option(300, "--timeout", min=1, help="seconds to wait for the release to be ready"),
+    output: Format = OUTPUT,
+) -> None:
+    """Deploy a build of COMPONENT to an environment and wait until it runs there.
+
+    Ends with the endpoints' URLs, or with the reason it does not run and its last log lines (exit 1)."""
+    st = state(ctx)
+    path = _component_path(st, project, component)
+    body = {"environment": env}
+    if build:
+        body["build"] = _build_id(st, path, build)
+    dep = st.client.post(path + "/deployments", body)
+    where = f"{component} --env {env} -p {dep.get('project') or st.project(project)}"
+    if no_wait:
+        if output != Format.table:
+            return dump(dep, output)
+        out.print(f"deployment of {component} (release {dep.get('release')}, build {build_number(dep)}) to {env} "
+                  f"recorded; watch it with: cellplane get deployments {where}")
+        return
+    err.print(f"deploying {component} (build {build_number(dep)}, release {dep.get('release')}) to {env} "
+              f"on data plane {dep.get('dataPlane') or '-'}")
+    try:
+        final, reason = _wait(st, f"{path}/deployments/{env}", dep, timeout)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; the deployment goes on: cellplane get deployments {where}")
+        raise typer.Exit(130) from None
+    if reason is None:
+        if output != Format.table:
+            return dump(final, output)
+        _deployed(final, where)
+        return
+    _failed(st, path, final, reason, where)
+    if output != Format.table:
+        dump(final, output)
+    raise typer.Exit(1)
+
+
+def _build_id(st: Any, path: str, build: str) -> str:
+    """A build id as given, or the id of build number N (``3`` or ``#3``) of the component."""
+    match = re.fullmatch(r"#?(\d+)", build.strip())
+    if not match:
+        return build
+    number = int(match.group(1))
+    items = st.client.get(path + "/builds", limit=1, before=number + 1)["items"] if number > 0 else []
+    if not items or items[0].get("number") != number:
+        raise CliError(f"--build {build}: the component has no build #{number}")
+    return items[0]["id"]
+
+
+def _wait(st: Any, path: str, dep: dict[str, Any], timeout: float) -> tuple[dict[str, Any], str | None]:
+    """Poll the deployment until its release runs or cannot; returns it and the reason it failed (or None)."""
+    start = time.monotonic()
+    blocked_since: float | None = None
+    seen: tuple[Any, ...] = ()
+    d = dep
+    with err.status(_status_text(d, 0)) as status:
+        while True:
+            d = st.client.get(path)
+            now = time.monotonic()
+            state_, message = d.get("state") or "pending", d.get("message") or ""
+            current = d.get("observedRelease") == d.get("release")
+            if (state_, message) != seen[:2]:
+                seen = (state_, message)
+                err.print(f"  [dim]{state_}{': ' + escape(message) if message else ''}[/]")
+            status.update(_status_text(d, now - start))
+            if current and state_ in DONE:
+                return d, None
+            # A failure counts once it is about this release (or there was none before it).
+            if state_ in ("failed", "crash-loop") and (current or d.get("observedRelease") is None):
+                what = "failed" if state_ == "failed" else "is crash-looping"
+                return d, f"{what}: {message or 'no reason given'}"
+            if state_ == "unreachable":
+                return d, (f"cannot start: data plane {d.get('dataPlane') or ''} is unreachable"
+                           + (f" ({message})" if message else "") + "; is `cellplane dataplane run` running?")
+            if state_ == "blocked":
+                blocked_since = blocked_since if blocked_since is not None else now
+                if "dependenc" in message.lower() or now - blocked_since >= BLOCKED_GRACE:
+                    return d, f"is blocked: {message or 'no reason given'}"
+            else:
+                blocked_since = None
+            if now - start >= timeout:
+                return d, (f"did not become ready within {timeout:g}s: still {state_}"
+                           + (f" ({message})" if message else ""))
+            time.sleep(POLL)
+
+
+def _status_text(d: dict[str, Any], elapsed: float) -> str:
+    message = d.get("message") or ""
+    return (f"{d.get('component')} → {d.get('environment')}: [bold]{d.get('state') or 'pending'}[/]"
+            f"  replicas ready {replicas_ready(d)}" + (f"  {escape(message)}" if message else "")
+            + f"  [dim]{elapsed:.0f}s[/]")
+
+
+def _deployed(d: dict[str, Any], where: str) -> None:
+    """What a user needs next: the URLs, and a command that calls the component."""
+    out.print(f"Deployed {d['component']} (release {d.get('release')}, build {build_number(d)}) "
+              f"to {d['environment']}")
+    rows = [(e.get("name", ""), label, url, e.get("type")) for e in d.get("endpoints") or []
+            for label, url in endpoint_urls(e)]
+    names = max((len(r[0]) for r in rows), default=0)
+    labels = max((len(r[1]) for r in rows), default=0)
+    for name, label, url, _ in rows:
+        out.print(escape(f"  {name:<{names}}  {label:<{labels}}  {url or '- (not reported yet)'}"))
+    http = [(label, url) for _, label, url, kind in rows if url and kind in HTTP_TYPES]
+    target = next((url for label, url in http if label == "Public"), None) or next(
+        (url for label, url in http if label == "Project"), None)
+    if target:
+        out.print(escape(f"curl {target}"))
+    elif d.get("state") == "idle":
+        out.print(f"run it: cellplane run {where}")
+    elif d.get("state") == "scheduled":
+        out.print(f"it runs on its schedule; follow its output: cellplane logs {where} -f")
+
+
+def _failed(st: Any, path: str, d: dict[str, Any], reason: str, where: str) -> None:
+    """The reason a deployment does not run, and the last lines its replicas wrote."""
+    err.print(f"[red]deployment of {d.get('component')} to {d.get('environment')} {escape(reason)}[/]")
+    for r in d.get("replicas") or []:
+        if r.get("state") != "ready" and r.get("message"):
+            err.print(escape(f"  replica {r.get('index')}: {r.get('state')}, {r.get('restarts', 0)} restarts: "
+                             f"{r['message']}"))
+    try:
+        lines = st.client.get(path + "/logs", environment=d.get("environment"), limit=10)["items"]
+    except CliError:
+        lines = []
+    if lines:
+        err.print("last log lines:")
+        for item in lines:
+            err.out("  " + log_line(item), highlight=False)
+    err.print(f"full log: cellplane logs {where}")
+
+
+# -- undeploy --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def undeploy(ctx: typer.Context, component: str = typer.Argument(...), env: str = ENV,
+             project: str = PROJECT) -> None:
+    """Remove COMPONENT from an environment: its data plane stops it."""
+    st = state(ctx)
+    result = st.client.delete(f"{_component_path(st, project, component)}/deployments/{env}")
+    for item in result.get("deleted") or []:
+        out.print(f"{escape(item)} deleted")
+
+
+# -- logs --------------------------------------------------------------------------------------------------------
+
+
+def log_line(item: dict[str, Any], source: bool = True) -> str:
+    """``HH:MM:SS [replica or run] line``; lines on stderr or from the platform say so in the tag.
+
+    Without ``source`` (the output of one run) only that tag is left, and only when it is not stdout."""
+    tag = [str(x) for x in (item.get("run"), item.get("replica")) if x is not None][:1] if source else []
+    stream = item.get("stream") or "stdout"
+    if stream != "stdout":
+        tag.append(stream)
+    prefix = f"[{' '.join(tag) or '-'}] " if source or tag else ""
+    return f"{_clock(item.get('at'))} {prefix}{(item.get('line') or '').rstrip(chr(10))}"
+
+
+def _clock(at: str | None) -> str:
+    if not at:
+        return "--:--:--"
+    try:
+        return datetime.fromisoformat(at).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return at[11:19] or at
+
+
+class _Lines:
+    """Workload output on stdout, as written: no console markup, flushed per line when following."""
+
+    def __init__(self, flush: bool, source: bool = True) -> None:
+        self.flush, self.source = flush, source
+
+    def write(self, item: dict[str, Any]) -> None:
+        try:
+            sys.stdout.write(log_line(item, self.source) + "\n")
+            if self.flush:
+                sys.stdout.flush()
+        except BrokenPipeError:  # `cellplane logs ... | head`
+            self.closed()
+
+    def done(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed()
+
+    @staticmethod
+    def closed() -> None:
+        with contextlib.suppress(OSError):  # nothing more reaches the reader, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    component: str = typer.Argument(...),
+    env: str = ENV,
+    project: str = PROJECT,
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines until Ctrl-C"),
+    tail: int = typer.Option(100, "--tail", min=0, max=10000, help="start with the last N lines"),
+    run: str = typer.Option(None, "--run", help="only the output of this task run"),
+) -> None:
+    """The output of COMPONENT's replicas (or of one task run) in an environment."""
+    st = state(ctx)
+    path = _component_path(st, project, component) + "/logs"
+    printer = _Lines(flush=follow)
+    try:
+        page = st.client.get(path, environment=env, limit=max(tail, 1), run=run)
+        for item in page["items"][-tail:] if tail else []:
+            printer.write(item)
+        if follow:
+            after = page.get("next")
+            for event in st.client.stream_lines(path, environment=env, follow="true", run=run,
+                                                after=-1 if after is None else after):
+                if "line" in event:
+                    printer.write(event)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+    printer.done()
+
+
+# -- run ---------------------------------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_task(
+    ctx: typer.Context,
+    component: str = typer.Argument(..., help="a manual-task or scheduled-task component"),
+    env: str = ENV,
+    project: str = PROJECT,
+    no_follow: bool = typer.Option(False, "--no-follow", help="start the run and return"),
+) -> None:
+    """Run a task component once in an environment; prints its output and exits with its exit code."""
+    st = state(ctx)
+    path = _component_path(st, project, component)
+    info = st.client.post(path + "/runs", {"environment": env})
+    where = f"{component} --env {env} -p {info.get('project') or st.project(project)} --run {info['id']}"
+    if no_follow:
+        out.print(f"run {info['id']} of {component} in {env}: {info.get('state')}; "
+                  f"follow it with: cellplane logs {where} -f")
+        return
+    err.print(f"run {info['id']} of {component} in {env}: {info.get('state')}")
+    try:
+        final = _follow_run(st, path, env, info)
+    except KeyboardInterrupt:
+        err.print(f"stopped following; the run goes on: cellplane logs {where} -f")
+        raise typer.Exit(130) from None
+    code = final.get("exitCode")
+    if final.get("state") == "succeeded" and code in (None, 0):
+        took = _seconds(final.get("startedAt"), final.get("endedAt"))
+        err.print(f"[green]run {final['id']} succeeded{f' in {took:.1f}s' if took is not None else ''}[/]")
+        return
+    if code is None or code == 0:
+        err.print(f"[red]run {final['id']} failed: {escape(final.get('message') or 'no reason given')}[/]")
+        raise typer.Exit(1)
+    err.print(f"[red]run {final['id']} failed with exit code {code}[/]"
+              + (f": {escape(final['message'])}" if final.get("message") else ""))
+    raise typer.Exit(code if 0 < code < 256 else 128 - code if code < 0 else 1)
+
+
+def _follow_run(st: Any, path: str, env: str, info: dict[str, Any]) -> dict[str, Any]:
+    """Print the run's lines until it has ended and all of them are sent; returns the finished run."""
+    printer = _Lines(flush=True, source=False)
+    after = -1
+    while True:
+        for event in st.client.stream_lines(path + "/logs", environment=env, follow="true", run=info["id"],
+                                            after=after):
+            if "line" in event:
+                printer.write(event)
+                after = event.get("id", after)
+            elif event.get("event") == "run" and isinstance(event.get("run"), dict):
+                info = event["run"]
+        if info.get("state") not in RUN_DONE:  # the stream ended early (e.g. a proxy's timeout): look again
+            info = st.client.get(f"/organizations/{st.org}/task-runs/{info['id']}")
+        if info.get("state") in RUN_DONE:
+            return info
+        time.sleep(POLL)
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

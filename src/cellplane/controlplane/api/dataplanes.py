@@ -1,0 +1,249 @@
+"""The data-plane agent's API (docs/dataplane.md): register, long-poll the desired state, report status, ship
+log lines and task runs. Every call needs ``dataplanes:update`` on the organization.
+
+Reports are validated into 422s with field paths. Unknown fields are ignored (a newer agent may send more);
+long texts (log lines, messages) are cut rather than refused, so that one long line never costs a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from cellplane.controlplane import dataplanes, desired, workloads
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api.deployments import parse
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.errors import FieldProblem, InvalidError
+from cellplane.model import KINDS, dns_label_problem
+from cellplane.model.meta import DNS_LABEL
+from cellplane.sealing import SealError, parse_public_key
+from cellplane.store.tables import ResourceRow
+
+router = APIRouter(tags=["data plane agent"])
+DATAPLANE = "/organizations/{org}/dataplanes/{name}"
+MAX_MESSAGE = 4000
+
+
+def _cut(limit: int) -> Any:
+    return AfterValidator(lambda value: value[:limit])
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+Message = Annotated[str, _cut(MAX_MESSAGE)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
+Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class AgentRegistration(Report):
+    """An agent introducing itself."""
+
+    agentId: str = Field(min_length=1, max_length=100)
+    version: str = Field(default="", max_length=100)
+    hostname: str = Field(default="", max_length=255)
+    publicKey: str = Field(min_length=1, max_length=100, description="base64url of the agent's X25519 public key")
+    bindUnbound: bool = Field(default=False, description="bind every environment without a data plane to this one")
+
+
+class GatewayReport(Report):
+    external: Url | None = None
+    internal: Url | None = None
+    cells: dict[Label, Url] = Field(default_factory=dict, description="project -> its cell listener")
+
+
+class ReplicaReport(Report):
+    index: int = Field(ge=0, le=10000)
+    state: str = Field(max_length=40)
+    pid: int | None = Field(default=None, ge=0, le=2**31)
+    port: int | None = Field(default=None, ge=0, le=65535)
+    restarts: int = Field(default=0, ge=0, le=2**31)
+    message: Message = ""
+
+
+class DeploymentReport(Report):
+    id: str = Field(min_length=1, max_length=20)
+    release: str | None = Field(default=None, max_length=20)
+    state: schemas.ReportedState
+    message: Message = ""
+    replicas: list[ReplicaReport] = Field(default_factory=list, max_length=1000)
+
+
+class StatusReport(Report):
+    """What runs on the data plane."""
+
+    agentId: str = Field(min_length=1, max_length=100)
+    revision: str | None = Field(default=None, max_length=100, description="the desired state it runs")
+    gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners")
+    deployments: list[DeploymentReport] = Field(default_factory=list, max_length=10000)
+
+
+class LogLineReport(Report):
+    deployment: str | None = Field(default=None, max_length=20)
+    run: str | None = Field(default=None, max_length=20)
+    environment: Label
+    project: Label
+    component: Label
+    replica: int | None = Field(default=None, ge=0, le=10000)
+    stream: schemas.LogStream
+    at: Timestamp
+    line: Annotated[str, _cut(workloads.MAX_LINE)]
+
+
+class LogBatch(Report):
+    lines: list[LogLineReport] = Field(max_length=5000)
+
+
+class TaskRunReport(Report):
+    id: str = Field(pattern=r"^run_[0-9a-f]{16}$")
+    deployment: str = Field(min_length=1, max_length=20)
+    environment: Label
+    project: Label
+    component: Label
+    trigger: Literal["manual", "schedule"]
+    state: schemas.RunState
+    startedAt: Timestamp | None = None
+    endedAt: Timestamp | None = None
+    exitCode: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    message: Message = ""
+
+
+class TaskRunBatch(Report):
+    runs: list[TaskRunReport] = Field(max_length=1000)
+
+
+def _body(model: type[BaseModel], description: str) -> Any:
+    return Annotated[schemas.documented(model), Body(description=description)]
+
+
+RegistrationBody = _body(AgentRegistration, "the agent")
+StatusBody = _body(StatusReport, "what runs")
+LogsBody = _body(LogBatch, "at most 5000 lines, in order")
+RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
+
+
+def _plane(s: Any, who: Principal, org: str, name: str) -> ResourceRow:
+    require(who, "dataplanes:update", Target(org))
+    store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+    return dataplanes.get(s, org, name)
+
+
+@router.put(DATAPLANE + "/agent", response_model=schemas.AgentRegistered, response_model_exclude_unset=True)
+def register(request: Request, org: NamePath, name: NamePath, body: RegistrationBody,
+             who: Principal = Caller) -> dict[str, Any]:
+    """Register the agent of a data plane (creating the DataPlane, type local, when absent)."""
+    p = platform(request)
+    work = Work("dataplane.register", "DataPlane", org, "", name)
+    with audited(p, who, work) as s:
+        req = parse(AgentRegistration, body, "agent registration")
+        try:
+            parse_public_key(req.publicKey)
+        except SealError as e:
+            raise InvalidError("invalid agent registration", [FieldProblem("publicKey", e.message)]) from None
+        require(who, "dataplanes:update", Target(org))
+        store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+        if dataplanes.find(s, org, name) is None:
+            require(who, "dataplanes:create", Target(org))
+            if problem := dns_label_problem(name):
+                raise InvalidError(f"cannot create a data plane named '{name}'", [FieldProblem("path.name", problem)])
+        result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
+                                                    "hostname": req.hostname, "publicKey": req.publicKey},
+                                     req.bindUnbound)
+        work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
+                        + (", ".join(result["environments"]) or "none"))
+        return result
+
+
+@router.get(DATAPLANE + "/desired-state", response_model=schemas.DesiredState, response_model_exclude_unset=True)
+async def desired_state(request: Request, org: NamePath, name: NamePath,
+                        since: str | None = Query(None, max_length=100, description="the revision the agent has"),
+                        wait: int = Query(30, ge=0, le=60, description="seconds to wait for a revision other "
+                                          "than `since`"),
+                        who: Principal = Caller) -> Any:
+    """What the data plane must run. Long-poll: answers once the revision differs from ``since``, or after
+    ``wait`` seconds with the same revision."""
+    p = platform(request)
+
+    def compute() -> desired.DesiredState:
+        with p.store.transaction() as s:
+            _plane(s, who, org, name)
+            return desired.compute(s, p.keyring, org, name)
+
+    state = await asyncio.to_thread(compute)
+    deadline = time.monotonic() + wait
+    while since is not None and state.revision == since:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if await request.is_disconnected():
+            return Response(status_code=204)
+        await asyncio.sleep(min(1.0, left))
+        if await request.is_disconnected():
+            return Response(status_code=204)
+        state = await asyncio.to_thread(compute)
+    return await asyncio.to_thread(state.sealed)
+
+
+@router.put(DATAPLANE + "/status", response_model=schemas.StatusRecorded, response_model_exclude_unset=True)
+def report_status(request: Request, org: NamePath, name: NamePath, body: StatusBody,
+                  who: Principal = Caller) -> dict[str, Any]:
+    """The agent's heartbeat: its listeners and the state of every deployment it runs."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        row = _plane(s, who, org, name)
+        req = parse(StatusReport, body, "status report")
+        report = req.model_dump(mode="json")
+        return {"deployments": dataplanes.record_status(s, row, report)}
+
+
+@router.post(DATAPLANE + "/logs", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
+def ingest_logs(request: Request, org: NamePath, name: NamePath, body: LogsBody,
+                who: Principal = Caller) -> dict[str, Any]:
+    """Workload output. Lines of environments this data plane does not serve, or of components that do not
+    exist, are dropped."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        row = _plane(s, who, org, name)
+        req = parse(LogBatch, body, "log batch")
+        served = {e.name for e in dataplanes.environments(s, org, row.name)}
+        known: dict[tuple[str, str], bool] = {}
+        lines = []
+        for line in req.lines:
+            key = (line.project, line.component)
+            if key not in known:
+                known[key] = store.find(s, store.Place(KINDS["Component"], org, line.project), line.component) \
+                    is not None
+            if line.environment in served and known[key]:
+                lines.append(line.model_dump())
+        return {"accepted": workloads.add_lines(s, org, lines)}
+
+
+@router.post(DATAPLANE + "/task-runs", response_model=schemas.RunsRecorded, response_model_exclude_unset=True)
+def report_runs(request: Request, org: NamePath, name: NamePath, body: RunsBody,
+                who: Principal = Caller) -> dict[str, Any]:
+    """Task runs as they start and end (scheduled runs get their id from the agent)."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        row = _plane(s, who, org, name)
+        req = parse(TaskRunBatch, body, "task-run batch")
+        served = {e.name for e in dataplanes.environments(s, org, row.name)}
+        return {"recorded": workloads.record_runs(s, org, [r.model_dump() for r in req.runs], served)}

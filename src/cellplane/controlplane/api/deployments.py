@@ -1,0 +1,294 @@
+"""Routes for deployments, endpoints, workload logs and task runs (the user's side of the data plane)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from cellplane.controlplane import deployments, workloads
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.errors import CellplaneError, ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.model import KINDS
+from cellplane.model.document import problems_from
+
+router = APIRouter(tags=["deployments"])
+ORG = "/organizations/{org}"
+COMPONENT = ORG + "/projects/{project}/components/{component}"
+RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a task run id (run_...)")]
+DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
+RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
+
+HEARTBEAT = 15.0  # seconds of silence before a followed log stream says it is alive
+RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ended, for its last lines
+
+
+def name_query(what: str) -> Any:
+    """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""
+    return Query(None, min_length=1, max_length=63, description=f"only {what}")
+
+
+def parse(model: type[BaseModel], raw: Any, what: str) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise InvalidError(f"invalid {what}", problems_from(e)) from None
+
+
+def component_of(s: Session, org: str, project: str, component: str) -> Any:
+    """The component of the path; a 404 names the missing part (path.organization, path.project, path.component)."""
+    try:
+        return store.get_component(s, org, project, component)
+    except NotFoundError as e:
+        if not e.details:
+            e.details.append(FieldProblem("path.component", "no such component"))
+        raise
+
+
+def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
+    store.require_owner(s, store.Place(KINDS["Project"], org), field_path="path")
+    if not who.member_of(org):
+        require(who, permission, Target(org))
+
+
+def _project_reader(who: Principal, org: str, project: str, permission: str) -> None:
+    if not who.sees_project(org, project):
+        require(who, permission, Target(org, project))
+
+
+# -- deployments ----------------------------------------------------------------------------------------------------
+
+
+@router.post(COMPONENT + "/deployments", status_code=201, response_model=schemas.Deployment,
+             response_model_exclude_unset=True,
+             responses={200: {"model": schemas.Deployment,
+                              "description": "already deployed there: updated to the build, or unchanged"}})
+def deploy(request: Request, response: Response, org: NamePath, project: NamePath, component: NamePath,
+           body: DeployBody, who: Principal = Caller) -> dict[str, Any]:
+    """Deploy a build of the component (its latest succeeded build by default) to an environment."""
+    p = platform(request)
+    work = Work("deploy", "Component", org, project, component)
+    with audited(p, who, work) as s:
+        req = parse(schemas.DeployRequest, body, "deploy request")
+        work.message = f"to {req.environment}"
+        require(who, "deployments:create", Target(org, project, req.environment))
+        row = component_of(s, org, project, component)
+        dep, build, action = deployments.deploy(s, row, req.environment, req.build, who.user)
+        view = deployments.Viewer(s, p.keyring, org).view(dep)
+        work.message = f"to {req.environment}: build {build.id} #{build.number}, release {view['release']} ({action})"
+    response.status_code = 201 if action == "created" else 200
+    return view
+
+
+@router.get(ORG + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
+def list_deployments(request: Request, org: NamePath, environment: str | None = name_query("in this environment"),
+                     project: str | None = name_query("of this project"),
+                     component: str | None = name_query("of this component"),
+                     who: Principal = Caller) -> dict[str, Any]:
+    """The organization's deployments the caller may see."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        _org_reader(s, who, org, "deployments:list")
+        viewer = deployments.Viewer(s, p.keyring, org)
+        rows = deployments.list_rows(s, org, project, component, environment)
+        return {"items": [viewer.view(r) for r in rows if who.sees_project(org, r.project)]}
+
+
+@router.get(COMPONENT + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
+def component_deployments(request: Request, org: NamePath, project: NamePath, component: NamePath,
+                          who: Principal = Caller) -> dict[str, Any]:
+    """The component's deployments, one per environment."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        _project_reader(who, org, project, "deployments:list")
+        component_of(s, org, project, component)
+        viewer = deployments.Viewer(s, p.keyring, org)
+        return {"items": [viewer.view(r) for r in deployments.list_rows(s, org, project, component)]}
+
+
+@router.get(COMPONENT + "/deployments/{environment}", response_model=schemas.Deployment,
+            response_model_exclude_unset=True)
+def show_deployment(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
+                    who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        require(who, "deployments:get", Target(org, project, environment))
+        component_of(s, org, project, component)
+        row = deployments.get(s, org, project, component, environment)
+        return deployments.Viewer(s, p.keyring, org).view(row)
+
+
+@router.delete(COMPONENT + "/deployments/{environment}", response_model=schemas.ResourceDeleted,
+               response_model_exclude_unset=True)
+def undeploy(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
+             who: Principal = Caller) -> dict[str, Any]:
+    """Remove the deployment; its data plane stops the workload."""
+    p = platform(request)
+    with audited(p, who, Work("undeploy", "Component", org, project, component, f"from {environment}")) as s:
+        require(who, "deployments:delete", Target(org, project, environment))
+        component_of(s, org, project, component)
+        row = deployments.get(s, org, project, component, environment)
+        return {"deleted": [deployments.undeploy(s, row)]}
+
+
+@router.get(ORG + "/endpoints", response_model=schemas.EndpointList, response_model_exclude_unset=True)
+def list_endpoints(request: Request, org: NamePath, environment: str | None = name_query("in this environment"),
+                   project: str | None = name_query("of this project"), who: Principal = Caller) -> dict[str, Any]:
+    """The endpoints of every deployed component the caller may see, with their URLs."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        _org_reader(s, who, org, "endpoints:list")
+        viewer = deployments.Viewer(s, p.keyring, org)
+        items: list[dict[str, Any]] = []
+        for row in deployments.list_rows(s, org, project, None, environment):
+            if who.sees_project(org, row.project):
+                items += deployments.endpoint_items(viewer.view(row))
+        return {"items": items}
+
+
+# -- logs -----------------------------------------------------------------------------------------------------------
+
+
+def _log_environment(s: Session, org: str, environment: str | None) -> str:
+    if not environment:
+        raise InvalidError("give the environment whose logs to read (?environment=)",
+                           [FieldProblem("environment", "required")])
+    if store.find(s, store.Place(KINDS["Environment"], org), environment) is None:
+        raise InvalidError(f"environment '{environment}' not found in organization '{org}'",
+                           [FieldProblem("environment", "no such environment")])
+    return environment
+
+
+@router.get(COMPONENT + "/logs", response_model=schemas.LogPage, response_model_exclude_unset=True,
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "with follow: one LogLine (or event) per line"}})
+async def component_logs(
+        request: Request, org: NamePath, project: NamePath, component: NamePath,
+        environment: str | None = Query(None, max_length=63, description="required: the environment"),
+        after: int | None = Query(None, ge=-1, le=2**62, description="the last line id already seen; without it "
+                                  "(and without follow), the last `limit` lines"),
+        limit: int = Query(1000, ge=1, le=10000),
+        follow: bool = Query(False, description="stream lines (NDJSON) as they arrive"),
+        run: str | None = Query(None, min_length=1, max_length=20, description="only the lines of this task run; "
+                                "a followed stream ends with the run"),
+        who: Principal = Caller) -> Any:
+    """A component's log lines in one environment; with ``follow``, an NDJSON stream."""
+    p = platform(request)
+
+    def page(after_id: int | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        with p.store.transaction() as s:
+            require(who, "logs:get", Target(org, project, environment or ""))
+            component_of(s, org, project, component)
+            env = _log_environment(s, org, environment)
+            run_info = None
+            if run is not None:
+                row = workloads.get_run(s, org, run)
+                if (row.project, row.component, row.environment) != (project, component, env):
+                    raise NotFoundError(f"task run '{run}' is not a run of '{project}/{component}' in '{env}'",
+                                        [FieldProblem("run", "not a run of this component there")])
+                run_info = workloads.run_view(row)
+            rows = workloads.lines(s, org, project, component, env, after_id, limit, run)
+            return [workloads.line_view(r) for r in rows], run_info
+
+    if not follow:
+        items, _ = await asyncio.to_thread(page, after)
+        return {"items": items, "next": items[-1]["id"] if items else (after if after is not None else -1)}
+    items, run_info = await asyncio.to_thread(page, after if after is not None else -1)
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal items, run_info
+        last = after if after is not None else -1
+        shown: dict[str, Any] | None = None
+        ended: float | None = None
+        beat = time.monotonic()
+        while True:
+            for item in items:
+                yield (json.dumps(item) + "\n").encode()
+                last = item["id"]
+            if items:
+                beat = time.monotonic()
+            if run_info is not None:
+                if run_info != shown:
+                    shown = run_info
+                    beat = time.monotonic()
+                    yield (json.dumps({"event": "run", "run": run_info}) + "\n").encode()
+                if run_info["state"] in workloads.RUN_TERMINAL:
+                    ended = ended or time.monotonic()
+                    if not items and time.monotonic() - ended >= RUN_GRACE:
+                        return
+            if len(items) < limit:
+                if time.monotonic() - beat > HEARTBEAT:
+                    beat = time.monotonic()
+                    yield b'{"event": "heartbeat"}\n'
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.25)
+            try:
+                items, run_info = await asyncio.to_thread(page, last)
+            except CellplaneError:  # deleted meanwhile
+                return
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+# -- task runs ------------------------------------------------------------------------------------------------------
+
+
+@router.post(COMPONENT + "/runs", status_code=201, response_model=schemas.TaskRun, response_model_exclude_unset=True)
+def start_run(request: Request, org: NamePath, project: NamePath, component: NamePath, body: RunBody,
+              who: Principal = Caller) -> dict[str, Any]:
+    """Run a deployed task (a manual-task, or a scheduled-task off its schedule) once, now."""
+    p = platform(request)
+    work = Work("run.create", "Component", org, project, component)
+    with audited(p, who, work) as s:
+        req = parse(schemas.RunRequest, body, "run request")
+        work.message = f"in {req.environment}"
+        require(who, "runs:create", Target(org, project, req.environment))
+        row = component_of(s, org, project, component)
+        deployments.environment(s, org, req.environment)
+        kind = (row.spec or {}).get("type") or "service"
+        if kind not in workloads.TASK_TYPES:
+            raise InvalidError(f"component '{project}/{component}' is a {kind}; only manual-task and scheduled-task "
+                               "components run on request", [FieldProblem("component", f"a {kind}, not a task")])
+        dep = deployments.find(s, org, project, component, req.environment)
+        if dep is None:
+            raise ConflictError(f"component '{project}/{component}' is not deployed in '{req.environment}'; deploy it "
+                                "first", code="not-deployed")
+        run = workloads.create_run(s, dep, who.user)
+        work.message = f"in {req.environment}: run {run.id}"
+        return workloads.run_view(run)
+
+
+@router.get(COMPONENT + "/runs", response_model=schemas.TaskRunList, response_model_exclude_unset=True)
+def list_runs(request: Request, org: NamePath, project: NamePath, component: NamePath,
+              environment: str | None = name_query("in this environment"), limit: int = Query(20, ge=1, le=500),
+              who: Principal = Caller) -> dict[str, Any]:
+    """The component's task runs, newest first."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        _project_reader(who, org, project, "runs:list")
+        component_of(s, org, project, component)
+        rows = workloads.list_runs(s, org, project, component, environment, limit)
+        return {"items": [workloads.run_view(r) for r in rows]}
+
+
+@router.get(ORG + "/task-runs/{run}", response_model=schemas.TaskRun, response_model_exclude_unset=True)
+def show_run(request: Request, org: NamePath, run: RunPath, who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        if not who.member_of(org):
+            require(who, "runs:get", Target(org))
+        row = workloads.get_run(s, org, run)
+        require(who, "runs:get", Target(org, row.project, row.environment))
+        return workloads.run_view(row)

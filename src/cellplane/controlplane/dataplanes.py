@@ -1,0 +1,114 @@
+"""Data planes as the control plane knows them: their agent, the environments bound to them, what they report.
+
+An agent registers (``PUT .../agent``): the DataPlane resource is created if absent (type ``local``), the
+agent (id, version, hostname, public key) is recorded in its ``status.agent``, and with ``bindUnbound``
+every environment of the organization without a data plane is bound to it. Status reports update
+``status.agent.lastSeen`` and ``status.gateways`` (never the resource's generation or update time) and
+each reported deployment's observed state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cellplane.errors import NotFoundError
+from cellplane.store.tables import DeploymentRow, ResourceRow, now
+
+STALE_AFTER = 30.0  # seconds without a report after which a data plane shows as unreachable
+
+
+def find(s: Session, org: str, name: str) -> ResourceRow | None:
+    return s.scalar(select(ResourceRow).where(ResourceRow.kind == "DataPlane", ResourceRow.organization == org,
+                                              ResourceRow.project == "", ResourceRow.name == name))
+
+
+def get(s: Session, org: str, name: str) -> ResourceRow:
+    row = find(s, org, name)
+    if row is None:
+        raise NotFoundError(f"DataPlane '{org}/{name}' not found")
+    return row
+
+
+def agent_of(row: ResourceRow | None) -> dict[str, Any]:
+    return dict(((row.status if row is not None else None) or {}).get("agent") or {})
+
+
+def public_key(row: ResourceRow | None) -> str | None:
+    return agent_of(row).get("publicKey") or None
+
+
+def last_seen(row: ResourceRow | None) -> datetime | None:
+    value = agent_of(row).get("lastSeen")
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def unreachable_since(row: ResourceRow | None, at: datetime | None = None) -> datetime | None:
+    """When the data plane last reported, if that is more than ``STALE_AFTER`` seconds ago."""
+    seen = last_seen(row)
+    if seen is not None and (at or now()) - seen > timedelta(seconds=STALE_AFTER):
+        return seen
+    return None
+
+
+def gateways(row: ResourceRow | None, environment: str) -> dict[str, Any]:
+    """The listeners the agent reported for an environment: external, internal, cells (project -> URL)."""
+    entry = (((row.status if row is not None else None) or {}).get("gateways") or {}).get(environment)
+    return entry if isinstance(entry, dict) else {}
+
+
+def environments(s: Session, org: str, name: str | None = None) -> list[ResourceRow]:
+    """The organization's environments (bound to data plane ``name``, when given), by name."""
+    rows = s.scalars(select(ResourceRow).where(ResourceRow.kind == "Environment", ResourceRow.organization == org)
+                     .order_by(ResourceRow.name)).all()
+    return [r for r in rows if name is None or (r.spec or {}).get("dataPlane") == name]
+
+
+def register(s: Session, org: str, name: str, agent: dict[str, Any], bind_unbound: bool) -> dict[str, Any]:
+    """Record the agent (creating the DataPlane when absent); returns the environments bound to it."""
+    row = find(s, org, name)
+    t = now()
+    if row is None:
+        row = ResourceRow(uid=str(uuid.uuid4()), kind="DataPlane", organization=org, project="", name=name,
+                          labels={}, annotations={}, spec={"type": "local"}, status={}, generation=1,
+                          created_at=t, updated_at=t)
+        s.add(row)
+    status = dict(row.status or {})
+    status["agent"] = {**agent, "registeredAt": t.isoformat(), "lastSeen": t.isoformat()}
+    row.status = status
+    if bind_unbound:
+        for env in environments(s, org):
+            if not (env.spec or {}).get("dataPlane"):
+                env.spec = {**(env.spec or {}), "dataPlane": name}
+                env.generation += 1
+                env.updated_at = t
+    s.flush()
+    return {"dataPlane": name, "environments": [e.name for e in environments(s, org, name)]}
+
+
+def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
+    """Store a status report; returns how many deployments it updated (unknown ones are ignored)."""
+    t = now()
+    status = dict(row.status or {})
+    status["agent"] = {**agent_of(row), "lastSeen": t.isoformat()}
+    status["gateways"] = report.get("gateways") or {}
+    status["observedRevision"] = report.get("revision")
+    row.status = status
+    served = {e.name for e in environments(s, row.organization, row.name)}
+    updated = 0
+    for item in report.get("deployments") or []:
+        dep = s.get(DeploymentRow, item["id"])
+        if dep is None or dep.organization != row.organization or dep.environment not in served:
+            continue
+        dep.status = item
+        dep.observed_at = t
+        updated += 1
+    s.flush()
+    return updated

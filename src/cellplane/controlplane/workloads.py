@@ -1,0 +1,209 @@
+"""What deployed workloads leave behind: their log lines and task runs.
+
+Log lines arrive from the data plane in batches; at most ``MAX_LOG_LINES`` are kept per component and
+environment (the oldest go first). Task runs are requested here (manual runs, state ``queued``) or
+started by the data plane (scheduled runs, which get their id there), and updated from its reports:
+queued → running → succeeded | failed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.orm import Session
+
+from cellplane.errors import FieldProblem, NotFoundError
+from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, TaskRunRow, WorkloadLogRow
+
+MAX_LOG_LINES = 20_000  # per (organization, project, component, environment)
+MAX_LINE = 8192  # characters; longer lines are cut
+MAX_RUNS = 1000  # finished runs kept per (organization, project, component, environment)
+RUN_STATES = ("queued", "running", "succeeded", "failed")
+RUN_TERMINAL = ("succeeded", "failed")
+TASK_TYPES = ("manual-task", "scheduled-task")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+# -- logs -----------------------------------------------------------------------------------------------------------
+
+
+def _key(org: str, project: str, component: str, environment: str) -> Any:
+    return and_(WorkloadLogRow.organization == org, WorkloadLogRow.project == project,
+                WorkloadLogRow.component == component, WorkloadLogRow.environment == environment)
+
+
+def add_lines(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
+    """Store validated lines (keys: environment, project, component, deployment, run, replica, stream, at, line),
+    in order, then prune each component's log to its bound."""
+    if not lines:
+        return 0
+    rows = [{"organization": org, "project": x["project"], "component": x["component"],
+             "environment": x["environment"], "deployment_id": x.get("deployment") or "", "run_id": x.get("run"),
+             "replica": x.get("replica"), "stream": x["stream"], "at": x["at"], "line": x["line"][:MAX_LINE]}
+            for x in lines]
+    s.execute(insert(WorkloadLogRow), rows)
+    for project, component, environment in {(r["project"], r["component"], r["environment"]) for r in rows}:
+        prune(s, org, project, component, environment)
+    return len(rows)
+
+
+def prune(s: Session, org: str, project: str, component: str, environment: str, keep: int | None = None) -> None:
+    """Drop all but the newest ``keep`` (default ``MAX_LOG_LINES``) lines of one component in one environment."""
+    key = _key(org, project, component, environment)
+    threshold = s.scalar(select(WorkloadLogRow.id).where(key).order_by(WorkloadLogRow.id.desc())
+                         .offset(MAX_LOG_LINES if keep is None else keep).limit(1))
+    if threshold is not None:
+        s.execute(delete(WorkloadLogRow).where(key, WorkloadLogRow.id <= threshold))
+
+
+def lines(s: Session, org: str, project: str, component: str, environment: str, after: int | None, limit: int,
+          run: str | None = None) -> list[WorkloadLogRow]:
+    """Lines after the id ``after``, oldest first; without ``after``, the last ``limit`` lines (in order)."""
+    q = select(WorkloadLogRow).where(_key(org, project, component, environment))
+    if run is not None:
+        q = q.where(WorkloadLogRow.run_id == run)
+    if after is None:
+        return list(reversed(s.scalars(q.order_by(WorkloadLogRow.id.desc()).limit(limit)).all()))
+    return list(s.scalars(q.where(WorkloadLogRow.id > after).order_by(WorkloadLogRow.id).limit(limit)))
+
+
+def line_view(row: WorkloadLogRow) -> dict[str, Any]:
+    return {"id": row.id, "at": row.at.isoformat(), "replica": row.replica, "stream": row.stream, "line": row.line,
+            "run": row.run_id}
+
+
+# -- task runs ------------------------------------------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(8)
+
+
+def create_run(s: Session, dep: DeploymentRow, actor: str) -> TaskRunRow:
+    row = TaskRunRow(id=new_run_id(), organization=dep.organization, project=dep.project, component=dep.component,
+                     environment=dep.environment, deployment_id=dep.id, trigger="manual", state="queued",
+                     requested_by=actor, requested_at=now(), message="")
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_run(s: Session, org: str, run_id: str) -> TaskRunRow:
+    row = s.get(TaskRunRow, run_id)
+    if row is None or row.organization != org:
+        raise NotFoundError(f"task run '{run_id}' not found in organization '{org}'",
+                            [FieldProblem("run", "not found")])
+    return row
+
+
+def list_runs(s: Session, org: str, project: str, component: str, environment: str | None,
+              limit: int) -> list[TaskRunRow]:
+    q = select(TaskRunRow).where(TaskRunRow.organization == org, TaskRunRow.project == project,
+                                 TaskRunRow.component == component)
+    if environment is not None:
+        q = q.where(TaskRunRow.environment == environment)
+    return list(s.scalars(q.order_by(TaskRunRow.requested_at.desc(), TaskRunRow.id.desc()).limit(limit)))
+
+
+def queued_runs(s: Session, deployment_ids: Iterable[str]) -> list[TaskRunRow]:
+    ids = list(deployment_ids)
+    if not ids:
+        return []
+    return list(s.scalars(select(TaskRunRow).where(TaskRunRow.state == "queued", TaskRunRow.trigger == "manual",
+                                                   TaskRunRow.deployment_id.in_(ids))
+                          .order_by(TaskRunRow.requested_at, TaskRunRow.id)))
+
+
+def run_view(row: TaskRunRow) -> dict[str, Any]:
+    return {"id": row.id, "organization": row.organization, "project": row.project, "component": row.component,
+            "environment": row.environment, "deployment": row.deployment_id, "trigger": row.trigger,
+            "state": row.state, "requestedBy": row.requested_by or None, "requestedAt": iso(row.requested_at),
+            "startedAt": iso(row.started_at), "endedAt": iso(row.ended_at), "exitCode": row.exit_code,
+            "message": row.message}
+
+
+def record_runs(s: Session, org: str, reports: list[dict[str, Any]], environments: set[str]) -> int:
+    """Upsert runs reported by a data plane serving ``environments``; returns how many were recorded.
+
+    A run of an unknown deployment (deleted meanwhile), of another organization or environment is ignored; a
+    finished run does not go back to running.
+    """
+    recorded = 0
+    touched: set[tuple[str, str, str]] = set()
+    for rep in reports:
+        row = s.get(TaskRunRow, rep["id"])
+        if row is None:
+            dep = s.get(DeploymentRow, rep["deployment"])
+            if dep is None or dep.organization != org or dep.environment not in environments or (
+                    dep.project, dep.component, dep.environment) != (rep["project"], rep["component"],
+                                                                     rep["environment"]):
+                continue
+            row = TaskRunRow(id=rep["id"], organization=org, project=dep.project, component=dep.component,
+                             environment=dep.environment, deployment_id=dep.id, trigger=rep["trigger"],
+                             state="queued", requested_by="", requested_at=rep.get("startedAt") or now(), message="")
+            s.add(row)
+            touched.add((dep.project, dep.component, dep.environment))
+        elif row.organization != org or row.environment not in environments:
+            continue
+        if row.state in RUN_TERMINAL and rep["state"] not in RUN_TERMINAL:
+            continue
+        row.state = rep["state"]
+        if rep.get("startedAt") is not None:
+            row.started_at = rep["startedAt"]
+        if rep.get("endedAt") is not None:
+            row.ended_at = rep["endedAt"]
+        if rep.get("exitCode") is not None:
+            row.exit_code = rep["exitCode"]
+        if rep.get("message") is not None:
+            row.message = rep["message"]
+        recorded += 1
+    s.flush()
+    for project, component, environment in touched:
+        _prune_runs(s, org, project, component, environment)
+    return recorded
+
+
+def _prune_runs(s: Session, org: str, project: str, component: str, environment: str) -> None:
+    key = and_(TaskRunRow.organization == org, TaskRunRow.project == project, TaskRunRow.component == component,
+               TaskRunRow.environment == environment)
+    oldest_kept = s.execute(select(TaskRunRow.requested_at, TaskRunRow.id).where(key)
+                            .order_by(TaskRunRow.requested_at.desc(), TaskRunRow.id.desc())
+                            .offset(MAX_RUNS).limit(1)).first()
+    if oldest_kept is not None:
+        s.execute(delete(TaskRunRow).where(key, TaskRunRow.state.in_(RUN_TERMINAL),
+                                           TaskRunRow.requested_at <= oldest_kept[0]))
+
+
+def cancel_queued(s: Session, deployment_id: str, message: str) -> None:
+    """Queued runs of a deployment that goes away will never start."""
+    for row in s.scalars(select(TaskRunRow).where(TaskRunRow.deployment_id == deployment_id,
+                                                  TaskRunRow.state == "queued")):
+        row.state, row.ended_at, row.message = "failed", now(), message
+
+
+# -- deletion -------------------------------------------------------------------------------------------------------
+
+
+def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
+           environment: str | None = None) -> None:
+    """Delete the deployments, connection keys, log lines and task runs of what is being deleted."""
+    for table in (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow):
+        where = [table.organization == organization]
+        if project is not None:
+            where.append(table.project == project)
+        if component is not None:
+            where.append(table.component == component)
+        if environment is not None:
+            where.append(table.environment == environment)
+        s.execute(delete(table).where(*where))

@@ -1,0 +1,448 @@
+"""The data-plane agent: pull desired state, keep it on disk, reconcile, report.
+
+The agent never accepts a connection from the control plane. It long-polls the desired state, writes
+it to ``desired.json`` and reconciles: listeners, workloads (rollouts), routes, task schedules and
+manual runs. Status, logs and task runs flow back through outboxes that spool to disk while the control
+plane is away. Started without a reachable control plane, it runs what ``desired.json`` says, and
+catches up once the control plane answers.
+
+Reconciliation is level-triggered: it compares what should run with what runs, every time anything
+changes and every few seconds, and does nothing when they agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cellplane import __version__
+from cellplane.dataplane import launchspec
+from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
+from cellplane.dataplane.localstate import LocalState
+from cellplane.dataplane.network import Network
+from cellplane.dataplane.outbox import Outbox
+from cellplane.dataplane.scheduler import Job, Scheduler
+from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
+from cellplane.dataplane.workload import ReleaseSet, Workload
+from cellplane.errors import CellplaneError
+from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
+from cellplane.gateway.server import Gateway
+from cellplane.runtime.artifacts import LocalArtifacts
+from cellplane.runtime.launch import free_port, launch_command
+from cellplane.runtime.materialize import Cache
+from cellplane.sealing import load_or_create_private, public_key_text
+
+log = logging.getLogger("cellplane.dataplane")
+HEARTBEAT = 10.0
+RESYNC = 5.0
+LONG_POLL = 30
+HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
+ACCESS_LOG_BYTES = 64 << 20
+
+
+@dataclass
+class AgentSettings:
+    controlplane: str
+    token: str
+    data_dir: Path
+    name: str = "local"
+    organization: str = "default"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 0
+    bind_unbound: bool = True
+    cache_dir: Path | None = None
+    python_installer: str = "auto"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.state = LocalState(settings.data_dir)
+        self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name)
+        self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
+        self.artifacts = LocalArtifacts(settings.data_dir)
+        self.workloads: dict[str, Workload] = {}
+        self.desired: dict[str, Any] | None = None
+        self._dirty = asyncio.Event()
+        self._reconcile_wanted = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._grants: tuple[Grant, ...] = ()
+        self._access = None
+        self.connected = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.state.lock()
+        self.key = load_or_create_private(self.state.key_path)
+        self.agent_id = self.state.agent_id()
+        self.started_runs = self.state.started_runs()
+        self._access = (self.settings.data_dir / "access.log").open("a", buffering=1 << 16)
+        self._access_bytes = self._access.tell()
+        self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret())
+        self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
+        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output)
+        self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
+        spool = self.settings.data_dir / "spool"
+        self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
+        self.runs = Outbox("task-runs", spool / "task-runs.jsonl", self.cp.task_runs, batch=200)
+        self.logs.start()
+        self.runs.start()
+        await self.scheduler.start()
+        cached = self.state.desired()
+        try:
+            await self._register()
+        except Unreachable as e:
+            if cached is None:
+                raise CellplaneError(f"cannot reach the control plane at {self.settings.controlplane} and there "
+                                     f"is no cached desired state in {self.settings.data_dir} to run from ({e})",
+                                     code="unreachable") from None
+            log.warning("control plane unreachable (%s); running the cached desired state %s", e,
+                        cached.get("revision", "")[:12])
+        if self.connected:
+            with contextlib.suppress(Unreachable, ApiRefused):
+                cached = await self.cp.desired(None, 0)
+                await asyncio.to_thread(self.state.save_desired, cached)
+        if cached is not None:
+            await self.apply(cached, save=False)
+        self._tasks = [asyncio.create_task(self._sync_loop(), name="sync"),
+                       asyncio.create_task(self._status_loop(), name="status"),
+                       asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+
+    async def _register(self) -> None:
+        try:
+            answer = await self.cp.register({"agentId": self.agent_id, "version": __version__,
+                                             "hostname": socket.gethostname(), "publicKey": public_key_text(self.key),
+                                             "bindUnbound": self.settings.bind_unbound})
+        except ApiRefused as e:
+            raise CellplaneError(f"the control plane refused this data plane: {e}", code="refused") from None
+        self.connected = True
+        envs = ", ".join(answer.get("environments") or []) or "none yet"
+        log.info("registered data plane '%s' with %s (environments: %s)", self.settings.name,
+                 self.settings.controlplane, envs)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.scheduler.stop()
+        for task in self._runs.values():
+            task.cancel()
+        for w in self.workloads.values():
+            w.cancel()
+        await self.supervisor.stop_all()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.cp.status(self._status_body()), 2)
+        await self.logs.stop()
+        await self.runs.stop()
+        await self.gateway.close()
+        await self.cp.close()
+        if self._access is not None:
+            self._access.close()
+        self.state.unlock()
+
+    # -- desired state -----------------------------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        delay = 1.0
+        registered = self.connected
+        while True:
+            try:
+                if not registered:
+                    await self._register()
+                    registered = True
+                since = self.desired["revision"] if self.desired else None
+                desired = await self.cp.desired(since, LONG_POLL)
+                self.connected, delay = True, 1.0
+                if desired.get("revision") != since:
+                    await self.apply(desired)
+            except (Unreachable, ApiRefused, CellplaneError) as e:
+                if self.connected:
+                    log.warning("control plane unreachable (%s); serving the last desired state", e)
+                self.connected = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def apply(self, desired: dict[str, Any], save: bool = True) -> None:
+        if save:
+            await asyncio.to_thread(self.state.save_desired, desired)
+        self.desired = desired
+        await self.reconcile()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_wanted.wait(), RESYNC)
+            self._reconcile_wanted.clear()
+            with contextlib.suppress(Exception):
+                await self.reconcile()
+
+    def retry_later(self, seconds: float) -> None:
+        asyncio.get_running_loop().call_later(seconds, self._reconcile_wanted.set)
+
+    async def reconcile(self) -> None:
+        desired = self.desired
+        if desired is None:
+            return
+        deployments = {d["id"]: d for d in desired.get("deployments") or []}
+        envs = {e["name"] for e in desired.get("environments") or []} | {d["environment"]
+                                                                          for d in deployments.values()}
+        cells = {(d["environment"], d["project"]) for d in deployments.values()}
+        await self.network.ensure(envs, cells)
+        self._grants = tuple(Grant(g["consumerKey"], g["secretDigest"], g["environment"], g["project"],
+                                   g["component"], (g["target"]["project"], g["target"]["component"],
+                                                    g["target"]["endpoint"]))
+                             for g in desired.get("grants") or [])
+        gone = [w for key, w in self.workloads.items() if key not in deployments]
+        for w in gone:
+            del self.workloads[w.id]
+        if gone:
+            self.routes_changed()
+            for w in gone:
+                await w.stop()
+        for dep_id, d in deployments.items():
+            w = self.workloads.get(dep_id)
+            if w is None:
+                w = self.workloads[dep_id] = Workload(self, d)
+            w.apply(d)
+        self.routes_changed()
+        self.scheduler.set_jobs(Job(d["id"], d["schedule"]["cron"], d["schedule"].get("timezone", "UTC"),
+                                    d["schedule"].get("concurrencyPolicy", "Forbid"))
+                                for d in deployments.values()
+                                if d.get("type") == "scheduled-task" and d.get("schedule") and not d.get("blocked"))
+        for run in desired.get("runs") or []:
+            if run["id"] not in self.started_runs and run.get("deployment") in deployments:
+                self._start_run(deployments[run["deployment"]], run["id"], "manual")
+        self.changed()
+
+    # -- what workloads need -----------------------------------------------------------------------------------
+
+    async def artifact(self, d: dict[str, Any]) -> Path:
+        artifact = d["artifact"]
+        try:
+            return await asyncio.to_thread(self.artifacts.ensure, artifact["digest"],
+                                           lambda dest: self.cp.download(artifact["path"], dest))
+        except Unreachable as e:
+            raise CellplaneError(f"artifact {artifact['digest'][:19]} is not on this machine and the control "
+                                 f"plane is unreachable ({e})") from None
+        except ApiRefused as e:
+            raise CellplaneError(f"artifact {artifact['digest'][:19]} cannot be fetched: {e}") from None
+
+    async def replica_spec(self, d: dict[str, Any], tree: Path, index: int, task: bool = False) -> ReplicaSpec:
+        def prepare() -> ReplicaSpec:
+            lines: list[str] = []
+            launch = launch_command(tree, self.cache, port=None if task else free_port(), log=lines.append)
+            for line in lines:
+                self.system_line(d, line)
+            run_dir = (self.settings.data_dir / "run" / d["environment"] / d["project"] / d["component"]
+                       / (f"run-{secrets.token_hex(4)}" if task else f"{d['release']}-{index}"))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return launchspec.replica_spec(d, index, launch, tree, self.network, self.key, run_dir, task=task)
+
+        return await asyncio.to_thread(prepare)
+
+    def upstreams_of(self, rs: ReleaseSet) -> list[Upstream]:
+        out = []
+        for r in rs.replicas:
+            if r.port:
+                out.append(Upstream("127.0.0.1", r.port))
+            for ep in rs.desired.get("endpoints") or []:
+                port = self._endpoint_port(rs, r, ep)
+                if port and port != r.port:
+                    out.append(Upstream("127.0.0.1", port))
+        return out
+
+    @staticmethod
+    def _endpoint_port(rs: ReleaseSet, r: Replica, ep: dict[str, Any]) -> int | None:
+        """The first endpoint is served on the replica's port; others on their declared port."""
+        endpoints = rs.desired.get("endpoints") or []
+        if not endpoints or ep["port"] == endpoints[0]["port"]:
+            return r.port
+        return int(ep["port"])
+
+    def routes_changed(self) -> None:
+        backends = []
+        for w in self.workloads.values():
+            rs = w.active
+            if rs is None:
+                continue
+            d = rs.desired
+            seen_paths: set[str] = set()
+            for ep in d.get("endpoints") or []:
+                if ep.get("type", "REST") not in HTTP_TYPES or ep.get("basePath", "/") in seen_paths:
+                    continue
+                seen_paths.add(ep.get("basePath", "/"))
+                ready = [r for r in rs.replicas if r.state == "ready"]
+                ups = tuple(Upstream("127.0.0.1", p) for r in ready if (p := self._endpoint_port(rs, r, ep)))
+                backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
+                                        d.get("version", "v1"), ep.get("basePath", "/"),
+                                        frozenset(ep.get("visibility") or ["Project"]), ups))
+        self.gateway.update(RouteTable(tuple(backends), self._grants))
+
+    # -- events from the runtime -------------------------------------------------------------------------------
+
+    def _workload_of(self, replica: Replica) -> Workload | None:
+        env, project, component, _release, _ = replica.spec.key.split("/", 4)
+        for w in self.workloads.values():
+            d = w.desired
+            if (d["environment"], d["project"], d["component"]) == (env, project, component):
+                return w
+        return None
+
+    def _replica_changed(self, replica: Replica) -> None:
+        w = self._workload_of(replica)
+        if w is not None:
+            w.replica_changed()
+            if w.active is not None and replica in w.active.replicas:
+                self.routes_changed()
+        self.changed()
+
+    def _output(self, replica: Replica, stream: str, line: str) -> None:
+        env, project, component, _release, index = replica.spec.key.split("/", 4)
+        run = replica.spec.env.get("CELLPLANE_TASK_RUN")
+        w = self._workload_of(replica)
+        self.logs.put({"deployment": w.id if w else None, "run": run, "environment": env, "project": project,
+                       "component": component, "replica": None if run else int(index), "stream": stream,
+                       "at": now_iso(), "line": line.replace("\x00", "\ufffd")})
+
+    def system_line(self, d: dict[str, Any], line: str, run: str | None = None) -> None:
+        self.logs.put({"deployment": d["id"], "run": run, "environment": d["environment"], "project": d["project"],
+                       "component": d["component"], "replica": None, "stream": "system", "at": now_iso(),
+                       "line": line})
+
+    def _access_line(self, entry: dict[str, Any]) -> None:
+        """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept)."""
+        if self._access is None:
+            return
+        line = json.dumps(entry) + "\n"
+        self._access.write(line)
+        self._access_bytes += len(line)
+        if self._access_bytes > ACCESS_LOG_BYTES:
+            path = self.settings.data_dir / "access.log"
+            self._access.close()
+            path.replace(path.with_suffix(".log.1"))
+            self._access = path.open("a", buffering=1 << 16)
+            self._access_bytes = 0
+
+    # -- tasks -------------------------------------------------------------------------------------------------
+
+    async def _scheduled_run(self, job: Job, at: datetime) -> None:
+        w = self.workloads.get(job.key)
+        if w is None:
+            return
+        run_id = "run_" + secrets.token_hex(8)
+        await self._run_task(w.desired, run_id, "schedule")
+
+    def _skipped_run(self, job: Job, at: datetime, reason: str) -> None:
+        w = self.workloads.get(job.key)
+        if w is not None:
+            self.system_line(w.desired, f"scheduled run at {at.isoformat()} skipped: {reason}")
+
+    def _start_run(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
+        self.started_runs.add(run_id)
+        self.state.save_started_runs(self.started_runs)
+        task = asyncio.create_task(self._run_task(d, run_id, trigger), name=f"run-{run_id}")
+        self._runs[run_id] = task
+        task.add_done_callback(lambda _: self._runs.pop(run_id, None))
+
+    async def _run_task(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
+        report = {"id": run_id, "deployment": d["id"], "environment": d["environment"], "project": d["project"],
+                  "component": d["component"], "trigger": trigger, "state": "running", "startedAt": now_iso(),
+                  "endedAt": None, "exitCode": None, "message": ""}
+        self.runs.put(dict(report))
+        started = time.monotonic()
+        try:
+            tree = await self.artifact(d)
+            spec = await self.replica_spec(d, tree, 0, task=True)
+            spec.key = f"{d['environment']}/{d['project']}/{d['component']}/{run_id}/0"
+            spec.env["CELLPLANE_TASK_RUN"] = run_id
+            replica = await self.supervisor.start(spec)
+            code = await replica.wait_exit()
+            await self.supervisor.stop(replica)
+            report.update(state="succeeded" if code == 0 else "failed", exitCode=code,
+                          message=f"exited with {code} after {time.monotonic() - started:.1f}s")
+        except asyncio.CancelledError:
+            report.update(state="failed", message="the data plane stopped during the run")
+            raise
+        except Exception as e:
+            report.update(state="failed", message=str(e) or type(e).__name__)
+            self.system_line(d, f"run {run_id} failed to start: {report['message']}", run=run_id)
+        finally:
+            report["endedAt"] = now_iso()
+            self.runs.put(report)
+
+    # -- status ------------------------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        self._dirty.set()
+
+    def _status_body(self) -> dict[str, Any]:
+        return {"agentId": self.agent_id, "revision": (self.desired or {}).get("revision"),
+                "gateways": self.network.report(),
+                "deployments": [w.report() for w in self.workloads.values()]}
+
+    async def _status_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
+            await asyncio.sleep(0.2)  # gather a burst of changes into one report
+            self._dirty.clear()
+            body = self._status_body()
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.state.save_status, {**body, "at": now_iso(),
+                                                                 "connected": self.connected})
+            try:
+                await self.cp.status(body)
+            except (Unreachable, ApiRefused) as e:
+                log.debug("status not sent: %s", e)
+
+
+async def _main(settings: AgentSettings) -> int:
+    agent = Agent(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+    except CellplaneError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            await agent.stop()
+        return 1
+    print(f"data plane '{settings.name}' running (data: {settings.data_dir}); gateways: "
+          + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
+                      for env, g in agent.network.report().items()), file=sys.stderr, flush=True)
+    await stop.wait()
+    print("stopping the data plane...", file=sys.stderr, flush=True)
+    await agent.stop()
+    return 0
+
+
+def run_agent(settings: AgentSettings) -> int:
+    """Run an agent until SIGINT or SIGTERM; returns the process exit code."""
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings.data_dir = settings.data_dir.resolve()
+    return uvloop.run(_main(settings))

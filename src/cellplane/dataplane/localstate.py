@@ -1,0 +1,112 @@
+"""What an agent keeps on its own disk, so that it can restart while the control plane is unreachable.
+
+``desired.json`` is the last desired state received (secrets in it stay sealed), ``ports.json`` the
+listener ports (URLs stay the same across restarts), ``started-runs.json`` the manual runs already
+started (never run twice), ``status.json`` the last observed state (for people and tests). A file lock
+keeps two agents from sharing one data directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from cellplane.errors import CellplaneError
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically replace ``path`` (a crash leaves the old or the new file, never half of one)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError):
+        return default
+
+
+class LocalState:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file: Any = None
+
+    def lock(self) -> None:
+        """Hold the data directory for this process; a second agent on it fails with a clear error."""
+        f = (self.root / "agent.lock").open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise CellplaneError(f"another data-plane agent is running on {self.root}", code="locked",
+                                 status=409) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._lock_file = f
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / "agent.key"
+
+    def agent_id(self) -> str:
+        path = self.root / "agent.id"
+        if path.exists():
+            return path.read_text().strip()
+        value = secrets.token_hex(8)
+        path.write_text(value + "\n")
+        return value
+
+    def token_secret(self) -> bytes:
+        """The key of the gateway's OAuth2 tokens: kept, so tokens stay valid across agent restarts."""
+        from cellplane.controlplane.keys import write_private
+
+        path = self.root / "gateway.key"
+        if path.exists():
+            return bytes.fromhex(path.read_text().strip())
+        key = secrets.token_bytes(32)
+        write_private(path, key.hex() + "\n")
+        return key
+
+    def desired(self) -> dict[str, Any] | None:
+        data = read_json(self.root / "desired.json", None)
+        return data if isinstance(data, dict) and "revision" in data else None
+
+    def save_desired(self, desired: dict[str, Any]) -> None:
+        write_json(self.root / "desired.json", desired)
+
+    def ports(self) -> dict[str, int]:
+        data = read_json(self.root / "ports.json", {})
+        return {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+
+    def save_ports(self, ports: dict[str, int]) -> None:
+        write_json(self.root / "ports.json", ports)
+
+    def started_runs(self) -> set[str]:
+        data = read_json(self.root / "started-runs.json", [])
+        return set(data) if isinstance(data, list) else set()
+
+    def save_started_runs(self, runs: set[str]) -> None:
+        write_json(self.root / "started-runs.json", sorted(runs)[-5000:])
+
+    def save_status(self, status: dict[str, Any]) -> None:
+        write_json(self.root / "status.json", status)

@@ -1,0 +1,97 @@
+"""The data plane's listeners: an external and an internal one per environment, one per cell.
+
+A listener keeps its port across agent restarts (``ports.json``), so the URLs the control plane shows
+and the ones injected into workloads stay valid. With ``first_port`` set, new listeners take the next
+free port from there (predictable URLs for ``make run``); with 0, any free port.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cellplane.dataplane.localstate import LocalState
+from cellplane.gateway.routes import ListenerSpec
+from cellplane.gateway.server import Gateway
+
+log = logging.getLogger("cellplane.dataplane")
+TOKEN_PATH = "/_cellplane/token"
+
+
+def route_prefix(project: str, component: str, version: str, base_path: str = "/") -> str:
+    return f"/{project}/{component}/{version}" + (base_path if base_path != "/" else "")
+
+
+class Network:
+    def __init__(self, gateway: Gateway, state: LocalState, host: str = "127.0.0.1", first_port: int = 0) -> None:
+        self.gateway = gateway
+        self.state = state
+        self.host = host
+        self.first_port = first_port
+        self.ports = state.ports()
+        self._open: dict[str, ListenerSpec] = {}
+
+    def _specs(self, environments: set[str], cells: set[tuple[str, str]]) -> list[ListenerSpec]:
+        specs = []
+        for env in sorted(environments):
+            specs.append(ListenerSpec("external", env, host=self.host))
+            specs.append(ListenerSpec("internal", env))
+        specs += [ListenerSpec("cell", env, project) for env, project in sorted(cells)]
+        return specs
+
+    async def ensure(self, environments: set[str], cells: set[tuple[str, str]]) -> None:
+        """Open the listeners these environments and cells need, close the others."""
+        wanted = {s.key: s for s in self._specs(environments, cells)}
+        for key in [k for k in self._open if k not in wanted]:
+            await self.gateway.close_listener(key)
+            del self._open[key]
+        changed = False
+        for key, spec in wanted.items():
+            if key in self._open:
+                continue
+            port = await self._listen(spec)
+            self._open[key] = spec
+            if self.ports.get(key) != port:
+                self.ports[key] = port
+                changed = True
+        if changed:
+            self.state.save_ports(self.ports)
+
+    async def _listen(self, spec: ListenerSpec) -> int:
+        saved = self.ports.get(spec.key)
+        candidates: list[int] = [saved] if saved else []
+        if self.first_port:
+            used = set(self.ports.values())
+            candidates += [p for p in range(self.first_port, self.first_port + 200) if p not in used]
+        candidates.append(0)
+        for port in candidates:
+            try:
+                return await self.gateway.ensure_listener(_with_port(spec, port))
+            except OSError as e:
+                if port == saved:
+                    log.warning("listener %s cannot take its port %s again (%s); its URLs change", spec.key, port, e)
+        raise OSError(f"no port for listener {spec.key}")
+
+    def base(self, kind: str, environment: str, project: str | None = None) -> str | None:
+        key = f"cell/{environment}/{project}" if kind == "cell" else f"{kind}/{environment}"
+        port = self.gateway.listeners().get(key)
+        if port is None:
+            return None
+        host = "127.0.0.1" if kind != "external" or self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{port}"
+
+    def report(self) -> dict[str, Any]:
+        """The gateways as the control plane shows them: environment -> external, internal, cells."""
+        out: dict[str, Any] = {}
+        for spec in self._open.values():
+            entry = out.setdefault(spec.environment, {"external": None, "internal": None, "cells": {}})
+            url = self.base(spec.kind, spec.environment, spec.project)
+            if spec.kind == "cell":
+                entry["cells"][spec.project] = url
+            else:
+                entry[spec.kind] = url
+        return out
+
+
+def _with_port(spec: ListenerSpec, port: int) -> ListenerSpec:
+    return ListenerSpec(spec.kind, spec.environment, spec.project, spec.host, port)

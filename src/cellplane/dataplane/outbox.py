@@ -1,0 +1,131 @@
+"""Reports that must reach the control plane (log lines, task runs), buffered on disk while it is away.
+
+Items go to memory first; a sender task posts them in batches. When the control plane is unreachable,
+the pending batch and everything after it is appended to a spool file (JSON lines) and sent from there,
+oldest first, once it answers again: order is kept and nothing is lost across an agent restart. The spool
+is bounded; past the bound the oldest lines are dropped and a line says how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cellplane.dataplane.cpclient import ApiRefused, Unreachable
+
+log = logging.getLogger("cellplane.dataplane")
+Send = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(self, name: str, spool: Path, send: Send, batch: int = 1000, interval: float = 0.5,
+                 max_spool_bytes: int = 64 << 20) -> None:
+        self.name = name
+        self.spool = spool
+        self._send = send
+        self._batch = batch
+        self._interval = interval
+        self._max_spool = max_spool_bytes
+        self._memory: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def put(self, item: dict[str, Any]) -> None:
+        self._memory.append(item)
+        if len(self._memory) >= self._batch:
+            self._wake.set()
+        if len(self._memory) > self._batch * 20:  # the sender is stuck: keep memory bounded
+            self._to_spool()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"outbox-{self.name}")
+
+    async def stop(self, flush_timeout: float = 3.0) -> None:
+        """Try to send what is left for a moment, then keep the rest on disk for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._flush(), flush_timeout)
+        self._to_spool()
+
+    async def _loop(self) -> None:
+        delay = self._interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+            try:
+                await self._flush()
+                delay = self._interval
+            except Unreachable:
+                self._to_spool()
+                delay = min(max(delay * 2, 1.0), 10.0)
+            except Exception as e:  # a refused batch is dropped, never retried forever
+                log.warning("%s: the control plane refused a batch (%s); dropped", self.name, e)
+                delay = self._interval
+
+    async def _flush(self) -> None:
+        if self.spool.exists():
+            await self._flush_spool()
+        while self._memory:
+            items = [self._memory.popleft() for _ in range(min(self._batch, len(self._memory)))]
+            try:
+                await self._send(items)
+            except Unreachable:
+                self._memory.extendleft(reversed(items))
+                raise
+
+    async def _flush_spool(self) -> None:
+        lines = self.spool.read_text(errors="replace").splitlines()
+        items = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                items.append(json.loads(line))
+        for start in range(0, len(items), self._batch):
+            try:
+                await self._send(items[start:start + self._batch])
+            except ApiRefused as e:
+                log.warning("%s: the control plane refused spooled items (%s); dropped", self.name, e)
+            except Unreachable:
+                self._rewrite_spool(items[start:])
+                raise
+        self.spool.unlink(missing_ok=True)
+
+    def _rewrite_spool(self, items: list[dict[str, Any]]) -> None:
+        tmp = self.spool.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(i) + "\n" for i in items))
+        tmp.replace(self.spool)
+
+    def _to_spool(self) -> None:
+        if not self._memory:
+            return
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        with self.spool.open("a") as f:
+            while self._memory:
+                f.write(json.dumps(self._memory.popleft()) + "\n")
+        if self.spool.stat().st_size > self._max_spool:
+            self._trim()
+
+    def _trim(self) -> None:
+        lines = self.spool.read_text(errors="replace").splitlines()
+        keep: list[str] = []
+        size = 0
+        for line in reversed(lines):
+            size += len(line) + 1
+            if size > self._max_spool // 2:
+                break
+            keep.append(line)
+        self.dropped += len(lines) - len(keep)
+        keep.reverse()
+        self.spool.write_text("".join(line + "\n" for line in keep))
+        log.warning("%s: spool over %d bytes; dropped the oldest %d items", self.name, self._max_spool,
+                    len(lines) - len(keep))

@@ -1,0 +1,210 @@
+"""One deployment on this data plane: the release that serves, and the rollout to the next one.
+
+A rollout starts the new release's replicas beside the old ones. Only when every new replica is ready
+does the route table switch to them; the old replicas then leave the routes, their in-flight requests
+finish (the gateway drains them) and they are stopped. A release that never gets ready leaves the old
+one serving and shows why (crash loop, failing health check, missing artifact). An application that binds
+its declared port itself cannot run beside its old release: it is stopped first (a short gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cellplane.dataplane.supervisor import Replica
+
+if TYPE_CHECKING:
+    from cellplane.dataplane.agent import Agent
+
+log = logging.getLogger("cellplane.dataplane")
+TASK_TYPES = {"scheduled-task", "manual-task"}
+RETRY_SECONDS = 5.0
+PROGRESS_DEADLINE = 60.0
+
+
+@dataclass
+class ReleaseSet:
+    release: str
+    desired: dict[str, Any]
+    tree: Path
+    replicas: list[Replica] = field(default_factory=list)
+    literal: bool = False
+
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state == "ready"]
+
+
+class Workload:
+    def __init__(self, agent: Agent, desired: dict[str, Any]) -> None:
+        self.agent = agent
+        self.id: str = desired["id"]
+        self.desired = desired
+        self.active: ReleaseSet | None = None
+        self.rolling: ReleaseSet | None = None
+        self.state = "pending"
+        self.message = ""
+        self._task: asyncio.Task[None] | None = None
+        self._failed_release: str | None = None
+        self._retry_at = 0.0
+
+    @property
+    def is_task(self) -> bool:
+        return self.desired.get("type") in TASK_TYPES
+
+    def apply(self, desired: dict[str, Any]) -> None:
+        """Level-triggered: make this workload converge on ``desired``; a no-op when it already does."""
+        self.desired = desired
+        if self.is_task:
+            self.state = "scheduled" if desired.get("schedule") else "idle"
+            self.message = "" if not desired.get("blocked") else desired["blocked"]
+            if desired.get("blocked"):
+                self.state = "blocked"
+            return
+        release = desired["release"]
+        if desired.get("blocked"):
+            if not (self.active and self.active.release == release):
+                self._set("blocked", desired["blocked"] + (
+                    f"; release {self.active.release} keeps serving" if self.active else ""))
+            return
+        if self.active and self.active.release == release and self.rolling is None:
+            return
+        if self.rolling and self.rolling.release == release and self._task and not self._task.done():
+            return
+        if self._task and not self._task.done():
+            if self._failed_release == release and time.monotonic() < self._retry_at:
+                return
+            self._task.cancel()
+        if self._failed_release == release and time.monotonic() < self._retry_at:
+            return
+        self._task = asyncio.create_task(self._rollout(desired), name=f"rollout-{self.id}")
+
+    def _set(self, state: str, message: str = "") -> None:
+        if (state, message) != (self.state, self.message):
+            self.state, self.message = state, message
+            self.agent.changed()
+
+    async def _rollout(self, d: dict[str, Any]) -> None:
+        release = d["release"]
+        new: ReleaseSet | None = None
+        try:
+            self._set("progressing", f"preparing release {release}")
+            tree = await self.agent.artifact(d)
+            literal = await asyncio.to_thread(_literal, d, tree)
+            new = ReleaseSet(release, d, tree, literal=literal)
+            if literal and self.active:
+                old, self.active = self.active, None
+                self.agent.routes_changed()
+                await self._retire(old)
+            count = 1 if literal else int(d.get("replicas", 1))
+            self.rolling = new
+            for index in range(count):
+                spec = await self.agent.replica_spec(d, tree, index)
+                new.replicas.append(await self.agent.supervisor.start(spec))
+            self._set("progressing", f"starting {count} replica(s) of release {release}")
+            await self._wait_ready(new)
+            old, self.active, self.rolling = self.active, new, None
+            self._failed_release = None
+            self.agent.routes_changed()
+            self._refresh(rolled_out=True)
+            if old is not None:
+                await self._retire(old)
+        except asyncio.CancelledError:
+            if new is not None and new is not self.active:
+                await self._stop(new)
+                if self.rolling is new:
+                    self.rolling = None
+            raise
+        except Exception as e:  # the release cannot start at all: say why, retry later
+            reason = str(e) or type(e).__name__
+            log.warning("deployment %s release %s: %s", self.id, release, reason)
+            if new is not None and new is not self.active:
+                await self._stop(new)
+                self.rolling = None
+            self._failed_release, self._retry_at = release, time.monotonic() + RETRY_SECONDS
+            self.agent.system_line(d, f"release {release} failed: {reason}")
+            self._set("failed", reason + (f"; release {self.active.release} keeps serving" if self.active else ""))
+            self.agent.retry_later(RETRY_SECONDS)
+
+    async def _wait_ready(self, new: ReleaseSet) -> None:
+        """Until every new replica is ready; meanwhile the state says what is in the way. A release that is
+        not ready after PROGRESS_DEADLINE seconds is marked failed, and still switched to if it gets ready."""
+        started = time.monotonic()
+        while True:
+            if all(r.state == "ready" for r in new.replicas):
+                return
+            keeps = f"; release {self.active.release} keeps serving" if self.active else ""
+            waiting = [(i, r) for i, r in enumerate(new.replicas) if r.state != "ready"]
+            i, r = next(((i, r) for i, r in waiting if r.state in ("crash-loop", "failed")), waiting[0])
+            if r.state in ("crash-loop", "failed"):
+                self._set(r.state, f"replica {i}: {r.message}{keeps}")
+            elif time.monotonic() - started > PROGRESS_DEADLINE:
+                self._set("failed", f"not ready after {PROGRESS_DEADLINE:.0f}s: replica {i}: {r.message}{keeps}")
+            else:
+                self._set("progressing", f"waiting for replica {i} of release {new.release}: {r.message}")
+            await asyncio.sleep(0.1)
+
+    async def _retire(self, old: ReleaseSet) -> None:
+        upstreams = self.agent.upstreams_of(old)
+        if upstreams:
+            await self.agent.gateway.drain(upstreams, timeout=max((r.spec.grace for r in old.replicas), default=10))
+        await self._stop(old)
+
+    async def _stop(self, rs: ReleaseSet) -> None:
+        await asyncio.gather(*(self.agent.supervisor.stop(r) for r in rs.replicas), return_exceptions=True)
+
+    def _refresh(self, rolled_out: bool = False) -> None:
+        """The state of a workload that is not rolling out, from its replicas."""
+        rolling = self.rolling is not None or (self._task is not None and not self._task.done())
+        if self.is_task or (rolling and not rolled_out):
+            return
+        if self.active is None:
+            return
+        replicas = self.active.replicas
+        ready = len(self.active.ready())
+        if not replicas:
+            self._set("idle", "no replicas")
+        elif ready == len(replicas):
+            self._set("ready", "")
+        elif ready:
+            self._set("degraded", f"{ready}/{len(replicas)} replicas ready")
+        else:
+            worst = next((r for r in replicas if r.state == "crash-loop"), replicas[0])
+            self._set("crash-loop" if worst.state == "crash-loop" else "degraded", worst.message)
+
+    def replica_changed(self) -> None:
+        self._refresh()
+
+    def report(self) -> dict[str, Any]:
+        rs = self.rolling or self.active
+        return {
+            "id": self.id, "release": self.desired["release"], "state": self.state, "message": self.message,
+            "replicas": [{"index": i, "state": r.state, "pid": r.pid, "port": r.port, "restarts": r.restarts,
+                          "message": r.message} for i, r in enumerate(rs.replicas if rs else [])],
+        }
+
+    def cancel(self) -> None:
+        if self._task and not self._task.done():
+            self._task.cancel()
+
+    async def stop(self) -> None:
+        """Undeploy: leave the routes (the caller has rebuilt them without this workload), drain, stop."""
+        if self._task and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for rs in (self.rolling, self.active):
+            if rs is not None:
+                await self._retire(rs)
+        self.rolling = self.active = None
+
+
+def _literal(d: dict[str, Any], tree: Path) -> bool:
+    from cellplane.dataplane.launchspec import binds_literally
+
+    return binds_literally(d, tree)

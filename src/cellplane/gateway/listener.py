@@ -1,0 +1,167 @@
+"""A listener: its socket, what it does with each request head (route, admit, proxy or answer), and the record
+of every request it answered (metrics and the access log)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from cellplane.gateway import http1
+from cellplane.gateway.auth import MAX_TOKEN_REQUEST, TOKEN_PATH, token_endpoint
+from cellplane.gateway.client import ClientConnection
+from cellplane.gateway.policy import policy_for
+from cellplane.gateway.proxy import CONTINUE, Exchange
+from cellplane.gateway.request import Request
+from cellplane.gateway.router import Route, UnsafePath
+from cellplane.gateway.routes import Grant, ListenerSpec
+
+if TYPE_CHECKING:
+    from cellplane.gateway.server import Gateway
+
+
+class Listener:
+    """One open listener; its ``policy`` (by kind) decides what the requests arriving on it may reach."""
+
+    def __init__(self, gateway: Gateway, spec: ListenerSpec) -> None:
+        self.gateway = gateway
+        self.spec = spec
+        self.key = spec.key
+        self.environment = spec.environment
+        self.policy = policy_for(spec, gateway.tokens)
+        self.serves_tokens = spec.kind == "internal"
+        self.connections: set[ClientConnection] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._no_route = (spec.environment, "", "", "")
+
+    async def open(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = server = await loop.create_server(lambda: ClientConnection(self), self.spec.host,
+                                                        self.spec.port, reuse_address=True, backlog=1024)
+        self.port = server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        """Stop accepting, and cut the open connections (requests in flight on them end as 499)."""
+        server = self.server
+        if server is not None:
+            server.close()
+        for conn in list(self.connections):
+            conn.transport.abort()
+        if server is not None:
+            await server.wait_closed()
+
+    def serve(self, client: ClientConnection, req: Request) -> None:
+        """Route, admit and hand on one request, as soon as its head is in."""
+        gateway = self.gateway
+        if req.request_id is None:
+            req.request_id = gateway.new_request_id()
+        target = req.target
+        if req.method == b"CONNECT":
+            client.refuse(req, 405, "method_not_allowed", "the gateway is not a forward proxy", "error")
+            return
+        if self.serves_tokens and target.partition(b"?")[0] == TOKEN_PATH:
+            self._token_request(client, req)
+            return
+        index = gateway.index
+        try:
+            match = index.match(self.environment, target)
+        except UnsafePath as e:
+            client.refuse(req, 400, "bad_request", str(e), "error")
+            return
+        if match is None:
+            client.refuse(req, 404, "not_found", f"nothing is routed at {_path(req)} in {self.environment}",
+                          "no-route")
+            return
+        route, upstream_target = match
+        reason, grant = self.policy.admit(route, req.api_key, req.bearer, index)
+        if reason is not None:
+            client.refuse(req, 403, "forbidden", reason, "denied", route)
+            return
+        exchange = Exchange(client, req, route, upstream_target, grant)
+        client.handle(req, exchange)
+        exchange.start()
+
+    def _token_request(self, client: ClientConnection, req: Request) -> None:
+        if req.method != b"POST":
+            client.refuse(req, 405, "method_not_allowed", "the token endpoint takes POST", "error")
+            return
+        if req.expect_continue:
+            client.transport.write(CONTINUE)
+        client.handle(req, TokenRequest(self, client, req))
+
+    def record(self, req: Request, status: int, route: Route | None, upstream: str | None, decision: str,
+               reason: str | None, consumer: Grant | None, bytes_sent: int) -> None:
+        """Count the request and hand its access-log line to the callback (whose failures never reach it)."""
+        gateway = self.gateway
+        seconds = time.perf_counter() - req.started
+        gateway.metrics.observe(route.labels if route is not None else self._no_route, status, seconds)
+        access_log = gateway.access_log
+        if access_log is None:
+            return
+        b = route.backend if route is not None else None
+        entry = {
+            "ts": time.time() - seconds, "listener": self.key, "environment": self.environment,
+            "project": b.project if b else None, "component": b.component if b else None,
+            "endpoint": b.endpoint if b else None, "method": req.method.decode("latin-1"), "path": _path(req),
+            "status": status, "duration_ms": round(seconds * 1000, 3), "bytes_sent": bytes_sent,
+            "upstream": upstream, "decision": decision, "reason": reason,
+            "request_id": req.request_id.decode("latin-1") if req.request_id else None,
+            "consumer": f"{consumer.project}/{consumer.component}" if consumer is not None else None,
+        }
+        try:
+            access_log(entry)
+        except Exception as e:
+            gateway.access_log_failed(e)
+
+
+class TokenRequest:
+    """``POST /_cellplane/token``: read the (small) form body, then answer as an OAuth2 token endpoint."""
+
+    __slots__ = ("body", "client", "done", "listener", "req", "size")
+
+    def __init__(self, listener: Listener, client: ClientConnection, req: Request) -> None:
+        self.listener = listener
+        self.client = client
+        self.req = req
+        self.body: list[bytes] = []
+        self.size = 0
+        self.done = False
+
+    def request_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_TOKEN_REQUEST:
+            self.done = True
+            self.client.refuse(self.req, 413, "too_large", f"a token request has at most {MAX_TOKEN_REQUEST} bytes",
+                               "error")
+        else:
+            self.body.append(data)
+
+    def request_end(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        req, listener = self.req, self.listener
+        gateway = listener.gateway
+        status, payload = token_endpoint(gateway.index, gateway.tokens, listener.environment, req.authorization,
+                                         req.content_type, b"".join(self.body))
+        headers = [(b"Cache-Control", b"no-store")]
+        if status == 401:
+            headers.append((b"WWW-Authenticate", b'Basic realm="cellplane"'))
+        data = http1.response(status, http1.json_body(payload), keep_alive=req.keep_alive, http11=req.http11,
+                              headers=tuple(headers))
+        self.client.transport.write(data)
+        reason = None if status == 200 else str(payload.get("error_description") or payload.get("error"))
+        listener.record(req, status, None, None, "allowed" if status == 200 else "denied", reason, None, len(data))
+        self.client.answered(req, req.keep_alive)
+
+    def abort(self) -> None:
+        self.done = True
+
+    def client_full(self, full: bool) -> None:
+        """Token responses are a few hundred bytes; nothing to slow down."""
+
+
+def _path(req: Request) -> str:
+    return req.target.partition(b"?")[0].decode("latin-1")

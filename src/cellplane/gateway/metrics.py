@@ -1,0 +1,85 @@
+"""Request counters and latency histograms per (environment, project, component, endpoint, status code).
+
+Recording is two dict lookups, a bisect and three additions, so it stays on the request path; the buckets are
+stored per bucket and summed up only when exported. Requests without a route are counted under empty
+project/component/endpoint labels, so arbitrary paths cannot grow the series without bound.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LE = (*(repr(b) for b in BUCKETS), "+Inf")  # the "le" label of each bucket
+LABELS = ("environment", "project", "component", "endpoint")
+Labels = tuple[str, str, str, str]
+
+_REQUESTS = "cellplane_gateway_requests_total"
+_DURATION = "cellplane_gateway_request_duration_seconds"
+
+
+class Series:
+    """One histogram: counts per bucket (the last one is +Inf), their sum of seconds, and the total."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def cumulative(self) -> list[int]:
+        out, total = [], 0
+        for n in self.buckets:
+            total += n
+            out.append(total)
+        return out
+
+
+class Metrics:
+    """Counters and histograms of every request the gateway answered, for ``Gateway.metrics``."""
+
+    def __init__(self) -> None:
+        self._series: dict[Labels, dict[int, Series]] = {}
+
+    def observe(self, labels: Labels, status: int, seconds: float) -> None:
+        by_status = self._series.get(labels)
+        if by_status is None:
+            by_status = self._series[labels] = {}
+        series = by_status.get(status)
+        if series is None:
+            series = by_status[status] = Series()
+        series.buckets[bisect_left(BUCKETS, seconds)] += 1
+        series.count += 1
+        series.sum += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON: one entry per label set and status, with its histogram (cumulative)."""
+        entries = []
+        for labels, by_status in self._series.items():
+            for status, s in sorted(by_status.items()):
+                entries.append({**dict(zip(LABELS, labels, strict=True)), "status": status, "count": s.count,
+                                "duration_seconds": {"sum": s.sum, "count": s.count,
+                                                     "buckets": dict(zip(_LE, s.cumulative(), strict=True))}})
+        return {"requests": entries, "buckets": list(BUCKETS)}
+
+    def prometheus(self) -> str:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        counts = [f"# HELP {_REQUESTS} Requests answered by the gateway.", f"# TYPE {_REQUESTS} counter"]
+        histos = [f"# HELP {_DURATION} Time from the request head to the end of the response.",
+                  f"# TYPE {_DURATION} histogram"]
+        for labels, by_status in self._series.items():
+            base = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(LABELS, labels, strict=True))
+            for status, s in sorted(by_status.items()):
+                tags = f'{base},code="{status}"'
+                counts.append(f"{_REQUESTS}{{{tags}}} {s.count}")
+                for le, n in zip(_LE, s.cumulative(), strict=True):
+                    histos.append(f'{_DURATION}_bucket{{{tags},le="{le}"}} {n}')
+                histos.append(f"{_DURATION}_sum{{{tags}}} {s.sum!r}")
+                histos.append(f"{_DURATION}_count{{{tags}}} {s.count}")
+        return "\n".join(counts + histos) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

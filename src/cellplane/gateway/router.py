@@ -1,0 +1,122 @@
+"""The route table compiled for the request path: one dict lookup per request, no regexes.
+
+A request target ``/{project}/{component}/{version}{rest}`` is split at its first three slashes; the prefix
+(``/shop/api/v1``, as bytes) keys the candidate routes of the listener's environment, longest base path first.
+Everything a request needs from its route (byte strings, labels, policy flags) is computed here once per
+``Gateway.update`` rather than once per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
+
+from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
+from cellplane.gateway.upstream import UpstreamPool
+
+
+class Route:
+    """One backend as the request path uses it, plus its round-robin position."""
+
+    __slots__ = ("backend", "base", "base_slash", "label", "labels", "name", "organization", "pools", "prefix",
+                 "project", "public", "rr")
+
+    def __init__(self, backend: Backend, pools: tuple[UpstreamPool, ...]) -> None:
+        b = backend
+        self.backend = b
+        self.project = b.project
+        self.prefix = f"/{b.project}/{b.component}/{b.version}".encode()
+        self.base = b.base_path.encode() if b.base_path != "/" else b""  # empty: matches every path
+        self.base_slash = self.base + b"/"
+        self.name = f"{b.project}/{b.component}/{b.endpoint}"
+        self.label = f"{b.project}/{b.component}"
+        self.labels = (b.environment, b.project, b.component, b.endpoint)
+        self.public = "Public" in b.visibility
+        self.organization = self.public or "Organization" in b.visibility
+        self.pools = pools
+        self.rr = 0
+
+    def pick(self) -> UpstreamPool | None:
+        """The next replica in round-robin order whose circuit lets a request through; None if there is none."""
+        pools = self.pools
+        n = len(pools)
+        start = self.rr
+        for i in range(n):
+            pool = pools[(start + i) % n]
+            if pool.circuit.allows():
+                self.rr = (start + i + 1) % n
+                return pool
+        return None
+
+
+class RouteIndex:
+    """A ``RouteTable`` compiled into dicts: routes by environment and prefix, grants by key and digest."""
+
+    def __init__(self, table: RouteTable, pool_of: Callable[[Upstream], UpstreamPool]) -> None:
+        self.table = table
+        grouped: dict[str, dict[bytes, list[Route]]] = {}
+        for backend in table.backends:
+            route = Route(backend, tuple(pool_of(u) for u in backend.upstreams))
+            grouped.setdefault(backend.environment, {}).setdefault(route.prefix, []).append(route)
+        self.routes: dict[str, dict[bytes, tuple[Route, ...]]] = {
+            env: {prefix: tuple(sorted(rs, key=lambda r: -len(r.base))) for prefix, rs in by_prefix.items()}
+            for env, by_prefix in grouped.items()}
+        self.upstreams: frozenset[Upstream] = frozenset(u for b in table.backends for u in b.upstreams)
+        self.by_digest: dict[str, list[Grant]] = {}
+        self.by_key: dict[str, list[Grant]] = {}
+        for grant in table.grants:
+            self.by_digest.setdefault(grant.secret_digest, []).append(grant)
+            self.by_key.setdefault(grant.consumer_key, []).append(grant)
+
+    def match(self, environment: str, target: bytes) -> tuple[Route, bytes] | None:
+        """The route of ``target`` on a listener of ``environment`` and the target its upstream gets; None: 404.
+
+        A base path matches when it is a prefix of the rest on a segment boundary ("/" matches everything);
+        candidates come longest base path first.
+
+        Raises ``UnsafePath`` for targets whose rest contains dot segments, which an upstream could resolve
+        into another endpoint's base path than the one whose visibility was checked.
+        """
+        routes = self.routes.get(environment)
+        if routes is None:
+            return None
+        q = target.find(b"?")
+        path = target if q < 0 else target[:q]
+        i = path.find(b"/", 1)
+        j = path.find(b"/", i + 1) if i > 0 else -1
+        if j < 0:
+            return None
+        k = path.find(b"/", j + 1)
+        prefix = path if k < 0 else path[:k]
+        candidates = routes.get(prefix)
+        if candidates is None:
+            return None
+        rest = path[len(prefix):]
+        if b"%" in rest or b"/." in rest:
+            rest = _normalized(rest)
+        for route in candidates:
+            base = route.base
+            if not base or rest == base or rest.startswith(route.base_slash):
+                upstream_target = target[len(prefix):]
+                if not upstream_target or upstream_target[0] == 0x3F:  # "?"
+                    upstream_target = b"/" + upstream_target
+                return route, upstream_target
+        return None
+
+    def grants_for_secret(self, digest: str) -> list[Grant]:
+        return self.by_digest.get(digest, [])
+
+    def grants_for_key(self, consumer_key: str) -> list[Grant]:
+        return self.by_key.get(consumer_key, [])
+
+
+class UnsafePath(ValueError):
+    """A request path with "." or ".." segments (also percent-encoded); refused with 400."""
+
+
+def _normalized(rest: bytes) -> bytes:
+    """The percent-decoded rest, for base-path matching the way the upstream will read it."""
+    decoded = unquote_to_bytes(rest)
+    if any(segment in (b".", b"..") for segment in decoded.split(b"/")):
+        raise UnsafePath("the path must not contain '.' or '..' segments")
+    return decoded

@@ -1,0 +1,132 @@
+"""Helpers for data-plane tests: a real agent process next to a real control plane, deploys over HTTP.
+
+The agent shares the build tests' dependency cache, so a Python app's runtime is installed once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from liveserver import CELLPLANE, LiveServer
+
+ORG = "/organizations/default"
+
+
+@dataclass
+class AgentProcess:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.data_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def gateway(self, env: str = "development") -> dict[str, Any]:
+        return (self.status().get("gateways") or {}).get(env) or {}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_agent(server: LiveServer, data_dir: Path, cache: Path, *extra: str) -> AgentProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}-agent.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
+    env.update({"CELLPLANE_TOKEN": server.admin_token, "CELLPLANE_CONFIG": os.devnull + ".none"})
+    process = subprocess.Popen(
+        [str(CELLPLANE), "dataplane", "run", "--controlplane", server.url, "--data-dir", str(data_dir),
+         "--cache-dir", str(cache), *extra],
+        stdout=log_path.open("a"), stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
+    agent = AgentProcess(process, data_dir, log_path)
+    deadline = time.monotonic() + 60
+    while not agent.gateway():
+        if process.poll() is not None:
+            raise RuntimeError(f"the agent exited with {process.returncode}:\n{agent.log()}")
+        if time.monotonic() > deadline:
+            agent.stop()
+            raise RuntimeError(f"the agent did not report within 60 s:\n{agent.log()}")
+        time.sleep(0.1)
+    return agent
+
+
+@pytest.fixture(scope="module")
+def dataplane(build_server: BuildServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One agent per test module, bound to every environment of the default organization."""
+    agent = start_agent(build_server.server, tmp_path_factory.mktemp("dp") / "data", build_server.cache)
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def build_app(c: httpx.Client, project: str, name: str, spec: dict[str, Any], app: str = "echo") -> dict[str, Any]:
+    """Apply a component and build it from a fixture app; returns the succeeded build."""
+    component(c, project, name, spec)
+    info = wait(c, upload(c, project, name, APPS / app))
+    assert info["state"] == "succeeded", failed_why(c, info)
+    return info
+
+
+def deploy(c: httpx.Client, project: str, name: str, env: str = "development", **body: Any) -> dict[str, Any]:
+    r = c.post(f"{ORG}/projects/{project}/components/{name}/deployments", json={"environment": env, **body})
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def deployment(c: httpx.Client, project: str, name: str, env: str = "development") -> dict[str, Any]:
+    r = c.get(f"{ORG}/projects/{project}/components/{name}/deployments/{env}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_state(c: httpx.Client, project: str, name: str, states: tuple[str, ...] = ("ready",),
+               env: str = "development", timeout: float = 120, release: str | None = None) -> dict[str, Any]:
+    """Wait until the data plane reports the deployment's current release in one of ``states``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        d = deployment(c, project, name, env)
+        current = d["observedRelease"] == (release or d["release"])
+        if current and d["state"] in states:
+            return d
+        if d["state"] == "blocked" and "blocked" in states:
+            return d
+        assert time.monotonic() < deadline, f"{project}/{name} in {env}: {d['state']} ({d['message']}) " \
+                                            f"after {timeout}s"
+        time.sleep(0.2)
+
+
+def logs(c: httpx.Client, project: str, name: str, env: str = "development", **params: Any) -> list[dict[str, Any]]:
+    r = c.get(f"{ORG}/projects/{project}/components/{name}/logs", params={"environment": env, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def service(port: int = 8080, visibility: list[str] | None = None, name: str = "api",
+            **spec: Any) -> dict[str, Any]:
+    return {"type": "service", "endpoints": [{"name": name, "port": port, "visibility": visibility or ["Public"]}],
+            **spec}

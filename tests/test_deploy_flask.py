@@ -1,0 +1,66 @@
+"""`cellplane deploy` of real Flask apps: one that takes $PORT (gunicorn from a Procfile), and one whose
+Dockerfile binds its declared port 5000 itself, which must run on that port and roll out by replacing it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+
+from dataplanekit import AgentProcess, build_app, deployment, service, wait_state
+from liveserver import run_cli
+
+
+def test_deploy_prints_a_url_that_answers(build_server: Any, dataplane: AgentProcess) -> None:
+    c = build_server.client
+    build_app(c, "web", "flask", service(port=8000, health={"readiness": {"path": "/healthz"}}),
+              app="flask-procfile")
+    out = run_cli(build_server.server, "deploy", "flask", "--env", "development", "-p", "web")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Deployed flask" in out.stdout
+    curl = re.search(r"curl (\S+)", out.stdout)
+    assert curl, out.stdout
+    r = httpx.get(curl.group(1) + "/", timeout=10)
+    assert r.status_code == 200 and r.json() == {"app": "flask-procfile"}
+
+    listing = run_cli(build_server.server, "get", "deployments", "--env", "development", "-p", "web")
+    assert listing.returncode == 0 and "flask" in listing.stdout and "ready" in listing.stdout
+    described = run_cli(build_server.server, "describe", "component", "flask", "-p", "web")
+    assert described.returncode == 0 and curl.group(1) in described.stdout
+
+
+def test_app_binding_its_declared_port_runs_there_and_is_replaced_on_rollout(build_server: Any,
+                                                                             dataplane: AgentProcess) -> None:
+    c = build_server.client
+    build_app(c, "web", "docker", service(port=5000), app="flask-dockerfile")
+    out = run_cli(build_server.server, "deploy", "docker", "--env", "development", "-p", "web")
+    assert out.returncode == 0, out.stdout + out.stderr
+    d = deployment(c, "web", "docker")
+    assert d["replicas"][0]["port"] == 5000
+    url = d["endpoints"][0]["urls"]["external"] + "/"
+    assert httpx.get(url, timeout=10).status_code == 200
+
+    r = c.put("/organizations/default/projects/web/components/docker/config/MODE", json={"value": "two"},
+              params={"env": "development"})
+    assert r.status_code in (200, 201), r.text
+    release = deployment(c, "web", "docker")["release"]
+    assert release != d["release"]
+    d2 = wait_state(c, "web", "docker", release=release)
+    assert d2["replicas"][0]["port"] == 5000
+    deadline = time.monotonic() + 30
+    while httpx.get(url, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_deploy_failure_shows_the_reason_and_last_lines(build_server: Any, dataplane: AgentProcess) -> None:
+    c = build_server.client
+    # the echo app listens on $PORT, but this readiness check asks a path that does not answer 2xx/3xx... it
+    # answers 200 for any path, so point the probe at a port nothing listens on instead
+    build_app(c, "web", "never", service(health={"readiness": {"port": 1, "periodSeconds": 0.2,
+                                                               "failureThreshold": 1}}))
+    out = run_cli(build_server.server, "deploy", "never", "--env", "development", "-p", "web", "--timeout", "8")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "echo listening on" in out.stderr  # the last log lines
