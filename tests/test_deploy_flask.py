@@ -64,3 +64,16 @@ def test_deploy_failure_shows_the_reason_and_last_lines(build_server: Any, datap
     out = run_cli(build_server.server, "deploy", "never", "--env", "development", "-p", "web", "--timeout", "8")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "echo listening on" in out.stderr  # the last log lines
+
+
+def test_a_service_that_keeps_exiting_is_shown_in_crash_loop(build_server: Any, dataplane: AgentProcess) -> None:
+    c = build_server.client
+    # the task fixture runs to completion: as a service it exits again and again
+    build_app(c, "web", "quitter", service(configuration={"env": [{"name": "EXIT_CODE", "value": "4"}]}),
+              app="task")
+    out = run_cli(build_server.server, "deploy", "quitter", "--env", "development", "-p", "web", "--timeout", "60")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "crash-loop" in out.stderr and "exited with 4" in out.stderr, out.stderr
+    assert "task done, exit 4" in out.stderr  # the last log lines
+    d = deployment(c, "web", "quitter")
+    assert d["state"] == "crash-loop" and d["replicas"][0]["restarts"] >= 2
