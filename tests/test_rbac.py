@@ -23,6 +23,7 @@ OTHER_PROJECT = "beta"
 ENV = "staging"  # the environment an environment-scoped binding is on
 OTHER_ENV = "production"
 COMPONENT = "api"  # in alpha
+TASK = "job"  # a manual task in alpha
 ROLES = ("viewer", "developer", "admin")
 SCOPES = ("organization", "project", "environment")
 
@@ -42,21 +43,34 @@ ACTIONS: dict[str, str] = {
     "create rolebinding": "rolebindings:create",  # viewer on project alpha, for someone else
     "read audit": "audit:read",  # the organization's events, not just one's own
     "update that env": "environments:update",  # staging, replaced by its own unchanged spec
+    "deploy to that env": "deployments:create",  # staging
+    "deploy to another env": "deployments:create",  # production
+    "undeploy from that env": "deployments:delete",
+    "run a task in that env": "runs:create",
+}
+
+# This world has no data plane and deploys nothing, so an allowed deploy, undeploy or run gets past the
+# permission check to the platform's own refusal: this error code instead of a 403.
+PAST_THE_CHECK: dict[str, str] = {
+    "deploy to that env": "no-dataplane",
+    "deploy to another env": "no-dataplane",
+    "undeploy from that env": "not-found",
+    "run a task in that env": "not-deployed",
 }
 
 # The policy. One row per (role, scope); one column per action, in the order of ACTIONS; Y = allowed.
-#                                    get  list  c.comp u.comp d.comp c.proj c.env  set   set   read  read   c.rb  audit u.env
-#                                    proj proj                                     env   other env   other
+#                                    get  list  c.comp u.comp d.comp c.proj c.env  set   set   read  read   c.rb  audit u.env  dep  dep   undep run
+#                                    proj proj                                     env   other env   other                     env  other env   env
 EXPECTED: dict[tuple[str, str], str] = {
-    ("viewer", "organization"):     " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .",
-    ("viewer", "project"):          " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .",
-    ("viewer", "environment"):      " Y    Y     .      .      .      .      .      .     .     Y     .      .     .     .",
-    ("developer", "organization"):  " Y    Y     Y      Y      Y      Y      .      Y     Y     Y     Y      .     .     .",
-    ("developer", "project"):       " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      .     .     .",
-    ("developer", "environment"):   " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .",
-    ("admin", "organization"):      " Y    Y     Y      Y      Y      Y      Y      Y     Y     Y     Y      Y     Y     Y",
-    ("admin", "project"):           " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      Y     .     .",
-    ("admin", "environment"):       " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .",
+    ("viewer", "organization"):     " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .  .    .     .     .",
+    ("viewer", "project"):          " Y    Y     .      .      .      .      .      .     .     Y     Y      .     .     .  .    .     .     .",
+    ("viewer", "environment"):      " Y    Y     .      .      .      .      .      .     .     Y     .      .     .     .  .    .     .     .",
+    ("developer", "organization"):  " Y    Y     Y      Y      Y      Y      .      Y     Y     Y     Y      .     .     .  Y    Y     Y     Y",
+    ("developer", "project"):       " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      .     .     .  Y    Y     Y     Y",
+    ("developer", "environment"):   " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .  Y    .     Y     Y",
+    ("admin", "organization"):      " Y    Y     Y      Y      Y      Y      Y      Y     Y     Y     Y      Y     Y     Y  Y    Y     Y     Y",
+    ("admin", "project"):           " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      Y     .     .  Y    Y     Y     Y",
+    ("admin", "environment"):       " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .  Y    .     Y     Y",
 }
 
 
@@ -107,6 +121,8 @@ def world(live_server: LiveServer) -> World:
           for p in (PROJECT, OTHER_PROJECT)),
         *({"apiVersion": "cellplane.dev/v1alpha1", "kind": "Component",
            "metadata": {"name": COMPONENT, "organization": ORG, "project": p}} for p in (PROJECT, OTHER_PROJECT)),
+        {"apiVersion": "cellplane.dev/v1alpha1", "kind": "Component",
+         "metadata": {"name": TASK, "organization": ORG, "project": PROJECT}, "spec": {"type": "manual-task"}},
     ]
     r = admin.post("/apply", json={"documents": docs})
     assert r.status_code == 200, r.text
@@ -163,6 +179,11 @@ DO: dict[str, Callable[[World, httpx.Client], httpx.Response]] = {
                                               json={"user": w.bystander, "role": "viewer", "project": PROJECT}),
     "read audit": lambda w, c: c.get("/audit", params={"organization": ORG, "limit": 1000}),
     "update that env": lambda w, c: c.put(f"/organizations/{ORG}/environments/{ENV}", json={"metadata": {"name": ENV}}),
+    "deploy to that env": lambda w, c: c.post(f"{COMPONENTS}/{COMPONENT}/deployments", json={"environment": ENV}),
+    "deploy to another env": lambda w, c: c.post(f"{COMPONENTS}/{COMPONENT}/deployments",
+                                                 json={"environment": OTHER_ENV}),
+    "undeploy from that env": lambda w, c: c.delete(f"{COMPONENTS}/{COMPONENT}/deployments/{ENV}"),
+    "run a task in that env": lambda w, c: c.post(f"{COMPONENTS}/{TASK}/runs", json={"environment": ENV}),
 }
 assert set(DO) == set(ACTIONS)
 
@@ -186,7 +207,10 @@ def test_matrix(world: World, role: str, scope: str, action: str) -> None:
         sees_others = any(e["actor"] == "admin" for e in r.json()["items"])
         assert sees_others == expected(role, scope, action), f"{role} on {scope}: read audit is {sees_others}"
         return
-    if expected(role, scope, action):
+    if expected(role, scope, action) and action in PAST_THE_CHECK:
+        assert r.status_code != 403 and r.json()["error"]["code"] == PAST_THE_CHECK[action], \
+            f"{role} on {scope} should be able to {action}: {r.status_code} {r.text}"
+    elif expected(role, scope, action):
         assert 200 <= r.status_code < 300, f"{role} on {scope} should be able to {action}: {r.status_code} {r.text}"
     else:
         assert r.status_code == 403, f"{role} on {scope} should not be able to {action}: {r.status_code} {r.text}"
