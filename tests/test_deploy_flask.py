@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from buildkit import APPS
 from dataplanekit import AgentProcess, build_app, deployment, service, wait_state
 from liveserver import run_cli
 
@@ -29,6 +30,37 @@ def test_deploy_prints_a_url_that_answers(build_server: Any, dataplane: AgentPro
     assert listing.returncode == 0 and "flask" in listing.stdout and "ready" in listing.stdout
     described = run_cli(build_server.server, "describe", "component", "flask", "-p", "web")
     assert described.returncode == 0 and curl.group(1) in described.stdout
+
+
+def test_a_flask_app_without_descriptors_through_the_cli_alone(build_server: Any, dataplane: AgentProcess) -> None:
+    """What a new user does: create from a plain Flask directory, build, deploy, call the printed URL."""
+    server, source = build_server.server, str(APPS / "flask-procfile")
+    said = []
+    for args in (("create", "project", "plain"),
+                 ("create", "component", "bare", "-p", "plain", "--source", source),
+                 ("create", "component", "site", "-p", "plain", "--source", source, "--port", "8000"),
+                 ("build", "start", "bare", "-p", "plain", "-f"),
+                 ("build", "start", "site", "-p", "plain", "-f")):
+        out = run_cli(server, *args)
+        assert out.returncode == 0, (args, out.stdout + out.stderr)
+        said.append(out.stdout)
+    assert "endpoint web: port 8000 REST / (Public)" in said[2] and "endpoint" not in said[1]
+
+    bare = run_cli(server, "deploy", "bare", "--env", "development", "-p", "plain")
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    assert "declares no endpoints" in bare.stdout and "curl" not in bare.stdout
+
+    site = run_cli(server, "deploy", "site", "--env", "development", "-p", "plain")
+    assert site.returncode == 0, site.stdout + site.stderr
+    curl = re.search(r"curl (\S+)", site.stdout)
+    assert curl and curl.group(1).endswith("/plain/site/v1"), site.stdout
+    r = httpx.get(curl.group(1) + "/", timeout=10)
+    assert r.status_code == 200 and r.json() == {"app": "flask-procfile"}
+
+    wrong = run_cli(server, "create", "component", "odd", "-p", "plain", "--source", source, "--port", "8000",
+                    "--visibility", "Everyone")
+    assert wrong.returncode != 0 and "visibility" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+    assert run_cli(server, "get", "component", "odd", "-p", "plain").returncode != 0  # nothing was created
 
 
 def test_app_binding_its_declared_port_runs_there_and_is_replaced_on_rollout(build_server: Any,

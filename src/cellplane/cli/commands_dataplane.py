@@ -331,9 +331,9 @@ def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child)
 def _report_death(child: _Child, survivors: list[_Child]) -> None:
     if survivors:
         going_on = " and the ".join(c.label for c in survivors)
-        serving = "; the data plane keeps serving" if any(c.name == "dataplane" for c in survivors) else ""
+        what = "keeps serving" if any(c.name == "dataplane" for c in survivors) else "goes on"
         _write(f"the {child.label} exited unexpectedly ({_how(child.proc.returncode)}); the {going_on} "
-               f"goes on{serving} (Ctrl-C stops it)\n")
+               f"{what} (Ctrl-C stops it)\n")
 
 
 def _shutdown(children: list[_Child], force: threading.Event, died: list[_Child]) -> None:

@@ -155,6 +155,9 @@ def _deployed(d: dict[str, Any], where: str) -> None:
         out.print(f"run it: cellplane run {where}")
     elif d.get("state") == "scheduled":
         out.print(f"it runs on its schedule; follow its output: cellplane logs {where} -f")
+    elif not rows:
+        out.print(f"{d['component']} declares no endpoints, so the gateway routes nothing to it; add one to its spec "
+                  "(spec.endpoints, with `cellplane apply`) and it is routed without a new build")
 
 
 def _failed(st: Any, path: str, d: dict[str, Any], reason: str, where: str) -> None:

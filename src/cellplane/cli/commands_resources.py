@@ -291,9 +291,17 @@ def create_component(
     branch: str = typer.Option(None, "--branch"),
     ref: str = typer.Option(None, "--ref", help="tag or commit"),
     type_: str = typer.Option(None, "--type", help="component type (default: from the source, else service)"),
+    port: int = typer.Option(None, "--port", min=1, max=65535,
+                             help="declare a REST endpoint 'web' on this port (for a source without descriptors; "
+                                  "replaces the endpoints they declare)"),
+    visibility: str = typer.Option("Public", "--visibility", help="with --port: Public, Organization or Project"),
+    base_path: str = typer.Option("/", "--base-path", help="with --port: the endpoint's base path"),
     output: Format = OUTPUT,
 ) -> None:
-    """Create a component from its source; `.choreo/` descriptors there give its endpoints and connections."""
+    """Create a component from its source; `.choreo/` descriptors there give its endpoints and connections.
+
+    A source without descriptors (a plain Flask or Express app) gets its endpoint from --port.
+    """
     from cellplane.choreo import read_descriptor_files
 
     st = state(ctx)
@@ -312,8 +320,12 @@ def create_component(
     for key, value in (("branch", branch), ("ref", ref)):
         if value:
             body["source"][key] = value
+    body["spec"] = {}
     if type_:
-        body["spec"] = {"type": type_}
+        body["spec"]["type"] = type_
+    if port is not None:
+        body["spec"]["endpoints"] = [{"name": "web", "port": port, "type": "REST", "basePath": base_path,
+                                      "visibility": [visibility]}]
     result = st.client.post(f"/organizations/{st.org}/projects/{proj}/component-imports", body)
     if output != Format.table:
         return dump(result, output)
