@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from buildkit import APPS
-from dataplanekit import AgentProcess, build_app, deployment, service, wait_state
+from dataplanekit import AgentProcess, build_app, deployment, logs, service, wait_state
 from liveserver import run_cli
 
 
@@ -56,6 +56,9 @@ def test_a_flask_app_without_descriptors_through_the_cli_alone(build_server: Any
     assert curl and curl.group(1).endswith("/plain/site/v1"), site.stdout
     r = httpx.get(curl.group(1) + "/", timeout=10)
     assert r.status_code == 200 and r.json() == {"app": "flask-procfile"}
+    release = deployment(build_server.client, "plain", "site")["release"]
+    events = system_lines(build_server.client, "plain", "site", f"release {release} is ready and serving")
+    assert f"release {release}: started 1 replica(s)" in events
 
     wrong = run_cli(server, "create", "component", "odd", "-p", "plain", "--source", source, "--port", "8000",
                     "--visibility", "Everyone")
@@ -81,6 +84,7 @@ def test_app_binding_its_declared_port_runs_there_and_is_replaced_on_rollout(bui
     assert release != d["release"]
     d2 = wait_state(c, "web", "docker", release=release)
     assert d2["replicas"][0]["port"] == 5000
+    system_lines(c, "web", "docker", f"release {d['release']} stopped first: the app binds its declared port")
     deadline = time.monotonic() + 30
     while httpx.get(url, timeout=10).status_code != 200:
         assert time.monotonic() < deadline
@@ -109,3 +113,18 @@ def test_a_service_that_keeps_exiting_is_shown_in_crash_loop(build_server: Any, 
     assert "task done, exit 4" in out.stderr  # the last log lines
     d = deployment(c, "web", "quitter")
     assert d["state"] == "crash-loop" and d["replicas"][0]["restarts"] >= 2
+    # every exit is an event in the component's log, up to the crash loop
+    events = system_lines(c, "web", "quitter", f"replica 0 of release {d['release']} (crash-loop): ")
+    assert any(e.startswith(f"replica 0 of release {d['release']}: exited with 4") and "restarting in" in e
+               for e in events), events
+
+
+def system_lines(c: Any, project: str, name: str, until: str) -> list[str]:
+    """The deployment's events (its log's system lines), once one of them contains ``until``."""
+    deadline = time.monotonic() + 30
+    while True:
+        events = [x["line"] for x in logs(c, project, name) if x["stream"] == "system"]
+        if any(until in e for e in events):
+            return events
+        assert time.monotonic() < deadline, events
+        time.sleep(0.3)

@@ -85,6 +85,7 @@ class Agent:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._grants: tuple[Grant, ...] = ()
         self._access = None
+        self._told: dict[str, tuple[str, str]] = {}  # replica key -> the (state, message) last told as an event
         self.connected = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -314,7 +315,22 @@ class Agent:
             w.replica_changed()
             if w.active is not None and replica in w.active.replicas:
                 self.routes_changed()
+            self._tell_replica(w, replica)
         self.changed()
+
+    def _tell_replica(self, w: Workload, replica: Replica) -> None:
+        """A service replica that exits, fails or enters a crash loop is an event in the component's log."""
+        key, now_is = replica.spec.key, (replica.state, replica.message)
+        if replica.state == "stopped":
+            self._told.pop(key, None)
+            return
+        if w.is_task or self._told.get(key) == now_is:
+            return
+        self._told[key] = now_is
+        if replica.state in ("crash-loop", "failed") or "restarting in" in replica.message:
+            release, index = key.split("/")[3:5]
+            state = "" if replica.state == "starting" else f" ({replica.state})"
+            self.system_line(w.desired, f"replica {index} of release {release}{state}: {replica.message}")
 
     def _output(self, replica: Replica, stream: str, line: str) -> None:
         env, project, component, _release, index = replica.spec.key.split("/", 4)

@@ -101,19 +101,26 @@ class Workload:
                 old, self.active = self.active, None
                 self.agent.routes_changed()
                 await self._retire(old)
+                self.agent.system_line(d, f"release {old.release} stopped first: the app binds its declared port "
+                                          "itself, so two releases cannot run side by side")
             count = 1 if literal else int(d.get("replicas", 1))
             self.rolling = new
             for index in range(count):
                 spec = await self.agent.replica_spec(d, tree, index)
                 new.replicas.append(await self.agent.supervisor.start(spec))
             self._set("progressing", f"starting {count} replica(s) of release {release}")
+            self.agent.system_line(d, f"release {release}: started {count} replica(s)"
+                                      + (f" beside release {self.active.release}" if self.active else ""))
             await self._wait_ready(new)
             old, self.active, self.rolling = self.active, new, None
             self._failed_release = None
             self.agent.routes_changed()
             self._refresh(rolled_out=True)
+            self.agent.system_line(d, f"release {release} is ready and serving"
+                                      + (f"; release {old.release} drains and stops" if old else ""))
             if old is not None:
                 await self._retire(old)
+                self.agent.system_line(d, f"release {old.release} stopped")
         except asyncio.CancelledError:
             if new is not None and new is not self.active:
                 await self._stop(new)
