@@ -64,6 +64,8 @@ def test_a_flask_app_without_descriptors_through_the_cli_alone(build_server: Any
                     "--visibility", "Everyone")
     assert wrong.returncode != 0 and "visibility" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
     assert run_cli(server, "get", "component", "odd", "-p", "plain").returncode != 0  # nothing was created
+    alone = run_cli(server, "create", "component", "odd", "-p", "plain", "--source", source, "--visibility", "Project")
+    assert alone.returncode != 0 and "give --port too" in alone.stderr
 
 
 def test_app_binding_its_declared_port_runs_there_and_is_replaced_on_rollout(build_server: Any,

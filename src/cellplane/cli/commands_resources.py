@@ -294,8 +294,9 @@ def create_component(
     port: int = typer.Option(None, "--port", min=1, max=65535,
                              help="declare a REST endpoint 'web' on this port (for a source without descriptors; "
                                   "replaces the endpoints they declare)"),
-    visibility: str = typer.Option("Public", "--visibility", help="with --port: Public, Organization or Project"),
-    base_path: str = typer.Option("/", "--base-path", help="with --port: the endpoint's base path"),
+    visibility: str = typer.Option(None, "--visibility",
+                                   help="with --port: Public (the default), Organization or Project"),
+    base_path: str = typer.Option(None, "--base-path", help="with --port: the endpoint's base path (default /)"),
     output: Format = OUTPUT,
 ) -> None:
     """Create a component from its source; `.choreo/` descriptors there give its endpoints and connections.
@@ -320,12 +321,14 @@ def create_component(
     for key, value in (("branch", branch), ("ref", ref)):
         if value:
             body["source"][key] = value
+    if port is None and (visibility or base_path):
+        raise CliError("--visibility and --base-path describe the endpoint that --port declares: give --port too")
     body["spec"] = {}
     if type_:
         body["spec"]["type"] = type_
     if port is not None:
-        body["spec"]["endpoints"] = [{"name": "web", "port": port, "type": "REST", "basePath": base_path,
-                                      "visibility": [visibility]}]
+        body["spec"]["endpoints"] = [{"name": "web", "port": port, "type": "REST", "basePath": base_path or "/",
+                                      "visibility": [visibility or "Public"]}]
     result = st.client.post(f"/organizations/{st.org}/projects/{proj}/component-imports", body)
     if output != Format.table:
         return dump(result, output)

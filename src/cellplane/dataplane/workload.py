@@ -50,6 +50,8 @@ class Workload:
         self.state = "pending"
         self.message = ""
         self._task: asyncio.Task[None] | None = None
+        self._task_release: str | None = None  # the release the running rollout task moves to
+        self._retiring: set[asyncio.Task[None]] = set()  # old releases draining and stopping; never cancelled
         self._failed_release: str | None = None
         self._retry_at = 0.0
 
@@ -74,8 +76,8 @@ class Workload:
             return
         if self.active and self.active.release == release and self.rolling is None:
             return
-        if self.rolling and self.rolling.release == release and self._task and not self._task.done():
-            return
+        if self._task and not self._task.done() and self._task_release == release:
+            return  # already on its way there
         if self._task and not self._task.done():
             if self._failed_release == release and time.monotonic() < self._retry_at:
                 return
@@ -83,6 +85,7 @@ class Workload:
         if self._failed_release == release and time.monotonic() < self._retry_at:
             return
         self._task = asyncio.create_task(self._rollout(desired), name=f"rollout-{self.id}")
+        self._task_release = release
 
     def _set(self, state: str, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
@@ -100,9 +103,10 @@ class Workload:
             if literal and self.active:
                 old, self.active = self.active, None
                 self.agent.routes_changed()
-                await self._retire(old)
-                self.agent.system_line(d, f"release {old.release} stopped first: the app binds its declared port "
-                                          "itself, so two releases cannot run side by side")
+                self._retire_later(old, f"release {old.release} stopped first: the app binds its declared port "
+                                        "itself, so two releases cannot run side by side")
+            if literal and self._retiring:  # the port is free once every older release has stopped
+                await asyncio.shield(asyncio.gather(*self._retiring, return_exceptions=True))
             count = 1 if literal else int(d.get("replicas", 1))
             self.rolling = new
             for index in range(count):
@@ -119,8 +123,7 @@ class Workload:
             self.agent.system_line(d, f"release {release} is ready and serving"
                                       + (f"; release {old.release} drains and stops" if old else ""))
             if old is not None:
-                await self._retire(old)
-                self.agent.system_line(d, f"release {old.release} stopped")
+                await asyncio.shield(self._retire_later(old, f"release {old.release} stopped"))
         except asyncio.CancelledError:
             if new is not None and new is not self.active:
                 await self._stop(new)
@@ -155,6 +158,18 @@ class Workload:
             else:
                 self._set("progressing", f"waiting for replica {i} of release {new.release}: {r.message}")
             await asyncio.sleep(0.1)
+
+    def _retire_later(self, old: ReleaseSet, said: str) -> asyncio.Task[None]:
+        """Drain and stop an old release in a task of its own: a newer rollout that cancels this one must
+        not leave the old release half stopped (or running)."""
+        async def retire() -> None:
+            await self._retire(old)
+            self.agent.system_line(old.desired, said)
+
+        task = asyncio.create_task(retire(), name=f"retire-{self.id}-{old.release}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return task
 
     async def _retire(self, old: ReleaseSet) -> None:
         upstreams = self.agent.upstreams_of(old)
@@ -209,6 +224,7 @@ class Workload:
             if rs is not None:
                 await self._retire(rs)
         self.rolling = self.active = None
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
 def _literal(d: dict[str, Any], tree: Path) -> bool:
