@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +19,7 @@ from cellplane import digests
 from cellplane.build import archive
 from cellplane.controlplane import blobs, builds
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError
@@ -195,23 +193,24 @@ async def build_logs(request: Request, org: NamePath, build: BuildPath,
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal items, info
-        last, state, steps, beat = after, None, None, time.monotonic()
+        last, state, steps, quiet = after, None, None, ndjson.Quiet(request)
         while True:
             for item in items:
-                yield (json.dumps(item) + "\n").encode()
+                yield ndjson.line(item)
                 last = item["seq"]
             if (info["state"], info["steps"]) != (state, steps):
                 state, steps = info["state"], info["steps"]
-                yield (json.dumps({"event": "build", "build": info}) + "\n").encode()
+                yield ndjson.line({"event": "build", "build": info})
             if info["state"] in builds.TERMINAL and not items:
                 return
-            if not items:
-                if time.monotonic() - beat > 15:
-                    beat = time.monotonic()
-                    yield b'{"event": "heartbeat"}\n'
-                if await request.is_disconnected():
+            if items:
+                quiet.spoke()
+            else:
+                said = await quiet.wait()
+                if said is None:
                     return
-                await asyncio.sleep(0.25)
+                if said:
+                    yield said
             try:
                 items, info = await asyncio.to_thread(page, last)
             except CellplaneError:  # deleted meanwhile

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import deployments, workloads
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, ConflictError, FieldProblem, InvalidError, NotFoundError
@@ -30,7 +29,6 @@ RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a t
 DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
 RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
 
-HEARTBEAT = 15.0  # seconds of silence before a followed log stream says it is alive
 RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ended, for its last lines
 
 
@@ -211,29 +209,28 @@ async def component_logs(
         last = after if after is not None else -1
         shown: dict[str, Any] | None = None
         ended: float | None = None
-        beat = time.monotonic()
+        quiet = ndjson.Quiet(request)
         while True:
             for item in items:
-                yield (json.dumps(item) + "\n").encode()
+                yield ndjson.line(item)
                 last = item["id"]
             if items:
-                beat = time.monotonic()
+                quiet.spoke()
             if run_info is not None:
                 if run_info != shown:
                     shown = run_info
-                    beat = time.monotonic()
-                    yield (json.dumps({"event": "run", "run": run_info}) + "\n").encode()
+                    quiet.spoke()
+                    yield ndjson.line({"event": "run", "run": run_info})
                 if run_info["state"] in workloads.RUN_TERMINAL:
                     ended = ended or time.monotonic()
                     if not items and time.monotonic() - ended >= RUN_GRACE:
                         return
             if len(items) < limit:
-                if time.monotonic() - beat > HEARTBEAT:
-                    beat = time.monotonic()
-                    yield b'{"event": "heartbeat"}\n'
-                if await request.is_disconnected():
+                said = await quiet.wait()
+                if said is None:
                     return
-                await asyncio.sleep(0.25)
+                if said:
+                    yield said
             try:
                 items, run_info = await asyncio.to_thread(page, last)
             except CellplaneError:  # deleted meanwhile
