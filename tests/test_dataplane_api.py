@@ -588,6 +588,23 @@ def test_logs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.Monkey
         assert s.query(WorkloadLogRow).filter_by(component="other").count() == 1
 
 
+def test_manual_task_runs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workloads, "MAX_RUNS", 3)
+    dep = DeploymentRow(id="dep_runs", organization="o", project="p", component="job", environment="dev",
+                        build_id="b", artifact="sha256:x")
+    with store.transaction() as s:
+        s.add(dep)
+    made = []
+    for _ in range(6):
+        with store.transaction() as s:
+            run = workloads.create_run(s, s.get(DeploymentRow, "dep_runs"), "me")
+            made.append(run.id)
+            run.state = "succeeded"  # only finished runs are pruned
+    with store.transaction() as s:
+        kept = [r.id for r in workloads.list_runs(s, "o", "p", "job", "dev", 100)]
+    assert len(kept) <= 4 and made[-1] in kept and made[0] not in kept, (made, kept)
+
+
 def _deployment_world(s: Any, plane_status: dict[str, Any] | None = None) -> DeploymentRow:
     s.add_all([_row("DataPlane", "dp", {"type": "local"}, status=plane_status),
                _row("Environment", "dev", {"dataPlane": "dp"}),

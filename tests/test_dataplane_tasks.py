@@ -47,3 +47,8 @@ def test_manual_task_follows_output_to_the_exit_code(build_server: Any, dataplan
     assert "exit code 3" in out.stderr
     runs = _runs(c, "jobs", "once")
     assert runs[0]["trigger"] == "manual" and runs[0]["state"] == "failed" and runs[0]["exitCode"] == 3
+    run_dirs = dataplane.data_dir / "run" / "development" / "jobs" / "once"
+    deadline = time.monotonic() + 10
+    while run_dirs.exists() and any(run_dirs.iterdir()):  # a finished run leaves no directory behind
+        assert time.monotonic() < deadline, list(run_dirs.iterdir())
+        time.sleep(0.1)

@@ -101,6 +101,7 @@ def test_deploy_failure_shows_the_reason_and_last_lines(build_server: Any, datap
                                                                "failureThreshold": 1}}))
     out = run_cli(build_server.server, "deploy", "never", "--env", "development", "-p", "web", "--timeout", "8")
     assert out.returncode == 1, out.stdout + out.stderr
+    assert "did not become ready within 8s" in out.stderr  # the reason
     assert "echo listening on" in out.stderr  # the last log lines
 
 

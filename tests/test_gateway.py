@@ -444,6 +444,30 @@ def test_header_limits_and_malformed_requests() -> None:
         h.close()
 
 
+def test_a_pipelined_head_after_a_large_body_is_not_counted_with_it() -> None:
+    h = make(max_header_bytes=4096)
+    try:
+        h.routes(backend("shop", "api", h.app("a")))
+        with socket.create_connection(("127.0.0.1", port_of(h.listen("external"))), timeout=5) as s:
+            # one write: a request whose body is larger than the head limit, and the start of the next head
+            s.sendall(b"POST /shop/api/v1/first HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + b"x" * 20000
+                      + b"GET /shop/api/v1/last HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.3)
+            s.sendall(b"Connection: close\r\n\r\n")
+            answer = _read_all(s)
+        assert answer.count(b"HTTP/1.1 200") == 2 and b"431" not in answer, answer[:500]
+        assert b'"path": "/last"' in answer
+    finally:
+        h.close()
+
+
+def _read_all(s: socket.socket) -> bytes:
+    chunks = []
+    while piece := s.recv(65536):
+        chunks.append(piece)
+    return b"".join(chunks)
+
+
 def test_http10_head_204_and_pipelining(h: Harness) -> None:
     h.routes(backend("shop", "api", h.app("a")))
     port = port_of(h.listen("external"))

@@ -245,6 +245,15 @@ def test_scheduled_task_with_an_invalid_cron(cron: str) -> None:
     assert found == {"spec.schedule.cron": f"'{cron}' is not a valid cron expression"}
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../etc/passwd", ""])
+def test_a_schedule_in_an_unknown_time_zone_is_refused(zone: str) -> None:
+    found = problems(component({"type": "scheduled-task", "schedule": {"cron": "* * * * *", "timezone": zone}}))
+    assert set(found) == {"spec.schedule.timezone"} and "not a known time zone" in found["spec.schedule.timezone"]
+    ok = parse_document(component({"type": "scheduled-task", "schedule": {"cron": "0 3 * * *",
+                                                                          "timezone": "Europe/Berlin"}}))
+    assert ok.spec_dict()["schedule"]["timezone"] == "Europe/Berlin"
+
+
 def test_scheduled_task_needs_a_schedule() -> None:
     assert problems(component({"type": "scheduled-task"})) == {
         "spec.schedule": "a scheduled-task needs a schedule (cron)"}

@@ -29,9 +29,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
 from cellplane.build.plan import BuildFailure, Language, Plan
+from cellplane.model.component import TASK_TYPES
 
 SERVICE_TYPES = frozenset({"service", "web-app", "webhook", "api-proxy"})
-TASK_TYPES = frozenset({"scheduled-task", "manual-task"})
 MODES = ("auto", "procfile", "dockerfile", "command")
 LANGUAGES: tuple[Language, ...] = ("python", "node", "static")
 MAX_FILE_BYTES = 1 << 20  # detection reads small declaration files only

@@ -41,7 +41,7 @@ artifact = typer.Typer(no_args_is_help=True, help="Fetch and run build artifacts
 app.add_typer(artifact, name="artifact")
 
 
-def _component_path(st: Any, project: str | None, component: str) -> str:
+def component_path(st: Any, project: str | None, component: str) -> str:
     return f"/organizations/{st.org}/projects/{st.project(project)}/components/{component}"
 
 
@@ -84,7 +84,7 @@ def start(
     from cellplane.build.archive import default_exclude, pack
 
     st = state(ctx)
-    path = _component_path(st, project, component)
+    path = component_path(st, project, component)
     doc = st.client.get(path)
     upload = _upload_dir(doc, source, ref)
     if upload is not None:
@@ -182,7 +182,7 @@ def list_builds(ctx: typer.Context, component: str = typer.Argument(...), projec
                 limit: int = typer.Option(20, "--limit", min=1, max=500), output: Format = OUTPUT) -> None:
     """Recent builds of COMPONENT, newest first."""
     st = state(ctx)
-    items = st.client.get(_component_path(st, project, component) + "/builds", limit=limit)["items"]
+    items = st.client.get(component_path(st, project, component) + "/builds", limit=limit)["items"]
     if output != Format.table:
         return dump(items, output)
     table(items, [("ID", lambda b: b["id"]), ("#", lambda b: b["number"]), ("TRACK", lambda b: b["track"]),
@@ -280,7 +280,7 @@ def webhook(ctx: typer.Context, component: str = typer.Argument(...), project: s
             output: Format = OUTPUT) -> None:
     """The git push webhook of COMPONENT: its URL, and its secret when created."""
     st = state(ctx)
-    path = _component_path(st, project, component) + "/webhook"
+    path = component_path(st, project, component) + "/webhook"
     if rotate and remove:
         raise CliError("give --rotate or --delete, not both")
     if remove:

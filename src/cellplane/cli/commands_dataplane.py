@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from cellplane.cli.app import app, state
 from cellplane.cli.client import CliError
 from cellplane.cli.commands_server import default_data_dir
 from cellplane.cli.output import out
+from cellplane.runtime.launch import port_is_free
 
 dataplane = typer.Typer(help="Run a data plane: the agent that runs deployments on this machine.",
                         no_args_is_help=True)
@@ -177,16 +177,6 @@ def _cellplane() -> list[str]:
     return [sys.executable, "-m", "cellplane.cli.main"]
 
 
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _healthy(url: str) -> bool:
     import httpx
 
@@ -224,9 +214,9 @@ def up(
     port: int = typer.Option(8780, "--port", min=1, max=65535, help="port of the control plane"),
     gateway_port: int = typer.Option(8800, "--gateway-port", min=0, max=65535,
                                      help="first port the data plane's gateway listeners try (0: free ports)"),
-    build_workers: int = typer.Option(2, "--build-workers", min=0, max=64,
+    build_workers: int = typer.Option(2, "--build-workers", min=0, max=64, envvar="CELLPLANE_BUILD_WORKERS",
                                       help="builds the control plane runs at once"),
-    cache_dir: Path = typer.Option(None, "--cache-dir",
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="CELLPLANE_CACHE_DIR",
                                    help="runtimes and dependency caches, shared by builds and the data plane "
                                    "(default: DATA_DIR/cache)"),
 ) -> None:
@@ -236,7 +226,7 @@ def up(
     cache = (cache_dir or data_dir / "cache").resolve()
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104  (a wildcard address is probed on loopback)
     url = f"http://{'[' + probe_host + ']' if ':' in probe_host else probe_host}:{port}"
-    if not _port_free(host, port):
+    if not port_is_free(port, host):
         raise CliError(f"port {port} on {host} is in use (is a control plane running already?): use --port")
     env = {k: v for k, v in os.environ.items() if k not in ("CELLPLANE_TOKEN", "CELLPLANE_SERVER")}
     env["PYTHONUNBUFFERED"] = "1"

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from cellplane.cli.app import app, state
 from cellplane.cli.client import CliError
+from cellplane.cli.commands_builds import component_path
 from cellplane.cli.output import Format, build_number, dump, endpoint_urls, err, out, replicas_ready
 
 OUTPUT = typer.Option(Format.table, "-o", "--output", help="table (text for people), json or yaml")
@@ -24,11 +25,8 @@ POLL = 0.5
 DONE = ("ready", "scheduled", "idle")  # the current release runs (a service) or waits for its runs (a task)
 BLOCKED_GRACE = 2.0  # a blocked state that may clear by itself (e.g. the release is still being resolved)
 HTTP_TYPES = ("REST", "GraphQL")
+SLOW = "not ready after "  # how the data plane reports a release past its progress deadline (dataplane/workload.py)
 RUN_DONE = ("succeeded", "failed")
-
-
-def _component_path(st: Any, project: str | None, component: str) -> str:
-    return f"/organizations/{st.org}/projects/{st.project(project)}/components/{component}"
 
 
 # -- deploy ----------------------------------------------------------------------------------------------------
@@ -50,7 +48,7 @@ def deploy(
 
     Ends with the endpoints' URLs, or with the reason it does not run and its last log lines (exit 1)."""
     st = state(ctx)
-    path = _component_path(st, project, component)
+    path = component_path(st, project, component)
     body = {"environment": env}
     if build:
         body["build"] = _build_id(st, path, build)
@@ -111,7 +109,10 @@ def _wait(st: Any, path: str, dep: dict[str, Any], timeout: float) -> tuple[dict
             if current and state_ in DONE:
                 return d, None
             # A failure counts once it is about this release (or there was none before it).
-            if state_ in ("failed", "crash-loop") and (current or d.get("observedRelease") is None):
+            # A release past the data plane's progress deadline ("not ready after 60s") still takes over if it
+            # gets ready: the user's --timeout decides how long to wait for that.
+            slow = state_ == "failed" and message.startswith(SLOW)
+            if state_ in ("failed", "crash-loop") and not slow and (current or d.get("observedRelease") is None):
                 what = "failed" if state_ == "failed" else "is crash-looping"
                 return d, f"{what}: {message or 'no reason given'}"
             if state_ == "unreachable":
@@ -186,7 +187,7 @@ def undeploy(ctx: typer.Context, component: str = typer.Argument(...), env: str 
              project: str = PROJECT) -> None:
     """Remove COMPONENT from an environment: its data plane stops it."""
     st = state(ctx)
-    result = st.client.delete(f"{_component_path(st, project, component)}/deployments/{env}")
+    result = st.client.delete(f"{component_path(st, project, component)}/deployments/{env}")
     for item in result.get("deleted") or []:
         out.print(f"{escape(item)} deleted")
 
@@ -254,7 +255,7 @@ def logs(
 ) -> None:
     """The output of COMPONENT's replicas (or of one task run) in an environment."""
     st = state(ctx)
-    path = _component_path(st, project, component) + "/logs"
+    path = component_path(st, project, component) + "/logs"
     printer = _Lines(flush=follow)
     try:
         page = st.client.get(path, environment=env, limit=max(tail, 1), run=run)
@@ -285,7 +286,7 @@ def run_task(
 ) -> None:
     """Run a task component once in an environment; prints its output and exits with its exit code."""
     st = state(ctx)
-    path = _component_path(st, project, component)
+    path = component_path(st, project, component)
     info = st.client.post(path + "/runs", {"environment": env})
     where = f"{component} --env {env} -p {info.get('project') or st.project(project)} --run {info['id']}"
     if no_follow:

@@ -176,7 +176,7 @@ class Resolved:
     secret: bool
     value: str | None
     ref: tuple[int, int] | None
-    reveal: Callable[[], str | None]
+    reveal: Callable[[], str]
 
     @property
     def is_file(self) -> bool:

@@ -16,22 +16,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellplane.errors import NotFoundError
+from cellplane.controlplane import resources as store
+from cellplane.model import KINDS
 from cellplane.store.tables import DeploymentRow, ResourceRow, now
 
 STALE_AFTER = 30.0  # seconds without a report after which a data plane shows as unreachable
 
 
 def find(s: Session, org: str, name: str) -> ResourceRow | None:
-    return s.scalar(select(ResourceRow).where(ResourceRow.kind == "DataPlane", ResourceRow.organization == org,
-                                              ResourceRow.project == "", ResourceRow.name == name))
+    return store.find(s, store.Place(KINDS["DataPlane"], org), name)
 
 
 def get(s: Session, org: str, name: str) -> ResourceRow:
-    row = find(s, org, name)
-    if row is None:
-        raise NotFoundError(f"DataPlane '{org}/{name}' not found")
-    return row
+    return store.get(s, store.Place(KINDS["DataPlane"], org), name)
 
 
 def agent_of(row: ResourceRow | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from cellplane.controlplane import resources as store
 from cellplane.controlplane.connections import VERSION, Lookup
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.gateway.routes import route_prefix
 from cellplane.model import KINDS
 from cellplane.store.tables import BuildRow, DeploymentRow, ResourceRow, now
 
@@ -127,7 +128,7 @@ def list_rows(s: Session, org: str, project: str | None = None, component: str |
 def route_url(base: str | None, project: str, component: str, base_path: str) -> str | None:
     if not base:
         return None
-    return base.rstrip("/") + f"/{project}/{component}/{VERSION}" + (base_path if base_path != "/" else "")
+    return base.rstrip("/") + route_prefix(project, component, VERSION, base_path)
 
 
 def endpoint_urls(gateways: dict[str, Any], project: str, component: str, endpoint: dict[str, Any]) -> dict[str, Any]:

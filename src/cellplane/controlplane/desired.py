@@ -40,7 +40,7 @@ class Secret:
 
     context: str
     marker: tuple[Any, ...]
-    reveal: Callable[[], str | None] = field(repr=False, compare=False)
+    reveal: Callable[[], str] = field(repr=False, compare=False)
 
 
 def _unsealed(value: Any) -> Any:
@@ -171,8 +171,7 @@ class DesiredState:
 
 def _seal(value: Any, public_key: str | None) -> Any:
     if isinstance(value, Secret):
-        plaintext = value.reveal() if public_key else None
-        return seal(public_key, plaintext, value.context) if public_key and plaintext is not None else None
+        return seal(public_key, value.reveal(), value.context) if public_key else None
     if isinstance(value, dict):
         return {k: _seal(v, public_key) for k, v in value.items()}
     if isinstance(value, list):

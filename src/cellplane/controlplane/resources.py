@@ -84,7 +84,10 @@ def get_component(s: Session, organization: str, project: str, name: str) -> Res
     """A component, after checking that its organization and project exist (404s name the missing one)."""
     place = Place(KINDS["Component"], organization, project)
     require_owner(s, place, field_path="path")
-    return get(s, place, name)
+    row = find(s, place, name)
+    if row is None:
+        raise NotFoundError(f"{place.describe(name)} not found", [FieldProblem("path.component", "no such component")])
+    return row
 
 
 def require_owner(s: Session, place: Place, field_path: str = "metadata") -> None:

@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import FieldProblem, NotFoundError
-from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, TaskRunRow, WorkloadLogRow
+from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, TaskRunRow, WorkloadLogRow, now
 
 MAX_LOG_LINES = 20_000  # per (organization, project, component, environment)
 MAX_LINE = 8192  # characters; longer lines are cut
 MAX_RUNS = 1000  # finished runs kept per (organization, project, component, environment)
 RUN_STATES = ("queued", "running", "succeeded", "failed")
 RUN_TERMINAL = ("succeeded", "failed")
-TASK_TYPES = ("manual-task", "scheduled-task")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso(t: datetime | None) -> str | None:
@@ -58,11 +53,11 @@ def add_lines(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def prune(s: Session, org: str, project: str, component: str, environment: str, keep: int | None = None) -> None:
-    """Drop all but the newest ``keep`` (default ``MAX_LOG_LINES``) lines of one component in one environment."""
+def prune(s: Session, org: str, project: str, component: str, environment: str) -> None:
+    """Drop all but the newest ``MAX_LOG_LINES`` lines of one component in one environment."""
     key = _key(org, project, component, environment)
     threshold = s.scalar(select(WorkloadLogRow.id).where(key).order_by(WorkloadLogRow.id.desc())
-                         .offset(MAX_LOG_LINES if keep is None else keep).limit(1))
+                         .offset(MAX_LOG_LINES).limit(1))
     if threshold is not None:
         s.execute(delete(WorkloadLogRow).where(key, WorkloadLogRow.id <= threshold))
 
@@ -96,6 +91,7 @@ def create_run(s: Session, dep: DeploymentRow, actor: str) -> TaskRunRow:
                      requested_by=actor, requested_at=now(), message="")
     s.add(row)
     s.flush()
+    _prune_runs(s, dep.organization, dep.project, dep.component, dep.environment)
     return row
 
 

@@ -17,10 +17,12 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
 import signal
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +34,7 @@ from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.outbox import Outbox
-from cellplane.dataplane.scheduler import Job, Scheduler
+from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from cellplane.errors import CellplaneError
@@ -80,11 +82,12 @@ class Agent:
         self.desired: dict[str, Any] | None = None
         self._dirty = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._grants: tuple[Grant, ...] = ()
         self._access = None
+        self._unschedulable: set[Job] = set()  # jobs already said to be invalid
+        self._route_table: RouteTable | None = None  # what the gateway routes now
         self._told: dict[str, tuple[str, str]] = {}  # replica key -> the (state, message) last told as an event
         self.connected = False
 
@@ -226,14 +229,29 @@ class Agent:
                 w = self.workloads[dep_id] = Workload(self, d)
             w.apply(d)
         self.routes_changed()
-        self.scheduler.set_jobs(Job(d["id"], d["schedule"]["cron"], d["schedule"].get("timezone", "UTC"),
-                                    d["schedule"].get("concurrencyPolicy", "Forbid"))
-                                for d in deployments.values()
-                                if d.get("type") == "scheduled-task" and d.get("schedule") and not d.get("blocked"))
+        self.scheduler.set_jobs(self._jobs(deployments.values()))
         for run in desired.get("runs") or []:
             if run["id"] not in self.started_runs and run.get("deployment") in deployments:
                 self._start_run(deployments[run["deployment"]], run["id"], "manual")
         self.changed()
+
+    def _jobs(self, deployments: Iterable[dict[str, Any]]) -> list[Job]:
+        """The cron jobs of the scheduled tasks; one the scheduler cannot run is left out (and said once)."""
+        jobs = []
+        for d in deployments:
+            if d.get("type") != "scheduled-task" or not d.get("schedule") or d.get("blocked"):
+                continue
+            job = Job(d["id"], d["schedule"]["cron"], d["schedule"].get("timezone", "UTC"),
+                      d["schedule"].get("concurrencyPolicy", "Forbid"))
+            try:
+                validate(job)
+            except ValueError as e:
+                if job not in self._unschedulable:
+                    self._unschedulable.add(job)
+                    self.system_line(d, f"not scheduled: {e}")
+                continue
+            jobs.append(job)
+        return jobs
 
     # -- what workloads need -----------------------------------------------------------------------------------
 
@@ -297,7 +315,10 @@ class Agent:
                 backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
                                         d.get("version", "v1"), ep.get("basePath", "/"),
                                         frozenset(ep.get("visibility") or ["Project"]), ups))
-        self.gateway.update(RouteTable(tuple(backends), self._grants))
+        table = RouteTable(tuple(backends), self._grants)
+        if table != self._route_table:
+            self._route_table = table
+            self.gateway.update(table)
 
     # -- events from the runtime -------------------------------------------------------------------------------
 
@@ -386,6 +407,7 @@ class Agent:
                   "endedAt": None, "exitCode": None, "message": ""}
         self.runs.put(dict(report))
         started = time.monotonic()
+        spec: ReplicaSpec | None = None
         try:
             tree = await self.artifact(d)
             spec = await self.replica_spec(d, tree, 0, task=True)
@@ -405,6 +427,8 @@ class Agent:
         finally:
             report["endedAt"] = now_iso()
             self.runs.put(report)
+            if spec is not None and spec.run_dir is not None:  # a run's directory goes with it
+                await asyncio.to_thread(shutil.rmtree, spec.run_dir, True)
 
     # -- status ------------------------------------------------------------------------------------------------
 
@@ -417,12 +441,16 @@ class Agent:
                 "deployments": [w.report() for w in self.workloads.values()]}
 
     async def _status_loop(self) -> None:
+        sent: dict[str, Any] | None = None
+        sent_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
             body = self._status_body()
+            if body == sent and time.monotonic() - sent_at < HEARTBEAT:
+                continue  # nothing new, and the last report is recent enough
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self.state.save_status, {**body, "at": now_iso(),
                                                                  "connected": self.connected})
@@ -430,6 +458,8 @@ class Agent:
                 await self.cp.status(body)
             except (Unreachable, ApiRefused) as e:
                 log.debug("status not sent: %s", e)
+            else:
+                sent, sent_at = body, time.monotonic()
 
 
 async def _main(settings: AgentSettings) -> int:

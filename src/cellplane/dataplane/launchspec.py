@@ -13,9 +13,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cellplane.dataplane.limits import Limits, parse_cpu, parse_memory
-from cellplane.dataplane.network import TOKEN_PATH, Network, route_prefix
+from cellplane.dataplane.network import Network
 from cellplane.dataplane.probes import ProbeSpec
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec
+from cellplane.gateway.auth import TOKEN_PATH
+from cellplane.gateway.routes import route_prefix
 from cellplane.runtime.launch import Launch, literal_port, read_manifest
 from cellplane.sealing import open_sealed
 
@@ -77,7 +79,7 @@ def _connection_values(d: dict[str, Any], conn: dict[str, Any], network: Network
         secret = open_sealed(key, credentials["consumerSecret"]["sealed"], place(d, f"connection:{conn['name']}"))
         internal = network.base("internal", d["environment"])
         values.update({"ConsumerKey": credentials["consumerKey"], "ConsumerSecret": secret, "APIKey": secret,
-                       "TokenURL": (internal or "") + TOKEN_PATH})
+                       "TokenURL": (internal or "") + TOKEN_PATH.decode()})
     return values
 
 

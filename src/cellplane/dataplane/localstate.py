@@ -15,25 +15,18 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from cellplane.controlplane.keys import write_private
 from cellplane.errors import CellplaneError
 
 
 def write_json(path: Path, data: Any) -> None:
     """Atomically replace ``path`` (a crash leaves the old or the new file, never half of one)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, separators=(",", ":")))
 
 
 def read_json(path: Path, default: Any) -> Any:
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
     except (OSError, ValueError):
         return default
 

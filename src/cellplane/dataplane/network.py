@@ -7,6 +7,7 @@ free port from there (predictable URLs for ``make run``); with 0, any free port.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -15,11 +16,6 @@ from cellplane.gateway.routes import ListenerSpec
 from cellplane.gateway.server import Gateway
 
 log = logging.getLogger("cellplane.dataplane")
-TOKEN_PATH = "/_cellplane/token"
-
-
-def route_prefix(project: str, component: str, version: str, base_path: str = "/") -> str:
-    return f"/{project}/{component}/{version}" + (base_path if base_path != "/" else "")
 
 
 class Network:
@@ -66,7 +62,7 @@ class Network:
         candidates.append(0)
         for port in candidates:
             try:
-                return await self.gateway.ensure_listener(_with_port(spec, port))
+                return await self.gateway.ensure_listener(dataclasses.replace(spec, port=port))
             except OSError as e:
                 if port == saved:
                     log.warning("listener %s cannot take its port %s again (%s); its URLs change", spec.key, port, e)
@@ -93,5 +89,4 @@ class Network:
         return out
 
 
-def _with_port(spec: ListenerSpec, port: int) -> ListenerSpec:
-    return ListenerSpec(spec.kind, spec.environment, spec.project, spec.host, port)
+

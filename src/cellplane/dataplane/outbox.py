@@ -96,13 +96,14 @@ class Outbox:
             except ApiRefused as e:
                 log.warning("%s: the control plane refused spooled items (%s); dropped", self.name, e)
             except Unreachable:
-                self._rewrite_spool(items[start:])
+                if start:  # what was delivered leaves the spool; an unchanged spool is left as it is
+                    self._write_spool("".join(json.dumps(i) + "\n" for i in items[start:]))
                 raise
         self.spool.unlink(missing_ok=True)
 
-    def _rewrite_spool(self, items: list[dict[str, Any]]) -> None:
+    def _write_spool(self, text: str) -> None:
         tmp = self.spool.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(i) + "\n" for i in items))
+        tmp.write_text(text)
         tmp.replace(self.spool)
 
     def _to_spool(self) -> None:
@@ -126,6 +127,6 @@ class Outbox:
             keep.append(line)
         self.dropped += len(lines) - len(keep)
         keep.reverse()
-        self.spool.write_text("".join(line + "\n" for line in keep))
+        self._write_spool("".join(line + "\n" for line in keep))
         log.warning("%s: spool over %d bytes; dropped the oldest %d items", self.name, self._max_spool,
                     len(lines) - len(keep))

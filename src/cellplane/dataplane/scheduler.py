@@ -48,7 +48,7 @@ class Scheduler:
         unknown concurrency policy or a key given twice. Runs in progress of a dropped job finish."""
         wanted: dict[str, Job] = {}
         for job in jobs:
-            _validate(job)
+            validate(job)
             if job.key in wanted:
                 raise ValueError(f"job {job.key} is given twice")
             wanted[job.key] = job
@@ -129,7 +129,8 @@ class Scheduler:
             log.exception("on_skip callback failed for %s", job.key)
 
 
-def _validate(job: Job) -> None:
+def validate(job: Job) -> None:
+    """Raise ValueError when the scheduler cannot run ``job``."""
     try:
         ZoneInfo(job.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cellplane.dataplane.supervisor import Replica
+from cellplane.model.component import TASK_TYPES
 
 if TYPE_CHECKING:
     from cellplane.dataplane.agent import Agent
 
 log = logging.getLogger("cellplane.dataplane")
-TASK_TYPES = {"scheduled-task", "manual-task"}
 RETRY_SECONDS = 5.0
 PROGRESS_DEADLINE = 60.0
 
@@ -34,7 +34,6 @@ class ReleaseSet:
     desired: dict[str, Any]
     tree: Path
     replicas: list[Replica] = field(default_factory=list)
-    literal: bool = False
 
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas if r.state == "ready"]
@@ -78,12 +77,10 @@ class Workload:
             return
         if self._task and not self._task.done() and self._task_release == release:
             return  # already on its way there
-        if self._task and not self._task.done():
-            if self._failed_release == release and time.monotonic() < self._retry_at:
-                return
-            self._task.cancel()
         if self._failed_release == release and time.monotonic() < self._retry_at:
-            return
+            return  # it failed a moment ago: retried after RETRY_SECONDS
+        if self._task and not self._task.done():
+            self._task.cancel()
         self._task = asyncio.create_task(self._rollout(desired), name=f"rollout-{self.id}")
         self._task_release = release
 
@@ -99,7 +96,7 @@ class Workload:
             self._set("progressing", f"preparing release {release}")
             tree = await self.agent.artifact(d)
             literal = await asyncio.to_thread(_literal, d, tree)
-            new = ReleaseSet(release, d, tree, literal=literal)
+            new = ReleaseSet(release, d, tree)
             if literal and self.active:
                 old, self.active = self.active, None
                 self.agent.routes_changed()

@@ -45,8 +45,8 @@ class ClientConnection(asyncio.Protocol):
     QUEUE, BODY, UPSTREAM = 1, 2, 4
 
     __slots__ = ("_current", "_early", "_eof", "_handler", "_head_seen", "_idle_timer", "_in_head", "_max_head",
-                 "_max_headers", "_paused", "_queue", "_req", "_tunnel", "closed", "gateway", "last_active",
-                 "listener", "local_host", "loop", "parser", "peer", "transport", "write_paused")
+                 "_max_headers", "_paused", "_queue", "_read_body", "_req", "_tunnel", "closed", "gateway",
+                 "last_active", "listener", "local_host", "loop", "parser", "peer", "transport", "write_paused")
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -69,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
         self._paused = 0
         self._in_head = False
         self._head_seen = 0
+        self._read_body = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._early: list[bytes] | None = None  # bytes after a WebSocket request head, until the 101
         self._tunnel: Exchange | None = None
@@ -97,6 +98,7 @@ class ClientConnection(asyncio.Protocol):
             if sum(map(len, self._early)) > EARLY_LIMIT:
                 self.transport.abort()
             return
+        self._read_body = 0  # body bytes in this read: they are not head bytes of a request begun in it
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -107,7 +109,7 @@ class ClientConnection(asyncio.Protocol):
             self._protocol_error(e)
         else:
             if self._in_head:  # a head arriving in pieces: bound what the parser holds before it says more
-                self._head_seen += len(data)
+                self._head_seen += len(data) - self._read_body
                 if self._head_seen > self._max_head:
                     self._protocol_error(HeadTooLarge())
 
@@ -178,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         req = self._req
         assert req is not None
+        self._read_body += len(body)
         req.body(body)
 
     def on_message_complete(self) -> None:

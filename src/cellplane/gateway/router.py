@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
-from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
+from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream, route_prefix
 from cellplane.gateway.upstream import UpstreamPool
 
 
@@ -25,7 +25,7 @@ class Route:
         b = backend
         self.backend = b
         self.project = b.project
-        self.prefix = f"/{b.project}/{b.component}/{b.version}".encode()
+        self.prefix = route_prefix(b.project, b.component, b.version).encode()
         self.base = b.base_path.encode() if b.base_path != "/" else b""  # empty: matches every path
         self.base_slash = self.base + b"/"
         self.name = f"{b.project}/{b.component}/{b.endpoint}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import AfterValidator, Field
@@ -62,6 +63,14 @@ def _cron(value: str) -> str:
     return value
 
 
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not a known time zone (e.g. UTC, Europe/Berlin)") from None
+    return value
+
+
 def _absolute_url(value: str) -> str:
     if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
         raise ValueError(f"'{value}' is not an absolute URL")
@@ -82,6 +91,7 @@ RelativePath = Annotated[str, AfterValidator(_relative_path)]
 BasePath = Annotated[str, AfterValidator(_base_path)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
 CpuQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_CPU, "CPU quantity (e.g. 500m, 1, 1.5)"))]
 MemoryQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_MEMORY, "memory quantity (e.g. 256Mi, 1Gi)"))]
@@ -154,7 +164,7 @@ class Configuration(Strict):
 
 class Schedule(Strict):
     cron: Cron = Field(description="five fields, or six with seconds last (e.g. '* * * * * */10')")
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     concurrencyPolicy: Literal["Forbid", "Allow"] = Field(
         default="Forbid", description="Forbid: skip a run while the previous one still runs; Allow: overlap")
 

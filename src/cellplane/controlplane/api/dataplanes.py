@@ -18,8 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from cellplane.controlplane import dataplanes, desired, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deployments import parse
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.model import KINDS, dns_label_problem

@@ -10,17 +10,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import deployments, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS
-from cellplane.model.document import problems_from
+from cellplane.model.component import TASK_TYPES
 
 router = APIRouter(tags=["deployments"])
 ORG = "/organizations/{org}"
@@ -35,23 +34,6 @@ RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ende
 def name_query(what: str) -> Any:
     """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""
     return Query(None, min_length=1, max_length=63, description=f"only {what}")
-
-
-def parse(model: type[BaseModel], raw: Any, what: str) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        raise InvalidError(f"invalid {what}", problems_from(e)) from None
-
-
-def component_of(s: Session, org: str, project: str, component: str) -> Any:
-    """The component of the path; a 404 names the missing part (path.organization, path.project, path.component)."""
-    try:
-        return store.get_component(s, org, project, component)
-    except NotFoundError as e:
-        if not e.details:
-            e.details.append(FieldProblem("path.component", "no such component"))
-        raise
 
 
 def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
@@ -81,7 +63,7 @@ def deploy(request: Request, response: Response, org: NamePath, project: NamePat
         req = parse(schemas.DeployRequest, body, "deploy request")
         work.message = f"to {req.environment}"
         require(who, "deployments:create", Target(org, project, req.environment))
-        row = component_of(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         dep, build, action = deployments.deploy(s, row, req.environment, req.build, who.user)
         view = deployments.Viewer(s, p.keyring, org).view(dep)
         work.message = f"to {req.environment}: build {build.id} #{build.number}, release {view['release']} ({action})"
@@ -110,7 +92,7 @@ def component_deployments(request: Request, org: NamePath, project: NamePath, co
     p = platform(request)
     with p.store.transaction() as s:
         _project_reader(who, org, project, "deployments:list")
-        component_of(s, org, project, component)
+        store.get_component(s, org, project, component)
         viewer = deployments.Viewer(s, p.keyring, org)
         return {"items": [viewer.view(r) for r in deployments.list_rows(s, org, project, component)]}
 
@@ -122,7 +104,7 @@ def show_deployment(request: Request, org: NamePath, project: NamePath, componen
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "deployments:get", Target(org, project, environment))
-        component_of(s, org, project, component)
+        store.get_component(s, org, project, component)
         row = deployments.get(s, org, project, component, environment)
         return deployments.Viewer(s, p.keyring, org).view(row)
 
@@ -135,7 +117,7 @@ def undeploy(request: Request, org: NamePath, project: NamePath, component: Name
     p = platform(request)
     with audited(p, who, Work("undeploy", "Component", org, project, component, f"from {environment}")) as s:
         require(who, "deployments:delete", Target(org, project, environment))
-        component_of(s, org, project, component)
+        store.get_component(s, org, project, component)
         row = deployments.get(s, org, project, component, environment)
         return {"deleted": [deployments.undeploy(s, row)]}
 
@@ -187,7 +169,7 @@ async def component_logs(
     def page(after_id: int | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         with p.store.transaction() as s:
             require(who, "logs:get", Target(org, project, environment or ""))
-            component_of(s, org, project, component)
+            store.get_component(s, org, project, component)
             env = _log_environment(s, org, environment)
             run_info = None
             if run is not None:
@@ -252,10 +234,10 @@ def start_run(request: Request, org: NamePath, project: NamePath, component: Nam
         req = parse(schemas.RunRequest, body, "run request")
         work.message = f"in {req.environment}"
         require(who, "runs:create", Target(org, project, req.environment))
-        row = component_of(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         deployments.environment(s, org, req.environment)
         kind = (row.spec or {}).get("type") or "service"
-        if kind not in workloads.TASK_TYPES:
+        if kind not in TASK_TYPES:
             raise InvalidError(f"component '{project}/{component}' is a {kind}; only manual-task and scheduled-task "
                                "components run on request", [FieldProblem("component", f"a {kind}, not a task")])
         dep = deployments.find(s, org, project, component, req.environment)
@@ -275,7 +257,7 @@ def list_runs(request: Request, org: NamePath, project: NamePath, component: Nam
     p = platform(request)
     with p.store.transaction() as s:
         _project_reader(who, org, project, "runs:list")
-        component_of(s, org, project, component)
+        store.get_component(s, org, project, component)
         rows = workloads.list_runs(s, org, project, component, environment, limit)
         return {"items": [workloads.run_view(r) for r in rows]}
 

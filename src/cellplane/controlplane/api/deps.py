@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import audit, identity
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
-from cellplane.errors import CellplaneError, ConflictError, ForbiddenError
+from cellplane.errors import CellplaneError, ConflictError, ForbiddenError, InvalidError
+from cellplane.model.document import problems_from
 
 
 def platform(request: Request) -> Platform:
@@ -106,3 +108,11 @@ Caller = Depends(principal)
 NamePath = Annotated[str, PathParam(min_length=1, max_length=63, description="a name (at most 63 characters)")]
 KeyPath = Annotated[str, PathParam(min_length=1, max_length=255, description="a configuration key")]
 Paging = Depends(page)
+
+
+def parse(model: type[BaseModel], raw: Any, what: str) -> Any:
+    """A request body validated by hand (routes that take raw JSON, so that errors carry their field paths)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise InvalidError(f"invalid {what}", problems_from(e)) from None
