@@ -37,27 +37,9 @@ def run_all(server: LiveServer | None, *calls: Sequence[str]) -> list[Result]:
         return list(pool.map(lambda args: run_cli(server, *args), calls))
 
 
-def agent_available() -> bool:
-    try:
-        import cellplane.dataplane.agent  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_agent = pytest.mark.skipif(not agent_available(), reason="cellplane.dataplane.agent cannot be imported yet")
-
-
 @pytest.fixture(scope="module")
 def api(live_server: LiveServer) -> httpx.Client:
     return live_server.client()
-
-
-@pytest.fixture(scope="module")
-def deploy_api(api: httpx.Client) -> None:
-    """Skip what needs the deployments API while the control plane does not have it."""
-    if api.get(f"{ORG}/deployments").status_code == 404:
-        pytest.skip("the control plane has no deployments API yet")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +62,7 @@ def shipping(api: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> str
 # -- deploy, undeploy ------------------------------------------------------------------------------------------
 
 
-def test_deploy_errors_are_one_line(live_server: LiveServer, deploy_api: None, shipping: str) -> None:
+def test_deploy_errors_are_one_line(live_server: LiveServer, shipping: str) -> None:
     cases: list[tuple[str, list[str], str]] = [
         ("unknown component", ["deploy", "nope", "--env", "development", "-p", shipping], "not found"),
         ("unknown project", ["deploy", "web", "--env", "development", "-p", "no-such-project"], "not found"),
@@ -112,7 +94,7 @@ def test_deploy_errors_are_one_line(live_server: LiveServer, deploy_api: None, s
 # -- get deployments / endpoints, describe -----------------------------------------------------------------------
 
 
-def test_nothing_deployed_lists_are_empty(live_server: LiveServer, deploy_api: None, shipping: str) -> None:
+def test_nothing_deployed_lists_are_empty(live_server: LiveServer, shipping: str) -> None:
     deps, deps_env, deps_json, eps, eps_alias, eps_json = run_all(
         live_server, ["get", "deployments"], ["get", "deploy", "--env", "staging", "-p", shipping],
         ["get", "deployment", "-p", shipping, "-o", "json"], ["get", "endpoints", "-p", shipping],
@@ -137,16 +119,15 @@ def test_describe_component_shows_its_deployments(live_server: LiveServer, shipp
                           ["describe", "component", "web", "-p", shipping, "-o", "json"])
     assert ok(table).stdout.startswith(f"Component web  (default/{shipping})\n")
     described = as_json(full)
-    assert "deployments" in described
-    if described["deployments"] is not None:  # None: the control plane has no deployments API yet
-        assert "Deployments" in table.stdout
-        assert "Not deployed: cellplane deploy web --env development" in table.stderr
+    assert described["deployments"] == []
+    assert "Deployments" in table.stdout
+    assert "Not deployed: cellplane deploy web --env development" in table.stderr
 
 
 # -- logs, run ---------------------------------------------------------------------------------------------------
 
 
-def test_logs_and_run_errors(live_server: LiveServer, deploy_api: None, shipping: str) -> None:
+def test_logs_and_run_errors(live_server: LiveServer, shipping: str) -> None:
     no_env, bad_tail, not_task, unknown = run_all(
         live_server, ["logs", "web", "-p", shipping], ["logs", "web", "--env", "development", "--tail", "-1"],
         ["run", "svc", "--env", "development", "-p", shipping], ["run", "nope", "--env", "development", "-p", shipping])
@@ -156,7 +137,7 @@ def test_logs_and_run_errors(live_server: LiveServer, deploy_api: None, shipping
     assert "not found" in fails(unknown)
 
 
-def test_logs_of_a_component_never_deployed(live_server: LiveServer, deploy_api: None, shipping: str) -> None:
+def test_logs_of_a_component_never_deployed(live_server: LiveServer, shipping: str) -> None:
     """Nothing ran, so nothing is printed (or the API says why in one line)."""
     result = run_cli(live_server, "logs", "web", "--env", "development", "-p", shipping)
     if result.returncode == 0:
@@ -183,7 +164,6 @@ def test_dataplane_run_refuses_bad_settings(tmp_path: Path) -> None:
         assert expected in line, f"{args}: {line}"
 
 
-@needs_agent
 def test_dataplane_run_without_a_control_plane_fails_fast(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     token = tmp_path / "token"
@@ -270,7 +250,6 @@ def up(tmp_path: Path) -> Iterator[Any]:
             p.kill()
 
 
-@needs_agent
 def test_up_starts_both_planes_and_ctrl_c_stops_them(up: Any) -> None:
     u, children = up()
     assert len(children) >= 2
@@ -285,7 +264,6 @@ def test_up_starts_both_planes_and_ctrl_c_stops_them(up: Any) -> None:
     assert "Traceback" not in err
 
 
-@needs_agent
 def test_up_keeps_the_data_plane_when_the_control_plane_dies(up: Any) -> None:
     u, children = up()
     server = next(p for p in children if "controlplane" in " ".join(p.cmdline()))
@@ -301,3 +279,31 @@ def test_up_keeps_the_data_plane_when_the_control_plane_dies(up: Any) -> None:
     assert alive(children) == [], u.output()
     last = u.stderr.read_text().strip().splitlines()[-1]
     assert last.startswith("error: the control plane exited unexpectedly (killed by SIGKILL)"), u.output()
+
+
+def test_killing_a_plane_that_would_not_stop_kills_its_workloads_too(tmp_path: Path) -> None:
+    """`up` kills a data plane that does not stop in time; its workloads (in sessions of their own, ignoring
+    SIGTERM) must not outlive it."""
+    import sys
+
+    from cellplane.cli.commands_dataplane import _kill_tree
+
+    pid_file = tmp_path / "workload.pid"
+    plane = subprocess.Popen([sys.executable, "-c", (
+        "import signal, subprocess, sys, time\n"
+        "w = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'], start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(w.pid))\n"
+        "time.sleep(60)\n")], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workload = psutil.Process(int(pid_file.read_text()))
+    assert os.getpgid(workload.pid) != os.getpgid(plane.pid)  # out of reach of a process-group kill
+    _kill_tree(plane.pid)
+    plane.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive([workload]):
+        assert time.monotonic() < deadline, "the workload outlived its data plane"
+        time.sleep(0.05)

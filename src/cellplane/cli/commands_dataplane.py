@@ -61,15 +61,15 @@ def run(
     controlplane: str = typer.Option(None, "--controlplane",
                                      help="control plane URL (default: --server, CELLPLANE_SERVER or the login "
                                      "context's)"),
-    token: str = typer.Option(None, "--token", help="an admin API token (default: CELLPLANE_TOKEN, then "
-                              "--token-file, then the login context's)"),
-    token_file: Path = typer.Option(None, "--token-file", help="read the API token from this file"),
+    token_file: Path = typer.Option(None, "--token-file",
+                                    help="read the API token from this file (default: the global --token, "
+                                    "CELLPLANE_TOKEN, then the login context's)"),
     data_dir: Path = typer.Option(None, "--data-dir",
                                   help="the agent's state, artifacts and spooled logs "
                                   "(default: $CELLPLANE_HOME/dataplane, else .cellplane/dataplane)"),
     name: str = typer.Option("local", "--name", help="name of this data plane"),
-    org: str = typer.Option(None, "--org", help="organization (default: CELLPLANE_ORG, the context's, or default)"),
-    gateway_host: str = typer.Option("127.0.0.1", "--gateway-host", help="address of the gateway's listeners"),
+    gateway_host: str = typer.Option("127.0.0.1", "--gateway-host",
+                                     help="address of the external listeners (internal ones stay on 127.0.0.1)"),
     gateway_port: int = typer.Option(0, "--gateway-port", min=0, max=65535,
                                      help="first port the gateway's listeners try (0: free ports)"),
     no_bind: bool = typer.Option(False, "--no-bind",
@@ -84,19 +84,17 @@ def run(
     url = (controlplane or st.settings.server).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise CliError(f"--controlplane {url}: give a URL such as http://127.0.0.1:8780")
-    global_token = ctx.find_root().params.get("token")  # `--token` after the command is a global option too
-    secret = token or global_token or os.environ.get("CELLPLANE_TOKEN") or (
+    global_token = ctx.find_root().params.get("token")  # `--token` (before or after the command) is global
+    secret = global_token or os.environ.get("CELLPLANE_TOKEN") or (
         _read_token(token_file) if token_file else None) or st.settings.token
     if not secret:
         raise CliError("no API token: pass --token-file FILE (e.g. DATA_DIR/admin.token of the control plane) "
                        "or set CELLPLANE_TOKEN")
-    try:
-        from cellplane.dataplane.agent import AgentSettings, run_agent
-    except ImportError as e:
-        raise CliError(f"the data-plane agent cannot be loaded in this installation: {e}") from None
+    from cellplane.dataplane.agent import AgentSettings, run_agent
+
     settings = AgentSettings(
         controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
-        organization=org or st.org, gateway_host=gateway_host, gateway_port=gateway_port,
+        organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
         bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer)
     raise typer.Exit(run_agent(settings))
 
@@ -163,10 +161,26 @@ class _Child:
                 self.proc.wait(timeout=0.1)
         if self.running():
             _write(f"the {self.label} did not stop in time: killing it\n" if not force.is_set() else "")
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill_tree(self.proc.pid)
             self.proc.wait()
         self.thread.join(timeout=2)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a child and everything under it: a data plane's workloads run in sessions of their own, so a
+    kill of its process group alone would leave them running."""
+    import psutil
+
+    from cellplane.processes import freeze_and_kill
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        tree = []
+    freeze_and_kill(tree, owned=pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _cellplane() -> list[str]:

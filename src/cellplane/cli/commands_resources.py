@@ -178,23 +178,13 @@ def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = ty
     if info.kind == "Component":
         config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"]
         builds = st.client.get(f"{st.base(info, proj)}/{name}/builds", limit=3)["items"]
-        deployments = _deployments(st.client, f"{st.base(info, proj)}/{name}/deployments")
+        deployments = st.client.get(f"{st.base(info, proj)}/{name}/deployments")["items"]
     if output != Format.table:
         return dump({**doc, "configuration": config, "builds": builds, "deployments": deployments}
                     if config is not None else doc, output)
     _describe(info, doc, config, builds)
     if deployments is not None:
         _describe_deployments(doc["metadata"]["name"], deployments)
-
-
-def _deployments(client: Any, path: str) -> list[dict[str, Any]] | None:
-    """A component's deployments, one per environment; None when the control plane has no deployments API."""
-    try:
-        return client.get(path)["items"]
-    except ApiError as e:
-        if e.status == 404:
-            return None
-        raise
 
 
 def _describe_deployments(component: str, deployments: list[dict[str, Any]]) -> None:

@@ -41,7 +41,7 @@ from cellplane.errors import CellplaneError
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.runtime.artifacts import LocalArtifacts
-from cellplane.runtime.launch import free_port, launch_command
+from cellplane.runtime.launch import launch_command
 from cellplane.runtime.materialize import Cache
 from cellplane.sealing import load_or_create_private, public_key_text
 
@@ -269,7 +269,7 @@ class Agent:
     async def replica_spec(self, d: dict[str, Any], tree: Path, index: int, task: bool = False) -> ReplicaSpec:
         def prepare() -> ReplicaSpec:
             lines: list[str] = []
-            launch = launch_command(tree, self.cache, port=None if task else free_port(), log=lines.append)
+            launch = launch_command(tree, self.cache, log=lines.append)  # it picks the port (or the declared one)
             for line in lines:
                 self.system_line(d, line)
             run_dir = (self.settings.data_dir / "run" / d["environment"] / d["project"] / d["component"]
