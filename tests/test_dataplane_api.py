@@ -256,7 +256,7 @@ def test_desired_state_resolves_connections_and_seals_secrets(world: World) -> N
     assert len(desired["revision"]) == 64
     front = deployment_of(desired, "shop", "front")
     assert front["type"] == "service" and front["version"] == "v1" and front["release"].startswith("r")
-    assert len(front["release"]) == 11
+    assert len(front["release"]) == 16 and front["release"][11] == "-"  # the release, and its connections
     assert front["artifact"]["path"] == f"/organizations/default/projects/shop/artifacts/{front['artifact']['digest']}"
     assert front["endpoints"] == [{"name": "api", "port": 8080, "type": "REST", "basePath": "/",
                                    "visibility": ["Public"]}]
@@ -380,7 +380,7 @@ def test_status_report_drives_deployment_state_and_urls(world: World) -> None:
     desired = agent.desired()
     front, broken = deployment_of(desired, "shop", "front"), deployment_of(desired, "shop", "broken")
     view = c.get(f"{ORG}/projects/shop/components/front/deployments/development").json()
-    assert view["release"] == front["release"]
+    assert view["rollout"] == front["release"] and front["release"].startswith(view["release"] + "-")
     assert view["state"] in ("progressing", "ready")
     b = c.get(f"{ORG}/projects/shop/components/broken/deployments/development").json()
     assert (b["state"], b["message"]) == ("blocked", broken["blocked"])
@@ -560,7 +560,7 @@ def test_a_silent_data_plane_shows_as_unreachable(store: Store, tmp_path: Path,
         s.flush()
         view = deployments.Viewer(s, keyring, "o").view(dep)
         assert (view["state"], view["message"]) == ("progressing", "waiting for data plane dp")
-        dep.status = {"id": "dep_1", "release": view["release"], "state": "ready", "message": "", "replicas": []}
+        dep.status = {"id": "dep_1", "release": view["rollout"], "state": "ready", "message": "", "replicas": []}
         s.flush()
         assert deployments.Viewer(s, keyring, "o").view(dep)["state"] == "ready"
         monkeypatch.setattr(dataplanes, "STALE_AFTER", 2.0)

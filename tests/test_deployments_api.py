@@ -102,7 +102,7 @@ def test_deploy_errors(setup: Setup) -> None:
     assert c.get(f"{SITE}/deployments").json() == {"items": []}
 
 
-def test_deploy_twice_is_idempotent_and_a_new_build_is_an_update(setup: Setup) -> None:
+def test_deploy_twice_is_idempotent_and_the_same_artifact_is_the_same_release(setup: Setup) -> None:
     c = setup.client
     r = c.post(f"{SITE}/deployments", json={"environment": "development"})
     assert r.status_code == 201, r.text
@@ -120,21 +120,20 @@ def test_deploy_twice_is_idempotent_and_a_new_build_is_an_update(setup: Setup) -
     assert again.status_code == 200, again.text
     assert again.json() == first
     revision = setup.agent.desired()["revision"]
-    # a second build of the same sources: a different build, so an update (the artifact may be the same)
+    # a second build of the same sources: a reproducible artifact, so the same release, and nothing changes
     second = wait_build(c, start_upload(c))
+    assert second["artifact"] == first["artifact"]
     updated = c.post(f"{SITE}/deployments", json={"environment": "development"})
     assert updated.status_code == 200
-    assert updated.json()["build"] == {"id": second["id"], "number": second["number"]}
+    assert updated.json()["build"] == first["build"] and updated.json()["release"] == first["release"]
     assert updated.json()["id"] == first["id"]
-    if second["artifact"] == first["artifact"]:
-        assert updated.json()["release"] == first["release"]
-        assert setup.agent.desired()["revision"] == revision
-    # rolling back to the first build by id
-    back = c.post(f"{SITE}/deployments", json={"environment": "development", "build": setup.site_build["id"]})
-    assert back.status_code == 200 and back.json()["build"]["id"] == setup.site_build["id"]
+    assert setup.agent.desired()["revision"] == revision
+    history = c.get(f"{SITE}/releases").json()["items"]
+    assert [(h["release"], h["action"], h["current"]) for h in history] == [(first["release"], "deploy", True)]
     events = c.get("/audit", params={"organization": "default", "kind": "Component", "limit": 20}).json()["items"]
     deploys = [e for e in events if e["action"] == "deploy" and e["outcome"] == "succeeded"]
-    assert deploys and "to development: build" in deploys[0]["message"]
+    assert deploys and f"to development: release {first['release']}" in deploys[0]["message"]
+    assert "unchanged" in deploys[0]["message"] and "created" in deploys[-1]["message"]
 
 
 def start_upload(c: httpx.Client) -> dict[str, Any]:
@@ -353,9 +352,14 @@ def test_viewer_reads_developer_deploys_and_runs(setup: Setup) -> None:
     assert viewer.get(f"{SITE}/deployments/development").status_code == 200
     assert viewer.get(f"{SITE}/logs", params={"environment": "development"}).status_code == 200
     assert viewer.get(f"{ORG}/deployments").json()["items"]
+    # production requires approval: the developer's deploy waits for the admin's
     r = developer.post(f"{SITE}/deployments", json={"environment": "production"})
-    assert r.status_code == 201, r.text
-    assert r.json()["requestedBy"].startswith("developer-")
+    assert r.status_code == 202, r.text
+    pending = r.json()["approval"]
+    assert (pending["state"], pending["environment"], r.json()["deployment"]) == ("pending", "production", None)
+    approved = setup.client.post(f"{ORG}/approvals/{pending['id']}/approve")
+    assert approved.status_code == 201, approved.text
+    assert approved.json()["deployment"]["requestedBy"].startswith("developer-")
     assert developer.post(f"{JOB}/deployments", json={"environment": "development"}).status_code in (200, 201)
     assert developer.post(f"{JOB}/runs", json={"environment": "development"}).status_code == 201
     assert developer.delete(f"{SITE}/deployments/production").status_code == 200

@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
@@ -32,13 +33,17 @@ RUN_DONE = ("succeeded", "failed")
 # -- deploy ----------------------------------------------------------------------------------------------------
 
 
+TRACK = typer.Option(None, "--track", "-t", help="deployment track (default: the build's, or the only one there)")
+
+
 @app.command()
 def deploy(
     ctx: typer.Context,
     component: str = typer.Argument(..., help="component to deploy"),
     env: str = ENV,
     build: str = typer.Option(None, "--build", "-b",
-                              help="build id, or its number (#3); default: the latest succeeded build"),
+                              help="build id, or its number (#3); default: the latest succeeded build (of the track)"),
+    track: str = TRACK,
     project: str = PROJECT,
     no_wait: bool = typer.Option(False, "--no-wait", help="return once the deployment is recorded"),
     timeout: int = typer.Option(300, "--timeout", min=1, help="seconds to wait for the release to be ready"),
@@ -46,24 +51,50 @@ def deploy(
 ) -> None:
     """Deploy a build of COMPONENT to an environment and wait until it runs there.
 
+    A release is made of the build's artifact, the component's spec and the environment's configuration. Into an
+    environment that requires approval (production, by default) this makes an approval request instead.
     Ends with the endpoints' URLs, or with the reason it does not run and its last log lines (exit 1)."""
     st = state(ctx)
     path = component_path(st, project, component)
     body = {"environment": env}
     if build:
         body["build"] = _build_id(st, path, build)
-    dep = st.client.post(path + "/deployments", body)
-    where = f"{component} --env {env} -p {dep.get('project') or st.project(project)}"
+    if track:
+        body["track"] = track
+    answer = st.client.post(path + "/deployments", body)
+    if "action" in answer:  # an approval request (202), not a deployment
+        return pending(answer, output)
+    follow(st, path, answer, timeout=timeout, no_wait=no_wait, output=output, verb="deploying")
+
+
+def pending(outcome: dict[str, Any], output: Format) -> None:
+    """An approval request was made: say who must do what."""
+    if output != Format.table:
+        return dump(outcome, output)
+    a = outcome["approval"]
+    out.print(f"{a['environment']} requires approval: request {a['id']} for release {outcome['release']} of "
+              f"{a['component']} is pending")
+    out.print(f"an approver (not you) runs: cellplane approve {a['id']}   "
+              f"(or: cellplane reject {a['id']} --reason ...)")
+
+
+def follow(st: Any, path: str, dep: dict[str, Any], *, timeout: float, no_wait: bool, output: Format,
+           verb: str) -> None:
+    """Wait for a deployment's release to run, then print its URLs, or why it does not run (exit 1)."""
+    component, env = dep["component"], dep["environment"]
+    track = dep.get("track") or "default"
+    where = f"{component} --env {env} -p {dep.get('project') or ''}"
     if no_wait:
         if output != Format.table:
             return dump(dep, output)
         out.print(f"deployment of {component} (release {dep.get('release')}, build {build_number(dep)}) to {env} "
                   f"recorded; watch it with: cellplane get deployments {where}")
         return
-    err.print(f"deploying {component} (build {build_number(dep)}, release {dep.get('release')}) to {env} "
+    err.print(f"{verb} {component} (build {build_number(dep)}, release {dep.get('release')}) to {env} "
               f"on data plane {dep.get('dataPlane') or '-'}")
+    url = f"{path}/deployments/{env}" + (f"?track={quote(track, safe='')}" if track != "default" else "")
     try:
-        final, reason = _wait(st, f"{path}/deployments/{env}", dep, timeout)
+        final, reason = _wait(st, url, dep, timeout)
     except KeyboardInterrupt:
         err.print(f"stopped waiting; the deployment goes on: cellplane get deployments {where}")
         raise typer.Exit(130) from None
@@ -101,13 +132,15 @@ def _wait(st: Any, path: str, dep: dict[str, Any], timeout: float) -> tuple[dict
             d = st.client.get(path)
             now = time.monotonic()
             state_, message = d.get("state") or "pending", d.get("message") or ""
-            current = d.get("observedRelease") == d.get("release")
+            current = d.get("observedRelease") == (d.get("rollout") or d.get("release"))
             if (state_, message) != seen[:2]:
                 seen = (state_, message)
                 err.print(f"  [dim]{state_}{': ' + escape(message) if message else ''}[/]")
             status.update(_status_text(d, now - start))
             if current and state_ in DONE:
                 return d, None
+            if state_ == "superseded":
+                return d, f"does not serve: {message}"
             # A failure counts once it is about this release (or there was none before it).
             # A release past the data plane's progress deadline ("not ready after 60s") still takes over if it
             # gets ready: the user's --timeout decides how long to wait for that.
@@ -183,11 +216,12 @@ def _failed(st: Any, path: str, d: dict[str, Any], reason: str, where: str) -> N
 
 
 @app.command()
-def undeploy(ctx: typer.Context, component: str = typer.Argument(...), env: str = ENV,
+def undeploy(ctx: typer.Context, component: str = typer.Argument(...), env: str = ENV, track: str = TRACK,
              project: str = PROJECT) -> None:
     """Remove COMPONENT from an environment: its data plane stops it."""
     st = state(ctx)
-    result = st.client.delete(f"{component_path(st, project, component)}/deployments/{env}")
+    params = {"track": track} if track else {}
+    result = st.client.delete(f"{component_path(st, project, component)}/deployments/{env}", **params)
     for item in result.get("deleted") or []:
         out.print(f"{escape(item)} deleted")
 

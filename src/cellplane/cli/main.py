@@ -18,6 +18,7 @@ from cellplane.cli import (  # noqa: F401  (registers commands)
     commands_builds,
     commands_dataplane,
     commands_deploy,
+    commands_release,
     commands_resources,
     commands_server,
 )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import blobs
+from cellplane.controlplane import blobs, tracks
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.store.tables import ArtifactRow, BuildLogRow, BuildRow, ResourceRow, WebhookSecretRow
 
@@ -65,7 +65,7 @@ def source_for(component: ResourceRow, track: str | None, ref: str | None, uploa
 
 
 def default_track(component: ResourceRow) -> str:
-    return ((component.spec or {}).get("source") or {}).get("branch") or "default"
+    return tracks.default_track(component.spec or {})
 
 
 def create(s: Session, component: ResourceRow, *, actor: str, trigger: str, track: str | None = None,

@@ -25,7 +25,9 @@ from typing import Any
 
 import psutil
 
-from cellplane.controlplane import blobs, builds, resources
+from cellplane.controlplane import audit, blobs, builds, deployments, resources
+from cellplane.controlplane.keyring import KeyRing
+from cellplane.errors import CellplaneError
 from cellplane.model import KINDS
 from cellplane.processes import freeze_and_kill
 from cellplane.store import Store
@@ -60,8 +62,9 @@ class _Running:
 
 
 class BuildWorkers:
-    def __init__(self, store: Store, data_dir: Path, settings: BuildSettings) -> None:
+    def __init__(self, store: Store, data_dir: Path, settings: BuildSettings, keyring: KeyRing | None = None) -> None:
         self.store = store
+        self.keyring = keyring  # without one (tests of the worker alone), succeeded builds deploy nowhere
         self.settings = settings
         self.cache_dir = settings.cache_dir or data_dir / "cache"
         self.builds_dir = settings.builds_dir or data_dir / "builds"
@@ -134,7 +137,7 @@ class BuildWorkers:
     async def _run(self, claimed: dict[str, Any]) -> None:
         build_id = claimed["id"]
         workdir = self.builds_dir / build_id
-        sink = _Sink(self.store, build_id)
+        sink = _Sink(self.store, build_id, self.keyring)
         try:
             job = await asyncio.to_thread(self._write_job, claimed, workdir)
             process = await asyncio.create_subprocess_exec(
@@ -280,8 +283,9 @@ def _runner_env() -> dict[str, str]:
 class _Sink:
     """Turns the runner's events into rows: logs in batches, steps, detection, findings and the result."""
 
-    def __init__(self, store: Store, build_id: str) -> None:
+    def __init__(self, store: Store, build_id: str, keyring: KeyRing | None = None) -> None:
         self.store = store
+        self.keyring = keyring
         self.build_id = build_id
         self.pending: list[tuple[str, str]] = []
         self.seq = 0
@@ -392,3 +396,24 @@ class _Sink:
             line = f"build {state}" + (f": {error}" if error else "") + (
                 f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "")
             self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line)])
+        if state == "succeeded" and self.keyring is not None:
+            self._deploy()
+
+    def _deploy(self) -> None:
+        """Auto-deploy and preview deploys, in a transaction of their own: a refusal leaves the build succeeded and
+        says why in its log."""
+        try:
+            with self.store.transaction() as s:
+                row = s.get(BuildRow, self.build_id)
+                if row is None:
+                    return
+                assert self.keyring is not None
+                said = deployments.after_build(s, self.keyring, row)
+                for line in said:
+                    audit.record(s, row.requested_by or "system", "deploy", "succeeded", "Component",
+                                 row.organization, row.project, row.component, f"build {row.id}: {line}")
+        except CellplaneError as e:
+            said = [f"auto-deploy refused: {e.message}"]
+        if said:
+            with self.store.transaction() as s:
+                self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line) for line in said])

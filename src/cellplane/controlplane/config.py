@@ -154,6 +154,10 @@ def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
                     break
     if done < batch:  # and so are the secrets of connections
         done += connections.rotate(s, keyring, batch - done)
+    if done < batch:  # and the secrets copied into releases
+        from cellplane.controlplane import releases  # releases reads configuration: imported where it is used
+
+        done += releases.rotate(s, keyring, batch - done)
     s.flush()
     return done
 

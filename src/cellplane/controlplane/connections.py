@@ -20,10 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cellplane.controlplane import tracks
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, ResourceRow
-
-VERSION = "v1"  # the API major version in routes, until deployment tracks bring others
 
 
 def env_word(name: str) -> str:
@@ -119,7 +118,7 @@ class Lookup:
         self.s = s
         self.organization = organization
         self._components: dict[tuple[str, str], ResourceRow | None] = {}
-        self._deployed: dict[str, set[tuple[str, str]]] = {}
+        self._deployed: dict[str, dict[tuple[str, str], set[str]]] = {}
 
     def component(self, project: str, name: str) -> ResourceRow | None:
         key = (project, name)
@@ -129,12 +128,18 @@ class Lookup:
                 ResourceRow.project == project, ResourceRow.name == name))
         return self._components[key]
 
-    def deployed(self, environment: str, project: str, component: str) -> bool:
+    def versions(self, environment: str, project: str, component: str) -> set[str]:
+        """The API major versions (v1, v2) the component's deployed tracks serve in the environment."""
         if environment not in self._deployed:
-            rows = self.s.execute(select(DeploymentRow.project, DeploymentRow.component).where(
+            rows = self.s.execute(select(DeploymentRow.project, DeploymentRow.component, DeploymentRow.track).where(
                 DeploymentRow.organization == self.organization, DeploymentRow.environment == environment))
-            self._deployed[environment] = {(p, c) for p, c in rows}
-        return (project, component) in self._deployed[environment]
+            deployed: dict[tuple[str, str], set[str]] = {}
+            for p, c, t in rows:
+                deployed.setdefault((p, c), set()).add(t)
+            self._deployed[environment] = deployed
+        row = self.component(project, component)
+        spec = (row.spec if row is not None else None) or {}
+        return {tracks.route_version(spec, t) for t in self._deployed[environment].get((project, component), ())}
 
 
 def resolve(lookup: Lookup, project: str, environment: str, dependency: dict[str, Any]) -> Resolution:
@@ -165,11 +170,16 @@ def resolve(lookup: Lookup, project: str, environment: str, dependency: dict[str
         if endpoint is None:
             return done(Resolution(name, reason=f"component {where} has no endpoint '{wanted}'"))
     ep_name = endpoint["name"]
-    if not lookup.deployed(environment, target_project, target_name):
+    served = lookup.versions(environment, target_project, target_name)
+    version = dependency.get("version") or tracks.default_major(target.spec or {})
+    if not served:
         return done(Resolution(name, reason=f"component {where} is not deployed in {environment}"))
+    if version not in served:
+        return done(Resolution(name, reason=f"component {where} serves {', '.join(sorted(served))} in {environment}, "
+                                            f"not {version}"))
     visibility = endpoint.get("visibility") or ["Project"]
     spec_target = {"project": target_project, "component": target_name, "endpoint": ep_name,
-                   "basePath": endpoint.get("basePath") or "/", "version": VERSION}
+                   "basePath": endpoint.get("basePath") or "/", "version": version}
     if target_project == project:
         return done(Resolution(name, via="cell", target=spec_target))
     if "Organization" in visibility:
@@ -180,8 +190,10 @@ def resolve(lookup: Lookup, project: str, environment: str, dependency: dict[str
                                         f"{target_project} only"))
 
 
-def resolve_all(lookup: Lookup, component: ResourceRow, environment: str) -> list[Resolution]:
-    spec = component.spec or {}
+def resolve_all(lookup: Lookup, component: ResourceRow, environment: str,
+                spec: dict[str, Any] | None = None) -> list[Resolution]:
+    """The dependencies of ``spec`` (a release's; the component's current spec by default), resolved."""
+    spec = component.spec or {} if spec is None else spec
     return [resolve(lookup, component.project, environment, dep) for dep in spec.get("dependencies") or []]
 
 

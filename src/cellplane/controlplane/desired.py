@@ -1,13 +1,14 @@
 """Desired state: what a data plane must run, computed from deployments, component specs and configuration.
 
-A deployment runs its artifact with its component's *current* spec and the configuration resolved for its
-environment. Secret values (configuration secrets, connection secrets) are carried as ``Secret``
+A deployment runs its release (``releases``: an artifact, a spec and a configuration snapshot), with its
+connections resolved now; a track that another track of the same component supersedes (same major version,
+see ``tracks``) is left out. Secret values (configuration secrets, connection secrets) are carried as ``Secret``
 placeholders until the document is sent: then they are sealed to the agent's public key
-(``cellplane.sealing``). Two digests are taken over the unsealed form, where a secret stands for its
-place and stored version, never its plaintext:
+(``cellplane.sealing``). Digests are taken over the unsealed form, where a secret stands for its place and
+stored version, never its plaintext:
 
-* ``release`` (per deployment): the artifact, the spec (without source, build and descriptive fields),
-  the resolved configuration and the resolved connections. A new release is rolled out.
+* ``release`` (per deployment, the rollout key): the release id and the resolved connections. A new one is
+  rolled out.
 * ``revision`` (per data plane): the whole document and the agent's public key. It is stable while
   nothing changes, although sealing is randomized, and the agent long-polls on it.
 """
@@ -23,13 +24,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import config, connections, dataplanes, workloads
-from cellplane.controlplane.connections import VERSION, Lookup, Resolution
+from cellplane.controlplane import config, connections, dataplanes, releases, tracks, workloads
+from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal
 from cellplane.store.tables import DeploymentRow, ResourceRow
 
-RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration")
 NOT_REGISTERED = "the data plane has not registered yet"
 
 
@@ -60,13 +60,18 @@ def digest(value: Any) -> str:
 
 @dataclass
 class Plan:
-    """One deployment as its data plane should run it (secrets not sealed)."""
+    """One deployment as its data plane should run it (secrets not sealed).
+
+    ``release`` is the rollout key the data plane compares: the release id, followed by a digest of the resolved
+    connections when there are any (a connection resolving elsewhere restarts the workload with new values)."""
 
     deployment: DeploymentRow
     component: ResourceRow
     document: dict[str, Any]
     connections: list[Resolution]
     release: str
+    release_id: str
+    version: str
     blocked: str | None
     has_secrets: bool
     grants: list[dict[str, Any]]
@@ -80,9 +85,11 @@ def endpoints_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, component: ResourceRow, *,
          credentials: bool, registered: bool) -> Plan:
-    """The desired state of one deployment. ``credentials``: create and carry connection credentials (for the
-    agent; a view only needs where connections go)."""
-    spec = component.spec or {}
+    """The desired state of one deployment: its release (artifact, spec, configuration), with its connections
+    resolved now. ``credentials``: create and carry connection credentials (for the agent; a view only needs
+    where connections go)."""
+    rel = releases.of_deployment(s, keyring, dep, component.spec or {})
+    spec = rel.spec or {}
     env, project, name = dep.environment, dep.project, dep.component
 
     def place(item: str) -> str:
@@ -91,26 +98,25 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
     declared_files = {f["name"]: f for f in (spec.get("configuration") or {}).get("files") or []}
     env_items: list[dict[str, Any]] = []
     file_items: list[dict[str, Any]] = []
-    release_config: list[dict[str, Any]] = []
     has_secrets = False
-    for value in config.resolve(s, keyring, dep.organization, project, name, spec, env):
-        item: dict[str, Any] = {"name": value.name}
-        if value.is_file:
-            declared = declared_files.get(value.name)
+    for value in rel.configuration or []:
+        key = value["key"]
+        is_file = key.startswith(config.FILE_PREFIX)
+        item: dict[str, Any] = {"name": key[len(config.FILE_PREFIX):] if is_file else key}
+        if is_file:
+            declared = declared_files.get(item["name"])
             if declared is None:  # a file value set without a file in the spec has no mount path
                 continue
             item["mountPath"] = declared["mountPath"]
-        if value.secret:
-            assert value.ref is not None  # secrets are always stored values
+        if value.get("secret"):
             has_secrets = True
-            item["sealed"] = Secret(place(value.name), ("config", *value.ref), value.reveal)
-            release_config.append({**item, "key": value.key, "sealed": list(value.ref)})
+            item["sealed"] = Secret(place(item["name"]), ("config", *value.get("ref", ())),
+                                    lambda v=value: releases.reveal(keyring, rel, v))
         else:
-            item["content" if value.is_file else "value"] = value.value
-            release_config.append({**item, "key": value.key})
-        (file_items if value.is_file else env_items).append(item)
+            item["content" if is_file else "value"] = value.get("value")
+        (file_items if is_file else env_items).append(item)
 
-    resolutions = connections.resolve_all(lookup, component, env)
+    resolutions = connections.resolve_all(lookup, component, env, spec)
     conns: list[dict[str, Any]] = []
     grants: list[dict[str, Any]] = []
     blocked = None
@@ -139,23 +145,39 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
     if blocked is None and has_secrets and not registered:
         blocked = NOT_REGISTERED
 
-    release_input = {
-        "artifact": dep.artifact,
-        "spec": {k: v for k, v in spec.items() if k not in RELEASE_EXCLUDED},
-        "configuration": release_config,
-        "connections": [{k: v for k, v in c.items() if k != "credentials"} for c in conns],
-    }
-    release = "r" + digest(release_input)[:10]
+    shown = [{k: v for k, v in c.items() if k != "credentials"} for c in conns]
+    rollout = rel.id + ("-" + digest(shown)[:4] if shown else "")
+    version = tracks.version(component.spec or {}, dep.track)
     document = {
-        "id": dep.id, "environment": env, "project": project, "component": name,
-        "type": spec.get("type") or "service", "release": release, "version": VERSION,
-        "artifact": {"digest": dep.artifact,
-                     "path": f"/organizations/{dep.organization}/projects/{project}/artifacts/{dep.artifact}"},
+        "id": dep.id, "environment": env, "project": project, "component": name, "track": dep.track,
+        "type": spec.get("type") or "service", "release": rollout, "version": tracks.major(version),
+        "artifact": {"digest": rel.artifact,
+                     "path": f"/organizations/{dep.organization}/projects/{project}/artifacts/{rel.artifact}"},
         "replicas": spec.get("replicas", 1), "resources": spec.get("resources") or {},
         "health": spec.get("health"), "endpoints": endpoints_of(spec), "env": env_items, "files": file_items,
         "connections": conns, "blocked": blocked, "schedule": spec.get("schedule"),
     }
-    return Plan(dep, component, document, resolutions, release, blocked, has_secrets, grants)
+    return Plan(dep, component, document, resolutions, rollout, rel.id, version, blocked, has_secrets, grants)
+
+
+def superseded(lookup: Lookup, deps: list[DeploymentRow]) -> dict[str, DeploymentRow]:
+    """Deployments that do not serve because another track of the same component serves the same major version
+    in the same environment (a newer minor version, or the same version deployed later): id -> the one serving."""
+    groups: dict[tuple[str, str, str, str], list[tuple[tuple[int, int], Any, DeploymentRow]]] = {}
+    for dep in deps:
+        component = lookup.component(dep.project, dep.component)
+        if component is None:
+            continue
+        version = tracks.version(component.spec or {}, dep.track)
+        key = (dep.environment, dep.project, dep.component, tracks.major(version))
+        groups.setdefault(key, []).append((tracks.order(version), dep.updated_at, dep))
+    out: dict[str, DeploymentRow] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort(key=lambda m: (m[0], m[1], m[2].id))
+            winner = members[-1][2]
+            out.update({m[2].id: winner for m in members[:-1]})
+    return out
 
 
 @dataclass
@@ -189,9 +211,10 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
         .order_by(DeploymentRow.environment, DeploymentRow.project, DeploymentRow.component)).all() if envs else []
     lookup = Lookup(s, org)
     plans = []
+    losers = superseded(lookup, list(deps))
     for dep in deps:
         component = lookup.component(dep.project, dep.component)
-        if component is not None:
+        if component is not None and dep.id not in losers:
             plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None))
     runs = workloads.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
     document = {

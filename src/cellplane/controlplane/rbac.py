@@ -20,8 +20,9 @@ ROLES: dict[str, tuple[str, ...]] = {
         "projects:create", "projects:update",
         "components:create", "components:update", "components:delete",
         "builds:create", "builds:cancel",
-        "deployments:create", "deployments:delete", "runs:create",
+        "deployments:create", "deployments:delete", "runs:create", "previews:create", "previews:delete",
     ),
+    "approver": ("*:get", "*:list", "config:read", "deployments:approve"),
     "admin": ("*",),
 }
 ROLE_NAMES = tuple(ROLES)

@@ -16,12 +16,12 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
-from cellplane.controlplane import builds, workloads
+from cellplane.controlplane import approvals, builds, releases, workloads
 from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
-from cellplane.store.tables import ConfigValueRow, DeploymentRow, ResourceRow, RoleBindingRow, now
+from cellplane.store.tables import ConfigValueRow, DeploymentRow, PreviewRow, ResourceRow, RoleBindingRow, now
 
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
 
@@ -159,9 +159,16 @@ def apply(s: Session, doc: Document, place: Place, keyring: KeyRing, actor: str)
     if (row.spec, row.labels, row.annotations) != (spec, meta.labels, meta.annotations) or secrets_changed:
         if row.spec != spec:
             row.generation += 1
+        spec_changed = row.spec != spec
         row.spec, row.labels, row.annotations = spec, meta.labels, meta.annotations
         row.updated_at = now()
         result.action = "configured"
+        if doc.kind == "Component" and (spec_changed or secrets_changed):
+            s.flush()
+            # deployments reads resources: imported here, where a changed component makes new releases
+            from cellplane.controlplane import deployments
+
+            deployments.refresh(s, keyring, row, actor, "spec changed" if spec_changed else "configuration changed")
     s.flush()
     return [result]
 
@@ -221,6 +228,9 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         s.execute(delete(ResourceRow).where(ResourceRow.organization == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == name))
         workloads.forget(s, name)
+        releases.forget(s, name)
+        approvals.forget(s, name)
+        s.execute(delete(PreviewRow).where(PreviewRow.organization == name))
     elif kind == "Project":
         comps = s.scalars(select(ResourceRow).where(
             ResourceRow.kind == "Component", ResourceRow.organization == place.organization,
@@ -235,9 +245,17 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
                                                RoleBindingRow.project == name))
         builds.forget(s, place.organization, name)
         workloads.forget(s, place.organization, name)
+        releases.forget(s, place.organization, name)
+        approvals.forget(s, place.organization, name)
+        from cellplane.controlplane import previews  # previews reads resources: imported where it is used
+
+        for preview in previews.list_rows(s, place.organization, name):
+            deleted += previews.delete_preview(s, preview)
     elif kind == "Component":
         builds.forget(s, place.organization, place.project, name)
         workloads.forget(s, place.organization, place.project, name)
+        releases.forget(s, place.organization, place.project, name)
+        approvals.forget(s, place.organization, place.project, name)
         s.execute(delete(ConfigValueRow).where(
             ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
             ConfigValueRow.component == name))
@@ -250,6 +268,10 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
             raise ConflictError(f"environment '{name}' still has deployments: {names}; undeploy them first",
                                 code="in-use")
         workloads.forget(s, place.organization, environment=name)
+        releases.forget(s, place.organization, environment=name)
+        approvals.forget(s, place.organization, environment=name)
+        s.execute(delete(PreviewRow).where(PreviewRow.organization == place.organization,
+                                           PreviewRow.environment == name))
         s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
                                                ConfigValueRow.environment == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,

@@ -26,6 +26,9 @@ ConnectionValue = Literal["ServiceURL", "APIKey", "ConsumerKey", "ConsumerSecret
 TASK_TYPES = {"scheduled-task", "manual-task"}
 HTTP_ENDPOINTS = {"REST", "GraphQL", "WebSocket"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+API_VERSION = re.compile(r"^v?[0-9]{1,6}\.[0-9]{1,6}$")
+API_MAJOR = re.compile(r"^v?[0-9]{1,6}$")
+TRACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 QUANTITY_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
 QUANTITY_MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
@@ -97,6 +100,39 @@ CpuQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_CPU, "CPU quantit
 MemoryQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_MEMORY, "memory quantity (e.g. 256Mi, 1Gi)"))]
 
 
+def _api_version(value: str) -> str:
+    if not API_VERSION.fullmatch(value):
+        raise ValueError(f"'{value}' is not an API version: give MAJOR.MINOR (e.g. 1.3 or v1.3)")
+    return value.removeprefix("v")
+
+
+def _api_major(value: str) -> str:
+    if not API_MAJOR.fullmatch(value):
+        raise ValueError(f"'{value}' is not an API major version (e.g. v1)")
+    return "v" + value.removeprefix("v")
+
+
+def _track_name(value: str) -> str:
+    if not TRACK_NAME.fullmatch(value) or ".." in value or value.endswith((".", "/", ".lock")):
+        raise ValueError(f"'{value}' is not a valid track name (a git branch name such as main or release-1.x)")
+    return value
+
+
+ApiVersion = Annotated[str, Field(max_length=20), AfterValidator(_api_version)]
+ApiMajor = Annotated[str, Field(max_length=20), AfterValidator(_api_major)]
+TrackName = Annotated[str, Field(max_length=100), AfterValidator(_track_name)]
+
+
+class Track(Strict):
+    """A deployment track: builds of one branch, serving one API version."""
+
+    name: TrackName = Field(description="the git branch this track builds")
+    version: ApiVersion = Field(default="1.0", description="API version MAJOR.MINOR; routes carry v<MAJOR>, and the "
+                                "newest minor version of a major serves it")
+    autoDeploy: bool = Field(default=False, description="deploy every succeeded build of this track to the "
+                             "pipeline's first environment")
+
+
 class Source(Strict):
     repository: str | None = Field(default=None, description="git URL, or a path on the control plane's machine")
     branch: str | None = Field(default=None, max_length=250)
@@ -138,6 +174,8 @@ class Dependency(Strict):
     component: Name | None = Field(default=None, description="target component (with project: another project)")
     project: Name | None = None
     endpoint: Name | None = None
+    version: ApiMajor | None = Field(default=None, description="the target's API major version (e.g. v1); default: "
+                                     "the version of the target's first track")
     url: AbsoluteUrl | None = Field(default=None, max_length=2000, description="external URL instead of a component")
     env: list[ConnectionEnv] = Field(default_factory=list, description="values injected as env variables")
 
@@ -219,6 +257,8 @@ class ComponentSpec(Strict):
     resources: Resources = Field(default_factory=Resources)
     health: Health | None = None
     proxy: Proxy | None = None
+    tracks: list[Track] = Field(default_factory=list, description="deployment tracks; without any, one track (the "
+                                "source branch, or 'default') serving version 1.0")
 
     def problems(self) -> list[FieldProblem]:
         """Cross-field rules, each reported at the exact path it concerns."""
@@ -274,6 +314,8 @@ class ComponentSpec(Strict):
                     add(f"dependencies[{i}].env[{j}].to", f"'{e.to}' is also set in configuration.env")
         _duplicates(out, "configuration.files", [f.name for f in self.configuration.files], "name")
         _duplicates(out, "configuration.files", [f.mountPath for f in self.configuration.files], "mountPath")
+
+        _duplicates(out, "tracks", [t.name for t in self.tracks], "name")
 
         if self.scaling and self.scaling.minReplicas > self.scaling.maxReplicas:
             add("scaling.minReplicas", "must not exceed scaling.maxReplicas")

@@ -183,6 +183,7 @@ class BuildRow(Base):
     artifact: Mapped[str | None] = mapped_column(String(80), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     upload: Mapped[str | None] = mapped_column(String(80), nullable=True)  # blob digest of an uploaded archive
+    deploy_to: Mapped[str | None] = mapped_column(String(63), nullable=True)  # environment to deploy on success
 
     __table_args__ = (
         UniqueConstraint("organization", "project", "component", "number", name="uq_builds_number"),
@@ -253,8 +254,8 @@ class WebhookSecretRow(Base):
 
 
 class DeploymentRow(Base):
-    """A component deployed in an environment: which build (artifact) runs there, and what its data plane
-    last reported about it. What runs is the component's current spec and configuration with this artifact."""
+    """A release of one track of a component, bound to an environment, and what its data plane last reported
+    about it. ``build_id`` and ``artifact`` repeat the release's, for lists."""
 
     __tablename__ = "deployments"
 
@@ -263,6 +264,8 @@ class DeploymentRow(Base):
     project: Mapped[str] = mapped_column(String(63))
     component: Mapped[str] = mapped_column(String(63))
     environment: Mapped[str] = mapped_column(String(63))
+    track: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
+    release_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
     build_id: Mapped[str] = mapped_column(String(20))
     artifact: Mapped[str] = mapped_column(String(80))
     requested_by: Mapped[str] = mapped_column(String(63), default="")
@@ -272,8 +275,97 @@ class DeploymentRow(Base):
     observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
-        UniqueConstraint("organization", "project", "component", "environment", name="uq_deployments"),
+        UniqueConstraint("organization", "project", "component", "environment", "track", name="uq_deployments"),
         Index("ix_deployments_environment", "organization", "environment"),
+    )
+
+
+class ReleaseRow(Base):
+    """An immutable snapshot: an artifact, the component spec and the configuration resolved for one environment.
+    Secret configuration values are kept encrypted with the key ring (context: ``releases.secret_context``)."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # r<10 hex of its digest>
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    track: Mapped[str] = mapped_column(String(100), default="default")
+    build_id: Mapped[str] = mapped_column(String(20))
+    artifact: Mapped[str] = mapped_column(String(80))
+    spec: Mapped[dict] = mapped_column(JSON, default=dict)
+    configuration: Mapped[list] = mapped_column(JSON, default=list)
+    digest: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(63), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (Index("ix_releases_component", "organization", "project", "component", "environment"),)
+
+
+class ReleaseEventRow(Base):
+    """A release becoming the one a deployment runs (deploy, promote, rollback, approval, configuration change):
+    a deployment's history."""
+
+    __tablename__ = "release_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    track: Mapped[str] = mapped_column(String(100), default="default")
+    release_id: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(63), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_release_events_component", "organization", "project", "component", "environment"),)
+
+
+class ApprovalRow(Base):
+    """A request to run a release in an environment that requires approval, and its decision."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # apr_<8 hex>
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    track: Mapped[str] = mapped_column(String(100), default="default")
+    release_id: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))  # deploy | promote
+    source_environment: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    requested_by: Mapped[str] = mapped_column(String(63), default="")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    decided_by: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_approvals_org", "organization", "state"),)
+
+
+class PreviewRow(Base):
+    """An ephemeral environment holding a project's components built from one branch."""
+
+    __tablename__ = "previews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    branch: Mapped[str] = mapped_column(String(250))
+    environment: Mapped[str] = mapped_column(String(63))
+    created_by: Mapped[str] = mapped_column(String(63), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (
+        UniqueConstraint("organization", "project", "branch", name="uq_previews_branch"),
+        UniqueConstraint("organization", "environment", name="uq_previews_environment"),
     )
 
 

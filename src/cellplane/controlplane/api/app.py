@@ -17,6 +17,7 @@ from cellplane.controlplane.api import (
     errors,
     identity,
     imports,
+    releases,
     resources,
     schemas,
     webhooks,
@@ -36,7 +37,7 @@ def create_app(data_dir: Path, database_url: str | None = None,
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         workers = None
         if settings.workers > 0:
-            workers = BuildWorkers(platform.store, data_dir, settings)
+            workers = BuildWorkers(platform.store, data_dir, settings, platform.keyring)
             workers.start()
             app.state.build_workers = workers
         yield
@@ -64,6 +65,7 @@ def create_app(data_dir: Path, database_url: str | None = None,
     api.include_router(builds.router)
     api.include_router(webhooks.router)
     api.include_router(deployments.router)
+    api.include_router(releases.router)
     api.include_router(dataplanes.router)
     app.include_router(api)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
+from cellplane.controlplane import deployments
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, Work, audited, platform, require
@@ -55,6 +56,9 @@ def set_config(request: Request, org: NamePath, project: NamePath, component: Na
         row, changed = service.set_value(s, p.keyring, org, project, component, environment, key, body.value,
                                          body.secret, who.user)
         work.message += "" if changed else " unchanged"
+        if changed:
+            deployments.refresh(s, p.keyring, store.get_component(s, org, project, component), who.user,
+                                f"configuration changed: {key}", env)
         return {**service.public_view(row), "changed": changed}
 
 
@@ -64,6 +68,7 @@ def unset_config(request: Request, org: NamePath, project: NamePath, component: 
     p = platform(request)
     with audited(p, who, Work("config.unset", "Component", org, project, component, key)) as s:
         require(who, "config:write", Target(org, project, env or ""))
-        store.get_component(s, org, project, component)
+        row = store.get_component(s, org, project, component)
         service.unset_value(s, org, project, component, _environment(s, org, env), key)
+        deployments.refresh(s, p.keyring, row, who.user, f"configuration changed: {key} unset", env)
         return {"deleted": key}

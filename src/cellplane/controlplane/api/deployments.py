@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import deployments, workloads
+from cellplane.controlplane import approvals, deployments, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
@@ -53,10 +53,13 @@ def _project_reader(who: Principal, org: str, project: str, permission: str) -> 
 @router.post(COMPONENT + "/deployments", status_code=201, response_model=schemas.Deployment,
              response_model_exclude_unset=True,
              responses={200: {"model": schemas.Deployment,
-                              "description": "already deployed there: updated to the build, or unchanged"}})
+                              "description": "already deployed there: updated to the build, or unchanged"},
+                        202: {"model": schemas.ChangeOutcome,
+                              "description": "the environment requires approval: an approval request is pending"}})
 def deploy(request: Request, response: Response, org: NamePath, project: NamePath, component: NamePath,
-           body: DeployBody, who: Principal = Caller) -> dict[str, Any]:
-    """Deploy a build of the component (its latest succeeded build by default) to an environment."""
+           body: DeployBody, who: Principal = Caller) -> Any:
+    """Deploy a build of the component (its latest succeeded build by default) to an environment: a release of
+    that artifact with the component's spec and the environment's configuration."""
     p = platform(request)
     work = Work("deploy", "Component", org, project, component)
     with audited(p, who, work) as s:
@@ -64,11 +67,29 @@ def deploy(request: Request, response: Response, org: NamePath, project: NamePat
         work.message = f"to {req.environment}"
         require(who, "deployments:create", Target(org, project, req.environment))
         row = store.get_component(s, org, project, component)
-        dep, build, action = deployments.deploy(s, row, req.environment, req.build, who.user)
-        view = deployments.Viewer(s, p.keyring, org).view(dep)
-        work.message = f"to {req.environment}: build {build.id} #{build.number}, release {view['release']} ({action})"
-    response.status_code = 201 if action == "created" else 200
+        outcome = deployments.deploy(s, p.keyring, row, req.environment, req.build, who.user, req.track)
+        work.message = f"to {req.environment}: {outcome_words(outcome)}"
+        if outcome.action == "pending":
+            return JSONResponse(outcome_view(s, p.keyring, org, outcome), status_code=202)
+        assert outcome.deployment is not None
+        view = deployments.Viewer(s, p.keyring, org).view(outcome.deployment)
+    response.status_code = 201 if outcome.action == "created" else 200
     return view
+
+
+def outcome_words(outcome: deployments.Outcome) -> str:
+    r = outcome.release
+    if outcome.action == "pending":
+        assert outcome.approval is not None
+        return f"release {r.id} waits for approval ({outcome.approval.id})"
+    return f"release {r.id} (build {r.build_id}, {outcome.action})"
+
+
+def outcome_view(s: Session, keyring: Any, org: str, outcome: deployments.Outcome) -> dict[str, Any]:
+    dep = outcome.deployment
+    return {"action": outcome.action, "release": outcome.release.id,
+            "deployment": deployments.Viewer(s, keyring, org).view(dep) if dep is not None else None,
+            "approval": approvals.view(outcome.approval) if outcome.approval is not None else None}
 
 
 @router.get(ORG + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
@@ -97,28 +118,31 @@ def component_deployments(request: Request, org: NamePath, project: NamePath, co
         return {"items": [viewer.view(r) for r in deployments.list_rows(s, org, project, component)]}
 
 
+TRACK = Query(None, min_length=1, max_length=100, description="the track (needed when several are deployed there)")
+
+
 @router.get(COMPONENT + "/deployments/{environment}", response_model=schemas.Deployment,
             response_model_exclude_unset=True)
 def show_deployment(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
-                    who: Principal = Caller) -> dict[str, Any]:
+                    track: str | None = TRACK, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "deployments:get", Target(org, project, environment))
         store.get_component(s, org, project, component)
-        row = deployments.get(s, org, project, component, environment)
+        row = deployments.get(s, org, project, component, environment, track)
         return deployments.Viewer(s, p.keyring, org).view(row)
 
 
 @router.delete(COMPONENT + "/deployments/{environment}", response_model=schemas.ResourceDeleted,
                response_model_exclude_unset=True)
 def undeploy(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
-             who: Principal = Caller) -> dict[str, Any]:
+             track: str | None = TRACK, who: Principal = Caller) -> dict[str, Any]:
     """Remove the deployment; its data plane stops the workload."""
     p = platform(request)
     with audited(p, who, Work("undeploy", "Component", org, project, component, f"from {environment}")) as s:
         require(who, "deployments:delete", Target(org, project, environment))
         store.get_component(s, org, project, component)
-        row = deployments.get(s, org, project, component, environment)
+        row = deployments.get(s, org, project, component, environment, track)
         return {"deleted": [deployments.undeploy(s, row)]}
 
 

@@ -396,7 +396,7 @@ class WebhookDelivery(Out):
 # -- deployments, endpoints, logs and task runs ---------------------------------------------------------------------
 
 DeploymentState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked",
-                          "scheduled", "idle", "unreachable"]
+                          "scheduled", "idle", "unreachable", "superseded"]
 ReportedState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked", "scheduled",
                         "idle"]
 ConnectionVia = Literal["cell", "internal", "external", "url"]
@@ -404,6 +404,8 @@ RunState = Literal["queued", "running", "succeeded", "failed"]
 LogStream = Literal["stdout", "stderr", "system"]
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern,
                                        description="an environment's name")]
+TrackName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                                 description="a deployment track (a git branch name)")]
 
 
 class DeployRequest(BaseModel):
@@ -412,7 +414,37 @@ class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     environment: EnvironmentName
     build: str | None = Field(default=None, min_length=1, max_length=20,
-                              description="a build id (b-...); default: the component's latest succeeded build")
+                              description="a build id (b-...); default: the component's latest succeeded build (of "
+                              "the track, when one is given)")
+    track: TrackName | None = Field(default=None, description="the deployment track (default: the build's)")
+
+
+class PromoteRequest(BaseModel):
+    """Promote what runs in one environment to the next one along the project's pipeline."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: EnvironmentName = Field(alias="from", description="the environment to promote from")
+    to: EnvironmentName = Field(description="the environment to promote to (a promotion path's target)")
+    track: TrackName | None = Field(default=None, description="which track (needed when several run in 'from')")
+
+
+class RollbackRequest(BaseModel):
+    """Run an earlier release again."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str | None = Field(default=None, min_length=1, max_length=20,
+                           description="a release that ran there; default: the one before the current release")
+    track: TrackName | None = None
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000, description="why (shown to the requester)")
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    branch: TrackName = Field(description="the git branch to build and deploy")
 
 
 class RunRequest(BaseModel):
@@ -471,13 +503,16 @@ class Deployment(Out):
     type: str
     build: DeploymentBuild
     artifact: str
-    release: str = Field(description="digest of the artifact, the spec and the configuration: 'r' + 10 hex")
+    track: str = Field(description="the deployment track")
+    version: str = Field(description="the track's API version (MAJOR.MINOR); routes carry v<MAJOR>")
+    release: str = Field(description="the release it runs: 'r' + 10 hex of its digest")
+    rollout: str = Field(description="what the data plane rolls out: the release, and its resolved connections")
     requestedBy: str
     createdAt: Timestamp
     updatedAt: Timestamp
     state: DeploymentState
     message: str
-    observedRelease: str | None = Field(description="the release the data plane last reported")
+    observedRelease: str | None = Field(description="the rollout the data plane last reported")
     observedAt: Timestamp | None
     replicas: list[ReplicaStatus]
     endpoints: list[DeploymentEndpoint]
@@ -492,6 +527,8 @@ class EndpointInfo(Out):
     environment: str
     project: str
     component: str
+    track: str
+    version: str
     endpoint: str
     type: str
     visibility: list[str]
@@ -677,3 +714,109 @@ class LinesAccepted(Out):
 
 class RunsRecorded(Out):
     recorded: int = Field(description="runs recorded (runs of unknown deployments are ignored)")
+
+
+class Approval(Out):
+    """A release waiting for (or having had) an approver's decision before it runs in an environment."""
+
+    id: str
+    organization: str
+    project: str
+    component: str
+    environment: str
+    track: str
+    release: str
+    action: Literal["deploy", "promote"]
+    from_: str | None = Field(alias="from", description="the environment promoted from")
+    state: Literal["pending", "approved", "rejected", "superseded"]
+    requestedBy: str
+    requestedAt: Timestamp
+    decidedBy: str | None
+    decidedAt: Timestamp | None
+    reason: str
+
+
+class ApprovalList(Out):
+    items: list[Approval]
+
+
+class ReleaseBuild(Out):
+    id: str | None
+    number: int | None
+
+
+class ConfigSnapshotItem(Out):
+    key: str
+    secret: bool
+    value: str | None = Field(description="'********' for a secret")
+
+
+class Release(Out):
+    """An immutable snapshot: artifact, component spec and configuration, for one environment and track."""
+
+    id: str
+    organization: str
+    project: str
+    component: str
+    environment: str
+    track: str
+    build: ReleaseBuild
+    artifact: str
+    origin: str
+    createdBy: str
+    createdAt: Timestamp
+    spec: dict[str, Any] | None = Field(default=None, description="with detail only")
+    configuration: list[ConfigSnapshotItem] | None = Field(default=None, description="with detail only")
+
+
+class ReleaseEvent(Out):
+    """A release becoming the one a deployment runs."""
+
+    release: str
+    environment: str
+    track: str
+    action: str = Field(description="deploy, promote, rollback, update (spec or configuration changed)")
+    actor: str
+    at: Timestamp
+    note: str
+    artifact: str | None
+    build: ReleaseBuild
+    origin: str
+    current: bool = Field(description="whether the deployment runs this release now")
+
+
+class ReleaseHistory(Out):
+    items: list[ReleaseEvent]
+
+
+class ChangeOutcome(Out):
+    """What a deploy, promotion, rollback or approval did."""
+
+    action: Literal["created", "updated", "unchanged", "pending"]
+    release: str
+    deployment: Deployment | None = Field(description="null while an approval is pending")
+    approval: Approval | None = Field(description="the approval request, when one was made")
+
+
+class Preview(Out):
+    organization: str
+    project: str
+    branch: str
+    environment: str
+    createdBy: str
+    createdAt: Timestamp
+    builds: list[dict[str, Any]]
+    deployments: list[Deployment]
+
+
+class PreviewList(Out):
+    items: list[Preview]
+
+
+class ReleaseDiff(Out):
+    from_: str = Field(alias="from")
+    to: str
+    artifact: dict[str, str] | None
+    environment: dict[str, str] | None
+    spec: list[dict[str, Any]]
+    configuration: list[dict[str, Any]]

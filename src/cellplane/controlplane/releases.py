@@ -1,0 +1,254 @@
+"""Releases: immutable snapshots of (artifact, component spec, configuration) made for one environment and track.
+
+A release's id is taken from its digest: the same artifact, spec and configuration for the same place is the
+same release, so deploying it again changes nothing. Secret configuration values are copied into the release
+encrypted with the key ring (bound to the release and key), so that a rollback restores them even after they
+were changed. A deployment's history is its release events: which release became the one it runs, when, by whom
+and how (deploy, promote, rollback, approval, configuration change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from cellplane.controlplane import config
+from cellplane.controlplane.keyring import MASK, KeyRing
+from cellplane.errors import FieldProblem, NotFoundError
+from cellplane.store.tables import DeploymentRow, ReleaseEventRow, ReleaseRow, now
+
+# Spec fields that do not change what runs: they are kept in the release (for diffs) but not in its digest.
+RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration", "tracks")
+
+
+def secret_context(release_id: str, key: str) -> str:
+    return f"release\0{release_id}\0{key}"
+
+
+def runtime_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in RELEASE_EXCLUDED}
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a release runs: one track of a component in one environment."""
+
+    organization: str
+    project: str
+    component: str
+    environment: str
+    track: str
+
+    def describe(self) -> str:
+        track = "" if self.track == "default" else f" (track {self.track})"
+        return f"{self.project}/{self.component}{track} in {self.environment}"
+
+
+def make(s: Session, keyring: KeyRing, place: Place, *, build_id: str, artifact: str, spec: dict[str, Any],
+         origin: str, actor: str) -> ReleaseRow:
+    """The release of ``artifact`` with ``spec`` and the configuration ``place``'s environment has now: an existing
+    one when nothing differs, else a new one."""
+    from cellplane.controlplane.desired import digest
+
+    resolved = config.resolve(s, keyring, place.organization, place.project, place.component, spec,
+                              place.environment)
+    markers = [{"key": v.key, "secret": True, "ref": list(v.ref or ())} if v.secret
+               else {"key": v.key, "secret": False, "value": v.value} for v in resolved]
+    release_digest = digest({"place": place.__dict__, "artifact": artifact, "spec": runtime_spec(spec),
+                             "configuration": markers})
+    release_id = "r" + release_digest[:10]
+    existing = s.get(ReleaseRow, release_id)
+    if existing is not None:
+        return existing
+    configuration = []
+    for v, marker in zip(resolved, markers, strict=True):
+        item = dict(marker)
+        if v.secret:
+            item["cipher"] = keyring.encrypt(v.reveal(), secret_context(release_id, v.key))
+        configuration.append(item)
+    row = ReleaseRow(id=release_id, organization=place.organization, project=place.project,
+                     component=place.component, environment=place.environment, track=place.track,
+                     build_id=build_id, artifact=artifact, spec=spec, configuration=configuration,
+                     digest=release_digest, origin=origin, created_by=actor, created_at=now())
+    s.add(row)
+    s.flush()
+    return row
+
+
+def of_deployment(s: Session, keyring: KeyRing, dep: DeploymentRow, spec: dict[str, Any]) -> ReleaseRow:
+    """The deployment's release (one is made, from the component's spec, for a deployment older than releases)."""
+    if dep.release_id is not None:
+        row = s.get(ReleaseRow, dep.release_id)
+        if row is not None:
+            return row
+    where = Place(dep.organization, dep.project, dep.component, dep.environment, dep.track)
+    release = make(s, keyring, where, build_id=dep.build_id, artifact=dep.artifact, spec=dict(spec),
+                   origin="the deployment as it was before releases", actor="system")
+    dep.release_id = release.id
+    record(s, where, release, "deploy", dep.requested_by or "system", "recorded on upgrade")
+    return release
+
+
+def reveal(keyring: KeyRing, release: ReleaseRow, item: dict[str, Any]) -> str:
+    """A configuration value of the release in plaintext (decrypting a secret: only for sealing)."""
+    if item.get("secret"):
+        return keyring.decrypt(item["cipher"], secret_context(release.id, item["key"]))
+    return str(item.get("value") or "")
+
+
+def get(s: Session, org: str, release_id: str, field_path: str = "release") -> ReleaseRow:
+    row = s.get(ReleaseRow, release_id)
+    if row is None or row.organization != org:
+        raise NotFoundError(f"release '{release_id}' not found in organization '{org}'",
+                            [FieldProblem(field_path, "no such release")])
+    return row
+
+
+def record(s: Session, place: Place, release: ReleaseRow, action: str, actor: str, note: str = "") -> None:
+    s.add(ReleaseEventRow(organization=place.organization, project=place.project, component=place.component,
+                          environment=place.environment, track=place.track, release_id=release.id, action=action,
+                          actor=actor, at=now(), note=note))
+    s.flush()
+
+
+def history(s: Session, org: str, project: str, component: str, env: str | None = None,
+            track: str | None = None, limit: int = 100) -> list[ReleaseEventRow]:
+    q = select(ReleaseEventRow).where(ReleaseEventRow.organization == org, ReleaseEventRow.project == project,
+                                      ReleaseEventRow.component == component)
+    if env is not None:
+        q = q.where(ReleaseEventRow.environment == env)
+    if track is not None:
+        q = q.where(ReleaseEventRow.track == track)
+    return list(s.scalars(q.order_by(ReleaseEventRow.id.desc()).limit(limit)))
+
+
+def previous(s: Session, place: Place, current: str | None) -> str | None:
+    """The release that ran in ``place`` before the current one (None when there was none)."""
+    events = s.scalars(select(ReleaseEventRow.release_id).where(
+        ReleaseEventRow.organization == place.organization, ReleaseEventRow.project == place.project,
+        ReleaseEventRow.component == place.component, ReleaseEventRow.environment == place.environment,
+        ReleaseEventRow.track == place.track).order_by(ReleaseEventRow.id.desc()))
+    return next((r for r in events if r != current), None)
+
+
+def ran_in(s: Session, place: Place, release_id: str) -> bool:
+    return s.scalar(select(ReleaseEventRow.id).where(
+        ReleaseEventRow.organization == place.organization, ReleaseEventRow.project == place.project,
+        ReleaseEventRow.component == place.component, ReleaseEventRow.environment == place.environment,
+        ReleaseEventRow.track == place.track, ReleaseEventRow.release_id == release_id).limit(1)) is not None
+
+
+def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
+           environment: str | None = None) -> None:
+    for table in (ReleaseRow, ReleaseEventRow):
+        where = [table.organization == organization]
+        if project is not None:
+            where.append(table.project == project)
+        if component is not None:
+            where.append(table.component == component)
+        if environment is not None:
+            where.append(table.environment == environment)
+        s.execute(delete(table).where(*where))
+
+
+def rotate(s: Session, keyring: KeyRing, budget: int) -> int:
+    """Re-encrypt release secrets held under an older key, at most ``budget`` releases; returns how many."""
+    done = 0
+    for row in s.scalars(select(ReleaseRow).order_by(ReleaseRow.id)).all():
+        if done >= budget:
+            break
+        items = row.configuration or []
+        if not any(i.get("secret") and keyring.key_id_of(i["cipher"]) != keyring.primary_id for i in items):
+            continue
+        fresh = []
+        for item in items:
+            if item.get("secret"):
+                ctx = secret_context(row.id, item["key"])
+                item = {**item, "cipher": keyring.encrypt(keyring.decrypt(item["cipher"], ctx), ctx)}
+            fresh.append(item)
+        row.configuration = fresh
+        done += 1
+    return done
+
+
+# -- views ----------------------------------------------------------------------------------------------------------
+
+
+def configuration_view(release: ReleaseRow) -> list[dict[str, Any]]:
+    return [{"key": i["key"], "secret": bool(i.get("secret")),
+             "value": MASK if i.get("secret") else i.get("value")} for i in release.configuration or []]
+
+
+def view(release: ReleaseRow, build_number: int | None = None, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": release.id, "organization": release.organization, "project": release.project,
+        "component": release.component, "environment": release.environment, "track": release.track,
+        "build": {"id": release.build_id, "number": build_number}, "artifact": release.artifact,
+        "origin": release.origin, "createdBy": release.created_by, "createdAt": release.created_at.isoformat(),
+    }
+    if detail:
+        out["spec"] = release.spec
+        out["configuration"] = configuration_view(release)
+    return out
+
+
+def event_view(event: ReleaseEventRow, release: ReleaseRow | None, build_number: int | None,
+               current: bool) -> dict[str, Any]:
+    return {
+        "release": event.release_id, "environment": event.environment, "track": event.track,
+        "action": event.action, "actor": event.actor, "at": event.at.isoformat(), "note": event.note,
+        "artifact": release.artifact if release else None,
+        "build": {"id": release.build_id if release else None, "number": build_number},
+        "origin": release.origin if release else "", "current": current,
+    }
+
+
+def diff(a: ReleaseRow, b: ReleaseRow) -> dict[str, Any]:
+    """What differs from release ``a`` to release ``b``: the artifact, spec fields (by path) and configuration
+    keys. A secret's value is never shown: only that it changed."""
+    spec_changes: list[dict[str, Any]] = []
+    _diff_values("spec", a.spec or {}, b.spec or {}, spec_changes)
+    ca = {i["key"]: i for i in a.configuration or []}
+    cb = {i["key"]: i for i in b.configuration or []}
+    conf: list[dict[str, Any]] = []
+    for key in sorted(set(ca) | set(cb)):
+        x, y = ca.get(key), cb.get(key)
+        if x is None or y is None:
+            item = y if x is None else x
+            assert item is not None
+            conf.append({"key": key, "change": "added" if x is None else "removed", "secret": bool(item.get("secret")),
+                         **({} if item.get("secret") else {"from" if y is None else "to": item.get("value")})})
+            continue
+        secret = bool(x.get("secret") or y.get("secret"))
+        if secret:
+            if (x.get("secret"), x.get("ref")) != (y.get("secret"), y.get("ref")):
+                conf.append({"key": key, "change": "changed", "secret": True})
+        elif x.get("value") != y.get("value"):
+            conf.append({"key": key, "change": "changed", "secret": False, "from": x.get("value"),
+                         "to": y.get("value")})
+    return {"from": a.id, "to": b.id,
+            "artifact": None if a.artifact == b.artifact else {"from": a.artifact, "to": b.artifact},
+            "environment": None if a.environment == b.environment else {"from": a.environment, "to": b.environment},
+            "spec": spec_changes, "configuration": conf}
+
+
+def _diff_values(path: str, x: Any, y: Any, out: list[dict[str, Any]]) -> None:
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in sorted(set(x) | set(y), key=str):
+            _diff_values(f"{path}.{k}", x.get(k), y.get(k), out)
+    elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
+            _diff_values(f"{path}[{i}]", xi, yi, out)
+    elif x != y:
+        out.append({"path": path, "from": x, "to": y})
+
+
+def builds_numbers(s: Session, build_ids: set[str]) -> dict[str, int]:
+    from cellplane.store.tables import BuildRow
+
+    if not build_ids:
+        return {}
+    return {i: n for i, n in s.execute(select(BuildRow.id, BuildRow.number).where(BuildRow.id.in_(build_ids)))}
