@@ -98,19 +98,22 @@ def deploy(c: httpx.Client, project: str, name: str, env: str = "development", *
     return r.json()
 
 
-def deployment(c: httpx.Client, project: str, name: str, env: str = "development") -> dict[str, Any]:
-    r = c.get(f"{ORG}/projects/{project}/components/{name}/deployments/{env}")
+def deployment(c: httpx.Client, project: str, name: str, env: str = "development",
+               track: str | None = None) -> dict[str, Any]:
+    r = c.get(f"{ORG}/projects/{project}/components/{name}/deployments/{env}",
+              params={"track": track} if track else None)
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def wait_state(c: httpx.Client, project: str, name: str, states: tuple[str, ...] = ("ready",),
-               env: str = "development", timeout: float = 120, release: str | None = None) -> dict[str, Any]:
+               env: str = "development", timeout: float = 120, release: str | None = None,
+               track: str | None = None) -> dict[str, Any]:
     """Wait until the data plane reports the deployment's current release in one of ``states``."""
     deadline = time.monotonic() + timeout
     while True:
-        d = deployment(c, project, name, env)
-        current = d["observedRelease"] == (release or d["release"])
+        d = deployment(c, project, name, env, track)
+        current = d["observedRelease"] == (release or d["rollout"])
         if current and d["state"] in states:
             return d
         if d["state"] == "blocked" and "blocked" in states:
