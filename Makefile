@@ -4,7 +4,8 @@
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make buildtools make sure git, Node.js and npm are installed (builds use them)
 #   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
-#   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR)
+#   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
+#                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
 #   make bench      benchmarks (build times, cold and warm); numbers go in docs/performance.md
 #   make lint       ruff check only
 #   make clean      remove .venv and caches (never the data dir)
@@ -20,6 +21,7 @@ DATA_DIR ?= .cellplane
 HOST     ?= 127.0.0.1
 PORT     ?= 8780
 GATEWAY_PORT ?= 8800
+DEMO     ?= examples/demo/demo.yaml
 
 PYTEST_ARGS ?=
 # Set by .ci/run: pytest's own exit code is written there, because make reports any failing
@@ -58,7 +60,8 @@ bench: venv buildtools
 
 run: venv
 	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2
-	$(BIN)/cellplane up --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --data-dir $(DATA_DIR)
+	$(BIN)/cellplane up --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --data-dir $(DATA_DIR) \
+		$(if $(DEMO),--demo $(DEMO))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

@@ -93,7 +93,7 @@ def create_token(ctx: typer.Context, user: str = typer.Option(None, "--user", he
 
 
 @app.command()
-def grant(ctx: typer.Context, role: str = typer.Argument(..., help="admin, developer or viewer"),
+def grant(ctx: typer.Context, role: str = typer.Argument(..., help="admin, developer, approver or viewer"),
           user: str = typer.Option(..., "--user"), project: str = typer.Option(None, "--project", "-p"),
           env: str = typer.Option(None, "--env", "-e")) -> None:
     """Grant a role on the organization, or on one project or environment of it."""

@@ -94,7 +94,7 @@ def start(
             tarball = Path(tmp) / "source.tar.gz"
             pack(upload, tarball, exclude=default_exclude)
             size = tarball.stat().st_size
-            err.print(f"uploading {escape(str(upload))} ({_size(size)})")
+            err.print(f"uploading {escape(str(upload))} ({human_size(size)})")
             with tarball.open("rb") as f:
                 info = st.client.upload(path + "/builds", f, track=track)
     else:
@@ -112,7 +112,7 @@ def start(
         raise typer.Exit(1)
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
@@ -145,11 +145,11 @@ def _follow(st: Any, info: dict[str, Any], after: int = -1, quiet: bool = False)
                 tail = [*tail[-9:], line]
                 progress.console.print(f"[dim]{event.get('step', '')[:12]:>12}[/] {escape(line)}")
     final = st.client.get(f"/organizations/{st.org}/builds/{build_id}")
-    _summary(final, tail, err if quiet else out)
+    build_summary(final, tail, err if quiet else out)
     return final
 
 
-def _summary(b: dict[str, Any], tail: list[str], console: Any) -> None:
+def build_summary(b: dict[str, Any], tail: list[str], console: Any) -> None:
     """The result a user needs next: the artifact and how to run it, or the reason and the last log lines."""
     took = f" in {b['durationSeconds']:.1f}s" if b.get("durationSeconds") is not None else ""
     if b["state"] == "succeeded":

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from cellplane.cli.commands_server import default_data_dir
 from cellplane.cli.output import out
 from cellplane.runtime.launch import port_is_free
 
+if TYPE_CHECKING:
+    from cellplane.cli.demo import Demo
+
 dataplane = typer.Typer(help="Run a data plane: the agent that runs deployments on this machine.",
                         no_args_is_help=True)
 app.add_typer(dataplane, name="dataplane")
@@ -30,6 +33,7 @@ app.add_typer(dataplane, name="dataplane")
 INSTALLERS = ("auto", "uv", "pip")
 HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+DEMO_STOP_TIMEOUT = 5.0
 
 
 def _installer(value: str) -> str:
@@ -216,7 +220,10 @@ UP_HELP = (
     "with \\[controlplane] or \\[dataplane]. If one of them dies, the other goes on (the data plane keeps serving "
     "without its control plane) until Ctrl-C, and `up` then exits 1.\n\n"
     "Killing `up` itself with SIGKILL leaves both running, on purpose: the data plane keeps serving without its "
-    "control plane. Stop them then with `kill -TERM -PID` (their process ids are printed at start).")
+    "control plane. Stop them then with `kill -TERM -PID` (their process ids are printed at start).\n\n"
+    "With --demo FILE (`make run` passes examples/demo/demo.yaml), once both are up: when the file's project does "
+    "not exist yet, it is created, each component's directory is built and deployed to development; then the demo's "
+    "URLs, a curl line and commands to try are printed (the next run builds nothing).")
 
 
 @app.command(help=UP_HELP)
@@ -233,8 +240,12 @@ def up(
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="CELLPLANE_CACHE_DIR",
                                    help="runtimes and dependency caches, shared by builds and the data plane "
                                    "(default: DATA_DIR/cache)"),
+    demo_file: Path = typer.Option(None, "--demo", metavar="FILE",
+                                   help="a demo project (YAML, e.g. examples/demo/demo.yaml): created, built and "
+                                   "deployed to development on the first run, its URLs printed on every run"),
 ) -> None:
     st = state(ctx)
+    demo = _load_demo(demo_file)
     data_dir = (data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     cache = (cache_dir or data_dir / "cache").resolve()
@@ -277,19 +288,43 @@ def up(
         for child in children:
             child.go_live()
         died: list[_Child] = []
+        worker: threading.Thread | None = None
+        demo_stop = threading.Event()  # set as soon as `up` stops waiting: on a signal, or when both planes died
         if not stopping.is_set():
             with _WRITE:
                 _summary(url, data_dir, token_path, cp, children[1])
+            worker = _start_demo(demo, url, token_path, st.org, demo_stop)
             while not stopping.is_set() and len(died) < len(children):
                 for child in children:
                     if child not in died and not child.running():
                         died.append(child)
                         _report_death(child, [c for c in children if c not in died])
                 stopping.wait(0.3)
+        demo_stop.set()
+        if worker is not None:
+            worker.join(timeout=DEMO_STOP_TIMEOUT)  # it stops polling at once; its progress display is closed first
         _shutdown(children, force, died)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _load_demo(path: Path | None) -> Demo | None:
+    """The --demo file, checked before anything starts (None without --demo)."""
+    if path is None:
+        return None
+    from cellplane.cli import demo
+
+    return demo.load(path)
+
+
+def _start_demo(demo: Demo | None, url: str, token_path: Path, org: str,
+                stopping: threading.Event) -> threading.Thread | None:
+    if demo is None:
+        return None
+    from cellplane.cli.demo import start
+
+    return start(demo, url, token_path, org, stopping)
 
 
 def _until(ready: Any, child: _Child, stopping: threading.Event, timeout: float, what: str,

@@ -103,7 +103,7 @@ def follow(st: Any, path: str, dep: dict[str, Any], *, timeout: float, no_wait: 
             return dump(final, output)
         _deployed(final, where)
         return
-    _failed(st, path, final, reason, where)
+    show_failure(st, path, final, reason, where)
     if output != Format.table:
         dump(final, output)
     raise typer.Exit(1)
@@ -194,7 +194,7 @@ def _deployed(d: dict[str, Any], where: str) -> None:
                   "(spec.endpoints, with `cellplane apply`) and it is routed without a new build")
 
 
-def _failed(st: Any, path: str, d: dict[str, Any], reason: str, where: str) -> None:
+def show_failure(st: Any, path: str, d: dict[str, Any], reason: str, where: str) -> None:
     """The reason a deployment does not run, and the last lines its replicas wrote."""
     err.print(f"[red]deployment of {d.get('component')} to {d.get('environment')} {escape(reason)}[/]")
     for r in d.get("replicas") or []:

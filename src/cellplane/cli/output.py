@@ -133,7 +133,8 @@ def endpoint_rows(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 DEPLOYMENT_COLUMNS: list[tuple[str, Getter]] = [
     ("NAME", lambda d: d["component"]), ("PROJECT", lambda d: d["project"]),
-    ("ENVIRONMENT", lambda d: d["environment"]), ("STATE", lambda d: d.get("state")),
+    ("ENVIRONMENT", lambda d: d["environment"]), ("TRACK", lambda d: d.get("track")),
+    ("VERSION", lambda d: d.get("version")), ("STATE", lambda d: d.get("state")),
     ("RELEASE", lambda d: d.get("release")), ("BUILD", build_number), ("READY", replicas_ready),
     ("AGE", lambda d: age(d.get("updatedAt")))]
 ENDPOINT_COLUMNS: list[tuple[str, Getter]] = [
