@@ -256,7 +256,7 @@ def test_desired_state_resolves_connections_and_seals_secrets(world: World) -> N
     assert len(desired["revision"]) == 64
     front = deployment_of(desired, "shop", "front")
     assert front["type"] == "service" and front["version"] == "v1" and front["release"].startswith("r")
-    assert len(front["release"]) == 16 and front["release"][11] == "-"  # the release, and its connections
+    assert len(front["release"]) == 18 and front["release"][13] == "-"  # the release, and its connections
     assert front["artifact"]["path"] == f"/organizations/default/projects/shop/artifacts/{front['artifact']['digest']}"
     assert front["endpoints"] == [{"name": "api", "port": 8080, "type": "REST", "basePath": "/",
                                    "visibility": ["Public"]}]

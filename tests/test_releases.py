@@ -181,6 +181,16 @@ def test_production_waits_for_the_approval_of_someone_else(build_server: BuildSe
     assert every[second["id"]]["reason"] == "freeze until Monday"
     assert every[request["id"]]["decidedBy"] == approver_name
 
+    # reading production's release needs config:read there; an undeploy supersedes what was pending
+    _, dev_env_only, _ = user(c, build_server.server, "developer", environment="development")
+    problem(dev_env_only.get(f"{ORG}/releases/{prod['release']}"), 403)
+    assert approver.get(f"{ORG}/releases/{prod['release']}").status_code == 200
+    third = developer.post(comp("gate", "api") + "/deployments", json={"environment": "production"}).json()
+    assert third["approval"]["state"] == "pending"
+    assert c.delete(comp("gate", "api") + "/deployments/production").status_code == 200
+    assert c.get(f"{ORG}/approvals/{third['approval']['id']}").json()["state"] == "superseded"
+    problem(approver.post(f"{ORG}/approvals/{third['approval']['id']}/approve"), 409, "not-pending")
+
     audit = c.get("/audit", params={"organization": "default", "limit": 200}).json()["items"]
     seen = {(e["action"], e["outcome"], e["actor"]) for e in audit}
     assert ("approval.approve", "denied", dev_name) in seen

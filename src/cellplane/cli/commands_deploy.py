@@ -92,7 +92,7 @@ def follow(st: Any, path: str, dep: dict[str, Any], *, timeout: float, no_wait: 
         return
     err.print(f"{verb} {component} (build {build_number(dep)}, release {dep.get('release')}) to {env} "
               f"on data plane {dep.get('dataPlane') or '-'}")
-    url = f"{path}/deployments/{env}" + (f"?track={quote(track, safe='')}" if track != "default" else "")
+    url = f"{path}/deployments/{env}?track={quote(track, safe='')}"
     try:
         final, reason = _wait(st, url, dep, timeout)
     except KeyboardInterrupt:

@@ -41,6 +41,15 @@ def request(s: Session, place: Place, release: ReleaseRow, action: str, source: 
     return row
 
 
+def supersede(s: Session, place: Place, reason: str) -> None:
+    """Pending requests for ``place`` no longer apply (its deployment was removed)."""
+    for row in s.scalars(select(ApprovalRow).where(
+            ApprovalRow.organization == place.organization, ApprovalRow.project == place.project,
+            ApprovalRow.component == place.component, ApprovalRow.environment == place.environment,
+            ApprovalRow.track == place.track, ApprovalRow.state == "pending")):
+        row.state, row.decided_at, row.reason = "superseded", now(), reason
+
+
 def get(s: Session, org: str, approval_id: str) -> ApprovalRow:
     row = s.get(ApprovalRow, approval_id)
     if row is None or row.organization != org:

@@ -414,6 +414,9 @@ class _Sink:
                                  row.organization, row.project, row.component, f"build {row.id}: {line}")
         except CellplaneError as e:
             said = [f"auto-deploy refused: {e.message}"]
+        except Exception as e:  # the build succeeded whatever happens here; say what did not
+            log.exception("deploying build %s failed", self.build_id)
+            said = [f"auto-deploy failed: {type(e).__name__}: {e}"]
         if said:
             with self.store.transaction() as s:
                 self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line) for line in said])

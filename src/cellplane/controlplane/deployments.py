@@ -223,6 +223,9 @@ def approve(s: Session, approval: ApprovalRow, actor: str) -> Outcome:
     approvals.decide(approval, actor, "approved")
     env_row = environment(s, approval.organization, approval.environment)
     _runnable(env_row)
+    if approval.source_environment:  # the promotion path must still exist
+        pipelines.target(pipelines.of_project(s, approval.organization, approval.project),
+                         approval.source_environment, approval.environment)
     release = releases.get(s, approval.organization, approval.release_id)
     return activate(s, approvals.place_of(approval), release, approval.action, approval.requested_by,
                     f"approved by {actor}" + (f", from {approval.source_environment}"
@@ -256,6 +259,8 @@ def after_build(s: Session, keyring: KeyRing, build: BuildRow) -> list[str]:
         return []
     env = build.deploy_to
     if env is None:
+        if build.trigger == "preview":  # its preview was deleted while it built
+            return []
         if not tracks.track(component.spec or {}, build.track)["autoDeploy"]:
             return []
         env = pipelines.first_environment(pipelines.of_project(s, build.organization, build.project))
@@ -269,8 +274,10 @@ def after_build(s: Session, keyring: KeyRing, build: BuildRow) -> list[str]:
     return [f"auto-deploy to {env}: release {outcome.release.id} ({outcome.action})"]
 
 
-def undeploy(s: Session, row: DeploymentRow) -> str:
+def undeploy(s: Session, row: DeploymentRow, actor: str) -> str:
     workloads.cancel_queued(s, row.id, "the deployment was removed before the run started")
+    approvals.supersede(s, releases.Place(row.organization, row.project, row.component, row.environment, row.track),
+                        f"the deployment was removed by {actor}")
     s.delete(row)
     s.flush()
     track = "" if row.track == "default" else f"[{row.track}]"

@@ -162,7 +162,8 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
 
 def superseded(lookup: Lookup, deps: list[DeploymentRow]) -> dict[str, DeploymentRow]:
     """Deployments that do not serve because another track of the same component serves the same major version
-    in the same environment (a newer minor version, or the same version deployed later): id -> the one serving."""
+    in the same environment (a newer minor version, or the same version whose track was deployed there later):
+    id -> the one serving."""
     groups: dict[tuple[str, str, str, str], list[tuple[tuple[int, int], Any, DeploymentRow]]] = {}
     for dep in deps:
         component = lookup.component(dep.project, dep.component)
@@ -170,7 +171,7 @@ def superseded(lookup: Lookup, deps: list[DeploymentRow]) -> dict[str, Deploymen
             continue
         version = tracks.version(component.spec or {}, dep.track)
         key = (dep.environment, dep.project, dep.component, tracks.major(version))
-        groups.setdefault(key, []).append((tracks.order(version), dep.updated_at, dep))
+        groups.setdefault(key, []).append((tracks.order(version), dep.created_at, dep))
     out: dict[str, DeploymentRow] = {}
     for members in groups.values():
         if len(members) > 1:

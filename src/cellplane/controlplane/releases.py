@@ -1,10 +1,10 @@
 """Releases: immutable snapshots of (artifact, component spec, configuration) made for one environment and track.
 
-A release's id is taken from its digest: the same artifact, spec and configuration for the same place is the
-same release, so deploying it again changes nothing. Secret configuration values are copied into the release
-encrypted with the key ring (bound to the release and key), so that a rollback restores them even after they
-were changed. A deployment's history is its release events: which release became the one it runs, when, by whom
-and how (deploy, promote, rollback, approval, configuration change).
+A release's id is taken from its digest ('r' and 12 hex digits): the same artifact, spec and configuration for
+the same place is the same release, so deploying it again changes nothing. Secret configuration values are
+copied into the release encrypted with the key ring (bound to the release and key), so that a rollback restores
+them even after they were changed. A deployment's history is its release events: which release became the one
+it runs, when, by whom and how (deploy, promote, rollback, approval, configuration change).
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import config
 from cellplane.controlplane.keyring import MASK, KeyRing
-from cellplane.errors import FieldProblem, NotFoundError
+from cellplane.errors import ConflictError, FieldProblem, NotFoundError
 from cellplane.store.tables import DeploymentRow, ReleaseEventRow, ReleaseRow, now
 
 # Spec fields that do not change what runs: they are kept in the release (for diffs) but not in its digest.
 RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration", "tracks")
+ID_LENGTHS = (12, 19)  # hex digits of the digest in a release id ('r' + 12; the column holds 20 characters)
 
 
 def secret_context(release_id: str, key: str) -> str:
@@ -58,11 +60,17 @@ def make(s: Session, keyring: KeyRing, place: Place, *, build_id: str, artifact:
     markers = [{"key": v.key, "secret": True, "ref": list(v.ref or ())} if v.secret
                else {"key": v.key, "secret": False, "value": v.value} for v in resolved]
     release_digest = digest({"place": place.__dict__, "artifact": artifact, "spec": runtime_spec(spec),
-                             "configuration": markers})
-    release_id = "r" + release_digest[:10]
-    existing = s.get(ReleaseRow, release_id)
-    if existing is not None:
-        return existing
+                             "declared": spec.get("configuration"), "configuration": markers})
+    release_id = ""
+    for length in ID_LENGTHS:  # a short id; a longer one in the unlikely case that the short one is taken
+        release_id = "r" + release_digest[:length]
+        existing = s.get(ReleaseRow, release_id)
+        if existing is None:
+            break
+        if existing.digest == release_digest:
+            return existing
+    else:
+        raise ConflictError(f"release id {release_id} is taken by another release", code="release-id-taken")
     configuration = []
     for v, marker in zip(resolved, markers, strict=True):
         item = dict(marker)
@@ -73,8 +81,14 @@ def make(s: Session, keyring: KeyRing, place: Place, *, build_id: str, artifact:
                      component=place.component, environment=place.environment, track=place.track,
                      build_id=build_id, artifact=artifact, spec=spec, configuration=configuration,
                      digest=release_digest, origin=origin, created_by=actor, created_at=now())
-    s.add(row)
-    s.flush()
+    try:
+        with s.begin_nested():  # a concurrent transaction may make the same release first: then it is that one
+            s.add(row)
+    except IntegrityError:
+        existing = s.get(ReleaseRow, release_id)
+        if existing is None or existing.digest != release_digest:
+            raise
+        return existing
     return row
 
 

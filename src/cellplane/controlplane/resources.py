@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
@@ -21,7 +21,15 @@ from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
-from cellplane.store.tables import ConfigValueRow, DeploymentRow, PreviewRow, ResourceRow, RoleBindingRow, now
+from cellplane.store.tables import (
+    BuildRow,
+    ConfigValueRow,
+    DeploymentRow,
+    PreviewRow,
+    ResourceRow,
+    RoleBindingRow,
+    now,
+)
 
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
 
@@ -272,6 +280,8 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         approvals.forget(s, place.organization, environment=name)
         s.execute(delete(PreviewRow).where(PreviewRow.organization == place.organization,
                                            PreviewRow.environment == name))
+        s.execute(update(BuildRow).where(BuildRow.organization == place.organization, BuildRow.deploy_to == name)
+                  .values(deploy_to=None))
         s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
                                                ConfigValueRow.environment == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,

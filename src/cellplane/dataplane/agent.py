@@ -323,12 +323,14 @@ class Agent:
     # -- events from the runtime -------------------------------------------------------------------------------
 
     def _workload_of(self, replica: Replica) -> Workload | None:
-        env, project, component, _release, _ = replica.spec.key.split("/", 4)
-        for w in self.workloads.values():
-            d = w.desired
-            if (d["environment"], d["project"], d["component"]) == (env, project, component):
+        """The workload a replica belongs to: several tracks of one component may run in one environment."""
+        env, project, component, release, _ = replica.spec.key.split("/", 4)
+        same = [w for w in self.workloads.values() if (w.desired["environment"], w.desired["project"],
+                                                        w.desired["component"]) == (env, project, component)]
+        for w in same:
+            if any(rs is not None and replica in rs.replicas for rs in (w.active, w.rolling)):
                 return w
-        return None
+        return next((w for w in same if w.desired.get("release") == release), same[0] if same else None)
 
     def _replica_changed(self, replica: Replica) -> None:
         w = self._workload_of(replica)

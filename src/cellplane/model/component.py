@@ -175,7 +175,7 @@ class Dependency(Strict):
     project: Name | None = None
     endpoint: Name | None = None
     version: ApiMajor | None = Field(default=None, description="the target's API major version (e.g. v1); default: "
-                                     "the version of the target's first track")
+                                     "the version of the target's default track")
     url: AbsoluteUrl | None = Field(default=None, max_length=2000, description="external URL instead of a component")
     env: list[ConnectionEnv] = Field(default_factory=list, description="values injected as env variables")
 

@@ -143,7 +143,7 @@ def undeploy(request: Request, org: NamePath, project: NamePath, component: Name
         require(who, "deployments:delete", Target(org, project, environment))
         store.get_component(s, org, project, component)
         row = deployments.get(s, org, project, component, environment, track)
-        return {"deleted": [deployments.undeploy(s, row)]}
+        return {"deleted": [deployments.undeploy(s, row, who.user)]}
 
 
 @router.get(ORG + "/endpoints", response_model=schemas.EndpointList, response_model_exclude_unset=True)
@@ -264,7 +264,7 @@ def start_run(request: Request, org: NamePath, project: NamePath, component: Nam
         if kind not in TASK_TYPES:
             raise InvalidError(f"component '{project}/{component}' is a {kind}; only manual-task and scheduled-task "
                                "components run on request", [FieldProblem("component", f"a {kind}, not a task")])
-        dep = deployments.find(s, org, project, component, req.environment)
+        dep = deployments.find(s, org, project, component, req.environment, req.track)
         if dep is None:
             raise ConflictError(f"component '{project}/{component}' is not deployed in '{req.environment}'; deploy it "
                                 "first", code="not-deployed")

@@ -99,10 +99,12 @@ def history(request: Request, org: NamePath, project: NamePath, component: NameP
 
 
 def _release(s: Session, who: Principal, org: str, release_id: str, field_path: str) -> ReleaseRow:
+    """A release the caller may read whole: its configuration is read like the environment's (config:read)."""
     if not who.member_of(org):
         require(who, "deployments:get", Target(org))
     row = releases.get(s, org, release_id, field_path)
     require(who, "deployments:get", Target(org, row.project, row.environment))
+    require(who, "config:read", Target(org, row.project, row.environment))
     return row
 
 
@@ -162,7 +164,8 @@ def _decider(who: Principal, row: Any) -> None:
                              [FieldProblem("path.approval", "your own request")], code="own-request")
 
 
-@router.post(ORG + "/approvals/{approval}/approve", response_model=schemas.ChangeOutcome, status_code=200)
+@router.post(ORG + "/approvals/{approval}/approve", response_model=schemas.ChangeOutcome, status_code=201,
+             responses={200: {"model": schemas.ChangeOutcome, "description": "the deployment was updated"}})
 def approve(request: Request, org: NamePath, approval: IdPath, who: Principal = Caller) -> JSONResponse:
     """Approve a pending request: its release runs in the environment now."""
     p = platform(request)

@@ -452,6 +452,7 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     environment: EnvironmentName
+    track: TrackName | None = Field(default=None, description="which track (needed when several are deployed there)")
 
 
 class EndpointUrls(Out):
@@ -726,7 +727,7 @@ class Approval(Out):
     environment: str
     track: str
     release: str
-    action: Literal["deploy", "promote"]
+    action: str = Field(description="what asked: deploy, promote or auto-deploy")
     from_: str | None = Field(alias="from", description="the environment promoted from")
     state: Literal["pending", "approved", "rejected", "superseded"]
     requestedBy: str
