@@ -53,6 +53,9 @@ class Client:
         self.server = server
         self._http = httpx.Client(base_url=server + "/api/v1", headers=headers, timeout=timeout)
 
+    def close(self) -> None:
+        self._http.close()
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)

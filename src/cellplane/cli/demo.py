@@ -118,7 +118,7 @@ class Provisioner:
             if not self.stopping.is_set():
                 err.print(f"[red]demo: unexpected {type(e).__name__}: {escape(str(e))}[/]", highlight=False)
         finally:
-            self.client._http.close()
+            self.client.close()
 
     def _plan(self) -> list[_Row]:
         try:
@@ -266,7 +266,6 @@ class Provisioner:
                 after = page["next"]
         return tail
 
-
     # -- what to do with it -------------------------------------------------------------------------------------
 
     def _report(self, token_path: Path) -> None:
@@ -301,8 +300,7 @@ class Provisioner:
         services = [n for n in names if n in deployed and deployed[n].get("type") != "web-app"]
         first = (services or names or [""])[0]
         along = [d for d in self.demo.deps.get(first, []) if d in deployed] + [first]  # its connections first
-        promote = [f"cellplane promote {c}{flags} --from {ENV} --to staging" if _has_command("promote")
-                   else f"cellplane deploy {c}{flags} --env staging" for c in along]
+        promote = [f"cellplane promote {c}{flags} --from {ENV} --to staging" for c in along]
         for line in (f"cellplane get deployments{flags}", f"cellplane logs {first}{flags} --env {ENV} -f", *promote,
                      "Ctrl-C stops everything; the next run starts it again in seconds, without rebuilding"):
             out.print(escape(f"  {line}"))
@@ -324,12 +322,6 @@ def _describe(d: dict[str, Any], doc: dict[str, Any], public: list[str], callers
         return f"manual task   run it: cellplane run {name}{flags} --env {ENV}"
     reach = f"; {', '.join(callers)} call it through a connection" if callers else ""
     return f"{'project only':<13} not routed publicly: only components of {d['project']} reach it{reach}"
-
-
-def _has_command(name: str) -> bool:
-    from cellplane.cli.app import app
-
-    return any((c.name or (c.callback.__name__ if c.callback else "")) == name for c in app.registered_commands)
 
 
 def _cli_flags(url: str, token_path: Path, org: str, project: str) -> tuple[str, list[str]]:

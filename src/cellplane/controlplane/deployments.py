@@ -1,9 +1,9 @@
-"""Deployments: which build of a component runs in which environment, and how it is doing there.
+"""Deployments: which release of a component's track runs in which environment, and how it is doing there.
 
-Deploying records the build (its artifact) for the component in the environment; the environment's data
-plane picks it up from its desired state (``desired``), with the component's current spec and
-configuration. What a deployment shows (``view``) combines what should run (its release) with what the
-data plane last reported.
+Deploying, promoting and rolling back make a release the one a deployment runs (``activate``), or, into an
+environment that requires approval, an approval request (``approvals``). The environment's data plane picks the
+release up from its desired state (``desired``). What a deployment shows (``Viewer.view``) combines what should
+run with what the data plane last reported.
 """
 
 from __future__ import annotations
