@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from cellplane import API_VERSION
 from cellplane.controlplane import config as config_service
-from cellplane.controlplane import resources
+from cellplane.controlplane import releases, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import CellplaneError
 from cellplane.model import parse_document
 from cellplane.store import Store, current_revision, head_revision
-from cellplane.store.tables import Base, ConfigValueRow, ResourceRow, RoleBindingRow, TokenRow, UserRow
+from cellplane.store.tables import Base, ConfigValueRow, ReleaseRow, ResourceRow, RoleBindingRow, TokenRow, UserRow
 
 TABLES = {"resources", "users", "tokens", "role_bindings", "config_values", "audit_events"}
 
@@ -422,3 +422,30 @@ def test_naive_timestamps_are_refused(store: Store) -> None:
         row.created_at = datetime(2030, 1, 1)
         s.add(row)
         s.flush()
+
+
+def test_key_rotation_reencrypts_the_secrets_copied_into_releases(store: Store, keyring: KeyRing,
+                                                                  tmp_path: Path) -> None:
+    set_secret(store, keyring, "orders", "DB_PASSWORD", PLAINTEXT)
+    place = releases.Place("default", "shop", "orders", "development", "default")
+    with store.transaction() as s:
+        release = releases.make(s, keyring, place, build_id="b-1", artifact="sha256:" + "0" * 64,
+                                spec={"configuration": {"env": [{"name": "DB_PASSWORD", "secret": True}]}},
+                                origin="test", actor="tester")
+        release_id = release.id
+        [item] = release.configuration
+    assert PLAINTEXT not in repr(release.configuration)
+    old_id = keyring.primary_id
+    new_id = keyring.begin_rotation()
+    while True:
+        with store.transaction() as s:
+            if config_service.rotate_all(s, keyring, batch=1) == 0:
+                break
+    keyring.finish_rotation()
+    reloaded = KeyRing.load_or_create(tmp_path)
+    with store.transaction() as s:
+        rotated = s.get(ReleaseRow, release_id)
+        [after] = rotated.configuration
+        assert keyring.key_id_of(after["cipher"]) == new_id != old_id
+        assert after["cipher"] != item["cipher"]
+        assert releases.reveal(reloaded, rotated, after) == PLAINTEXT

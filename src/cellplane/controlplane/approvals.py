@@ -10,22 +10,27 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane.releases import Place
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
+from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import ApprovalRow, ReleaseRow, now
 
 STATES = ("pending", "approved", "rejected", "superseded")
 
 
+def _pending(s: Session, place: Place) -> list[ApprovalRow]:
+    a = ApprovalRow
+    return list(s.scalars(select(a).where(
+        a.organization == place.organization, a.project == place.project, a.component == place.component,
+        a.environment == place.environment, a.track == place.track, a.state == "pending")))
+
+
 def request(s: Session, place: Place, release: ReleaseRow, action: str, source: str | None,
             actor: str) -> ApprovalRow:
-    pending = list(s.scalars(select(ApprovalRow).where(
-        ApprovalRow.organization == place.organization, ApprovalRow.project == place.project,
-        ApprovalRow.component == place.component, ApprovalRow.environment == place.environment,
-        ApprovalRow.track == place.track, ApprovalRow.state == "pending")))
+    pending = _pending(s, place)
     for row in pending:
         if row.release_id == release.id:
             return row  # asked already
@@ -43,10 +48,7 @@ def request(s: Session, place: Place, release: ReleaseRow, action: str, source: 
 
 def supersede(s: Session, place: Place, reason: str) -> None:
     """Pending requests for ``place`` no longer apply (its deployment was removed)."""
-    for row in s.scalars(select(ApprovalRow).where(
-            ApprovalRow.organization == place.organization, ApprovalRow.project == place.project,
-            ApprovalRow.component == place.component, ApprovalRow.environment == place.environment,
-            ApprovalRow.track == place.track, ApprovalRow.state == "pending")):
+    for row in _pending(s, place):
         row.state, row.decided_at, row.reason = "superseded", now(), reason
 
 
@@ -91,11 +93,4 @@ def view(row: ApprovalRow) -> dict[str, Any]:
 
 def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
            environment: str | None = None) -> None:
-    where = [ApprovalRow.organization == organization]
-    if project is not None:
-        where.append(ApprovalRow.project == project)
-    if component is not None:
-        where.append(ApprovalRow.component == component)
-    if environment is not None:
-        where.append(ApprovalRow.environment == environment)
-    s.execute(delete(ApprovalRow).where(*where))
+    delete_scoped(s, (ApprovalRow,), organization, project, component, environment)

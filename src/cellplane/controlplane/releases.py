@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import config
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
-from cellplane.store.tables import DeploymentRow, ReleaseEventRow, ReleaseRow, now
+from cellplane.store.scope import delete_scoped
+from cellplane.store.tables import BuildRow, DeploymentRow, ReleaseEventRow, ReleaseRow, now
 
 # Spec fields that do not change what runs: they are kept in the release (for diffs) but not in its digest.
 RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration", "tracks")
@@ -139,33 +140,27 @@ def history(s: Session, org: str, project: str, component: str, env: str | None 
     return list(s.scalars(q.order_by(ReleaseEventRow.id.desc()).limit(limit)))
 
 
+def _at(place: Place) -> list[Any]:
+    """The conditions selecting the release events of ``place``."""
+    e = ReleaseEventRow
+    return [e.organization == place.organization, e.project == place.project, e.component == place.component,
+            e.environment == place.environment, e.track == place.track]
+
+
 def previous(s: Session, place: Place, current: str | None) -> str | None:
     """The release that ran in ``place`` before the current one (None when there was none)."""
-    events = s.scalars(select(ReleaseEventRow.release_id).where(
-        ReleaseEventRow.organization == place.organization, ReleaseEventRow.project == place.project,
-        ReleaseEventRow.component == place.component, ReleaseEventRow.environment == place.environment,
-        ReleaseEventRow.track == place.track).order_by(ReleaseEventRow.id.desc()))
+    events = s.scalars(select(ReleaseEventRow.release_id).where(*_at(place)).order_by(ReleaseEventRow.id.desc()))
     return next((r for r in events if r != current), None)
 
 
 def ran_in(s: Session, place: Place, release_id: str) -> bool:
-    return s.scalar(select(ReleaseEventRow.id).where(
-        ReleaseEventRow.organization == place.organization, ReleaseEventRow.project == place.project,
-        ReleaseEventRow.component == place.component, ReleaseEventRow.environment == place.environment,
-        ReleaseEventRow.track == place.track, ReleaseEventRow.release_id == release_id).limit(1)) is not None
+    return s.scalar(select(ReleaseEventRow.id).where(*_at(place), ReleaseEventRow.release_id == release_id)
+                    .limit(1)) is not None
 
 
 def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
            environment: str | None = None) -> None:
-    for table in (ReleaseRow, ReleaseEventRow):
-        where = [table.organization == organization]
-        if project is not None:
-            where.append(table.project == project)
-        if component is not None:
-            where.append(table.component == component)
-        if environment is not None:
-            where.append(table.environment == environment)
-        s.execute(delete(table).where(*where))
+    delete_scoped(s, (ReleaseRow, ReleaseEventRow), organization, project, component, environment)
 
 
 def rotate(s: Session, keyring: KeyRing, budget: int) -> int:
@@ -261,8 +256,6 @@ def _diff_values(path: str, x: Any, y: Any, out: list[dict[str, Any]]) -> None:
 
 
 def builds_numbers(s: Session, build_ids: set[str]) -> dict[str, int]:
-    from cellplane.store.tables import BuildRow
-
     if not build_ids:
         return {}
     return {i: n for i, n in s.execute(select(BuildRow.id, BuildRow.number).where(BuildRow.id.in_(build_ids)))}

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import FieldProblem, NotFoundError
+from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, TaskRunRow, WorkloadLogRow, now
 
 MAX_LOG_LINES = 20_000  # per (organization, project, component, environment)
@@ -194,12 +195,5 @@ def cancel_queued(s: Session, deployment_id: str, message: str) -> None:
 def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
            environment: str | None = None) -> None:
     """Delete the deployments, connection keys, log lines and task runs of what is being deleted."""
-    for table in (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow):
-        where = [table.organization == organization]
-        if project is not None:
-            where.append(table.project == project)
-        if component is not None:
-            where.append(table.component == component)
-        if environment is not None:
-            where.append(table.environment == environment)
-        s.execute(delete(table).where(*where))
+    delete_scoped(s, (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow), organization, project,
+                  component, environment)

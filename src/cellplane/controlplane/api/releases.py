@@ -25,7 +25,7 @@ COMPONENT = ORG + "/projects/{project}/components/{component}"
 PromoteBody = Annotated[schemas.documented(schemas.PromoteRequest), Body(description="from where to where")]
 RollbackBody = Annotated[schemas.documented(schemas.RollbackRequest), Body(description="which release")]
 RejectBody = Annotated[schemas.documented(schemas.RejectRequest), Body(description="why")]
-IdPath = Annotated[str, NamePath]
+IdPath = NamePath  # release and approval ids are short names
 OUTCOMES = {200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
             202: {"model": schemas.ChangeOutcome, "description": "an approval request is pending"}}
 
