@@ -240,6 +240,7 @@ class Harness:
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self.thread.start()
         self.log: list[dict[str, Any]] = []
+        self.spans: list[dict[str, Any]] = []
         self.apps: list[App] = []
 
         def access_log(entry: dict[str, Any]) -> None:
@@ -248,7 +249,7 @@ class Harness:
                 raise RuntimeError("the access log is broken")
 
         async def make() -> Gateway:
-            return Gateway(settings, access_log=access_log)
+            return Gateway(settings, access_log=access_log, span=self.spans.append)
 
         self.gateway = self.run(make())
 

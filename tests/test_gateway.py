@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -512,7 +513,7 @@ def test_access_log_lines(h: Harness) -> None:
     allowed, denied, missing = h.log[-3:]
     assert set(allowed) == {"ts", "listener", "environment", "project", "component", "endpoint", "method", "path",
                             "status", "duration_ms", "bytes_sent", "upstream", "decision", "reason", "request_id",
-                            "consumer"}
+                            "consumer", "trace_id"}
     assert allowed["listener"] == "internal/dev" and allowed["environment"] == "dev"
     assert (allowed["project"], allowed["component"], allowed["endpoint"]) == ("sales", "orders", "api")
     assert (allowed["method"], allowed["path"], allowed["status"]) == ("GET", "/sales/orders/v1/a", 200)
@@ -524,6 +525,7 @@ def test_access_log_lines(h: Harness) -> None:
                                                                                             None)
     assert "no connection credentials" in denied["reason"]
     assert (missing["status"], missing["decision"], missing["project"]) == (404, "no-route", None)
+    assert len(allowed["trace_id"]) == 32 and len(denied["trace_id"]) == 32 and missing["trace_id"] is None
 
 
 def test_a_failing_access_log_does_not_break_requests() -> None:
@@ -546,17 +548,197 @@ def test_metrics(h: Harness) -> None:
         c.get("/shop/web/v1/")
         c.get("/nope/nope/v1/")
     text = h.gateway.metrics.prometheus()
-    labels = 'environment="dev",project="shop",component="api",endpoint="api",code="200"'
+    labels = 'environment="dev",project="shop",component="api",endpoint="api",consumer="",code="200"'
     assert f"cellplane_gateway_requests_total{{{labels}}} 3" in text
     assert f'cellplane_gateway_request_duration_seconds_bucket{{{labels},le="+Inf"}} 3' in text
     assert f"cellplane_gateway_request_duration_seconds_count{{{labels}}} 3" in text
-    assert 'component="web",endpoint="api",code="403"} 1' in text
-    assert 'environment="dev",project="",component="",endpoint="",code="404"} 1' in text
+    assert 'component="web",endpoint="api",consumer="",code="403"} 1' in text
+    assert 'environment="dev",project="",component="",endpoint="",consumer="",code="404"} 1' in text
     assert "# TYPE cellplane_gateway_request_duration_seconds histogram" in text
     snapshot = h.gateway.metrics.snapshot()
     (api,) = [e for e in snapshot["requests"] if e["component"] == "api"]
-    assert api["status"] == 200 and api["count"] == 3
+    assert api["status"] == 200 and api["count"] == 3 and api["consumer"] == ""
     assert api["duration_seconds"]["count"] == 3 and api["duration_seconds"]["buckets"]["+Inf"] == 3
+
+
+def test_metrics_delta_gives_exact_windows_and_leaves_the_counters(h: Harness) -> None:
+    h.routes(backend("shop", "api", h.app("a")))
+    with httpx.Client(base_url=h.listen("external")) as c:
+        for _ in range(3):
+            c.get("/shop/api/v1/")
+        c.get("/shop/api/v1/status?code=404")
+        c.get("/shop/api/v1/status?code=500")
+        c.get("/nope/nope/v1/")
+        before = h.gateway.metrics.prometheus()
+        first = h.call(h.gateway.metrics.delta)
+        assert h.gateway.metrics.prometheus() == before  # the cumulative counters are not touched
+        api = first[("dev", "shop", "api", "api", "")]
+        assert (api.requests, api.errors, api.client_errors) == (5, 1, 1)
+        assert len(api.buckets) == 14 and sum(api.buckets) == 5 and 0 < api.duration_sum < 5
+        assert first[("dev", "", "", "", "")].requests == 1  # the unrouted request, under empty labels
+        assert h.call(h.gateway.metrics.delta) == {}  # nothing new
+        for _ in range(2):
+            c.get("/shop/api/v1/")
+        c.get("/shop/api/v1/status?code=503")  # a GET answered 503 is retried on the only replica: one request
+        second = h.call(h.gateway.metrics.delta)
+    assert set(second) == {("dev", "shop", "api", "api", "")}
+    api = second[("dev", "shop", "api", "api", "")]
+    assert (api.requests, api.errors, api.client_errors, sum(api.buckets)) == (3, 1, 0, 3)
+    text = h.gateway.metrics.prometheus()
+    labels = 'environment="dev",project="shop",component="api",endpoint="api",consumer=""'
+    assert f'cellplane_gateway_requests_total{{{labels},code="200"}} 5' in text
+    assert f'cellplane_gateway_request_duration_seconds_count{{{labels},code="503"}} 1' in text
+
+
+def test_metrics_carry_the_consumer_of_internal_requests(h: Harness) -> None:
+    policy_routes(h)
+    with httpx.Client(base_url=h.listen("internal")) as c:
+        assert c.get("/sales/orders/v1/", headers={"Choreo-API-Key": KEY}).status_code == 200
+        assert c.get("/sales/orders/v1/").status_code == 403
+    text = h.gateway.metrics.prometheus()
+    base = 'environment="dev",project="sales",component="orders",endpoint="api"'
+    assert f'cellplane_gateway_requests_total{{{base},consumer="shop/front",code="200"}} 1' in text
+    assert f'cellplane_gateway_requests_total{{{base},consumer="",code="403"}} 1' in text
+    window = h.call(h.gateway.metrics.delta)
+    assert window[("dev", "sales", "orders", "api", "shop/front")].requests == 1
+    assert window[("dev", "sales", "orders", "api", "")].client_errors == 1
+    (granted,) = [e for e in h.gateway.metrics.snapshot()["requests"] if e["status"] == 200]
+    assert granted["consumer"] == "shop/front"
+
+
+# -- tracing ---------------------------------------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+SPAN_KEYS = {"traceId", "spanId", "parentId", "environment", "project", "component", "endpoint", "listener", "name",
+             "start", "durationMs", "status", "consumer", "requestId"}
+
+
+def _traceparent(seen: dict[str, Any]) -> tuple[str, str, str]:
+    """(trace id, span id, flags) of the traceparent the upstream got (exactly one, well-formed)."""
+    version, trace_id, span_id, flags = seen["headers"]["traceparent"].split("-")
+    assert version == "00" and len(trace_id) == 32 and len(span_id) == 16 and len(flags) == 2
+    assert trace_id == trace_id.lower() and int(trace_id, 16) and int(span_id, 16)
+    return trace_id, span_id, flags
+
+
+def test_traceparent_is_continued_with_a_new_span(h: Harness) -> None:
+    h.routes(backend("shop", "api", h.app("a")))
+    url = h.listen("external")
+    seen = httpx.get(url + "/shop/api/v1/x/y?q=1", headers={
+        "traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "vendor=abc,other=1",
+        "X-Request-Id": "req-7"}).json()
+    trace_id, span_id, flags = _traceparent(seen)
+    assert (trace_id, flags) == (TRACE, "01") and span_id != PARENT
+    assert seen["headers"]["tracestate"] == "vendor=abc,other=1"
+    (span,) = h.spans
+    assert set(span) == SPAN_KEYS
+    assert (span["traceId"], span["spanId"], span["parentId"]) == (TRACE, span_id, PARENT)
+    assert (span["environment"], span["project"], span["component"], span["endpoint"]) == ("dev", "shop", "api",
+                                                                                          "api")
+    assert (span["listener"], span["name"], span["status"]) == ("external", "GET /shop/api/v1/x/y", 200)
+    assert (span["consumer"], span["requestId"]) == (None, "req-7")
+    start = datetime.fromisoformat(span["start"])
+    assert start.utcoffset() == timedelta(0) and len(span["start"].split(".")[1]) == len("123456+00:00")
+    assert abs(start.timestamp() - time.time()) < 10 and 0 < span["durationMs"] < 5000
+    assert h.log[-1]["trace_id"] == TRACE
+    # every request is a span of its own
+    again = httpx.get(url + "/shop/api/v1/", headers={"traceparent": f"00-{TRACE}-{PARENT}-01"}).json()
+    assert _traceparent(again)[1] not in (span_id, PARENT)
+
+
+@pytest.mark.parametrize("value", [
+    None, "", "garbage", f"01-{TRACE}-{PARENT}-01", f"00-{TRACE.upper()}-{PARENT}-01", f"00-{'0' * 32}-{PARENT}-01",
+    f"00-{TRACE}-{'0' * 16}-01", f"00-{TRACE}-{PARENT}-1", f"00-{TRACE}-{PARENT}-01-extra", f"00_{TRACE}-{PARENT}-01",
+    f"00-{TRACE[:-1]}g-{PARENT}-01", f"00-{TRACE[:-1]}-{PARENT}0-01", f"00-{TRACE}-{PARENT}-0x"])
+def test_a_missing_or_malformed_traceparent_starts_a_new_trace(h: Harness, value: str | None) -> None:
+    h.routes(backend("shop", "api", h.app("a")))
+    seen = httpx.get(h.listen("external") + "/shop/api/v1/",
+                     headers={"traceparent": value} if value is not None else {}).json()
+    trace_id, span_id, flags = _traceparent(seen)
+    assert trace_id != TRACE and flags == "01"  # new traces are sampled while the bucket allows
+    (span,) = h.spans
+    assert (span["traceId"], span["spanId"], span["parentId"]) == (trace_id, span_id, None)
+    assert h.log[-1]["trace_id"] == trace_id
+
+
+def test_two_traceparent_headers_start_a_new_trace(h: Harness) -> None:
+    h.routes(backend("shop", "api", h.app("a")))
+    seen = httpx.get(h.listen("external") + "/shop/api/v1/", headers=[
+        ("traceparent", f"00-{TRACE}-{PARENT}-01"), ("traceparent", f"00-{TRACE}-{PARENT}-01")]).json()
+    assert _traceparent(seen)[0] != TRACE and h.spans[-1]["parentId"] is None
+
+
+def test_the_sampled_flag_is_honoured_on_the_internal_listener() -> None:
+    h = make(trace_rate=0, trace_burst=0)  # an empty bucket: no new trace is sampled
+    try:
+        policy_routes(h)
+        internal, external = h.listen("internal"), h.listen("external")
+        auth = {"Choreo-API-Key": KEY}
+        seen = httpx.get(internal + "/sales/orders/v1/", headers={**auth, "traceparent": f"00-{TRACE}-{PARENT}-00"})
+        assert _traceparent(seen.json())[::2] == (TRACE, "00")
+        assert h.spans == [] and h.log[-1]["trace_id"] == TRACE
+        # a sampled trace stays whole: the bucket does not apply to it here
+        seen = httpx.get(internal + "/sales/orders/v1/", headers={**auth, "traceparent": f"00-{TRACE}-{PARENT}-01"})
+        assert _traceparent(seen.json())[::2] == (TRACE, "01")
+        (span,) = h.spans
+        assert (span["listener"], span["consumer"], span["parentId"]) == ("internal", "shop/front", PARENT)
+        # a new trace follows the bucket, there as on the external listener
+        assert _traceparent(httpx.get(internal + "/sales/orders/v1/", headers=auth).json())[2] == "00"
+        # on the external listener a sampled trace needs a token too; unsampled, it stays unsampled
+        for flags in ("01", "00"):
+            seen = httpx.get(external + "/shop/front/v1/", headers={"traceparent": f"00-{TRACE}-{PARENT}-{flags}"})
+            assert _traceparent(seen.json())[::2] == (TRACE, "00")
+        assert len(h.spans) == 1
+        # a cell listener is internal traffic: the sampled flag is honoured there too
+        seen = httpx.get(h.listen("cell", "dev", "sales") + "/sales/ledger/v1/",
+                         headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
+        assert _traceparent(seen.json())[::2] == (TRACE, "01") and h.spans[-1]["listener"] == "cell"
+    finally:
+        h.close()
+
+
+def test_the_trace_bucket_bounds_external_sampling() -> None:
+    h = make(trace_rate=0.001, trace_burst=3)
+    try:
+        h.routes(backend("shop", "api", h.app("a")))
+        with httpx.Client(base_url=h.listen("external")) as c:
+            flags = [_traceparent(c.get("/shop/api/v1/").json())[2] for _ in range(6)]
+        assert flags == ["01"] * 3 + ["00"] * 3
+        assert len(h.spans) == 3 and len({s["traceId"] for s in h.spans}) == 3
+    finally:
+        h.close()
+
+
+def test_denied_requests_are_traced_and_token_and_unrouted_ones_are_not(h: Harness) -> None:
+    policy_routes(h)
+    url = h.listen("internal")
+    headers = {"traceparent": f"00-{TRACE}-{PARENT}-01"}
+    assert httpx.get(url + "/sales/orders/v1/", headers=headers).status_code == 403
+    (span,) = h.spans
+    assert (span["status"], span["traceId"], span["consumer"]) == (403, TRACE, None)
+    assert httpx.get(url + "/nothing/here/v1/", headers=headers).status_code == 404
+    r = httpx.post(url + "/_cellplane/token", data={"grant_type": "client_credentials"}, auth=("ck_front", KEY),
+                   headers=headers)
+    assert r.status_code == 200
+    assert len(h.spans) == 1
+    assert h.log[-1]["trace_id"] is None and h.log[-2]["trace_id"] is None
+
+
+def test_a_failing_span_callback_does_not_break_requests() -> None:
+    h = Harness()
+
+    def broken(span: dict[str, Any]) -> None:
+        raise RuntimeError("the span sink is broken")
+
+    h.gateway.span = broken
+    try:
+        h.routes(backend("shop", "api", h.app("a")))
+        with httpx.Client(base_url=h.listen("external")) as c:
+            assert [c.get("/shop/api/v1/").status_code for _ in range(3)] == [200] * 3
+        assert len(h.log) == 3
+    finally:
+        h.close()
 
 
 # -- route updates and draining --------------------------------------------------------------------------------

@@ -82,6 +82,16 @@ def run(
                                    help="language runtimes and dependency caches (default: DATA_DIR/cache)"),
     python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
                                          help="auto (uv, else pip), uv or pip: how runtimes are installed"),
+    metrics_interval: float = typer.Option(10.0, "--metrics-interval", metavar="SECONDS", min=0.1, max=3600,
+                                           help="length of the metrics windows sent to the control plane"),
+    metrics_port: int = typer.Option(0, "--metrics-port", metavar="PORT", min=0, max=65535,
+                                     help="port of the Prometheus endpoint (GET /metrics) on --gateway-host "
+                                     "(0: a free port; its URL is printed and reported)"),
+    no_metrics_endpoint: bool = typer.Option(False, "--no-metrics-endpoint",
+                                             help="do not open the Prometheus endpoint"),
+    access_log_rate: float = typer.Option(200.0, "--access-log-rate", metavar="N", min=0,
+                                          help="access-log lines sent to the control plane per second at most "
+                                          "(bursts of 10 s worth; the local access.log keeps every line)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)
@@ -99,7 +109,8 @@ def run(
     settings = AgentSettings(
         controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
         organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
-        bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer)
+        bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, metrics_interval=metrics_interval,
+        metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate)
     raise typer.Exit(run_agent(settings))
 
 

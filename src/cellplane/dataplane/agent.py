@@ -2,9 +2,9 @@
 
 The agent never accepts a connection from the control plane. It long-polls the desired state, writes
 it to ``desired.json`` and reconciles: listeners, workloads (rollouts), routes, task schedules and
-manual runs. Status, logs and task runs flow back through outboxes that spool to disk while the control
-plane is away. Started without a reachable control plane, it runs what ``desired.json`` says, and
-catches up once the control plane answers.
+manual runs. Status, logs, task runs and telemetry (access lines, metrics points, spans: see ``telemetry``)
+flow back through outboxes that spool to disk while the control plane is away. Started without a reachable
+control plane, it runs what ``desired.json`` says, and catches up once the control plane answers.
 
 Reconciliation is level-triggered: it compares what should run with what runs, every time anything
 changes and every few seconds, and does nothing when they agree.
@@ -36,6 +36,15 @@ from cellplane.dataplane.network import Network
 from cellplane.dataplane.outbox import Outbox
 from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
+from cellplane.dataplane.telemetry import (
+    MetricsEndpoint,
+    ReplicaTelemetry,
+    TokenBucket,
+    access_line,
+    counter,
+    http_points,
+    iso,
+)
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from cellplane.errors import CellplaneError
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
@@ -65,6 +74,9 @@ class AgentSettings:
     bind_unbound: bool = True
     cache_dir: Path | None = None
     python_installer: str = "auto"
+    metrics_interval: float = 10.0  # seconds per metrics window sent to the control plane
+    metrics_port: int | None = 0  # the Prometheus endpoint on gateway_host (0: any free port; None: none)
+    access_log_rate: float = 200.0  # access lines sent to the control plane per second at most (burst: 10 s worth)
 
 
 def now_iso() -> str:
@@ -90,6 +102,11 @@ class Agent:
         self._route_table: RouteTable | None = None  # what the gateway routes now
         self._told: dict[str, tuple[str, str]] = {}  # replica key -> the (state, message) last told as an event
         self.connected = False
+        self.replica_telemetry = ReplicaTelemetry()
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self.access_unshipped = 0  # routed access lines not sent (over access_log_rate)
+        self._access_bucket = TokenBucket(settings.access_log_rate, settings.access_log_rate * 10, time.monotonic())
+        self._window = (time.time(), time.monotonic())  # the current metrics window's start
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -100,16 +117,29 @@ class Agent:
         self.started_runs = self.state.started_runs()
         self._access = (self.settings.data_dir / "access.log").open("a", buffering=1 << 16)
         self._access_bytes = self._access.tell()
-        self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret())
+        self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret(),
+                               span=self._span)
+        self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
         self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output)
         self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
         spool = self.settings.data_dir / "spool"
         self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
         self.runs = Outbox("task-runs", spool / "task-runs.jsonl", self.cp.task_runs, batch=200)
-        self.logs.start()
-        self.runs.start()
+        self.access = Outbox("access-logs", spool / "access-logs.jsonl", self.cp.access_logs)
+        self.metrics = Outbox("metrics", spool / "metrics.jsonl", self.cp.metrics)
+        self.spans = Outbox("spans", spool / "spans.jsonl", self.cp.spans)
+        for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
+            box.start()
         await self.scheduler.start()
+        if self.settings.metrics_port is not None:
+            endpoint = MetricsEndpoint(self.prometheus)
+            try:
+                await endpoint.start(self.settings.gateway_host, self.settings.metrics_port)
+            except OSError as e:
+                raise CellplaneError(f"the metrics endpoint cannot listen on {self.settings.gateway_host} port "
+                                     f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
+            self.metrics_endpoint = endpoint
         cached = self.state.desired()
         try:
             await self._register()
@@ -128,7 +158,8 @@ class Agent:
             await self.apply(cached, save=False)
         self._tasks = [asyncio.create_task(self._sync_loop(), name="sync"),
                        asyncio.create_task(self._status_loop(), name="status"),
-                       asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+                       asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+                       asyncio.create_task(self._metrics_loop(), name="metrics")]
 
     async def _register(self) -> None:
         try:
@@ -156,8 +187,12 @@ class Agent:
         await self.supervisor.stop_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.cp.status(self._status_body()), 2)
-        await self.logs.stop()
-        await self.runs.stop()
+        with contextlib.suppress(Exception):
+            self._http_window()  # the requests of the last, partial window
+        for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
+            await box.stop()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
         await self.gateway.close()
         await self.cp.close()
         if self._access is not None:
@@ -369,7 +404,13 @@ class Agent:
                        "line": line})
 
     def _access_line(self, entry: dict[str, Any]) -> None:
-        """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept)."""
+        """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept). Routed requests
+        go to the control plane too, up to access_log_rate lines per second."""
+        if entry["component"] is not None:
+            if self._access_bucket.take(time.monotonic()):
+                self.access.put(access_line(entry))
+            else:
+                self.access_unshipped += 1
         if self._access is None:
             return
         line = json.dumps(entry) + "\n"
@@ -432,15 +473,63 @@ class Agent:
             if spec is not None and spec.run_dir is not None:  # a run's directory goes with it
                 await asyncio.to_thread(shutil.rmtree, spec.run_dir, True)
 
+    # -- telemetry ---------------------------------------------------------------------------------------------
+
+    def _span(self, span: dict[str, Any]) -> None:
+        self.spans.put(span)
+
+    def service_replicas(self) -> list[Replica]:
+        """The replicas of the service workloads (serving or rolling out) that are not stopped; no task runs."""
+        return [r for w in self.workloads.values() if not w.is_task for rs in (w.active, w.rolling)
+                if rs is not None for r in rs.replicas if r.state != "stopped"]
+
+    def _http_window(self) -> tuple[str, float]:
+        """Close the current metrics window: its http points go to the outbox; returns its (start, length)."""
+        started_wall, started = self._window
+        now = time.monotonic()
+        self._window = (time.time(), now)
+        at, seconds = iso(started_wall), now - started
+        for point in http_points(self.gateway.metrics.delta(), at, seconds):
+            self.metrics.put(point)
+        return at, seconds
+
+    async def metrics_window(self) -> None:
+        """One window: the gateway's counters since the last one, and each service replica's CPU, memory and
+        restarts."""
+        samples = self.replica_telemetry.begin(self.service_replicas())
+        at, seconds = self._http_window()
+        samples = await asyncio.to_thread(self.replica_telemetry.measure, samples)
+        for point in self.replica_telemetry.points(samples, at, seconds):
+            self.metrics.put(point)
+
+    async def _metrics_loop(self) -> None:
+        interval = max(0.05, self.settings.metrics_interval)
+        while True:
+            await asyncio.sleep(max(0.0, self._window[1] + interval - time.monotonic()))
+            try:
+                await self.metrics_window()
+            except Exception:  # a window lost is not worth stopping the metrics for
+                log.exception("the metrics window failed")
+
+    def prometheus(self) -> str:
+        """What the agent's Prometheus endpoint serves."""
+        return (self.gateway.metrics.prometheus() + self.replica_telemetry.prometheus(self.service_replicas())
+                + counter("cellplane_agent_access_lines_unshipped_total",
+                          "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
+                          self.access_unshipped))
+
     # -- status ------------------------------------------------------------------------------------------------
 
     def changed(self) -> None:
         self._dirty.set()
 
     def _status_body(self) -> dict[str, Any]:
-        return {"agentId": self.agent_id, "revision": (self.desired or {}).get("revision"),
+        body = {"agentId": self.agent_id, "revision": (self.desired or {}).get("revision"),
                 "gateways": self.network.report(),
                 "deployments": [w.report() for w in self.workloads.values()]}
+        if self.metrics_endpoint is not None and self.metrics_endpoint.url:
+            body["metricsUrl"] = self.metrics_endpoint.url
+        return body
 
     async def _status_loop(self) -> None:
         sent: dict[str, Any] | None = None
@@ -477,9 +566,10 @@ async def _main(settings: AgentSettings) -> int:
         with contextlib.suppress(Exception):
             await agent.stop()
         return 1
+    metrics = f"; metrics: {agent.metrics_endpoint.url}" if agent.metrics_endpoint is not None else ""
     print(f"data plane '{settings.name}' running (data: {settings.data_dir}); gateways: "
           + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
-                      for env, g in agent.network.report().items()), file=sys.stderr, flush=True)
+                      for env, g in agent.network.report().items()) + metrics, file=sys.stderr, flush=True)
     await stop.wait()
     print("stopping the data plane...", file=sys.stderr, flush=True)
     await agent.stop()

@@ -71,6 +71,15 @@ class ControlPlane:
     async def task_runs(self, runs: list[dict[str, Any]]) -> None:
         await self._call("POST", self.base + "/task-runs", json={"runs": runs})
 
+    async def access_logs(self, lines: list[dict[str, Any]]) -> None:
+        await self._call("POST", self.base + "/access-logs", json={"lines": lines})
+
+    async def metrics(self, points: list[dict[str, Any]]) -> None:
+        await self._call("POST", self.base + "/metrics", json={"points": points})
+
+    async def spans(self, spans: list[dict[str, Any]]) -> None:
+        await self._call("POST", self.base + "/spans", json={"spans": spans})
+
     def download(self, api_path: str, dest: Path) -> None:
         """Fetch an artifact (blocking; the caller runs it in a thread)."""
         try:

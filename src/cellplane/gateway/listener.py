@@ -1,11 +1,22 @@
 """A listener: its socket, what it does with each request head (route, admit, proxy or answer), and the record
-of every request it answered (metrics and the access log)."""
+of every request it answered (metrics, the access log and, when sampled, a span).
+
+Tracing (W3C trace context): a routed request continues the client's trace (a valid ``traceparent``) or starts
+one, and gets a span id of its own, which the upstream sees in the gateway's ``traceparent``. Whether its span
+is recorded: on the external listener only while the gateway's token bucket allows (and the client did not say
+"not sampled"); elsewhere the client's sampled flag as is, so that a sampled trace stays whole across hops, and
+the bucket for a new trace.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from binascii import hexlify
+from collections.abc import Callable
+from datetime import UTC, datetime
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
 
 from cellplane.gateway import http1
 from cellplane.gateway.auth import MAX_TOKEN_REQUEST, TOKEN_PATH, token_endpoint
@@ -20,6 +31,10 @@ if TYPE_CHECKING:
     from cellplane.gateway.server import Gateway
 
 
+MAX_SPAN_PATH = 2048  # of the path in a span's name
+MAX_REQUEST_ID = 100
+
+
 class Listener:
     """One open listener; its ``policy`` (by kind) decides what the requests arriving on it may reach."""
 
@@ -30,10 +45,12 @@ class Listener:
         self.environment = spec.environment
         self.policy = policy_for(spec, gateway.tokens)
         self.serves_tokens = spec.kind == "internal"
+        self.cell = spec.kind == "cell"
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
-        self._no_route = (spec.environment, "", "", "")
+        self._no_route = (spec.environment, "", "", "", "")
+        self.external = spec.kind == "external"
 
     async def open(self) -> int:
         loop = asyncio.get_running_loop()
@@ -75,6 +92,12 @@ class Listener:
                           "no-route")
             return
         route, upstream_target = match
+        if req.trace_id is None:  # a new trace
+            req.trace_id = hexlify((getrandbits(128) or 1).to_bytes(16, "big"))  # 32 hex digits
+            req.sampled = gateway.trace_bucket.take(req.started)
+        elif req.sampled and self.external:
+            req.sampled = gateway.trace_bucket.take(req.started)
+        req.span_id = hexlify((getrandbits(64) or 1).to_bytes(8, "big"))  # 16 hex digits
         reason, grant = self.policy.admit(route, req.api_key, req.bearer, index)
         if reason is not None:
             client.refuse(req, 403, "forbidden", reason, "denied", route)
@@ -93,10 +116,20 @@ class Listener:
 
     def record(self, req: Request, status: int, route: Route | None, upstream: str | None, decision: str,
                reason: str | None, consumer: Grant | None, bytes_sent: int) -> None:
-        """Count the request and hand its access-log line to the callback (whose failures never reach it)."""
+        """Count the request, hand its span (if sampled) and its access-log line to the callbacks (whose failures
+        never reach it)."""
         gateway = self.gateway
         seconds = time.perf_counter() - req.started
-        gateway.metrics.observe(route.labels if route is not None else self._no_route, status, seconds)
+        if route is None:
+            gateway.metrics.observe(self._no_route, status, seconds)
+        else:
+            if consumer is not None:
+                labels = route.labels_for(consumer)
+            else:
+                labels = route.cell_labels if self.cell else route.labels
+            gateway.metrics.observe(labels, status, seconds)
+            if req.sampled and gateway.span is not None:
+                self._span(gateway.span, req, status, route, consumer, seconds)
         access_log = gateway.access_log
         if access_log is None:
             return
@@ -108,12 +141,31 @@ class Listener:
             "status": status, "duration_ms": round(seconds * 1000, 3), "bytes_sent": bytes_sent,
             "upstream": upstream, "decision": decision, "reason": reason,
             "request_id": req.request_id.decode("latin-1") if req.request_id else None,
-            "consumer": f"{consumer.project}/{consumer.component}" if consumer is not None else None,
+            "consumer": consumer.consumer_label if consumer is not None else None,
+            "trace_id": req.trace_id.decode() if b is not None and req.trace_id is not None else None,
         }
         try:
             access_log(entry)
         except Exception as e:
             gateway.access_log_failed(e)
+
+    def _span(self, record: Callable[[dict[str, Any]], None], req: Request, status: int, route: Route,
+              consumer: Grant | None, seconds: float) -> None:
+        b = route.backend
+        span = {
+            "traceId": (req.trace_id or b"").decode(), "spanId": (req.span_id or b"").decode(),
+            "parentId": req.parent_id.decode() if req.parent_id is not None else None,
+            "environment": b.environment, "project": b.project, "component": b.component, "endpoint": b.endpoint,
+            "listener": self.spec.kind, "name": f"{req.method.decode('latin-1')} {_path(req)[:MAX_SPAN_PATH]}",
+            "start": datetime.fromtimestamp(time.time() - seconds, UTC).isoformat(timespec="microseconds"),
+            "durationMs": round(seconds * 1000, 3), "status": status,
+            "consumer": consumer.consumer_label if consumer is not None else None,
+            "requestId": req.request_id[:MAX_REQUEST_ID].decode("latin-1") if req.request_id else None,
+        }
+        try:
+            record(span)
+        except Exception as e:
+            self.gateway.span_failed(e)
 
 
 class TokenRequest:

@@ -1,19 +1,24 @@
-"""Request counters and latency histograms per (environment, project, component, endpoint, status code).
+"""Request counters and latency histograms per (environment, project, component, endpoint, consumer, status code).
 
 Recording is two dict lookups, a bisect and three additions, so it stays on the request path; the buckets are
 stored per bucket and summed up only when exported. Requests without a route are counted under empty
-project/component/endpoint labels, so arbitrary paths cannot grow the series without bound.
+project/component/endpoint labels, so arbitrary paths cannot grow the series without bound. The consumer is
+"project/component" of the grant that admitted a request on an internal listener, else empty.
+
+Two readers: ``prometheus``/``snapshot`` export the cumulative counters; ``delta`` gives what was added since its
+previous call (the agent's metrics windows) without touching them.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from dataclasses import dataclass, field
 from typing import Any
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LE = (*(repr(b) for b in BUCKETS), "+Inf")  # the "le" label of each bucket
-LABELS = ("environment", "project", "component", "endpoint")
-Labels = tuple[str, str, str, str]
+LABELS = ("environment", "project", "component", "endpoint", "consumer")
+Labels = tuple[str, str, str, str, str]
 
 _REQUESTS = "cellplane_gateway_requests_total"
 _DURATION = "cellplane_gateway_request_duration_seconds"
@@ -22,12 +27,16 @@ _DURATION = "cellplane_gateway_request_duration_seconds"
 class Series:
     """One histogram: counts per bucket (the last one is +Inf), their sum of seconds, and the total."""
 
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("buckets", "count", "seen_buckets", "seen_count", "seen_sum", "sum")
 
     def __init__(self) -> None:
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.count = 0
         self.sum = 0.0
+        # the values at the last ``Metrics.delta``
+        self.seen_buckets = [0] * (len(BUCKETS) + 1)
+        self.seen_count = 0
+        self.seen_sum = 0.0
 
     def cumulative(self) -> list[int]:
         out, total = [], 0
@@ -35,6 +44,17 @@ class Series:
             total += n
             out.append(total)
         return out
+
+
+@dataclass
+class Window:
+    """What one label set (every status code together) counted between two ``Metrics.delta`` calls."""
+
+    requests: int = 0
+    errors: int = 0  # status >= 500
+    client_errors: int = 0  # 400..499
+    duration_sum: float = 0.0  # seconds
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # NON-cumulative, +Inf last
 
 
 class Metrics:
@@ -54,6 +74,34 @@ class Metrics:
         series.count += 1
         series.sum += seconds
 
+    def delta(self) -> dict[Labels, Window]:
+        """What was counted since the previous call (since the start for the first), per label set with requests.
+
+        Meant for one reader (the agent's metrics windows); the cumulative counters are left as they are.
+        """
+        out: dict[Labels, Window] = {}
+        for labels, by_status in self._series.items():
+            for status, s in by_status.items():
+                n = s.count - s.seen_count
+                if n == 0:
+                    continue
+                window = out.get(labels)
+                if window is None:
+                    window = out[labels] = Window()
+                window.requests += n
+                if status >= 500:
+                    window.errors += n
+                elif status >= 400:
+                    window.client_errors += n
+                window.duration_sum += s.sum - s.seen_sum
+                sums = window.buckets
+                for i, (now, seen) in enumerate(zip(s.buckets, s.seen_buckets, strict=True)):
+                    sums[i] += now - seen
+                s.seen_buckets = s.buckets.copy()
+                s.seen_count = s.count
+                s.seen_sum = s.sum
+        return out
+
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON: one entry per label set and status, with its histogram (cumulative)."""
         entries = []
@@ -70,7 +118,7 @@ class Metrics:
         histos = [f"# HELP {_DURATION} Time from the request head to the end of the response.",
                   f"# TYPE {_DURATION} histogram"]
         for labels, by_status in self._series.items():
-            base = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(LABELS, labels, strict=True))
+            base = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(LABELS, labels, strict=True))
             for status, s in sorted(by_status.items()):
                 tags = f'{base},code="{status}"'
                 counts.append(f"{_REQUESTS}{{{tags}}} {s.count}")
@@ -81,5 +129,5 @@ class Metrics:
         return "\n".join(counts + histos) + "\n"
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from cellplane.gateway import http1
 from cellplane.gateway.auth import BEARER_PREFIX
+from cellplane.gateway.tracing import parse_traceparent
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _KEEP_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
@@ -31,8 +32,8 @@ class BodySink(Protocol):
 class Request:
     __slots__ = ("answered", "api_key", "authorization", "bearer", "chunked", "chunks", "complete", "connection",
                  "content_type", "copied", "expect_continue", "forwarded_for", "head_size", "host", "http11",
-                 "keep_alive", "length", "method", "nheaders", "request_id", "sink", "started", "target", "upgrade",
-                 "websocket")
+                 "keep_alive", "length", "method", "nheaders", "parent_id", "request_id", "sampled", "sink", "span_id",
+                 "started", "target", "trace_id", "traceparent", "upgrade", "websocket")
 
     def __init__(self, started: float) -> None:
         self.started = started  # time.perf_counter() at the first byte
@@ -56,6 +57,12 @@ class Request:
         self.forwarded_for: bytes | None = None
         self.expect_continue = False
         self.content_type: bytes | None = None
+        # trace context: the client's (a valid traceparent), then the listener's decision for a routed request
+        self.traceparent: bytes | None = None  # the raw header, as received
+        self.trace_id: bytes | None = None  # 32 lowercase hex digits
+        self.parent_id: bytes | None = None  # the client's span id (16 hex digits); None for a new trace
+        self.span_id: bytes | None = None  # this hop's span id, set when the request is routed
+        self.sampled = False
         # the body while the request waits for its turn (pipelining), then whoever serves it
         self.chunks: list[bytes] = []
         self.sink: BodySink | None = None
@@ -99,6 +106,15 @@ class Request:
         elif kind == http1.CONTENT_TYPE:
             self.content_type = value
             self.copied += (name, http1.COLON, value, http1.CRLF)
+        elif kind == http1.TRACEPARENT:
+            if self.traceparent is None:
+                self.traceparent = value
+                parsed = parse_traceparent(value)
+                if parsed is not None:
+                    self.trace_id, self.parent_id, self.sampled = parsed
+            else:  # more than one: not a trace context to continue
+                self.trace_id = self.parent_id = None
+                self.sampled = False
 
     def head_done(self, method: bytes, http11: bool, keep_alive: bool, upgrade: bool) -> None:
         """Record what the parser knows once the head is complete; drop headers named in Connection."""
@@ -116,7 +132,8 @@ class Request:
 
     def upstream_head(self, target: bytes, prefix: bytes, client_ip: bytes, request_id: bytes,
                       default_host: bytes) -> bytes:
-        """The head sent to the upstream: HTTP/1.1, same Host, the copied headers and X-Forwarded-*."""
+        """The head sent to the upstream: HTTP/1.1, same Host, the copied headers, X-Forwarded-* and (for a routed
+        request) the gateway's traceparent."""
         host = self.host if self.host is not None else default_host
         forwarded_for = client_ip if self.forwarded_for is None else self.forwarded_for + b", " + client_ip
         parts = [self.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, http1.CRLF, *self.copied]
@@ -126,6 +143,9 @@ class Request:
             parts += (b"Content-Length: ", self.length, http1.CRLF)
         if self.websocket:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", self.upgrade or b"websocket", http1.CRLF)
+        if self.span_id is not None:
+            parts += (b"traceparent: 00-", self.trace_id or b"", b"-", self.span_id,
+                      b"-01\r\n" if self.sampled else b"-00\r\n")
         parts += (b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", host,
                   b"\r\nX-Forwarded-Prefix: ", prefix, b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n")
         return b"".join(parts)

@@ -11,15 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
+from cellplane.gateway.metrics import Labels
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream, route_prefix
 from cellplane.gateway.upstream import UpstreamPool
+
+# The consumer label of requests that came through a project's cell listener: callers there carry no credentials,
+# so they are counted together (the control plane's cell graph attributes them where it can).
+CELL_CONSUMER = "@cell"
 
 
 class Route:
     """One backend as the request path uses it, plus its round-robin position."""
 
-    __slots__ = ("backend", "base", "base_slash", "label", "labels", "name", "organization", "pools", "prefix",
-                 "project", "public", "rr")
+    __slots__ = ("_by_consumer", "backend", "base", "base_slash", "cell_labels", "label", "labels", "name",
+                 "organization", "pools", "prefix", "project", "public", "rr")
 
     def __init__(self, backend: Backend, pools: tuple[UpstreamPool, ...]) -> None:
         b = backend
@@ -30,11 +35,21 @@ class Route:
         self.base_slash = self.base + b"/"
         self.name = f"{b.project}/{b.component}/{b.endpoint}"
         self.label = f"{b.project}/{b.component}"
-        self.labels = (b.environment, b.project, b.component, b.endpoint)
+        self.labels: Labels = (b.environment, b.project, b.component, b.endpoint, "")  # metrics, without consumer
+        self.cell_labels: Labels = (*self.labels[:4], CELL_CONSUMER)  # requests from inside the project's cell
+        self._by_consumer: dict[str, Labels] = {}
         self.public = "Public" in b.visibility
         self.organization = self.public or "Organization" in b.visibility
         self.pools = pools
         self.rr = 0
+
+    def labels_for(self, consumer: Grant) -> Labels:
+        """The metrics labels of a request admitted on ``consumer``'s grant (built once per consumer)."""
+        name = consumer.consumer_label
+        labels = self._by_consumer.get(name)
+        if labels is None:
+            labels = self._by_consumer[name] = (*self.labels[:4], name)
+        return labels
 
     def pick(self) -> UpstreamPool | None:
         """The next replica in round-robin order whose circuit lets a request through; None if there is none."""

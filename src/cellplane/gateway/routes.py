@@ -7,6 +7,7 @@ the gateway compiles them into lookup structures (``cellplane.gateway.router``) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 ListenerKind = Literal["external", "internal", "cell"]
@@ -52,6 +53,11 @@ class Grant:
     project: str  # the consumer
     component: str
     target: tuple[str, str, str]  # (project, component, endpoint)
+
+    @cached_property
+    def consumer_label(self) -> str:
+        """"project/component" of the consumer: its metrics label and its name in access logs and spans."""
+        return f"{self.project}/{self.component}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from cellplane.gateway.listener import Listener
 from cellplane.gateway.metrics import Metrics
 from cellplane.gateway.router import RouteIndex
 from cellplane.gateway.routes import ListenerSpec, RouteTable, Upstream
+from cellplane.gateway.tracing import TokenBucket
 from cellplane.gateway.upstream import UpstreamPool
 
 log = logging.getLogger("cellplane.gateway")
@@ -40,6 +41,8 @@ class GatewaySettings:
     breaker_reset: float = 5.0  # seconds before a half-open probe
     pool_size: int = 64  # idle keep-alive connections kept per upstream
     token_ttl: int = 3600  # OAuth2 access tokens issued at /_cellplane/token
+    trace_rate: float = 100.0  # new (and external) traces sampled per second at most ...
+    trace_burst: int = 200  # ... with bursts up to this many
 
 
 class Gateway:
@@ -47,10 +50,16 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings | None = None,
                  access_log: Callable[[dict[str, Any]], None] | None = None,
-                 token_secret: bytes | None = None) -> None:
+                 token_secret: bytes | None = None,
+                 span: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``access_log`` gets one dict per answered request, ``span`` one per sampled routed request (a Span of
+        the observability contract); either may be None (off). Both are called on the request path: keep them
+        cheap, and their exceptions are swallowed (reported once)."""
         self.settings = settings or GatewaySettings()
         self.access_log = access_log
+        self.span = span
         self.metrics = Metrics()
+        self.trace_bucket = TokenBucket(self.settings.trace_rate, self.settings.trace_burst)
         self.tokens = TokenIssuer(token_secret or secrets.token_bytes(32), self.settings.token_ttl)
         self._pools: dict[Upstream, UpstreamPool] = {}
         self.index = RouteIndex(RouteTable(), self._pool_of)
@@ -58,6 +67,7 @@ class Gateway:
         self._request_ids = itertools.count(1)
         self._request_id_prefix = secrets.token_hex(6).encode()
         self._access_log_failures = 0
+        self._span_failures = 0
 
     # -- listeners ---------------------------------------------------------------------------------------------
 
@@ -135,6 +145,13 @@ class Gateway:
         if self._access_log_failures == 1:
             log.error("the gateway's access-log callback failed; requests go on, further failures are not "
                       "reported", exc_info=error)
+
+    def span_failed(self, error: Exception) -> None:
+        """A failing span callback is reported once, not once per request."""
+        self._span_failures += 1
+        if self._span_failures == 1:
+            log.error("the gateway's span callback failed; requests go on, further failures are not reported",
+                      exc_info=error)
 
     async def close(self) -> None:
         """Stop every listener (cutting open connections) and close the pooled upstream connections."""
