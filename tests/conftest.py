@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cellplane.store import Store
 from pgserver import PostgresServer, find_postgres_bin
 
 # Fixtures of other areas live in their own modules.
@@ -78,3 +79,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cellplane.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated, empty store on each backend."""
+    s = Store(database_url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.dispose()

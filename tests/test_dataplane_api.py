@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
 from cellplane.controlplane import dataplanes, deployments, workloads
 from cellplane.controlplane.keyring import KeyRing
+from cellplane.controlplane.telemetry import logs
 from cellplane.sealing import open_sealed, public_key_text
 from cellplane.store import Store
 from cellplane.store.tables import BuildRow, DeploymentRow, ResourceRow, WorkloadLogRow
@@ -526,16 +527,6 @@ def test_desired_state_on_postgresql(pg_server: LiveServer) -> None:
 # -- service functions: the clock and the bounds --------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.dispose()
-
-
 def _row(kind: str, name: str, spec: dict[str, Any], project: str = "", status: dict[str, Any] | None = None,
          ) -> ResourceRow:
     return ResourceRow(uid=f"{kind}-{project}-{name}", kind=kind, organization="o", project=project, name=name,
@@ -570,21 +561,28 @@ def test_a_silent_data_plane_shows_as_unreachable(store: Store, tmp_path: Path,
 
 
 def test_logs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workloads, "MAX_LOG_LINES", 5)
+    monkeypatch.setattr(logs, "MAX_LOG_LINES", 5)
     at = datetime.now(UTC)
 
     def line(i: int, component: str = "c") -> dict[str, Any]:
         return {"environment": "dev", "project": "p", "component": component, "deployment": None, "run": None,
                 "replica": 0, "stream": "stdout", "at": at, "line": f"line {i}"}
 
+    def read(limit: int, **filters: Any) -> list[str]:
+        with store.transaction() as s:
+            page = logs.page(s, WorkloadLogRow, logs.LogQuery("o", "p", "c", "dev", limit=limit, **filters),
+                             logs.line_view)
+            return [item["line"] for item in page.items]
+
     with store.transaction() as s:
-        workloads.add_lines(s, "o", [line(i) for i in range(4)] + [line(0, "other")])
+        logs.add_lines(s, "o", [line(i) for i in range(4)] + [line(0, "other")])
     with store.transaction() as s:
-        workloads.add_lines(s, "o", [line(i) for i in range(4, 9)])
+        logs.add_lines(s, "o", [line(i) for i in range(4, 9)])
+    assert read(100) == [f"line {i}" for i in range(4, 9)]
+    assert read(2) == ["line 7", "line 8"]
+    assert read(100, grep="INE 6") == ["line 6"]  # the search index forgets pruned lines: "line 0" of c is gone
+    assert read(100, grep="ne 0") == []
     with store.transaction() as s:
-        kept = [r.line for r in workloads.lines(s, "o", "p", "c", "dev", None, 100)]
-        assert kept == [f"line {i}" for i in range(4, 9)]
-        assert [r.line for r in workloads.lines(s, "o", "p", "c", "dev", None, 2)] == ["line 7", "line 8"]
         assert s.query(WorkloadLogRow).filter_by(component="other").count() == 1
 
 

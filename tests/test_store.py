@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,16 +26,6 @@ from cellplane.store import Store, current_revision, head_revision
 from cellplane.store.tables import Base, ConfigValueRow, ReleaseRow, ResourceRow, RoleBindingRow, TokenRow, UserRow
 
 TABLES = {"resources", "users", "tokens", "role_bindings", "config_values", "audit_events"}
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture
@@ -110,9 +99,15 @@ def test_replicas_migrating_the_same_database_at_once_all_succeed(database_url: 
             s.dispose()
 
 
+def _not_search_index(name: str | None, type_: str, parent: object) -> bool:
+    """The SQLite full-text index of log lines (a virtual table and its shadow tables) has no model."""
+    return not (type_ == "table" and name is not None and name.startswith("workload_logs_fts"))
+
+
 def test_migrated_schema_matches_the_models(store: Store) -> None:
     with store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True,
+                                                         "include_name": _not_search_index})
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -158,6 +158,10 @@ def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
         from cellplane.controlplane import releases  # releases reads configuration: imported where it is used
 
         done += releases.rotate(s, keyring, batch - done)
+    if done < batch:  # and the signing secrets of alert webhooks
+        from cellplane.controlplane.telemetry import alerts
+
+        done += alerts.rotate(s, keyring, batch - done)
     s.flush()
     return done
 

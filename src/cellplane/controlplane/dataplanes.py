@@ -97,6 +97,7 @@ def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
     status["agent"] = {**agent_of(row), "lastSeen": t.isoformat()}
     status["gateways"] = report.get("gateways") or {}
     status["observedRevision"] = report.get("revision")
+    status["metricsUrl"] = report.get("metricsUrl")
     row.status = status
     served = {e.name for e in environments(s, row.organization, row.name)}
     updated = 0

@@ -12,6 +12,8 @@ from cellplane import API_VERSION
 from cellplane.controlplane import identity, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.keys import load_or_create_token_key, write_private
+from cellplane.controlplane.telemetry.logs import LogStore, SqlLogStore
+from cellplane.controlplane.telemetry.traces import OtlpExport
 from cellplane.model import parse_document
 from cellplane.store import Store, sqlite_url
 from cellplane.store.tables import UserRow
@@ -31,6 +33,8 @@ class Platform:
         self.token_key = load_or_create_token_key(data_dir)
         self.admin_token_path = data_dir / "admin.token"
         self.created_admin = self._bootstrap()
+        self.logs: LogStore = SqlLogStore(self.store)
+        self.otlp: OtlpExport | None = None  # set when the operator gives a collector
 
     def _bootstrap(self) -> bool:
         """On first start: the default organization, and an admin whose token goes to admin.token (0600)."""
@@ -52,4 +56,6 @@ class Platform:
             return False
 
     def close(self) -> None:
+        if self.otlp is not None:
+            self.otlp.close()
         self.store.dispose()

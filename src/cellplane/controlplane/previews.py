@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import approvals, builds, pipelines, releases, workloads
 from cellplane.controlplane import resources as store
+from cellplane.controlplane.telemetry import alerts
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
 from cellplane.model import KINDS
 from cellplane.store.tables import (
@@ -116,6 +117,7 @@ def delete_preview(s: Session, row: PreviewRow) -> list[str]:
     workloads.forget(s, org, environment=env)
     releases.forget(s, org, environment=env)
     approvals.forget(s, org, environment=env)
+    alerts.forget(s, org, environment=env)
     s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == org, ConfigValueRow.environment == env))
     s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == org, RoleBindingRow.environment == env))
     for build in s.scalars(select(BuildRow).where(BuildRow.organization == org, BuildRow.deploy_to == env)).all():

@@ -21,6 +21,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "components:create", "components:update", "components:delete",
         "builds:create", "builds:cancel",
         "deployments:create", "deployments:delete", "runs:create", "previews:create", "previews:delete",
+        "alerts:create", "alerts:update", "alerts:delete",
     ),
     "approver": ("*:get", "*:list", "config:read", "deployments:approve"),
     "admin": ("*",),

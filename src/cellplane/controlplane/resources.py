@@ -19,6 +19,7 @@ from cellplane import API_VERSION
 from cellplane.controlplane import approvals, builds, releases, workloads
 from cellplane.controlplane import config as config_service
 from cellplane.controlplane.keyring import KeyRing
+from cellplane.controlplane.telemetry import alerts
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
 from cellplane.store.tables import (
@@ -238,6 +239,7 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         workloads.forget(s, name)
         releases.forget(s, name)
         approvals.forget(s, name)
+        alerts.forget(s, name)
         s.execute(delete(PreviewRow).where(PreviewRow.organization == name))
     elif kind == "Project":
         comps = s.scalars(select(ResourceRow).where(
@@ -255,6 +257,7 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         workloads.forget(s, place.organization, name)
         releases.forget(s, place.organization, name)
         approvals.forget(s, place.organization, name)
+        alerts.forget(s, place.organization, name)
         from cellplane.controlplane import previews  # previews reads resources: imported where it is used
 
         for preview in previews.list_rows(s, place.organization, name):
@@ -264,6 +267,7 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         workloads.forget(s, place.organization, place.project, name)
         releases.forget(s, place.organization, place.project, name)
         approvals.forget(s, place.organization, place.project, name)
+        alerts.forget(s, place.organization, place.project, name)
         s.execute(delete(ConfigValueRow).where(
             ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
             ConfigValueRow.component == name))
@@ -278,6 +282,7 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
         workloads.forget(s, place.organization, environment=name)
         releases.forget(s, place.organization, environment=name)
         approvals.forget(s, place.organization, environment=name)
+        alerts.forget(s, place.organization, environment=name)
         s.execute(delete(PreviewRow).where(PreviewRow.organization == place.organization,
                                            PreviewRow.environment == name))
         s.execute(update(BuildRow).where(BuildRow.organization == place.organization, BuildRow.deploy_to == name)

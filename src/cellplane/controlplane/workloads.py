@@ -1,7 +1,6 @@
-"""What deployed workloads leave behind: their log lines and task runs.
+"""What deployed workloads leave behind: their task runs (log lines are in ``telemetry.logs``).
 
-Log lines arrive from the data plane in batches; at most ``MAX_LOG_LINES`` are kept per component and
-environment (the oldest go first). Task runs are requested here (manual runs, state ``queued``) or
+Task runs are requested here (manual runs, state ``queued``) or
 started by the data plane (scheduled runs, which get their id there), and updated from its reports:
 queued → running → succeeded | failed.
 """
@@ -13,15 +12,22 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import FieldProblem, NotFoundError
 from cellplane.store.scope import delete_scoped
-from cellplane.store.tables import ConnectionKeyRow, DeploymentRow, TaskRunRow, WorkloadLogRow, now
+from cellplane.store.tables import (
+    AccessLogRow,
+    ConnectionKeyRow,
+    DeploymentRow,
+    MetricPointRow,
+    SpanRow,
+    TaskRunRow,
+    WorkloadLogRow,
+    now,
+)
 
-MAX_LOG_LINES = 20_000  # per (organization, project, component, environment)
-MAX_LINE = 8192  # characters; longer lines are cut
 MAX_RUNS = 1000  # finished runs kept per (organization, project, component, environment)
 RUN_STATES = ("queued", "running", "succeeded", "failed")
 RUN_TERMINAL = ("succeeded", "failed")
@@ -29,54 +35,6 @@ RUN_TERMINAL = ("succeeded", "failed")
 
 def iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
-
-
-# -- logs -----------------------------------------------------------------------------------------------------------
-
-
-def _key(org: str, project: str, component: str, environment: str) -> Any:
-    return and_(WorkloadLogRow.organization == org, WorkloadLogRow.project == project,
-                WorkloadLogRow.component == component, WorkloadLogRow.environment == environment)
-
-
-def add_lines(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
-    """Store validated lines (keys: environment, project, component, deployment, run, replica, stream, at, line),
-    in order, then prune each component's log to its bound."""
-    if not lines:
-        return 0
-    rows = [{"organization": org, "project": x["project"], "component": x["component"],
-             "environment": x["environment"], "deployment_id": x.get("deployment") or "", "run_id": x.get("run"),
-             "replica": x.get("replica"), "stream": x["stream"], "at": x["at"], "line": x["line"][:MAX_LINE]}
-            for x in lines]
-    s.execute(insert(WorkloadLogRow), rows)
-    for project, component, environment in {(r["project"], r["component"], r["environment"]) for r in rows}:
-        prune(s, org, project, component, environment)
-    return len(rows)
-
-
-def prune(s: Session, org: str, project: str, component: str, environment: str) -> None:
-    """Drop all but the newest ``MAX_LOG_LINES`` lines of one component in one environment."""
-    key = _key(org, project, component, environment)
-    threshold = s.scalar(select(WorkloadLogRow.id).where(key).order_by(WorkloadLogRow.id.desc())
-                         .offset(MAX_LOG_LINES).limit(1))
-    if threshold is not None:
-        s.execute(delete(WorkloadLogRow).where(key, WorkloadLogRow.id <= threshold))
-
-
-def lines(s: Session, org: str, project: str, component: str, environment: str, after: int | None, limit: int,
-          run: str | None = None) -> list[WorkloadLogRow]:
-    """Lines after the id ``after``, oldest first; without ``after``, the last ``limit`` lines (in order)."""
-    q = select(WorkloadLogRow).where(_key(org, project, component, environment))
-    if run is not None:
-        q = q.where(WorkloadLogRow.run_id == run)
-    if after is None:
-        return list(reversed(s.scalars(q.order_by(WorkloadLogRow.id.desc()).limit(limit)).all()))
-    return list(s.scalars(q.where(WorkloadLogRow.id > after).order_by(WorkloadLogRow.id).limit(limit)))
-
-
-def line_view(row: WorkloadLogRow) -> dict[str, Any]:
-    return {"id": row.id, "at": row.at.isoformat(), "replica": row.replica, "stream": row.stream, "line": row.line,
-            "run": row.run_id}
 
 
 # -- task runs ------------------------------------------------------------------------------------------------------
@@ -194,6 +152,7 @@ def cancel_queued(s: Session, deployment_id: str, message: str) -> None:
 
 def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
            environment: str | None = None) -> None:
-    """Delete the deployments, connection keys, log lines and task runs of what is being deleted."""
-    delete_scoped(s, (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow), organization, project,
-                  component, environment)
+    """Delete the deployments, connection keys, task runs and telemetry (log and access lines, metric points,
+    spans) of what is being deleted."""
+    delete_scoped(s, (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow, AccessLogRow, MetricPointRow,
+                      SpanRow), organization, project, component, environment)

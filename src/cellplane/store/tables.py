@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -413,6 +414,7 @@ class WorkloadLogRow(Base):
 
     __table_args__ = (
         Index("ix_workload_logs_key", "organization", "project", "component", "environment", "id"),
+        Index("ix_workload_logs_at", "at"),
     )
 
 
@@ -438,4 +440,159 @@ class TaskRunRow(Base):
 
     __table_args__ = (
         Index("ix_task_runs_component", "organization", "project", "component", "environment", "requested_at"),
+    )
+
+
+# -- telemetry ------------------------------------------------------------------------------------------------------
+
+
+class AccessLogRow(Base):
+    """One request a gateway answered for a component (as shipped by its data plane; see docs/observability.md)."""
+
+    __tablename__ = "access_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    endpoint: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consumer: Mapped[str | None] = mapped_column(String(127), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    trace_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    listener: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (
+        Index("ix_access_logs_key", "organization", "project", "component", "environment", "id"),
+    )
+
+
+class MetricPointRow(Base):
+    """One window of one series: gateway requests of an endpoint (by consumer), or one replica's resources.
+
+    ``resolution`` is 0 for points as the data plane sent them and the rollup's length in seconds for points
+    merged by downsampling."""
+
+    __tablename__ = "metric_points"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(10))  # http | replica
+    endpoint: Mapped[str] = mapped_column(String(63), default="")
+    consumer: Mapped[str] = mapped_column(String(127), default="")
+    replica: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seconds: Mapped[float] = mapped_column(Float)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    client_errors: Mapped[int] = mapped_column(Integer, default=0)
+    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    buckets: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_metric_points_key", "organization", "project", "component", "environment", "at"),
+        Index("ix_metric_points_age", "resolution", "at"),
+    )
+
+
+class SpanRow(Base):
+    """One hop of a trace: a request one gateway proxied to one component."""
+
+    __tablename__ = "spans"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    endpoint: Mapped[str] = mapped_column(String(63))
+    listener: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer)
+    consumer: Mapped[str | None] = mapped_column(String(127), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+    __table_args__ = (
+        Index("ix_spans_key", "organization", "project", "component", "environment", "start"),
+    )
+
+
+class AlertRuleRow(Base):
+    """A condition on one component's telemetry in one environment, and where to say it holds."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # alr_<16 hex>
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    metric: Mapped[str] = mapped_column(String(20))
+    threshold: Mapped[float] = mapped_column(Float)
+    percentile: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    for_seconds: Mapped[int] = mapped_column(Integer)
+    webhook: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted with the key ring
+    state: Mapped[str] = mapped_column(String(10), default="ok")
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (
+        UniqueConstraint("organization", "project", "component", "environment", "name", name="uq_alert_rules"),
+    )
+
+
+class AlertEventRow(Base):
+    """One time a rule fired: when, until when, and whether its notifications were delivered."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(String(20))
+    organization: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(10))  # firing | resolved
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    delivery_state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_alert_events_rule", "rule_id", "id"),
+        Index("ix_alert_events_delivery", "delivery_state", "next_attempt_at"),
     )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from cellplane import API_VERSION, __version__
 from cellplane.controlplane.api import (
+    alerts,
     builds,
     config,
     dataplanes,
@@ -17,21 +18,32 @@ from cellplane.controlplane.api import (
     errors,
     identity,
     imports,
+    observe,
     releases,
     resources,
     schemas,
+    telemetry,
     webhooks,
 )
+from cellplane.controlplane.api.selfmetrics import Measured, SelfMetrics
 from cellplane.controlplane.api.textguard import TextGuard
 from cellplane.controlplane.buildworker import BuildSettings, BuildWorkers
 from cellplane.controlplane.platform import Platform
+from cellplane.controlplane.telemetry.loop import TelemetryLoop, TelemetrySettings
+from cellplane.controlplane.telemetry.traces import OtlpExport
 
 
-def create_app(data_dir: Path, database_url: str | None = None,
-               build_settings: BuildSettings | None = None) -> FastAPI:
-    """The API and this process's build worker pool (``workers=0`` leaves builds to other replicas)."""
+def create_app(data_dir: Path, database_url: str | None = None, build_settings: BuildSettings | None = None,
+               telemetry_settings: TelemetrySettings | None = None) -> FastAPI:
+    """The API, this process's build worker pool (``workers=0`` leaves builds to other replicas) and its
+    telemetry loop (alert evaluation, retention)."""
     platform = Platform(data_dir, database_url)
     settings = build_settings or BuildSettings()
+    telemetry_settings = telemetry_settings or TelemetrySettings()
+    if telemetry_settings.otlp_endpoint:
+        platform.otlp = OtlpExport(telemetry_settings.otlp_endpoint)
+    housekeeping = TelemetryLoop(platform, telemetry_settings)
+    measured = SelfMetrics(platform)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -40,7 +52,9 @@ def create_app(data_dir: Path, database_url: str | None = None,
             workers = BuildWorkers(platform.store, data_dir, settings, platform.keyring)
             workers.start()
             app.state.build_workers = workers
+        housekeeping.start()
         yield
+        await housekeeping.stop()
         if workers is not None:
             await workers.stop()
         platform.close()
@@ -49,6 +63,7 @@ def create_app(data_dir: Path, database_url: str | None = None,
                   description="Organizations, projects (cells), components, environments and pipelines.")
     app.state.platform = platform
     app.state.build_settings = settings
+    app.state.telemetry_settings = telemetry_settings
     errors.install(app)
     app.add_middleware(TextGuard, stream_types=builds.ARCHIVE_TYPES)
 
@@ -67,7 +82,12 @@ def create_app(data_dir: Path, database_url: str | None = None,
     api.include_router(deployments.router)
     api.include_router(releases.router)
     api.include_router(dataplanes.router)
+    api.include_router(telemetry.router)
+    api.include_router(observe.router)
+    api.include_router(alerts.router)
     app.include_router(api)
+    app.add_route("/metrics", measured.endpoint, include_in_schema=False)
+    app.add_middleware(Measured, metrics=measured)
 
     @app.get("/healthz", tags=["meta"], response_model=schemas.Health, response_model_exclude_unset=True)
     def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
 from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.telemetry import logs
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.model.meta import DNS_LABEL
@@ -94,6 +95,7 @@ class StatusReport(Report):
     revision: str | None = Field(default=None, max_length=100, description="the desired state it runs")
     gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners")
     deployments: list[DeploymentReport] = Field(default_factory=list, max_length=10000)
+    metricsUrl: Url | None = Field(default=None, description="the agent's Prometheus endpoint")
 
 
 class LogLineReport(Report):
@@ -105,7 +107,7 @@ class LogLineReport(Report):
     replica: int | None = Field(default=None, ge=0, le=10000)
     stream: schemas.LogStream
     at: Timestamp
-    line: Annotated[str, _cut(workloads.MAX_LINE)]
+    line: Annotated[str, _cut(logs.MAX_LINE)]
 
 
 class LogBatch(Report):
@@ -214,6 +216,22 @@ def report_status(request: Request, org: NamePath, name: NamePath, body: StatusB
         return {"deployments": dataplanes.record_status(s, row, report)}
 
 
+def kept(s: Any, org: str, plane: ResourceRow, items: list[Any]) -> list[Any]:
+    """The reported items (with environment, project, component) of environments the data plane serves and of
+    components that exist; the others are dropped (deleted meanwhile, or moved to another data plane)."""
+    served = {e.name for e in dataplanes.environments(s, org, plane.name)}
+    known: dict[tuple[str, str], bool] = {}
+    out = []
+    for item in items:
+        key = (item.project, item.component)
+        if key not in known:
+            known[key] = store.find(s, store.Place(KINDS["Component"], org, item.project), item.component) \
+                is not None
+        if item.environment in served and known[key]:
+            out.append(item)
+    return out
+
+
 @router.post(DATAPLANE + "/logs", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
 def ingest_logs(request: Request, org: NamePath, name: NamePath, body: LogsBody,
                 who: Principal = Caller) -> dict[str, Any]:
@@ -222,18 +240,8 @@ def ingest_logs(request: Request, org: NamePath, name: NamePath, body: LogsBody,
     p = platform(request)
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
-        req = parse(LogBatch, body, "log batch")
-        served = {e.name for e in dataplanes.environments(s, org, row.name)}
-        known: dict[tuple[str, str], bool] = {}
-        lines = []
-        for line in req.lines:
-            key = (line.project, line.component)
-            if key not in known:
-                known[key] = store.find(s, store.Place(KINDS["Component"], org, line.project), line.component) \
-                    is not None
-            if line.environment in served and known[key]:
-                lines.append(line.model_dump())
-        return {"accepted": workloads.add_lines(s, org, lines)}
+        lines = kept(s, org, row, parse(LogBatch, body, "log batch").lines)
+    return {"accepted": p.logs.append(org, [line.model_dump() for line in lines])}
 
 
 @router.post(DATAPLANE + "/task-runs", response_model=schemas.RunsRecorded, response_model_exclude_unset=True)

@@ -1,23 +1,20 @@
-"""Routes for deployments, endpoints, workload logs and task runs (the user's side of the data plane)."""
+"""Routes for deployments, endpoints and task runs (the user's side of the data plane; logs are in ``observe``)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import approvals, deployments, workloads
 from cellplane.controlplane import resources as store
-from cellplane.controlplane.api import ndjson, schemas
+from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
 from cellplane.controlplane.rbac import Principal, Target
-from cellplane.errors import CellplaneError, ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.errors import ConflictError, FieldProblem, InvalidError
 from cellplane.model import KINDS
 from cellplane.model.component import TASK_TYPES
 
@@ -27,9 +24,6 @@ COMPONENT = ORG + "/projects/{project}/components/{component}"
 RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a task run id (run_...)")]
 DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
 RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
-
-RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ended, for its last lines
-
 
 def name_query(what: str) -> Any:
     """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""
@@ -159,90 +153,6 @@ def list_endpoints(request: Request, org: NamePath, environment: str | None = na
             if who.sees_project(org, row.project):
                 items += deployments.endpoint_items(viewer.view(row))
         return {"items": items}
-
-
-# -- logs -----------------------------------------------------------------------------------------------------------
-
-
-def _log_environment(s: Session, org: str, environment: str | None) -> str:
-    if not environment:
-        raise InvalidError("give the environment whose logs to read (?environment=)",
-                           [FieldProblem("environment", "required")])
-    if store.find(s, store.Place(KINDS["Environment"], org), environment) is None:
-        raise InvalidError(f"environment '{environment}' not found in organization '{org}'",
-                           [FieldProblem("environment", "no such environment")])
-    return environment
-
-
-@router.get(COMPONENT + "/logs", response_model=schemas.LogPage, response_model_exclude_unset=True,
-            responses={200: {"content": {"application/x-ndjson": {}},
-                             "description": "with follow: one LogLine (or event) per line"}})
-async def component_logs(
-        request: Request, org: NamePath, project: NamePath, component: NamePath,
-        environment: str | None = Query(None, max_length=63, description="required: the environment"),
-        after: int | None = Query(None, ge=-1, le=2**62, description="the last line id already seen; without it "
-                                  "(and without follow), the last `limit` lines"),
-        limit: int = Query(1000, ge=1, le=10000),
-        follow: bool = Query(False, description="stream lines (NDJSON) as they arrive"),
-        run: str | None = Query(None, min_length=1, max_length=20, description="only the lines of this task run; "
-                                "a followed stream ends with the run"),
-        who: Principal = Caller) -> Any:
-    """A component's log lines in one environment; with ``follow``, an NDJSON stream."""
-    p = platform(request)
-
-    def page(after_id: int | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        with p.store.transaction() as s:
-            require(who, "logs:get", Target(org, project, environment or ""))
-            store.get_component(s, org, project, component)
-            env = _log_environment(s, org, environment)
-            run_info = None
-            if run is not None:
-                row = workloads.get_run(s, org, run)
-                if (row.project, row.component, row.environment) != (project, component, env):
-                    raise NotFoundError(f"task run '{run}' is not a run of '{project}/{component}' in '{env}'",
-                                        [FieldProblem("run", "not a run of this component there")])
-                run_info = workloads.run_view(row)
-            rows = workloads.lines(s, org, project, component, env, after_id, limit, run)
-            return [workloads.line_view(r) for r in rows], run_info
-
-    if not follow:
-        items, _ = await asyncio.to_thread(page, after)
-        return {"items": items, "next": items[-1]["id"] if items else (after if after is not None else -1)}
-    items, run_info = await asyncio.to_thread(page, after if after is not None else -1)
-
-    async def stream() -> AsyncIterator[bytes]:
-        nonlocal items, run_info
-        last = after if after is not None else -1
-        shown: dict[str, Any] | None = None
-        ended: float | None = None
-        quiet = ndjson.Quiet(request)
-        while True:
-            for item in items:
-                yield ndjson.line(item)
-                last = item["id"]
-            if items:
-                quiet.spoke()
-            if run_info is not None:
-                if run_info != shown:
-                    shown = run_info
-                    quiet.spoke()
-                    yield ndjson.line({"event": "run", "run": run_info})
-                if run_info["state"] in workloads.RUN_TERMINAL:
-                    ended = ended or time.monotonic()
-                    if not items and time.monotonic() - ended >= RUN_GRACE:
-                        return
-            if len(items) < limit:
-                said = await quiet.wait()
-                if said is None:
-                    return
-                if said:
-                    yield said
-            try:
-                items, run_info = await asyncio.to_thread(page, last)
-            except CellplaneError:  # deleted meanwhile
-                return
-
-    return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
 # -- task runs ------------------------------------------------------------------------------------------------------

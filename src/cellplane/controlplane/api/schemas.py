@@ -554,6 +554,95 @@ class LogLine(Out):
 class LogPage(Out):
     items: list[LogLine]
     next: int = Field(description="pass as ?after= to read on")
+    more: bool = Field(False, description="older matching lines exist: pass the first item's id as ?before=")
+
+
+class AccessLine(Out):
+    id: int
+    at: Timestamp
+    endpoint: str
+    method: str
+    path: str
+    status: int
+    durationMs: float
+    bytesSent: int
+    decision: str
+    reason: str | None
+    consumer: str | None
+    requestId: str | None
+    traceId: str | None
+    listener: str
+
+
+class AccessPage(Out):
+    items: list[AccessLine]
+    next: int = Field(description="pass as ?after= to read on")
+    more: bool = Field(False, description="older matching lines exist: pass the first item's id as ?before=")
+
+
+class Red(Out):
+    """Requests in a range: how many, how many failed (5xx), how fast (milliseconds)."""
+
+    requests: int
+    errors: int
+    errorRate: float | None
+    rps: float
+    p50Ms: float | None
+    p95Ms: float | None
+    p99Ms: float | None
+
+
+class ComponentMetrics(Out):
+    project: str
+    component: str
+    environment: str
+    since: Timestamp
+    until: Timestamp
+    step: int
+    deployment: dict[str, Any] | None
+    summary: dict[str, Any]
+    endpoints: list[dict[str, Any]]
+    replicas: list[dict[str, Any]]
+    series: list[dict[str, Any]]
+
+
+class Span(Out):
+    spanId: str
+    parentId: str | None
+    project: str
+    component: str
+    endpoint: str
+    listener: str
+    name: str
+    start: Timestamp
+    offsetMs: float
+    durationMs: float
+    status: int
+    consumer: str | None
+    depth: int
+
+
+class Trace(Out):
+    traceId: str
+    start: Timestamp
+    durationMs: float
+    status: int
+    error: bool
+    root: str
+    name: str
+    spans: list[Span]
+
+
+class TraceList(Out):
+    items: list[Trace]
+
+
+class CellGraph(Out):
+    project: str
+    environment: str
+    window: int
+    components: list[dict[str, Any]]
+    connections: list[dict[str, Any]]
 
 
 class TaskRun(Out):

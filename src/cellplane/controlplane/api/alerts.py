@@ -1,0 +1,227 @@
+"""Routes for alert rules and their history: a condition on a component's telemetry in one environment, and the
+webhook that hears when it fires and when it resolves (see ``controlplane/telemetry/alerts.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from cellplane.controlplane import deployments
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.telemetry import alerts
+from cellplane.model import KINDS
+from cellplane.model.meta import DNS_LABEL
+
+router = APIRouter(tags=["alerts"])
+ORG = "/organizations/{org}"
+COMPONENT = ORG + "/projects/{project}/components/{component}"
+RULE = ORG + "/alerts/{alert}"
+AlertPath = Annotated[str, PathParam(min_length=1, max_length=20, description="an alert rule id (alr_...)")]
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
+Metric = Literal["error-rate", "latency", "crash-loop", "task-failures"]
+RuleState = Literal["ok", "pending", "firing"]
+
+
+# -- request and response models ------------------------------------------------------------------------------------
+
+
+class AlertRuleRequest(BaseModel):
+    """A rule on one of the component's metrics in one environment. It fires when the value, computed over the
+    trailing ``window``, stays above ``threshold`` for ``for``; its webhook hears when it fires and resolves."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: Name = Field(description="unique for the component in the environment")
+    environment: Name
+    metric: Metric = Field(description="error-rate: percent of requests answered with status >= 500; latency: a "
+                           "percentile of request durations in ms; crash-loop: replica restarts in the window; "
+                           "task-failures: task runs that failed in the window")
+    threshold: float = Field(ge=0, strict=True, allow_inf_nan=False,
+                             description="fires when the value is above it (error-rate: at most 100)")
+    percentile: int | None = Field(default=None, strict=True, description="latency only: 50, 95 or 99 (default 95)")
+    window: str = Field(default="1m", min_length=1, max_length=50, description="the trailing window (10s..1d)")
+    for_: str = Field(default="0s", alias="for", min_length=1, max_length=50,
+                      description="how long the condition must hold before the rule fires (0s..1d)")
+    webhook: str = Field(min_length=1, max_length=alerts.MAX_WEBHOOK,
+                         description="an http(s) URL (no credentials in it) that receives the notifications")
+
+
+class AlertRule(schemas.Out):
+    """A rule and its state now. Its webhook secret is never shown again after creation."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(description="alr_<16 hex>")
+    name: str
+    project: str
+    component: str
+    environment: str
+    metric: Metric
+    threshold: float
+    percentile: int | None = Field(description="latency rules only")
+    window: str
+    for_: str = Field(alias="for")
+    webhook: str
+    state: RuleState
+    since: schemas.Timestamp | None = Field(description="when the rule entered its state (null: ok from the start)")
+    value: float | None = Field(description="the value at the last evaluation (null: nothing to measure)")
+    createdBy: str
+    createdAt: schemas.Timestamp
+
+
+class AlertRuleCreated(AlertRule):
+    webhookSecret: str = Field(description="the HMAC-SHA256 key of the notifications' signatures; shown only now")
+
+
+class AlertRuleList(schemas.Out):
+    items: list[AlertRule]
+
+
+class AlertDelivery(schemas.Out):
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastError: str | None
+
+
+class AlertEvent(schemas.Out):
+    """One time the rule fired; the delivery is that of its latest notification (firing, then resolved)."""
+
+    id: int
+    rule: str
+    state: Literal["firing", "resolved"]
+    firedAt: schemas.Timestamp
+    resolvedAt: schemas.Timestamp | None
+    value: float | None
+    message: str
+    delivery: AlertDelivery
+
+
+class AlertEventList(schemas.Out):
+    items: list[AlertEvent]
+
+
+class AlertTestResult(schemas.Out):
+    delivered: bool
+    status: int | None = Field(description="the webhook's HTTP status (null: no answer)")
+    error: str | None
+
+
+RuleBody = Annotated[schemas.documented(AlertRuleRequest), Body(description="the rule")]
+
+
+# -- routes ---------------------------------------------------------------------------------------------------------
+
+
+def _reader(s: Any, who: Principal, org: str) -> None:
+    store.require_owner(s, store.Place(KINDS["Project"], org), field_path="path")
+    if not who.member_of(org):
+        require(who, "alerts:list", Target(org))
+
+
+def _rule(s: Any, who: Principal, org: str, alert: str, permission: str) -> Any:
+    if not who.member_of(org):
+        require(who, permission, Target(org))
+    row = alerts.get(s, org, alert)
+    require(who, permission, Target(org, row.project, row.environment))
+    return row
+
+
+@router.post(COMPONENT + "/alerts", status_code=201, response_model=AlertRuleCreated,
+             response_model_exclude_unset=True)
+def create_rule(request: Request, org: NamePath, project: NamePath, component: NamePath, body: RuleBody,
+                who: Principal = Caller) -> dict[str, Any]:
+    """Create an alert rule. The answer holds the webhook secret (``webhookSecret``), shown only this once:
+    notifications carry ``X-Cellplane-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``."""
+    p = platform(request)
+    work = Work("alert.create", "Component", org, project, component)
+    with audited(p, who, work) as s:
+        req = parse(AlertRuleRequest, body, "alert rule")
+        work.message = f"{req.name} in {req.environment}"
+        spec = alerts.validate(req.name, req.environment, req.metric, req.threshold, req.percentile, req.window,
+                               req.for_, req.webhook)
+        require(who, "alerts:create", Target(org, project, req.environment))
+        store.get_component(s, org, project, component)
+        deployments.environment(s, org, req.environment)
+        row, secret = alerts.create(s, p.keyring, org, project, component, spec, who.user)
+        work.message = f"{row.id} ({row.name}) in {row.environment}: {alerts.condition(row)}"
+        return {**alerts.rule_view(row), "webhookSecret": secret}
+
+
+@router.get(COMPONENT + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
+def component_rules(request: Request, org: NamePath, project: NamePath, component: NamePath,
+                    environment: str | None = Query(None, min_length=1, max_length=63,
+                                                    description="only rules in this environment"),
+                    who: Principal = Caller) -> dict[str, Any]:
+    """The component's alert rules and their state."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        if not who.sees_project(org, project):
+            require(who, "alerts:list", Target(org, project))
+        store.get_component(s, org, project, component)
+        rows = alerts.list_rules(s, org, project, component, environment)
+        return {"items": [alerts.rule_view(r) for r in rows]}
+
+
+@router.get(ORG + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
+def list_rules(request: Request, org: NamePath,
+               project: str | None = Query(None, min_length=1, max_length=63, description="only this project"),
+               environment: str | None = Query(None, min_length=1, max_length=63,
+                                               description="only rules in this environment"),
+               state: RuleState | None = Query(None, description="only rules in this state"),
+               who: Principal = Caller) -> dict[str, Any]:
+    """The organization's alert rules the caller may see."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        _reader(s, who, org)
+        rows = alerts.list_rules(s, org, project, None, environment, state)
+        return {"items": [alerts.rule_view(r) for r in rows if who.sees_project(org, r.project)]}
+
+
+@router.get(RULE, response_model=AlertRule, response_model_exclude_unset=True)
+def show_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
+    p = platform(request)
+    with p.store.transaction() as s:
+        return alerts.rule_view(_rule(s, who, org, alert, "alerts:get"))
+
+
+@router.delete(RULE, response_model=schemas.Deleted, response_model_exclude_unset=True)
+def delete_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
+    """Delete an alert rule and its history; notifications not delivered yet are dropped."""
+    p = platform(request)
+    work = Work("alert.delete", "Component", org, name=alert)
+    with audited(p, who, work) as s:
+        row = _rule(s, who, org, alert, "alerts:delete")
+        work.project, work.name = row.project, row.component
+        work.message = f"{row.id} ({row.name}) in {row.environment}"
+        alerts.remove(s, row)
+        return {"deleted": row.id}
+
+
+@router.get(RULE + "/events", response_model=AlertEventList, response_model_exclude_unset=True)
+def rule_events(request: Request, org: NamePath, alert: AlertPath, limit: int = Query(50, ge=1, le=1000),
+                who: Principal = Caller) -> dict[str, Any]:
+    """When the rule fired and resolved, newest first, with the delivery of the notifications."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        row = _rule(s, who, org, alert, "alerts:get")
+        return {"items": [alerts.event_view(e) for e in alerts.events(s, row.id, limit)]}
+
+
+@router.post(RULE + "/test", response_model=AlertTestResult, response_model_exclude_unset=True)
+def test_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
+    """Send a signed test notification (``X-Cellplane-Event: alert.test``) to the rule's webhook now and say how
+    it went. Changes nothing."""
+    p = platform(request)
+    work = Work("alert.test", "Component", org, name=alert)
+    with audited(p, who, work) as s:
+        row = _rule(s, who, org, alert, "alerts:update")
+        work.project, work.name = row.project, row.component
+        work.message = f"{row.id} ({row.name}) in {row.environment}: test notification"
+        note = alerts.notification(p.keyring, row, None, "test")
+    result = alerts.send_now(note)  # outside the transaction: the webhook may take seconds
+    return {"delivered": result.delivered, "status": result.status, "error": result.error}

@@ -1,0 +1,305 @@
+"""Routes that answer an on-call engineer (docs/observability.md): a component's logs and access logs (with
+search, filters, pagination and following), its metrics, its traces, one trace, and a project's cell graph."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from cellplane.controlplane import deployments, workloads
+from cellplane.controlplane import resources as store
+from cellplane.controlplane.api import ndjson, schemas
+from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.platform import Platform
+from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.telemetry import durations, graph, metrics, traces
+from cellplane.controlplane.telemetry.logs import LogPage, LogQuery
+from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
+from cellplane.model import KINDS
+from cellplane.store.tables import now
+
+router = APIRouter(tags=["observability"])
+ORG = "/organizations/{org}"
+PROJECT = ORG + "/projects/{project}"
+COMPONENT = PROJECT + "/components/{component}"
+RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ended, for its last lines
+TracePath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,32}$",
+                                     description="a W3C trace id (32 hex digits), or its first 8 or more")]
+
+Env = Query(None, max_length=63, description="required: the environment")
+After = Query(None, ge=-1, le=2**62, description="the last line id already seen: lines after it, oldest first")
+Before = Query(None, ge=0, le=2**62, description="lines before this id (paging back): the last `limit` of them")
+Since = Query(None, max_length=40, description="only lines since: a duration ago (10m, 2h) or an ISO timestamp")
+Grep = Query(None, min_length=1, max_length=200, description="only lines containing this text (any case)")
+Follow = Query(False, description="stream lines (NDJSON) as they arrive")
+Limit = Query(1000, ge=1, le=10000)
+
+
+def _environment(s: Session, org: str, environment: str | None) -> str:
+    if not environment:
+        raise InvalidError("give the environment to read (?environment=)",
+                           [FieldProblem("environment", "required")])
+    if store.find(s, store.Place(KINDS["Environment"], org), environment) is None:
+        raise InvalidError(f"environment '{environment}' not found in organization '{org}'",
+                           [FieldProblem("environment", "no such environment")])
+    return environment
+
+
+def _component(s: Session, who: Principal, permission: str, org: str, project: str, component: str,
+               environment: str | None) -> str:
+    """Check the caller may read the component's telemetry there; the environment."""
+    require(who, permission, Target(org, project, environment or ""))
+    store.get_component(s, org, project, component)
+    return _environment(s, org, environment)
+
+
+def _since(text: str | None, default: float, high: float = 90 * 86400.0) -> Any:
+    return durations.since(text, default, high=high) if text is not None else None
+
+
+async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPage], after: int,
+                  limit: int) -> AsyncIterator[bytes]:
+    """An NDJSON stream of ``first``'s lines, then of every line after them as it comes."""
+    items, last = first.items, after
+    quiet = ndjson.Quiet(request)
+    while True:
+        for item in items:
+            yield ndjson.line(item)
+            last = item["id"]
+        if items:
+            quiet.spoke()
+        if len(items) < limit:
+            said = await quiet.wait()
+            if said is None:
+                return
+            if said:
+                yield said
+        try:
+            items = (await asyncio.to_thread(fetch, last)).items
+        except CellplaneError:  # deleted meanwhile
+            return
+
+
+# -- logs -----------------------------------------------------------------------------------------------------------
+
+
+@router.get(COMPONENT + "/logs", response_model=schemas.LogPage, response_model_exclude_unset=True,
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "with follow: one LogLine (or event) per line"}})
+async def component_logs(
+        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        after: int | None = After, before: int | None = Before, limit: int = Limit, follow: bool = Follow,
+        run: str | None = Query(None, min_length=1, max_length=20, description="only the lines of this task run; "
+                                "a followed stream ends with the run"),
+        since: str | None = Since, grep: str | None = Grep,
+        replica: int | None = Query(None, ge=0, le=10000, description="only the lines of this replica"),
+        stream: schemas.LogStream | None = Query(None, description="only this stream"),
+        who: Principal = Caller) -> Any:
+    """A component's log lines in one environment (the last `limit` by default); with ``follow``, an NDJSON
+    stream. Filters combine; ``grep`` matches a substring ignoring case."""
+    p = platform(request)
+    start = _since(since, 0.0)
+    run_info: dict[str, Any] | None = None
+
+    def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
+        nonlocal run_info
+        with p.store.transaction() as s:
+            env = _component(s, who, "logs:get", org, project, component, environment)
+            if run is not None:
+                row = workloads.get_run(s, org, run)
+                if (row.project, row.component, row.environment) != (project, component, env):
+                    raise NotFoundError(f"task run '{run}' is not a run of '{project}/{component}' in '{env}'",
+                                        [FieldProblem("run", "not a run of this component there")])
+                run_info = workloads.run_view(row)
+        return p.logs.query(LogQuery(org, project, component, env, after_id, before_id, limit, start, grep, run,
+                                     replica, stream))
+
+    if not follow:
+        return (await asyncio.to_thread(fetch, after, before)).view(after)
+    first = await asyncio.to_thread(fetch, after if after is not None else -1)
+
+    async def lines() -> AsyncIterator[bytes]:
+        if run is None:
+            async for chunk in _follow(request, first, fetch, after if after is not None else -1, limit):
+                yield chunk
+            return
+        # A run's stream also says how the run goes, and ends a moment after it ended.
+        items, last, shown, ended = first.items, after if after is not None else -1, None, None
+        quiet = ndjson.Quiet(request)
+        while True:
+            for item in items:
+                yield ndjson.line(item)
+                last = item["id"]
+            if items:
+                quiet.spoke()
+            if run_info is not None:
+                if run_info != shown:
+                    shown = run_info
+                    quiet.spoke()
+                    yield ndjson.line({"event": "run", "run": run_info})
+                if run_info["state"] in workloads.RUN_TERMINAL:
+                    ended = ended or time.monotonic()
+                    if not items and time.monotonic() - ended >= RUN_GRACE:
+                        return
+            if len(items) < limit:
+                said = await quiet.wait()
+                if said is None:
+                    return
+                if said:
+                    yield said
+            try:
+                items = (await asyncio.to_thread(fetch, last)).items
+            except CellplaneError:
+                return
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+_STATUS = re.compile(r"^([1-5])xx$|^([1-9][0-9]{2})$")
+
+
+def _status_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = _STATUS.match(text.strip().lower())
+    if match is None:
+        raise InvalidError(f"status: '{text}' is neither a status code (503) nor a class (5xx)",
+                           [FieldProblem("status", "not a status code or class")])
+    if match.group(1):
+        low = int(match.group(1)) * 100
+        return low, low + 99
+    return int(match.group(2)), int(match.group(2))
+
+
+@router.get(COMPONENT + "/access-logs", response_model=schemas.AccessPage, response_model_exclude_unset=True,
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "with follow: one AccessLine per line"}})
+async def access_logs(
+        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        after: int | None = After, before: int | None = Before, limit: int = Limit, follow: bool = Follow,
+        since: str | None = Since,
+        grep: str | None = Query(None, min_length=1, max_length=200, description="only requests whose path or "
+                                 "refusal reason contains this text (any case)"),
+        status: str | None = Query(None, max_length=3, description="only this status (503) or class (5xx)"),
+        endpoint: str | None = Query(None, min_length=1, max_length=63, description="only this endpoint"),
+        who: Principal = Caller) -> Any:
+    """The gateway's access lines of a component's endpoints in one environment (routed requests: answered,
+    refused or failed)."""
+    p = platform(request)
+    start = _since(since, 0.0)
+    statuses = _status_range(status)
+
+    def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
+        with p.store.transaction() as s:
+            env = _component(s, who, "logs:get", org, project, component, environment)
+        return p.logs.query_access(LogQuery(org, project, component, env, after_id, before_id, limit, start, grep,
+                                            status=statuses, endpoint=endpoint))
+
+    if not follow:
+        return (await asyncio.to_thread(fetch, after, before)).view(after)
+    first = await asyncio.to_thread(fetch, after if after is not None else -1)
+    return StreamingResponse(_follow(request, first, fetch, after if after is not None else -1, limit),
+                             media_type="application/x-ndjson")
+
+
+# -- metrics --------------------------------------------------------------------------------------------------------
+
+
+def _deployment(s: Session, p: Platform, org: str, project: str, component: str, env: str) -> dict[str, Any] | None:
+    rows = deployments.list_rows(s, org, project, component, env)
+    if not rows:
+        return None
+    viewer = deployments.Viewer(s, p.keyring, org)
+    views = [viewer.view(r) for r in rows]
+    view = next((v for v in views if v["state"] != "superseded"), views[0])
+    return {"state": view["state"], "message": view["message"], "track": view["track"],
+            "replicas": [{"index": r.get("index"), "state": r.get("state"), "restarts": r.get("restarts", 0)}
+                         for r in view["replicas"]]}
+
+
+@router.get(COMPONENT + "/metrics", response_model=schemas.ComponentMetrics, response_model_exclude_unset=True)
+def component_metrics(
+        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        since: str | None = Query(None, max_length=40, description="the range's start: a duration ago (default 1h) "
+                                  "or an ISO timestamp"),
+        step: int | None = Query(None, ge=10, le=604800, description="seconds per point of the series (default: "
+                                 "at most 60 points)"),
+        who: Principal = Caller) -> dict[str, Any]:
+    """Is it up, is it erroring, is it slow: requests (RED) per endpoint, replicas' CPU and memory, restarts
+    and task runs over a range, with a series for charts."""
+    p = platform(request)
+    start = durations.since(since, 3600.0)
+    end = now()
+    if start >= end:
+        raise InvalidError("since: the range starts in the future", [FieldProblem("since", "in the future")])
+    if step is not None and (end - start).total_seconds() / step > 2000:
+        raise InvalidError(f"step: {step}s gives more than 2000 points over the range",
+                           [FieldProblem("step", "too small for the range")])
+    with p.store.transaction() as s:
+        env = _component(s, who, "metrics:get", org, project, component, environment)
+        view = metrics.component_view(s, org, project, component, env, start, end, step)
+        return {"project": project, "component": component, "environment": env,
+                "deployment": _deployment(s, p, org, project, component, env), **view}
+
+
+# -- traces ---------------------------------------------------------------------------------------------------------
+
+
+@router.get(COMPONENT + "/traces", response_model=schemas.TraceList, response_model_exclude_unset=True)
+def component_traces(
+        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        since: str | None = Query(None, max_length=40, description="a duration ago (default 1h) or a timestamp"),
+        slow: float | None = Query(None, ge=0, le=1e7, description="only traces taking at least this many ms"),
+        errors: bool = Query(False, description="only traces with a failed hop (status 5xx)"),
+        limit: int = Query(20, ge=1, le=200),
+        who: Principal = Caller) -> dict[str, Any]:
+    """Recent traces through the component, newest first, each with every hop the caller may see."""
+    p = platform(request)
+    start = durations.since(since, 3600.0)
+    with p.store.transaction() as s:
+        env = _component(s, who, "traces:get", org, project, component, environment)
+        items = traces.of_component(s, org, project, component, env, start, slow, errors, limit,
+                                    lambda name: who.sees_project(org, name))
+        return {"items": items}
+
+
+@router.get(ORG + "/traces/{trace}", response_model=schemas.Trace, response_model_exclude_unset=True)
+def show_trace(request: Request, org: NamePath, trace: TracePath, who: Principal = Caller) -> dict[str, Any]:
+    """One trace: the hops of projects the caller may see."""
+    p = platform(request)
+    with p.store.transaction() as s:
+        if not who.member_of(org):
+            require(who, "traces:get", Target(org))
+        found = traces.one(s, org, trace, lambda name: who.sees_project(org, name))
+        if found is None:
+            raise NotFoundError(f"trace '{trace}' not found in organization '{org}'",
+                                [FieldProblem("trace", "not found (or past its retention)")])
+        return found
+
+
+# -- the cell -------------------------------------------------------------------------------------------------------
+
+
+@router.get(PROJECT + "/graph", response_model=schemas.CellGraph, response_model_exclude_unset=True)
+def cell_graph(request: Request, org: NamePath, project: NamePath, environment: str | None = Env,
+               window: str = Query("5m", max_length=20, description="the range request rates are taken over"),
+               who: Principal = Caller) -> dict[str, Any]:
+    """The project's cell in one environment: components with their endpoints by visibility, and the
+    connections between them (and to other projects and external URLs) with their request rates."""
+    p = platform(request)
+    seconds = durations.seconds(window, "window", 10.0, 86400.0)
+    with p.store.transaction() as s:
+        require(who, "projects:get", Target(org, project, environment or ""))
+        store.get(s, store.Place(KINDS["Project"], org), project)
+        env = _environment(s, org, environment)
+        end = now()
+        return graph.cell(s, p.keyring, org, project, env, end - timedelta(seconds=seconds), end)
