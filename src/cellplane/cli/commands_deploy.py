@@ -8,12 +8,14 @@ import re
 import sys
 import time
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 import typer
 from rich.markup import escape
 
+from cellplane.cli import charts
 from cellplane.cli.app import app, state
 from cellplane.cli.client import CliError
 from cellplane.cli.commands_builds import component_path
@@ -256,9 +258,12 @@ class _Lines:
     def __init__(self, flush: bool, source: bool = True) -> None:
         self.flush, self.source = flush, source
 
+    def text(self, item: dict[str, Any]) -> str:
+        return log_line(item, self.source)
+
     def write(self, item: dict[str, Any]) -> None:
         try:
-            sys.stdout.write(log_line(item, self.source) + "\n")
+            sys.stdout.write(self.text(item) + "\n")
             if self.flush:
                 sys.stdout.flush()
         except BrokenPipeError:  # `cellplane logs ... | head`
@@ -277,6 +282,37 @@ class _Lines:
         raise typer.Exit(0) from None
 
 
+class _AccessLines(_Lines):
+    """One line per request: time, method, path, status, duration, caller, trace id and, unless allowed, the
+    gateway's decision and reason; server errors in red on a terminal."""
+
+    RED = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    def text(self, item: dict[str, Any]) -> str:
+        return access_line(item, color=self.RED)
+
+
+def access_line(item: dict[str, Any], color: bool = False) -> str:
+    status = item.get("status")
+    trace = item.get("traceId") or ""
+    text = (f"{_clock(item.get('at'))} {item.get('method') or '-'} {item.get('path') or '-'} {status} "
+            f"{charts.ms(item.get('durationMs'))} {item.get('consumer') or '-'} {trace[:8] or '-'}")
+    decision = item.get("decision") or "allowed"
+    if decision != "allowed":
+        text += f" {decision}" + (f": {item['reason']}" if item.get("reason") else "")
+    text = text.replace("\n", " ")
+    return f"\x1b[31m{text}\x1b[0m" if color and isinstance(status, int) and status >= 500 else text
+
+
+class Stream(StrEnum):
+    stdout = "stdout"
+    stderr = "stderr"
+    system = "system"
+
+
+STATUS = re.compile(r"[1-5](\d\d|xx)")
+
+
 @app.command()
 def logs(
     ctx: typer.Context,
@@ -284,22 +320,53 @@ def logs(
     env: str = ENV,
     project: str = PROJECT,
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines until Ctrl-C"),
-    tail: int = typer.Option(100, "--tail", min=0, max=10000, help="start with the last N lines"),
-    run: str = typer.Option(None, "--run", help="only the output of this task run"),
+    tail: int = typer.Option(None, "--tail", min=0, max=10000,
+                             help="start with the last N lines [default: 100, with --since 1000]"),
+    since: str = typer.Option(None, "--since", help="only lines since then: 10m, 1h, 2d or an ISO 8601 time"),
+    grep: str = typer.Option(None, "--grep", help="only lines containing TEXT (case-insensitive); with --access, "
+                             "in the path or the reason"),
+    replica: int = typer.Option(None, "--replica", min=0, help="only the lines of this replica (its index)"),
+    run: str = typer.Option(None, "--task-run", "--run", help="only the output of this task run"),
+    stream: Stream = typer.Option(None, "--stream", help="only lines of this stream"),
+    access: bool = typer.Option(False, "--access", help="the gateway's access log instead: one line per request "
+                                "(time, method, path, status, duration, caller, trace id)"),
+    status: str = typer.Option(None, "--status", help="with --access: only these statuses, e.g. 503, 5xx, 4xx"),
 ) -> None:
-    """The output of COMPONENT's replicas (or of one task run) in an environment."""
+    """The output of COMPONENT's replicas (or of one task run) in an environment; --access: its requests.
+
+    With --access, one line per request the gateway routed to it: time, method, path, status, duration, the
+    calling component, the trace id (first 8 digits) and, when not allowed, the gateway's decision and reason."""
     st = state(ctx)
-    path = component_path(st, project, component) + "/logs"
-    printer = _Lines(flush=follow)
+    since = charts.duration(since, "--since", timestamp=True)
+    if access:
+        wrong = [name for name, value in (("--replica", replica), ("--task-run", run), ("--stream", stream))
+                 if value is not None]
+        if wrong:
+            raise CliError(f"{wrong[0]} applies to the workload's output, not to --access")
+        if status is not None and not STATUS.fullmatch(status.strip().lower()):
+            raise CliError(f"--status: give a status like 503, 5xx or 4xx, not '{status}'")
+        filters: dict[str, Any] = {"since": since, "grep": grep, "status": status and status.strip().lower()}
+        path, printer = "/access-logs", _AccessLines(flush=follow)
+    else:
+        if status is not None:
+            raise CliError("--status applies to the access log only: add --access")
+        filters = {"since": since, "grep": grep, "replica": replica, "run": run, "stream": stream}
+        path, printer = "/logs", _Lines(flush=follow)
+    path = component_path(st, project, component) + path
+    count = tail if tail is not None else 1000 if since else 100
     try:
-        page = st.client.get(path, environment=env, limit=max(tail, 1), run=run)
-        for item in page["items"][-tail:] if tail else []:
+        page = st.client.get(path, environment=env, limit=max(count, 1), **filters)
+        for item in page["items"][-count:] if count else []:
             printer.write(item)
+        if page.get("more") and tail is None and since and count:
+            err.print(f"[dim]only the last {count} of the lines since {escape(since)} are shown: --tail N shows "
+                      "more (up to 10000)[/]")
         if follow:
             after = page.get("next")
-            for event in st.client.stream_lines(path, environment=env, follow="true", run=run,
-                                                after=-1 if after is None else after):
-                if "line" in event:
+            key = "method" if access else "line"
+            for event in st.client.stream_lines(path, environment=env, follow="true",
+                                                after=-1 if after is None else after, **filters):
+                if key in event:
                     printer.write(event)
     except KeyboardInterrupt:
         if not follow:

@@ -168,10 +168,27 @@ def _get_deployed(ctx: typer.Context, deployments: bool, component: str | None, 
 
 @app.command()
 def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = typer.Argument(...),
-             project: str = PROJECT, output: Format = OUTPUT) -> None:
-    """Show one resource in detail (components: endpoints, connections and configuration)."""
+             project: str = PROJECT, output: Format = OUTPUT,
+             env: str = typer.Option(None, "--env", "-e", help="projects: draw the project's cell in this "
+                                     "environment: its components, endpoints and connections, with their traffic"),
+             window: str = typer.Option(None, "--window", help="with --env: the traffic of this trailing window "
+                                        "[default: 5m]")) -> None:
+    """Show one resource in detail (components: endpoints, connections and configuration).
+
+    describe project P --env ENV draws the project's cell there: components, endpoints and connections with their
+    requests per second and errors."""
     st = state(ctx)
     info = kind_or_fail(kind)
+    if env is not None or window is not None:
+        from cellplane.cli.charts import duration
+        from cellplane.cli.commands_observe import show_graph
+
+        if info.kind != "Project" or env is None:
+            raise CliError("--env and --window apply to describe project P --env ENV only" if info.kind != "Project"
+                           else "--window needs --env: the environment to draw the project's cell in")
+        graph = st.client.get(f"{st.base(info)}/{name}/graph", environment=env,
+                              window=duration(window, "--window"))
+        return dump(graph, output) if output != Format.table else show_graph(graph)
     proj = st.project(project) if info.scope == "project" else None
     doc = st.client.get(f"{st.base(info, proj)}/{name}")
     config = builds = deployments = None

@@ -44,12 +44,27 @@ def serve(
                                       help="offline OSV vulnerability database (.json, .zip or a directory)"),
     python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
                                          help="auto (uv, else pip), uv or pip: how builds install Python packages"),
+    log_retention: str = typer.Option("7d", "--log-retention", envvar="CELLPLANE_LOG_RETENTION",
+                                      help="how long workload and access log lines are kept"),
+    trace_retention: str = typer.Option("2d", "--trace-retention", envvar="CELLPLANE_TRACE_RETENTION",
+                                        help="how long spans are kept"),
+    metric_retention: str = typer.Option("30d", "--metric-retention", envvar="CELLPLANE_METRIC_RETENTION",
+                                         help="how long metric points are kept (raw for a day, then per 5 minutes)"),
+    otlp_endpoint: str = typer.Option(None, "--otlp-endpoint", envvar="CELLPLANE_OTLP_ENDPOINT",
+                                      help="export spans to this OTLP/HTTP collector URL "
+                                           "(e.g. http://127.0.0.1:4318/v1/traces)"),
+    alert_interval: float = typer.Option(5.0, "--alert-interval", min=0.1, max=300, envvar="CELLPLANE_ALERT_INTERVAL",
+                                         help="seconds between two evaluations of the alert rules"),
+    retention_interval: float = typer.Option(60.0, "--retention-interval", min=0.1, max=86400,
+                                             envvar="CELLPLANE_RETENTION_INTERVAL",
+                                             help="seconds between two passes of telemetry retention"),
 ) -> None:
     """Start the control plane's REST API (embedded SQLite unless --database-url is given) and its build workers."""
     import uvicorn
 
     from cellplane.controlplane.api.app import create_app
     from cellplane.controlplane.buildworker import BuildSettings
+    from cellplane.controlplane.telemetry.loop import TelemetrySettings
 
     data_dir = (data_dir or default_data_dir()).resolve()
     if python_installer not in ("auto", "uv", "pip"):
@@ -62,7 +77,12 @@ def serve(
                              max_upload_mb=max_upload, cache_dir=cache_dir.resolve() if cache_dir else None,
                              osv_database=str(osv_database.resolve()) if osv_database else None,
                              python_installer=python_installer)
-    application = create_app(data_dir, database_url, settings)
+    telemetry = TelemetrySettings(alert_interval=alert_interval, retention_interval=retention_interval,
+                                  log_retention=_duration("--log-retention", log_retention),
+                                  trace_retention=_duration("--trace-retention", trace_retention),
+                                  metric_retention=_duration("--metric-retention", metric_retention),
+                                  otlp_endpoint=_url("--otlp-endpoint", otlp_endpoint))
+    application = create_app(data_dir, database_url, settings, telemetry)
     platform = application.state.platform
     url = f"http://{host}:{port}"
     err.print(f"[bold]Cellplane {__version__}[/] control plane on [cyan]{url}[/] "
@@ -74,6 +94,24 @@ def serve(
     err.print(f"Log in from another terminal:  cellplane login --server {url} "
               f"--token \"$(cat {platform.admin_token_path})\"")
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+def _duration(option: str, text: str) -> float:
+    from cellplane.controlplane.telemetry import durations
+    from cellplane.errors import CellplaneError
+
+    try:
+        return durations.seconds(text, option, 60.0, 3650 * 86400.0)
+    except CellplaneError as e:
+        raise CliError(e.message) from None
+
+
+def _url(option: str, text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    if not text.startswith(("http://", "https://")):
+        raise CliError(f"{option} {text}: give an http:// or https:// URL (the collector's /v1/traces)")
+    return text.strip()
 
 
 @app.command()

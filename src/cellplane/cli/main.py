@@ -15,9 +15,11 @@ import typer
 
 from cellplane.cli import (  # noqa: F401  (registers commands)
     commands_admin,
+    commands_alerts,
     commands_builds,
     commands_dataplane,
     commands_deploy,
+    commands_observe,
     commands_release,
     commands_resources,
     commands_server,
