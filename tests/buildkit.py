@@ -45,13 +45,20 @@ class BuildServer:
 
 
 @pytest.fixture(scope="module")
-def build_server(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[BuildServer]:
+def server_env() -> dict[str, str]:
+    """More environment for the module's control plane (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def build_server(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                 server_env: dict[str, str]) -> Iterator[BuildServer]:
     osv = tmp_path_factory.mktemp("osv")
     for f in OSV.glob("*.json"):
         shutil.copy(f, osv / f.name)
     server = start_server(tmp_path_factory.mktemp("cp-builds") / "data",
                           env={"CELLPLANE_CACHE_DIR": str(build_cache), "CELLPLANE_OSV_DATABASE": str(osv),
-                               "CELLPLANE_BUILD_MEMORY": "1024", "CELLPLANE_BUILD_WORKERS": "2"})
+                               "CELLPLANE_BUILD_MEMORY": "1024", "CELLPLANE_BUILD_WORKERS": "2", **server_env})
     built = BuildServer(server, build_cache, osv)
     try:
         yield built
