@@ -124,12 +124,16 @@ def test_a_trace_is_a_tree_of_its_spans(store: Store) -> None:
             span(trace, "1" * 16, "f" * 16, t0, "a", 20.0),  # its parent is the caller's: not stored
             span(trace, "2" * 16, "1" * 16, t0 + timedelta(milliseconds=2), "b", 5.0, 503),
             span(trace, "4" * 16, "2" * 16, t0 + timedelta(milliseconds=3), "e", 1.0),
+            # its parent is b's own client span (OpenTelemetry), which no gateway recorded: it goes under b
+            {**span(trace, "5" * 16, "9" * 16, t0 + timedelta(milliseconds=4), "f", 1.0), "consumer": "p/b"},
         ])
     with store.transaction() as s:
         got = traces.one(s, "o", trace, lambda project: True)
         assert got is not None
-        assert [(x["component"], x["depth"], x["offsetMs"]) for x in got["spans"]] == [
-            ("a", 0, 0.0), ("b", 1, 2.0), ("e", 2, 3.0), ("d", 1, 8.0)]
+        assert [(x["component"], x["depth"], x["offsetMs"], x["parentInferred"]) for x in got["spans"]] == [
+            ("a", 0, 0.0, False), ("b", 1, 2.0, False), ("e", 2, 3.0, False), ("f", 2, 4.0, True),
+            ("d", 1, 8.0, False)]
+        assert traces.one(s, "o", "cccccccc", lambda project: True)["traceId"] == trace  # a prefix will do
         assert (got["durationMs"], got["root"], got["error"], got["status"]) == (20.0, "p/a", True, 200)
         assert traces.one(s, "o", trace, lambda project: False) is None
         listed = traces.of_component(s, "o", "p", "e", "dev", t0 - timedelta(minutes=1), 15.0, True, 10,

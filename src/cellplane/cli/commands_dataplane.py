@@ -82,7 +82,7 @@ def run(
                                    help="language runtimes and dependency caches (default: DATA_DIR/cache)"),
     python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
                                          help="auto (uv, else pip), uv or pip: how runtimes are installed"),
-    metrics_interval: float = typer.Option(10.0, "--metrics-interval", metavar="SECONDS", min=0.1, max=3600,
+    metrics_interval: float = typer.Option(10.0, "--metrics-interval", metavar="SECONDS", min=0.1, max=600,
                                            help="length of the metrics windows sent to the control plane"),
     metrics_port: int = typer.Option(0, "--metrics-port", metavar="PORT", min=0, max=65535,
                                      help="port of the Prometheus endpoint (GET /metrics) on --gateway-host "

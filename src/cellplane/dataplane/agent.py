@@ -187,13 +187,13 @@ class Agent:
         await self.supervisor.stop_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.cp.status(self._status_body()), 2)
+        await self.gateway.close()  # no request is answered after this: the last window is complete
         with contextlib.suppress(Exception):
             self._http_window()  # the requests of the last, partial window
         for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
             await box.stop()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
-        await self.gateway.close()
         await self.cp.close()
         if self._access is not None:
             self._access.close()
@@ -510,6 +510,7 @@ class Agent:
                 await self.metrics_window()
             except Exception:  # a window lost is not worth stopping the metrics for
                 log.exception("the metrics window failed")
+                await asyncio.sleep(interval)  # and not worth spinning for either
 
     def prometheus(self) -> str:
         """What the agent's Prometheus endpoint serves."""

@@ -38,11 +38,13 @@ class Outbox:
         self.dropped = 0
 
     def put(self, item: dict[str, Any]) -> None:
+        """Queue an item; never touches the disk (it runs on the request path of the gateway)."""
         self._memory.append(item)
         if len(self._memory) >= self._batch:
             self._wake.set()
-        if len(self._memory) > self._batch * 20:  # the sender is stuck: keep memory bounded
-            self._to_spool()
+        if len(self._memory) > self._batch * 100:  # faster than even the spool takes them: keep memory bounded
+            self._memory.popleft()
+            self.dropped += 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"outbox-{self.name}")
@@ -55,7 +57,7 @@ class Outbox:
                 await self._task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush(), flush_timeout)
-        self._to_spool()
+        await asyncio.to_thread(self._to_spool)
 
     async def _loop(self) -> None:
         delay = self._interval
@@ -67,7 +69,7 @@ class Outbox:
                 await self._flush()
                 delay = self._interval
             except Unreachable:
-                self._to_spool()
+                await asyncio.to_thread(self._to_spool)  # file work off the event loop
                 delay = min(max(delay * 2, 1.0), 10.0)
             except Exception as e:  # a refused batch is dropped, never retried forever
                 log.warning("%s: the control plane refused a batch (%s); dropped", self.name, e)
@@ -84,12 +86,15 @@ class Outbox:
                 self._memory.extendleft(reversed(items))
                 raise
 
-    async def _flush_spool(self) -> None:
-        lines = self.spool.read_text(errors="replace").splitlines()
+    def _read_spool(self) -> list[dict[str, Any]]:
         items = []
-        for line in lines:
+        for line in self.spool.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 items.append(json.loads(line))
+        return items
+
+    async def _flush_spool(self) -> None:
+        items = await asyncio.to_thread(self._read_spool)
         for start in range(0, len(items), self._batch):
             try:
                 await self._send(items[start:start + self._batch])
@@ -97,7 +102,8 @@ class Outbox:
                 log.warning("%s: the control plane refused spooled items (%s); dropped", self.name, e)
             except Unreachable:
                 if start:  # what was delivered leaves the spool; an unchanged spool is left as it is
-                    self._write_spool("".join(json.dumps(i) + "\n" for i in items[start:]))
+                    rest = "".join(json.dumps(i) + "\n" for i in items[start:])
+                    await asyncio.to_thread(self._write_spool, rest)
                 raise
         self.spool.unlink(missing_ok=True)
 

@@ -220,10 +220,10 @@ class ReplicaTelemetry:
         self.last = {s.key: s for s in samples}
         points = []
         for s in samples:
-            env, project, component, _release, index = s.labels
+            env, project, component, release, index = s.labels
             points.append({"kind": "replica", "environment": env, "project": project, "component": component,
-                           "replica": int(index), "at": at, "seconds": _seconds(seconds), "cpu": round(s.cpu, 3),
-                           "memory": s.memory, "restarts": s.restarts, "state": s.state})
+                           "release": release, "replica": int(index), "at": at, "seconds": _seconds(seconds),
+                           "cpu": round(s.cpu, 3), "memory": s.memory, "restarts": s.restarts, "state": s.state})
         return points
 
     def prometheus(self, replicas: Iterable[Replica]) -> str:

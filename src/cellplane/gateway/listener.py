@@ -4,8 +4,9 @@ of every request it answered (metrics, the access log and, when sampled, a span)
 Tracing (W3C trace context): a routed request continues the client's trace (a valid ``traceparent``) or starts
 one, and gets a span id of its own, which the upstream sees in the gateway's ``traceparent``. Whether its span
 is recorded: on the external listener only while the gateway's token bucket allows (and the client did not say
-"not sampled"); elsewhere the client's sampled flag as is, so that a sampled trace stays whole across hops, and
-the bucket for a new trace.
+"not sampled"); elsewhere the client's sampled flag, so that a sampled trace stays whole across hops, within a
+far larger bucket of its own (one component that samples everything cannot flood the span store), and the
+first bucket for a new trace.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class Listener:
         if req.trace_id is None:  # a new trace
             req.trace_id = hexlify((getrandbits(128) or 1).to_bytes(16, "big"))  # 32 hex digits
             req.sampled = gateway.trace_bucket.take(req.started)
-        elif req.sampled and self.external:
-            req.sampled = gateway.trace_bucket.take(req.started)
+        elif req.sampled:  # continued: from outside as asked while the bucket allows; inside, far more leeway
+            req.sampled = (gateway.trace_bucket if self.external else gateway.hop_bucket).take(req.started)
         req.span_id = hexlify((getrandbits(64) or 1).to_bytes(8, "big"))  # 16 hex digits
         reason, grant = self.policy.admit(route, req.api_key, req.bearer, index)
         if reason is not None:

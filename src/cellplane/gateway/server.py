@@ -43,6 +43,8 @@ class GatewaySettings:
     token_ttl: int = 3600  # OAuth2 access tokens issued at /_cellplane/token
     trace_rate: float = 100.0  # new (and external) traces sampled per second at most ...
     trace_burst: int = 200  # ... with bursts up to this many
+    hop_rate: float = 1000.0  # spans per second of traces continued inside (so that one chatty caller that samples
+    hop_burst: int = 2000  # everything cannot flood the span store), with bursts up to this many
 
 
 class Gateway:
@@ -60,6 +62,7 @@ class Gateway:
         self.span = span
         self.metrics = Metrics()
         self.trace_bucket = TokenBucket(self.settings.trace_rate, self.settings.trace_burst)
+        self.hop_bucket = TokenBucket(self.settings.hop_rate, self.settings.hop_burst)
         self.tokens = TokenIssuer(token_secret or secrets.token_bytes(32), self.settings.token_ttl)
         self._pools: dict[Upstream, UpstreamPool] = {}
         self.index = RouteIndex(RouteTable(), self._pool_of)

@@ -494,6 +494,7 @@ class MetricPointRow(Base):
     endpoint: Mapped[str] = mapped_column(String(63), default="")
     consumer: Mapped[str] = mapped_column(String(127), default="")
     replica: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    release: Mapped[str] = mapped_column(String(40), default="")  # of a replica: during a rollout two share an index
     resolution: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     seconds: Mapped[float] = mapped_column(Float)

@@ -149,7 +149,7 @@ def create_rule(request: Request, org: NamePath, project: NamePath, component: N
         deployments.environment(s, org, req.environment)
         row, secret = alerts.create(s, p.keyring, org, project, component, spec, who.user)
         work.message = f"{row.id} ({row.name}) in {row.environment}: {alerts.condition(row)}"
-        return {**alerts.rule_view(row), "webhookSecret": secret}
+        return {**alerts.rule_view(row, reveal=True), "webhookSecret": secret}
 
 
 @router.get(COMPONENT + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
@@ -164,7 +164,7 @@ def component_rules(request: Request, org: NamePath, project: NamePath, componen
             require(who, "alerts:list", Target(org, project))
         store.get_component(s, org, project, component)
         rows = alerts.list_rules(s, org, project, component, environment)
-        return {"items": [alerts.rule_view(r) for r in rows]}
+        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows]}
 
 
 @router.get(ORG + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
@@ -179,14 +179,20 @@ def list_rules(request: Request, org: NamePath,
     with p.store.transaction() as s:
         _reader(s, who, org)
         rows = alerts.list_rules(s, org, project, None, environment, state)
-        return {"items": [alerts.rule_view(r) for r in rows if who.sees_project(org, r.project)]}
+        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if who.sees_project(org, r.project)]}
+
+
+def _reveals(who: Principal, row: Any) -> bool:
+    """Whether the caller sees the webhook's whole URL: only who may change the rule."""
+    return who.can("alerts:update", Target(row.organization, row.project, row.environment))
 
 
 @router.get(RULE, response_model=AlertRule, response_model_exclude_unset=True)
 def show_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
-        return alerts.rule_view(_rule(s, who, org, alert, "alerts:get"))
+        row = _rule(s, who, org, alert, "alerts:get")
+        return alerts.rule_view(row, _reveals(who, row))
 
 
 @router.delete(RULE, response_model=schemas.Deleted, response_model_exclude_unset=True)

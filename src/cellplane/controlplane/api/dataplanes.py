@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -30,6 +30,7 @@ from cellplane.store.tables import ResourceRow
 router = APIRouter(tags=["data plane agent"])
 DATAPLANE = "/organizations/{org}/dataplanes/{name}"
 MAX_MESSAGE = 4000
+CLOCK_SKEW = timedelta(hours=1)
 
 
 def _cut(limit: int) -> Any:
@@ -46,7 +47,15 @@ def _utc(value: datetime) -> datetime:
 
 
 Message = Annotated[str, _cut(MAX_MESSAGE)]
+def _not_ahead(value: datetime) -> datetime:
+    if value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError("more than an hour in the future (is the data plane's clock right?)")
+    return value
+
+
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# When telemetry happened: never far in the future, or retention (by age) would keep it forever.
+Recorded = Annotated[datetime, AfterValidator(_utc), AfterValidator(_not_ahead)]
 Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
 
@@ -106,7 +115,7 @@ class LogLineReport(Report):
     component: Label
     replica: int | None = Field(default=None, ge=0, le=10000)
     stream: schemas.LogStream
-    at: Timestamp
+    at: Recorded
     line: Annotated[str, _cut(logs.MAX_LINE)]
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import AfterValidator, Field
 
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.dataplanes import DATAPLANE, Label, Report, Timestamp, _body, _cut, _plane, kept
+from cellplane.controlplane.api.dataplanes import DATAPLANE, Label, Recorded, Report, _body, _cut, _plane, kept
 from cellplane.controlplane.api.deps import Caller, NamePath, parse, platform
 from cellplane.controlplane.rbac import Principal
 from cellplane.controlplane.telemetry import metrics, traces
@@ -30,11 +30,11 @@ class AccessLine(Report):
     project: Label
     component: Label
     endpoint: Label
-    at: Timestamp
+    at: Recorded
     method: str = Field(min_length=1, max_length=16)
     path: Annotated[str, _cut(2048)]
     status: int = Field(ge=100, le=999)
-    durationMs: float = Field(ge=0, le=1e9)
+    durationMs: float = Field(ge=0, le=1e12)
     bytesSent: int = Field(ge=0, le=2**62)
     decision: Literal["allowed", "denied", "error", "unavailable", "no-route"]
     reason: Annotated[str, _cut(1024)] | None = None
@@ -53,8 +53,8 @@ class MetricPoint(Report):
     environment: Label
     project: Label
     component: Label
-    at: Timestamp
-    seconds: float = Field(gt=0, le=86400)
+    at: Recorded
+    seconds: float = Field(gt=0, le=600)
     # http
     endpoint: Label | None = None
     consumer: MetricConsumer = ""
@@ -65,6 +65,7 @@ class MetricPoint(Report):
     buckets: list[Count] | None = Field(default=None, min_length=len(BUCKETS) + 1, max_length=len(BUCKETS) + 1)
     # replica
     replica: int | None = Field(default=None, ge=0, le=10000)
+    release: str = Field(default="", max_length=40, description="the replica's release (rollout key)")
     cpu: float | None = Field(default=None, ge=0, le=1e6)
     memory: int | None = Field(default=None, ge=0, le=2**62)
     restarts: Count = 0
@@ -93,8 +94,8 @@ class Span(Report):
     endpoint: Label
     listener: Literal["external", "internal", "cell"]
     name: Annotated[str, _cut(512)]
-    start: Timestamp
-    durationMs: float = Field(ge=0, le=1e9)
+    start: Recorded
+    durationMs: float = Field(ge=0, le=1e12)
     status: int = Field(ge=100, le=999)
     consumer: Consumer | None = None
     requestId: str | None = Field(default=None, max_length=100)

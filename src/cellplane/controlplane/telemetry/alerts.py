@@ -235,12 +235,25 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def rule_view(row: AlertRuleRow) -> dict[str, Any]:
-    """A rule as the API shows it: never its secret."""
+def expire(s: Session, before: datetime) -> int:
+    """Delete events resolved before ``before`` (the history of a rule that flaps stays bounded by age)."""
+    return s.execute(delete(AlertEventRow).where(AlertEventRow.resolved_at < before)).rowcount or 0
+
+
+def masked(url: str) -> str:
+    """A webhook URL without its path and query: chat webhooks carry their credential there."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.path.strip("/") or parts.query else url
+
+
+def rule_view(row: AlertRuleRow, reveal: bool = False) -> dict[str, Any]:
+    """A rule as the API shows it: never its secret, and its webhook's path only to those who may change it
+    (``reveal``)."""
     return {"id": row.id, "name": row.name, "project": row.project, "component": row.component,
             "environment": row.environment, "metric": row.metric, "threshold": row.threshold,
             "percentile": row.percentile, "window": durations.show(row.window_seconds),
-            "for": durations.show(row.for_seconds), "webhook": row.webhook, "state": row.state,
+            "for": durations.show(row.for_seconds), "webhook": row.webhook if reveal else masked(row.webhook),
+            "state": row.state,
             "since": _iso(row.since), "value": row.value, "createdBy": row.created_by,
             "createdAt": row.created_at.isoformat()}
 
@@ -258,14 +271,15 @@ def measure(s: Session, rule: AlertRuleRow, at: datetime) -> float | None:
     """The rule's metric over the trailing window ending at ``at`` (None when there is nothing to measure)."""
     start = at - timedelta(seconds=rule.window_seconds)
     key = (rule.organization, rule.project, rule.component, rule.environment, start, at)
+    # windows that ENDED in the trailing window count: a data plane sends a window once it has ended
     if rule.metric == "error-rate":
-        totals = metrics.totals(s, *key)
+        totals = metrics.totals(s, *key, by_end=True)
         return round(totals.errors / totals.requests * 100, 4) if totals.requests else None
     if rule.metric == "latency":
-        totals = metrics.totals(s, *key)
+        totals = metrics.totals(s, *key, by_end=True)
         return totals.quantile_ms((rule.percentile or DEFAULT_PERCENTILE) / 100)
     if rule.metric == "crash-loop":
-        return float(metrics.restarts(s, *key))
+        return float(metrics.restarts(s, *key, by_end=True))
     if rule.metric == "task-failures":
         return float(metrics.task_runs(s, *key)["failed"])
     return None

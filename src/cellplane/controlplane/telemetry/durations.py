@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.store.tables import now
@@ -44,6 +44,12 @@ def since(text: str | None, default: float, field: str = "since", high: float = 
         if at.tzinfo is None:
             raise InvalidError(f"{field}: give the timestamp's offset (Z or +00:00)",
                                [FieldProblem(field, "timestamp without offset")])
+        try:
+            at = at.astimezone(UTC)
+        except OverflowError:
+            raise InvalidError(f"{field}: {text} is out of range", [FieldProblem(field, "out of range")]) from None
+        if at < now() - timedelta(seconds=high):
+            raise InvalidError(f"{field}: {text} is more than {show(high)} ago", [FieldProblem(field, "too far back")])
         return at
     return now() - timedelta(seconds=seconds(text, field, 0.0, high))
 

@@ -176,8 +176,8 @@ def _filters(s: Session, table: Any, q: LogQuery) -> list[Any]:
             where.append(WorkloadLogRow.replica == q.replica)
         if q.stream is not None:
             where.append(WorkloadLogRow.stream == q.stream)
-        if q.grep:
-            where.append(_contains(s, WorkloadLogRow.line, q.grep, True))
+        if q.grep:  # reading on (following) scans only the new lines of one component: no index needed
+            where.append(_contains(s, WorkloadLogRow.line, q.grep, q.after is None))
     else:
         if q.status is not None:
             where.append(AccessLogRow.status.between(*q.status))

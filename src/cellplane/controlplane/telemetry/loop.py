@@ -1,9 +1,9 @@
 """The control plane's telemetry housekeeping: alert evaluation every few seconds, and every minute the
 retention of logs, access logs and spans and the downsampling and retention of metric points.
 
-Every replica of the control plane runs it; the work is idempotent (deleting what is old, merging points
-that are still raw, evaluating rules in one transaction each), so replicas running it at once only repeat
-each other.
+Every replica of the control plane runs it. Deleting what is old is idempotent; raw points are merged by
+one replica at a time (locked rows are skipped, and a merge that finds its rows gone rolls back); rules are
+evaluated one transaction each, under a row lock.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def enforce_retention(p: Platform, settings: TelemetrySettings) -> dict[str, int
         done["logs"] = logs.expire(s, at - timedelta(seconds=settings.log_retention))
         done["spans"] = traces.expire(s, at - timedelta(seconds=settings.trace_retention))
         done["metrics"] = metrics.expire(s, at - timedelta(seconds=settings.metric_retention))
+        done["alert events"] = alerts.expire(s, at - timedelta(seconds=settings.metric_retention))
     merged = 0
     while True:
         with p.store.transaction() as s:

@@ -23,6 +23,7 @@ from cellplane.store.tables import MetricPointRow, TaskRunRow
 
 NBUCKETS = len(BUCKETS) + 1  # the last one is +Inf
 ROLLUP = 300  # seconds per downsampled point
+MAX_WINDOW = 600  # seconds: the longest window a data plane sends (its --metrics-interval) that ranges account for
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -82,14 +83,15 @@ def ingest(s: Session, org: str, points: list[dict[str, Any]]) -> int:
         row: dict[str, Any] = {"organization": org, "project": p["project"], "component": p["component"],
                                "environment": p["environment"], "kind": p["kind"], "resolution": 0,
                                "at": p["at"], "seconds": p["seconds"], "endpoint": "", "consumer": "",
-                               "replica": None, "requests": 0, "errors": 0, "client_errors": 0,
+                               "replica": None, "release": "", "requests": 0, "errors": 0, "client_errors": 0,
                                "duration_sum": 0.0, "buckets": None, "cpu": None, "memory": None, "restarts": 0}
         if p["kind"] == "http":
             row.update(endpoint=p["endpoint"], consumer=p.get("consumer") or "", requests=p["requests"],
                        errors=p["errors"], client_errors=p["clientErrors"], duration_sum=p["durationSum"],
                        buckets=list(p["buckets"]))
         else:
-            row.update(replica=p["replica"], cpu=p["cpu"], memory=p["memory"], restarts=p["restarts"])
+            row.update(replica=p["replica"], release=p.get("release") or "", cpu=p["cpu"], memory=p["memory"],
+                       restarts=p["restarts"])
         rows.append(row)
     if rows:
         s.execute(insert(MetricPointRow), rows)
@@ -100,32 +102,35 @@ def ingest(s: Session, org: str, points: list[dict[str, Any]]) -> int:
 
 
 def points(s: Session, org: str, project: str, component: str, environment: str, start: datetime,
-           end: datetime, kind: str | None = None) -> list[MetricPointRow]:
+           end: datetime, kind: str | None = None, by_end: bool = False) -> list[MetricPointRow]:
+    """Points whose window started in [start, end); ``by_end``: whose window ended in (start, end] (what a
+    trailing window ending now must use: a window is sent only once it has ended)."""
+    low = start - timedelta(seconds=MAX_WINDOW) if by_end else start
     q = select(MetricPointRow).where(
         MetricPointRow.organization == org, MetricPointRow.project == project,
         MetricPointRow.component == component, MetricPointRow.environment == environment,
-        MetricPointRow.at >= start, MetricPointRow.at < end)
+        MetricPointRow.at >= low, MetricPointRow.at < end)
     if kind is not None:
         q = q.where(MetricPointRow.kind == kind)
-    return list(s.scalars(q.order_by(MetricPointRow.at, MetricPointRow.id)))
+    rows = list(s.scalars(q.order_by(MetricPointRow.at, MetricPointRow.id)))
+    if by_end:
+        rows = [r for r in rows if start < r.at + timedelta(seconds=r.seconds) <= end]
+    return rows
 
 
 def totals(s: Session, org: str, project: str, component: str, environment: str, start: datetime,
-           end: datetime) -> Totals:
-    """The component's requests whose window started in [start, end), over all endpoints and consumers."""
+           end: datetime, by_end: bool = False) -> Totals:
+    """The component's requests in the range (see ``points``), over all endpoints and consumers."""
     out = Totals()
-    for row in points(s, org, project, component, environment, start, end, "http"):
+    for row in points(s, org, project, component, environment, start, end, "http", by_end):
         out.add(row)
     return out
 
 
 def restarts(s: Session, org: str, project: str, component: str, environment: str, start: datetime,
-             end: datetime) -> int:
-    """Replica restarts in windows that started in [start, end)."""
-    return int(s.scalar(select(func.coalesce(func.sum(MetricPointRow.restarts), 0)).where(
-        MetricPointRow.organization == org, MetricPointRow.project == project,
-        MetricPointRow.component == component, MetricPointRow.environment == environment,
-        MetricPointRow.kind == "replica", MetricPointRow.at >= start, MetricPointRow.at < end)) or 0)
+             end: datetime, by_end: bool = False) -> int:
+    """Replica restarts in the range (see ``points``)."""
+    return sum(r.restarts for r in points(s, org, project, component, environment, start, end, "replica", by_end))
 
 
 def task_runs(s: Session, org: str, project: str, component: str, environment: str, start: datetime,
@@ -190,10 +195,11 @@ def component_view(s: Session, org: str, project: str, component: str, environme
     rows = points(s, org, project, component, environment, start, end)
     summary, by_endpoint = Totals(), defaultdict(Totals)
     steps = [Totals() for _ in range(nsteps)]
-    step_cpu: list[dict[int, list[float]]] = [defaultdict(list) for _ in range(nsteps)]
-    step_memory: list[dict[int, int]] = [{} for _ in range(nsteps)]
+    # replicas are told apart by (release, index): during a rollout, two releases run an index 0
+    step_cpu: list[dict[tuple[str, int], list[float]]] = [defaultdict(list) for _ in range(nsteps)]
+    step_memory: list[dict[tuple[str, int], int]] = [{} for _ in range(nsteps)]
     step_restarts = [0] * nsteps
-    latest: dict[int, MetricPointRow] = {}
+    latest: dict[tuple[str, int], MetricPointRow] = {}
     replica_restarts: dict[int, int] = defaultdict(int)
     for row in rows:
         i = min(nsteps - 1, int((row.at - first).total_seconds() // step))
@@ -203,13 +209,14 @@ def component_view(s: Session, org: str, project: str, component: str, environme
             steps[i].add(row)
         else:
             index = row.replica or 0
-            latest[index] = row
+            key = (row.release, index)
+            latest[key] = row
             replica_restarts[index] += row.restarts
             step_restarts[i] += row.restarts
             if row.cpu is not None:
-                step_cpu[i][index].append(row.cpu)
+                step_cpu[i][key].append(row.cpu)
             if row.memory is not None:
-                step_memory[i][index] = row.memory
+                step_memory[i][key] = row.memory
     series = []
     for i in range(nsteps):
         cpu = step_cpu[i]
@@ -230,8 +237,8 @@ def component_view(s: Session, org: str, project: str, component: str, environme
                     "memoryBytes": sum(r.memory or 0 for r in current.values()) if current else None,
                     "restarts": sum(replica_restarts.values()), "taskRuns": runs},
         "endpoints": [{"endpoint": name, **t.view(length)} for name, t in sorted(by_endpoint.items())],
-        "replicas": [{"replica": i, "cpuPercent": r.cpu, "memoryBytes": r.memory,
-                      "restarts": replica_restarts[i]} for i, r in sorted(current.items())],
+        "replicas": [{"replica": index, "release": release or None, "cpuPercent": r.cpu, "memoryBytes": r.memory,
+                      "restarts": replica_restarts[index]} for (release, index), r in sorted(current.items())],
         "series": series,
     }
 
@@ -248,22 +255,23 @@ def downsample(s: Session, before: datetime, limit: int = 20000) -> int:
     """Merge raw points whose window started before ``before`` (floored to a rollup) into five-minute points;
     returns how many raw points were merged. Called repeatedly until it returns less than ``limit``."""
     cutoff = _floor(before, ROLLUP)
+    # Two control-plane replicas on PostgreSQL merge disjoint rows (SKIP LOCKED); SQLite has one writer anyway.
     rows = list(s.scalars(select(MetricPointRow).where(MetricPointRow.resolution == 0, MetricPointRow.at < cutoff)
-                          .order_by(MetricPointRow.id).limit(limit)))
+                          .order_by(MetricPointRow.id).limit(limit).with_for_update(skip_locked=True)))
     if not rows:
         return 0
     groups: dict[tuple[Any, ...], list[MetricPointRow]] = defaultdict(list)
     for row in rows:
         key = (row.organization, row.project, row.component, row.environment, row.kind, row.endpoint,
-               row.consumer, row.replica, _floor(row.at, ROLLUP))
+               row.consumer, row.replica, row.release, _floor(row.at, ROLLUP))
         groups[key].append(row)
     merged = []
     for key, group in groups.items():
-        org, project, component, environment, kind, endpoint, consumer, replica, at = key
+        org, project, component, environment, kind, endpoint, consumer, replica, release, at = key
         out: dict[str, Any] = {"organization": org, "project": project, "component": component,
                                "environment": environment, "kind": kind, "endpoint": endpoint, "consumer": consumer,
-                               "replica": replica, "resolution": ROLLUP, "at": at, "seconds": float(ROLLUP),
-                               "restarts": sum(r.restarts for r in group)}
+                               "replica": replica, "release": release, "resolution": ROLLUP, "at": at,
+                               "seconds": float(ROLLUP), "restarts": sum(r.restarts for r in group)}
         if kind == "http":
             t = Totals()
             for r in group:
@@ -278,7 +286,9 @@ def downsample(s: Session, before: datetime, limit: int = 20000) -> int:
                        memory=memory)
         merged.append(out)
     s.execute(insert(MetricPointRow), merged)
-    s.execute(delete(MetricPointRow).where(MetricPointRow.id.in_([r.id for r in rows])))
+    gone = s.execute(delete(MetricPointRow).where(MetricPointRow.id.in_([r.id for r in rows]))).rowcount
+    if gone != len(rows):  # merged by someone else meanwhile: counting them twice is worse than waiting
+        raise RuntimeError(f"downsampling raced: {len(rows) - gone} points were merged elsewhere; rolled back")
     return len(rows)
 
 

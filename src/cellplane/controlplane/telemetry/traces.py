@@ -23,6 +23,7 @@ from cellplane.store.tables import SpanRow
 log = logging.getLogger("cellplane.telemetry")
 MAX_SPANS = 500_000  # kept in all; the oldest go first
 CANDIDATES = 1000  # traces looked at per query
+MAX_TRACE_SPANS = 1000  # spans shown per trace (a client that sends one traceparent always makes one huge trace)
 
 
 def ingest(s: Session, org: str, spans: list[dict[str, Any]]) -> int:
@@ -76,57 +77,91 @@ def of_component(s: Session, org: str, project: str, component: str, environment
 
 
 def one(s: Session, org: str, trace_id: str, visible: Callable[[str], bool]) -> dict[str, Any] | None:
-    """The trace with this id, or with the only id that starts with it (as access lines show them: 8 digits)."""
+    """The trace with this id, or with the only id that starts with it (as access lines show them: 8 digits),
+    among the traces with a span the caller may see."""
     if len(trace_id) < 32:
-        ids = list(s.scalars(select(SpanRow.trace_id).where(SpanRow.organization == org,
-                                                            SpanRow.trace_id.startswith(trace_id))
-                             .distinct().limit(2)))
+        found = s.execute(select(SpanRow.trace_id, SpanRow.project).where(
+            SpanRow.organization == org, SpanRow.trace_id.startswith(trace_id)).distinct().limit(1000)).all()
+        ids = sorted({t for t, project in found if visible(project)})
         if len(ids) > 1:
             raise ConflictError(f"several traces start with '{trace_id}'; give more of the id",
                                 [FieldProblem("trace", "ambiguous")], code="ambiguous")
         if not ids:
             return None
         trace_id = ids[0]
-    rows = list(s.scalars(select(SpanRow).where(SpanRow.organization == org, SpanRow.trace_id == trace_id)))
+    rows = list(s.scalars(select(SpanRow).where(SpanRow.organization == org, SpanRow.trace_id == trace_id)
+                          .order_by(SpanRow.start).limit(MAX_TRACE_SPANS + 1)))
     return view(rows, visible)
 
 
+def _end(r: SpanRow) -> float:
+    return r.start.timestamp() + r.duration_ms / 1000
+
+
+def _adopter(r: SpanRow, rows: list[SpanRow]) -> SpanRow | None:
+    """The span an orphan most likely ran under: one that encloses it in time, preferring its caller's (the
+    consumer that the gateway named, or a component of its project when it came through the cell).
+
+    An orphan's parent is a span the gateway did not record: a component's own client span, as OpenTelemetry
+    instrumentation makes them."""
+    enclosing = [c for c in rows if c is not r and c.start <= r.start and _end(c) >= _end(r)]
+    if not enclosing:
+        return None
+
+    def rank(c: SpanRow) -> tuple[bool, float]:
+        caller = f"{c.project}/{c.component}" == r.consumer or (r.listener == "cell" and c.project == r.project)
+        return caller, c.start.timestamp()
+
+    return max(enclosing, key=rank)
+
+
 def view(rows: list[SpanRow], visible: Callable[[str], bool]) -> dict[str, Any] | None:
-    """A trace: its spans in tree order (depth first, children by start time), timed from its first span."""
-    rows = [r for r in rows if visible(r.project)]
+    """A trace: its spans in tree order (depth first, children by start time), timed from its first span.
+
+    A span whose recorded parent is not among them hangs under the span that encloses it (``parentInferred``);
+    at most ``MAX_TRACE_SPANS`` spans are shown (``truncated``)."""
+    rows = sorted((r for r in rows if visible(r.project)), key=lambda r: (r.start, r.id))
     if not rows:
         return None
-    rows.sort(key=lambda r: (r.start, r.id))
-    ids = {r.span_id for r in rows}
+    truncated = len(rows) > MAX_TRACE_SPANS
+    rows = rows[:MAX_TRACE_SPANS]
+    by_id = {r.span_id: r for r in rows}
+    parent_of: dict[int, str | None] = {}
+    inferred: set[int] = set()
+    for r in rows:
+        parent = r.parent_id if r.parent_id in by_id and r.parent_id != r.span_id else None
+        if parent is None and r is not rows[0]:
+            adopter = _adopter(r, rows)
+            if adopter is not None:
+                parent = adopter.span_id
+                inferred.add(r.id)
+        parent_of[r.id] = parent
     children: dict[str | None, list[SpanRow]] = defaultdict(list)
     for r in rows:
-        children[r.parent_id if r.parent_id in ids else None].append(r)
+        children[parent_of[r.id]].append(r)
     if not children[None]:  # parents that point at each other: start from the first span
         children[None].append(rows[0])
     first = rows[0].start
-    end = max(r.start.timestamp() + r.duration_ms / 1000 for r in rows)
     ordered: list[dict[str, Any]] = []
     shown: set[str] = set()
-
-    def walk(parent: str | None, depth: int) -> None:
-        for r in children.get(parent, []):
-            if r.span_id in shown:  # a span id used twice (or a cycle): shown once
-                continue
-            shown.add(r.span_id)
-            ordered.append({"spanId": r.span_id, "parentId": r.parent_id, "project": r.project,
-                            "component": r.component, "endpoint": r.endpoint, "listener": r.listener,
-                            "name": r.name, "start": r.start.isoformat(),
-                            "offsetMs": round((r.start - first).total_seconds() * 1000, 3),
-                            "durationMs": r.duration_ms, "status": r.status, "consumer": r.consumer,
-                            "depth": depth})
-            walk(r.span_id, depth + 1)
-
-    walk(None, 0)
+    stack: list[tuple[SpanRow, int]] = [(r, 0) for r in reversed(children[None])]
+    while stack:  # depth first, without recursion (a trace may be deep)
+        r, depth = stack.pop()
+        if r.span_id in shown:  # a span id used twice (or a cycle): shown once
+            continue
+        shown.add(r.span_id)
+        ordered.append({"spanId": r.span_id, "parentId": r.parent_id, "parentInferred": r.id in inferred,
+                        "project": r.project, "component": r.component, "endpoint": r.endpoint,
+                        "listener": r.listener, "name": r.name, "start": r.start.isoformat(),
+                        "offsetMs": round((r.start - first).total_seconds() * 1000, 3),
+                        "durationMs": r.duration_ms, "status": r.status, "consumer": r.consumer, "depth": depth})
+        stack.extend((c, depth + 1) for c in reversed(children.get(r.span_id, [])))
     root = children[None][0]
+    end = max(_end(r) for r in rows)
     return {"traceId": root.trace_id, "start": first.isoformat(),
             "durationMs": round((end - first.timestamp()) * 1000, 3), "status": root.status,
             "error": any(r.status >= 500 for r in rows), "root": f"{root.project}/{root.component}",
-            "name": root.name, "spans": ordered}
+            "name": root.name, "truncated": truncated, "spans": ordered}
 
 
 # -- OTLP export ----------------------------------------------------------------------------------------------------
@@ -140,10 +175,25 @@ class OtlpExport:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         self.endpoint = endpoint
-        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=1000)
+        # a queue that holds a few full batches from the data planes; past it the SDK drops (and logs) spans
+        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=50_000,
+                                            max_export_batch_size=1000, schedule_delay_millis=1000)
+        self._resources: dict[tuple[str, str, str, str], Any] = {}
+
+    def _resource(self, org: str, project: str, component: str, environment: str) -> Any:
+        from opentelemetry.sdk.resources import Resource
+
+        key = (org, project, component, environment)
+        resource = self._resources.get(key)
+        if resource is None:
+            if len(self._resources) > 10_000:
+                self._resources.clear()
+            resource = self._resources[key] = Resource({
+                "service.name": component, "service.namespace": project, "deployment.environment": environment,
+                "cellplane.organization": org})
+        return resource
 
     def spans(self, org: str, spans: list[dict[str, Any]]) -> None:
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -153,8 +203,7 @@ class OtlpExport:
                                   trace_flags=TraceFlags(TraceFlags.SAMPLED))
             parent = (SpanContext(int(x["traceId"], 16), int(x["parentId"], 16), is_remote=True,
                                   trace_flags=TraceFlags(TraceFlags.SAMPLED)) if x.get("parentId") else None)
-            resource = Resource.create({"service.name": x["component"], "service.namespace": x["project"],
-                                        "deployment.environment": x["environment"], "cellplane.organization": org})
+            resource = self._resource(org, x["project"], x["component"], x["environment"])
             attributes = {"http.response.status_code": x["status"], "cellplane.endpoint": x["endpoint"],
                           "cellplane.listener": x["listener"]}
             if x.get("consumer"):

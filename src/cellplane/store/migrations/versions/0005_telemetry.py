@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("endpoint", sa.String(length=63), nullable=False),
         sa.Column("consumer", sa.String(length=127), nullable=False),
         sa.Column("replica", sa.Integer(), nullable=True),
+        sa.Column("release", sa.String(length=40), nullable=False),
         sa.Column("resolution", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=False),
