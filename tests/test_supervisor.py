@@ -544,6 +544,30 @@ def test_a_memory_hog_dies_under_its_cgroup_limit(tmp_path: Path) -> None:
     run(body)
 
 
+def test_two_agents_running_the_same_replica_key_get_cgroups_of_their_own(tmp_path: Path) -> None:
+    """Release ids are content digests: two data planes on one machine run the same keys. Stopping one's replica
+    (which kills its whole cgroup) must not kill the other's."""
+    if not CGROUPS.available:
+        pytest.skip(f"no cgroups here: {CGROUPS.reason}")
+
+    async def body() -> None:
+        first = Supervisor(cgroups=CgroupManager(namespace=str(tmp_path / "dp1")))
+        second = Supervisor(cgroups=CgroupManager(namespace=str(tmp_path / "dp2")))
+        sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+        limits = Limits(memory_bytes=parse_memory("64Mi"))
+        one, two = spec(tmp_path, sleeper, limits=limits), spec(tmp_path, sleeper, limits=limits)
+        two.key = one.key
+        a = await first.start(one)
+        b = await second.start(two)
+        await until(lambda: a.pid is not None and b.pid is not None, what="pids")
+        await first.stop(a)
+        await asyncio.sleep(0.3)
+        assert b.state != "exited" and psutil.pid_exists(b.pid) and psutil.Process(b.pid).status() != "zombie"
+        await second.stop(b)
+
+    run(body)
+
+
 def test_a_memory_hog_fails_under_rlimit_without_cgroups(tmp_path: Path) -> None:
     async def body() -> None:
         sup = Supervisor(cgroups=unavailable_cgroups(tmp_path))

@@ -31,6 +31,7 @@ from typing import Any
 from cellplane import __version__
 from cellplane.dataplane import launchspec
 from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
+from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.outbox import Outbox
@@ -121,7 +122,8 @@ class Agent:
                                span=self._span)
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
-        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output)
+        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output,
+                                     cgroups=CgroupManager(namespace=str(self.settings.data_dir)))
         self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
         spool = self.settings.data_dir / "spool"
         self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)

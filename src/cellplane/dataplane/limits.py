@@ -142,7 +142,8 @@ class Cgroup:
 class CgroupManager:
     """Finds a cgroup hierarchy this process may delegate to, and creates one cgroup per replica in it."""
 
-    def __init__(self, proc: Path = Path("/proc/self")) -> None:
+    def __init__(self, proc: Path = Path("/proc/self"), namespace: str = "") -> None:
+        self.namespace = namespace  # tells the cgroups of two agents under one parent apart (their data dirs)
         self._proc = proc
         self.version: int | None = None
         self.reason = ""  # why cgroups are not available
@@ -192,7 +193,9 @@ class CgroupManager:
         """Create (or reuse) the cgroup of the replica ``key`` and set its limits; raises OSError."""
         if self.version is None:
             raise OSError(f"cgroups unavailable: {self.reason}")
-        name = "cellplane-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        # Two agents on one machine run the same release keys (a release id is its content's digest): without the
+        # namespace, one stopping its replica would kill the other's processes in their shared cgroup.
+        name = "cellplane-" + hashlib.sha256(f"{self.namespace}\0{key}".encode()).hexdigest()[:16]
         dirs = []
         for parent in self._parents.values():
             (parent / name).mkdir(exist_ok=True)
