@@ -273,12 +273,14 @@ def test_logs_tail_after_and_errors(setup: Setup) -> None:
     assert (first["replica"], first["stream"], first["run"]) == (0, "stdout", None)
     tail = c.get(logs, params={"environment": "development", "limit": 3}).json()
     assert [x["line"] for x in tail["items"]] == ["line 8", "line 9", "oops"]
+    assert tail["more"] is True  # older lines exist before the tail
+    assert c.get(logs, params={"environment": "development", "limit": 100}).json()["more"] is False
     after = c.get(logs, params={"environment": "development", "after": page["items"][7]["id"], "limit": 2}).json()
     assert [x["line"] for x in after["items"]] == ["line 8", "line 9"]
     assert after["next"] == page["items"][9]["id"]
     empty = c.get(logs, params={"environment": "development", "after": page["next"]}).json()
-    assert empty == {"items": [], "next": page["next"]}
-    assert c.get(logs, params={"environment": "production"}).json() == {"items": [], "next": -1}
+    assert empty == {"items": [], "next": page["next"], "more": False}
+    assert c.get(logs, params={"environment": "production"}).json() == {"items": [], "next": -1, "more": False}
     error(c.get(logs), 422, field="environment")
     error(c.get(logs, params={"environment": "nowhere"}), 422, field="environment")
     error(c.get(logs, params={"environment": "development", "run": "run_0000000000000000"}), 404, field="run")
