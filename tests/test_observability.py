@@ -89,7 +89,8 @@ def agent(build_server: BuildServer, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def cell(build_server: BuildServer, agent: AgentProcess) -> dict[str, Any]:
     """obs/front (Public) calls obs-b/back (Organization) through the internal gateway and obs/store (Project)
-    through the cell; obs/counted and obs/flaky (Public) only take the traffic the tests send."""
+    through the cell; obs/counted (which may call store too) and obs/flaky (Public) only take the traffic the
+    tests send."""
     c = build_server.client
     build_app(c, "obs-b", "back", {"type": "service", "endpoints": [
         {"name": "api", "port": 8080, "visibility": ["Organization"]}]})
@@ -99,9 +100,11 @@ def cell(build_server: BuildServer, agent: AgentProcess) -> dict[str, Any]:
         {"name": "api", "port": 8080, "visibility": ["Public"]}], "dependencies": [
         {"name": "back", "component": "back", "project": "obs-b", "endpoint": "api"},
         {"name": "store", "component": "store"}]})
-    for name in ("counted", "flaky"):
-        build_app(c, P, name, {"type": "service", "endpoints": [
-            {"name": "api", "port": 8080, "visibility": ["Public"]}]})
+    build_app(c, P, "counted", {"type": "service", "endpoints": [  # it could call store, but never does
+        {"name": "api", "port": 8080, "visibility": ["Public"]}], "dependencies": [
+        {"name": "store", "component": "store"}]})
+    build_app(c, P, "flaky", {"type": "service", "endpoints": [
+        {"name": "api", "port": 8080, "visibility": ["Public"]}]})
     deploy(c, "obs-b", "back")
     for name in ("store", "front", "counted", "flaky"):
         deploy(c, P, name)
@@ -341,8 +344,11 @@ def test_cell_graph_shows_components_endpoints_and_connection_rates(cell: dict[s
     assert set(by_name) == {"counted", "flaky", "front", "store"}
     assert [(e["name"], e["visibility"]) for e in by_name["store"]["endpoints"]] == [("api", "Project")]
     assert by_name["front"]["state"] == "ready" and by_name["front"]["endpoints"][0]["url"]
+    # two components may call store through the cell: the traces say which calls were front's
     store = next(x for x in g["connections"] if x["from"] == "front" and x["name"] == "store")
-    assert store["requests"] >= 1 and store["measured"] == "endpoint"
+    assert store["requests"] >= 1 and store["measured"] == "traces"
+    idle = next(x for x in g["connections"] if x["from"] == "counted" and x["name"] == "store")
+    assert (idle["requests"], idle["measured"]) == (0, "shared")
     out = ok(run_cli(build_server.server, "describe", "project", P, "--env", "development")).stdout
     assert "front" in out and "obs-b/back" in out and "Public" in out
 

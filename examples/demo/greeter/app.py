@@ -29,6 +29,7 @@ def fetch_quote(traceparent: str | None) -> dict:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: without this, keep-alive waits ~40 ms
 
     def do_GET(self) -> None:
         url = urlparse(self.path)

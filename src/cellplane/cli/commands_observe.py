@@ -275,9 +275,9 @@ def show_graph(g: dict[str, Any]) -> None:
             continue
         errors = c.get("errors") or 0
         said = f"[red]{charts.plural(errors, 'error')}[/]" if errors else "0 errors"
-        shared = "  [dim](calls through the cell shared with other callers not counted)[/]" \
-            if c.get("measured") == "shared" else ""
-        out.print(line + f"{charts.rate(c.get('rps'))} req/s ({said}){shared}")
+        note = {"shared": "  [dim](its calls through the cell, shared with other callers, are not told apart)[/]",
+                "traces": "  [dim](its share of the cell's calls, estimated from traces)[/]"}.get(c.get("measured"), "")
+        out.print(line + f"{charts.rate(c.get('rps'))} req/s ({said}){note}")
 
 
 def _visibility(value: Any) -> str:

@@ -301,9 +301,8 @@ class Provisioner:
         first = (services or names or [""])[0]
         along = [d for d in self.demo.deps.get(first, []) if d in deployed] + [first]  # its connections first
         promote = [f"cellplane promote {c}{flags} --from {ENV} --to staging" for c in along]
-        watch = [f"cellplane metrics {first}{flags} --env {ENV}          # after some traffic: up? erroring? slow?",
-                 f"cellplane traces {first}{flags} --env {ENV}           # each request, hop by hop",
-                 f"cellplane describe project {self.demo.project} --env {ENV}  # the cell and its traffic"]
+        watch = [f"cellplane metrics {first}{flags} --env {ENV}", f"cellplane traces {first}{flags} --env {ENV}",
+                 f"cellplane describe project {self.demo.project} --env {ENV}"]
         for line in (f"cellplane get deployments{flags}", f"cellplane logs {first}{flags} --env {ENV} -f", *watch,
                      *promote,
                      "Ctrl-C stops everything; the next run starts it again in seconds, without rebuilding"):

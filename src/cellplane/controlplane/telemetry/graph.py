@@ -3,8 +3,9 @@ state, and the connections between them, to other projects and to external URLs,
 
 Rates come from the gateways' metric points. A connection through the internal gateway is measured exactly
 (the caller's credentials name it). Calls inside the cell carry no credentials, so the rate of a Project
-connection is the cell's traffic to the target endpoint, attributed to the connection when it is the only
-one in the project to that endpoint (``measured: "endpoint"``), and left unattributed otherwise.
+connection is the cell's traffic to the target endpoint: attributed to the connection when it is the only
+one in the project to that endpoint (``measured: "endpoint"``); otherwise shared out by the sampled hops
+whose parent span is the caller's (``"traces"``), and left unattributed when none says (``"shared"``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from cellplane.controlplane import deployments
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry.metrics import Totals, consumed, edges
 from cellplane.gateway.router import CELL_CONSUMER as CELL
-from cellplane.store.tables import ResourceRow
+from cellplane.store.tables import ResourceRow, SpanRow
 
 BROADEST = ("Public", "Organization", "Project")
+URL_OF = {"Public": "external", "Organization": "internal", "Project": "project"}  # the URL to show
 
 
 def _visibility(endpoint: dict[str, Any]) -> str:
@@ -63,10 +65,12 @@ def cell(s: Session, keyring: KeyRing, org: str, project: str, environment: str,
         view = deployed.get(row.name)
         endpoints = []
         for e in (view["endpoints"] if view else spec.get("endpoints") or []):
-            urls = (e.get("urls") or {}) if view else {}
-            url = next(iter(urls.values()), None) if isinstance(urls, dict) else (urls[0] if urls else None)
-            endpoints.append({"name": e["name"], "visibility": _visibility(e), "basePath": e.get("basePath", "/"),
-                              "url": url, "rps": _rate(by_endpoint.get((row.name, e["name"])), seconds)["rps"]})
+            urls = {k: v for k, v in ((e.get("urls") or {}) if view else {}).items() if v}
+            visibility = _visibility(e)
+            url = urls.get(URL_OF[visibility]) or next(iter(urls.values()), None)
+            endpoints.append({"name": e["name"], "visibility": visibility, "basePath": e.get("basePath", "/"),
+                              "url": url, "urls": urls,
+                              "rps": _rate(by_endpoint.get((row.name, e["name"])), seconds)["rps"]})
         total = Totals()
         for (component, _endpoint), t in by_endpoint.items():
             if component == row.name:
@@ -76,12 +80,33 @@ def cell(s: Session, keyring: KeyRing, org: str, project: str, environment: str,
                            "state": view["state"] if view else "not-deployed", **_rate(total, seconds),
                            "errorRate": round(total.errors / total.requests, 6) if total.requests else None,
                            "endpoints": endpoints})
+    callers = _cell_callers(s, org, project, environment, start, end)
     return {"project": project, "environment": environment, "window": int(seconds), "components": components,
-            "connections": _connections(rows, project, inbound, outbound, seconds)}
+            "connections": _connections(rows, project, inbound, outbound, callers, seconds)}
+
+
+def _cell_callers(s: Session, org: str, project: str, environment: str, start: datetime,
+                  end: datetime) -> dict[tuple[str, str], dict[str | None, int]]:
+    """Sampled hops into the project's components through its cell, by (component, endpoint) and the component
+    of the hop they ran under (None: a trace that started there, or a parent no gateway recorded)."""
+    hop, parent = aliased(SpanRow), aliased(SpanRow)
+    rows = s.execute(
+        select(hop.component, hop.endpoint, parent.component, func.count())
+        .select_from(hop)
+        .outerjoin(parent, and_(parent.trace_id == hop.trace_id, parent.span_id == hop.parent_id,
+                                parent.organization == org, parent.project == project))
+        .where(hop.organization == org, hop.project == project, hop.environment == environment,
+               hop.listener == "cell", hop.start >= start, hop.start < end)
+        .group_by(hop.component, hop.endpoint, parent.component)).all()
+    out: dict[tuple[str, str], dict[str | None, int]] = defaultdict(dict)
+    for component, endpoint, caller, n in rows:
+        out[(component, endpoint)][caller] = int(n)
+    return out
 
 
 def _connections(rows: list[ResourceRow], project: str, inbound: dict[tuple[str, str, str], Totals],
-                 outbound: dict[tuple[str, str, str, str], Totals], seconds: float) -> list[dict[str, Any]]:
+                 outbound: dict[tuple[str, str, str, str], Totals],
+                 callers: dict[tuple[str, str], dict[str | None, int]], seconds: float) -> list[dict[str, Any]]:
     out = []
     declared: dict[tuple[str, str], list[str]] = defaultdict(list)  # in-cell target -> the callers
     for row in rows:
@@ -105,18 +130,36 @@ def _connections(rows: list[ResourceRow], project: str, inbound: dict[tuple[str,
                     total.errors += t.errors
             measured = "exact"
             if target[0] == project:  # also through the cell, where callers carry no credentials
-                callers = declared.get((target[1], target[2]), [])
                 cell_total = Totals()
                 for (tc, te, consumer), t in inbound.items():
                     if consumer == CELL and tc == target[1] and (not target[2] or te == target[2]):
                         cell_total.requests += t.requests
                         cell_total.errors += t.errors
                 if cell_total.requests:
-                    if callers == [row.name]:
+                    if declared.get((target[1], target[2]), []) == [row.name]:
                         total.requests += cell_total.requests
                         total.errors += cell_total.errors
                         measured = "endpoint"
-                    else:
-                        measured = "shared"
+                    else:  # several callers: their shares of the sampled hops, when those say who called
+                        hops = _hops(callers, target[1], target[2])
+                        mine, seen = hops.get(row.name, 0), sum(hops.values())
+                        if mine and seen:
+                            total.requests += round(cell_total.requests * mine / seen)
+                            total.errors += round(cell_total.errors * mine / seen)
+                            measured = "traces"
+                        else:
+                            measured = "shared"
             out.append({**item, **_rate(total, seconds), "measured": measured})
+    return out
+
+
+def _hops(callers: dict[tuple[str, str], dict[str | None, int]], component: str,
+          endpoint: str) -> dict[str | None, int]:
+    if endpoint:
+        return callers.get((component, endpoint), {})
+    out: dict[str | None, int] = defaultdict(int)
+    for (c, _e), by_caller in callers.items():
+        if c == component:
+            for caller, n in by_caller.items():
+                out[caller] += n
     return out
