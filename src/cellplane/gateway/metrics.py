@@ -3,7 +3,8 @@
 Recording is two dict lookups, a bisect and three additions, so it stays on the request path; the buckets are
 stored per bucket and summed up only when exported. Requests without a route are counted under empty
 project/component/endpoint labels, so arbitrary paths cannot grow the series without bound. The consumer is
-"project/component" of the grant that admitted a request on an internal listener, else empty.
+"project/component" of the grant that admitted a request on an internal listener, "@cell" for a request that
+came through a project's cell listener, else empty.
 
 Two readers: ``prometheus``/``snapshot`` export the cumulative counters; ``delta`` gives what was added since its
 previous call (the agent's metrics windows) without touching them.
