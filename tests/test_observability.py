@@ -227,6 +227,19 @@ def test_logs_page_backwards(cell: dict[str, Any]) -> None:
     assert (numbers(oldest), oldest["more"]) == ([0], False)
 
 
+def test_a_followed_search_streams_only_matching_new_lines(cell: dict[str, Any]) -> None:
+    c = cell["client"]
+    tag = "follow-" + secrets.token_hex(4)
+    with c.stream("GET", f"{C}/front/logs", params={"environment": "development", "follow": "true",
+                                                    "grep": tag}, timeout=30) as stream:
+        with httpx.Client(timeout=10) as h:
+            assert h.get(url(cell, "front", "/unrelated")).status_code == 200
+            assert h.get(url(cell, "front", f"/{tag.upper()}")).status_code == 200
+        lines = stream.iter_lines()
+        first = json.loads(next(line for line in lines if line and "heartbeat" not in line))
+    assert tag.upper() in first["line"] and "/unrelated" not in first["line"]
+
+
 def test_access_lines_are_stored_and_filtered(cell: dict[str, Any], build_server: BuildServer) -> None:
     c = cell["client"]
     with httpx.Client(timeout=10) as h:
