@@ -35,6 +35,12 @@ class Platform:
         self.created_admin = self._bootstrap()
         self.logs: LogStore = SqlLogStore(self.store)
         self.otlp: OtlpExport | None = None  # set when the operator gives a collector
+        # Bumped after every committed change made through this process: long-polls recompute at once rather
+        # than at their next periodic look (which still catches changes made by other replicas or workers).
+        self.generation = 0
+
+    def changed(self) -> None:
+        self.generation += 1  # one int store: safe from any thread
 
     def _bootstrap(self) -> bool:
         """On first start: the default organization, and an admin whose token goes to admin.token (0600)."""

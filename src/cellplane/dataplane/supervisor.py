@@ -52,6 +52,7 @@ HOST = "127.0.0.1"
 SHM = Path("/dev/shm")  # noqa: S108  (memory, not disk, for secret files; see _private_dir)
 LINE_MAX = 16 * 1024  # longer output lines are cut
 READY_WITHOUT_PORT = 1.0  # a replica without a port is ready once it has run this long
+STARTUP_PROBE = 0.05  # seconds before the second readiness probe of a new replica; doubling up to its period
 DRAIN_SECONDS = 1.0  # output still read after the replica is gone (an escaped orphan may hold the pipes)
 SCAN_SECONDS = 1.0  # how often the process tree is captured when no cgroup lists the replica's processes
 MS_RDONLY, MS_REMOUNT = 1, 32
@@ -418,12 +419,14 @@ class Supervisor:
         await asyncio.sleep(spec.initial_delay)
         adopted = ""
         failures = 0
+        starting = STARTUP_PROBE  # until the first success, probe often: a deploy waits for exactly this
         while True:
             port = spec.port or r.port
             assert port is not None
             passed, reason = await check(spec, HOST, port)
             if passed:
                 failures = 0
+                starting = 0.0
                 if r.state != "ready":
                     self._update(r, "ready", adopted or reason)
             elif r.state == "ready":
@@ -438,7 +441,11 @@ class Supervisor:
                     self._update(r, message=adopted, port=declared)
                     continue
                 r.message = f"{'readiness failed' if r.state == 'unready' else 'not ready'}: {reason}"
-            await asyncio.sleep(spec.period)
+            if starting:
+                await asyncio.sleep(min(starting, spec.period))
+                starting *= 2
+            else:
+                await asyncio.sleep(spec.period)
 
     async def _liveness(self, r: Replica, run: _Run) -> None:
         """Probe until cancelled; failure_threshold failures in a row end the run (and it restarts). A replica

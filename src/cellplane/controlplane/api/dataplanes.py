@@ -30,6 +30,7 @@ from cellplane.store.tables import ResourceRow
 router = APIRouter(tags=["data plane agent"])
 DATAPLANE = "/organizations/{org}/dataplanes/{name}"
 MAX_MESSAGE = 4000
+WAKE_CHECK = 0.05  # seconds between two looks of a waiting long-poll at the platform's change counter
 CLOCK_SKEW = timedelta(hours=1)
 
 
@@ -206,7 +207,11 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
             break
         if await request.is_disconnected():
             return Response(status_code=204)
-        await asyncio.sleep(min(1.0, left))
+        # recompute after a change committed here (looked at every WAKE_CHECK), else once a second: changes
+        # made by another control-plane replica or by a build worker's auto-deploy are seen that way
+        seen, until = p.generation, time.monotonic() + min(1.0, left)
+        while p.generation == seen and time.monotonic() < until:
+            await asyncio.sleep(WAKE_CHECK)
         if await request.is_disconnected():
             return Response(status_code=204)
         state = await asyncio.to_thread(compute)

@@ -81,6 +81,8 @@ def audited(p: Platform, who: Principal, work: Work, dry_run: bool = False) -> I
                 if not dry_run:
                     audit.record(s, who.user, work.action, "succeeded", work.kind, work.organization, work.project,
                                  work.name, work.message)
+            if not dry_run:
+                p.changed()
         except IntegrityError:
             raise ConflictError("a concurrent request changed the same resource first; retry") from None
     except CellplaneError as e:
