@@ -109,6 +109,18 @@ def test_static_site_with_spa_fallback(build_server, run_artifact):
     assert app.get("/assets/missing.js").status_code == 404
 
 
+def test_the_same_archive_uploaded_for_several_builds_builds_every_time(build_server):
+    """Uploads are content-addressed blobs: the first build to finish must not delete the one that builds
+    still queued share."""
+    c = build_server.client
+    started = []
+    for i in range(4):  # two build workers: the last ones wait in the queue while the first ones finish
+        component(c, "same-upload", f"site-{i}", {"type": "web-app"})
+        started.append(upload(c, "same-upload", f"site-{i}", APPS / "static-site"))
+    finished = [succeeded(c, info) for info in started]
+    assert len({info["artifact"] for info in finished}) == 1
+
+
 def test_web_app_with_a_build_script(build_server, run_artifact):
     c = build_server.client
     component(c, "apps", "spa", {"type": "web-app"})

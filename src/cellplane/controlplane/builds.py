@@ -113,8 +113,7 @@ def cancel(s: Session, row: BuildRow) -> BuildRow:
     if row.state == "queued":
         row.state, row.finished_at, row.error = "cancelled", now(), "cancelled before it started"
         if row.upload:  # the uploaded source will never be built
-            blobs.remove(s, row.upload)
-            row.upload = None
+            release_upload(s, row)
     else:
         row.cancel_requested = True
     return row
@@ -205,7 +204,21 @@ def forget(s: Session, organization: str, project: str | None = None, component:
     if component is None:
         arts = [ArtifactRow.organization == organization] + ([ArtifactRow.project == project] if project else [])
         s.execute(delete(ArtifactRow).where(*arts))
-    for digest in uploads:
+    for digest in set(uploads):
+        _drop_unused_upload(s, digest)
+
+
+def release_upload(s: Session, row: BuildRow) -> None:
+    """The build no longer needs its uploaded source; the blob goes when no other build holds the same one
+    (uploads are content-addressed: the same archive uploaded for two builds is one blob)."""
+    digest, row.upload = row.upload, None
+    s.flush()
+    if digest:
+        _drop_unused_upload(s, digest)
+
+
+def _drop_unused_upload(s: Session, digest: str) -> None:
+    if s.scalar(select(func.count()).select_from(BuildRow).where(BuildRow.upload == digest)) == 0:
         blobs.remove(s, digest)
 
 

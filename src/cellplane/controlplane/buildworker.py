@@ -391,8 +391,7 @@ class _Sink:
             builds.finish(row, state, error)
             row.steps = [dict(x) for x in row.steps]
             if row.upload:
-                blobs.remove(s, row.upload)
-                row.upload = None
+                builds.release_upload(s, row)
             line = f"build {state}" + (f": {error}" if error else "") + (
                 f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "")
             self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line)])
