@@ -6,7 +6,7 @@
 #   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
-#   make bench      benchmarks (build times, cold and warm); numbers go in docs/performance.md
+#   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, control plane): bench/results/, docs/performance.md
 #   make lint       ruff check only
 #   make clean      remove .venv and caches (never the data dir)
 
@@ -56,7 +56,7 @@ test: venv postgres buildtools
 	exit $$rc
 
 bench: venv buildtools
-	$(BIN)/python benchmarks/bench_builds.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 run: venv
 	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2

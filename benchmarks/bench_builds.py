@@ -49,13 +49,10 @@ def bench_app(client, app: str, tmp: Path) -> dict:
             "warmClient": warm[1], "sourceChangeClient": edit[1], "sameArtifactWhenUnchanged": cold[2] == warm[2]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--apps", default=",".join(DEFAULT_APPS))
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+def build_times(apps: list[str]) -> list[dict]:
+    """Cold, warm and source-change build times of ``apps``, each on a fresh control plane with empty caches."""
     results = []
-    for app in args.apps.split(","):
+    for app in apps:
         # each app gets its own control plane and an empty cache: "cold" means nothing downloaded yet
         with tempfile.TemporaryDirectory(prefix="cellplane-bench-") as tmp:
             server = start_server(Path(tmp) / "data", env={"CELLPLANE_CACHE_DIR": str(Path(tmp) / "cache")})
@@ -63,6 +60,30 @@ def main() -> None:
                 results.append(bench_app(server.client(), app, Path(tmp)))
             finally:
                 server.stop()
+    return results
+
+
+def run(args: argparse.Namespace):  # -> common.Suite (imported here: this file also runs alone)
+    """The "builds" suite of `make bench`: the Flask and Express fixtures, cold and warm (target: warm <= 3 s)."""
+    from common import Figure, Suite
+
+    apps = getattr(args, "build_apps", None) or ["flask-procfile", "express"]
+    suite = Suite("builds")
+    for r in build_times(apps):
+        suite.figures += [
+            Figure(f"{r['app']} cold build", round(r["cold"], 2), "s", "empty dependency caches"),
+            Figure(f"{r['app']} warm rebuild", round(r["warm"], 2), "s", f"cold: {r['cold']:.2f} s", "<=", 3.0),
+        ]
+        suite.details[r["app"]] = r
+    return suite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--apps", default=",".join(DEFAULT_APPS))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    results = build_times(args.apps.split(","))
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -1,0 +1,582 @@
+"""Control-plane scale: applying many components, API latency under concurrent clients, and the data plane's
+reconcile pass with many deployments; on a real control plane (SQLite) and a real agent.
+
+    .venv/bin/python benchmarks/bench_controlplane.py [--components 1000] [--projects 50] [--clients 50]
+        [--seconds 20] [--deployments 500] [--environments 5] [--passes 20] [--json]
+
+One control plane (``start_server``, SQLite, a fresh data directory) serves every part, in this order:
+
+1. apply: ``--components`` services across ``--projects`` projects, one ``POST /apply`` per project (its
+   Project document and its components, each with an endpoint, a URL dependency, configuration and resources),
+   one after the other as a CLI would send them.
+2. setup for 4: one tiny task artifact (tests/fixtures/apps/task) built once per task component — a deployment
+   can only name a build of its own component, so ``--deployments`` deployments are ``--deployments /
+   --environments`` task components (half ``manual-task``, half ``scheduled-task`` on a yearly cron: no process
+   runs, yet every one goes through desired state, the agent's reconcile and, for the scheduled ones, its
+   scheduler), each deployed to ``--environments`` environments bound to the data plane ``local``. Each
+   upload carries one file naming its component: builds of byte-identical uploads share one upload blob, and
+   the first to finish deletes it from under the others.
+3. API latency: ``--clients`` concurrent clients (httpx.AsyncClient, one task each, no think time) for
+   ``--seconds`` seconds, 70 % reads (a component, a project's components, a component's deployments, a
+   project's deployments) and 30 % writes (re-apply a component with a changed annotation, set a configuration
+   value); every request's latency, after a one-second warm-up. One client alone first gives each operation's
+   unloaded time. No data plane is attached yet.
+4. reconcile: the real agent (``cellplane.dataplane.agent.Agent``) in this process against the control plane;
+   once every deployment reports its release, ``Agent.reconcile`` is timed ``--passes`` times on an unchanged
+   desired state (the agent's own passes are recorded too), and the control plane's CPU is measured for 10 s
+   with the agent attached and nothing else happening.
+5. API latency again, for ``--seconds``, with that agent attached: it long-polls the desired state (the control
+   plane recomputes it every second while the poll waits) and sends its status every 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import psutil
+from common import ROOT, Figure, Suite, median, percentile
+
+# common put tests/ on sys.path: the test kits start real control planes
+from liveserver import LiveServer, doc, start_server
+
+ORG = "/organizations/default"
+TASK_APP = ROOT / "tests" / "fixtures" / "apps" / "task"
+DATAPLANE = "local"
+YEARLY = "0 3 1 1 *"  # a scheduled task that does not fire during the run
+P99_TARGET_MS = 50.0  # issue 7: API p99 under 50 concurrent clients, SQLite
+RECONCILE_TARGET_S = 0.5  # issue 7: the agent's reconcile with 500 deployments and no change
+WARMUP_SECONDS = 1.0
+BASELINE_REQUESTS = 300
+IDLE_SECONDS = 10.0
+MIX = (  # operation, weight (percent)
+    ("get component", 30), ("list project components", 15), ("component deployments", 15),
+    ("project deployments", 10), ("apply component", 20), ("set config", 10))
+WRITES = {"apply component", "set config"}
+
+
+class BenchError(Exception):
+    """A part of the benchmark cannot go on: the reason."""
+
+
+def service_spec(i: int) -> dict[str, Any]:
+    return {"type": "service", "description": f"benchmark service {i}",
+            "endpoints": [{"name": "api", "port": 8080, "basePath": "/api",
+                           "visibility": ["Project", "Organization"]}],
+            "dependencies": [{"name": "upstream", "url": "https://upstream.example.com",
+                              "env": [{"from": "ServiceURL", "to": "UPSTREAM_URL"}]}],
+            "configuration": {"env": [{"name": "LOG_LEVEL", "value": "info"},
+                                      {"name": "FEATURE_X", "value": "on", "environments": {"staging": "off"}}]},
+            "resources": {"cpu": "250m", "memory": "256Mi"}}
+
+
+def task_spec(i: int) -> dict[str, Any]:
+    if i % 2:
+        return {"type": "scheduled-task", "schedule": {"cron": YEARLY}}
+    return {"type": "manual-task"}
+
+
+@dataclass
+class Fleet:
+    services: list[tuple[str, str, int]] = field(default_factory=list)  # (project, component, spec index)
+    tasks: list[tuple[str, str]] = field(default_factory=list)  # deployed task components
+    task_projects: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
+    deployments: int = 0
+
+
+def _ok(r: httpx.Response, what: str, codes: tuple[int, ...] = (200,)) -> Any:
+    if r.status_code not in codes:
+        raise BenchError(f"{what}: HTTP {r.status_code}: {r.text[:300]}")
+    return r.json()
+
+
+# -- 1. apply ---------------------------------------------------------------------------------------------------
+
+
+def apply_services(c: httpx.Client, fleet: Fleet, components: int, projects: int) -> dict[str, Any]:
+    """One POST /apply per project (its Project document first); returns the timings."""
+    per_project = [components // projects + (1 if p < components % projects else 0) for p in range(projects)]
+    batches, index = [], 0
+    for p, count in enumerate(per_project):
+        project = f"app-{p:03d}"
+        docs = [doc("Project", project, organization="default")]
+        for _ in range(count):
+            name = f"svc-{index:04d}"
+            docs.append(doc("Component", name, service_spec(index), organization="default", project=project))
+            fleet.services.append((project, name, index))
+            index += 1
+        batches.append(docs)
+    times = []
+    started = time.perf_counter()
+    for docs in batches:
+        t = time.perf_counter()
+        answer = _ok(c.post("/apply", json={"documents": docs}), f"apply {docs[0]['metadata']['name']}")
+        times.append(time.perf_counter() - t)
+        actions = collections.Counter(item["action"] for item in answer["results"])
+        if set(actions) != {"created"}:
+            raise BenchError(f"apply {docs[0]['metadata']['name']}: {dict(actions)}")
+    total = time.perf_counter() - started
+    return {"seconds": total, "batches": len(batches), "batchMs": _summary(times)}
+
+
+# -- 2. tasks: builds and deployments ---------------------------------------------------------------------------
+
+
+def prepare_tasks(c: httpx.Client, fleet: Fleet, deployments: int, environments: int,
+                  tmp: Path) -> dict[str, Any]:
+    """Task components, one build each (the same source but for one file), deployed to ``environments``
+    environments."""
+    from cellplane.build.archive import default_exclude, pack
+
+    envs = [f"bench-{i + 1}" for i in range(environments)]
+    count = math.ceil(deployments / environments)
+    per_project = 10
+    docs = [doc("DataPlane", DATAPLANE, {"type": "local"}, organization="default")]
+    docs += [doc("Environment", e, {"dataPlane": DATAPLANE}, organization="default") for e in envs]
+    tasks = []
+    for i in range(count):
+        project = f"jobs-{i // per_project:03d}"
+        if project not in fleet.task_projects:
+            fleet.task_projects.append(project)
+            docs.append(doc("Project", project, organization="default"))
+        name = f"task-{i:04d}"
+        docs.append(doc("Component", name, task_spec(i), organization="default", project=project))
+        tasks.append((project, name))
+    _ok(c.post("/apply", json={"documents": docs}), "apply the task components")
+    # Each upload differs by one file: builds of byte-identical uploads share one content-addressed upload blob,
+    # and the first build to finish removes it from under the others ("blob ... is corrupt in the store").
+    source, archive = tmp / "task-src", tmp / "task.tar.gz"
+    shutil.copytree(TASK_APP, source)
+    started = time.perf_counter()
+    builds = []
+    for project, name in tasks:
+        (source / "BENCH_COMPONENT").write_text(f"{project}/{name}\n")
+        pack(source, archive, exclude=default_exclude)
+        r = c.post(f"{ORG}/projects/{project}/components/{name}/builds", content=archive.read_bytes(),
+                   headers={"Content-Type": "application/gzip"})
+        builds.append(_ok(r, f"build {project}/{name}", (201,))["id"])
+    pending, durations = list(builds), []  # queued in this order: poll the oldest ones only
+    deadline = time.monotonic() + 60 + 10 * len(builds)
+    while pending:
+        for build_id in list(pending):
+            info = _ok(c.get(f"{ORG}/builds/{build_id}"), f"build {build_id}")
+            if info["state"] not in ("succeeded", "failed", "cancelled", "timed-out"):
+                break
+            if info["state"] != "succeeded":
+                raise BenchError(f"build {build_id} of the task app {info['state']}: {info.get('error')}")
+            durations.append(info["durationSeconds"])
+            pending.remove(build_id)
+        if pending:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{len(pending)} of {len(builds)} builds of the task app not done in time")
+            time.sleep(0.3)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    pairs = [(project, name, env) for env in envs for project, name in tasks][:deployments]
+    for project, name, env in pairs:
+        r = c.post(f"{ORG}/projects/{project}/components/{name}/deployments", json={"environment": env})
+        _ok(r, f"deploy {project}/{name} to {env}", (200, 201))
+    deployed = time.perf_counter() - started
+    fleet.tasks, fleet.environments, fleet.deployments = tasks, envs, len(pairs)
+    return {"taskComponents": len(tasks), "environments": envs, "deployments": len(pairs),
+            "buildsSeconds": round(built, 2), "buildSeconds": _summary(durations, 1.0),
+            "deploySeconds": round(deployed, 2), "deployCallMs": round(deployed / len(pairs) * 1000, 1)}
+
+
+# -- 3 and 5. API latency ---------------------------------------------------------------------------------------
+
+
+class Mix:
+    """The requests of the mix, built for one client (its own random sequence)."""
+
+    def __init__(self, fleet: Fleet, seed: int) -> None:
+        self.fleet = fleet
+        self.rng = random.Random(seed)  # noqa: S311  (a reproducible mix, not a secret)
+        self.names = [name for name, _ in MIX]
+        self.weights = [weight for _, weight in MIX]
+        self.counter = 0
+
+    def next(self) -> tuple[str, str, str, dict[str, Any]]:
+        """(operation, method, path, request keywords)."""
+        op = self.rng.choices(self.names, self.weights)[0]
+        project, name, index = self.rng.choice(self.fleet.services)
+        self.counter += 1
+        if op == "get component":
+            return op, "GET", f"{ORG}/projects/{project}/components/{name}", {}
+        if op == "list project components":
+            return op, "GET", f"{ORG}/projects/{project}/components", {}
+        if op == "component deployments":
+            if self.fleet.tasks:
+                project, name = self.rng.choice(self.fleet.tasks)
+            return op, "GET", f"{ORG}/projects/{project}/components/{name}/deployments", {}
+        if op == "project deployments":
+            if self.fleet.task_projects:
+                project = self.rng.choice(self.fleet.task_projects)
+            return op, "GET", f"{ORG}/deployments", {"params": {"project": project}}
+        if op == "apply component":
+            touched = f"{os.getpid()}-{time.monotonic_ns()}-{self.counter}"
+            body = doc("Component", name, service_spec(index), organization="default", project=project,
+                       annotations={"bench.cellplane.dev/touched": touched})
+            return op, "POST", "/apply", {"json": {"documents": [body]}}
+        return op, "PUT", f"{ORG}/projects/{project}/components/{name}/config/BENCH_VALUE", \
+            {"json": {"value": str(self.counter)}}
+
+
+@dataclass
+class Samples:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # % of one core: the control plane, this process
+
+    def all(self) -> list[float]:
+        return [v for values in self.latencies.values() for v in values]
+
+
+async def load(server: LiveServer, fleet: Fleet, clients: int, seconds: float, warmup: float = WARMUP_SECONDS,
+               requests: int | None = None) -> Samples:
+    """``clients`` closed-loop clients for ``seconds`` (or ``requests`` in all); latencies after the warm-up."""
+    samples = Samples()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    cpu = _Cpu(server)
+    async with httpx.AsyncClient(base_url=server.api, headers=headers, limits=limits, timeout=60) as http:
+        begin = time.monotonic()
+        measure_from = begin + warmup
+        end = measure_from + seconds
+        sent = 0
+
+        async def client(i: int) -> None:
+            nonlocal sent
+            mix = Mix(fleet, seed=1000 + i)
+            while True:
+                now = time.monotonic()
+                if (requests is None and now >= end) or (requests is not None and sent >= requests):
+                    return
+                sent += 1
+                op, method, path, kw = mix.next()
+                t = time.perf_counter()
+                try:
+                    r = await http.request(method, path, **kw)
+                    status = str(r.status_code)
+                    if r.status_code >= 300 and len(samples.failures) < 20:
+                        samples.failures.append(f"{op} {method} {path}: {r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    status = type(e).__name__
+                    if len(samples.failures) < 20:
+                        samples.failures.append(f"{op} {method} {path}: {status}: {e}")
+                elapsed = time.perf_counter() - t
+                if requests is not None or now >= measure_from:
+                    samples.latencies[op].append(elapsed)
+                    samples.statuses[status] += 1
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        samples.seconds = time.monotonic() - (begin if requests is not None else measure_from)
+    samples.cpu = cpu.percent()
+    return samples
+
+
+class _Cpu:
+    """CPU used by the control plane's process and by this one (the clients), in % of one core, since creation."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = psutil.Process(server.process.pid)
+        self.me = psutil.Process()
+        self.started = time.monotonic()
+        self.base = (self._used(self.server), self._used(self.me))
+
+    @staticmethod
+    def _used(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
+    def percent(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        return {"controlPlane": round((self._used(self.server) - self.base[0]) / wall * 100, 1),
+                "benchmarkProcess": round((self._used(self.me) - self.base[1]) / wall * 100, 1)}
+
+
+def _load_report(samples: Samples) -> dict[str, Any]:
+    values = samples.all()
+    non2xx = sum(n for status, n in samples.statuses.items() if not status.startswith("2"))
+    return {"requests": len(values), "seconds": round(samples.seconds, 2),
+            "requestsPerSecond": round(len(values) / samples.seconds, 1) if samples.seconds else None,
+            "p50Ms": _ms(percentile(values, 0.5)) if values else None,
+            "p90Ms": _ms(percentile(values, 0.9)) if values else None,
+            "p99Ms": _ms(percentile(values, 0.99)) if values else None,
+            "maxMs": _ms(max(values)) if values else None,
+            "non2xx": non2xx, "statuses": dict(samples.statuses), "failures": samples.failures[:10],
+            "cpuPercent": samples.cpu,
+            "reads": sum(len(v) for op, v in samples.latencies.items() if op not in WRITES),
+            "writes": sum(len(v) for op, v in samples.latencies.items() if op in WRITES),
+            "byOperation": {op: {"n": len(v), "p50Ms": _ms(percentile(v, 0.5)), "p99Ms": _ms(percentile(v, 0.99))}
+                            for op, v in sorted(samples.latencies.items())}}
+
+
+def _api_figures(suite: Suite, report: dict[str, Any], clients: int, setting: str) -> None:
+    label = f"API, {clients} clients{setting}"
+    suite.figures.append(Figure(f"{label}: p50", report["p50Ms"], "ms",
+                                reference=f"{report['requestsPerSecond']:g} req/s, 70 % reads / 30 % writes"))
+    suite.figures.append(Figure(f"{label}: p99", report["p99Ms"], "ms", op="<=", target=P99_TARGET_MS,
+                                reference=f"{report['requests']} requests in {report['seconds']:g} s",
+                                note=f"{report['non2xx']} non-2xx"))
+    suite.figures.append(Figure(f"{label}: non-2xx answers", report["non2xx"], "", op="==", target=0,
+                                reference=", ".join(f"{k}: {v}" for k, v in sorted(report["statuses"].items()))))
+
+
+# -- 4. reconcile -----------------------------------------------------------------------------------------------
+
+
+async def _deployments(http: httpx.AsyncClient, envs: list[str]) -> list[dict[str, Any]]:
+    items = []
+    for env in envs:
+        r = await http.get(f"{ORG}/deployments", params={"environment": env})
+        items += _ok(r, f"list deployments in {env}")["items"]
+    return items
+
+
+async def reconcile_phase(server: LiveServer, fleet: Fleet, args: argparse.Namespace, tmp: Path,
+                          suite: Suite) -> None:
+    """Start the agent in this process, wait for every deployment to report, time no-op reconcile passes, then
+    run the API load again with the agent attached."""
+    from cellplane.dataplane.agent import Agent, AgentSettings
+
+    settings = AgentSettings(controlplane=server.url, token=server.admin_token, data_dir=(tmp / "dp").resolve(),
+                             cache_dir=tmp / "cache", metrics_port=None)
+    agent = Agent(settings)
+    real = agent.reconcile
+    passes: list[tuple[float, float, int]] = []  # (at, seconds, workloads)
+
+    async def timed_reconcile() -> None:  # the agent's own passes (on a new desired state, every RESYNC s)
+        t = time.perf_counter()
+        await real()
+        passes.append((time.monotonic(), time.perf_counter() - t, len(agent.workloads)))
+
+    agent.reconcile = timed_reconcile  # type: ignore[method-assign]
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    details: dict[str, Any] = {}
+    suite.details["reconcile"] = details
+    started = time.monotonic()
+    await agent.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=headers, timeout=60) as http:
+            deadline = time.monotonic() + 120 + fleet.deployments * 0.2
+            while True:
+                items = await _deployments(http, fleet.environments)
+                done = [d for d in items
+                        if d["observedRelease"] == d["rollout"] and d["state"] in ("idle", "scheduled")]
+                if len(done) == fleet.deployments:
+                    break
+                if time.monotonic() > deadline:
+                    states = collections.Counter(d["state"] for d in items)
+                    raise BenchError(f"only {len(done)} of {fleet.deployments} deployments reported by the agent "
+                                     f"after {time.monotonic() - started:.0f} s: {dict(states)}")
+                await asyncio.sleep(0.5)
+            details["allReportedSeconds"] = round(time.monotonic() - started, 2)
+            details["states"] = dict(collections.Counter(d["state"] for d in items))
+            details["firstPasses"] = [{"seconds": round(s, 4), "workloads": n} for _, s, n in passes[:5]]
+            steady_from = time.monotonic()
+
+            # the desired state the agent long-polls, as the control plane computes it (in a transaction)
+            fetch, size = [], 0
+            for _ in range(5):
+                t = time.perf_counter()
+                r = await http.get(f"{ORG}/dataplanes/{DATAPLANE}/desired-state", params={"wait": 0})
+                fetch.append(time.perf_counter() - t)
+                _ok(r, "desired state")
+                size = len(r.content)
+            details["desiredStateFetchMs"] = _summary(fetch, 1000.0)
+            details["desiredStateBytes"] = size
+
+            # what an attached agent costs the control plane when nothing happens: its long-poll recomputes the
+            # desired state every second; its status heartbeat every 10 s
+            cpu = _Cpu(server)
+            await asyncio.sleep(IDLE_SECONDS)
+            details["idleWithAgentCpuPercent"] = cpu.percent()
+
+            revision = agent.desired["revision"] if agent.desired else None
+            direct: list[float] = []
+            for _ in range(args.passes):
+                await asyncio.sleep(0.1)  # the agent's own tasks run in between, as they would
+                t = time.perf_counter()
+                await real()
+                direct.append(time.perf_counter() - t)
+            still = agent.desired["revision"] if agent.desired else None
+            if still != revision or len(agent.workloads) != fleet.deployments:
+                raise BenchError(f"the desired state changed during the no-op passes ({len(agent.workloads)} "
+                                 f"workloads, {fleet.deployments} deployments)")
+            own = [s for at, s, n in passes if at >= steady_from and n == fleet.deployments]
+            details.update({"passes": len(direct), "passMs": _summary(direct, 1000.0),
+                            "agentOwnPassesMs": [round(s * 1000, 2) for s in own],
+                            "workloads": len(agent.workloads),
+                            "scheduledJobs": sum(1 for w in agent.workloads.values()
+                                                 if w.desired.get("type") == "scheduled-task")})
+            n = fleet.deployments
+            per = median(direct) / n * 1e6
+            reference = (f"{n} deployments ({len(fleet.tasks)} task components x {len(fleet.environments)} "
+                         f"environments); {per:.0f} µs per deployment")
+            suite.figures.append(Figure(f"agent no-op reconcile, {n} deployments: median", round(median(direct), 4),
+                                        "s", reference=reference, op="<=", target=RECONCILE_TARGET_S,
+                                        note=f"{len(direct)} passes"))
+            suite.figures.append(Figure(f"agent no-op reconcile, {n} deployments: max", round(max(direct), 4), "s",
+                                        reference=f"desired state: {size // 1024} KiB, computed in "
+                                                  f"{details['desiredStateFetchMs']['median']:g} ms",
+                                        op="<=", target=RECONCILE_TARGET_S))
+
+        if args.seconds > 0:
+            loaded_from = time.monotonic()
+            samples = await load(server, fleet, args.clients, args.seconds)
+            details["agentOwnPassesUnderLoadMs"] = [round(s * 1000, 2) for at, s, n in passes
+                                                    if at >= loaded_from and n == fleet.deployments]
+            report = _load_report(samples)
+            suite.details["apiWithAgent"] = report
+            _api_figures(suite, report, args.clients, f", agent attached ({fleet.deployments} deployments)")
+    finally:
+        await asyncio.wait_for(agent.stop(), 60)
+
+
+# -- the suite --------------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"n": len(values), "median": round(statistics.median(values) * scale, 3),
+            "min": round(min(values) * scale, 3), "max": round(max(values) * scale, 3)}
+
+
+def _run_async(coro: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # the agent runs on uvloop (run_agent)
+
+
+def _part(suite: Suite, name: str, figure_names: list[str], do: Callable[[], Any]) -> Any:
+    """Run one part; when it fails, its figures are reported empty with the reason and the suite goes on."""
+    try:
+        return do()
+    except Exception as e:  # one part failing never costs the others
+        reason = f"{type(e).__name__}: {e}" if not isinstance(e, BenchError) else str(e)
+        suite.details.setdefault("errors", {})[name] = reason
+        for figure in figure_names:
+            suite.figures.append(Figure(figure, None, "", note=f"not measured: {reason}"))
+        return None
+
+
+def run(args: argparse.Namespace) -> Suite:
+    components, projects = getattr(args, "components", 1000), getattr(args, "projects", 50)
+    clients, seconds = getattr(args, "clients", 50), getattr(args, "seconds", 20)
+    deployments, environments = getattr(args, "deployments", 500), getattr(args, "environments", 5)
+    args.passes = getattr(args, "passes", 20)
+    args.clients, args.seconds = clients, seconds
+    suite = Suite("controlplane")
+    fleet = Fleet()
+    with tempfile.TemporaryDirectory(prefix="cellplane-bench-cp-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            server = start_server(tmp / "data", env={"CELLPLANE_CACHE_DIR": str(tmp / "cache")})
+        except RuntimeError as e:
+            return Suite("controlplane", error=f"the control plane did not start: {str(e)[:500]}")
+        try:
+            c = server.client()
+            c.timeout = httpx.Timeout(120)
+
+            def part_apply() -> None:
+                result = apply_services(c, fleet, components, projects)
+                suite.details["apply"] = result
+                rate = components / result["seconds"]
+                suite.figures.append(Figure(f"apply {components} components ({projects} projects)",
+                                            round(result["seconds"], 2), "s",
+                                            reference=f"{rate:,.0f} components/s",
+                                            note=f"one POST /apply per project, median "
+                                                 f"{result['batchMs']['median']:g} ms"))
+
+            _part(suite, "apply", [f"apply {components} components ({projects} projects)"], part_apply)
+            if not fleet.services:
+                suite.error = suite.details["errors"]["apply"]
+                return suite
+            tasks = _part(suite, "tasks", [], lambda: prepare_tasks(c, fleet, deployments, environments, tmp))
+            if tasks is not None:
+                suite.details["tasks"] = tasks
+
+            def part_api() -> None:
+                baseline = _run_async(load(server, fleet, 1, 0, warmup=0, requests=BASELINE_REQUESTS))
+                suite.details["apiOneClient"] = _load_report(baseline)
+                report = _load_report(_run_async(load(server, fleet, clients, seconds)))
+                suite.details["api"] = report
+                _api_figures(suite, report, clients, "")
+
+            _part(suite, "api", [f"API, {clients} clients: p99"], part_api)
+            if fleet.deployments:
+                _part(suite, "reconcile", [f"agent no-op reconcile, {deployments} deployments: median"],
+                      lambda: _run_async(reconcile_phase(server, fleet, args, tmp, suite)))
+            else:
+                reason = suite.details.get("errors", {}).get("tasks", "no deployments")
+                suite.figures.append(Figure(f"agent no-op reconcile, {deployments} deployments: median", None, "",
+                                            note=f"not measured: {reason}"))
+        finally:
+            server.stop()
+    return suite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--components", type=int, default=1000)
+    parser.add_argument("--projects", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--deployments", type=int, default=500)
+    parser.add_argument("--environments", type=int, default=5, help="deployments per task component (one build each)")
+    parser.add_argument("--passes", type=int, default=20, help="no-op reconcile passes timed")
+    parser.add_argument("--json", action="store_true", help="print the suite as JSON")
+    args = parser.parse_args()
+    suite = run(args)
+    if args.json:
+        print(json.dumps(suite.as_dict(), indent=2))
+        return
+    print(f"{suite.name}:")
+    if suite.error:
+        print(f"  not run: {suite.error}")
+    for f in suite.figures:
+        value = "—" if f.value is None else f"{f.value:g} {f.unit}".rstrip()
+        met = "" if f.met is None else f"  (target {f.op} {f.target:g}: {'met' if f.met else 'MISSED'})"
+        print(f"  {f.name}: {value}{met}  {f.reference} {f.note}".rstrip())
+    for key in ("apiOneClient", "api", "apiWithAgent"):
+        if key in suite.details:
+            ops = suite.details[key]["byOperation"]
+            print(f"  {key} by operation (p50/p99 ms): "
+                  + "; ".join(f"{op} {v['p50Ms']:g}/{v['p99Ms']:g}" for op, v in ops.items())
+                  + f"; CPU % of a core: {suite.details[key]['cpuPercent']}")
+    for key in ("tasks", "reconcile", "errors"):
+        if key in suite.details:
+            print(f"  {key}: {json.dumps(suite.details[key])}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,160 @@
+"""`make bench`: every benchmark in one run, each figure next to the reference measured in the same run.
+
+    make bench                                  # everything (about 10 minutes on the 2-core machine)
+    make bench BENCH_ARGS="--only gateway,deploy --quick"
+
+Writes ``bench/results/<timestamp>.json`` (every figure with its raw numbers) and ``<timestamp>.md`` (the
+table), and puts the table into ``docs/performance.md`` between its ``bench:latest`` markers. Installs wrk and
+nginx from Debian's packages when they are missing. Exits 0 even when a target is missed (the table says
+so); a suite that cannot run is reported with its reason and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, Figure, Suite
+
+SUITES = ("gateway", "deploy", "zero-downtime", "builds", "controlplane")
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
+
+
+def _suite(name: str) -> Callable[[argparse.Namespace], Suite]:
+    if name == "gateway":
+        import bench_gateway
+
+        return bench_gateway.run
+    if name == "deploy":
+        import bench_deploy
+
+        return bench_deploy.run_deploy
+    if name == "zero-downtime":
+        import bench_deploy
+
+        return bench_deploy.run_rollout
+    if name == "builds":
+        import bench_builds
+
+        return bench_builds.run
+    import bench_controlplane
+
+    return bench_controlplane.run
+
+
+def machine() -> dict[str, object]:
+    def version(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (done.stdout + done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "missing"
+
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+            "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "--version"]), "commit": commit}
+
+
+def _value(f: Figure) -> str:
+    if f.value is None:
+        return "—"
+    value = f"{f.value:,.0f}" if abs(f.value) >= 1000 else f"{f.value:g}"
+    return f"{value} {f.unit}".strip()
+
+
+def _target(f: Figure) -> str:
+    if f.op is None or f.target is None:
+        return ""
+    return f"{f.op} {f.target:g} {f.unit}".strip()
+
+
+def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
+    lines = [f"Measured {at} on {info['cpus']} cores (Python {info['python']}, {info['nginx']}, "
+             f"{info['wrk']}, commit {info['commit']}).", "",
+             "| suite | figure | value | reference (same run) | target | met |",
+             "| --- | --- | ---: | --- | --- | --- |"]
+    for s in suites:
+        if s.error:
+            lines.append(f"| {s.name} | (not run) | | {s.error} | | |")
+        for f in s.figures:
+            met = {True: "yes", False: "**no**", None: ""}[f.met]
+            reference = f.reference + (f" ({f.note})" if f.note else "")
+            lines.append(f"| {s.name} | {f.name} | {_value(f)} | {reference} | {_target(f)} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(text: str) -> None:
+    doc = DOC.read_text()
+    if BEGIN not in doc or END not in doc:
+        doc = doc.rstrip() + f"\n\n## Latest `make bench`\n\n{BEGIN}\n{END}\n"
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SUITES), help="comma-separated: " + ", ".join(SUITES))
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmarks)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--no-doc", action="store_true", help="leave docs/performance.md as it is")
+    args = parser.parse_args()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SUITES]
+    if unknown:
+        parser.error(f"--only: unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    # what each suite reads (they take the same namespace)
+    args.duration = 3 if args.quick else 10
+    args.connections, args.threads = 64, 2
+    args.deploys, args.redeploys = (3, 2) if args.quick else (10, 5)
+    args.components, args.projects = (100, 10) if args.quick else (1000, 50)
+    args.clients, args.seconds = (10, 5) if args.quick else (50, 20)
+    args.deployments = 50 if args.quick else 500
+
+    from tools import need
+
+    need("wrk")
+    need("nginx")
+    info = machine()
+    results: list[Suite] = []
+    for name in chosen:
+        print(f"bench: {name} ...", flush=True)
+        started = time.monotonic()
+        try:
+            suite = _suite(name)(args)
+        except Exception as e:  # one suite failing never costs the others
+            traceback.print_exc()
+            suite = Suite(name, error=f"{type(e).__name__}: {e}")
+        suite.details["seconds"] = round(time.monotonic() - started, 1)
+        results.append(suite)
+        for f in suite.figures:
+            print(f"  {f.name}: {_value(f)}" + (f"  (target {_target(f)}: {'met' if f.met else 'MISSED'})"
+                                               if f.met is not None else ""), flush=True)
+        if suite.error:
+            print(f"  not run: {suite.error}", flush=True)
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = table(results, info, at)
+    (args.out / f"{at}.json").write_text(json.dumps({"at": at, "machine": info, "quick": args.quick,
+                                                     "suites": [s.as_dict() for s in results]}, indent=2) + "\n")
+    (args.out / f"{at}.md").write_text(text)
+    if not args.no_doc and not args.quick:
+        update_doc(text)
+    print(f"\n{text}\nresults: {args.out / (at + '.json')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
