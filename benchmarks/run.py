@@ -64,7 +64,8 @@ def machine() -> dict[str, object]:
 
     commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-            "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "--version"]), "commit": commit}
+            "nginx": version(["nginx", "-v"]).replace("nginx version: ", ""),
+            "wrk": " ".join(version(["wrk", "--version"]).split()[:2]), "commit": commit}
 
 
 def _value(f: Figure) -> str:
