@@ -102,6 +102,8 @@ class Agent:
         self._unschedulable: set[Job] = set()  # jobs already said to be invalid
         self._route_table: RouteTable | None = None  # what the gateway routes now
         self._told: dict[str, tuple[str, str]] = {}  # replica key -> the (state, message) last told as an event
+        # undeployed workloads being drained and stopped: id -> (task, (environment, project, component))
+        self._stopping: dict[str, tuple[asyncio.Task[None], tuple[str, str, str]]] = {}
         self.connected = False
         self.replica_telemetry = ReplicaTelemetry()
         self.metrics_endpoint: MetricsEndpoint | None = None
@@ -186,6 +188,10 @@ class Agent:
             task.cancel()
         for w in self.workloads.values():
             w.cancel()
+        stopping = [task for task, _ in list(self._stopping.values())]
+        for task in stopping:  # the supervisor stops whatever they leave
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
         await self.supervisor.stop_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.cp.status(self._status_body()), 2)
@@ -258,11 +264,16 @@ class Agent:
             del self.workloads[w.id]
         if gone:
             self.routes_changed()
-            for w in gone:
-                await w.stop()
+            for w in gone:  # drained and stopped in the background: the next desired state need not wait
+                self._stop_later(w)
         for dep_id, d in deployments.items():
             w = self.workloads.get(dep_id)
             if w is None:
+                # the same component there may still be stopping: its replicas' keys may be the new ones'
+                place = (d["environment"], d["project"], d["component"])
+                pending = [task for task, where in self._stopping.values() if where == place]
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
                 w = self.workloads[dep_id] = Workload(self, d)
             w.apply(d)
         self.routes_changed()
@@ -271,6 +282,12 @@ class Agent:
             if run["id"] not in self.started_runs and run.get("deployment") in deployments:
                 self._start_run(deployments[run["deployment"]], run["id"], "manual")
         self.changed()
+
+    def _stop_later(self, w: Workload) -> None:
+        d = w.desired
+        task = asyncio.create_task(w.stop(), name=f"stop-{w.id}")
+        self._stopping[w.id] = (task, (d["environment"], d["project"], d["component"]))
+        task.add_done_callback(lambda _: self._stopping.pop(w.id, None))
 
     def _jobs(self, deployments: Iterable[dict[str, Any]]) -> list[Job]:
         """The cron jobs of the scheduled tasks; one the scheduler cannot run is left out (and said once)."""

@@ -199,6 +199,7 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
             _plane(s, who, org, name)
             return desired.compute(s, p.keyring, org, name)
 
+    seen = p.generation  # read before computing: a change committed meanwhile wakes the wait below at once
     state = await asyncio.to_thread(compute)
     deadline = time.monotonic() + wait
     while since is not None and state.revision == since:
@@ -209,11 +210,12 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
             return Response(status_code=204)
         # recompute after a change committed here (looked at every WAKE_CHECK), else once a second: changes
         # made by another control-plane replica or by a build worker's auto-deploy are seen that way
-        seen, until = p.generation, time.monotonic() + min(1.0, left)
+        until = time.monotonic() + min(1.0, left)
         while p.generation == seen and time.monotonic() < until:
             await asyncio.sleep(WAKE_CHECK)
         if await request.is_disconnected():
             return Response(status_code=204)
+        seen = p.generation
         state = await asyncio.to_thread(compute)
     return await asyncio.to_thread(state.sealed)
 
