@@ -62,14 +62,19 @@ def _component(s: Session, who: Principal, permission: str, org: str, project: s
     return _environment(s, org, environment)
 
 
-def _since(text: str | None, default: float, high: float = 90 * 86400.0) -> Any:
-    return durations.since(text, default, high=high) if text is not None else None
+def _since(text: str | None) -> Any:
+    """The start of a filter's range, or None (no bound)."""
+    return durations.since(text, 0.0) if text is not None else None
 
 
-async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPage], after: int,
-                  limit: int) -> AsyncIterator[bytes]:
-    """An NDJSON stream of ``first``'s lines, then of every line after them as it comes."""
+async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPage], after: int, limit: int,
+                  run: Callable[[], dict[str, Any] | None] | None = None) -> AsyncIterator[bytes]:
+    """An NDJSON stream of ``first``'s lines, then of every line after them as it comes. With ``run`` (the
+    followed task run, as ``fetch`` last saw it), the stream also says how the run goes, and ends a moment
+    after it ended."""
     items, last = first.items, after
+    shown: dict[str, Any] | None = None
+    ended: float | None = None
     quiet = ndjson.Quiet(request)
     while True:
         for item in items:
@@ -77,6 +82,16 @@ async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPa
             last = item["id"]
         if items:
             quiet.spoke()
+        info = run() if run is not None else None
+        if info is not None:
+            if info != shown:
+                shown = info
+                quiet.spoke()
+                yield ndjson.line({"event": "run", "run": info})
+            if info["state"] in workloads.RUN_TERMINAL:
+                ended = ended or time.monotonic()
+                if not items and time.monotonic() - ended >= RUN_GRACE:
+                    return
         if len(items) < limit:
             said = await quiet.wait()
             if said is None:
@@ -107,7 +122,7 @@ async def component_logs(
     """A component's log lines in one environment (the last `limit` by default); with ``follow``, an NDJSON
     stream. Filters combine; ``grep`` matches a substring ignoring case."""
     p = platform(request)
-    start = _since(since, 0.0)
+    start = _since(since)
     run_info: dict[str, Any] | None = None
 
     def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
@@ -127,41 +142,9 @@ async def component_logs(
         return (await asyncio.to_thread(fetch, after, before)).view(after)
     first = await asyncio.to_thread(fetch, after if after is not None else -1)
 
-    async def lines() -> AsyncIterator[bytes]:
-        if run is None:
-            async for chunk in _follow(request, first, fetch, after if after is not None else -1, limit):
-                yield chunk
-            return
-        # A run's stream also says how the run goes, and ends a moment after it ended.
-        items, last, shown, ended = first.items, after if after is not None else -1, None, None
-        quiet = ndjson.Quiet(request)
-        while True:
-            for item in items:
-                yield ndjson.line(item)
-                last = item["id"]
-            if items:
-                quiet.spoke()
-            if run_info is not None:
-                if run_info != shown:
-                    shown = run_info
-                    quiet.spoke()
-                    yield ndjson.line({"event": "run", "run": run_info})
-                if run_info["state"] in workloads.RUN_TERMINAL:
-                    ended = ended or time.monotonic()
-                    if not items and time.monotonic() - ended >= RUN_GRACE:
-                        return
-            if len(items) < limit:
-                said = await quiet.wait()
-                if said is None:
-                    return
-                if said:
-                    yield said
-            try:
-                items = (await asyncio.to_thread(fetch, last)).items
-            except CellplaneError:
-                return
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return StreamingResponse(_follow(request, first, fetch, after if after is not None else -1, limit,
+                                     (lambda: run_info) if run is not None else None),
+                             media_type="application/x-ndjson")
 
 
 _STATUS = re.compile(r"^([1-5])xx$|^([1-9][0-9]{2})$")
@@ -195,7 +178,7 @@ async def access_logs(
     """The gateway's access lines of a component's endpoints in one environment (routed requests: answered,
     refused or failed)."""
     p = platform(request)
-    start = _since(since, 0.0)
+    start = _since(since)
     statuses = _status_range(status)
 
     def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
