@@ -95,6 +95,7 @@ class Agent:
         self.desired: dict[str, Any] | None = None
         self._dirty = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
+        self._reconciling = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._grants: tuple[Grant, ...] = ()
@@ -247,6 +248,10 @@ class Agent:
         asyncio.get_running_loop().call_later(seconds, self._reconcile_wanted.set)
 
     async def reconcile(self) -> None:
+        async with self._reconciling:  # the sync loop and the reconcile loop both call it
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         desired = self.desired
         if desired is None:
             return
@@ -269,12 +274,11 @@ class Agent:
         for dep_id, d in deployments.items():
             w = self.workloads.get(dep_id)
             if w is None:
-                # the same component there may still be stopping: its replicas' keys may be the new ones'
+                # the same component there may still be stopping: its replicas' keys may be the new ones',
+                # so the new workload starts its replicas after those stops
                 place = (d["environment"], d["project"], d["component"])
-                pending = [task for task, where in self._stopping.values() if where == place]
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
-                w = self.workloads[dep_id] = Workload(self, d)
+                after = [task for task, where in self._stopping.values() if where == place]
+                w = self.workloads[dep_id] = Workload(self, d, after=after)
             w.apply(d)
         self.routes_changed()
         self.scheduler.set_jobs(self._jobs(deployments.values()))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,9 @@ class ReleaseSet:
 
 
 class Workload:
-    def __init__(self, agent: Agent, desired: dict[str, Any]) -> None:
+    def __init__(self, agent: Agent, desired: dict[str, Any], after: Iterable[asyncio.Task[None]] = ()) -> None:
         self.agent = agent
+        self._after = list(after)  # stops of the same component's earlier workloads: their replica keys may be ours
         self.id: str = desired["id"]
         self.desired = desired
         self.active: ReleaseSet | None = None
@@ -104,6 +106,9 @@ class Workload:
                                         "itself, so two releases cannot run side by side")
             if literal and self._retiring:  # the port is free once every older release has stopped
                 await asyncio.shield(asyncio.gather(*self._retiring, return_exceptions=True))
+            if self._after:
+                await asyncio.shield(asyncio.gather(*self._after, return_exceptions=True))
+                self._after = []
             count = 1 if literal else int(d.get("replicas", 1))
             self.rolling = new
             for index in range(count):
