@@ -90,6 +90,28 @@ def test_outbox_spools_while_unreachable_and_delivers_in_order(tmp_path: Path) -
     assert not spool.exists()
 
 
+def test_outbox_sends_one_batch_per_interval_while_items_keep_coming(tmp_path: Path) -> None:
+    """A slow control plane and a steady stream of items: what arrives during a send waits for the next round,
+    instead of following at once in batches of a few items."""
+    batches: list[int] = []
+
+    async def slow_send(items: list[dict[str, Any]]) -> None:
+        batches.append(len(items))
+        await asyncio.sleep(0.05)
+
+    async def body() -> None:
+        box = Outbox("access-logs", tmp_path / "access.jsonl", slow_send, batch=1000, interval=0.3)
+        box.start()
+        for i in range(300):  # 1.5 s of 200 items per second
+            box.put({"n": i})
+            await asyncio.sleep(0.005)
+        await box.stop()
+
+    uvloop.run(body())
+    assert sum(batches) == 300
+    assert len(batches) <= 1.5 / 0.3 + 2, batches
+
+
 def test_outbox_spool_is_bounded(tmp_path: Path) -> None:
     cp = FlakyControlPlane()
     cp.down = True

@@ -586,6 +586,24 @@ def test_logs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.Monkey
         assert s.query(WorkloadLogRow).filter_by(component="other").count() == 1
 
 
+def test_log_pruning_waits_for_a_tenth_of_the_bound(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "MAX_LOG_LINES", 100)
+    monkeypatch.setattr(logs, "_added", {})
+    at = datetime.now(UTC)
+
+    def add(n: int) -> int:
+        with store.transaction() as s:
+            logs.add_lines(s, "o", [{"environment": "dev", "project": "p", "component": "c", "deployment": None,
+                                     "run": None, "replica": 0, "stream": "stdout", "at": at, "line": "x"}] * n)
+        with store.transaction() as s:
+            return s.query(WorkloadLogRow).filter_by(component="c").count()
+
+    assert add(120) == 100  # the first batch in this process is pruned at once
+    assert add(5) == 105  # then only once a tenth of the bound arrived
+    assert add(4) == 109
+    assert add(1) == 100
+
+
 def test_manual_task_runs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workloads, "MAX_RUNS", 3)
     dep = DeploymentRow(id="dep_runs", organization="o", project="p", component="job", environment="dev",

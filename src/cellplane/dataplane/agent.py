@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import shutil
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from cellplane import __version__
 from cellplane.dataplane import launchspec
@@ -61,6 +62,7 @@ RESYNC = 5.0
 LONG_POLL = 30
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
 ACCESS_LOG_BYTES = 64 << 20
+TELEMETRY_INTERVAL = 2.0  # seconds between batches of access lines, spans and metric points
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Agent:
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         self.started_runs = self.state.started_runs()
-        self._access = (self.settings.data_dir / "access.log").open("a", buffering=1 << 16)
+        self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
         self._access_bytes = self._access.tell()
         self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret(),
                                span=self._span)
@@ -131,9 +133,12 @@ class Agent:
         spool = self.settings.data_dir / "spool"
         self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
         self.runs = Outbox("task-runs", spool / "task-runs.jsonl", self.cp.task_runs, batch=200)
-        self.access = Outbox("access-logs", spool / "access-logs.jsonl", self.cp.access_logs)
-        self.metrics = Outbox("metrics", spool / "metrics.jsonl", self.cp.metrics)
-        self.spans = Outbox("spans", spool / "spans.jsonl", self.cp.spans)
+        # telemetry goes every TELEMETRY_INTERVAL seconds in larger batches: each batch costs the control plane a
+        # request (authentication, the data plane's checks, a transaction), whatever its size
+        self.access = Outbox("access-logs", spool / "access-logs.jsonl", self.cp.access_logs,
+                             interval=TELEMETRY_INTERVAL)
+        self.metrics = Outbox("metrics", spool / "metrics.jsonl", self.cp.metrics, interval=TELEMETRY_INTERVAL)
+        self.spans = Outbox("spans", spool / "spans.jsonl", self.cp.spans, interval=TELEMETRY_INTERVAL)
         for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
             box.start()
         await self.scheduler.start()
@@ -436,14 +441,14 @@ class Agent:
                 self.access_unshipped += 1
         if self._access is None:
             return
-        line = json.dumps(entry) + "\n"
+        line = orjson.dumps(entry) + b"\n"  # a tenth of json.dumps' time: this runs for every request
         self._access.write(line)
         self._access_bytes += len(line)
         if self._access_bytes > ACCESS_LOG_BYTES:
             path = self.settings.data_dir / "access.log"
             self._access.close()
             path.replace(path.with_suffix(".log.1"))
-            self._access = path.open("a", buffering=1 << 16)
+            self._access = path.open("ab", buffering=1 << 16)
             self._access_bytes = 0
 
     # -- tasks -------------------------------------------------------------------------------------------------

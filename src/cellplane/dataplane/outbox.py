@@ -76,10 +76,14 @@ class Outbox:
                 delay = self._interval
 
     async def _flush(self) -> None:
+        """Send what is queued now. Items that arrive meanwhile wait for the next round (the interval, or a full
+        batch): draining until empty would post a stream of tiny batches while items keep coming."""
         if self.spool.exists():
             await self._flush_spool()
-        while self._memory:
-            items = [self._memory.popleft() for _ in range(min(self._batch, len(self._memory)))]
+        left = len(self._memory)
+        while left > 0 and self._memory:
+            items = [self._memory.popleft() for _ in range(min(self._batch, left, len(self._memory)))]
+            left -= len(items)
             try:
                 await self._send(items)
             except Unreachable:

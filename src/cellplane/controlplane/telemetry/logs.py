@@ -6,7 +6,9 @@ index for three characters or more); on PostgreSQL it is an ILIKE over one compo
 per-component bound keeps small. Another backend (OpenSearch) implements the same protocol.
 
 Lines are bounded twice: by count per component and environment (the oldest go first) and by age
-(``expire``, called by the retention loop).
+(``expire``, called by the retention loop). The count is pruned back to its bound once a tenth of it was added
+since the last prune (by this process), not on every batch: finding the bound's line is an index walk of
+``bound`` entries, too dear for a batch of a few hundred lines.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from cellplane.store.tables import AccessLogRow, WorkloadLogRow
 MAX_LOG_LINES = 20_000  # workload lines per (organization, project, component, environment)
 MAX_ACCESS_LINES = 20_000  # access lines per (organization, project, component, environment)
 MAX_LINE = 8192  # characters; longer lines are cut
+
+# lines added per (table, organization, project, component, environment) since this process last pruned it
+_added: dict[tuple[str, str, str, str, str], int] = {}
 
 
 @dataclass
@@ -107,8 +112,7 @@ def add_lines(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
              "replica": x.get("replica"), "stream": x["stream"], "at": x["at"], "line": x["line"][:MAX_LINE]}
             for x in lines]
     s.execute(insert(WorkloadLogRow), rows)
-    for key in {(r["project"], r["component"], r["environment"]) for r in rows}:
-        _prune(s, WorkloadLogRow, org, *key, MAX_LOG_LINES)
+    _bound(s, WorkloadLogRow, org, rows, MAX_LOG_LINES)
     return len(rows)
 
 
@@ -123,14 +127,30 @@ def add_access(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
              "request_id": x.get("requestId"), "trace_id": x.get("traceId"), "listener": x["listener"]}
             for x in lines]
     s.execute(insert(AccessLogRow), rows)
-    for key in {(r["project"], r["component"], r["environment"]) for r in rows}:
-        _prune(s, AccessLogRow, org, *key, MAX_ACCESS_LINES)
+    _bound(s, AccessLogRow, org, rows, MAX_ACCESS_LINES)
     return len(rows)
 
 
 def _key(table: Any, org: str, project: str, component: str, environment: str) -> Any:
     return and_(table.organization == org, table.project == project, table.component == component,
                 table.environment == environment)
+
+
+def _bound(s: Session, table: Any, org: str, rows: list[dict[str, Any]], bound: int) -> None:
+    """Prune each component's lines that got rows, once a tenth of ``bound`` arrived since its last prune (and
+    on its first batch in this process)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        key = (r["project"], r["component"], r["environment"])
+        counts[key] = counts.get(key, 0) + 1
+    for (project, component, environment), n in counts.items():
+        key = (table.__tablename__, org, project, component, environment)
+        added = _added.get(key)
+        if added is None or added + n >= max(1, bound // 10):
+            _prune(s, table, org, project, component, environment, bound)
+            _added[key] = 0
+        else:
+            _added[key] = added + n
 
 
 def _prune(s: Session, table: Any, org: str, project: str, component: str, environment: str, bound: int) -> None:
