@@ -127,16 +127,20 @@ class Cgroup:
     def remove(self) -> None:
         """Remove the directories; waits briefly for the kernel to let go of processes that just died."""
         for d in self.dirs:
-            for attempt in range(20):
+            delay, waited = 0.005, 0.0  # the kernel usually lets go within milliseconds: look again soon
+            while True:
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError as e:
-                    if attempt == 19:
+                    if waited >= 1.0:
                         log.warning("cgroup %s could not be removed: %s", d, e)
-                    time.sleep(0.05)
+                        break
+                    time.sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 0.1)
 
 
 class CgroupManager:
