@@ -17,8 +17,9 @@ One run measures, side by side, with wrk (keep-alive connections, ``--latency``)
 
 Each measured run follows a short warm-up run. Under 64 saturating connections the p50 mostly measures queueing
 (connections / throughput), so the latency the gateway adds is measured apart: ``direct`` and ``gateway`` once more
-with the same 64 connections paced (each waits PACE_MS between its requests, a wrk script's ``delay``: about
-64 / (PACE_MS + latency) requests per second, a fraction of what either can take), and with one connection.
+with the same 64 connections paced (each waits a random 0 to 2 x PACE_MS between its requests, a wrk script's
+``delay``, so that the connections do not fall into step: about 64 / (PACE_MS + latency) requests per second, a
+fraction of what either can take), nginx too for reference, and with one connection.
 
 The details hold each run's parsed wrk numbers and the CPU seconds used during it by the proxy (the agent is one
 uvloop process; nginx has one worker per core), the upstream, the control plane (the agent's telemetry lands there)
@@ -54,7 +55,7 @@ UPSTREAM, CALLER, DEPENDENCY = "upstream", "caller", "up"
 KEY_VARIABLE = "CHOREO_UP_CHOREOAPIKEY"
 THROUGHPUT_TARGET = 0.7  # gateway / nginx requests per second, at least
 ADDED_LATENCY_TARGET = 0.3  # ms the gateway adds to the direct p50, at most
-PACE_MS = 10  # the paced runs: each connection waits this long between its requests
+PACE_MS = 10  # the paced runs: each connection waits this long between its requests, on average
 NOISY_CORES = 0.2  # other programs busy this many cores during a run: say the figures are disturbed
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -362,14 +363,15 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
         "nginx": wrk.measure(nginx.url, {"proxy": ([nginx.process.pid], True), **base}),
     }
     paced_script = tmp / "paced.lua"
-    paced_script.write_text(f"function delay()\n  return {PACE_MS}\nend\n")
+    paced_script.write_text(f"function delay()\n  return math.random(0, {2 * PACE_MS})\nend\n")
     single = {  # what a request pays when nothing queues: the same connections paced, and one connection
         "directPaced": wrk.measure(direct_url, base, script=paced_script),
         "gatewayPaced": wrk.measure(gateway_url, through_agent, script=paced_script),
+        "nginxPaced": wrk.measure(nginx.url, {"proxy": ([nginx.process.pid], True), **base}, script=paced_script),
         "direct1": wrk.measure(direct_url, base, connections=1, threads=1),
         "gateway1": wrk.measure(gateway_url, through_agent, connections=1, threads=1),
     }
-    pa, pb = single["directPaced"], single["gatewayPaced"]
+    pa, pb, pc = single["directPaced"], single["gatewayPaced"], single["nginxPaced"]
     a, b, b2, c = runs["direct"], runs["gateway"], runs["gatewayApiKey"], runs["nginx"]
     rps = {name: f"{r.requests_per_second:,.0f} req/s" for name, r in runs.items()}
     labels = {"direct": "direct", "gateway": "gateway", "gatewayApiKey": "gateway + API key", "nginx": "nginx"}
@@ -396,9 +398,10 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
                reference=f"gateway {rps['gateway']}, direct {rps['direct']}"),
         Figure(f"gateway added latency at p50 ({connections} connections, paced)", round(pb.p50 - pa.p50, 3), "ms",
                reference=f"gateway p50 {pb.p50} ms at {pb.requests_per_second:,.0f} req/s, direct p50 {pa.p50} ms "
-                         f"at {pa.requests_per_second:,.0f} req/s",
+                         f"at {pa.requests_per_second:,.0f} req/s; nginx adds {round(pc.p50 - pa.p50, 3)} ms "
+                         f"(p50 {pc.p50} ms)",
                op="<=", target=ADDED_LATENCY_TARGET,
-               note=f"each connection waits {PACE_MS} ms between its requests: nothing queues"),
+               note=f"each connection waits 0-{2 * PACE_MS} ms (random) between its requests: little queues"),
         Figure(f"gateway added latency at p50 ({connections} connections, saturated)", round(b.p50 - a.p50, 3), "ms",
                reference=f"gateway p50 {b.p50} ms, direct p50 {a.p50} ms",
                note="as many requests as each can take: the p50 mostly measures queueing (connections / throughput)"),
