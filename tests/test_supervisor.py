@@ -625,3 +625,26 @@ def test_cgroup_discovery_and_limits_on_a_fake_v2_hierarchy(tmp_path: Path) -> N
     assert group.procs_files == [str(group.dirs[0] / "cgroup.procs")]
     (proc / "cgroup").write_text("0::/elsewhere\n")  # not below the mount's root: not usable
     assert not CgroupManager(proc=proc).available
+
+
+def test_a_killed_process_that_stays_a_zombie_counts_as_dead() -> None:
+    """A replica's grandchild whose parent never reaps it stays a zombie after SIGKILL: it is dead, and killing
+    the tree must not wait for somebody to reap it (that made every stop of such a replica take seconds)."""
+    import subprocess
+
+    from cellplane.processes import alive, freeze_and_kill
+
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time\n"
+                               "child = subprocess.Popen(['sleep', '60'])\n"
+                               "print(child.pid, flush=True)\n"
+                               "time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        started = time.monotonic()
+        assert freeze_and_kill([child], wait=30) is True
+        assert time.monotonic() - started < 15, "it waited for the zombie to be reaped"
+        assert not alive(child) and child.status() == psutil.STATUS_ZOMBIE  # nobody reaped it: a zombie, dead
+    finally:
+        parent.kill()
+        parent.wait()

@@ -8,6 +8,7 @@ which reaps its own children, would then wait for its exit status forever.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 
 import psutil
@@ -32,6 +33,11 @@ def freeze_and_kill(procs: Iterable[psutil.Process], owned: int | None = None, w
         with contextlib.suppress(psutil.Error):
             p.kill()
     others = [p for p in live if p.pid != owned]
-    if others:
-        psutil.wait_procs(others, timeout=wait)
+    # Until each is dead. A zombie is dead: it is not our child, and whoever reaps it (init, when its parent died
+    # first) may take a second or more to do so; psutil.wait_procs would wait for that.
+    deadline = time.monotonic() + wait
+    delay = 0.001
+    while any(alive(p) for p in others) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
     return bool(others)
