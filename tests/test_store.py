@@ -9,12 +9,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
 from cellplane.controlplane import config as config_service
@@ -22,8 +24,17 @@ from cellplane.controlplane import releases, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import CellplaneError
 from cellplane.model import parse_document
-from cellplane.store import Store, current_revision, head_revision
-from cellplane.store.tables import Base, ConfigValueRow, ReleaseRow, ResourceRow, RoleBindingRow, TokenRow, UserRow
+from cellplane.store import Store, WriteNeeded, current_revision, head_revision
+from cellplane.store.tables import (
+    Base,
+    ConfigValueRow,
+    DeploymentRow,
+    ReleaseRow,
+    ResourceRow,
+    RoleBindingRow,
+    TokenRow,
+    UserRow,
+)
 
 TABLES = {"resources", "users", "tokens", "role_bindings", "config_values", "audit_events"}
 
@@ -200,6 +211,132 @@ def test_sqlite_read_then_write_transactions_serialize(tmp_path: Path) -> None:
             assert sorted(s.scalars(select(ResourceRow.name))) == ["r0", "r1"]
     finally:
         store.dispose()
+
+
+def test_sqlite_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A read transaction begins deferred: in WAL mode it reads the last committed state while a writer holds the
+    write lock, where a BEGIN IMMEDIATE would wait for the writer to finish."""
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.migrate()
+    with store.transaction() as s:
+        s.add(resource("committed"))
+    writing, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with store.transaction() as s:
+                s.add(resource("uncommitted"))
+                s.flush()
+                writing.set()
+                assert done.wait(10)
+        except BaseException as e:
+            errors.append(e)
+            writing.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert writing.wait(10)
+        started = time.monotonic()
+        with store.read() as s:
+            assert list(s.scalars(select(ResourceRow.name))) == ["committed"]
+        assert time.monotonic() - started < 1.0, "the reader waited for the writer"
+    finally:
+        done.set()
+        thread.join(30)
+        store.dispose()
+    assert errors == []
+
+
+def test_read_transaction_refuses_writes_and_run_writes_instead(store: Store) -> None:
+    with pytest.raises(WriteNeeded), store.read() as s:
+        s.add(resource("orm"))
+        s.flush()
+    with pytest.raises(WriteNeeded), store.read() as s:
+        s.execute(delete(ResourceRow))
+    assert count(store, ResourceRow) == 0
+
+    attempts: list[bool] = []
+
+    def make(s: Session) -> str:
+        attempts.append(bool(s.info.get("read_only")))
+        if s.scalar(select(ResourceRow.name).where(ResourceRow.name == "made")) is None:
+            s.add(resource("made"))
+            s.flush()
+        return "done"
+
+    assert store.run(make) == "done"
+    assert attempts == [True, False]  # read first; again in a write transaction once it had to write
+    assert store.run(make) == "done"
+    assert attempts == [True, False, True]  # nothing to write: the read transaction was enough
+    assert count(store, ResourceRow) == 1
+
+
+def test_changes_are_counted_after_commit_only(store: Store) -> None:
+    changes = store.changes
+    start = changes.seq
+
+    def since(tables: tuple[str, ...] = (), rows: Any = lambda table, key: True) -> bool:
+        return changes.since(start, tables, rows)
+
+    with store.read() as s:
+        s.scalars(select(ResourceRow)).all()
+    with store.transaction(dry_run=True) as s:
+        s.add(resource("dry"))
+    with pytest.raises(RuntimeError), store.transaction() as s:
+        s.add(resource("lost"))
+        s.flush()
+        raise RuntimeError("boom")
+    assert changes.seq == start, "reads, dry runs and rollbacks count no change"
+
+    with store.transaction() as s:
+        s.add(resource("shop"))
+    assert changes.seq == start + 1
+    key = ("Project", "default", "", "shop")
+    assert since(rows=lambda table, k: (table, k) == ("resources", key))
+    assert not since(rows=lambda table, k: k != key), "a resource row is told apart from the others"
+    assert not since(("resources", "users"), rows=lambda table, k: False)
+
+    start = changes.seq
+    with store.transaction() as s:
+        user = UserRow(name="ada")
+        s.add(user)
+        s.flush()
+        s.add(TokenRow(id="t1", user_id=user.id, name="default", digest="d" * 64))
+    assert since(("tokens",)) and since(("users",)) and not since(("role_bindings",))
+
+    start = changes.seq
+    with store.transaction() as s:
+        s.delete(s.scalar(select(UserRow).where(UserRow.name == "ada")))
+    assert since(("tokens",)) and since(("role_bindings",)), "rows the database deletes with the user count too"
+
+    start = changes.seq
+    with store.transaction() as s:  # a statement, not a row: the whole table counts as changed
+        s.execute(update(ResourceRow).where(ResourceRow.name == "shop").values(labels={"a": "b"}))
+    assert since(("resources",), rows=lambda table, k: False)
+
+
+def test_a_deployments_observed_status_is_no_change(store: Store) -> None:
+    """What a data plane reports about a deployment (every few seconds) is shown, never cached: writing it alone
+    counts as no change; anything else about the deployment does."""
+    at = datetime.now(UTC)
+    with store.transaction() as s:
+        s.add(DeploymentRow(id="dep_1", organization="default", project="shop", component="api",
+                            environment="development", track="default", release_id="r1", build_id="b1",
+                            artifact="sha256:x", requested_by="ada", created_at=at, updated_at=at, status={}))
+    start = store.changes.seq
+    with store.transaction() as s:
+        s.get(DeploymentRow, "dep_1").status = {"state": "running"}
+        s.execute(update(DeploymentRow).where(DeploymentRow.id.in_(["dep_1"])).values(observed_at=at))
+    assert not store.changes.since(start, ("deployments",))
+    with store.transaction() as s:
+        s.get(DeploymentRow, "dep_1").release_id = "r2"
+    assert store.changes.since(start, ("deployments",))
+    start = store.changes.seq
+    with store.transaction() as s:
+        s.execute(update(DeploymentRow).where(DeploymentRow.id == "dep_1").values(release_id="r3", observed_at=at))
+    assert store.changes.since(start, ("deployments",))
 
 
 # -- transactions ----------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def chunks(store: Store, digest: str) -> Iterator[bytes]:
     h = hashlib.sha256()
     seq = 0
     while True:
-        with store.transaction() as s:
+        with store.read() as s:
             data = s.scalar(select(BlobChunkRow.data).where(BlobChunkRow.digest == digest, BlobChunkRow.seq == seq))
         if data is None:
             break

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import connections
@@ -30,10 +30,14 @@ def context(row: ConfigValueRow) -> str:
     return f"{row.organization}/{row.project}/{row.component}/{row.environment}/{row.key}"
 
 
+_FIND = select(ConfigValueRow).where(  # built once: building a statement costs more than running it
+    ConfigValueRow.organization == bindparam("org"), ConfigValueRow.project == bindparam("project"),
+    ConfigValueRow.component == bindparam("component"), ConfigValueRow.environment == bindparam("env"),
+    ConfigValueRow.key == bindparam("key"))
+
+
 def _find(s: Session, org: str, project: str, component: str, env: str, key: str) -> ConfigValueRow | None:
-    return s.scalar(select(ConfigValueRow).where(
-        ConfigValueRow.organization == org, ConfigValueRow.project == project,
-        ConfigValueRow.component == component, ConfigValueRow.environment == env, ConfigValueRow.key == key))
+    return s.scalar(_FIND, {"org": org, "project": project, "component": component, "env": env, "key": key})
 
 
 def plaintext(keyring: KeyRing, row: ConfigValueRow) -> str:

@@ -1,5 +1,13 @@
 """The store: SQLAlchemy 2 tables on SQLite (default) or PostgreSQL, migrated by Alembic."""
 
-from cellplane.store.db import Store, current_revision, head_revision, make_engine, migrate, sqlite_url
+from cellplane.store.db import (
+    Store,
+    WriteNeeded,
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+    sqlite_url,
+)
 
-__all__ = ["Store", "current_revision", "head_revision", "make_engine", "migrate", "sqlite_url"]
+__all__ = ["Store", "WriteNeeded", "current_revision", "head_revision", "make_engine", "migrate", "sqlite_url"]

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 from cellplane.errors import InvalidError
+from cellplane.store.changes import VOLATILE, Changes, Written, row_key
+from cellplane.store.tables import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SUPPORTED = ("sqlite", "postgresql")
 MIGRATION_LOCK = 0x63656C6C  # any constant shared by every replica ("cell")
+READ_ONLY = "cellplane_read_only"  # execution option of the engine behind read transactions
+LOCK_WAIT = 30.0  # seconds a SQLite writer waits for this process's other writers (as busy_timeout)
+T = TypeVar("T")
+
+
+class WriteNeeded(RuntimeError):
+    """A read transaction was about to write. ``Store.run`` runs the work again in a write transaction; elsewhere
+    it is a bug: the work should have used ``Store.transaction``."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -39,13 +51,22 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pooled connection for every thread that may hold a transaction at once (the API's worker threads,
+        # asyncio's default executor, build workers): beyond pool_size, connections are opened and closed per
+        # checkout, each paying for its pragmas.
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=32,
+                               max_overflow=32)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy, not pysqlite, open transactions, and take the write lock at BEGIN so that
-        # concurrent writers queue on busy_timeout instead of failing on lock upgrade.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # Let SQLAlchemy, not pysqlite, open transactions. A writer takes the write lock at BEGIN so that concurrent
+        # writers queue on busy_timeout instead of failing on lock upgrade; a read transaction (``Store.read``)
+        # begins deferred and, in WAL mode, reads a snapshot beside the writer without waiting for it.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -111,13 +132,96 @@ def head_revision() -> str:
     return head
 
 
+def _cascades() -> dict[str, set[str]]:
+    """Tables whose rows the database deletes with a row of another table (ON DELETE CASCADE): table -> them."""
+    out: dict[str, set[str]] = {}
+    for table in Base.metadata.tables.values():
+        for fk in table.foreign_keys:
+            if (fk.ondelete or "").upper() == "CASCADE":
+                out.setdefault(fk.column.table.name, set()).add(table.name)
+    return out
+
+
+CASCADES = _cascades()
+
+
+def _written(session: Session) -> Written | None:
+    return session.info.get("written")
+
+
+def _note_flush(session: Session, _flush: UOWTransaction) -> None:
+    """After a flush (before its commit): the rows it added, changed or deleted."""
+    written = _written(session)
+    if written is None:
+        return
+    changed = [(obj, False) for obj in session.new]
+    changed += [(obj, False) for obj in session.dirty if _modified(obj)]
+    changed += [(obj, True) for obj in session.deleted]
+    for obj, deleted in changed:
+        table = getattr(obj, "__tablename__", None)
+        if table is None:
+            continue
+        key = row_key(table, obj)
+        if key is None:
+            written.tables.add(table)
+        else:
+            written.rows.add((table, key))
+        if deleted:
+            written.tables.update(CASCADES.get(table, ()))
+
+
+def _modified(obj: Any) -> bool:
+    """Whether an updated object changed a column that is not ``VOLATILE``."""
+    volatile = VOLATILE.get(getattr(obj, "__tablename__", ""), frozenset())
+    state = inspect(obj)
+    return any(attr.history.has_changes() for attr in state.attrs if attr.key not in volatile)
+
+
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.info.get("read_only") and (session.new or session.dirty or session.deleted):
+        raise WriteNeeded("a read transaction cannot store changes")
+
+
+def _note_statement(state: ORMExecuteState) -> None:
+    """An INSERT, UPDATE or DELETE statement (not the ORM's flush): its table, as a whole."""
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    if state.session.info.get("read_only"):
+        raise WriteNeeded("a read transaction cannot run an INSERT, UPDATE or DELETE")
+    written = _written(state.session)
+    if written is not None:
+        statement: Any = state.statement
+        table = statement.table.name
+        volatile = VOLATILE.get(table)
+        if state.is_update and volatile:
+            # the columns its SET names (none known, e.g. an UPDATE from a list of parameters: a change)
+            keys = {getattr(c, "key", c) for c in getattr(statement, "_values", None) or ()}
+            if keys and keys <= volatile:
+                return
+        written.tables.add(table)
+        written.tables.update(CASCADES.get(table, ()))
+
+
 class Store:
-    """An engine and its session factory. Every unit of work is one transaction."""
+    """An engine and its session factories. Every unit of work is one transaction: a write transaction
+    (``transaction``), or a read transaction (``read``) that stores nothing and, on SQLite, waits for no writer.
+
+    On SQLite this process's writers queue on a lock of their own before ``BEGIN IMMEDIATE``: a writer waiting
+    in SQLite's busy handler polls with sleeps of up to 100 ms, so queueing there leaves the lock idle between
+    writers. (Other processes' writers are still waited for by busy_timeout.)
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self.changes = Changes()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        for factory in (self._sessions, self._readers):
+            event.listen(factory, "before_flush", _refuse_flush)
+            event.listen(factory, "after_flush", _note_flush)
+            event.listen(factory, "do_orm_execute", _note_statement)
+        self._write_lock = threading.RLock() if self.backend == "sqlite" else None
 
     @property
     def backend(self) -> str:
@@ -129,18 +233,45 @@ class Store:
     @contextmanager
     def transaction(self, dry_run: bool = False) -> Iterator[Session]:
         """A session whose work commits on success and rolls back entirely on any error (or a dry run)."""
-        session = self._sessions()
+        locked = self._write_lock is not None and self._write_lock.acquire(timeout=LOCK_WAIT)
+        try:
+            written = Written()
+            session = self._sessions(info={"written": written})
+            try:
+                yield session
+                if dry_run:
+                    session.rollback()
+                else:
+                    session.commit()
+                    self.changes.committed(written)
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        finally:
+            if locked:
+                self._write_lock.release()  # type: ignore[union-attr]
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session that only reads: anything it would store raises ``WriteNeeded``. On SQLite it begins deferred
+        and reads a consistent snapshot while writers go on."""
+        session = self._readers(info={"read_only": True})
         try:
             yield session
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-        except BaseException:
-            session.rollback()
-            raise
         finally:
-            session.close()
+            session.close()  # ends the transaction (the pool rolls its connection back); objects keep their values
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """``work`` in a read transaction, or, when it turns out to need writing, again in a write transaction."""
+        try:
+            with self.read() as s:
+                return work(s)
+        except WriteNeeded:
+            pass
+        with self.transaction() as s:
+            return work(s)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -46,7 +46,7 @@ def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
 def authorize_write(s: Session, who: Principal, place: store.Place, name: str) -> None:
     """Creating needs ``<kind>:create`` (an Organization: a platform administrator), replacing ``<kind>:update``."""
     info = place.info
-    exists = store.find(s, place, name) is not None
+    exists = store.exists(s, place, name)
     if info.kind == "Organization" and not exists:
         require_superuser(who, "create organizations")
     require(who, f"{info.plural}:{'update' if exists else 'create'}",
@@ -65,9 +65,9 @@ def can_read(who: Principal, row: ResourceRow) -> bool:
 
 
 def _list(request: Request, who: Principal, info: KindInfo, org: str | None, project: str | None,
-          page: Page) -> dict[str, Any]:
+          page: Page) -> JSONResponse:
     p = platform(request)
-    with p.store.transaction() as s:
+    with p.store.read() as s:
         if org is not None:
             store.require_owner(s, store.Place(KINDS["Project"] if project is None else info, org, project or ""),
                                 field_path="path")
@@ -77,20 +77,20 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
                 require(who, f"{info.plural}:list", Target(org))
         rows, cont = store.list_rows(s, info.kind, org, project, page.limit, page.after,
                                      visible=lambda row: can_read(who, row))
-        return {"apiVersion": API_VERSION, "kind": f"{info.kind}List",
-                "items": [store.to_document(r) for r in rows], "metadata": {"continue": cont}}
+        return JSONResponse({"apiVersion": API_VERSION, "kind": f"{info.kind}List",
+                             "items": [store.to_document(r) for r in rows], "metadata": {"continue": cont}})
 
 
-def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> dict[str, Any]:
+def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> JSONResponse:
     p = platform(request)
-    with p.store.transaction() as s:
+    with p.store.read() as s:
         place = store.Place(info, org, project)
         row = store.find(s, place, name)
         if row is None or not can_read(who, row):
             if row is not None or who.member_of(org or name):
                 require(who, f"{info.plural}:get", target_of(info, org, project, name))
             raise NotFoundError(f"{place.describe(name)} not found")
-        return store.to_document(row)
+        return JSONResponse(store.to_document(row))
 
 
 def _document(raw: Any, info: KindInfo, org: str, project: str, name: str | None) -> Document:
@@ -159,7 +159,7 @@ def _register(info: KindInfo) -> None:
         base = f"/{info.plural}"
 
         @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
-        def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+        def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, None, None, page)
 
         @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
@@ -167,7 +167,7 @@ def _register(info: KindInfo) -> None:
             return _write(request, who, info, "", "", body, None, False, dryRun)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
-        def get(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
+        def get(request: Request, name: NamePath, who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, "", "", name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
@@ -183,7 +183,7 @@ def _register(info: KindInfo) -> None:
         base = f"/organizations/{{org}}/{info.plural}"
 
         @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
-        def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+        def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, org, None, page)
 
         @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
@@ -192,7 +192,7 @@ def _register(info: KindInfo) -> None:
             return _write(request, who, info, org, "", body, None, False, dryRun)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
-        def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
+        def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, org, "", name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
@@ -209,12 +209,12 @@ def _register(info: KindInfo) -> None:
 
         @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization",
                     **listed)
-        def list_all(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> dict[str, Any]:
+        def list_all(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, org, None, page)
 
         @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
         def list_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
-                   page: Page = Paging) -> dict[str, Any]:
+                   page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, org, project, page)
 
         @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
@@ -224,7 +224,7 @@ def _register(info: KindInfo) -> None:
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
-                  who: Principal = Caller) -> dict[str, Any]:
+                  who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, org, project, name)
 
         @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
