@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,6 +111,11 @@ class Resolution:
         return self.via is not None
 
 
+_COMPONENTS = select(ResourceRow).where(  # built once (see resources._FIND)
+    ResourceRow.kind == "Component", ResourceRow.organization == bindparam("org"),
+    ResourceRow.project == bindparam("project"), ResourceRow.name.in_(bindparam("names", expanding=True)))
+
+
 class Lookup:
     """Components and deployments of one organization, read once per computation."""
 
@@ -123,10 +128,23 @@ class Lookup:
     def component(self, project: str, name: str) -> ResourceRow | None:
         key = (project, name)
         if key not in self._components:
-            self._components[key] = self.s.scalar(select(ResourceRow).where(
-                ResourceRow.kind == "Component", ResourceRow.organization == self.organization,
-                ResourceRow.project == project, ResourceRow.name == name))
+            self.prefetch({key})
         return self._components[key]
+
+    def looked_up(self) -> frozenset[tuple[str, str]]:
+        """Every component (project, name) read so far, found or not."""
+        return frozenset(self._components)
+
+    def prefetch(self, keys: set[tuple[str, str]]) -> None:
+        """Read these components (project, name) in one query per project rather than one each."""
+        missing = keys - set(self._components)
+        by_project: dict[str, set[str]] = {}
+        for project, name in missing:
+            by_project.setdefault(project, set()).add(name)
+        for project, names in by_project.items():
+            found = {r.name: r for r in self.s.scalars(
+                _COMPONENTS, {"org": self.organization, "project": project, "names": sorted(names)})}
+            self._components.update({(project, n): found.get(n) for n in names})
 
     def versions(self, environment: str, project: str, component: str) -> set[str]:
         """The API major versions (v1, v2) the component's deployed tracks serve in the environment."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,8 @@ from cellplane.controlplane import config, connections, dataplanes, releases, tr
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal
-from cellplane.store.tables import DeploymentRow, ResourceRow
+from cellplane.store import Store
+from cellplane.store.tables import DeploymentRow, ReleaseRow, ResourceRow
 
 NOT_REGISTERED = "the data plane has not registered yet"
 
@@ -84,11 +87,12 @@ def endpoints_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, component: ResourceRow, *,
-         credentials: bool, registered: bool) -> Plan:
+         credentials: bool, registered: bool, release: ReleaseRow | None = None) -> Plan:
     """The desired state of one deployment: its release (artifact, spec, configuration), with its connections
     resolved now. ``credentials``: create and carry connection credentials (for the agent; a view only needs
-    where connections go)."""
-    rel = releases.of_deployment(s, keyring, dep, component.spec or {})
+    where connections go). ``release``: the deployment's release, when the caller has read it already."""
+    rel = release if release is not None and release.id == dep.release_id else \
+        releases.of_deployment(s, keyring, dep, component.spec or {})
     spec = rel.spec or {}
     env, project, name = dep.environment, dep.project, dep.component
 
@@ -186,6 +190,7 @@ class DesiredState:
     document: dict[str, Any]  # with Secret placeholders
     revision: str
     public_key: str | None
+    components: frozenset[tuple[str, str]] = frozenset()  # (project, name) of every component it was computed from
 
     def sealed(self) -> dict[str, Any]:
         """The document as sent: every secret sealed to the agent's key (a fresh seal each time)."""
@@ -211,12 +216,18 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
         DeploymentRow.organization == org, DeploymentRow.environment.in_([e.name for e in envs]))
         .order_by(DeploymentRow.environment, DeploymentRow.project, DeploymentRow.component)).all() if envs else []
     lookup = Lookup(s, org)
+    lookup.prefetch({(d.project, d.component) for d in deps})
+    release_ids = sorted({d.release_id for d in deps if d.release_id is not None})
+    rels: dict[str, ReleaseRow] = {}
+    for i in range(0, len(release_ids), 500):
+        rels.update((r.id, r) for r in s.scalars(select(ReleaseRow).where(ReleaseRow.id.in_(release_ids[i:i + 500]))))
     plans = []
     losers = superseded(lookup, list(deps))
     for dep in deps:
         component = lookup.component(dep.project, dep.component)
         if component is not None and dep.id not in losers:
-            plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None))
+            plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None,
+                              release=rels.get(dep.release_id) if dep.release_id is not None else None))
     runs = workloads.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
     document = {
         "organization": org, "dataPlane": name,
@@ -227,4 +238,107 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
                   "component": r.component, "requestedAt": r.requested_at.isoformat()} for r in runs],
     }
     revision = digest({"document": document, "publicKey": key})
-    return DesiredState({"revision": revision, **document}, revision, key)
+    return DesiredState({"revision": revision, **document}, revision, key, lookup.looked_up())
+
+
+# What a desired state is computed from, besides the resources it names (its organization, data plane, environments
+# and components): tables whose every write may change it.
+INPUT_TABLES = ("resources", "deployments", "releases", "connection_keys", "task_runs")
+
+
+@dataclass
+class _Kept:
+    state: DesiredState
+    seq: int  # the store's change sequence number up to which nothing it depends on changed
+    at: float  # time.monotonic() of the computation
+
+
+class Cache:
+    """The desired state of each data plane, computed again only when something it was computed from changed.
+
+    An attached agent long-polls its desired state; computing it reads every deployment of the data plane (about
+    50 ms for 500 deployments). A kept state is used while no write committed through this process
+    touched what it depends on (``INPUT_TABLES``; of resources, its organization, data plane, the organization's
+    environments and the components it read: see ``cellplane.store.changes``), and for at most ``ttl`` seconds,
+    since another control-plane replica on the same PostgreSQL database writes unseen. Nothing in a desired state
+    depends on the time itself (schedules are carried, not evaluated), so a state does not age otherwise.
+    """
+
+    def __init__(self, store: Store, keyring: KeyRing, ttl: float) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.ttl = ttl
+        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, org: str, name: str) -> DesiredState | None:
+        """The kept desired state, if nothing it depends on changed since it was computed."""
+        kept = self._kept.get((org, name))
+        if kept is None or time.monotonic() - kept.at >= self.ttl:
+            return None
+        seq = self.store.changes.seq
+        if self.store.changes.since(kept.seq, INPUT_TABLES, _depends(org, name, kept.state.components)):
+            return None
+        kept.seq = max(kept.seq, seq)  # still valid up to here: the next look scans only what comes after
+        return kept.state
+
+    def get(self, org: str, name: str, check: Callable[[Session], Any] | None = None) -> DesiredState:
+        """The desired state of data plane ``name``; ``check(session)`` runs before it is computed (it raises when
+        the data plane or its organization does not exist)."""
+        state = self.fresh(org, name) or self._same_key(org, name, check)
+        if state is not None:
+            return state
+
+        def work(s: Session) -> DesiredState:
+            if check is not None:
+                check(s)
+            return compute(s, self.keyring, org, name)
+
+        seq = self.store.changes.seq  # before reading: a change committed meanwhile makes the result stale
+        state = self.store.run(work)
+        with self._lock:
+            self._kept[(org, name)] = _Kept(state, seq, time.monotonic())
+        return state
+
+    def _same_key(self, org: str, name: str, check: Callable[[Session], Any] | None) -> DesiredState | None:
+        """The kept desired state when, of what it depends on, only the data plane's resource changed and its agent's
+        public key is still the same: its status reports (every few seconds) change it, and nothing else in it
+        counts here."""
+        kept = self._kept.get((org, name))
+        if kept is None or time.monotonic() - kept.at >= self.ttl:
+            return None
+        seq = self.store.changes.seq
+        if self.store.changes.since(kept.seq, INPUT_TABLES, _depends(org, name, kept.state.components, plane=False)):
+            return None
+
+        def key(s: Session) -> str | None:
+            if check is not None:
+                check(s)
+            return dataplanes.public_key(dataplanes.get(s, org, name))
+
+        if self.store.run(key) != kept.state.public_key:
+            return None
+        kept.seq = max(kept.seq, seq)
+        return kept.state
+
+
+def _depends(org: str, name: str, components: frozenset[tuple[str, str]],
+             plane: bool = True) -> Callable[[str, tuple[Any, ...]], bool]:
+    """Whether a changed row (table, key) is one a desired state of data plane ``name`` was computed from (but for the
+    data plane's own resource, without ``plane``)."""
+
+    def touches(table: str, key: tuple[Any, ...]) -> bool:
+        if table != "resources":
+            return True
+        kind, organization, project, row = key
+        if kind == "Organization":
+            return row == org
+        if organization != org:
+            return False
+        if kind == "DataPlane":
+            return plane and row == name
+        if kind == "Component":
+            return (project, row) in components
+        return kind == "Environment"
+
+    return touches

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +16,10 @@ from cellplane.controlplane import tokens
 from cellplane.controlplane.rbac import ROLE_NAMES, Binding, Principal
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem
+from cellplane.store import Store
 from cellplane.store.tables import ResourceRow, RoleBindingRow, TokenRow, UserRow, now
+
+IDENTITY_TABLES = ("users", "tokens", "role_bindings")  # what a verified principal is read from
 
 
 def check_name(value: str, field: str) -> None:
@@ -62,19 +68,87 @@ def user_view(user: UserRow) -> dict[str, Any]:
             "createdAt": user.created_at.isoformat()}
 
 
-def authenticate(s: Session, key: bytes, token: str | None) -> Principal:
+def _well_formed(token: str | None) -> str:
     if not token or not tokens.looks_like_token(token):
         raise UnauthorizedError()
-    row = s.scalar(select(TokenRow).where(TokenRow.digest == tokens.digest(key, token)))
+    return token
+
+
+def _verify(s: Session, digest: str) -> tuple[Principal, datetime | None]:
+    """The principal of the token with this digest, and when the token expires."""
+    row = s.scalar(select(TokenRow).where(TokenRow.digest == digest))
     if row is None:
         raise UnauthorizedError("the API token is not valid (revoked, or never issued)")
-    if row.expires_at is not None and row.expires_at < now():
+    if _expired(row.expires_at):
         raise UnauthorizedError("the API token has expired")
     user = s.get(UserRow, row.user_id)
     if user is None or user.disabled:
         raise UnauthorizedError("the token's user is disabled")
     bindings = [binding_of(b) for b in s.scalars(select(RoleBindingRow).where(RoleBindingRow.user_id == user.id))]
-    return Principal(user=user.name, superuser=user.superuser, bindings=bindings)
+    return Principal(user=user.name, superuser=user.superuser, bindings=bindings), row.expires_at
+
+
+def _expired(expires_at: datetime | None) -> bool:
+    return expires_at is not None and expires_at < now()
+
+
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: datetime | None
+    seq: int  # the store's change sequence number read before the token was looked up
+    at: float  # time.monotonic() of the lookup
+
+
+class Authenticator:
+    """Bearer token -> Principal, with the verified principals of recent tokens kept in memory.
+
+    Authenticating from the database costs a transaction per request. A kept principal is used while all of these
+    hold, else the token is looked up again:
+
+    * nothing was written to users, tokens or role bindings through this process since it was looked up (a token
+      revoked, a user disabled or a binding removed here takes effect at once);
+    * it was looked up less than ``ttl`` seconds ago (another control-plane replica on the same PostgreSQL
+      database may have changed them unseen);
+    * the token has not expired (its expiry is kept and checked on every request).
+
+    Tokens are kept by their keyed digest (as stored in the database), never in plaintext. Failures are not kept.
+    """
+
+    TTL = 5.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, store: Store, key: bytes, ttl: float = TTL) -> None:
+        self.store = store
+        self.key = key
+        self.ttl = ttl
+        self._kept: dict[str, _Verified] = {}
+        self._lock = threading.Lock()
+
+    def kept(self, token: str | None) -> Principal | None:
+        """The principal of a token verified a moment ago (None: look it up, by calling this object)."""
+        if not token or not tokens.looks_like_token(token):
+            return None
+        kept = self._kept.get(tokens.digest(self.key, token))
+        return kept.principal if kept is not None and self._fresh(kept) else None
+
+    def __call__(self, token: str | None) -> Principal:
+        digest = tokens.digest(self.key, _well_formed(token))
+        kept = self._kept.get(digest)
+        if kept is not None and self._fresh(kept):
+            return kept.principal
+        seq = self.store.changes.seq  # before reading: a change committed meanwhile makes this entry stale
+        with self.store.read() as s:
+            principal, expires_at = _verify(s, digest)
+        with self._lock:
+            if len(self._kept) >= self.MAX_ENTRIES:
+                self._kept.clear()
+            self._kept[digest] = _Verified(principal, expires_at, seq, time.monotonic())
+        return principal
+
+    def _fresh(self, kept: _Verified) -> bool:
+        return (time.monotonic() - kept.at < self.ttl and not _expired(kept.expires_at)
+                and not self.store.changes.since(kept.seq, IDENTITY_TABLES))
 
 
 def binding_of(row: RoleBindingRow) -> Binding:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from cellplane import API_VERSION
-from cellplane.controlplane import identity, resources
+from cellplane.controlplane import desired, identity, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.keys import load_or_create_token_key, write_private
 from cellplane.controlplane.telemetry.logs import LogStore, SqlLogStore
@@ -31,16 +31,14 @@ class Platform:
         self.store.migrate()
         self.keyring = KeyRing.load_or_create(data_dir)
         self.token_key = load_or_create_token_key(data_dir)
+        self.authenticate = identity.Authenticator(self.store, self.token_key)
+        # Desired states of data planes, kept until what they depend on changes. On PostgreSQL other replicas may
+        # change it unseen: kept for a second, as often as a waiting long-poll looked before there was a cache.
+        self.desired = desired.Cache(self.store, self.keyring, ttl=1.0 if self.store.backend == "postgresql" else 10.0)
         self.admin_token_path = data_dir / "admin.token"
         self.created_admin = self._bootstrap()
         self.logs: LogStore = SqlLogStore(self.store)
         self.otlp: OtlpExport | None = None  # set when the operator gives a collector
-        # Bumped after every committed change made through this process: long-polls recompute at once rather
-        # than at their next periodic look (which still catches changes made by other replicas or workers).
-        self.generation = 0
-
-    def changed(self) -> None:
-        self.generation += 1  # one int store: safe from any thread
 
     def _bootstrap(self) -> bool:
         """On first start: the default organization, and an admin whose token goes to admin.token (0600)."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from cellplane.controlplane import dataplanes, desired, workloads
 from cellplane.controlplane import resources as store
@@ -193,14 +194,19 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     """What the data plane must run. Long-poll: answers once the revision differs from ``since``, or after
     ``wait`` seconds with the same revision."""
     p = platform(request)
+    require(who, "dataplanes:update", Target(org))
 
-    def compute() -> desired.DesiredState:
-        with p.store.transaction() as s:
-            _plane(s, who, org, name)
-            return desired.compute(s, p.keyring, org, name)
+    def check(s: Session) -> None:
+        _plane(s, who, org, name)
 
-    seen = p.generation  # read before computing: a change committed meanwhile wakes the wait below at once
-    state = await asyncio.to_thread(compute)
+    def current() -> desired.DesiredState:
+        return p.desired.get(org, name, check)
+
+    # Read before computing: a write committed meanwhile wakes the wait below at once. Every write committed
+    # through this process counts (deploys, and also a build worker's auto-deploy or a task run reported); the
+    # cache tells cheaply whether the desired state depends on it.
+    seen = p.store.changes.seq
+    state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
     deadline = time.monotonic() + wait
     while since is not None and state.revision == since:
         left = deadline - time.monotonic()
@@ -208,15 +214,15 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
             break
         if await request.is_disconnected():
             return Response(status_code=204)
-        # recompute after a change committed here (looked at every WAKE_CHECK), else once a second: changes
-        # made by another control-plane replica or by a build worker's auto-deploy are seen that way
+        # look again after a write committed here (looked at every WAKE_CHECK), else once a second: changes made
+        # by another control-plane replica are seen when the kept desired state expires (Platform.desired)
         until = time.monotonic() + min(1.0, left)
-        while p.generation == seen and time.monotonic() < until:
+        while p.store.changes.seq == seen and time.monotonic() < until:
             await asyncio.sleep(WAKE_CHECK)
         if await request.is_disconnected():
             return Response(status_code=204)
-        seen = p.generation
-        state = await asyncio.to_thread(compute)
+        seen = p.store.changes.seq
+        state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
     return await asyncio.to_thread(state.sealed)
 
 

@@ -13,8 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from cellplane.controlplane import audit, identity
+from cellplane.controlplane import audit
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, ConflictError, ForbiddenError, InvalidError
@@ -35,10 +36,12 @@ def bearer(request: Request) -> str | None:
 BEARER = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer cpt_...")
 
 
-def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Principal:
-    p = platform(request)
-    with p.store.transaction() as s:
-        return identity.authenticate(s, p.token_key, bearer(request))
+async def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Principal:
+    """The caller. A token verified a moment ago is answered here, on the event loop; a lookup in the database goes
+    to a worker thread. (A sync dependency would cost every request a second trip through the thread pool.)"""
+    authenticate = platform(request).authenticate
+    token = bearer(request)
+    return authenticate.kept(token) or await run_in_threadpool(authenticate, token)
 
 
 def require(who: Principal, permission: str, target: Target) -> None:
@@ -81,8 +84,6 @@ def audited(p: Platform, who: Principal, work: Work, dry_run: bool = False) -> I
                 if not dry_run:
                     audit.record(s, who.user, work.action, "succeeded", work.kind, work.organization, work.project,
                                  work.name, work.message)
-            if not dry_run:
-                p.changed()
         except IntegrityError:
             raise ConflictError("a concurrent request changed the same resource first; retry") from None
     except CellplaneError as e:
@@ -99,7 +100,7 @@ class Page:
     after: str | None
 
 
-def page(limit: int = Query(100, ge=1, le=1000, description="page size"),
+async def page(limit: int = Query(100, ge=1, le=1000, description="page size"),
          continue_: str | None = Query(None, alias="continue", max_length=1000,
                                        description="token from the previous page")) -> Page:
     return Page(limit, continue_)
