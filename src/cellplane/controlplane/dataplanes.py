@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import resources as store
@@ -100,13 +100,20 @@ def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
     status["metricsUrl"] = report.get("metricsUrl")
     row.status = status
     served = {e.name for e in environments(s, row.organization, row.name)}
-    updated = 0
-    for item in report.get("deployments") or []:
-        dep = s.get(DeploymentRow, item["id"])
-        if dep is None or dep.organization != row.organization or dep.environment not in served:
-            continue
-        dep.status = item
-        dep.observed_at = t
-        updated += 1
+    items = {item["id"]: item for item in report.get("deployments") or []}
+    seen: list[str] = []
+    for chunk in _chunks(sorted(items)):  # a few queries for hundreds of deployments, not one each
+        for dep in s.scalars(select(DeploymentRow).where(DeploymentRow.id.in_(chunk))):
+            if dep.organization != row.organization or dep.environment not in served:
+                continue
+            if dep.status != items[dep.id]:  # most reports repeat the last one: only changes are written
+                dep.status = items[dep.id]
+            seen.append(dep.id)
     s.flush()
-    return updated
+    for chunk in _chunks(seen):  # one statement, not one per deployment
+        s.execute(update(DeploymentRow).where(DeploymentRow.id.in_(chunk)).values(observed_at=t))
+    return len(seen)
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]

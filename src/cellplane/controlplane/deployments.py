@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import approvals, dataplanes, desired, pipelines, releases, tracks, workloads
@@ -284,17 +284,24 @@ def undeploy(s: Session, row: DeploymentRow, actor: str) -> str:
     return f"deployment/{row.component}{track}@{row.environment}"
 
 
+_LISTS: dict[tuple[bool, bool, bool], Any] = {}  # list_rows' statements, built once per combination of filters
+
+
 def list_rows(s: Session, org: str, project: str | None = None, component: str | None = None,
               env: str | None = None) -> list[DeploymentRow]:
-    q = select(DeploymentRow).where(DeploymentRow.organization == org)
-    if project is not None:
-        q = q.where(DeploymentRow.project == project)
-    if component is not None:
-        q = q.where(DeploymentRow.component == component)
-    if env is not None:
-        q = q.where(DeploymentRow.environment == env)
-    return list(s.scalars(q.order_by(DeploymentRow.project, DeploymentRow.component, DeploymentRow.environment,
-                                     DeploymentRow.track)))
+    shape = (project is not None, component is not None, env is not None)
+    q = _LISTS.get(shape)
+    if q is None:
+        q = select(DeploymentRow).where(DeploymentRow.organization == bindparam("org"))
+        for given, column, name in zip(shape, (DeploymentRow.project, DeploymentRow.component,
+                                               DeploymentRow.environment), ("project", "component", "env"),
+                                       strict=True):
+            if given:
+                q = q.where(column == bindparam(name))
+        q = _LISTS[shape] = q.order_by(DeploymentRow.project, DeploymentRow.component, DeploymentRow.environment,
+                                       DeploymentRow.track)
+    params = {"org": org, "project": project, "component": component, "env": env}
+    return list(s.scalars(q, {k: v for k, v in params.items() if v is not None}))
 
 
 # -- views ----------------------------------------------------------------------------------------------------------
@@ -320,6 +327,19 @@ def endpoint_urls(gateways: dict[str, Any], project: str, component: str, versio
     }
 
 
+# What Viewer.prefetch reads, built once (see resources._FIND).
+_ENVIRONMENTS = select(ResourceRow).where(
+    ResourceRow.kind == "Environment", ResourceRow.organization == bindparam("org"),
+    ResourceRow.name.in_(bindparam("names", expanding=True)))
+_RELEASES = select(ReleaseRow).where(ReleaseRow.id.in_(bindparam("ids", expanding=True)))
+_BUILD_NUMBERS = select(BuildRow.id, BuildRow.number).where(BuildRow.id.in_(bindparam("ids", expanding=True)))
+_SHARED = (select(DeploymentRow.environment, DeploymentRow.project, DeploymentRow.component)
+           .where(DeploymentRow.organization == bindparam("org"),
+                  DeploymentRow.project.in_(bindparam("projects", expanding=True)))
+           .group_by(DeploymentRow.environment, DeploymentRow.project, DeploymentRow.component)
+           .having(func.count() > 1))
+
+
 class Viewer:
     """Views of deployments, sharing lookups (environments, data planes, components) between them."""
 
@@ -330,9 +350,36 @@ class Viewer:
         self.lookup = Lookup(s, org)
         self._envs: dict[str, ResourceRow | None] = {}
         self._planes: dict[str, ResourceRow | None] = {}
-        self._builds: dict[str, BuildRow | None] = {}
+        self._builds: dict[str, int | None] = {}  # build id -> its number
+        self._releases: dict[str, ReleaseRow] = {}
         self._superseded: dict[tuple[str, str, str], dict[str, DeploymentRow]] = {}
         self.at = now()
+
+    def views(self, rows: list[DeploymentRow]) -> list[dict[str, Any]]:
+        """The views of many deployments, their components, releases and builds read in a few queries."""
+        self.prefetch(rows)
+        return [self.view(r) for r in rows]
+
+    def prefetch(self, rows: list[DeploymentRow]) -> None:
+        if not rows:
+            return
+        self.lookup.prefetch({(r.project, r.component) for r in rows})
+        envs = sorted({r.environment for r in rows} - set(self._envs))
+        found = {e.name: e for e in self.s.scalars(_ENVIRONMENTS, {"org": self.org, "names": envs})}
+        self._envs.update({name: found.get(name) for name in envs})
+        release_ids = sorted({r.release_id for r in rows if r.release_id is not None} - set(self._releases))
+        for chunk in _chunks(release_ids):
+            self._releases.update((r.id, r) for r in self.s.scalars(_RELEASES, {"ids": chunk}))
+        build_ids = sorted({r.build_id for r in rows} - set(self._builds))
+        for chunk in _chunks(build_ids):
+            found = {i: n for i, n in self.s.execute(_BUILD_NUMBERS, {"ids": chunk})}
+            self._builds.update({i: found.get(i) for i in chunk})
+        # Deployments that share environment, project and component with another (tracks) may be superseded; the
+        # others, nearly all, are not.
+        keys = {(r.environment, r.project, r.component) for r in rows} - set(self._superseded)
+        projects = sorted({project for _, project, _ in keys})
+        shared = {tuple(k) for k in self.s.execute(_SHARED, {"org": self.org, "projects": projects})}
+        self._superseded.update({k: {} for k in keys if k not in shared})
 
     def superseded_by(self, dep: DeploymentRow) -> DeploymentRow | None:
         key = (dep.environment, dep.project, dep.component)
@@ -351,9 +398,9 @@ class Viewer:
             self._planes[name] = dataplanes.find(self.s, self.org, name)
         return self._planes[name]
 
-    def build(self, build_id: str) -> BuildRow | None:
+    def build_number(self, build_id: str) -> int | None:
         if build_id not in self._builds:
-            self._builds[build_id] = self.s.get(BuildRow, build_id)
+            self._builds[build_id] = self.s.scalar(select(BuildRow.number).where(BuildRow.id == build_id))
         return self._builds[build_id]
 
     def view(self, dep: DeploymentRow) -> dict[str, Any]:
@@ -364,7 +411,8 @@ class Viewer:
         plane_name = ((env_row.spec if env_row is not None else None) or {}).get("dataPlane")
         plane = self.plane(plane_name) if plane_name else None
         p = desired.plan(self.s, self.keyring, self.lookup, dep, component, credentials=False,
-                         registered=dataplanes.public_key(plane) is not None)
+                         registered=dataplanes.public_key(plane) is not None,
+                         release=self._releases.get(dep.release_id) if dep.release_id is not None else None)
         observed = dep.status or {}
         observed_release = observed.get("release")
         winner = self.superseded_by(dep)
@@ -375,12 +423,12 @@ class Viewer:
         else:
             state, message = self._state(plane_name, plane, p, observed)
         gateways = dataplanes.gateways(plane, dep.environment)
-        build = self.build(dep.build_id)
+        build_number = self.build_number(dep.build_id)
         return {
             "id": dep.id, "organization": dep.organization, "project": dep.project, "component": dep.component,
             "environment": dep.environment, "track": dep.track, "version": p.version, "dataPlane": plane_name,
             "type": p.document["type"],
-            "build": {"id": dep.build_id, "number": build.number if build is not None else None},
+            "build": {"id": dep.build_id, "number": build_number},
             "artifact": dep.artifact, "release": p.release_id, "rollout": p.release, "requestedBy": dep.requested_by,
             "createdAt": dep.created_at.isoformat(), "updatedAt": dep.updated_at.isoformat(),
             "state": state, "message": message,
@@ -409,6 +457,10 @@ class Viewer:
                 return "progressing", f"waiting for data plane {plane_name}"
             return "progressing", f"data plane {plane_name} is rolling out release {p.release_id}"
         return str(observed.get("state") or "pending"), str(observed.get("message") or "")
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _when(t: datetime) -> str:

@@ -93,11 +93,14 @@ def list_deployments(request: Request, org: NamePath, environment: str | None = 
                      who: Principal = Caller) -> dict[str, Any]:
     """The organization's deployments the caller may see."""
     p = platform(request)
-    with p.store.transaction() as s:
+
+    def read(s: Session) -> dict[str, Any]:
         _org_reader(s, who, org, "deployments:list")
-        viewer = deployments.Viewer(s, p.keyring, org)
-        rows = deployments.list_rows(s, org, project, component, environment)
-        return {"items": [viewer.view(r) for r in rows if who.sees_project(org, r.project)]}
+        rows = [r for r in deployments.list_rows(s, org, project, component, environment)
+                if who.sees_project(org, r.project)]
+        return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
+
+    return p.store.run(read)
 
 
 @router.get(COMPONENT + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
@@ -105,11 +108,14 @@ def component_deployments(request: Request, org: NamePath, project: NamePath, co
                           who: Principal = Caller) -> dict[str, Any]:
     """The component's deployments, one per environment."""
     p = platform(request)
-    with p.store.transaction() as s:
+
+    def read(s: Session) -> dict[str, Any]:
         _project_reader(who, org, project, "deployments:list")
         store.get_component(s, org, project, component)
-        viewer = deployments.Viewer(s, p.keyring, org)
-        return {"items": [viewer.view(r) for r in deployments.list_rows(s, org, project, component)]}
+        rows = deployments.list_rows(s, org, project, component)
+        return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
+
+    return p.store.run(read)
 
 
 TRACK = Query(None, min_length=1, max_length=100, description="the track (needed when several are deployed there)")
@@ -120,11 +126,14 @@ TRACK = Query(None, min_length=1, max_length=100, description="the track (needed
 def show_deployment(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
                     track: str | None = TRACK, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
-    with p.store.transaction() as s:
+
+    def read(s: Session) -> dict[str, Any]:
         require(who, "deployments:get", Target(org, project, environment))
         store.get_component(s, org, project, component)
         row = deployments.get(s, org, project, component, environment, track)
         return deployments.Viewer(s, p.keyring, org).view(row)
+
+    return p.store.run(read)
 
 
 @router.delete(COMPONENT + "/deployments/{environment}", response_model=schemas.ResourceDeleted,
@@ -145,14 +154,15 @@ def list_endpoints(request: Request, org: NamePath, environment: str | None = na
                    project: str | None = name_query("of this project"), who: Principal = Caller) -> dict[str, Any]:
     """The endpoints of every deployed component the caller may see, with their URLs."""
     p = platform(request)
-    with p.store.transaction() as s:
+
+    def read(s: Session) -> dict[str, Any]:
         _org_reader(s, who, org, "endpoints:list")
-        viewer = deployments.Viewer(s, p.keyring, org)
-        items: list[dict[str, Any]] = []
-        for row in deployments.list_rows(s, org, project, None, environment):
-            if who.sees_project(org, row.project):
-                items += deployments.endpoint_items(viewer.view(row))
-        return {"items": items}
+        rows = [r for r in deployments.list_rows(s, org, project, None, environment)
+                if who.sees_project(org, r.project)]
+        return {"items": [item for view in deployments.Viewer(s, p.keyring, org).views(rows)
+                          for item in deployments.endpoint_items(view)]}
+
+    return p.store.run(read)
 
 
 # -- task runs ------------------------------------------------------------------------------------------------------
