@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,13 @@ from cellplane.controlplane.telemetry.traces import OtlpExport
 
 # Worker threads for the sync routes (anyio's default is 40). The routes are CPU-bound Python and share one
 # interpreter lock: fewer threads finish each request sooner, and a writer holding SQLite's lock is not slowed by
-# 40 readers taking turns with it.
-API_THREADS = 8
+# 40 readers taking turns with it. (Nothing in a sync route waits long: long-polls and follows are async.)
+API_THREADS = 4
+# How long a thread may hold the interpreter lock while another wants it (Python's default: 5 ms). The event loop
+# thread reads and answers requests between the workers' turns; with 5 ms turns a request arriving behind busy
+# workers waited for several of them. Paced benchmark (50 clients, make bench): p99 21-22 ms at 4 threads and
+# 2 ms, 24-93 ms at 8 threads and 5 ms.
+SWITCH_INTERVAL = 0.002
 
 
 def create_app(data_dir: Path, database_url: str | None = None, build_settings: BuildSettings | None = None,
@@ -55,6 +61,7 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         to_thread.current_default_thread_limiter().total_tokens = API_THREADS
+        sys.setswitchinterval(SWITCH_INTERVAL)
         # What exists now (modules, routes, models, mappers) lives as long as the process: kept out of the
         # collector's full passes, which otherwise stop every thread for 100 ms and more every few seconds. And a
         # full pass after 100 collections of the middle generation rather than 10: under load they came every
