@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx
 import psutil
 from common import ROOT, Figure, Suite, median, percentile
-from prometheus_client.parser import text_string_to_metric_families
 
 # common put tests/ on sys.path: the test kits start real control planes
 from liveserver import LiveServer, doc, start_server
@@ -256,7 +255,6 @@ class Samples:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core: the control plane, this process
-    server: dict[float, float] = field(default_factory=dict)  # the control plane's own durations: le -> count
 
     def all(self) -> list[float]:
         return [v for values in self.latencies.values() for v in values]
@@ -307,18 +305,9 @@ async def load(server: LiveServer, fleet: Fleet, clients: int, seconds: float, w
                 if think > 0:
                     await asyncio.sleep(pause.uniform(0, think))
 
-    served: dict[float, float] = {}
-
-    async def after_warmup() -> None:  # the control plane's histogram from where the clients' samples start
-        if requests is None:
-            await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-        served.update(await asyncio.to_thread(_served, server))
-
-    await asyncio.gather(after_warmup(), *(client(i) for i in range(clients)))
+    await asyncio.gather(*(client(i) for i in range(clients)))
     samples.seconds = time.monotonic() - (begin if requests is not None else measure_from)
     samples.cpu = cpu.percent()
-    after = await asyncio.to_thread(_served, server)
-    samples.server = {le: after[le] - served.get(le, 0.0) for le in after}
     return samples
 
 
@@ -342,37 +331,6 @@ class _Cpu:
                 "benchmarkProcess": round((self._used(self.me) - self.base[1]) / wall * 100, 1)}
 
 
-def _served(server: LiveServer) -> dict[float, float]:
-    """The control plane's own histogram of API request durations (``GET /metrics``: from its middleware's start to
-    its last byte sent, so without the time a request waits to be read), summed over the routes the clients use:
-    bucket upper bound (s) -> requests. Data-plane routes (long-polls) and /metrics are left out."""
-    text = httpx.get(server.url + "/metrics", timeout=30).text
-    buckets: dict[float, float] = collections.defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        if family.name != "cellplane_api_request_duration_seconds":
-            continue
-        for sample in family.samples:
-            route = sample.labels.get("route", "")
-            if sample.name.endswith("_bucket") and "/dataplanes/" not in route and route != "/metrics":
-                buckets[float(sample.labels["le"])] += sample.value
-    return dict(buckets)
-
-
-def _bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
-    """The q-quantile (ms) of a cumulative histogram, interpolated inside its bucket (as Prometheus does)."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    rank, lower, below = q * buckets[bounds[-1]], 0.0, 0.0
-    for le in bounds:
-        if buckets[le] >= rank:
-            if math.isinf(le):
-                return _ms(lower)
-            return _ms(lower + (le - lower) * (rank - below) / max(buckets[le] - below, 1e-9))
-        lower, below = le, buckets[le]
-    return None
-
-
 def _load_report(samples: Samples, think: float = 0.0) -> dict[str, Any]:
     values = samples.all()
     non2xx = sum(n for status, n in samples.statuses.items() if not status.startswith("2"))
@@ -385,8 +343,6 @@ def _load_report(samples: Samples, think: float = 0.0) -> dict[str, Any]:
             "p50Ms": _ms(percentile(values, 0.5)) if values else None,
             "p90Ms": _ms(percentile(values, 0.9)) if values else None,
             "p99Ms": _ms(percentile(values, 0.99)) if values else None,
-            # the same requests as the control plane timed them (interpolated in its histogram's buckets)
-            "serverP50Ms": _bucket_quantile(samples.server, 0.5), "serverP99Ms": _bucket_quantile(samples.server, 0.99),
             "maxMs": _ms(max(values)) if values else None,
             "non2xx": non2xx, "statuses": dict(samples.statuses), "failures": samples.failures[:10],
             "cpuPercent": samples.cpu,
@@ -406,9 +362,7 @@ def _api_figures(suite: Suite, paced: dict[str, Any], unpaced: dict[str, Any] | 
         reference=f"{paced['requestsPerSecond']:g} req/s from clients pausing 0-{think * 1000:g} ms after each "
                   f"answer; 70 % reads / 30 % writes; {paced['cpuMsPerRequest']} ms CPU per request"))
     suite.figures.append(Figure(f"{label}: p99", paced["p99Ms"], "ms", op="<=", target=P99_TARGET_MS,
-                                reference=f"{paced['requests']} requests in {paced['seconds']:g} s; as the control "
-                                          f"plane timed them: p50 {paced['serverP50Ms']} ms, p99 "
-                                          f"{paced['serverP99Ms']} ms",
+                                reference=f"{paced['requests']} requests in {paced['seconds']:g} s",
                                 note=f"{paced['non2xx']} non-2xx"))
     runs = [paced] + ([unpaced] if unpaced is not None else [])
     statuses: collections.Counter[str] = collections.Counter()
