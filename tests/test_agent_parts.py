@@ -294,3 +294,23 @@ def test_access_lines_and_http_points() -> None:
                      "requests": 4, "errors": 1, "clientErrors": 1, "durationSum": pytest.approx(20.2205),
                      "buckets": [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1]}
     assert http_points(metrics.delta(), "2024-01-01T00:00:10+00:00", 10.0) == []
+
+
+def test_series_of_a_removed_endpoint_are_forgotten_once_shipped() -> None:
+    metrics = Metrics()
+    kept, removed = ("dev", "sales", "orders", "api", ""), ("dev", "sales", "old", "api", "")
+    lost = ("dev", "", "", "", "")  # requests that matched no route
+    for labels in (kept, removed, lost):
+        metrics.observe(labels, 200, 0.001)
+    metrics.routed({("dev", "sales", "orders", "api")})
+    assert set(metrics.label_sets()) == {kept, lost}  # nothing read them yet and no reader exists: dropped
+
+    metrics.delta()  # from now on a reader ships windows: what it has not read stays
+    metrics.observe(removed, 502, 0.3)  # a request that was in flight when its route left
+    metrics.routed({("dev", "sales", "orders", "api")})
+    assert removed in metrics.label_sets()
+    (window,) = [w for labels, w in metrics.delta().items() if labels == removed]
+    assert (window.requests, window.errors) == (1, 1)  # shipped once, then forgotten
+    assert set(metrics.label_sets()) == {kept, lost}
+    assert 'component="old"' not in metrics.prometheus()
+    assert 'component="orders"' in metrics.prometheus()

@@ -590,6 +590,21 @@ def test_metrics_delta_gives_exact_windows_and_leaves_the_counters(h: Harness) -
     assert f'cellplane_gateway_request_duration_seconds_count{{{labels},code="503"}} 1' in text
 
 
+def test_metrics_of_an_endpoint_that_left_the_routes_end_once_shipped(h: Harness) -> None:
+    app = h.app("a")
+    h.routes(backend("shop", "api", app), backend("shop", "old", app))
+    assert h.call(h.gateway.metrics.delta) == {}  # a reader of windows, as the agent is
+    with httpx.Client(base_url=h.listen("external")) as c:
+        assert c.get("/shop/api/v1/").status_code == 200
+        assert c.get("/shop/old/v1/").status_code == 200
+        h.routes(backend("shop", "api", app))  # "old" undeployed before its window was shipped
+        assert 'component="old"' in h.gateway.metrics.prometheus()
+        window = h.call(h.gateway.metrics.delta)
+        assert window[("dev", "shop", "old", "api", "")].requests == 1  # shipped, then forgotten
+        assert 'component="old"' not in h.gateway.metrics.prometheus()
+        assert 'component="api"' in h.gateway.metrics.prometheus()
+
+
 def test_metrics_carry_the_consumer_of_internal_requests(h: Harness) -> None:
     policy_routes(h)
     with httpx.Client(base_url=h.listen("internal")) as c:

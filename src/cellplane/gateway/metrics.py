@@ -8,6 +8,10 @@ came through a project's cell listener, else empty.
 
 Two readers: ``prometheus``/``snapshot`` export the cumulative counters; ``delta`` gives what was added since its
 previous call (the agent's metrics windows) without touching them.
+
+The series of an endpoint that left the route table are forgotten (``routed``) once ``delta`` has read all they
+counted, so an agent that lives through many deploys does not keep every endpoint it ever served. Prometheus
+sees such a series end, and start again from zero if the endpoint comes back (a counter reset).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
+
+Endpoint = tuple[str, str, str, str]  # environment, project, component, endpoint
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LE = (*(repr(b) for b in BUCKETS), "+Inf")  # the "le" label of each bucket
@@ -63,6 +69,27 @@ class Metrics:
 
     def __init__(self) -> None:
         self._series: dict[Labels, dict[int, Series]] = {}
+        self._routed: set[Endpoint] | None = None  # None: no route table yet, keep everything
+        self._windows = False  # whether ``delta`` reads the counters (then only what it read is forgotten)
+
+    def routed(self, endpoints: set[Endpoint]) -> None:
+        """The endpoints the route table now holds: the series of others are forgotten once read."""
+        self._routed = endpoints
+        self._forget()
+
+    def _forget(self) -> None:
+        routed = self._routed
+        if routed is None:
+            return
+        gone = [labels for labels, by_status in self._series.items()
+                if labels[1] and labels[:4] not in routed  # requests without a route keep their series
+                and not (self._windows and any(s.count != s.seen_count for s in by_status.values()))]
+        for labels in gone:
+            del self._series[labels]
+
+    def label_sets(self) -> list[Labels]:
+        """The label sets counted and not forgotten."""
+        return list(self._series)
 
     def observe(self, labels: Labels, status: int, seconds: float) -> None:
         by_status = self._series.get(labels)
@@ -80,6 +107,7 @@ class Metrics:
 
         Meant for one reader (the agent's metrics windows); the cumulative counters are left as they are.
         """
+        self._windows = True
         out: dict[Labels, Window] = {}
         for labels, by_status in self._series.items():
             for status, s in by_status.items():
@@ -101,6 +129,7 @@ class Metrics:
                 s.seen_buckets = s.buckets.copy()
                 s.seen_count = s.count
                 s.seen_sum = s.sum
+        self._forget()
         return out
 
     def snapshot(self) -> dict[str, Any]:

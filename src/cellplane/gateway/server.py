@@ -109,6 +109,7 @@ class Gateway:
                 if pool.inflight == 0:
                     del self._pools[upstream]  # a replica that reuses the port later starts afresh
         self.index = index
+        self.metrics.routed({(b.environment, b.project, b.component, b.endpoint) for b in table.backends})
 
     def inflight(self, upstream: Upstream) -> int:
         """Requests currently proxied to ``upstream`` (an open WebSocket tunnel counts as one)."""
