@@ -42,7 +42,8 @@ def test_a_redeploy_after_an_undeploy_starts_once_when_two_reconciles_race(build
             await _until(lambda: [w.state for w in agent.workloads.values()] == ["ready"], 120,
                          "the first deployment did not get ready")
             (old,) = agent.workloads.values()
-            agent._tasks[0].cancel()  # the sync loop: from here on this test hands the agent its desired state
+            (sync,) = [t for t in agent._tasks if t.get_name() == "sync"]
+            sync.cancel()  # the sync loop: from here on this test hands the agent its desired state
 
             assert (await asyncio.to_thread(c.delete, f"{COMPONENT}/deployments/development")).status_code == 200
             second = await asyncio.to_thread(deploy, c, "race", "api")
