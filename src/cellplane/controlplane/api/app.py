@@ -41,8 +41,8 @@ from cellplane.controlplane.telemetry.traces import OtlpExport
 API_THREADS = 4
 # How long a thread may hold the interpreter lock while another wants it (Python's default: 5 ms). The event loop
 # thread reads and answers requests between the workers' turns; with 5 ms turns a request arriving behind busy
-# workers waited for several of them. Paced benchmark (50 clients, make bench): p99 21-22 ms at 4 threads and
-# 2 ms, 24-93 ms at 8 threads and 5 ms.
+# workers waited for several of them. Control-plane benchmark, the API alone (--deployments 0), 50 paced clients:
+# p99 21-22 ms at 4 threads and 2 ms, 24-93 ms at 8 threads and 5 ms (in full runs, within the machine's noise).
 SWITCH_INTERVAL = 0.002
 
 
