@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import resources as store
 from cellplane.model import KINDS
+from cellplane.store import in_chunks
 from cellplane.store.tables import DeploymentRow, ResourceRow, now
 
 STALE_AFTER = 30.0  # seconds without a report after which a data plane shows as unreachable
@@ -102,7 +103,7 @@ def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
     served = {e.name for e in environments(s, row.organization, row.name)}
     items = {item["id"]: item for item in report.get("deployments") or []}
     seen: list[str] = []
-    for chunk in _chunks(sorted(items)):  # a few queries for hundreds of deployments, not one each
+    for chunk in in_chunks(sorted(items)):  # a few queries for hundreds of deployments, not one each
         for dep in s.scalars(select(DeploymentRow).where(DeploymentRow.id.in_(chunk))):
             if dep.organization != row.organization or dep.environment not in served:
                 continue
@@ -110,10 +111,6 @@ def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
                 dep.status = items[dep.id]
             seen.append(dep.id)
     s.flush()
-    for chunk in _chunks(seen):  # one statement, not one per deployment
+    for chunk in in_chunks(seen):  # one statement, not one per deployment
         s.execute(update(DeploymentRow).where(DeploymentRow.id.in_(chunk)).values(observed_at=t))
     return len(seen)
-
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]

@@ -23,6 +23,7 @@ from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.gateway.routes import route_prefix
 from cellplane.model import KINDS
+from cellplane.store import in_chunks
 from cellplane.store.tables import ApprovalRow, BuildRow, DeploymentRow, ReleaseRow, ResourceRow, now
 
 
@@ -368,10 +369,10 @@ class Viewer:
         found = {e.name: e for e in self.s.scalars(_ENVIRONMENTS, {"org": self.org, "names": envs})}
         self._envs.update({name: found.get(name) for name in envs})
         release_ids = sorted({r.release_id for r in rows if r.release_id is not None} - set(self._releases))
-        for chunk in _chunks(release_ids):
+        for chunk in in_chunks(release_ids):
             self._releases.update((r.id, r) for r in self.s.scalars(_RELEASES, {"ids": chunk}))
         build_ids = sorted({r.build_id for r in rows} - set(self._builds))
-        for chunk in _chunks(build_ids):
+        for chunk in in_chunks(build_ids):
             found = {i: n for i, n in self.s.execute(_BUILD_NUMBERS, {"ids": chunk})}
             self._builds.update({i: found.get(i) for i in chunk})
         # Deployments that share environment, project and component with another (tracks) may be superseded; the
@@ -457,10 +458,6 @@ class Viewer:
                 return "progressing", f"waiting for data plane {plane_name}"
             return "progressing", f"data plane {plane_name} is rolling out release {p.release_id}"
         return str(observed.get("state") or "pending"), str(observed.get("message") or "")
-
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _when(t: datetime) -> str:

@@ -30,7 +30,7 @@ from cellplane.controlplane import config, connections, dataplanes, releases, tr
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal
-from cellplane.store import Store
+from cellplane.store import Store, in_chunks
 from cellplane.store.tables import DeploymentRow, ReleaseRow, ResourceRow
 
 NOT_REGISTERED = "the data plane has not registered yet"
@@ -219,8 +219,8 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
     lookup.prefetch({(d.project, d.component) for d in deps})
     release_ids = sorted({d.release_id for d in deps if d.release_id is not None})
     rels: dict[str, ReleaseRow] = {}
-    for i in range(0, len(release_ids), 500):
-        rels.update((r.id, r) for r in s.scalars(select(ReleaseRow).where(ReleaseRow.id.in_(release_ids[i:i + 500]))))
+    for chunk in in_chunks(release_ids):
+        rels.update((r.id, r) for r in s.scalars(select(ReleaseRow).where(ReleaseRow.id.in_(chunk))))
     plans = []
     losers = superseded(lookup, list(deps))
     for dep in deps:

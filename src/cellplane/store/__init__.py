@@ -5,9 +5,11 @@ from cellplane.store.db import (
     WriteNeeded,
     current_revision,
     head_revision,
+    in_chunks,
     make_engine,
     migrate,
     sqlite_url,
 )
 
-__all__ = ["Store", "WriteNeeded", "current_revision", "head_revision", "make_engine", "migrate", "sqlite_url"]
+__all__ = ["Store", "WriteNeeded", "current_revision", "head_revision", "in_chunks", "make_engine", "migrate",
+           "sqlite_url"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,14 @@ MIGRATION_LOCK = 0x63656C6C  # any constant shared by every replica ("cell")
 READ_ONLY = "cellplane_read_only"  # execution option of the engine behind read transactions
 LOCK_WAIT = 30.0  # seconds a SQLite writer waits for this process's other writers (as busy_timeout)
 T = TypeVar("T")
+
+
+IN_CHUNK = 500  # values per IN (...) list: well under SQLite's default bound of 999 parameters per statement
+
+
+def in_chunks(values: Sequence[T], size: int = IN_CHUNK) -> list[Sequence[T]]:
+    """``values`` in slices of at most ``size``, for one ``IN (...)`` query each."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 class WriteNeeded(RuntimeError):

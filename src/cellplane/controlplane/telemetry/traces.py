@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import ConflictError, FieldProblem
+from cellplane.store import in_chunks
 from cellplane.store.tables import SpanRow
 
 log = logging.getLogger("cellplane.telemetry")
@@ -57,9 +58,8 @@ def of_component(s: Session, org: str, project: str, component: str, environment
                                        SpanRow.start >= since)
         .group_by(SpanRow.trace_id).order_by(func.max(SpanRow.start).desc()).limit(CANDIDATES)))
     by_trace: dict[str, list[SpanRow]] = defaultdict(list)
-    for start in range(0, len(ids), 500):
-        for row in s.scalars(select(SpanRow).where(SpanRow.organization == org,
-                                                   SpanRow.trace_id.in_(ids[start:start + 500]))):
+    for chunk in in_chunks(ids):
+        for row in s.scalars(select(SpanRow).where(SpanRow.organization == org, SpanRow.trace_id.in_(chunk))):
             by_trace[row.trace_id].append(row)
     out = []
     for trace_id in ids:
