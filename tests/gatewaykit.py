@@ -235,7 +235,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class Harness:
     """A gateway and its upstream apps on a uvloop event loop in a background thread."""
 
-    def __init__(self, settings: GatewaySettings | None = None, failing_log: bool = False) -> None:
+    def __init__(self, settings: GatewaySettings | None = None, failing_log: bool = False, workers: int = 0) -> None:
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self.thread.start()
@@ -249,7 +249,9 @@ class Harness:
                 raise RuntimeError("the access log is broken")
 
         async def make() -> Gateway:
-            return Gateway(settings, access_log=access_log, span=self.spans.append)
+            gateway = Gateway(settings, access_log=access_log, span=self.spans.append, workers=workers)
+            await gateway.start()
+            return gateway
 
         self.gateway = self.run(make())
 
@@ -276,6 +278,7 @@ class Harness:
 
     def routes(self, *backends: Backend, grants: tuple[Grant, ...] = ()) -> None:
         self.call(self.gateway.update, RouteTable(backends, grants))
+        assert self.run(self.gateway.routed()), "a gateway worker did not confirm the route table"
 
     def close(self) -> None:
         self.run(self.gateway.close())

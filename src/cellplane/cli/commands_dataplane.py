@@ -92,6 +92,9 @@ def run(
     access_log_rate: float = typer.Option(200.0, "--access-log-rate", metavar="N", min=0,
                                           help="access-log lines sent to the control plane per second at most "
                                           "(bursts of 10 s worth; the local access.log keeps every line)"),
+    gateway_workers: int = typer.Option(None, "--gateway-workers", metavar="N", min=0, max=64,
+                                        help="gateway processes besides the agent's own, sharing its listeners "
+                                        "(default: one per further CPU core; 0: the agent serves alone)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)
@@ -110,7 +113,8 @@ def run(
         controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
         organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
         bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, metrics_interval=metrics_interval,
-        metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate)
+        metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate,
+        gateway_workers=gateway_workers)
     raise typer.Exit(run_agent(settings))
 
 

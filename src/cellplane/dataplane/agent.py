@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -81,6 +82,12 @@ class AgentSettings:
     metrics_interval: float = 10.0  # seconds per metrics window sent to the control plane
     metrics_port: int | None = 0  # the Prometheus endpoint on gateway_host (0: any free port; None: none)
     access_log_rate: float = 200.0  # access lines sent to the control plane per second at most (burst: 10 s worth)
+    gateway_workers: int | None = None  # gateway processes besides the agent's own (None: one per further core)
+
+
+def default_gateway_workers() -> int:
+    """One gateway process per core, the agent's own included (like nginx's ``worker_processes auto``)."""
+    return max(0, (os.cpu_count() or 1) - 1)
 
 
 def now_iso() -> str:
@@ -124,8 +131,10 @@ class Agent:
         self.started_runs = self.state.started_runs()
         self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
         self._access_bytes = self._access.tell()
+        workers = self.settings.gateway_workers
         self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret(),
-                               span=self._span)
+                               span=self._span, workers=default_gateway_workers() if workers is None else workers)
+        await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
         self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output,
@@ -569,6 +578,7 @@ class Agent:
                 await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
+            await self.gateway.routed()  # what this report calls ready is routed by every gateway process
             body = self._status_body()
             if body == sent and time.monotonic() - sent_at < HEARTBEAT:
                 continue  # nothing new, and the last report is recent enough
@@ -600,6 +610,8 @@ async def _main(settings: AgentSettings) -> int:
     # look at it again on every full collection the request path's allocations trigger.
     gc.freeze()
     metrics = f"; metrics: {agent.metrics_endpoint.url}" if agent.metrics_endpoint is not None else ""
+    if agent.gateway.workers is not None:
+        metrics += f"; gateway processes: {agent.gateway.workers.count + 1}"
     print(f"data plane '{settings.name}' running (data: {settings.data_dir}); gateways: "
           + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
                       for env, g in agent.network.report().items()) + metrics, file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ first bucket for a new trace.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from binascii import hexlify
 from collections.abc import Callable
@@ -53,10 +54,15 @@ class Listener:
         self._no_route = (spec.environment, "", "", "", "")
         self.external = spec.kind == "external"
 
-    async def open(self) -> int:
+    async def open(self, sock: socket.socket | None = None) -> int:
+        """Listen on the spec's host and port, or accept on ``sock``: the agent's listening socket, which a gateway
+        worker shares (the kernel hands each new connection to one of the processes accepting on it)."""
         loop = asyncio.get_running_loop()
-        self.server = server = await loop.create_server(lambda: ClientConnection(self), self.spec.host,
-                                                        self.spec.port, reuse_address=True, backlog=1024)
+        if sock is not None:
+            self.server = server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+        else:
+            self.server = server = await loop.create_server(lambda: ClientConnection(self), self.spec.host,
+                                                            self.spec.port, reuse_address=True, backlog=1024)
         self.port = server.sockets[0].getsockname()[1]
         return self.port
 

@@ -7,7 +7,8 @@ project/component/endpoint labels, so arbitrary paths cannot grow the series wit
 came through a project's cell listener, else empty.
 
 Two readers: ``prometheus``/``snapshot`` export the cumulative counters; ``delta`` gives what was added since its
-previous call (the agent's metrics windows) without touching them.
+previous call (the agent's metrics windows) without touching them. A gateway worker process reads its own with
+``take`` instead, and the agent ``add``s them to its own, so the agent's counters cover every process.
 
 The series of an endpoint that left the route table are forgotten (``routed``) once ``delta`` has read all they
 counted, so an agent that lives through many deploys does not keep every endpoint it ever served. Prometheus
@@ -131,6 +132,37 @@ class Metrics:
                 s.seen_sum = s.sum
         self._forget()
         return out
+
+    def take(self) -> list[tuple[Labels, int, list[int], int, float]]:
+        """What was counted since the previous call, per label set and status: (labels, status, NON-cumulative
+        buckets, count, sum). A gateway worker ships these to the agent's ``Metrics`` (``add``); it is this
+        instance's one reader, like ``delta``."""
+        self._windows = True
+        out = []
+        for labels, by_status in self._series.items():
+            for status, s in by_status.items():
+                if s.count == s.seen_count:
+                    continue
+                out.append((labels, status, [now - seen for now, seen in zip(s.buckets, s.seen_buckets, strict=True)],
+                            s.count - s.seen_count, s.sum - s.seen_sum))
+                s.seen_buckets = s.buckets.copy()
+                s.seen_count = s.count
+                s.seen_sum = s.sum
+        self._forget()
+        return out
+
+    def add(self, labels: Labels, status: int, buckets: list[int], count: int, seconds: float) -> None:
+        """Count what another process observed (``take`` there) as if observed here."""
+        by_status = self._series.get(labels)
+        if by_status is None:
+            by_status = self._series[labels] = {}
+        series = by_status.get(status)
+        if series is None:
+            series = by_status[status] = Series()
+        for i, n in enumerate(buckets):
+            series.buckets[i] += n
+        series.count += count
+        series.sum += seconds
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON: one entry per label set and status, with its histogram (cumulative)."""

@@ -9,9 +9,11 @@ The request path itself lives in ``client`` (client connections), ``listener`` (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import secrets
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from cellplane.gateway.router import RouteIndex
 from cellplane.gateway.routes import ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.tracing import TokenBucket
 from cellplane.gateway.upstream import UpstreamPool
+from cellplane.gateway.workers import Workers
 
 log = logging.getLogger("cellplane.gateway")
 
@@ -53,17 +56,25 @@ class Gateway:
     def __init__(self, settings: GatewaySettings | None = None,
                  access_log: Callable[[dict[str, Any]], None] | None = None,
                  token_secret: bytes | None = None,
-                 span: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 span: Callable[[dict[str, Any]], None] | None = None, workers: int = 0, share: int = 1) -> None:
         """``access_log`` gets one dict per answered request, ``span`` one per sampled routed request (a Span of
         the observability contract); either may be None (off). Both are called on the request path: keep them
-        cheap, and their exceptions are swallowed (reported once)."""
+        cheap, and their exceptions are swallowed (reported once).
+
+        ``workers``: processes to start (``start``) that serve the same listeners (``cellplane.gateway.workers``);
+        their requests reach ``access_log``, ``span`` and ``metrics`` here too. ``share``: of how many processes
+        this gateway is one (a worker's is); the trace sampling rates are divided among them."""
         self.settings = settings or GatewaySettings()
         self.access_log = access_log
         self.span = span
         self.metrics = Metrics()
-        self.trace_bucket = TokenBucket(self.settings.trace_rate, self.settings.trace_burst)
-        self.hop_bucket = TokenBucket(self.settings.hop_rate, self.settings.hop_burst)
-        self.tokens = TokenIssuer(token_secret or secrets.token_bytes(32), self.settings.token_ttl)
+        share = max(1, share, workers + 1)
+        s = self.settings
+        self.trace_bucket = TokenBucket(s.trace_rate / share, _burst_share(s.trace_burst, share))
+        self.hop_bucket = TokenBucket(s.hop_rate / share, _burst_share(s.hop_burst, share))
+        self._token_secret = token_secret or secrets.token_bytes(32)
+        self.tokens = TokenIssuer(self._token_secret, self.settings.token_ttl)
+        self.workers = Workers(self, workers, self._token_secret) if workers > 0 else None
         self._pools: dict[Upstream, UpstreamPool] = {}
         self.index = RouteIndex(RouteTable(), self._pool_of)
         self._listeners: dict[str, Listener] = {}
@@ -72,25 +83,35 @@ class Gateway:
         self._access_log_failures = 0
         self._span_failures = 0
 
+    async def start(self) -> None:
+        """Start the worker processes, if any (before the first listener, or any time)."""
+        if self.workers is not None:
+            await self.workers.start()
+
     # -- listeners ---------------------------------------------------------------------------------------------
 
-    async def ensure_listener(self, spec: ListenerSpec) -> int:
-        """Open the listener unless one with the same key is open; its port either way."""
+    async def ensure_listener(self, spec: ListenerSpec, sock: socket.socket | None = None) -> int:
+        """Open the listener unless one with the same key is open; its port either way. With ``sock`` (a worker's
+        copy of the agent's listening socket) accept on that instead of listening anew."""
         existing = self._listeners.get(spec.key)
         if existing is not None:
             return existing.port
         listener = Listener(self, spec)
-        port = await listener.open()
+        port = await listener.open(sock)
         raced = self._listeners.get(spec.key)
         if raced is not None:  # opened by a concurrent call meanwhile
             await listener.close()
             return raced.port
         self._listeners[spec.key] = listener
+        if self.workers is not None and listener.server is not None:
+            self.workers.listen(dataclasses.replace(spec, port=port), listener.server.sockets[0].fileno())
         return port
 
     async def close_listener(self, key: str) -> None:
         listener = self._listeners.pop(key, None)
         if listener is not None:
+            if self.workers is not None:
+                self.workers.close_listener(key)
             await listener.close()
 
     def listeners(self) -> dict[str, int]:
@@ -110,6 +131,12 @@ class Gateway:
                     del self._pools[upstream]  # a replica that reuses the port later starts afresh
         self.index = index
         self.metrics.routed({(b.environment, b.project, b.component, b.endpoint) for b in table.backends})
+        if self.workers is not None:
+            self.workers.update(table)
+
+    async def routed(self, timeout: float = 5.0) -> bool:
+        """Wait until every worker routes by the latest table (True), or ``timeout`` passed (False)."""
+        return True if self.workers is None else await self.workers.routed(timeout)
 
     def inflight(self, upstream: Upstream) -> int:
         """Requests currently proxied to ``upstream`` (an open WebSocket tunnel counts as one)."""
@@ -118,8 +145,17 @@ class Gateway:
 
     async def drain(self, upstreams: Iterable[Upstream], timeout: float = 30.0) -> bool:
         """Wait until no request is in flight on ``upstreams`` (True) or ``timeout`` passed (False); then close
-        their idle pooled connections. Rollouts call it after the upstreams left the route table."""
-        pools = [pool for u in set(upstreams) if (pool := self._pools.get(u)) is not None]
+        their idle pooled connections. Rollouts call it after the upstreams left the route table. With workers,
+        their requests count too."""
+        upstreams = set(upstreams)
+        if self.workers is not None:
+            here, there = await asyncio.gather(self._drain(upstreams, timeout),
+                                               self.workers.drain(list(upstreams), timeout))
+            return here and there
+        return await self._drain(upstreams, timeout)
+
+    async def _drain(self, upstreams: set[Upstream], timeout: float) -> bool:
+        pools = [pool for u in upstreams if (pool := self._pools.get(u)) is not None]
         waiting = [pool.drained() for pool in pools if pool.inflight]
         drained = True
         if waiting:
@@ -157,10 +193,38 @@ class Gateway:
             log.error("the gateway's span callback failed; requests go on, further failures are not reported",
                       exc_info=error)
 
+    def absorb(self, keys: tuple[str, ...] | None, entries: list[tuple[Any, ...]], spans: list[dict[str, Any]],
+               counts: list[tuple[Any, ...]]) -> None:
+        """What a worker's requests produced: counted, logged and traced as if answered here."""
+        for labels, status, buckets, count, seconds in counts:
+            self.metrics.add(labels, status, buckets, count, seconds)
+        access_log = self.access_log
+        if access_log is not None and keys is not None:
+            for values in entries:
+                try:
+                    access_log(dict(zip(keys, values, strict=True)))
+                except Exception as e:
+                    self.access_log_failed(e)
+        record = self.span
+        if record is not None:
+            for span in spans:
+                try:
+                    record(span)
+                except Exception as e:
+                    self.span_failed(e)
+
     async def close(self) -> None:
-        """Stop every listener (cutting open connections) and close the pooled upstream connections."""
+        """Stop every listener (cutting open connections) and close the pooled upstream connections; workers first
+        (their last requests are counted and logged here before this returns)."""
+        if self.workers is not None:
+            await self.workers.close()
         for key in list(self._listeners):
             await self.close_listener(key)
         for pool in self._pools.values():
             pool.live = False  # a connection still being opened is closed when it arrives
             pool.close_idle()
+
+
+def _burst_share(burst: float, share: int) -> float:
+    """A process's part of a burst: at least one token, unless the burst is none at all."""
+    return burst if share == 1 or burst <= 0 else max(1.0, burst / share)
