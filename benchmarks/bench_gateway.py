@@ -21,9 +21,9 @@ with the same 64 connections paced (each waits a random 0 to 2 x PACE_MS between
 ``delay``, so that the connections do not fall into step: about 64 / (PACE_MS + latency) requests per second, a
 fraction of what either can take), nginx too for reference, and with one connection.
 
-The details hold each run's parsed wrk numbers and the CPU seconds used during it by the proxy (the agent is one
-uvloop process; nginx has one worker per core), the upstream, the control plane (the agent's telemetry lands there)
-and by other programs on the machine: when those are busy, the figures say so.
+The details hold each run's parsed wrk numbers and the CPU seconds used during it by the proxy (the agent and its
+gateway workers, one uvloop process per core; nginx has one worker per core), the upstream, the control plane
+(the agent's telemetry lands there) and by other programs on the machine: when those are busy, the figures say so.
 """
 
 from __future__ import annotations
@@ -130,6 +130,18 @@ def _cpu_seconds(pids: list[int], tree: bool) -> float:
                     t = p.cpu_times()
                     total += t.user + t.system
     return total
+
+
+def _gateway_workers(agent_pid: int) -> list[int]:
+    """The agent's gateway worker processes (its children running ``cellplane.gateway.worker``)."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process(agent_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "cellplane.gateway.worker" in child.cmdline():
+                pids.append(child.pid)
+    return pids
 
 
 def _cpu_snapshot(groups: dict[str, Group]) -> dict[str, float]:
@@ -351,13 +363,14 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
     for url, headers in ((direct_url, None), (gateway_url, None), (internal_url, key), (nginx.url, None)):
         _check(url, headers)
 
-    # CPU time by process group: "proxy" is what sits between wrk and the upstream (the agent is one process;
-    # its descendants are the replicas, counted apart), "upstream" the replica, "controlPlane" what the agent's
-    # telemetry costs on the other side
+    # CPU time by process group: "proxy" is what sits between wrk and the upstream (the agent and its gateway
+    # workers; its other descendants are the replicas, counted apart), "upstream" the replica, "controlPlane" what
+    # the agent's telemetry costs on the other side
     base = {"upstream": ([setup["replicaPid"]], True), "controlPlane": ([setup["controlPlanePid"]], True)}
-    through_agent = {"proxy": ([agent_pid], False), **base}
+    gateway_pids = [agent_pid, *_gateway_workers(agent_pid)]
+    through_agent = {"proxy": (gateway_pids, False), **base}
     runs = {
-        "direct": wrk.measure(direct_url, {**base, "agent": ([agent_pid], False)}),
+        "direct": wrk.measure(direct_url, {**base, "agent": (gateway_pids, False)}),
         "gateway": wrk.measure(gateway_url, through_agent),
         "gatewayApiKey": wrk.measure(internal_url, through_agent, headers=key),
         "nginx": wrk.measure(nginx.url, {"proxy": ([nginx.process.pid], True), **base}),
