@@ -92,9 +92,9 @@ def run(
     access_log_rate: float = typer.Option(200.0, "--access-log-rate", metavar="N", min=0,
                                           help="access-log lines sent to the control plane per second at most "
                                           "(bursts of 10 s worth; the local access.log keeps every line)"),
-    gateway_workers: int = typer.Option(None, "--gateway-workers", metavar="N", min=0, max=64,
+    gateway_workers: int = typer.Option(0, "--gateway-workers", metavar="N", min=0, max=64,
                                         help="gateway processes besides the agent's own, sharing its listeners "
-                                        "(default: one per further CPU core; 0: the agent serves alone)"),
+                                        "(default 0: the agent serves alone; see docs/performance.md)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)

@@ -82,7 +82,9 @@ class AgentSettings:
     metrics_interval: float = 10.0  # seconds per metrics window sent to the control plane
     metrics_port: int | None = 0  # the Prometheus endpoint on gateway_host (0: any free port; None: none)
     access_log_rate: float = 200.0  # access lines sent to the control plane per second at most (burst: 10 s worth)
-    gateway_workers: int | None = None  # gateway processes besides the agent's own (None: one per further core)
+    # gateway processes besides the agent's own (None: one per further core). 0 by default: inside the agent they
+    # do not pay off yet (docs/performance.md, "What limits the figures")
+    gateway_workers: int | None = 0
 
 
 def default_gateway_workers() -> int:
