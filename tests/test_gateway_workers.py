@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,8 @@ import httpx
 import pytest
 
 from cellplane.gateway.auth import secret_digest
-from cellplane.gateway.routes import Grant
+from cellplane.gateway.routes import Grant, ListenerSpec
+from cellplane.gateway.server import Gateway, GatewaySettings
 from gatewaykit import Harness, backend
 
 CONNECTIONS = 24
@@ -173,3 +175,27 @@ def _alive(client: httpx.Client, base: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_a_listener_closed_while_the_worker_opens_it_ends_closed(h: Harness) -> None:
+    async def open_and_close() -> int:
+        port = await h.gateway.ensure_listener(ListenerSpec("external", "brief"))
+        await h.gateway.close_listener("external/brief")  # the worker may still be opening it
+        return port
+
+    port = h.run(open_and_close())
+    assert h.run(h.gateway.routed())  # the worker has read both messages (they came before this confirmation)
+    h.routes()
+    for _ in range(20):  # nobody accepts on the port any more: not the agent, not the worker
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        time.sleep(0.05)
+
+
+def test_sampling_rates_are_divided_among_the_processes() -> None:
+    settings = GatewaySettings(trace_rate=100, trace_burst=200, hop_rate=1000, hop_burst=0)
+    one_of_four = Gateway(settings, share=4)
+    assert (one_of_four.trace_bucket.rate, one_of_four.trace_bucket.burst) == (25, 50)
+    assert (one_of_four.hop_bucket.rate, one_of_four.hop_bucket.burst) == (250, 0)  # none stays none
+    alone = Gateway(settings)
+    assert (alone.trace_bucket.rate, alone.trace_bucket.burst) == (100, 200)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -82,14 +81,9 @@ class AgentSettings:
     metrics_interval: float = 10.0  # seconds per metrics window sent to the control plane
     metrics_port: int | None = 0  # the Prometheus endpoint on gateway_host (0: any free port; None: none)
     access_log_rate: float = 200.0  # access lines sent to the control plane per second at most (burst: 10 s worth)
-    # gateway processes besides the agent's own (None: one per further core). 0 by default: inside the agent they
-    # do not pay off yet (docs/performance.md, "What limits the figures")
-    gateway_workers: int | None = 0
-
-
-def default_gateway_workers() -> int:
-    """One gateway process per core, the agent's own included (like nginx's ``worker_processes auto``)."""
-    return max(0, (os.cpu_count() or 1) - 1)
+    # gateway processes besides the agent's own; 0 by default: inside the agent they do not pay off yet
+    # (docs/performance.md, "What limits the figures")
+    gateway_workers: int = 0
 
 
 def now_iso() -> str:
@@ -133,9 +127,8 @@ class Agent:
         self.started_runs = self.state.started_runs()
         self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
         self._access_bytes = self._access.tell()
-        workers = self.settings.gateway_workers
         self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret(),
-                               span=self._span, workers=default_gateway_workers() if workers is None else workers)
+                               span=self._span, workers=self.settings.gateway_workers)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)

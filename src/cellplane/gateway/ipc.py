@@ -24,6 +24,11 @@ def frame(message: tuple[Any, ...]) -> bytes:
     return HEADER.pack(len(data)) + data
 
 
+def load(data: bytes | bytearray) -> tuple[Any, ...]:
+    """The message of one frame's body."""
+    return pickle.loads(data)  # noqa: S301 - see the module's docstring
+
+
 class Decoder:
     """Frames (and the file descriptors that came with them, in order) out of a byte stream read in pieces."""
 
@@ -42,6 +47,6 @@ class Decoder:
             end = HEADER.size + size
             if len(buffer) < end:
                 break
-            out.append(pickle.loads(buffer[HEADER.size:end]))  # noqa: S301 - see the module's docstring
+            out.append(load(buffer[HEADER.size:end]))
             del buffer[:end]
         return out

@@ -92,13 +92,17 @@ class Metrics:
         """The label sets counted and not forgotten."""
         return list(self._series)
 
-    def observe(self, labels: Labels, status: int, seconds: float) -> None:
+    def _series_of(self, labels: Labels, status: int) -> Series:
         by_status = self._series.get(labels)
         if by_status is None:
             by_status = self._series[labels] = {}
         series = by_status.get(status)
         if series is None:
             series = by_status[status] = Series()
+        return series
+
+    def observe(self, labels: Labels, status: int, seconds: float) -> None:
+        series = self._series_of(labels, status)
         series.buckets[bisect_left(BUCKETS, seconds)] += 1
         series.count += 1
         series.sum += seconds
@@ -108,35 +112,25 @@ class Metrics:
 
         Meant for one reader (the agent's metrics windows); the cumulative counters are left as they are.
         """
-        self._windows = True
         out: dict[Labels, Window] = {}
-        for labels, by_status in self._series.items():
-            for status, s in by_status.items():
-                n = s.count - s.seen_count
-                if n == 0:
-                    continue
-                window = out.get(labels)
-                if window is None:
-                    window = out[labels] = Window()
-                window.requests += n
-                if status >= 500:
-                    window.errors += n
-                elif status >= 400:
-                    window.client_errors += n
-                window.duration_sum += s.sum - s.seen_sum
-                sums = window.buckets
-                for i, (now, seen) in enumerate(zip(s.buckets, s.seen_buckets, strict=True)):
-                    sums[i] += now - seen
-                s.seen_buckets = s.buckets.copy()
-                s.seen_count = s.count
-                s.seen_sum = s.sum
-        self._forget()
+        for labels, status, buckets, n, seconds in self.take():
+            window = out.get(labels)
+            if window is None:
+                window = out[labels] = Window()
+            window.requests += n
+            if status >= 500:
+                window.errors += n
+            elif status >= 400:
+                window.client_errors += n
+            window.duration_sum += seconds
+            sums = window.buckets
+            for i, added in enumerate(buckets):
+                sums[i] += added
         return out
 
     def take(self) -> list[tuple[Labels, int, list[int], int, float]]:
-        """What was counted since the previous call, per label set and status: (labels, status, NON-cumulative
-        buckets, count, sum). A gateway worker ships these to the agent's ``Metrics`` (``add``); it is this
-        instance's one reader, like ``delta``."""
+        """What was counted since the previous call (``delta`` or this), per label set and status: (labels, status,
+        NON-cumulative buckets, count, sum). A gateway worker ships these to the agent's ``Metrics`` (``add``)."""
         self._windows = True
         out = []
         for labels, by_status in self._series.items():
@@ -153,12 +147,7 @@ class Metrics:
 
     def add(self, labels: Labels, status: int, buckets: list[int], count: int, seconds: float) -> None:
         """Count what another process observed (``take`` there) as if observed here."""
-        by_status = self._series.get(labels)
-        if by_status is None:
-            by_status = self._series[labels] = {}
-        series = by_status.get(status)
-        if series is None:
-            series = by_status[status] = Series()
+        series = self._series_of(labels, status)
         for i, n in enumerate(buckets):
             series.buckets[i] += n
         series.count += count

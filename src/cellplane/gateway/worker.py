@@ -37,6 +37,7 @@ class Worker:
         self.flush_at: asyncio.TimerHandle | None = None
         self.stopped = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.listening: asyncio.Task[None] | None = None  # the last listener opened or closed
 
     # -- what the requests produce ----------------------------------------------------------------------------
 
@@ -92,9 +93,9 @@ class Worker:
         elif kind == "listen":
             spec: ListenerSpec = message[1]
             sock = socket.socket(fileno=self.decoder.fds.popleft())
-            self._spawn(self.gateway.ensure_listener(spec, sock=sock))
+            self._in_order(self.gateway.ensure_listener(spec, sock=sock))
         elif kind == "close":
-            self._spawn(self.gateway.close_listener(message[1]))
+            self._in_order(self.gateway.close_listener(message[1]))
         elif kind == "drain":
             self._spawn(self._drain(message[1], message[2], message[3]))
         elif kind == "stop":
@@ -105,10 +106,23 @@ class Worker:
         drained = await self.gateway.drain(upstreams, timeout)
         self.up.write(frame(("drained", drain_id, drained)))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _in_order(self, work: Any) -> None:
+        """Open and close listeners one after the other, as the agent did: a close never overtakes its open."""
+        previous = self.listening
+
+        async def after_previous() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await work
+
+        self.listening = self._spawn(after_previous())
 
     def _stop(self) -> None:
         if not self.stopped.done():

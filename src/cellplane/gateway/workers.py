@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import pickle
 import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cellplane.gateway.ipc import HEADER, frame
+from cellplane.gateway.ipc import HEADER, frame, load
 from cellplane.gateway.routes import ListenerSpec, RouteTable, Upstream
 
 if TYPE_CHECKING:
@@ -197,7 +196,7 @@ class Workers:
             self._gone(worker)
 
     def _handle(self, worker: WorkerProcess, data: bytes) -> None:
-        message = pickle.loads(data)  # noqa: S301 - our own child, over a private socket pair (see ipc)
+        message = load(data)
         kind = message[0]
         if kind == "batch":
             _, keys, entries, spans, counts = message
