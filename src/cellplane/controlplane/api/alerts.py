@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import Body, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,12 +13,13 @@ from cellplane.controlplane import deployments
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import alerts
 from cellplane.model import KINDS
 from cellplane.model.meta import DNS_LABEL
 
-router = APIRouter(tags=["alerts"])
+router = api_router(tags=["alerts"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
 RULE = ORG + "/alerts/{alert}"

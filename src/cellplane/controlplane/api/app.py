@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from cellplane import API_VERSION, __version__
 from cellplane.controlplane.api import (
@@ -28,6 +28,7 @@ from cellplane.controlplane.api import (
     telemetry,
     webhooks,
 )
+from cellplane.controlplane.api.routing import add_routes, api_router
 from cellplane.controlplane.api.selfmetrics import Measured, SelfMetrics
 from cellplane.controlplane.api.textguard import TextGuard
 from cellplane.controlplane.buildworker import BuildSettings, BuildWorkers
@@ -89,25 +90,15 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
     errors.install(app)
     app.add_middleware(TextGuard, stream_types=builds.ARCHIVE_TYPES)
 
-    api = APIRouter(prefix="/api/v1", responses=errors.ERROR_RESPONSES)
+    meta = api_router(tags=["meta"])
 
-    @api.get("/version", tags=["meta"], response_model=schemas.VersionInfo, response_model_exclude_unset=True)
+    @meta.get("/version", response_model=schemas.VersionInfo, response_model_exclude_unset=True)
     def version() -> dict[str, Any]:
         return {"version": __version__, "apiVersion": API_VERSION, "database": platform.store.backend}
 
-    api.include_router(resources.router)
-    api.include_router(imports.router)
-    api.include_router(config.router)
-    api.include_router(identity.router)
-    api.include_router(builds.router)
-    api.include_router(webhooks.router)
-    api.include_router(deployments.router)
-    api.include_router(releases.router)
-    api.include_router(dataplanes.router)
-    api.include_router(telemetry.router)
-    api.include_router(observe.router)
-    api.include_router(alerts.router)
-    app.include_router(api)
+    add_routes(app, [meta, resources.router, imports.router, config.router, identity.router, builds.router,
+                     webhooks.router, deployments.router, releases.router, dataplanes.router, telemetry.router,
+                     observe.router, alerts.router])
     app.add_route("/metrics", measured.endpoint, include_in_schema=False)
     app.add_middleware(Measured, metrics=measured)
 

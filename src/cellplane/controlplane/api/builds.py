@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,11 +21,12 @@ from cellplane.controlplane import blobs, builds
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError
 from cellplane.model.document import problems_from
 
-router = APIRouter(tags=["builds"])
+router = api_router(tags=["builds"])
 COMPONENT = "/organizations/{org}/projects/{project}/components/{component}"
 BUILD = "/organizations/{org}/builds/{build}"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
@@ -12,10 +12,11 @@ from cellplane.controlplane import deployments
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.model import KINDS
 
-router = APIRouter(tags=["config"])
+router = api_router(tags=["config"])
 BASE = "/organizations/{org}/projects/{project}/components/{component}/config"
 ENV = Query(None, max_length=63, description="environment; omit for a value used in every environment")
 

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from cellplane.controlplane import dataplanes, desired, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import logs
 from cellplane.errors import FieldProblem, InvalidError
@@ -28,7 +29,7 @@ from cellplane.model.meta import DNS_LABEL
 from cellplane.sealing import SealError, parse_public_key
 from cellplane.store.tables import ResourceRow
 
-router = APIRouter(tags=["data plane agent"])
+router = api_router(tags=["data plane agent"])
 DATAPLANE = "/organizations/{org}/dataplanes/{name}"
 MAX_MESSAGE = 4000
 WAKE_CHECK = 0.05  # seconds between two looks of a waiting long-poll at the platform's change counter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -13,12 +13,13 @@ from cellplane.controlplane import approvals, deployments, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ConflictError, FieldProblem, InvalidError
 from cellplane.model import KINDS
 from cellplane.model.component import TASK_TYPES
 
-router = APIRouter(tags=["deployments"])
+router = api_router(tags=["deployments"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
 RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a task run id (run_...)")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -13,12 +13,13 @@ from cellplane.controlplane import audit, config, identity
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
 from cellplane.model import KINDS
 from cellplane.store.tables import RoleBindingRow, TokenRow, UserRow, now
 
-router = APIRouter()
+router = api_router()
 
 
 class NewUser(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane import API_VERSION
@@ -12,12 +12,13 @@ from cellplane.choreo import import_choreo, import_directory
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.sources import checkout, subdirectory
 from cellplane.errors import CellplaneError
 from cellplane.model import parse_document
 
-router = APIRouter(tags=["components"])
+router = api_router(tags=["components"])
 
 
 class ImportSource(BaseModel):

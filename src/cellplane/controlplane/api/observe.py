@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from cellplane.controlplane import deployments, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import durations, graph, metrics, traces
@@ -27,7 +28,7 @@ from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoun
 from cellplane.model import KINDS
 from cellplane.store.tables import now
 
-router = APIRouter(tags=["observability"])
+router = api_router(tags=["observability"])
 ORG = "/organizations/{org}"
 PROJECT = ORG + "/projects/{project}"
 COMPONENT = PROJECT + "/components/{component}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import Body, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -14,12 +14,13 @@ from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import wake
 from cellplane.controlplane.api.deployments import name_query, outcome_view, outcome_words
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import FieldProblem, ForbiddenError, InvalidError
 from cellplane.model import KINDS
 from cellplane.store.tables import ReleaseRow
 
-router = APIRouter(tags=["releases"])
+router = api_router(tags=["releases"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
 PromoteBody = Annotated[schemas.documented(schemas.PromoteRequest), Body(description="from where to where")]

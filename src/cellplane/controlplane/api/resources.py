@@ -4,7 +4,7 @@
 # that kind (a local variable), which FastAPI could not resolve from a string.
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import Body, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -22,12 +22,13 @@ from cellplane.controlplane.api.deps import (
     require,
     require_superuser,
 )
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
 from cellplane.store.tables import ResourceRow
 
-router = APIRouter()
+router = api_router()
 APPLY_EXAMPLE = {"organization": "default", "documents": [
     {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "shop"}, "spec": {}}]}
 ApplyBody = Annotated[schemas.documented(schemas.ApplyRequest), Body(examples=[APPLY_EXAMPLE])]

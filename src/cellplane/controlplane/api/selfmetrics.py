@@ -36,8 +36,6 @@ class SelfMetrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-API_PREFIX = "/api/v1"
-
 
 class Measured:
     """ASGI middleware: counts and times every HTTP request by its route template (never its raw path, so
@@ -64,8 +62,6 @@ class Measured:
             await self.app(scope, receive, sending)
         finally:
             template = getattr(scope.get("route"), "path", None) or "unmatched"
-            if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX + "/"):
-                template = API_PREFIX + template  # the route of an included router lacks its prefix
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.duration.labels(method, template).observe(time.perf_counter() - started)

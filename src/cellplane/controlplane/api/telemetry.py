@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import AfterValidator, Field
 
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.dataplanes import DATAPLANE, Label, Recorded, Report, _body, _cut, _plane, kept
 from cellplane.controlplane.api.deps import Caller, NamePath, parse, platform
+from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal
 from cellplane.controlplane.telemetry import metrics, traces
 from cellplane.gateway.metrics import BUCKETS
 
-router = APIRouter(tags=["data plane agent"])
+router = api_router(tags=["data plane agent"])
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Hex16 = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 Consumer = Annotated[str, Field(max_length=127, pattern=r"^([a-z0-9-]+/[a-z0-9-]+)?$")]

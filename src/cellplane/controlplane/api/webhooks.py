@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 from sqlalchemy import select
 
 from cellplane.controlplane import builds
@@ -22,19 +22,20 @@ from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import settings, wake
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.routing import API_PREFIX, api_router
 from cellplane.controlplane.config import webhook_context
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, UnauthorizedError
 from cellplane.store.tables import WebhookSecretRow
 
-router = APIRouter(tags=["webhooks"])
+router = api_router(tags=["webhooks"])
 COMPONENT = "/organizations/{org}/projects/{project}/components/{component}/webhook"
 HOOK = "/hooks/git/{org}/{project}/{component}"
 WEBHOOK_ACTOR = Principal(user="webhook")
 
 
 def hook_path(org: str, project: str, component: str) -> str:
-    return "/api/v1" + HOOK.format(org=org, project=project, component=component)
+    return API_PREFIX + HOOK.format(org=org, project=project, component=component)
 
 
 def _secret_row(s: Any, org: str, project: str, component: str) -> WebhookSecretRow | None:
