@@ -349,6 +349,20 @@ def test_transaction_commits_on_success(store: Store) -> None:
         assert s.scalar(select(ResourceRow.name)) == "kept"
 
 
+def test_json_columns_keep_what_the_standard_library_would(store: Store) -> None:
+    # orjson encodes and decodes the JSON columns; what it cannot encode (integers beyond 64 bits) the standard
+    # library does, and keys that are not strings become strings, as json.dumps makes them.
+    spec = {"big": 2**70, "negative": -(2**65), "ratio": 0.1, "text": "héllo ✓", "none": None,
+            "nested": [{"a": [1, 2.5, True]}], 7: "seven"}
+    row = resource("jsonic")
+    row.spec = spec
+    with store.transaction() as s:
+        s.add(row)
+    with store.read() as s:
+        kept = s.scalar(select(ResourceRow.spec).where(ResourceRow.name == "jsonic"))
+    assert kept == {**{k: v for k, v in spec.items() if k != 7}, "7": "seven"}
+
+
 def test_transaction_rolls_back_on_exception(store: Store) -> None:
     with pytest.raises(RuntimeError, match="boom"), store.transaction() as s:
         s.add(resource("lost"))
