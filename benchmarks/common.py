@@ -71,3 +71,21 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_probe(rounds: int = 7) -> float:
+    """Milliseconds a fixed piece of pure Python takes on this machine now (the median of ``rounds``).
+
+    The same work every time, run while nothing else of the benchmark runs: it tells how fast the cores were
+    around a suite. On a shared virtual machine it varies by half and more from hour to hour, and every absolute
+    figure (latencies above all) with it; the ratios to references measured in the same run vary far less."""
+    import time
+
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)

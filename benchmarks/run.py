@@ -25,10 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, Figure, Suite
+from common import ROOT, Figure, Suite, cpu_probe
 
 SUITES = ("gateway", "deploy", "zero-downtime", "builds", "controlplane")
 DOC = ROOT / "docs" / "performance.md"
+# cpu_probe() on this machine at its fastest seen (2026-11-22): the probes of a run are read against it.
+QUIET_PROBE_MS = 46.0
 BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 
 
@@ -84,6 +86,10 @@ def _target(f: Figure) -> str:
 def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
     lines = [f"Measured {at} on {info['cpus']} cores (Python {info['python']}, {info['nginx']}, "
              f"{info['wrk']}, commit {info['commit']}).", "",
+             "How fast the cores were: a fixed pure-Python loop took "
+             + ", ".join(f"{s.details['cpuProbeMs']['before']:g}/{s.details['cpuProbeMs']['after']:g} ms "
+                         f"({s.name})" for s in suites if "cpuProbeMs" in s.details)
+             + f" before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms).", "",
              "| suite | figure | value | reference (same run) | target | met |",
              "| --- | --- | ---: | --- | --- | --- |"]
     for s in suites:
@@ -132,6 +138,7 @@ def main() -> int:
     results: list[Suite] = []
     for name in chosen:
         print(f"bench: {name} ...", flush=True)
+        probe = cpu_probe()
         started = time.monotonic()
         try:
             suite = _suite(name)(args)
@@ -139,6 +146,7 @@ def main() -> int:
             traceback.print_exc()
             suite = Suite(name, error=f"{type(e).__name__}: {e}")
         suite.details["seconds"] = round(time.monotonic() - started, 1)
+        suite.details["cpuProbeMs"] = {"before": probe, "after": cpu_probe()}
         results.append(suite)
         for f in suite.figures:
             print(f"  {f.name}: {_value(f)}" + (f"  (target {_target(f)}: {'met' if f.met else 'MISSED'})"
