@@ -261,14 +261,14 @@ class Samples:
 
 
 async def load(server: LiveServer, fleet: Fleet, clients: int, seconds: float, warmup: float = WARMUP_SECONDS,
-               requests: int | None = None, think: float = 0.0) -> Samples:
+               requests: int | None = None, think: float = 0.0, agent_pid: int | None = None) -> Samples:
     """``clients`` clients for ``seconds`` (or ``requests`` in all); latencies after the warm-up. Each client sends
     a request, waits for its answer, then pauses uniform(0, ``think``) seconds (none: a closed loop)."""
     samples = Samples()
     gc.collect()
     gc.freeze()  # what this process holds already stays out of its collector's full passes, which pause every client
     headers = {"Authorization": f"Bearer {server.admin_token}"}
-    cpu = _Cpu(server)
+    cpu = _Cpu(server, agent_pid)
     begin = time.monotonic()
     measure_from = begin + warmup
     end = measure_from + seconds
@@ -312,13 +312,15 @@ async def load(server: LiveServer, fleet: Fleet, clients: int, seconds: float, w
 
 
 class _Cpu:
-    """CPU used by the control plane's process and by this one (the clients), in % of one core, since creation."""
+    """CPU used by the control plane's process, by this one (the clients) and by an attached agent's, in % of one
+    core, since creation."""
 
-    def __init__(self, server: LiveServer) -> None:
-        self.server = psutil.Process(server.process.pid)
-        self.me = psutil.Process()
+    def __init__(self, server: LiveServer, agent_pid: int | None = None) -> None:
+        self.processes = {"controlPlane": psutil.Process(server.process.pid), "benchmarkProcess": psutil.Process()}
+        if agent_pid is not None:
+            self.processes["agent"] = psutil.Process(agent_pid)
         self.started = time.monotonic()
-        self.base = (self._used(self.server), self._used(self.me))
+        self.base = {name: self._used(p) for name, p in self.processes.items()}
 
     @staticmethod
     def _used(p: psutil.Process) -> float:
@@ -327,8 +329,7 @@ class _Cpu:
 
     def percent(self) -> dict[str, float]:
         wall = time.monotonic() - self.started
-        return {"controlPlane": round((self._used(self.server) - self.base[0]) / wall * 100, 1),
-                "benchmarkProcess": round((self._used(self.me) - self.base[1]) / wall * 100, 1)}
+        return {name: round((self._used(p) - self.base[name]) / wall * 100, 1) for name, p in self.processes.items()}
 
 
 def _load_report(samples: Samples, think: float = 0.0) -> dict[str, Any]:
@@ -360,7 +361,10 @@ def _api_figures(suite: Suite, paced: dict[str, Any], unpaced: dict[str, Any] | 
     suite.figures.append(Figure(
         f"{label}: p50", paced["p50Ms"], "ms",
         reference=f"{paced['requestsPerSecond']:g} req/s from clients pausing 0-{think * 1000:g} ms after each "
-                  f"answer; 70 % reads / 30 % writes; {paced['cpuMsPerRequest']} ms CPU per request"))
+                  f"answer; 70 % reads / 30 % writes; {paced['cpuMsPerRequest']} ms CPU per request"
+                  + "".join(f"; {who} {paced['cpuPercent'][key]:g} % of a core"
+                            for key, who in (("benchmarkProcess", "clients"), ("agent", "agent"))
+                            if key in paced["cpuPercent"])))
     suite.figures.append(Figure(f"{label}: p99", paced["p99Ms"], "ms", op="<=", target=P99_TARGET_MS,
                                 reference=f"{paced['requests']} requests in {paced['seconds']:g} s",
                                 note=f"{paced['non2xx']} non-2xx"))
@@ -509,8 +513,10 @@ async def reconcile_phase(server: LiveServer, fleet: Fleet, args: argparse.Names
                     if time.monotonic() > deadline:
                         raise BenchError(f"the restarted agent did not report within 60 s:\n{process.log()[-2000:]}")
                     await asyncio.sleep(0.5)
-            paced = _load_report(await load(server, fleet, args.clients, args.seconds, think=args.think), args.think)
-            unpaced = _load_report(await load(server, fleet, args.clients, args.seconds))
+            pid = process.process.pid
+            paced = _load_report(await load(server, fleet, args.clients, args.seconds, think=args.think,
+                                            agent_pid=pid), args.think)
+            unpaced = _load_report(await load(server, fleet, args.clients, args.seconds, agent_pid=pid))
         finally:
             await asyncio.to_thread(process.stop)
         suite.details["apiWithAgent"] = paced
