@@ -36,7 +36,6 @@ class SelfMetrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-
 class Measured:
     """ASGI middleware: counts and times every HTTP request by its route template (never its raw path, so
     names in paths cannot grow the series)."""
