@@ -25,12 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, Figure, Suite, cpu_probe
+from common import ROOT, Figure, Suite, cpu_probe, wake_probe
 
 SUITES = ("gateway", "deploy", "zero-downtime", "builds", "controlplane")
 DOC = ROOT / "docs" / "performance.md"
 # cpu_probe() on this machine at its fastest seen (2026-11-22): the probes of a run are read against it.
 QUIET_PROBE_MS = 46.0
+QUIET_WAKE_US = 35.0  # wake_probe(), likewise
 BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 
 
@@ -89,7 +90,11 @@ def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
              "How fast the cores were: a fixed pure-Python loop took "
              + ", ".join(f"{s.details['cpuProbeMs']['before']:g}/{s.details['cpuProbeMs']['after']:g} ms "
                          f"({s.name})" for s in suites if "cpuProbeMs" in s.details)
-             + f" before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms).", "",
+             + f" before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms). "
+             "A byte's round trip between two processes (two wake-ups) took "
+             + ", ".join(f"{s.details['wakeProbeUs']['before']:g}/{s.details['wakeProbeUs']['after']:g} µs "
+                         f"({s.name})" for s in suites if "wakeProbeUs" in s.details)
+             + f" (at its fastest: about {QUIET_WAKE_US:g} µs).", "",
              "| suite | figure | value | reference (same run) | target | met |",
              "| --- | --- | ---: | --- | --- | --- |"]
     for s in suites:
@@ -138,7 +143,7 @@ def main() -> int:
     results: list[Suite] = []
     for name in chosen:
         print(f"bench: {name} ...", flush=True)
-        probe = cpu_probe()
+        probe = cpu_probe(), wake_probe()
         started = time.monotonic()
         try:
             suite = _suite(name)(args)
@@ -146,7 +151,8 @@ def main() -> int:
             traceback.print_exc()
             suite = Suite(name, error=f"{type(e).__name__}: {e}")
         suite.details["seconds"] = round(time.monotonic() - started, 1)
-        suite.details["cpuProbeMs"] = {"before": probe, "after": cpu_probe()}
+        suite.details["cpuProbeMs"] = {"before": probe[0], "after": cpu_probe()}
+        suite.details["wakeProbeUs"] = {"before": probe[1], "after": wake_probe()}
         results.append(suite)
         for f in suite.figures:
             print(f"  {f.name}: {_value(f)}" + (f"  (target {_target(f)}: {'met' if f.met else 'MISSED'})"
