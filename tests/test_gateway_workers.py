@@ -152,6 +152,21 @@ def test_a_worker_that_dies_is_replaced_and_close_stops_it_with_its_last_request
         os.kill(second, 0)
 
 
+def test_a_worker_leaves_sigint_and_sigterm_to_the_agent(h: Harness) -> None:
+    # A terminal's Ctrl-C reaches the whole process group: the agent stops its workers itself, after their
+    # last requests are reported, so a worker must not stop on its own first.
+    app = h.app("a")
+    h.routes(backend("shop", "api", app))
+    base = h.listen("external")
+    pid = h.gateway.workers.pids()[0]
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.3)
+    assert h.gateway.workers.pids() == [pid]
+    responses = _served_by_worker(h, f"{base}/shop/api/v1/")
+    assert {r.status_code for r in responses} == {200}
+
+
 def test_closing_a_listener_closes_it_in_the_worker_too(h: Harness) -> None:
     app = h.app("a")
     h.routes(backend("shop", "api", app))
