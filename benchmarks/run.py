@@ -84,17 +84,19 @@ def _target(f: Figure) -> str:
     return f"{f.op} {f.target:g} {f.unit}".strip()
 
 
+def _probes(suites: list[Suite], key: str, unit: str) -> str:
+    """A probe's before/after figures of every suite that has them."""
+    return ", ".join(f"{s.details[key]['before']:g}/{s.details[key]['after']:g} {unit} ({s.name})"
+                     for s in suites if key in s.details)
+
+
 def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
     lines = [f"Measured {at} on {info['cpus']} cores (Python {info['python']}, {info['nginx']}, "
              f"{info['wrk']}, commit {info['commit']}).", "",
-             "How fast the cores were: a fixed pure-Python loop took "
-             + ", ".join(f"{s.details['cpuProbeMs']['before']:g}/{s.details['cpuProbeMs']['after']:g} ms "
-                         f"({s.name})" for s in suites if "cpuProbeMs" in s.details)
-             + f" before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms). "
-             "A byte's round trip between two processes (two wake-ups) took "
-             + ", ".join(f"{s.details['wakeProbeUs']['before']:g}/{s.details['wakeProbeUs']['after']:g} µs "
-                         f"({s.name})" for s in suites if "wakeProbeUs" in s.details)
-             + f" (at its fastest: about {QUIET_WAKE_US:g} µs).", "",
+             f"How fast the cores were: a fixed pure-Python loop took {_probes(suites, 'cpuProbeMs', 'ms')} "
+             f"before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms). "
+             f"A byte's round trip between two processes (two wake-ups) took {_probes(suites, 'wakeProbeUs', 'µs')} "
+             f"(at its fastest: about {QUIET_WAKE_US:g} µs).", "",
              "| suite | figure | value | reference (same run) | target | met |",
              "| --- | --- | ---: | --- | --- | --- |"]
     for s in suites:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -139,44 +141,48 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         store.dispose()
 
 
+@contextmanager
+def _lock_held(store: Store, name: str) -> Iterator[tuple[threading.Event, list[BaseException]]]:
+    """A writer in another thread that adds ``name`` and holds SQLite's write lock until the event yielded is set
+    (at the latest when the block ends), then commits; what it raised goes into the list yielded."""
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with store.transaction() as s:
+                s.add(resource(name))
+                s.flush()
+                holding.set()
+                assert release.wait(10)
+        except BaseException as e:
+            errors.append(e)
+            holding.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        yield release, errors
+    finally:
+        release.set()
+        thread.join(30)
+
+
 def test_sqlite_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     store.migrate()
-    first_holds_lock = threading.Event()
-    errors: list[BaseException] = []
-    waited: list[float] = []
     hold = 0.7
-
-    def first() -> None:
-        try:
-            with store.transaction() as s:
-                s.add(resource("one"))
-                s.flush()
-                first_holds_lock.set()
-                time.sleep(hold)
-        except BaseException as e:
-            errors.append(e)
-            first_holds_lock.set()
-
-    def second() -> None:
-        try:
-            assert first_holds_lock.wait(10)
+    try:
+        with _lock_held(store, "one") as (release, errors):
+            threading.Timer(hold, release.set).start()
             started = time.monotonic()
             with store.transaction() as s:
                 s.add(resource("two"))
                 s.flush()
-            waited.append(time.monotonic() - started)
-        except BaseException as e:
-            errors.append(e)
-
-    try:
-        threads = [threading.Thread(target=first), threading.Thread(target=second)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+            waited = time.monotonic() - started
         assert errors == []
-        assert waited and waited[0] >= hold / 2, "the second writer did not wait for the first"
+        assert waited >= hold / 2, "the second writer did not wait for the first"
         with store.transaction() as s:
             assert sorted(s.scalars(select(ResourceRow.name))) == ["one", "two"]
     finally:
@@ -220,31 +226,13 @@ def test_sqlite_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     store.migrate()
     with store.transaction() as s:
         s.add(resource("committed"))
-    writing, done = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            with store.transaction() as s:
-                s.add(resource("uncommitted"))
-                s.flush()
-                writing.set()
-                assert done.wait(10)
-        except BaseException as e:
-            errors.append(e)
-            writing.set()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
     try:
-        assert writing.wait(10)
-        started = time.monotonic()
-        with store.read() as s:
-            assert list(s.scalars(select(ResourceRow.name))) == ["committed"]
-        assert time.monotonic() - started < 1.0, "the reader waited for the writer"
+        with _lock_held(store, "uncommitted") as (_, errors):
+            started = time.monotonic()
+            with store.read() as s:
+                assert list(s.scalars(select(ResourceRow.name))) == ["committed"]
+            assert time.monotonic() - started < 1.0, "the reader waited for the writer"
     finally:
-        done.set()
-        thread.join(30)
         store.dispose()
     assert errors == []
 
