@@ -224,6 +224,41 @@ def test_nul_in_a_name_is_rejected(place: dict[str, Path]) -> None:
     assert_rejected(place, [(info, data)], "NUL")
 
 
+LONG_PATH = "/".join(["d" * 200] * 16)  # 3215 bytes, each component well under 255
+
+
+@pytest.mark.parametrize(("members", "fragment"), [
+    pytest.param([reg("a" * 256)], "with a component of 256 bytes (at most 255)", id="long-name"),
+    pytest.param([reg("é" * 128)], "with a component of 256 bytes", id="long-name-in-utf-8-bytes"),
+    pytest.param([directory("d" * 300 + "/")], "with a component of 300 bytes", id="long-directory-name"),
+    pytest.param([reg(f"src/{'b' * 300}/x")], "with a component of 300 bytes", id="long-name-inside-a-path"),
+    pytest.param([reg(LONG_PATH)], "has a path of 3215 bytes (at most 3072)", id="long-path"),
+    pytest.param([reg("/".join(["d" * 200] * 25))], "has a path of 5024 bytes", id="path-over-linux-path-max"),
+    pytest.param([sym("s", "x" * 256)], "'s' has a link target with a component of 256 bytes", id="symlink-name"),
+    pytest.param([sym("s", "x" * 5000)], "'s' has a link target with a component of 5000", id="symlink-huge"),
+    pytest.param([sym("s", LONG_PATH)], "'s' has a link target of 3215 bytes", id="symlink-long-path"),
+    pytest.param([reg("f"), hard("h", "./" * 1600 + "f")], "'h' has a link target of 3201 bytes", id="hardlink"),
+])
+def test_names_the_file_system_would_refuse_are_rejected(place: dict[str, Path], members: list,
+                                                          fragment: str) -> None:
+    assert_rejected(place, members, fragment)
+
+
+def test_a_long_name_is_cut_in_the_error(place: dict[str, Path]) -> None:
+    with pytest.raises(InvalidError) as caught:
+        unpack(make_tgz(place["archive"], [reg("n" * 100_000)]), place["dest"])
+    message = caught.value.message
+    assert message.startswith("archive member '" + "n" * 80 + "'... (100000 characters) has a")
+    assert len(message) < 200 and len(caught.value.details[0].problem) < 200
+
+
+def test_names_and_paths_at_the_limits_unpack(place: dict[str, Path]) -> None:
+    longest = "/".join(["d" * 255] * 11 + ["e" * 254, "f"])  # 3072 bytes, components of 255 at most
+    assert len(longest) == 3072
+    assert unpack(make_tgz(place["archive"], [reg(longest), sym("s", longest)]), place["dest"]) == 1
+    assert (place["dest"] / longest).read_bytes() == b"x" and (place["dest"] / "s").read_bytes() == b"x"
+
+
 def test_rejection_leaves_an_existing_empty_dest_empty(place: dict[str, Path]) -> None:
     place["dest"].mkdir()
     archive = make_tgz(place["archive"], [reg("good.txt"), reg("../evil")])

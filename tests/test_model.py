@@ -462,6 +462,54 @@ def test_every_bad_label_is_named() -> None:
     assert "'fine'" not in problem["metadata.labels"]
 
 
+@pytest.mark.parametrize("key", ["n" * 63, "example.com/" + "n" * 63, "p" * 253 + "/n", "a-b.c/X_y.Z-9"],
+                         ids=["name-63", "prefixed-name-63", "prefix-253", "every-character"])
+def test_label_keys_have_kubernetes_lengths(key: str) -> None:
+    assert parse_document(raw("Project", "p", labels={key: "v"})).metadata.labels == {key: "v"}
+
+
+@pytest.mark.parametrize("key", ["n" * 64, "example.com/" + "n" * 64, "p" * 254 + "/n", "Example.com/n", "a_b/n"],
+                         ids=["name-64", "prefixed-name-64", "prefix-254", "upper-case-prefix", "underscore-in-prefix"])
+def test_a_label_key_with_a_name_over_63_or_a_prefix_over_253_is_refused(key: str) -> None:
+    problem = problems(raw("Project", "p", labels={key: "v"}))
+    assert set(problem) == {"metadata.labels"} and "at most 63" in problem["metadata.labels"]
+
+
+KiB = 1024
+
+
+def test_annotations_may_take_256_kib_in_total_and_no_more() -> None:
+    at_the_limit = {"a": "x" * (256 * KiB - 2), "b": ""}  # keys and values: 1 + (256 KiB - 2) + 1 + 0 bytes
+    assert parse_document(raw("Project", "p", annotations=at_the_limit)).metadata.annotations == at_the_limit
+    over = {**at_the_limit, "b": "y"}
+    assert problems(raw("Project", "p", annotations=over)) == {"metadata.annotations": (
+        f"annotations take {256 * KiB + 1} bytes (keys and values, UTF-8); at most {256 * KiB} (256 KiB) in total")}
+
+
+def test_annotations_are_counted_in_utf_8_bytes() -> None:
+    assert set(problems(raw("Project", "p", annotations={"a": "é" * (128 * KiB)}))) == {"metadata.annotations"}
+
+
+def test_a_hundred_thousand_annotations_are_refused_in_every_kind() -> None:
+    many = {f"note-{i}": "v" * 100 for i in range(100_000)}  # 11 MB, as the report stored
+    for kind in KINDS:
+        document = raw(kind, "x", annotations=many, **({"project": "shop"} if kind == "Component" else {}))
+        assert set(problems(document)) == {"metadata.annotations"}, kind
+
+
+def test_labels_are_bounded_in_total_too() -> None:
+    labels = {f"{'p' * 250}{i:03d}/{'n' * 63}": "v" * 63 for i in range(700)}  # 700 valid labels of 380 bytes
+    problem = problems(raw("Project", "p", labels=labels))["metadata.labels"]
+    assert problem.startswith("labels take 266000 bytes")
+
+
+def test_a_thousand_bad_labels_are_named_ten_at_a_time_and_cut() -> None:
+    problem = problems(raw("Project", "p", labels={f"bad key {i} " + "k" * 200: "v" for i in range(1000)}))
+    message = problem["metadata.labels"]
+    assert message.count("is not valid") == 10 and message.endswith("and 990 more")
+    assert "'bad key 0 " + "k" * 70 + "'... (210 characters)" in message and len(message) < 10 * 300
+
+
 def test_labels_and_annotations_must_be_string_maps() -> None:
     assert set(problems(raw("Project", "p", labels={"a": 1}))) == {"metadata.labels.a"}
     assert set(problems(raw("Project", "p", annotations=["a"]))) == {"metadata.annotations"}

@@ -402,3 +402,120 @@ def test_a_binding_cannot_be_granted_beyond_ones_scope(world: World) -> None:
     r = world.clients[("admin", "organization")].post("/organizations/default/rolebindings",
                                                       json={"user": world.bystander, "role": "admin"})
     assert r.status_code == 403
+
+
+# -- reads of telemetry and builds: as far as the binding reaches (docs/security.md, "Roles and scopes") ------------
+#
+# Telemetry is recorded in one environment: an environment-scoped binding reads its own environment's only.
+# Builds and artifacts belong to a project and to no environment: a project binding reads its project's, an
+# environment-scoped binding none. This world has no data plane, so telemetry reads answer empty pages; an
+# artifact that was never built is not found once the permission check is passed.
+
+COMPONENT_PATH = f"{COMPONENTS}/{COMPONENT}"
+OTHER_COMPONENT_PATH = f"/organizations/{ORG}/projects/{OTHER_PROJECT}/components/{COMPONENT}"
+NO_ARTIFACT = "sha256:" + "0" * 64
+
+READS: dict[str, str] = {
+    "logs in that env": "logs:get",  # alpha/api in staging
+    "logs in another env": "logs:get",  # alpha/api in production
+    "access logs in another env": "logs:get",
+    "metrics in another env": "metrics:get",
+    "cell graph in another env": "metrics:get",
+    "traces in another env": "traces:get",
+    "list builds": "builds:list",  # of alpha/api
+    "get a build": "builds:get",
+    "read a build's log": "builds:get",
+    "get a build of another project": "builds:get",  # of beta/api
+    "read another project's build log": "builds:get",
+    "download an artifact": "artifacts:get",  # of alpha
+    "download another project's artifact": "artifacts:get",  # of beta
+}
+READS_PAST_THE_CHECK: dict[str, str] = {
+    "download an artifact": "not-found",
+    "download another project's artifact": "not-found",
+}
+
+#                                   logs  logs  acc.  metr. graph trac. list  get   build get   other  art.  other
+#                                   env   other other other other other builds build log   other log    art.
+READS_EXPECTED: dict[tuple[str, str], str] = {
+    ("viewer", "organization"):    " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("viewer", "project"):         " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
+    ("viewer", "environment"):     " Y     .     .     .     .     .     .     .     .     .     .      .     .",
+    ("developer", "organization"): " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("developer", "project"):      " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
+    ("developer", "environment"):  " Y     .     .     .     .     .     .     .     .     .     .      .     .",
+    ("admin", "organization"):     " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("admin", "project"):          " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
+    ("admin", "environment"):      " Y     .     .     .     .     .     .     .     .     .     .      .     .",
+}
+
+
+def reads_expected(role: str, scope: str, action: str) -> bool:
+    row = READS_EXPECTED[(role, scope)].split()
+    assert len(row) == len(READS), f"row {role}/{scope} has {len(row)} columns"
+    return row[list(READS).index(action)] == "Y"
+
+
+@pytest.fixture(scope="module")
+def builds_of(world: World) -> dict[str, str]:
+    """A build of api in each project (an uploaded directory; whether it builds does not matter), by project."""
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        page = b"<h1>hello</h1>\n"
+        info = tarfile.TarInfo("index.html")
+        info.size = len(page)
+        tar.addfile(info, io.BytesIO(page))
+    out = {}
+    for project in (PROJECT, OTHER_PROJECT):
+        r = world.admin.post(f"/organizations/{ORG}/projects/{project}/components/{COMPONENT}/builds",
+                             content=data.getvalue(), headers={"Content-Type": "application/gzip"})
+        assert r.status_code == 201, r.text
+        out[project] = r.json()["id"]
+    return out
+
+
+READ: dict[str, Callable[[httpx.Client, dict[str, str]], httpx.Response]] = {
+    "logs in that env": lambda c, b: c.get(f"{COMPONENT_PATH}/logs", params={"environment": ENV}),
+    "logs in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/logs", params={"environment": OTHER_ENV}),
+    "access logs in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/access-logs",
+                                                     params={"environment": OTHER_ENV}),
+    "metrics in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/metrics", params={"environment": OTHER_ENV}),
+    "cell graph in another env": lambda c, b: c.get(f"/organizations/{ORG}/projects/{PROJECT}/graph",
+                                                    params={"environment": OTHER_ENV}),
+    "traces in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/traces", params={"environment": OTHER_ENV}),
+    "list builds": lambda c, b: c.get(f"{COMPONENT_PATH}/builds"),
+    "get a build": lambda c, b: c.get(f"/organizations/{ORG}/builds/{b[PROJECT]}"),
+    "read a build's log": lambda c, b: c.get(f"/organizations/{ORG}/builds/{b[PROJECT]}/logs"),
+    "get a build of another project": lambda c, b: c.get(f"/organizations/{ORG}/builds/{b[OTHER_PROJECT]}"),
+    "read another project's build log": lambda c, b: c.get(f"/organizations/{ORG}/builds/{b[OTHER_PROJECT]}/logs"),
+    "download an artifact": lambda c, b: c.get(f"/organizations/{ORG}/projects/{PROJECT}/artifacts/{NO_ARTIFACT}"),
+    "download another project's artifact": lambda c, b: c.get(
+        f"/organizations/{ORG}/projects/{OTHER_PROJECT}/artifacts/{NO_ARTIFACT}"),
+}
+assert set(READ) == set(READS)
+
+
+def test_the_table_of_reads_is_complete() -> None:
+    assert set(READS_EXPECTED) == {(r, s) for r in ("viewer", "developer", "admin") for s in SCOPES}
+    for role, scope in READS_EXPECTED:
+        reads_expected(role, scope, "list builds")  # checks the column count
+
+
+@pytest.mark.parametrize("action", list(READS))
+@pytest.mark.parametrize(("role", "scope"), list(READS_EXPECTED))
+def test_reads_of_telemetry_and_builds(world: World, builds_of: dict[str, str], role: str, scope: str,
+                                       action: str) -> None:
+    r = READ[action](world.clients[(role, scope)], builds_of)
+    if reads_expected(role, scope, action) and action in READS_PAST_THE_CHECK:
+        assert r.status_code != 403 and r.json()["error"]["code"] == READS_PAST_THE_CHECK[action], \
+            f"{role} on {scope} should be able to read {action}: {r.status_code} {r.text}"
+    elif reads_expected(role, scope, action):
+        assert 200 <= r.status_code < 300, f"{role} on {scope} should read {action}: {r.status_code} {r.text}"
+    else:
+        assert r.status_code == 403, f"{role} on {scope} should not read {action}: {r.status_code} {r.text}"
+        error = r.json()["error"]
+        assert error["code"] == "forbidden"
+        assert READS[action] in error["message"], error["message"]

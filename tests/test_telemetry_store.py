@@ -128,19 +128,19 @@ def test_a_trace_is_a_tree_of_its_spans(store: Store) -> None:
             {**span(trace, "5" * 16, "9" * 16, t0 + timedelta(milliseconds=4), "f", 1.0), "consumer": "p/b"},
         ])
     with store.transaction() as s:
-        got = traces.one(s, "o", trace, lambda project: True)
+        got = traces.one(s, "o", trace, lambda project, environment: True)
         assert got is not None
         assert [(x["component"], x["depth"], x["offsetMs"], x["parentInferred"]) for x in got["spans"]] == [
             ("a", 0, 0.0, False), ("b", 1, 2.0, False), ("e", 2, 3.0, False), ("f", 2, 4.0, True),
             ("d", 1, 8.0, False)]
-        assert traces.one(s, "o", "cccccccc", lambda project: True)["traceId"] == trace  # a prefix will do
+        assert traces.one(s, "o", "cccccccc", lambda project, environment: True)["traceId"] == trace  # a prefix will do
         assert (got["durationMs"], got["root"], got["error"], got["status"]) == (20.0, "p/a", True, 200)
-        assert traces.one(s, "o", trace, lambda project: False) is None
+        assert traces.one(s, "o", trace, lambda project, environment: False) is None
         listed = traces.of_component(s, "o", "p", "e", "dev", t0 - timedelta(minutes=1), 15.0, True, 10,
-                                     lambda project: True)
+                                     lambda project, environment: True)
         assert [x["traceId"] for x in listed] == [trace]
         assert traces.of_component(s, "o", "p", "e", "dev", t0 - timedelta(minutes=1), 25.0, False, 10,
-                                   lambda project: True) == []
+                                   lambda project, environment: True) == []
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("10m", 600), ("1h30m", 5400), ("2d", 172800),

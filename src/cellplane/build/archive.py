@@ -40,6 +40,12 @@ _MAX_LINK_HOPS = 40  # as the Linux kernel: more symlinks than this in one resol
 # Bytes the tar stream may hold besides its members' data: headers, padding, pax records and read-ahead.
 _METADATA_SLACK = 1 * MiB
 _METADATA_PER_MEMBER = 8 * 1024
+# Bytes of one path component: Linux's and macOS's NAME_MAX. Longer, and creating the file fails (ENAMETOOLONG).
+NAME_MAX = 255
+# Bytes of a member's path or link target: Linux's PATH_MAX (4096) less 1024 left for the directory the tree is
+# unpacked in (here, in a build, on a data plane), so that no path handed to the kernel is too long for it.
+PATH_MAX = 3072
+_SHOWN = 80  # characters of a member's name (or link target) an error message quotes
 
 
 # --------------------------------------------------------------------------------------------- pack
@@ -166,8 +172,29 @@ def _invalid(message: str, problem: str | None = None) -> InvalidError:
     return InvalidError(message, [FieldProblem("archive", problem or message)])
 
 
+def _shown(name: str) -> str:
+    """``name`` quoted for a message; a long one is cut (an error names the member, not kilobytes of it)."""
+    if len(name) <= _SHOWN:
+        return repr(name)
+    return f"{name[:_SHOWN]!r}... ({len(name)} characters)"
+
+
 def _member_error(name: str, problem: str) -> InvalidError:
-    return _invalid(f"archive member {name!r} {problem}", f"member {name!r} {problem}")
+    return _invalid(f"archive member {_shown(name)} {problem}", f"member {_shown(name)} {problem}")
+
+
+def _check_length(name: str, path: str, what: str) -> None:
+    """Refuse a path (a member's name, or a link's target) the file system would refuse with ENAMETOOLONG: a
+    component over ``NAME_MAX`` bytes, or the whole over ``PATH_MAX``; counted in the bytes it is written as."""
+    try:
+        size = len(os.fsencode(path))
+        longest = max((len(os.fsencode(part)) for part in path.split("/")), default=0)
+    except UnicodeEncodeError:
+        raise _member_error(name, f"has {what} that is not valid text") from None
+    if longest > NAME_MAX:
+        raise _member_error(name, f"has {what} with a component of {longest} bytes (at most {NAME_MAX})")
+    if size > PATH_MAX:
+        raise _member_error(name, f"has {what} of {size} bytes (at most {PATH_MAX})")
 
 
 @dataclass(frozen=True)
@@ -230,7 +257,8 @@ class _TreeModel:
             if not member.linkname or "\x00" in member.linkname:
                 raise _member_error(member.name, "is a symlink without a valid target")
             if member.linkname.startswith("/"):
-                raise _member_error(member.name, f"is a symlink to the absolute path {member.linkname!r}")
+                raise _member_error(member.name, f"is a symlink to the absolute path {_shown(member.linkname)}")
+            _check_length(member.name, member.linkname, "a link target")
             return _Entry("symlink", member.linkname)
         if kind == "hardlink":
             return _Entry("hardlink", self._hardlink_target(member))
@@ -240,11 +268,12 @@ class _TreeModel:
         """A hard link must point at a regular file that an earlier member created."""
         target = member.linkname
         if not target or "\x00" in target or target.startswith("/") or ".." in target.split("/"):
-            raise _member_error(member.name, f"is a hard link to {target!r}, outside the upload's tree")
+            raise _member_error(member.name, f"is a hard link to {_shown(target)}, outside the upload's tree")
+        _check_length(member.name, target, "a link target")
         key = "/".join(p for p in target.split("/") if p not in ("", "."))
         entry = self.entries.get(key)
         if entry is None or entry.kind not in ("file", "hardlink"):
-            raise _member_error(member.name, f"is a hard link to {target!r}, which is not an earlier file")
+            raise _member_error(member.name, f"is a hard link to {_shown(target)}, which is not an earlier file")
         return entry.link if entry.kind == "hardlink" else key
 
     def check_symlinks(self) -> None:
@@ -255,9 +284,9 @@ class _TreeModel:
             try:
                 resolved = _resolve(parent, target, links, [0])
             except _SymlinkLoop:
-                raise _member_error(key, f"is a symlink to {target!r}, which loops") from None
+                raise _member_error(key, f"is a symlink to {_shown(target)}, which loops") from None
             if resolved is None:
-                raise _member_error(key, f"is a symlink to {target!r}, which leaves the upload's tree")
+                raise _member_error(key, f"is a symlink to {_shown(target)}, which leaves the upload's tree")
 
     def files(self) -> int:
         return sum(1 for e in self.entries.values() if e.kind in ("file", "hardlink"))
@@ -273,6 +302,7 @@ def _member_parts(member: tarfile.TarInfo) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise _member_error(name, "leaves the upload's tree")
+    _check_length(name, name, "a path")
     return parts
 
 
@@ -421,9 +451,10 @@ def unpack(archive: Path, dest: Path, limits: UploadLimits = UploadLimits()) -> 
     """Unpack the untrusted .tar.gz ``archive`` into ``dest``; return the number of files written.
 
     ``dest`` must be a new or empty directory. Every member is validated before anything is
-    written; a bad archive raises :class:`InvalidError` (field ``archive``) naming the member, and
-    leaves ``dest`` as it was. Files are regular files and hard links (symlinks and directories
-    are created but not counted).
+    written; a bad archive raises :class:`InvalidError` (field ``archive``) naming the member (its
+    first ``_SHOWN`` characters), and leaves ``dest`` as it was. Names and link targets are at most
+    ``PATH_MAX`` bytes, each component at most ``NAME_MAX``. Files are regular files and hard links
+    (symlinks and directories are created but not counted).
     """
     archive, dest = Path(archive), Path(dest)
     _check_dest(dest)

@@ -6,6 +6,10 @@ one project or one environment of that organization. A binding applies to a targ
 at the same place or above it; an environment-scoped binding also lets its holder get and list
 the organization's resources (the projects it works in: one cannot deploy what one cannot see),
 but reads configuration (``config:read``) only in its own environment, and never the audit log.
+
+Telemetry and build output are narrower still (``ENVIRONMENT_BOUND``): an environment-scoped binding reads
+logs, access lines, metrics and traces of its own environment only, and no build, build log or artifact at
+all, since those belong to a project and to no environment.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 ROLE_NAMES = tuple(ROLES)
 READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
+# Resources an environment-scoped binding never reads outside its environment. Logs (and access lines), metrics
+# and traces are recorded in one environment: another's are not its holder's to read. Builds and artifacts (a
+# project's source code and how it was built) are in no environment (their targets name none): such a binding
+# never reads them; it deploys a build it is given, or the latest, without reading the build itself.
+ENVIRONMENT_BOUND = ("logs", "metrics", "traces", "builds", "artifacts")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class Binding:
         if self.project and self.project != target.project:
             return False
         if self.environment and self.environment != target.environment:
-            return permission.rsplit(":", 1)[-1] in READ_VERBS
+            resource, _, verb = permission.rpartition(":")
+            return verb in READ_VERBS and resource not in ENVIRONMENT_BOUND
         return True
 
 

@@ -35,20 +35,61 @@ def _check_dns_label(value: str) -> str:
     return value
 
 
+# Bytes (UTF-8) of a labels or of an annotations map, keys and values together: Kubernetes' limit on annotations.
+# (Kubernetes bounds labels only by its object size; here they get the same bound.)
+MAX_METADATA_BYTES = 256 * 1024
+_NAMED = 10  # bad labels an error names one by one; the rest are counted
+_SHOWN = 80  # characters of a key or value an error quotes
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted for a message; a long one is cut (an error names a key, not kilobytes of it)."""
+    return f"'{text}'" if len(text) <= _SHOWN else f"'{text[:_SHOWN]}'... ({len(text)} characters)"
+
+
+def _check_size(value: dict[str, str], what: str) -> None:
+    size = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+               for k, v in value.items())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{what} take {size} bytes (keys and values, UTF-8); at most {MAX_METADATA_BYTES} "
+                         f"(256 KiB) in total")
+
+
+def _label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes label key (``[prefix/]name``: a name of at most 63 letters, digits, '-', '_'
+    and '.', starting and ending with a letter or digit; a prefix that is a DNS subdomain of at most 253)."""
+    prefix, _, name = key.rpartition("/")
+    if not LABEL_KEY.fullmatch(key) or len(name) > 63 or len(prefix) > 253:
+        return (f"label key {_quoted(key)} is not valid: use [prefix/]name, a name of at most 63 letters, digits, "
+                "'-', '_', '.' and an optional prefix (a DNS subdomain of at most 253)")
+    return None
+
+
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    _check_size(value, "labels")
     problems = []  # every bad label at once
     for key, val in value.items():
-        if len(key) > 253 or not LABEL_KEY.fullmatch(key):
-            problems.append(f"label key '{key}' is not valid: use [prefix/]name with letters, digits, '-', '_', '.'")
+        if problem := _label_key_problem(key):
+            problems.append(problem)
         if len(val) > 63 or not LABEL_VALUE.fullmatch(val):
-            problems.append(f"label value '{val}' for '{key}' is not valid (at most 63 letters, digits, '-', '_', '.')")
+            problems.append(f"label value {_quoted(val)} for {_quoted(key)} is not valid "
+                            "(at most 63 letters, digits, '-', '_', '.')")
+    if len(problems) > _NAMED:
+        problems[_NAMED:] = [f"and {len(problems) - _NAMED} more"]
     if problems:
         raise ValueError("; ".join(problems))
     return value
 
 
+def _check_annotations(value: dict[str, str]) -> dict[str, str]:
+    _check_size(value, "annotations")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_dns_label)]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+# Free text, as many keys as one likes, within MAX_METADATA_BYTES.
+Annotations = Annotated[dict[str, str], AfterValidator(_check_annotations)]
 
 
 class Strict(BaseModel):
@@ -62,7 +103,7 @@ class Metadata(Strict):
     organization: Name | None = Field(default=None, description="Owning organization (defaults to the caller's)")
     project: Name | None = Field(default=None, description="Owning project, for project-scoped kinds")
     labels: Labels = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
     # Server-owned; accepted on input so that `get -o yaml` output can be applied again, then ignored.
     uid: str | None = None
     generation: int | None = None

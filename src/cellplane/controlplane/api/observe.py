@@ -238,6 +238,12 @@ def component_metrics(
 # -- traces ---------------------------------------------------------------------------------------------------------
 
 
+def _hops(who: Principal, org: str) -> traces.Visible:
+    """The hops of a trace the caller sees: those in a project and environment where it may read traces (an
+    environment-scoped binding sees its environment's hops only; see ``rbac.ENVIRONMENT_BOUND``)."""
+    return lambda project, environment: who.can("traces:get", Target(org, project, environment))
+
+
 @router.get(COMPONENT + "/traces", response_model=schemas.TraceList, response_model_exclude_unset=True)
 def component_traces(
         request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
@@ -251,19 +257,18 @@ def component_traces(
     start = durations.since(since, 3600.0)
     with p.store.transaction() as s:
         env = _component(s, who, "traces:get", org, project, component, environment)
-        items = traces.of_component(s, org, project, component, env, start, slow, errors, limit,
-                                    lambda name: who.sees_project(org, name))
+        items = traces.of_component(s, org, project, component, env, start, slow, errors, limit, _hops(who, org))
         return {"items": items}
 
 
 @router.get(ORG + "/traces/{trace}", response_model=schemas.Trace, response_model_exclude_unset=True)
 def show_trace(request: Request, org: NamePath, trace: TracePath, who: Principal = Caller) -> dict[str, Any]:
-    """One trace: the hops of projects the caller may see."""
+    """One trace: the hops the caller may see (of projects and environments where it may read traces)."""
     p = platform(request)
     with p.store.transaction() as s:
         if not who.member_of(org):
             require(who, "traces:get", Target(org))
-        found = traces.one(s, org, trace, lambda name: who.sees_project(org, name))
+        found = traces.one(s, org, trace, _hops(who, org))
         if found is None:
             raise NotFoundError(f"trace '{trace}' not found in organization '{org}'",
                                 [FieldProblem("trace", "not found (or past its retention)")])
@@ -278,11 +283,12 @@ def cell_graph(request: Request, org: NamePath, project: NamePath, environment: 
                window: str = Query("5m", max_length=20, description="the range request rates are taken over"),
                who: Principal = Caller) -> dict[str, Any]:
     """The project's cell in one environment: components with their endpoints by visibility, and the
-    connections between them (and to other projects and external URLs) with their request rates."""
+    connections between them (and to other projects and external URLs) with their request rates. Its rates are
+    the environment's metrics: reading it needs ``metrics:get`` there."""
     p = platform(request)
     seconds = durations.seconds(window, "window", 10.0, 86400.0)
     with p.store.transaction() as s:
-        require(who, "projects:get", Target(org, project, environment or ""))
+        require(who, "metrics:get", Target(org, project, environment or ""))
         store.get(s, store.Place(KINDS["Project"], org), project)
         env = _environment(s, org, environment)
         end = now()

@@ -25,6 +25,9 @@ log = logging.getLogger("cellplane.telemetry")
 MAX_SPANS = 500_000  # kept in all; the oldest go first
 CANDIDATES = 1000  # traces looked at per query
 MAX_TRACE_SPANS = 1000  # spans shown per trace (a client that sends one traceparent always makes one huge trace)
+# Whether the caller may see a span of (project, environment): a trace crosses projects, and may cross
+# environments, and each caller sees only the hops its role bindings reach.
+Visible = Callable[[str, str], bool]
 
 
 def ingest(s: Session, org: str, spans: list[dict[str, Any]]) -> int:
@@ -49,9 +52,9 @@ def expire(s: Session, before: datetime, bound: int = MAX_SPANS) -> int:
 
 def of_component(s: Session, org: str, project: str, component: str, environment: str, since: datetime,
                  slow_ms: float | None, errors: bool, limit: int,
-                 visible: Callable[[str], bool]) -> list[dict[str, Any]]:
+                 visible: Visible) -> list[dict[str, Any]]:
     """Traces with a span of the component since ``since``, newest first, with the filters applied to whole
-    traces; spans of projects ``visible`` refuses are left out of each trace."""
+    traces; spans ``visible`` refuses (by project and environment) are left out of each trace."""
     ids = list(s.scalars(
         select(SpanRow.trace_id).where(SpanRow.organization == org, SpanRow.project == project,
                                        SpanRow.component == component, SpanRow.environment == environment,
@@ -76,13 +79,13 @@ def of_component(s: Session, org: str, project: str, component: str, environment
     return out
 
 
-def one(s: Session, org: str, trace_id: str, visible: Callable[[str], bool]) -> dict[str, Any] | None:
+def one(s: Session, org: str, trace_id: str, visible: Visible) -> dict[str, Any] | None:
     """The trace with this id, or with the only id that starts with it (as access lines show them: 8 digits),
     among the traces with a span the caller may see."""
     if len(trace_id) < 32:
-        found = s.execute(select(SpanRow.trace_id, SpanRow.project).where(
+        found = s.execute(select(SpanRow.trace_id, SpanRow.project, SpanRow.environment).where(
             SpanRow.organization == org, SpanRow.trace_id.startswith(trace_id)).distinct().limit(1000)).all()
-        ids = sorted({t for t, project in found if visible(project)})
+        ids = sorted({t for t, project, environment in found if visible(project, environment)})
         if len(ids) > 1:
             raise ConflictError(f"several traces start with '{trace_id}'; give more of the id",
                                 [FieldProblem("trace", "ambiguous")], code="ambiguous")
@@ -115,12 +118,13 @@ def _adopter(r: SpanRow, rows: list[SpanRow]) -> SpanRow | None:
     return max(enclosing, key=rank)
 
 
-def view(rows: list[SpanRow], visible: Callable[[str], bool]) -> dict[str, Any] | None:
+def view(rows: list[SpanRow], visible: Visible) -> dict[str, Any] | None:
     """A trace: its spans in tree order (depth first, children by start time), timed from its first span.
 
-    A span whose recorded parent is not among them hangs under the span that encloses it (``parentInferred``);
-    at most ``MAX_TRACE_SPANS`` spans are shown (``truncated``)."""
-    rows = sorted((r for r in rows if visible(r.project)), key=lambda r: (r.start, r.id))
+    Only the spans ``visible`` allows are in it (the caller's view). A span whose recorded parent is not among
+    them hangs under the span that encloses it (``parentInferred``); at most ``MAX_TRACE_SPANS`` spans are shown
+    (``truncated``)."""
+    rows = sorted((r for r in rows if visible(r.project, r.environment)), key=lambda r: (r.start, r.id))
     if not rows:
         return None
     truncated = len(rows) > MAX_TRACE_SPANS
