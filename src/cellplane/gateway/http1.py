@@ -22,7 +22,7 @@ REQUEST_HEADERS: dict[bytes, int] = {
     # hop-by-hop (RFC 9110 7.6.1), and forwarding headers the gateway sets itself (a client must not forge them)
     b"keep-alive": DROP, b"proxy-connection": DROP, b"proxy-authorization": DROP, b"proxy-authenticate": DROP,
     b"te": DROP, b"trailer": DROP, b"x-forwarded-proto": DROP, b"x-forwarded-host": DROP,
-    b"x-forwarded-prefix": DROP,
+    b"x-forwarded-prefix": DROP, b"forwarded": DROP, b"x-real-ip": DROP,
 }
 
 # Response headers the gateway does not copy to the client: hop-by-hop ones, and the framing it redoes.

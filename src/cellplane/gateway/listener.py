@@ -81,9 +81,11 @@ class Listener:
         gateway = self.gateway
         if req.request_id is None:
             req.request_id = gateway.new_request_id()
+        if self.external:  # what an outside client says it forwards is a claim: the upstream gets the peer only
+            req.forwarded_for = None
         target = req.target
         if req.method == b"CONNECT":
-            client.refuse(req, 405, "method_not_allowed", "the gateway is not a forward proxy", "error")
+            client.refuse(req, 405, "method-not-allowed", "the gateway is not a forward proxy", "error")
             return
         if self.serves_tokens and target.partition(b"?")[0] == TOKEN_PATH:
             self._token_request(client, req)
@@ -92,10 +94,10 @@ class Listener:
         try:
             match = index.match(self.environment, target)
         except UnsafePath as e:
-            client.refuse(req, 400, "bad_request", str(e), "error")
+            client.refuse(req, 400, "bad-request", str(e), "error")
             return
         if match is None:
-            client.refuse(req, 404, "not_found", f"nothing is routed at {_path(req)} in {self.environment}",
+            client.refuse(req, 404, "not-found", f"nothing is routed at {_path(req)} in {self.environment}",
                           "no-route")
             return
         route, upstream_target = match
@@ -115,7 +117,7 @@ class Listener:
 
     def _token_request(self, client: ClientConnection, req: Request) -> None:
         if req.method != b"POST":
-            client.refuse(req, 405, "method_not_allowed", "the token endpoint takes POST", "error")
+            client.refuse(req, 405, "method-not-allowed", "the token endpoint takes POST", "error")
             return
         if req.expect_continue:
             client.transport.write(CONTINUE)
@@ -192,7 +194,7 @@ class TokenRequest:
         self.size += len(data)
         if self.size > MAX_TOKEN_REQUEST:
             self.done = True
-            self.client.refuse(self.req, 413, "too_large", f"a token request has at most {MAX_TOKEN_REQUEST} bytes",
+            self.client.refuse(self.req, 413, "too-large", f"a token request has at most {MAX_TOKEN_REQUEST} bytes",
                                "error")
         else:
             self.body.append(data)

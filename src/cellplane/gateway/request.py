@@ -21,6 +21,10 @@ class BadRequest(ValueError):
     """A request the parser accepted but the gateway will not forward (400)."""
 
 
+class VersionNotSupported(ValueError):
+    """A request line of another HTTP version than 1.0 or 1.1 (505): "HTTP/2.0" is not a way to speak HTTP/2."""
+
+
 class BodySink(Protocol):
     """Whoever takes a request's body once it is being served (an ``Exchange``, a token request)."""
 
@@ -117,7 +121,12 @@ class Request:
                 self.sampled = False
 
     def head_done(self, method: bytes, http11: bool, keep_alive: bool, upgrade: bool) -> None:
-        """Record what the parser knows once the head is complete; drop headers named in Connection."""
+        """Record what the parser knows once the head is complete; drop headers named in Connection.
+
+        Raises ``BadRequest`` for an HTTP/1.1 request without Host (RFC 9112 3.2: a server must answer it 400).
+        """
+        if http11 and self.host is None:
+            raise BadRequest("an HTTP/1.1 request must have a Host header")
         self.method = method
         self.http11 = http11
         self.keep_alive = keep_alive
