@@ -80,6 +80,16 @@ class LocalState:
         write_private(path, key.hex() + "\n")
         return key
 
+    def cell_key(self) -> bytes:
+        """The key the cells' credentials are derived from (``cellplane.gateway.auth.cell_credential``): kept, so
+        the URLs given to workloads stay valid across agent restarts; never sent anywhere."""
+        path = self.root / "cell.key"
+        if path.exists():
+            return bytes.fromhex(path.read_text().strip())
+        key = secrets.token_bytes(32)
+        write_private(path, key.hex() + "\n")
+        return key
+
     def desired(self) -> dict[str, Any] | None:
         data = read_json(self.root / "desired.json", None)
         return data if isinstance(data, dict) and "revision" in data else None
