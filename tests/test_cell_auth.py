@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -200,3 +201,36 @@ def test_the_replica_never_sees_the_cell_credential_in_its_path_or_headers(h: Ha
     assert [x["path"] for x in refused] == ["/vault/keeper/v1/", "/_cell/*/vault/keeper/v1/",
                                             "/_cell/*/vault/keeper/v1/", "/vault/keeper/v1/"]
     assert credential not in json.dumps(h.log) and credential[::-1] not in json.dumps(h.log)
+
+
+def test_a_gateway_worker_process_checks_the_cell_credential_too() -> None:
+    h = Harness(workers=1)
+    try:
+        app = h.app("keeper")
+        h.routes(backend("vault", "keeper", app, visibility=("Project",)))
+        cell = h.listen("cell", "dev", "vault")
+        base = cell.removesuffix(f"/_cell/{h.cell_credential('dev', 'vault')}")
+        own = h.call(h.gateway.new_request_id).decode().rsplit("-", 1)[0]
+
+        def fan_out(url: str) -> list[int]:
+            def one(_: int) -> int:
+                with httpx.Client(timeout=10) as c:
+                    return c.get(url).status_code
+
+            with ThreadPoolExecutor(24) as pool:
+                return list(pool.map(one, range(24)))
+
+        rounds = 0
+        while rounds < 10:  # new connections go to whichever process accepts first
+            rounds += 1
+            assert fan_out(base + "/vault/keeper/v1/") == [403] * 24
+            assert fan_out(cell + "/vault/keeper/v1/") == [200] * 24
+            time.sleep(0.2)  # the worker's access-log entries reach the agent's gateway within 50 ms
+            by_worker = {(x["status"], x["path"]) for x in h.log if not x["request_id"].startswith(own + "-")}
+            if by_worker == {(403, "/vault/keeper/v1/"), (200, "/vault/keeper/v1/")}:
+                break
+        else:
+            raise AssertionError(f"the worker did not serve both kinds of request: {by_worker}")
+        assert app.requests == 24 * rounds  # none of the refused ones
+    finally:
+        h.close()
