@@ -18,12 +18,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import uvloop
 
+from cellplane.gateway.auth import cell_credential
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway, GatewaySettings
 
 T = TypeVar("T")
 BLOCK = bytes(range(256)) * 256  # 64 KiB of a known pattern, for large bodies
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CELL_KEY = b"the cell key of the gateway tests"
 
 
 def pattern(n: int) -> Iterable[bytes]:
@@ -273,8 +275,16 @@ class Harness:
         return app
 
     def listen(self, kind: ListenerKind, environment: str = "dev", project: str | None = None) -> str:
-        port = self.run(self.gateway.ensure_listener(ListenerSpec(kind, environment, project)))
-        return f"http://127.0.0.1:{port}"
+        """The listener's base URL; a cell listener's with the cell's credential (as its workloads get it)."""
+        if kind != "cell":
+            port = self.run(self.gateway.ensure_listener(ListenerSpec(kind, environment, project)))
+            return f"http://127.0.0.1:{port}"
+        credential = self.cell_credential(environment, project or "")
+        port = self.run(self.gateway.ensure_listener(ListenerSpec(kind, environment, project, credential=credential)))
+        return f"http://127.0.0.1:{port}/_cell/{credential}"
+
+    def cell_credential(self, environment: str, project: str) -> str:
+        return cell_credential(CELL_KEY, environment, project)
 
     def routes(self, *backends: Backend, grants: tuple[Grant, ...] = ()) -> None:
         self.call(self.gateway.update, RouteTable(backends, grants))

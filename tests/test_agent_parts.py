@@ -231,7 +231,8 @@ def test_replica_windows_and_the_prometheus_endpoint(tmp_path: Path) -> None:
         gateway = Gateway()
         gateway.metrics.observe(("dev", "shop", "api", "api", "shop/web"), 200, 0.01)
         endpoint = MetricsEndpoint(lambda: gateway.metrics.prometheus() + telemetry.prometheus([busy, crashing])
-                                   + counter("cellplane_agent_access_lines_unshipped_total", "Lines.", 7))
+                                   + counter("cellplane_agent_access_lines_unshipped_total", "Lines.", 7),
+                                   token="scrape-token")
         url = await endpoint.start("127.0.0.1", 0)
         try:
             await _until(lambda: busy.pid is not None and crashing.restarts >= 1)
@@ -247,7 +248,7 @@ def test_replica_windows_and_the_prometheus_endpoint(tmp_path: Path) -> None:
                 "kind": "replica", "environment": "dev", "project": "shop", "component": "api", "replica": 0}
             assert points[0]["cpu"] > 5 and points[0]["memory"] > 0 and points[0]["restarts"] == 0
             assert points[0]["state"] == busy.state and points[1]["replica"] == 1
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers={"Authorization": "Bearer scrape-token"}) as client:
                 r = await client.get(url)
                 assert r.status_code == 200
                 assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"

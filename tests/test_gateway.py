@@ -67,11 +67,11 @@ def test_routes_by_prefix_and_the_longest_base_path_on_segment_boundaries(h: Har
             r = c.get(path)
             assert r.status_code == 404, path
             assert r.headers["content-type"] == "application/json"
-            assert r.json()["error"]["code"] == "not_found"
+            assert r.json()["error"]["code"] == "not-found"
         # dot segments could lead the replica to another endpoint than the one whose visibility was checked
         r = c.get("/shop/api/v1/x/%2e%2e/admin/users")
         assert r.status_code == 400
-        assert r.json()["error"]["code"] == "bad_request"
+        assert r.json()["error"]["code"] == "bad-request"
     # environments do not see each other's routes
     assert httpx.get(h.listen("external", "prod") + "/shop/api/v1/").status_code == 404
 
@@ -87,7 +87,7 @@ def test_forwarded_headers_and_hop_by_hop_removal(h: Harness) -> None:
             "Proxy-Authorization": "Basic eA==", "X-Kept": "yes", "Authorization": "Bearer app-own-token",
         }).json()["headers"]
         assert seen["host"] == "shop.example"
-        assert seen["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+        assert seen["x-forwarded-for"] == "127.0.0.1"  # the external listener believes no client's claim
         assert seen["x-forwarded-proto"] == "http"
         assert seen["x-forwarded-host"] == "shop.example"
         assert seen["x-forwarded-prefix"] == "/shop/api/v1"
@@ -350,7 +350,7 @@ def test_idempotent_requests_are_retried_on_a_replica_that_is_down() -> None:
         h.routes(backend("shop", "api", down, Upstream("127.0.0.1", free_port())))
         with httpx.Client(base_url=h.listen("external"), timeout=10) as c:
             r = c.get("/shop/api/v1/")
-            assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway"
+            assert r.status_code == 502 and r.json()["error"]["code"] == "bad-gateway"
             assert c.post("/shop/api/v1/", content=pattern(20 * MB)).status_code == 502
             assert c.get("/shop/api/v1/").status_code == 502  # and the connection is still usable
     finally:
@@ -397,7 +397,7 @@ def test_read_timeout_is_504() -> None:
         h.routes(backend("shop", "api", h.app("slow")))
         started = time.monotonic()
         r = httpx.get(h.listen("external") + "/shop/api/v1/slow?s=3", timeout=10)
-        assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+        assert r.status_code == 504 and r.json()["error"]["code"] == "upstream-timeout"
         assert time.monotonic() - started < 2
     finally:
         h.close()
@@ -434,7 +434,7 @@ def test_header_limits_and_malformed_requests() -> None:
             b"HTTP/1.1 431")
         big = "X-Big: " + "v" * 5000 + "\r\n"
         answer = raw_request(port, f"GET /shop/api/v1/ HTTP/1.1\r\nHost: x\r\n{big}\r\n".encode())
-        assert answer.startswith(b"HTTP/1.1 431") and b"header_too_large" in answer
+        assert answer.startswith(b"HTTP/1.1 431") and b"header-too-large" in answer
         # a head that never ends is cut off too, without waiting for the end
         assert raw_request(port, b"GET /shop/api/v1/ HTTP/1.1\r\nX-Endless: " + b"v" * 20000).startswith(
             b"HTTP/1.1 431")

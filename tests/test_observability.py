@@ -172,9 +172,10 @@ def test_gateway_and_control_plane_expose_prometheus_metrics(cell: dict[str, Any
                                                              build_server: BuildServer) -> None:
     assert httpx.get(url(cell, "counted")).status_code == 200
     scrape_url = poll(lambda: agent.status().get("metricsUrl"), bool)
+    auth = {"Authorization": "Bearer " + (agent.data_dir / "metrics.token").read_text().strip()}
 
     def counted() -> int:  # with gateway workers, their counts reach the agent within 50 ms
-        text = httpx.get(scrape_url, timeout=10).text
+        text = httpx.get(scrape_url, headers=auth, timeout=10).text
         assert 'cellplane_gateway_requests_total{' in text
         line = next((x for x in text.splitlines() if x.startswith("cellplane_gateway_requests_total{")
                      and 'component="counted"' in x and 'code="200"' in x), None)
@@ -189,7 +190,7 @@ def test_gateway_and_control_plane_expose_prometheus_metrics(cell: dict[str, Any
     poll(counted, lambda n: n >= before + 3, timeout=5)
     time.sleep(0.2)
     assert counted() == before + 3  # each request counted once, by whichever process served it
-    text = httpx.get(scrape_url, timeout=10).text
+    text = httpx.get(scrape_url, headers=auth, timeout=10).text
     assert "cellplane_replica_memory_bytes{" in text
     get(cell["client"], f"{C}/counted/metrics", environment="development", since="10m")
     cp = httpx.get(build_server.server.url + "/metrics", timeout=10)

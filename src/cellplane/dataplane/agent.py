@@ -148,7 +148,7 @@ class Agent:
             box.start()
         await self.scheduler.start()
         if self.settings.metrics_port is not None:
-            endpoint = MetricsEndpoint(self.prometheus)
+            endpoint = MetricsEndpoint(self.prometheus, self.state.metrics_token())
             try:
                 await endpoint.start(self.settings.gateway_host, self.settings.metrics_port)
             except OSError as e:
@@ -604,7 +604,8 @@ async def _main(settings: AgentSettings) -> int:
     # What was made at start (modules, the desired state, clients) lives on: the cyclic garbage collector need not
     # look at it again on every full collection the request path's allocations trigger.
     gc.freeze()
-    metrics = f"; metrics: {agent.metrics_endpoint.url}" if agent.metrics_endpoint is not None else ""
+    metrics = (f"; metrics: {agent.metrics_endpoint.url} (bearer token in {agent.state.metrics_token_path})"
+               if agent.metrics_endpoint is not None else "")
     if agent.gateway.workers is not None:
         metrics += f"; gateway processes: {agent.gateway.workers.count + 1}"
     print(f"data plane '{settings.name}' running (data: {settings.data_dir}); gateways: "

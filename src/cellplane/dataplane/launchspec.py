@@ -69,7 +69,8 @@ def _connection_values(d: dict[str, Any], conn: dict[str, Any], network: Network
     if via == "url":
         return {"ServiceURL": conn["url"]}
     target = conn["target"]
-    base = network.base(via, d["environment"], d["project"] if via == "cell" else None)
+    # a connection inside the project carries the cell's credential in its URL: the cell listener serves no one else
+    base = network.cell_base(d["environment"], d["project"]) if via == "cell" else network.base(via, d["environment"])
     if base is None:
         raise Unresolvable(f"connection '{conn['name']}': the {via} listener of {d['environment']} is not open")
     values = {"ServiceURL": base + route_prefix(target["project"], target["component"], target.get("version", "v1"),

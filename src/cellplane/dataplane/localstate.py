@@ -80,6 +80,32 @@ class LocalState:
         write_private(path, key.hex() + "\n")
         return key
 
+    def cell_key(self) -> bytes:
+        """The key the cells' credentials are derived from (``cellplane.gateway.auth.cell_credential``): kept, so
+        the URLs given to workloads stay valid across agent restarts; never sent anywhere."""
+        path = self.root / "cell.key"
+        if path.exists():
+            return bytes.fromhex(path.read_text().strip())
+        key = secrets.token_bytes(32)
+        write_private(path, key.hex() + "\n")
+        return key
+
+    @property
+    def metrics_token_path(self) -> Path:
+        return self.root / "metrics.token"
+
+    def metrics_token(self) -> str:
+        """The bearer token the agent's Prometheus endpoint requires (``metrics.token``, 0600): kept across restarts,
+        so a scraper's ``bearer_token_file`` stays right; delete the file to get a new one at the next start."""
+        path = self.metrics_token_path
+        if path.exists():
+            token = path.read_text().strip()
+            if token:
+                return token
+        token = secrets.token_urlsafe(32)
+        write_private(path, token + "\n")
+        return token
+
     def desired(self) -> dict[str, Any] | None:
         data = read_json(self.root / "desired.json", None)
         return data if isinstance(data, dict) and "revision" in data else None

@@ -3,6 +3,9 @@
 A listener keeps its port across agent restarts (``ports.json``), so the URLs the control plane shows
 and the ones injected into workloads stay valid. With ``first_port`` set, new listeners take the next
 free port from there (predictable URLs for ``make run``); with 0, any free port.
+
+Each cell listener has a credential derived from the agent's ``cell.key``; only the URLs given to that cell's
+workloads carry it (``cell_base``). What is reported to the control plane (``base``, ``report``) never does.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from typing import Any
 
 from cellplane.dataplane.localstate import LocalState
+from cellplane.gateway.auth import cell_credential
 from cellplane.gateway.routes import ListenerSpec
 from cellplane.gateway.server import Gateway
 
@@ -25,6 +29,7 @@ class Network:
         self.host = host
         self.first_port = first_port
         self.ports = state.ports()
+        self._cell_key = state.cell_key()
         self._open: dict[str, ListenerSpec] = {}
 
     def _specs(self, environments: set[str], cells: set[tuple[str, str]]) -> list[ListenerSpec]:
@@ -32,7 +37,8 @@ class Network:
         for env in sorted(environments):
             specs.append(ListenerSpec("external", env, host=self.host))
             specs.append(ListenerSpec("internal", env))
-        specs += [ListenerSpec("cell", env, project) for env, project in sorted(cells)]
+        specs += [ListenerSpec("cell", env, project, credential=cell_credential(self._cell_key, env, project))
+                  for env, project in sorted(cells)]
         return specs
 
     async def ensure(self, environments: set[str], cells: set[tuple[str, str]]) -> None:
@@ -75,6 +81,14 @@ class Network:
             return None
         host = "127.0.0.1" if kind != "external" or self.host in ("0.0.0.0", "") else self.host  # noqa: S104
         return f"http://{host}:{port}"
+
+    def cell_base(self, environment: str, project: str) -> str | None:
+        """The base URL of a cell's listener with the cell's credential: for that cell's workloads only."""
+        base = self.base("cell", environment, project)
+        spec = self._open.get(f"cell/{environment}/{project}")
+        if base is None or spec is None:
+            return None
+        return f"{base}/_cell/{spec.credential}"
 
     def report(self) -> dict[str, Any]:
         """The gateways as the control plane shows them: environment -> external, internal, cells."""

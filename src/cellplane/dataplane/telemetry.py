@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -255,14 +256,20 @@ def counter(name: str, help_text: str, value: float) -> str:
 # -- the Prometheus endpoint ------------------------------------------------------------------------------------
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+UNAUTHORIZED = b"a bearer token is required: the agent's metrics.token (Prometheus: bearer_token_file)\n"
 HEAD_TIMEOUT = 10.0
 
 
 class MetricsEndpoint:
-    """``GET /metrics`` over plain HTTP/1.x: 200 with ``render()``, anything else 404; one request per connection."""
+    """``GET /metrics`` over plain HTTP/1.x: 200 with ``render()``, any other request 404 (one per connection).
 
-    def __init__(self, render: Callable[[], str]) -> None:
+    Every request must carry ``Authorization: Bearer <token>`` (the agent's ``metrics.token``, which Prometheus reads
+    with ``bearer_token_file``), compared in constant time; without it 401, whatever the path: the series name
+    every project, component, endpoint and consumer of the data plane, which no other local process may list."""
+
+    def __init__(self, render: Callable[[], str], token: str) -> None:
         self.render = render
+        self._authorization = b"bearer " + token.encode()
         self.url: str | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -290,8 +297,13 @@ class MetricsEndpoint:
         self._writers.add(writer)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            parts = head.split(b"\r\n", 1)[0].split(b" ")
-            if len(parts) == 3 and parts[0] == b"GET" and parts[1].split(b"?", 1)[0] == b"/metrics":
+            line, _, headers = head.partition(b"\r\n")
+            parts = line.split(b" ")
+            extra = b""
+            if not self._authorized(headers):
+                status, body, content_type = b"401 Unauthorized", UNAUTHORIZED, b"text/plain"
+                extra = b'WWW-Authenticate: Bearer realm="cellplane-agent"\r\n'
+            elif len(parts) == 3 and parts[0] == b"GET" and parts[1].split(b"?", 1)[0] == b"/metrics":
                 try:
                     status, body, content_type = b"200 OK", self.render().encode(), CONTENT_TYPE
                 except Exception:
@@ -299,11 +311,17 @@ class MetricsEndpoint:
                     status, body, content_type = b"500 Internal Server Error", b"metrics failed\n", b"text/plain"
             else:
                 status, body, content_type = b"404 Not Found", b"not found: GET /metrics\n", b"text/plain"
-            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                         % (status, content_type, len(body), body))
+            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s"
+                         % (status, content_type, len(body), extra, body))
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    def _authorized(self, headers: bytes) -> bool:
+        """Whether the head's Authorization header is the bearer token (one header of that name, no other)."""
+        values = [line.partition(b":")[2].strip() for line in headers.split(b"\r\n")
+                  if line[:14].lower() == b"authorization:"]
+        return len(values) == 1 and hmac.compare_digest(values[0][:7].lower() + values[0][7:], self._authorization)

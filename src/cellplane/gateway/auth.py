@@ -1,4 +1,5 @@
-"""Connection credentials: API keys, and the OAuth2 client-credentials tokens of ``/_cellplane/token``.
+"""Connection credentials: API keys, the OAuth2 client-credentials tokens of ``/_cellplane/token``, and the
+credentials of cells.
 
 Tokens are self-contained (consumer key and expiry, signed with HMAC-SHA256), so the gateway stores nothing
 per token and an agent restart with the same secret keeps them valid. A token only names a consumer key;
@@ -24,6 +25,27 @@ TOKEN_PATH = b"/_cellplane/token"
 TOKEN_PREFIX = "cpg1."
 BEARER_PREFIX = b"bearer " + TOKEN_PREFIX.encode()
 MAX_TOKEN_REQUEST = 16384
+
+
+# A cell's credential: the first path segment of the URLs its workloads are given (``/_cell/<credential>/shop/...``),
+# or the value of CELL_HEADER for clients that build their own URLs. Project names cannot start with "_".
+CELL_PATH = b"/_cell/"
+CELL_HEADER = "Cellplane-Cell-Key"
+_CELL_HIDDEN = b"/_cell/*"
+
+
+def cell_credential(key: bytes, environment: str, project: str) -> str:
+    """The credential of one cell: HMAC-SHA256(key, environment, project) in base64url (43 characters).
+
+    Derived rather than stored, so an agent needs one key (``cell.key``) for every cell and gives each the same
+    credential again after a restart (the URLs its workloads hold stay valid)."""
+    return _b64(hmac.new(key, f"cell\0{environment}\0{project}".encode(), hashlib.sha256).digest())
+
+
+def hide_cell_credential(path: bytes) -> bytes:
+    """``path`` with the segment after ``/_cell/`` replaced by ``*``: what access logs and spans may show."""
+    end = path.find(b"/", len(CELL_PATH))
+    return _CELL_HIDDEN if end < 0 else _CELL_HIDDEN + path[end:]
 
 
 def secret_digest(secret: bytes) -> str:

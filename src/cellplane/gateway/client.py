@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from cellplane.gateway import http1
-from cellplane.gateway.request import BadRequest, BodySink, Request
+from cellplane.gateway.request import BadRequest, BodySink, Request, VersionNotSupported
 
 if TYPE_CHECKING:
     from cellplane.gateway.listener import Listener
@@ -170,7 +170,10 @@ class ClientConnection(asyncio.Protocol):
         req = self._req
         assert req is not None
         p = self.parser
-        req.head_done(p.get_method(), p.get_http_version() == "1.1", p.should_keep_alive(), p.should_upgrade())
+        version = p.get_http_version()  # the parser takes 0.9, 1.0, 1.1 and 2.0 and refuses the rest
+        if version != "1.1" and version != "1.0":
+            raise VersionNotSupported(f"HTTP/{version} is not spoken here; send HTTP/1.1")
+        req.head_done(p.get_method(), version == "1.1", p.should_keep_alive(), p.should_upgrade())
         if self._current is None:
             self._serve(req)
         else:
@@ -256,12 +259,14 @@ class ClientConnection(asyncio.Protocol):
             exchange.tunnel_to_upstream(data)
 
     def _protocol_error(self, error: BaseException) -> None:
-        """A request the parser (or the head limits) refused: answer 400 or 431 and close."""
+        """A request the parser (or the head limits) refused: answer 400, 431 or 505 and close."""
         if isinstance(error, HeadTooLarge):
-            status, code, message = 431, "header_too_large", (
+            status, code, message = 431, "header-too-large", (
                 f"the request head exceeds {self._max_head} bytes or {self._max_headers} headers")
+        elif isinstance(error, VersionNotSupported):
+            status, code, message = 505, "version-not-supported", str(error)
         elif isinstance(error, BadRequest | HttpParserError):
-            status, code, message = 400, "bad_request", f"malformed request: {error}"
+            status, code, message = 400, "bad-request", f"malformed request: {error}"
         else:
             log.error("gateway failed on a request", exc_info=error)
             status, code, message = 500, "internal", "the gateway failed on this request"

@@ -13,16 +13,17 @@ REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 # Request headers the client side handles itself rather than copying them to the upstream.
 (HOST, LENGTH, TRANSFER, CONNECTION, UPGRADE, API_KEY, AUTHORIZATION, REQUEST_ID, FORWARDED_FOR, EXPECT,
- CONTENT_TYPE, TRACEPARENT, DROP) = range(13)
+ CONTENT_TYPE, TRACEPARENT, CELL_KEY, DROP) = range(14)
 REQUEST_HEADERS: dict[bytes, int] = {
     b"host": HOST, b"content-length": LENGTH, b"transfer-encoding": TRANSFER, b"connection": CONNECTION,
     b"upgrade": UPGRADE, b"choreo-api-key": API_KEY, b"x-api-key": API_KEY, b"authorization": AUTHORIZATION,
     b"x-request-id": REQUEST_ID, b"x-forwarded-for": FORWARDED_FOR, b"expect": EXPECT, b"content-type": CONTENT_TYPE,
     b"traceparent": TRACEPARENT,  # replaced by the gateway's own (a new span id), see cellplane.gateway.tracing
+    b"cellplane-cell-key": CELL_KEY,  # a cell's credential (cellplane.gateway.auth.CELL_HEADER), never copied
     # hop-by-hop (RFC 9110 7.6.1), and forwarding headers the gateway sets itself (a client must not forge them)
     b"keep-alive": DROP, b"proxy-connection": DROP, b"proxy-authorization": DROP, b"proxy-authenticate": DROP,
     b"te": DROP, b"trailer": DROP, b"x-forwarded-proto": DROP, b"x-forwarded-host": DROP,
-    b"x-forwarded-prefix": DROP,
+    b"x-forwarded-prefix": DROP, b"forwarded": DROP, b"x-real-ip": DROP,
 }
 
 # Response headers the gateway does not copy to the client: hop-by-hop ones, and the framing it redoes.

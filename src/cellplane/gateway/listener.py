@@ -1,6 +1,10 @@
 """A listener: its socket, what it does with each request head (route, admit, proxy or answer), and the record
 of every request it answered (metrics, the access log and, when sampled, a span).
 
+A cell listener first checks the cell's credential (docs/security.md, "Data planes and cells"): the path prefix
+``/_cell/<credential>``, compared in constant time and cut off before routing, logging, tracing and proxying,
+or the ``Cellplane-Cell-Key`` header (never forwarded). One slice and one comparison per request.
+
 Tracing (W3C trace context): a routed request continues the client's trace (a valid ``traceparent``) or starts
 one, and gets a span id of its own, which the upstream sees in the gateway's ``traceparent``. Whether its span
 is recorded: on the external listener only while the gateway's token bucket allows (and the client did not say
@@ -12,6 +16,7 @@ first bucket for a new trace.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import socket
 import time
 from binascii import hexlify
@@ -21,7 +26,14 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from cellplane.gateway import http1
-from cellplane.gateway.auth import MAX_TOKEN_REQUEST, TOKEN_PATH, token_endpoint
+from cellplane.gateway.auth import (
+    CELL_HEADER,
+    CELL_PATH,
+    MAX_TOKEN_REQUEST,
+    TOKEN_PATH,
+    hide_cell_credential,
+    token_endpoint,
+)
 from cellplane.gateway.client import ClientConnection
 from cellplane.gateway.policy import policy_for
 from cellplane.gateway.proxy import CONTINUE, Exchange
@@ -48,6 +60,9 @@ class Listener:
         self.policy = policy_for(spec, gateway.tokens)
         self.serves_tokens = spec.kind == "internal"
         self.cell = spec.kind == "cell"
+        credential = (spec.credential or "").encode()
+        self.cell_key = credential
+        self.cell_prefix = CELL_PATH + credential + b"/" if self.cell else b""
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -81,9 +96,13 @@ class Listener:
         gateway = self.gateway
         if req.request_id is None:
             req.request_id = gateway.new_request_id()
+        if self.cell and not self._in_cell(client, req):
+            return
+        if self.external:  # what an outside client says it forwards is a claim: the upstream gets the peer only
+            req.forwarded_for = None
         target = req.target
         if req.method == b"CONNECT":
-            client.refuse(req, 405, "method_not_allowed", "the gateway is not a forward proxy", "error")
+            client.refuse(req, 405, "method-not-allowed", "the gateway is not a forward proxy", "error")
             return
         if self.serves_tokens and target.partition(b"?")[0] == TOKEN_PATH:
             self._token_request(client, req)
@@ -92,10 +111,10 @@ class Listener:
         try:
             match = index.match(self.environment, target)
         except UnsafePath as e:
-            client.refuse(req, 400, "bad_request", str(e), "error")
+            client.refuse(req, 400, "bad-request", str(e), "error")
             return
         if match is None:
-            client.refuse(req, 404, "not_found", f"nothing is routed at {_path(req)} in {self.environment}",
+            client.refuse(req, 404, "not-found", f"nothing is routed at {_path(req)} in {self.environment}",
                           "no-route")
             return
         route, upstream_target = match
@@ -113,9 +132,28 @@ class Listener:
         client.handle(req, exchange)
         exchange.start()
 
+    def _in_cell(self, client: ClientConnection, req: Request) -> bool:
+        """Whether the request shows this cell's credential (then its path no longer holds it); else refused, 403."""
+        target, prefix = req.target, self.cell_prefix
+        n = len(prefix)
+        if hmac.compare_digest(target[:n], prefix):
+            req.target = target[n - 1:]
+            return True
+        if target[:len(CELL_PATH)] == CELL_PATH:
+            reason = f"the cell credential in the path is not the one of project {self.spec.project}'s cell"
+        elif req.cell_key is None:
+            reason = (f"no cell credential: the cell listener of project {self.spec.project} serves only its "
+                      "workloads, through the URLs of their connections")
+        elif hmac.compare_digest(req.cell_key, self.cell_key):
+            return True
+        else:
+            reason = f"the {CELL_HEADER} header is not the credential of project {self.spec.project}'s cell"
+        client.refuse(req, 403, "forbidden", reason, "denied")
+        return False
+
     def _token_request(self, client: ClientConnection, req: Request) -> None:
         if req.method != b"POST":
-            client.refuse(req, 405, "method_not_allowed", "the token endpoint takes POST", "error")
+            client.refuse(req, 405, "method-not-allowed", "the token endpoint takes POST", "error")
             return
         if req.expect_continue:
             client.transport.write(CONTINUE)
@@ -192,7 +230,7 @@ class TokenRequest:
         self.size += len(data)
         if self.size > MAX_TOKEN_REQUEST:
             self.done = True
-            self.client.refuse(self.req, 413, "too_large", f"a token request has at most {MAX_TOKEN_REQUEST} bytes",
+            self.client.refuse(self.req, 413, "too-large", f"a token request has at most {MAX_TOKEN_REQUEST} bytes",
                                "error")
         else:
             self.body.append(data)
@@ -223,4 +261,9 @@ class TokenRequest:
 
 
 def _path(req: Request) -> str:
-    return req.target.partition(b"?")[0].decode("latin-1")
+    """The request's path as access lines and spans show it: never a cell's credential (a request that was not
+    admitted still holds it, right or wrong)."""
+    path = req.target.partition(b"?")[0]
+    if path[:7] == CELL_PATH:
+        path = hide_cell_credential(path)
+    return path.decode("latin-1")

@@ -2,7 +2,10 @@
 
 Without network namespaces every local process can open every loopback port, so the cells are enforced here,
 at L7: the listener a request arrives on says where the caller stands (outside, inside the organization, or
-inside one project's cell), and on the internal listener the connection credentials say who it is.
+inside one project's cell), and on the internal listener the connection credentials say who it is. A cell
+listener admits only callers that show the cell's credential (``Listener._in_cell``, before any policy): that
+credential is the connection credential of every connection inside the project, so an ``Organization``
+endpoint is never served without a connection credential on any listener.
 A refusal carries a sentence for the 403 body and the access log.
 """
 
@@ -75,7 +78,7 @@ class InternalPolicy(Policy):
 
 
 class CellPolicy(Policy):
-    """Components of one project, to every endpoint of that project."""
+    """Components of one project (callers that showed the cell's credential), to every endpoint of that project."""
 
     def admit(self, route: Route, api_key: bytes | None, bearer: bytes | None, index: RouteIndex) -> Admission:
         if route.project == self.spec.project:

@@ -104,7 +104,7 @@ class Exchange:
             self.connecting = None
             log.exception("connecting to %s failed unexpectedly", pool.upstream)
             if not self.done:
-                self._local_error(502, "bad_gateway", f"cannot connect to replica {pool.upstream}: {e}")
+                self._local_error(502, "bad-gateway", f"cannot connect to replica {pool.upstream}: {e}")
             return
         self.connecting = None
         if self.done:  # the client went away meanwhile: the connection serves the next request instead
@@ -120,10 +120,10 @@ class Exchange:
             self.retries -= 1
             self._attempt(fresh=False)
         elif isinstance(error, TimeoutError):
-            self._local_error(504, "upstream_timeout", f"connecting to replica {pool.upstream} of "
+            self._local_error(504, "upstream-timeout", f"connecting to replica {pool.upstream} of "
                               f"{self.route.label} timed out after {pool.connect_timeout:g}s")
         else:
-            self._local_error(502, "bad_gateway", f"cannot connect to replica {pool.upstream} of "
+            self._local_error(502, "bad-gateway", f"cannot connect to replica {pool.upstream} of "
                               f"{self.route.label}: {error.strerror or error}")
 
     def _send(self, conn: UpstreamConnection) -> None:
@@ -178,7 +178,7 @@ class Exchange:
             if not req.websocket:
                 self.conn = None
                 conn.close()
-                self._local_error(502, "bad_gateway", f"replica {conn.upstream} switched protocols unasked")
+                self._local_error(502, "bad-gateway", f"replica {conn.upstream} switched protocols unasked")
                 return
             self.upgraded = True
             head += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, http1.CRLF)
@@ -245,7 +245,7 @@ class Exchange:
                 self.retries -= 1
                 self._attempt(fresh=False)
                 return
-        self._local_error(502, "bad_gateway", reason)
+        self._local_error(502, "bad-gateway", reason)
 
     def upstream_timed_out(self, conn: UpstreamConnection) -> None:
         self.conn = None
@@ -255,7 +255,7 @@ class Exchange:
         if self.head_sent:
             self._abort_client(reason)
         else:
-            self._local_error(504, "upstream_timeout", reason)
+            self._local_error(504, "upstream-timeout", reason)
 
     def _local_error(self, status: int, code: str, message: str, decision: str = "error") -> None:
         """Answer with the gateway's own error, before any byte of a replica's response went out."""

@@ -21,6 +21,10 @@ class BadRequest(ValueError):
     """A request the parser accepted but the gateway will not forward (400)."""
 
 
+class VersionNotSupported(ValueError):
+    """A request line of another HTTP version than 1.0 or 1.1 (505): "HTTP/2.0" is not a way to speak HTTP/2."""
+
+
 class BodySink(Protocol):
     """Whoever takes a request's body once it is being served (an ``Exchange``, a token request)."""
 
@@ -30,10 +34,10 @@ class BodySink(Protocol):
 
 
 class Request:
-    __slots__ = ("answered", "api_key", "authorization", "bearer", "chunked", "chunks", "complete", "connection",
-                 "content_type", "copied", "expect_continue", "forwarded_for", "head_size", "host", "http11",
-                 "keep_alive", "length", "method", "nheaders", "parent_id", "request_id", "sampled", "sink", "span_id",
-                 "started", "target", "trace_id", "traceparent", "upgrade", "websocket")
+    __slots__ = ("answered", "api_key", "authorization", "bearer", "cell_key", "chunked", "chunks", "complete",
+                 "connection", "content_type", "copied", "expect_continue", "forwarded_for", "head_size", "host",
+                 "http11", "keep_alive", "length", "method", "nheaders", "parent_id", "request_id", "sampled", "sink",
+                 "span_id", "started", "target", "trace_id", "traceparent", "upgrade", "websocket")
 
     def __init__(self, started: float) -> None:
         self.started = started  # time.perf_counter() at the first byte
@@ -51,6 +55,7 @@ class Request:
         self.upgrade: bytes | None = None
         self.websocket = False
         self.api_key: bytes | None = None
+        self.cell_key: bytes | None = None  # a cell's credential from the Cellplane-Cell-Key header
         self.bearer: bytes | None = None  # a gateway token from "Authorization: Bearer cpg1..."
         self.authorization: bytes | None = None
         self.request_id: bytes | None = None
@@ -115,9 +120,16 @@ class Request:
             else:  # more than one: not a trace context to continue
                 self.trace_id = self.parent_id = None
                 self.sampled = False
+        elif kind == http1.CELL_KEY:
+            self.cell_key = value.strip()
 
     def head_done(self, method: bytes, http11: bool, keep_alive: bool, upgrade: bool) -> None:
-        """Record what the parser knows once the head is complete; drop headers named in Connection."""
+        """Record what the parser knows once the head is complete; drop headers named in Connection.
+
+        Raises ``BadRequest`` for an HTTP/1.1 request without Host (RFC 9112 3.2: a server must answer it 400).
+        """
+        if http11 and self.host is None:
+            raise BadRequest("an HTTP/1.1 request must have a Host header")
         self.method = method
         self.http11 = http11
         self.keep_alive = keep_alive

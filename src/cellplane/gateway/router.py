@@ -15,8 +15,8 @@ from cellplane.gateway.metrics import Labels
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream, route_prefix
 from cellplane.gateway.upstream import UpstreamPool
 
-# The consumer label of requests that came through a project's cell listener: callers there carry no credentials,
-# so they are counted together (the control plane's cell graph attributes them where it can).
+# The consumer label of requests that came through a project's cell listener: callers there all show the same cell
+# credential, so they are counted together (the control plane's cell graph attributes them where it can).
 CELL_CONSUMER = "@cell"
 
 

@@ -6,7 +6,7 @@ the gateway compiles them into lookup structures (``cellplane.gateway.router``) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
@@ -62,13 +62,21 @@ class Grant:
 
 @dataclass(frozen=True)
 class ListenerSpec:
-    """A listener to open: ``kind`` decides the policy, ``environment`` (and ``project`` for cells) its routes."""
+    """A listener to open: ``kind`` decides the policy, ``environment`` (and ``project`` for cells) its routes.
+
+    A cell listener has a ``credential`` (``cellplane.gateway.auth.cell_credential``): it serves only requests that
+    show it. It is never shown in the spec's repr."""
 
     kind: ListenerKind
     environment: str
     project: str | None = None  # set for kind == "cell"
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
+    credential: str | None = field(default=None, repr=False)  # set for kind == "cell"
+
+    def __post_init__(self) -> None:
+        if self.kind == "cell" and not (self.project and self.credential):
+            raise ValueError("a cell listener needs its project and its credential")
 
     @property
     def key(self) -> str:
