@@ -87,6 +87,9 @@ def world(build_server: BuildServer) -> dict[str, Any]:
         reports += [{"id": mine[name]["id"], "release": mine[name]["release"], "state": "crash-loop",
                      "message": f"{name} exited with 1 three times in {env}"} for name in ("job", "site")]
     assert agent.status(reports, {**gateways("staging", 9100), **gateways("development", 9200)}).status_code == 200
+    r = c.post(f"{JOB}/deployments", json={"environment": "production"})  # production requires approval
+    assert r.status_code == 202, r.text
+    out["approval"] = r.json()["approval"]["id"]
     for env in ENVS:
         _until(lambda env=env: c.get(f"{ORG}/alerts/{out[env]['alert']}/events").json()["items"])
     out["staging-developer"] = _user(c, build_server, "developer", environment="staging")
@@ -99,9 +102,10 @@ def _ids(r: httpx.Response, key: str = "id") -> set[str]:
     return {x[key] for x in r.json()["items"]}
 
 
-def _forbidden(r: httpx.Response, permission: str) -> None:
+def _forbidden(r: httpx.Response, permission: str, environment: str = "development") -> None:
     assert r.status_code == 403, r.text
-    assert permission in r.json()["error"]["message"] and "environment 'development'" in r.json()["error"]["message"]
+    assert permission in r.json()["error"]["message"], r.text
+    assert f"environment '{environment}'" in r.json()["error"]["message"], r.text
 
 
 def test_an_environment_binding_reads_the_task_runs_of_its_environment_only(world: dict[str, Any]) -> None:
@@ -139,11 +143,15 @@ def test_an_environment_binding_reads_the_deployments_and_endpoints_of_its_envir
     # the release history of the component: staging's deployments only
     assert _ids(dev.get(f"{JOB}/releases"), "environment") == {"staging"}
     assert _ids(dev.get(f"{JOB}/releases", params={"environment": "development"}), "environment") == set()
+    # and the approval request of a deploy into production
+    assert world["approval"] not in _ids(dev.get(f"{ORG}/approvals", params={"state": "all"}))
+    _forbidden(dev.get(f"{ORG}/approvals/{world['approval']}"), "deployments:get", "production")
     viewer = world["viewer"]
     assert _ids(viewer.get(f"{ORG}/deployments", params={"project": PROJECT})) == mine | {
         development["job"]["id"], development["site"]["id"]}
     assert _ids(viewer.get(f"{ORG}/endpoints", params={"project": PROJECT}), "environment") == set(ENVS)
     assert _ids(viewer.get(f"{JOB}/releases"), "environment") == set(ENVS)
+    assert world["approval"] in _ids(viewer.get(f"{ORG}/approvals"))
 
 
 def test_an_environment_binding_reads_the_alert_rules_and_firings_of_its_environment_only(
