@@ -406,10 +406,13 @@ def test_a_binding_cannot_be_granted_beyond_ones_scope(world: World) -> None:
 
 # -- reads of telemetry and builds: as far as the binding reaches (docs/security.md, "Roles and scopes") ------------
 #
-# Telemetry is recorded in one environment: an environment-scoped binding reads its own environment's only.
-# Builds and artifacts belong to a project and to no environment: a project binding reads its project's, an
-# environment-scoped binding none. This world has no data plane, so telemetry reads answer empty pages; an
-# artifact that was never built is not found once the permission check is passed.
+# Telemetry is recorded in one environment: an environment-scoped binding reads its own environment's only. So are
+# a deployment's state and an alert rule's state and firings (runtime output): such a binding reads them in its own
+# environment only, and a list shows it its own environment's items. Builds and artifacts belong to a project and
+# to no environment: a project binding reads its project's, an environment-scoped binding none. This world has no
+# data plane, so telemetry reads answer empty pages and a deployment is not found once the permission check is
+# passed; an artifact that was never built is not found either. (Task runs, deployment lists and release history
+# need a data plane: tests/test_rbac_scoped_runs.py.)
 
 COMPONENT_PATH = f"{COMPONENTS}/{COMPONENT}"
 OTHER_COMPONENT_PATH = f"/organizations/{ORG}/projects/{OTHER_PROJECT}/components/{COMPONENT}"
@@ -429,24 +432,35 @@ READS: dict[str, str] = {
     "read another project's build log": "builds:get",
     "download an artifact": "artifacts:get",  # of alpha
     "download another project's artifact": "artifacts:get",  # of beta
+    "deployment in that env": "deployments:get",  # alpha/api in staging
+    "deployment in another env": "deployments:get",  # alpha/api in production
+    "alert rule in that env": "alerts:get",  # a rule on alpha/api in staging
+    "alert rule in another env": "alerts:get",  # in production
+    "alert events in another env": "alerts:get",
+    "organization's alerts list another env's": "alerts:list",
+    "component's alerts list another env's": "alerts:list",
 }
 READS_PAST_THE_CHECK: dict[str, str] = {
     "download an artifact": "not-found",
     "download another project's artifact": "not-found",
+    "deployment in that env": "not-found",
+    "deployment in another env": "not-found",
 }
+# Lists answer 200 whoever asks (a list shows what the caller may read): Y = the production rule is in it.
+READS_LISTED = ("organization's alerts list another env's", "component's alerts list another env's")
 
-#                                   logs  logs  acc.  metr. graph trac. list  get   build get   other  art.  other
-#                                   env   other other other other other builds build log   other log    art.
+#                                   logs  logs  acc.  metr. graph trac. list  get   build get   other  art.  other dep.  dep.  rule  rule  events list  list
+#                                   env   other other other other other builds build log   other log    art.       env   other env   other other  org   comp.
 READS_EXPECTED: dict[tuple[str, str], str] = {
-    ("viewer", "organization"):    " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
-    ("viewer", "project"):         " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
-    ("viewer", "environment"):     " Y     .     .     .     .     .     .     .     .     .     .      .     .",
-    ("developer", "organization"): " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
-    ("developer", "project"):      " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
-    ("developer", "environment"):  " Y     .     .     .     .     .     .     .     .     .     .      .     .",
-    ("admin", "organization"):     " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y",
-    ("admin", "project"):          " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .",
-    ("admin", "environment"):      " Y     .     .     .     .     .     .     .     .     .     .      .     .",
+    ("viewer", "organization"):    " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("viewer", "project"):         " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .     Y     Y     Y     Y     Y      Y     Y",
+    ("viewer", "environment"):     " Y     .     .     .     .     .     .     .     .     .     .      .     .     Y     .     Y     .     .      .     .",
+    ("developer", "organization"): " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("developer", "project"):      " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .     Y     Y     Y     Y     Y      Y     Y",
+    ("developer", "environment"):  " Y     .     .     .     .     .     .     .     .     .     .      .     .     Y     .     Y     .     .      .     .",
+    ("admin", "organization"):     " Y     Y     Y     Y     Y     Y     Y     Y     Y     Y     Y      Y     Y     Y     Y     Y     Y     Y      Y     Y",
+    ("admin", "project"):          " Y     Y     Y     Y     Y     Y     Y     Y     Y     .     .      Y     .     Y     Y     Y     Y     Y      Y     Y",
+    ("admin", "environment"):      " Y     .     .     .     .     .     .     .     .     .     .      .     .     Y     .     Y     .     .      .     .",
 }
 
 
@@ -477,6 +491,21 @@ def builds_of(world: World) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def alert_rules(world: World) -> dict[str, str]:
+    """An alert rule on alpha/api in each of staging and production (its webhook is never called), by environment."""
+    out = {}
+    for env in (ENV, OTHER_ENV):
+        r = world.admin.post(f"{COMPONENT_PATH}/alerts", json={
+            "name": "restarts", "environment": env, "metric": "crash-loop", "threshold": 3,
+            "webhook": "http://127.0.0.1:9/hook"})
+        assert r.status_code == 201, r.text
+        out[env] = r.json()["id"]
+    return out
+
+
+ALERTS = f"/organizations/{ORG}/alerts"
+
 READ: dict[str, Callable[[httpx.Client, dict[str, str]], httpx.Response]] = {
     "logs in that env": lambda c, b: c.get(f"{COMPONENT_PATH}/logs", params={"environment": ENV}),
     "logs in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/logs", params={"environment": OTHER_ENV}),
@@ -494,6 +523,13 @@ READ: dict[str, Callable[[httpx.Client, dict[str, str]], httpx.Response]] = {
     "download an artifact": lambda c, b: c.get(f"/organizations/{ORG}/projects/{PROJECT}/artifacts/{NO_ARTIFACT}"),
     "download another project's artifact": lambda c, b: c.get(
         f"/organizations/{ORG}/projects/{OTHER_PROJECT}/artifacts/{NO_ARTIFACT}"),
+    "deployment in that env": lambda c, b: c.get(f"{COMPONENT_PATH}/deployments/{ENV}"),
+    "deployment in another env": lambda c, b: c.get(f"{COMPONENT_PATH}/deployments/{OTHER_ENV}"),
+    "alert rule in that env": lambda c, b: c.get(f"{ALERTS}/{b[ENV]}"),
+    "alert rule in another env": lambda c, b: c.get(f"{ALERTS}/{b[OTHER_ENV]}"),
+    "alert events in another env": lambda c, b: c.get(f"{ALERTS}/{b[OTHER_ENV]}/events"),
+    "organization's alerts list another env's": lambda c, b: c.get(ALERTS),
+    "component's alerts list another env's": lambda c, b: c.get(f"{COMPONENT_PATH}/alerts"),
 }
 assert set(READ) == set(READS)
 
@@ -506,10 +542,16 @@ def test_the_table_of_reads_is_complete() -> None:
 
 @pytest.mark.parametrize("action", list(READS))
 @pytest.mark.parametrize(("role", "scope"), list(READS_EXPECTED))
-def test_reads_of_telemetry_and_builds(world: World, builds_of: dict[str, str], role: str, scope: str,
-                                       action: str) -> None:
-    r = READ[action](world.clients[(role, scope)], builds_of)
-    if reads_expected(role, scope, action) and action in READS_PAST_THE_CHECK:
+def test_reads_of_telemetry_and_builds(world: World, builds_of: dict[str, str], alert_rules: dict[str, str],
+                                       role: str, scope: str, action: str) -> None:
+    r = READ[action](world.clients[(role, scope)], {**builds_of, **alert_rules})
+    if action in READS_LISTED:
+        assert r.status_code == 200, r.text
+        listed = {i["id"] for i in r.json()["items"]}
+        assert alert_rules[ENV] in listed, f"{role} on {scope} should list its own environment's rule: {r.text}"
+        assert (alert_rules[OTHER_ENV] in listed) == reads_expected(role, scope, action), \
+            f"{role} on {scope}: {action} is {alert_rules[OTHER_ENV] in listed}"
+    elif reads_expected(role, scope, action) and action in READS_PAST_THE_CHECK:
         assert r.status_code != 403 and r.json()["error"]["code"] == READS_PAST_THE_CHECK[action], \
             f"{role} on {scope} should be able to read {action}: {r.status_code} {r.text}"
     elif reads_expected(role, scope, action):

@@ -7,9 +7,11 @@ at the same place or above it; an environment-scoped binding also lets its holde
 the organization's resources (the projects it works in: one cannot deploy what one cannot see),
 but reads configuration (``config:read``) only in its own environment, and never the audit log.
 
-Telemetry and build output are narrower still (``ENVIRONMENT_BOUND``): an environment-scoped binding reads
-logs, access lines, metrics and traces of its own environment only, and no build, build log or artifact at
-all, since those belong to a project and to no environment.
+Runtime output and build output are narrower still (``ENVIRONMENT_BOUND``): an environment-scoped binding reads
+logs, access lines, metrics, traces, deployments (their state, messages and replicas), endpoints, task runs and
+alert rules (their state and firings) of its own environment only, and no build, build log or artifact at all,
+since those belong to a project and to no environment. A list that spans environments shows such a binding its
+own environment's items (``Principal.environments``) rather than failing whole.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ ROLES: dict[str, tuple[str, ...]] = {
 ROLE_NAMES = tuple(ROLES)
 READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
 # Resources an environment-scoped binding never reads outside its environment. Logs (and access lines), metrics
-# and traces are recorded in one environment: another's are not its holder's to read. Builds and artifacts (a
-# project's source code and how it was built) are in no environment (their targets name none): such a binding
-# never reads them; it deploys a build it is given, or the latest, without reading the build itself.
-ENVIRONMENT_BOUND = ("logs", "metrics", "traces", "builds", "artifacts")
+# and traces are recorded in one environment; deployments (state, messages, replicas), their endpoints (state,
+# URLs), task runs (state, exit code, message) and alert rules (state, value, firings) are one environment's
+# runtime output: another's are not its holder's to read. Builds and artifacts (a project's source code and how it
+# was built) are in no environment (their targets name none): such a binding never reads them; it deploys a
+# build it is given, or the latest, without reading the build itself (and promotes from an environment it does
+# not read: the release moves, the caller sees only what it made in its own environment).
+ENVIRONMENT_BOUND = ("logs", "metrics", "traces", "builds", "artifacts",
+                     "deployments", "endpoints", "runs", "alerts")
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,15 @@ class Principal:
 
     def can(self, permission: str, target: Target) -> bool:
         return self.superuser or any(b.covers(permission, target) for b in self.bindings)
+
+    def environments(self, permission: str, target: Target) -> frozenset[str] | None:
+        """Where in ``target`` (a project) the principal may ``permission``: None for every environment, else the
+        environments of its environment-scoped bindings that allow it (perhaps none). A project's lists that span
+        environments filter with it (lists across projects check each item with ``can``); no query."""
+        if self.can(permission, target):
+            return None
+        return frozenset(b.environment for b in self.bindings if b.environment and b.covers(
+            permission, Target(target.organization, target.project, b.environment)))
 
     def member_of(self, organization: str) -> bool:
         return self.superuser or any(b.organization == organization for b in self.bindings)

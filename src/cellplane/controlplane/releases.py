@@ -9,6 +9,7 @@ it runs, when, by whom and how (deploy, promote, rollback, approval, configurati
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,11 +131,16 @@ def record(s: Session, place: Place, release: ReleaseRow, action: str, actor: st
 
 
 def history(s: Session, org: str, project: str, component: str, env: str | None = None,
-            track: str | None = None, limit: int = 100) -> list[ReleaseEventRow]:
+            track: str | None = None, limit: int = 100,
+            environments: Collection[str] | None = None) -> list[ReleaseEventRow]:
+    """The component's release events, newest first; only those of ``environments`` when given (the ones the
+    caller may read), so that ``limit`` counts readable events."""
     q = select(ReleaseEventRow).where(ReleaseEventRow.organization == org, ReleaseEventRow.project == project,
                                       ReleaseEventRow.component == component)
     if env is not None:
         q = q.where(ReleaseEventRow.environment == env)
+    if environments is not None:
+        q = q.where(ReleaseEventRow.environment.in_(sorted(environments)))
     if track is not None:
         q = q.where(ReleaseEventRow.track == track)
     return list(s.scalars(q.order_by(ReleaseEventRow.id.desc()).limit(limit)))

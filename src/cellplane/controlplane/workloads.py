@@ -8,7 +8,7 @@ queued → running → succeeded | failed.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -63,11 +63,15 @@ def get_run(s: Session, org: str, run_id: str) -> TaskRunRow:
 
 
 def list_runs(s: Session, org: str, project: str, component: str, environment: str | None,
-              limit: int) -> list[TaskRunRow]:
+              limit: int, environments: Collection[str] | None = None) -> list[TaskRunRow]:
+    """The component's runs, newest first; only those of ``environments`` when given (the ones the caller may
+    read), so that ``limit`` counts readable runs."""
     q = select(TaskRunRow).where(TaskRunRow.organization == org, TaskRunRow.project == project,
                                  TaskRunRow.component == component)
     if environment is not None:
         q = q.where(TaskRunRow.environment == environment)
+    if environments is not None:
+        q = q.where(TaskRunRow.environment.in_(sorted(environments)))
     return list(s.scalars(q.order_by(TaskRunRow.requested_at.desc(), TaskRunRow.id.desc()).limit(limit)))
 
 

@@ -158,14 +158,14 @@ def component_rules(request: Request, org: NamePath, project: NamePath, componen
                     environment: str | None = Query(None, min_length=1, max_length=63,
                                                     description="only rules in this environment"),
                     who: Principal = Caller) -> dict[str, Any]:
-    """The component's alert rules and their state."""
+    """The component's alert rules and their state, in the environments where the caller may read them."""
     p = platform(request)
     with p.store.transaction() as s:
         if not who.sees_project(org, project):
             require(who, "alerts:list", Target(org, project))
         store.get_component(s, org, project, component)
         rows = alerts.list_rules(s, org, project, component, environment)
-        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows]}
+        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if _lists(who, r)]}
 
 
 @router.get(ORG + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
@@ -175,12 +175,19 @@ def list_rules(request: Request, org: NamePath,
                                                description="only rules in this environment"),
                state: RuleState | None = Query(None, description="only rules in this state"),
                who: Principal = Caller) -> dict[str, Any]:
-    """The organization's alert rules the caller may see."""
+    """The organization's alert rules the caller may read (of its projects and environments)."""
     p = platform(request)
     with p.store.transaction() as s:
         _reader(s, who, org)
         rows = alerts.list_rules(s, org, project, None, environment, state)
-        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if who.sees_project(org, r.project)]}
+        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if _lists(who, r)]}
+
+
+def _lists(who: Principal, row: Any) -> bool:
+    """Whether a list shows the caller the rule: its state and value are its environment's runtime output, read
+    where the caller may read alerts (an environment-scoped binding: in its own environment only; see
+    ``rbac.ENVIRONMENT_BOUND``)."""
+    return who.can("alerts:list", Target(row.organization, row.project, row.environment))
 
 
 def _reveals(who: Principal, row: Any) -> bool:

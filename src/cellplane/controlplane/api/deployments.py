@@ -18,6 +18,7 @@ from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ConflictError, FieldProblem, InvalidError
 from cellplane.model import KINDS
 from cellplane.model.component import TASK_TYPES
+from cellplane.store.tables import DeploymentRow
 
 router = api_router(tags=["deployments"])
 ORG = "/organizations/{org}"
@@ -40,6 +41,12 @@ def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
 def _project_reader(who: Principal, org: str, project: str, permission: str) -> None:
     if not who.sees_project(org, project):
         require(who, permission, Target(org, project))
+
+
+def _readable(who: Principal, permission: str, rows: list[DeploymentRow]) -> list[DeploymentRow]:
+    """The deployments whose ``permission`` (a read) the caller holds where they run: an environment-scoped binding
+    reads its own environment's only (``rbac.ENVIRONMENT_BOUND``), a project binding its project's."""
+    return [r for r in rows if who.can(permission, Target(r.organization, r.project, r.environment))]
 
 
 # -- deployments ----------------------------------------------------------------------------------------------------
@@ -97,8 +104,7 @@ def list_deployments(request: Request, org: NamePath, environment: str | None = 
 
     def read(s: Session) -> dict[str, Any]:
         _org_reader(s, who, org, "deployments:list")
-        rows = [r for r in deployments.list_rows(s, org, project, component, environment)
-                if who.sees_project(org, r.project)]
+        rows = _readable(who, "deployments:list", deployments.list_rows(s, org, project, component, environment))
         return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
 
     return p.store.run(read)
@@ -107,13 +113,13 @@ def list_deployments(request: Request, org: NamePath, environment: str | None = 
 @router.get(COMPONENT + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
 def component_deployments(request: Request, org: NamePath, project: NamePath, component: NamePath,
                           who: Principal = Caller) -> dict[str, Any]:
-    """The component's deployments, one per environment."""
+    """The component's deployments, one per environment (and track) the caller may read."""
     p = platform(request)
 
     def read(s: Session) -> dict[str, Any]:
         _project_reader(who, org, project, "deployments:list")
         store.get_component(s, org, project, component)
-        rows = deployments.list_rows(s, org, project, component)
+        rows = _readable(who, "deployments:list", deployments.list_rows(s, org, project, component))
         return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
 
     return p.store.run(read)
@@ -158,8 +164,7 @@ def list_endpoints(request: Request, org: NamePath, environment: str | None = na
 
     def read(s: Session) -> dict[str, Any]:
         _org_reader(s, who, org, "endpoints:list")
-        rows = [r for r in deployments.list_rows(s, org, project, None, environment)
-                if who.sees_project(org, r.project)]
+        rows = _readable(who, "endpoints:list", deployments.list_rows(s, org, project, None, environment))
         return {"items": [item for view in deployments.Viewer(s, p.keyring, org).views(rows)
                           for item in deployments.endpoint_items(view)]}
 
@@ -198,12 +203,13 @@ def start_run(request: Request, org: NamePath, project: NamePath, component: Nam
 def list_runs(request: Request, org: NamePath, project: NamePath, component: NamePath,
               environment: str | None = name_query("in this environment"), limit: int = Query(20, ge=1, le=500),
               who: Principal = Caller) -> dict[str, Any]:
-    """The component's task runs, newest first."""
+    """The component's task runs, newest first: those of the environments where the caller may read runs."""
     p = platform(request)
     with p.store.transaction() as s:
         _project_reader(who, org, project, "runs:list")
         store.get_component(s, org, project, component)
-        rows = workloads.list_runs(s, org, project, component, environment, limit)
+        rows = workloads.list_runs(s, org, project, component, environment, limit,
+                                   who.environments("runs:list", Target(org, project)))
         return {"items": [workloads.run_view(r) for r in rows]}
 
 

@@ -76,14 +76,17 @@ def history(request: Request, org: NamePath, project: NamePath, component: NameP
             environment: str | None = name_query("in this environment"),
             track: str | None = Query(None, min_length=1, max_length=100, description="only this track"),
             limit: int = Query(100, ge=1, le=1000), who: Principal = Caller) -> dict[str, Any]:
-    """The component's release history, newest first: which release ran where, from when, by whom, and how."""
+    """The component's release history, newest first: which release ran where, from when, by whom, and how (in
+    the environments where the caller may read deployments)."""
     p = platform(request)
     with p.store.transaction() as s:
-        require(who, "deployments:list", Target(org, project, environment or ""))
+        if not who.sees_project(org, project):
+            require(who, "deployments:list", Target(org, project))
         store.get_component(s, org, project, component)
         if environment is not None:
             deployments.environment(s, org, environment)
-        events = releases.history(s, org, project, component, environment, track, limit)
+        events = releases.history(s, org, project, component, environment, track, limit,
+                                  who.environments("deployments:list", Target(org, project)))
         rows = {r.id: r for r in s.query(ReleaseRow).filter(ReleaseRow.id.in_({e.release_id for e in events}))}
         numbers = releases.builds_numbers(s, {r.build_id for r in rows.values()})
         current = {(d.environment, d.track): d.release_id for d in deployments.list_rows(s, org, project, component)}
@@ -146,7 +149,8 @@ def list_approvals(request: Request, org: NamePath,
         if not who.member_of(org):
             require(who, "deployments:list", Target(org))
         rows = approvals.list_rows(s, org, None if state == "all" else state, project)
-        return {"items": [approvals.view(r) for r in rows if who.sees_project(org, r.project)]}
+        return {"items": [approvals.view(r) for r in rows
+                          if who.can("deployments:list", Target(org, r.project, r.environment))]}
 
 
 @router.get(ORG + "/approvals/{approval}", response_model=schemas.Approval, response_model_exclude_unset=True)
@@ -230,12 +234,15 @@ def create_preview(request: Request, org: NamePath, project: NamePath, body: Pre
 @router.get(PREVIEWS, response_model=schemas.PreviewList, response_model_exclude_unset=True)
 def list_previews(request: Request, org: NamePath, project: NamePath, branch: str | None = BRANCH,
                   who: Principal = Caller) -> dict[str, Any]:
+    """The project's previews whose environments the caller may read deployments in."""
     p = platform(request)
     with p.store.transaction() as s:
-        require(who, "deployments:list", Target(org, project))
+        if not who.sees_project(org, project):
+            require(who, "deployments:list", Target(org, project))
         store.get(s, store.Place(KINDS["Project"], org), project)
         rows = [previews.get(s, org, project, branch)] if branch else previews.list_rows(s, org, project)
-        return {"items": [_preview_view(s, p, r) for r in rows]}
+        return {"items": [_preview_view(s, p, r) for r in rows
+                          if who.can("deployments:list", Target(org, project, r.environment))]}
 
 
 @router.delete(PREVIEWS, response_model=schemas.ResourceDeleted, response_model_exclude_unset=True)
