@@ -31,8 +31,9 @@ from typing import Any
 import orjson
 
 from cellplane import __version__
-from cellplane.dataplane import launchspec
+from cellplane.dataplane import launchspec, leftovers
 from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
+from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
@@ -122,6 +123,9 @@ class Agent:
 
     async def start(self) -> None:
         self.state.lock()
+        cgroups = CgroupManager(namespace=str(self.settings.data_dir))
+        ledger = Ledger(self.settings.data_dir / "replicas")
+        await self._sweep(ledger, cgroups)
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         self.started_runs = self.state.started_runs()
@@ -132,8 +136,8 @@ class Agent:
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
-        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output,
-                                     cgroups=CgroupManager(namespace=str(self.settings.data_dir)))
+        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output, cgroups=cgroups,
+                                     ledger=ledger)
         self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
         spool = self.settings.data_dir / "spool"
         self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
@@ -175,6 +179,13 @@ class Agent:
                        asyncio.create_task(self._status_loop(), name="status"),
                        asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                        asyncio.create_task(self._metrics_loop(), name="metrics")]
+
+    async def _sweep(self, ledger: Ledger, cgroups: CgroupManager) -> None:
+        """End what a crashed predecessor on this data directory left running (``leftovers``), before anything
+        starts: after any crash exactly one set of replicas runs, and no stale secret file stays in memory."""
+        swept = await asyncio.to_thread(leftovers.sweep, ledger, cgroups, self.settings.data_dir)
+        if swept:
+            log.warning("the previous agent on %s did not stop cleanly: %s", self.settings.data_dir, swept.describe())
 
     async def _register(self) -> None:
         try:

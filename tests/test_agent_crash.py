@@ -1,0 +1,221 @@
+"""An agent killed with SIGKILL cannot stop its replicas: they keep running, re-parented to init. The next agent on
+the same data directory ends them (and a task run they left) before it starts its own, so that exactly one set of
+replicas runs, removes the secret files they had in /dev/shm, and serves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from buildkit import BuildServer
+from dataplanekit import ORG, build_app, deploy, logs, service, start_agent, wait_state
+
+PROJECT = "crashed"
+SECRET_FILE = {"name": "token", "mountPath": "/etc/cellplane-crash-test/token", "content": "s3cret", "secret": True}
+
+
+def _replica_processes(data_dir: Path) -> dict[int, dict[str, str]]:
+    """The live processes of this test's replicas and task runs (by their CELLPLANE_* environment and their working
+    directory in this agent's data directory) -> their environment."""
+    found = {}
+    for p in psutil.process_iter():
+        try:
+            env = p.environ()
+            if env.get("CELLPLANE_PROJECT") == PROJECT and p.cwd().startswith(str(data_dir)) \
+                    and p.status() != psutil.STATUS_ZOMBIE:
+                found[p.pid] = env
+        except psutil.Error:
+            continue
+    return found
+
+
+def _leaders(processes: dict[int, dict[str, str]]) -> list[dict[str, str]]:
+    """One entry per replica or run: the processes whose parent is none of them."""
+    leaders = []
+    for pid, env in processes.items():
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.Error:
+            continue
+        if parent not in processes:
+            leaders.append(env)
+    return leaders
+
+
+def _until(condition: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_set(
+        build_server: BuildServer, tmp_path_factory: pytest.TempPathFactory) -> None:
+    server, c = build_server.server, build_server.client
+    agent = start_agent(server, tmp_path_factory.mktemp("dp-crash") / "data", build_server.cache)
+    try:
+        build_app(c, PROJECT, "api", service(replicas=2, configuration={"files": [SECRET_FILE]}))
+        build_app(c, PROJECT, "job", {"type": "manual-task", "configuration": {
+            "env": [{"name": "TASK_SECONDS", "value": "600"}], "files": [SECRET_FILE]}}, app="task")
+        deploy(c, PROJECT, "api")
+        deploy(c, PROJECT, "job")
+        d = wait_state(c, PROJECT, "api")
+        wait_state(c, PROJECT, "job", states=("idle",))
+        r = c.post(f"{ORG}/projects/{PROJECT}/components/job/runs", json={"environment": "development"})
+        assert r.status_code in (200, 201, 202), r.text
+        run = r.json()["id"]
+        url = d["endpoints"][0]["urls"]["external"] + "/"
+
+        def both_running() -> dict[int, dict[str, str]] | None:
+            found = _replica_processes(agent.data_dir)
+            kinds = sorted(env["CELLPLANE_COMPONENT"] for env in _leaders(found))
+            return found if kinds == ["api", "api", "job"] else None
+
+        _until(both_running, "two replicas of api and a run of job")
+        # the run has written its first line (a process that writes to its output after the agent died gets EPIPE)
+        _until(lambda: any("starting" in x["line"] for x in logs(c, PROJECT, "job", run=run)), "the run's first line")
+        old = set(_replica_processes(agent.data_dir)) & set(both_running() or {})  # not a process that was starting
+        assert len(old) >= 3, old
+        run_key = f"development/{PROJECT}/job/{run}/0"
+        run_secrets = Path("/dev/shm") / ("cellplane-" + hashlib.sha256(run_key.encode()).hexdigest()[:16])
+        assert run_secrets.is_dir(), "the run's secret file is in memory"
+
+        agent.stop(signal.SIGKILL)
+        time.sleep(0.5)
+        left = _replica_processes(agent.data_dir)
+        assert old <= set(left), "the killed agent's replicas and run are still running"
+
+        (agent.data_dir / "status.json").unlink()  # start_agent waits for the new agent's report
+        agent = start_agent(server, agent.data_dir, build_server.cache)
+        assert not old & set(_replica_processes(agent.data_dir)), \
+            "the new agent ended every process its predecessor left"
+        assert not run_secrets.exists(), "the left run's secret files are removed from /dev/shm"
+        assert "did not stop cleanly" in agent.log()
+
+        def serving() -> bool:
+            try:
+                return httpx.get(url, timeout=10).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _until(serving, f"{url} to answer 200")
+
+        def one_set() -> list[dict[str, str]] | None:
+            leaders = _leaders(_replica_processes(agent.data_dir))
+            return leaders if len(leaders) == 2 else None
+
+        leaders = _until(one_set, "the new set of replicas")
+        assert sorted((e["CELLPLANE_COMPONENT"], e["CELLPLANE_REPLICA"]) for e in leaders) == [("api", "0"),
+                                                                                              ("api", "1")]
+        time.sleep(1)  # nothing else starts: no second set, no second run of the manual task
+        assert len(_leaders(_replica_processes(agent.data_dir))) == 2
+        assert len(list((agent.data_dir / "replicas").glob("*.json"))) == 2, "records only of what runs"
+        assert httpx.get(url, timeout=10).json()["pid"] not in old
+    finally:
+        agent.stop()
+    assert list((agent.data_dir / "replicas").glob("*.json")) == [], "a stopped agent leaves no record"
+    assert _replica_processes(agent.data_dir) == {}
+
+
+# -- the sweep without cgroups (an agent that is not root): what the records name -------------------------------
+
+CRASHING_AGENT = r"""
+import asyncio, os, sys
+from pathlib import Path
+import uvloop
+from cellplane.dataplane.leftovers import Ledger
+from cellplane.dataplane.limits import CgroupManager
+from cellplane.dataplane.supervisor import FileMount, ReplicaSpec, Supervisor
+
+root = Path(sys.argv[1])
+# the replica: a process that starts a child in another process group and one that loses its parent, then sleeps
+REPLICA = '''
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], process_group=0)
+if os.fork() == 0:
+    if os.fork() == 0:
+        time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+'''
+
+async def main():
+    supervisor = Supervisor(cgroups=CgroupManager(proc=root / "none"), ledger=Ledger(root / "replicas"))
+    spec = ReplicaSpec("dev/shop/api/r1/0", [sys.executable, "-c", REPLICA], root, dict(os.environ),
+                       files=[FileMount("token", "/etc/token", b"s3cret", secret=True)], run_dir=root / "run")
+    await supervisor.start(spec)
+    await asyncio.sleep(600)
+
+uvloop.run(main())
+"""
+
+
+def test_a_sweep_without_cgroups_ends_each_recorded_replica_and_its_session_but_never_a_reused_pid(
+        tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from cellplane.dataplane.leftovers import Ledger, sweep
+    from cellplane.dataplane.limits import CgroupManager
+
+    no_cgroups = CgroupManager(proc=tmp_path / "none")
+    assert not no_cgroups.available
+    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, str(tmp_path)], start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "600"])
+    try:
+        def recorded() -> dict[str, Any] | None:
+            for path in (tmp_path / "replicas").glob("*.json"):
+                entry = json.loads(path.read_text())
+                if entry["run"]:
+                    return entry
+            return None
+
+        entry = _until(recorded, "the replica's record", timeout=30)
+        leader = psutil.Process(entry["run"]["pid"])
+        session = _until(lambda: (found := [p for p in psutil.process_iter() if _sid(p) == leader.pid and _alive(p)])
+                         and len(found) == 3 and found, "the replica's three processes", timeout=30)
+        [secret_root] = [Path(f) for f in entry["files"] if f.startswith("/dev/shm/")]
+        assert secret_root.is_dir()
+        agent.kill()
+        agent.wait()
+        assert all(_alive(p) for p in session), "the replica outlives its agent"
+        # a record naming a live process whose pid was reused: its create time differs
+        (tmp_path / "replicas" / "reused.json").write_text(json.dumps({
+            "key": "dev/shop/old/r0/0", "cgroups": [], "files": ["/etc"],
+            "run": {"pid": bystander.pid, "created": psutil.Process(bystander.pid).create_time() - 100}}))
+
+        swept = sweep(Ledger(tmp_path / "replicas"), no_cgroups, tmp_path)
+
+        assert [p for p in session if _alive(p)] == []
+        assert swept.replicas == ["dev/shop/api/r1/0"] and swept.processes == len(session)
+        assert bystander.poll() is None, "a reused pid is never killed"
+        assert not secret_root.exists() and Path("/etc").is_dir()
+        assert list((tmp_path / "replicas").iterdir()) == []
+    finally:
+        agent.kill()
+        bystander.kill()
+        bystander.wait()
+
+
+def _sid(p: psutil.Process) -> int | None:
+    try:
+        return os.getsid(p.pid)
+    except OSError:
+        return None
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
