@@ -280,7 +280,6 @@ class Agent:
         envs = {e["name"] for e in desired.get("environments") or []} | {d["environment"]
                                                                           for d in deployments.values()}
         cells = {(d["environment"], d["project"]) for d in deployments.values()}
-        await self.network.ensure(envs, cells)
         self._grants = tuple(Grant(g["consumerKey"], g["secretDigest"], g["environment"], g["project"],
                                    g["component"], (g["target"]["project"], g["target"]["component"],
                                                     g["target"]["endpoint"]))
@@ -299,8 +298,13 @@ class Agent:
                 # so the new workload starts its replicas after those stops
                 place = (d["environment"], d["project"], d["component"])
                 after = [task for task, where in self._stopping.values() if where == place]
-                w = self.workloads[dep_id] = Workload(self, d, after=after)
-            w.apply(d)
+                self.workloads[dep_id] = Workload(self, d, after=after)
+        # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
+        # replica is ready, never 404 (which clients and caches take as final).
+        self.routes_changed()
+        await self.network.ensure(envs, cells)
+        for dep_id, d in deployments.items():
+            self.workloads[dep_id].apply(d)
         self.routes_changed()
         self.scheduler.set_jobs(self._jobs(deployments.values()))
         for run in desired.get("runs") or []:
@@ -380,17 +384,18 @@ class Agent:
     def routes_changed(self) -> None:
         backends = []
         for w in self.workloads.values():
-            rs = w.active
-            if rs is None:
+            if w.is_task:
                 continue
-            d = rs.desired
+            rs = w.active  # None before its first release is ready: routed all the same, to no replica (503)
+            d = rs.desired if rs is not None else w.desired
             seen_paths: set[str] = set()
             for ep in d.get("endpoints") or []:
                 if ep.get("type", "REST") not in HTTP_TYPES or ep.get("basePath", "/") in seen_paths:
                     continue
                 seen_paths.add(ep.get("basePath", "/"))
-                ready = [r for r in rs.replicas if r.state == "ready"]
-                ups = tuple(Upstream("127.0.0.1", p) for r in ready if (p := self._endpoint_port(rs, r, ep)))
+                ready = [r for r in rs.replicas if r.state == "ready"] if rs is not None else []
+                ups = tuple(Upstream("127.0.0.1", p) for r in ready if rs is not None
+                            and (p := self._endpoint_port(rs, r, ep)))
                 backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
                                         d.get("version", "v1"), ep.get("basePath", "/"),
                                         frozenset(ep.get("visibility") or ["Project"]), ups))
