@@ -120,6 +120,9 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
         assert len(_leaders(_replica_processes(agent.data_dir))) == 2
         assert len(list((agent.data_dir / "replicas").glob("*.json"))) == 2, "records only of what runs"
         assert httpx.get(url, timeout=10).json()["pid"] not in old
+        ended = _until(lambda: (got := c.get(f"{ORG}/task-runs/{run}").json())["state"] != "running" and got,
+                       "the left run to be reported", timeout=30)
+        assert ended["state"] == "failed" and "the next agent ended it" in ended["message"], ended
     finally:
         agent.stop()
     assert list((agent.data_dir / "replicas").glob("*.json")) == [], "a stopped agent leaves no record"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import secrets
 import shutil
 import signal
@@ -65,6 +66,7 @@ LONG_POLL = 30
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
 ACCESS_LOG_BYTES = 64 << 20
 TELEMETRY_INTERVAL = 2.0  # seconds between batches of access lines, spans and metric points
+RUN_ID = re.compile(r"run_[0-9a-f]{16}")
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Agent:
         self.state.lock()
         cgroups = CgroupManager(namespace=str(self.settings.data_dir))
         ledger = Ledger(self.settings.data_dir / "replicas")
-        await self._sweep(ledger, cgroups)
+        left = await self._sweep(ledger, cgroups)
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         self.started_runs = self.state.started_runs()
@@ -160,6 +162,7 @@ class Agent:
                                      f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
             self.metrics_endpoint = endpoint
         cached = self.state.desired()
+        self._runs_left(left, cached)
         try:
             await self._register()
         except Unreachable as e:
@@ -180,12 +183,31 @@ class Agent:
                        asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                        asyncio.create_task(self._metrics_loop(), name="metrics")]
 
-    async def _sweep(self, ledger: Ledger, cgroups: CgroupManager) -> None:
+    async def _sweep(self, ledger: Ledger, cgroups: CgroupManager) -> list[str]:
         """End what a crashed predecessor on this data directory left running (``leftovers``), before anything
-        starts: after any crash exactly one set of replicas runs, and no stale secret file stays in memory."""
+        starts: after any crash exactly one set of replicas runs, and no stale secret file stays in memory. Returns
+        the keys of the replicas and runs it was supervising."""
         swept = await asyncio.to_thread(leftovers.sweep, ledger, cgroups, self.settings.data_dir)
         if swept:
             log.warning("the previous agent on %s did not stop cleanly: %s", self.settings.data_dir, swept.describe())
+        return swept.recorded
+
+    def _runs_left(self, keys: list[str], desired: dict[str, Any] | None) -> None:
+        """The task runs a crashed predecessor was running are over (the sweep ended them; a run is never started
+        twice): each is reported failed, so that it does not stay "running" for ever."""
+        deployments = (desired or {}).get("deployments") or []
+        manual = {r["id"] for r in (desired or {}).get("runs") or []}
+        for key in keys:
+            env, project, component, run, _ = key.split("/", 4)
+            d = next((d for d in deployments if (d["environment"], d["project"], d["component"])
+                      == (env, project, component)), None)
+            if d is None or not RUN_ID.fullmatch(run):
+                continue
+            self.runs.put({"id": run, "deployment": d["id"], "environment": env, "project": project,
+                           "component": component, "trigger": "manual" if run in manual else "schedule",
+                           "state": "failed", "startedAt": None, "endedAt": now_iso(), "exitCode": None,
+                           "message": "the data plane's agent stopped without ending the run (a crash); "
+                                      "the next agent ended it"})
 
     async def _register(self) -> None:
         try:

@@ -129,6 +129,7 @@ class Ledger:
 class Swept:
     """What a sweep found and ended."""
 
+    recorded: list[str] = field(default_factory=list)  # keys of every record found: all were running at the crash
     replicas: list[str] = field(default_factory=list)  # keys of the replicas with live processes
     processes: int = 0
     cgroups: int = 0
@@ -150,6 +151,7 @@ def sweep(ledger: Ledger, cgroups: CgroupManager, data_dir: Path) -> Swept:
     Call it only while holding the data directory's lock, before any replica starts; it blocks (seconds at most)."""
     swept = Swept()
     entries = ledger.left()
+    swept.recorded = [entry["key"] for entry in entries]
     for entry in entries:
         procs = _processes_of(entry.get("run"))
         if procs:
