@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from buildkit import BuildServer
+from cellplane.runtime.launch import free_port
 from dataplanekit import ORG, build_app, deploy, logs, service, start_agent, wait_state
 
 PROJECT = "crashed"
@@ -64,11 +65,15 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
     agent = start_agent(server, tmp_path_factory.mktemp("dp-crash") / "data", build_server.cache)
     try:
         build_app(c, PROJECT, "api", service(replicas=2, configuration={"files": [SECRET_FILE]}))
+        literal = free_port()  # a start command that binds its port itself: the new replica needs the old one gone
+        build_app(c, PROJECT, "fixed", service(port=literal, build={"run": f"PORT={literal} python app.py"}))
         build_app(c, PROJECT, "job", {"type": "manual-task", "configuration": {
             "env": [{"name": "TASK_SECONDS", "value": "600"}], "files": [SECRET_FILE]}}, app="task")
         deploy(c, PROJECT, "api")
+        deploy(c, PROJECT, "fixed")
         deploy(c, PROJECT, "job")
         d = wait_state(c, PROJECT, "api")
+        fixed_url = wait_state(c, PROJECT, "fixed")["endpoints"][0]["urls"]["external"] + "/"
         wait_state(c, PROJECT, "job", states=("idle",))
         r = c.post(f"{ORG}/projects/{PROJECT}/components/job/runs", json={"environment": "development"})
         assert r.status_code in (200, 201, 202), r.text
@@ -78,13 +83,13 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
         def both_running() -> dict[int, dict[str, str]] | None:
             found = _replica_processes(agent.data_dir)
             kinds = sorted(env["CELLPLANE_COMPONENT"] for env in _leaders(found))
-            return found if kinds == ["api", "api", "job"] else None
+            return found if kinds == ["api", "api", "fixed", "job"] else None
 
-        _until(both_running, "two replicas of api and a run of job")
+        _until(both_running, "two replicas of api, one of fixed and a run of job")
         # the run has written its first line (a process that writes to its output after the agent died gets EPIPE)
         _until(lambda: any("starting" in x["line"] for x in logs(c, PROJECT, "job", run=run)), "the run's first line")
         old = set(_replica_processes(agent.data_dir)) & set(both_running() or {})  # not a process that was starting
-        assert len(old) >= 3, old
+        assert len(old) >= 4, old
         run_key = f"development/{PROJECT}/job/{run}/0"
         run_secrets = Path("/dev/shm") / ("cellplane-" + hashlib.sha256(run_key.encode()).hexdigest()[:16])
         assert run_secrets.is_dir(), "the run's secret file is in memory"
@@ -109,17 +114,27 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
 
         _until(serving, f"{url} to answer 200")
 
+        def serving_json(address: str) -> dict[str, Any] | None:
+            try:
+                r = httpx.get(address, timeout=10)
+            except httpx.HTTPError:
+                return None
+            return r.json() if r.status_code == 200 else None
+
         def one_set() -> list[dict[str, str]] | None:
             leaders = _leaders(_replica_processes(agent.data_dir))
-            return leaders if len(leaders) == 2 else None
+            return leaders if len(leaders) == 3 else None
 
         leaders = _until(one_set, "the new set of replicas")
-        assert sorted((e["CELLPLANE_COMPONENT"], e["CELLPLANE_REPLICA"]) for e in leaders) == [("api", "0"),
-                                                                                              ("api", "1")]
+        assert sorted((e["CELLPLANE_COMPONENT"], e["CELLPLANE_REPLICA"]) for e in leaders) == [
+            ("api", "0"), ("api", "1"), ("fixed", "0")]
         time.sleep(1)  # nothing else starts: no second set, no second run of the manual task
-        assert len(_leaders(_replica_processes(agent.data_dir))) == 2
-        assert len(list((agent.data_dir / "replicas").glob("*.json"))) == 2, "records only of what runs"
+        assert len(_leaders(_replica_processes(agent.data_dir))) == 3
+        assert len(list((agent.data_dir / "replicas").glob("*.json"))) == 3, "records only of what runs"
         assert httpx.get(url, timeout=10).json()["pid"] not in old
+        # the literal port is served by the new replica, not by the old one that held it
+        fixed = _until(lambda: serving_json(fixed_url), f"{fixed_url} to answer")
+        assert fixed["pid"] not in old and fixed["pid"] in _replica_processes(agent.data_dir)
         ended = _until(lambda: (got := c.get(f"{ORG}/task-runs/{run}").json())["state"] != "running" and got,
                        "the left run to be reported", timeout=30)
         assert ended["state"] == "failed" and "the next agent ended it" in ended["message"], ended
