@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,23 @@ import httpx
 import psutil
 import pytest
 
-from buildkit import BuildServer
+from buildkit import OSV, BuildServer
 from cellplane.runtime.launch import free_port
 from dataplanekit import ORG, build_app, deploy, logs, service, start_agent, wait_state
+from liveserver import CELLPLANE
 
 PROJECT = "crashed"
 SECRET_FILE = {"name": "token", "mountPath": "/etc/cellplane-crash-test/token", "content": "s3cret", "secret": True}
 
 
-def _replica_processes(data_dir: Path) -> dict[int, dict[str, str]]:
+def _replica_processes(data_dir: Path, project: str = PROJECT) -> dict[int, dict[str, str]]:
     """The live processes of this test's replicas and task runs (by their CELLPLANE_* environment and their working
     directory in this agent's data directory) -> their environment."""
     found = {}
     for p in psutil.process_iter():
         try:
             env = p.environ()
-            if env.get("CELLPLANE_PROJECT") == PROJECT and p.cwd().startswith(str(data_dir)) \
+            if env.get("CELLPLANE_PROJECT") == project and p.cwd().startswith(str(data_dir)) \
                     and p.status() != psutil.STATUS_ZOMBIE:
                 found[p.pid] = env
         except psutil.Error:
@@ -237,3 +239,50 @@ def _alive(p: psutil.Process) -> bool:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+# -- `cellplane up` after both planes died ------------------------------------------------------------------------
+
+
+def _up(data: Path, port: int, cache: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start `cellplane up` and wait until it says so (``log`` is a new file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
+    env.update({"CELLPLANE_CONFIG": os.devnull + ".none", "CELLPLANE_OSV_DATABASE": str(OSV)})
+    process = subprocess.Popen([str(CELLPLANE), "up", "--data-dir", str(data), "--port", str(port), "--gateway-port",
+                                "0", "--build-workers", "1", "--cache-dir", str(cache)],
+                               stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _until(lambda: process.poll() is not None or "Cellplane is up." in log.read_text(), "up to start")
+    assert process.poll() is None, log.read_text()
+    return process
+
+
+def test_a_second_up_after_both_planes_were_killed_runs_one_set_of_replicas(build_cache: Path,
+                                                                              tmp_path: Path) -> None:
+    data, port = tmp_path / "data", free_port()
+    up = _up(data, port, build_cache, tmp_path / "up.log")
+    try:
+        c = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30,
+                         headers={"Authorization": f"Bearer {(data / 'admin.token').read_text().strip()}"})
+        build_app(c, "upcrash", "api", service(replicas=2))
+        deploy(c, "upcrash", "api")
+        url = wait_state(c, "upcrash", "api")["endpoints"][0]["urls"]["external"] + "/"
+        old = set(_replica_processes(data / "dataplane", "upcrash"))
+        assert len(old) >= 2
+        planes = psutil.Process(up.pid).children()
+        assert len(planes) == 2
+        for process in (psutil.Process(up.pid), *planes):  # the machine's power cut, as far as they can tell
+            process.kill()
+        up.wait()
+        assert old <= set(_replica_processes(data / "dataplane", "upcrash")), "the replicas outlive both planes"
+
+        up = _up(data, port, build_cache, tmp_path / "up-again.log")
+        _until(lambda: not old & set(_replica_processes(data / "dataplane", "upcrash")), "the old replicas to end")
+        _until(lambda: len(_leaders(_replica_processes(data / "dataplane", "upcrash"))) == 2, "the new set")
+        _until(lambda: httpx.get(url, timeout=10).status_code == 200, f"{url} to answer 200")
+        time.sleep(1)
+        assert len(_leaders(_replica_processes(data / "dataplane", "upcrash"))) == 2
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(60)
+    assert _replica_processes(data / "dataplane", "upcrash") == {}
