@@ -4,6 +4,7 @@ replicas runs, removes the secret files they had in /dev/shm, and serves."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -146,7 +147,7 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
     assert _replica_processes(agent.data_dir) == {}
 
 
-# -- the sweep without cgroups (an agent that is not root): what the records name -------------------------------
+# -- the sweep by records alone (an agent that is not root) and by cgroup --------------------------------------
 
 CRASHING_AGENT = r"""
 import asyncio, os, sys
@@ -156,21 +157,30 @@ from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec, Supervisor
 
-root = Path(sys.argv[1])
-# the replica: a process that starts a child in another process group and one that loses its parent, then sleeps
+root, mode = Path(sys.argv[1]), sys.argv[2]
+# The replica: a child in another process group and one that loses its parent; with cgroups also a daemon that
+# leaves the session. Each writes its pid to root/pids, then sleeps.
 REPLICA = '''
-import os, subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], process_group=0)
+import os, subprocess, sys
+sleeper = "import os, time; open(os.environ['PIDS'], 'a').write(str(os.getpid()) + ' '); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", sleeper], process_group=0)
+if os.environ["MODE"] == "cgroups" and os.fork() == 0:  # a daemon: a session of its own, its parent gone
+    os.setsid()
+    if os.fork() == 0:
+        exec(sleeper)
+    os._exit(0)
 if os.fork() == 0:
     if os.fork() == 0:
-        time.sleep(600)
+        exec(sleeper)
     os._exit(0)
-time.sleep(600)
+exec(sleeper)
 '''
 
 async def main():
-    supervisor = Supervisor(cgroups=CgroupManager(proc=root / "none"), ledger=Ledger(root / "replicas"))
-    spec = ReplicaSpec("dev/shop/api/r1/0", [sys.executable, "-c", REPLICA], root, dict(os.environ),
+    cgroups = CgroupManager(namespace=str(root)) if mode == "cgroups" else CgroupManager(proc=root / "none")
+    supervisor = Supervisor(cgroups=cgroups, ledger=Ledger(root / "replicas"))
+    spec = ReplicaSpec("dev/shop/api/r1/0", [sys.executable, "-c", REPLICA], root,
+                       {**os.environ, "PIDS": str(root / "pids"), "MODE": mode},
                        files=[FileMount("token", "/etc/token", b"s3cret", secret=True)], run_dir=root / "run")
     await supervisor.start(spec)
     await asyncio.sleep(600)
@@ -179,59 +189,59 @@ uvloop.run(main())
 """
 
 
-def test_a_sweep_without_cgroups_ends_each_recorded_replica_and_its_session_but_never_a_reused_pid(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["records", "cgroups"])
+def test_a_sweep_ends_each_recorded_replica_with_every_process_it_started_but_never_a_reused_pid(
+        tmp_path: Path, mode: str) -> None:
+    """By records alone (no cgroups: an agent that is not root) the replica's session is ended, processes that
+    left its group or lost their parent included; by cgroup, a daemon that left the session too."""
     import json
-    import subprocess
     import sys
 
     from cellplane.dataplane.leftovers import Ledger, sweep
     from cellplane.dataplane.limits import CgroupManager
 
-    no_cgroups = CgroupManager(proc=tmp_path / "none")
-    assert not no_cgroups.available
-    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, str(tmp_path)], start_new_session=True)
+    cgroups = CgroupManager(namespace=str(tmp_path)) if mode == "cgroups" else CgroupManager(proc=tmp_path / "none")
+    if mode == "cgroups" and not cgroups.available:
+        assert not os.environ.get("CI"), f"this test needs writable cgroups: {cgroups.describe()}"
+        pytest.skip(cgroups.describe())
+    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, str(tmp_path), mode], start_new_session=True)
     bystander = subprocess.Popen(["sleep", "600"])
+    expected = 4 if mode == "cgroups" else 3
+    processes: list[psutil.Process] = []
     try:
-        def recorded() -> dict[str, Any] | None:
-            for path in (tmp_path / "replicas").glob("*.json"):
-                entry = json.loads(path.read_text())
-                if entry["run"]:
-                    return entry
-            return None
+        def started() -> list[psutil.Process] | None:
+            pids = (tmp_path / "pids").read_text().split() if (tmp_path / "pids").exists() else []
+            return [psutil.Process(int(pid)) for pid in pids] if len(pids) == expected else None
 
-        entry = _until(recorded, "the replica's record", timeout=30)
-        leader = psutil.Process(entry["run"]["pid"])
-        session = _until(lambda: (found := [p for p in psutil.process_iter() if _sid(p) == leader.pid and _alive(p)])
-                         and len(found) == 3 and found, "the replica's three processes", timeout=30)
+        processes = _until(started, "the replica's processes", timeout=30)
+        [entry] = [json.loads(path.read_text()) for path in (tmp_path / "replicas").glob("*.json")]
+        assert entry["run"]["pid"] in {p.pid for p in processes}
+        assert bool(entry["cgroups"]) == (mode == "cgroups")
         [secret_root] = [Path(f) for f in entry["files"] if f.startswith("/dev/shm/")]
         assert secret_root.is_dir()
         agent.kill()
         agent.wait()
-        assert all(_alive(p) for p in session), "the replica outlives its agent"
+        assert all(_alive(p) for p in processes), "the replica outlives its agent"
         # a record naming a live process whose pid was reused: its create time differs
         (tmp_path / "replicas" / "reused.json").write_text(json.dumps({
             "key": "dev/shop/old/r0/0", "cgroups": [], "files": ["/etc"],
             "run": {"pid": bystander.pid, "created": psutil.Process(bystander.pid).create_time() - 100}}))
 
-        swept = sweep(Ledger(tmp_path / "replicas"), no_cgroups, tmp_path)
+        swept = sweep(Ledger(tmp_path / "replicas"), cgroups, tmp_path)
 
-        assert [p for p in session if _alive(p)] == []
-        assert swept.replicas == ["dev/shop/api/r1/0"] and swept.processes == len(session)
+        assert [p for p in processes if _alive(p)] == []
+        assert swept.replicas[0] == "dev/shop/api/r1/0" and swept.processes >= expected
         assert bystander.poll() is None, "a reused pid is never killed"
         assert not secret_root.exists() and Path("/etc").is_dir()
         assert list((tmp_path / "replicas").iterdir()) == []
+        assert [d for d in entry["cgroups"] if Path(d).exists()] == []
     finally:
         agent.kill()
         bystander.kill()
         bystander.wait()
-
-
-def _sid(p: psutil.Process) -> int | None:
-    try:
-        return os.getsid(p.pid)
-    except OSError:
-        return None
+        for p in processes:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
 
 
 def _alive(p: psutil.Process) -> bool:
