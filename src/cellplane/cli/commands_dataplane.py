@@ -21,6 +21,7 @@ from cellplane.cli.app import app, state
 from cellplane.cli.client import CliError
 from cellplane.cli.commands_server import default_data_dir
 from cellplane.cli.output import out
+from cellplane.datadir import make_private, use_private_umask
 from cellplane.runtime.launch import port_is_free
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ def run(
                        "or set CELLPLANE_TOKEN")
     from cellplane.dataplane.agent import AgentSettings, run_agent
 
+    use_private_umask()  # its data directory's files, and its replicas' unless they say otherwise
     settings = AgentSettings(
         controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
         organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
@@ -262,7 +264,8 @@ def up(
     st = state(ctx)
     demo = _load_demo(demo_file)
     data_dir = (data_dir or default_data_dir()).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    use_private_umask()  # both planes inherit it: whatever they create is their user's alone
+    make_private(data_dir, "the data directory")
     cache = (cache_dir or data_dir / "cache").resolve()
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104  (a wildcard address is probed on loopback)
     url = f"http://{'[' + probe_host + ']' if ':' in probe_host else probe_host}:{port}"

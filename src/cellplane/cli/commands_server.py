@@ -13,6 +13,7 @@ from cellplane.cli.app import app, state
 from cellplane.cli.client import Client, CliError
 from cellplane.cli.context import save_context
 from cellplane.cli.output import Format, dump, err, out
+from cellplane.datadir import use_private_umask
 
 controlplane = typer.Typer(help="Run the control plane.", no_args_is_help=True)
 app.add_typer(controlplane, name="controlplane")
@@ -67,6 +68,7 @@ def serve(
     from cellplane.controlplane.telemetry.loop import TelemetrySettings
 
     data_dir = (data_dir or default_data_dir()).resolve()
+    use_private_umask()  # the database, its WAL, keys, builds: whatever this process creates is its user's alone
     if python_installer not in ("auto", "uv", "pip"):
         raise CliError(f"--python-installer {python_installer}: use auto, uv or pip")
     if osv_database is not None and not osv_database.exists():

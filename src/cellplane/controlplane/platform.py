@@ -14,6 +14,7 @@ from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.keys import load_or_create_token_key, write_private
 from cellplane.controlplane.telemetry.logs import LogStore, SqlLogStore
 from cellplane.controlplane.telemetry.traces import OtlpExport
+from cellplane.datadir import make_private
 from cellplane.model import parse_document
 from cellplane.store import Store, sqlite_url
 from cellplane.store.tables import UserRow
@@ -26,7 +27,7 @@ ADMIN_USER = "admin"
 class Platform:
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private(data_dir, "the control plane's data directory")
         self.store = Store(database_url or sqlite_url(data_dir))
         self.store.migrate()
         self.keyring = KeyRing.load_or_create(data_dir)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import secrets
 import shutil
 import signal
@@ -31,8 +32,9 @@ from typing import Any
 import orjson
 
 from cellplane import __version__
-from cellplane.dataplane import launchspec
+from cellplane.dataplane import launchspec, leftovers
 from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
+from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
@@ -64,6 +66,7 @@ LONG_POLL = 30
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
 ACCESS_LOG_BYTES = 64 << 20
 TELEMETRY_INTERVAL = 2.0  # seconds between batches of access lines, spans and metric points
+RUN_ID = re.compile(r"run_[0-9a-f]{16}")
 
 
 @dataclass
@@ -122,6 +125,9 @@ class Agent:
 
     async def start(self) -> None:
         self.state.lock()
+        cgroups = CgroupManager(namespace=str(self.settings.data_dir))
+        ledger = Ledger(self.settings.data_dir / "replicas")
+        left = await self._sweep(ledger, cgroups)
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         self.started_runs = self.state.started_runs()
@@ -132,8 +138,8 @@ class Agent:
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, self.state, self.settings.gateway_host, self.settings.gateway_port)
-        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output,
-                                     cgroups=CgroupManager(namespace=str(self.settings.data_dir)))
+        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output, cgroups=cgroups,
+                                     ledger=ledger)
         self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
         spool = self.settings.data_dir / "spool"
         self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
@@ -156,6 +162,7 @@ class Agent:
                                      f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
             self.metrics_endpoint = endpoint
         cached = self.state.desired()
+        self._runs_left(left, cached)
         try:
             await self._register()
         except Unreachable as e:
@@ -175,6 +182,32 @@ class Agent:
                        asyncio.create_task(self._status_loop(), name="status"),
                        asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                        asyncio.create_task(self._metrics_loop(), name="metrics")]
+
+    async def _sweep(self, ledger: Ledger, cgroups: CgroupManager) -> list[str]:
+        """End what a crashed predecessor on this data directory left running (``leftovers``), before anything
+        starts: after any crash exactly one set of replicas runs, and no stale secret file stays in memory. Returns
+        the keys of the replicas and runs it was supervising."""
+        swept = await asyncio.to_thread(leftovers.sweep, ledger, cgroups, self.settings.data_dir)
+        if swept:
+            log.warning("the previous agent on %s did not stop cleanly: %s", self.settings.data_dir, swept.describe())
+        return swept.recorded
+
+    def _runs_left(self, keys: list[str], desired: dict[str, Any] | None) -> None:
+        """The task runs a crashed predecessor was running are over (the sweep ended them; a run is never started
+        twice): each is reported failed, so that it does not stay "running" for ever."""
+        deployments = (desired or {}).get("deployments") or []
+        manual = {r["id"] for r in (desired or {}).get("runs") or []}
+        for key in keys:
+            env, project, component, run, _ = key.split("/", 4)
+            d = next((d for d in deployments if (d["environment"], d["project"], d["component"])
+                      == (env, project, component)), None)
+            if d is None or not RUN_ID.fullmatch(run):
+                continue
+            self.runs.put({"id": run, "deployment": d["id"], "environment": env, "project": project,
+                           "component": component, "trigger": "manual" if run in manual else "schedule",
+                           "state": "failed", "startedAt": None, "endedAt": now_iso(), "exitCode": None,
+                           "message": "the data plane's agent stopped without ending the run (a crash); "
+                                      "the next agent ended it"})
 
     async def _register(self) -> None:
         try:
@@ -269,7 +302,6 @@ class Agent:
         envs = {e["name"] for e in desired.get("environments") or []} | {d["environment"]
                                                                           for d in deployments.values()}
         cells = {(d["environment"], d["project"]) for d in deployments.values()}
-        await self.network.ensure(envs, cells)
         self._grants = tuple(Grant(g["consumerKey"], g["secretDigest"], g["environment"], g["project"],
                                    g["component"], (g["target"]["project"], g["target"]["component"],
                                                     g["target"]["endpoint"]))
@@ -288,8 +320,13 @@ class Agent:
                 # so the new workload starts its replicas after those stops
                 place = (d["environment"], d["project"], d["component"])
                 after = [task for task, where in self._stopping.values() if where == place]
-                w = self.workloads[dep_id] = Workload(self, d, after=after)
-            w.apply(d)
+                self.workloads[dep_id] = Workload(self, d, after=after)
+        # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
+        # replica is ready, never 404 (which clients and caches take as final).
+        self.routes_changed()
+        await self.network.ensure(envs, cells)
+        for dep_id, d in deployments.items():
+            self.workloads[dep_id].apply(d)
         self.routes_changed()
         self.scheduler.set_jobs(self._jobs(deployments.values()))
         for run in desired.get("runs") or []:
@@ -369,17 +406,18 @@ class Agent:
     def routes_changed(self) -> None:
         backends = []
         for w in self.workloads.values():
-            rs = w.active
-            if rs is None:
+            if w.is_task:
                 continue
-            d = rs.desired
+            rs = w.active  # None before its first release is ready: routed all the same, to no replica (503)
+            d = rs.desired if rs is not None else w.desired
             seen_paths: set[str] = set()
             for ep in d.get("endpoints") or []:
                 if ep.get("type", "REST") not in HTTP_TYPES or ep.get("basePath", "/") in seen_paths:
                     continue
                 seen_paths.add(ep.get("basePath", "/"))
-                ready = [r for r in rs.replicas if r.state == "ready"]
-                ups = tuple(Upstream("127.0.0.1", p) for r in ready if (p := self._endpoint_port(rs, r, ep)))
+                ready = [r for r in rs.replicas if r.state == "ready"] if rs is not None else []
+                ups = tuple(Upstream("127.0.0.1", p) for r in ready if rs is not None
+                            and (p := self._endpoint_port(rs, r, ep)))
                 backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
                                         d.get("version", "v1"), ep.get("basePath", "/"),
                                         frozenset(ep.get("visibility") or ["Project"]), ups))

@@ -198,8 +198,9 @@ class CgroupManager:
         if self.version is None:
             raise OSError(f"cgroups unavailable: {self.reason}")
         # Two agents on one machine run the same release keys (a release id is its content's digest): without the
-        # namespace, one stopping its replica would kill the other's processes in their shared cgroup.
-        name = "cellplane-" + hashlib.sha256(f"{self.namespace}\0{key}".encode()).hexdigest()[:16]
+        # namespace, one stopping its replica would kill the other's processes in their shared cgroup. The name starts
+        # with the namespace's own prefix, so that ``leftovers`` finds every cgroup of this agent's predecessor.
+        name = self.prefix + hashlib.sha256(f"{self.namespace}\0{key}".encode()).hexdigest()[:16]
         dirs = []
         for parent in self._parents.values():
             (parent / name).mkdir(exist_ok=True)
@@ -211,6 +212,24 @@ class CgroupManager:
             group.remove()
             raise
         return group
+
+    @property
+    def prefix(self) -> str:
+        """How the names of this namespace's cgroups begin: ``cellplane-<8 hex digits of the namespace>-``."""
+        return "cellplane-" + hashlib.sha256(self.namespace.encode()).hexdigest()[:8] + "-"
+
+    def leftovers(self) -> list[Cgroup]:
+        """Every cgroup of this namespace under the agent's own cgroups: at start, those a crashed predecessor left
+        (an agent restarted in another cgroup finds its predecessor's through their records instead)."""
+        if self.version is None:
+            return []
+        found: dict[str, list[Path]] = {}
+        for parent in self._parents.values():
+            with contextlib.suppress(OSError):
+                for d in parent.iterdir():
+                    if d.name.startswith(self.prefix) and d.is_dir():
+                        found.setdefault(d.name, []).append(d)
+        return [Cgroup(self.version, dirs) for dirs in found.values()]
 
     def _apply(self, group: Cgroup, limits: Limits) -> None:
         memory = group.dirs[0]

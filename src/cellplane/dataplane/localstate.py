@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cellplane.controlplane.keys import write_private
+from cellplane.datadir import make_private
 from cellplane.errors import CellplaneError
 
 
@@ -34,7 +35,7 @@ def read_json(path: Path, default: Any) -> Any:
 class LocalState:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private(root, "the data plane's data directory")
         self._lock_file: Any = None
 
     def lock(self) -> None:

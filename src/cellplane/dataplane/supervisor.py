@@ -42,6 +42,7 @@ from typing import Literal
 import psutil
 
 from cellplane.build.isolation import CLONE_NEWNS, MS_BIND, MS_PRIVATE, MS_REC
+from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import Cgroup, CgroupManager, Limits, describe, mib
 from cellplane.dataplane.probes import ProbeSpec, check
 from cellplane.processes import alive, freeze_and_kill
@@ -164,7 +165,8 @@ class Supervisor:
     def __init__(self, on_change: Callable[[Replica], None] | None = None,
                  on_output: Callable[[Replica, str, str], None] | None = None,
                  backoff_base: float = 0.5, backoff_max: float = 30.0, stable_after: float = 10.0,
-                 crash_loop_after: int = 3, cgroups: CgroupManager | None = None) -> None:
+                 crash_loop_after: int = 3, cgroups: CgroupManager | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.on_change = on_change
         self.on_output = on_output
         self.backoff_base = backoff_base
@@ -172,6 +174,7 @@ class Supervisor:
         self.stable_after = stable_after
         self.crash_loop_after = crash_loop_after
         self.cgroups = cgroups if cgroups is not None else CgroupManager()
+        self.ledger = ledger  # records what runs, so that the next agent can end it after a crash (``leftovers``)
         self.replicas: dict[str, Replica] = {}
 
     # -- public ------------------------------------------------------------------------------------------------
@@ -242,6 +245,10 @@ class Supervisor:
                         prepared = await asyncio.to_thread(self._prepare, r)
                     except OSError as e:  # its files cannot be written: as good as a command that is missing
                         outcome = self._not_started(r, f"cannot start: {e}", 127)
+                    else:
+                        if self.ledger is not None:
+                            self.ledger.record(r.spec.key, prepared.cgroup.dirs if prepared.cgroup else [],
+                                               prepared.file_roots)
                 if prepared is not None:
                     outcome = await self._run_once(r, prepared, start_state)
                 if r._stop.is_set():
@@ -265,6 +272,8 @@ class Supervisor:
         finally:
             if prepared is not None:
                 await asyncio.to_thread(_cleanup, prepared)
+                if self.ledger is not None:
+                    self.ledger.forget(r.spec.key)
             if r._stop.is_set():
                 self._update(r, "stopped", "stopped")
             r._done.set()
@@ -322,6 +331,8 @@ class Supervisor:
         except (OSError, subprocess.SubprocessError) as e:
             return self._not_started(r, f"cannot start {spec.argv[0]}: {e} (cgroup, limits or file mounts)", 127)
         started = time.monotonic()
+        if self.ledger is not None:
+            self.ledger.run_started(spec.key, proc.pid)
         run = _Run(proc, prepared.cgroup, oom_before=prepared.cgroup.oom_kills() if prepared.cgroup else 0)
         r.pid, r.started_at = proc.pid, time.time()
         self._update(r, start_state, f"started (pid {proc.pid})", port=spec.port)
