@@ -12,7 +12,8 @@ namespace of its own, prepared between fork and exec:
   processes, so no other workload's (nor the agent's) ``environ`` or ``cmdline``;
 - then it drops root: no supplementary groups, the group and user of its component (allocated once per
   environment/project/component, from a block of 65,536 ids above 2,000,000,000 chosen at random per data
-  directory and kept in ``workload-users.json`` there), ``no_new_privs``, and SIGKILL when the agent dies.
+  directory and kept in ``workload-users.json`` there), ``no_new_privs``, and SIGKILL for its main process
+  when the agent dies.
 
 Files written for it (configuration files, secret ones in ``/dev/shm``) are root-owned in directories
 whose group is the workload's (0750), readable by that group only: another workload cannot read them,
