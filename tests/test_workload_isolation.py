@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from buildkit import component, failed_why, upload, wait
-from cellplane.dataplane.sandbox import BLOCK, FIRST_ID, USERS_FILE, Isolation, WorkloadUsers
+from cellplane.dataplane.sandbox import BLOCK, FIRST_ID, USERS_FILE, Isolation, Sandbox, WorkloadUsers, plan
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec, Supervisor
 from dataplanekit import AgentProcess, deploy, logs, service, wait_state
 
@@ -209,6 +209,26 @@ def test_workload_users_are_stable_distinct_and_far_from_real_users(tmp_path: Pa
     assert (first - FIRST_ID) % BLOCK == 0 and first <= min(a, b) < first + BLOCK
     assert stat.S_IMODE((tmp_path / USERS_FILE).stat().st_mode) == 0o600
     assert again.uid("production/shop/api") not in (a, b)  # another environment's secrets: another user
+
+
+def test_the_mount_plan_hides_what_is_closed_and_binds_back_only_what_is_needed() -> None:
+    with tempfile.TemporaryDirectory(prefix="cellplane-plan-") as where:  # under /tmp: every ancestor open
+        base = Path(where)
+        data, closed = base / "data", base / "closed"
+        tree, run_dir, interpreter = data / "artifacts" / "abc", data / "run" / "x", closed / "python"
+        for d in (tree, run_dir, interpreter, data / "spool"):
+            d.mkdir(parents=True)
+        base.chmod(0o755)
+        closed.chmod(0o700)
+        sandbox = Sandbox(FIRST_ID, FIRST_ID, (data,), (tree, interpreter, Path("/usr")))
+        steps = plan(sandbox, [("/dev/shm/x/conf", "/etc/app/conf")], [run_dir], cwd=tree / "files").steps
+    got = {(s.kind, s.path) for s in steps}
+    assert ("tmpfs", str(data)) in got and ("tmpfs", str(closed)) in got  # hidden; closed: not enterable anyway
+    assert {("read", str(tree)), ("read", str(interpreter)), ("write", str(run_dir)),
+            ("file", "/etc/app/conf")} <= got
+    assert not any(s.path in ("/usr", str(data / "spool")) for s in steps if s.kind != "tmpfs")  # open / not needed
+    assert [s.depth for s in steps] == sorted(s.depth for s in steps)  # outermost first
+    assert plan(None, [("/dev/shm/x/conf", "/etc/app/conf")]).steps == (steps[[s.kind for s in steps].index("file")],)
 
 
 @pytest.fixture

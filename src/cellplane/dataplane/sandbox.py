@@ -161,7 +161,8 @@ class Isolation:
         if self.unavailable is not None:
             return None
         uid = self.users.uid(identity)
-        return Sandbox(uid, uid, self.hide, tuple(dict.fromkeys([*reads, *interpreter_paths()])))
+        reads = list(reads)
+        return Sandbox(uid, uid, self.hide, tuple(dict.fromkeys([*reads, *_venv_homes(reads), *interpreter_paths()])))
 
 
 @functools.cache
@@ -175,6 +176,18 @@ def interpreter_paths() -> tuple[Path, ...]:
     if node:
         paths.append(Path(node).resolve().parent.parent)
     return tuple(dict.fromkeys(p.resolve() for p in paths))
+
+
+def _venv_homes(paths: Iterable[Path]) -> list[Path]:
+    """The installation a virtual environment's interpreter links to (``home`` in its ``pyvenv.cfg``)."""
+    homes = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            for line in (path / "pyvenv.cfg").read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    homes.append(Path(value.strip()).resolve().parent)  # .../bin -> its prefix
+    return homes
 
 
 _PROBE = """
