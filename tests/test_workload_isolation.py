@@ -245,6 +245,7 @@ def isolation(tmp_path: Path) -> Iterator[tuple[Isolation, Path]]:
 def _sandboxed(iso: Isolation, data: Path, key: str, argv: list[str], **kw: Any) -> ReplicaSpec:
     tree = data / "artifacts" / key.replace("/", "-")
     tree.mkdir(parents=True)
+    tree.chmod(0o755)  # as artifacts.ensure leaves a tree, whatever the umask
     run_dir = data / "run" / key
     sandbox = iso.sandbox("/".join(key.split("/")[:3]), [tree])
     return ReplicaSpec(key=key, argv=argv, cwd=tree, env={"PATH": os.environ["PATH"], "HOME": str(run_dir / "home")},
@@ -273,7 +274,7 @@ def test_a_sandboxed_replica_cannot_reach_the_data_directory_or_a_neighbour(
                 break
             await asyncio.sleep(0.05)
         neighbour = sleeper.pid
-        assert neighbour is not None
+        assert neighbour is not None, sleeper.message
         files = [FileMount("s", "/tmp/cellplane-isolation-test/unit/s.txt", b"mine", secret=True)]
         prober = await sup.start(_sandboxed(iso, data, "dev/p/prober/r1/0", [
             sys.executable, "-c", probe, str(data / "agent.key"), f"/proc/{neighbour}/environ",

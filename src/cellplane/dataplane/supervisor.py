@@ -40,7 +40,7 @@ from typing import Literal
 
 import psutil
 
-from cellplane.build.isolation import CLONE_NEWNS, MS_PRIVATE, MS_REC
+from cellplane.build.isolation import CLONE_NEWNS, MS_BIND, MS_PRIVATE, MS_REC
 from cellplane.dataplane.limits import Cgroup, CgroupManager, Limits, describe, mib
 from cellplane.dataplane.probes import ProbeSpec, check
 from cellplane.dataplane.sandbox import ChildSetup, Plan, Sandbox, make_workspace, plan
@@ -651,7 +651,8 @@ def _private_mounts() -> bool:
         return False
     code = ("import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True); "
             f"sys.exit(0 if libc.unshare({CLONE_NEWNS}) == 0 and "
-            f"libc.mount(b'none', b'/', None, {MS_REC | MS_PRIVATE}, None) == 0 else 1)")
+            f"libc.mount(b'none', b'/', None, {MS_REC | MS_PRIVATE}, None) == 0 and "
+            f"libc.mount(b'/dev/null', b'/dev/null', None, {MS_BIND}, None) == 0 else 1)")
     try:
         return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
