@@ -12,8 +12,8 @@ namespace of its own, prepared between fork and exec:
   processes, so no other workload's (nor the agent's) ``environ`` or ``cmdline``;
 - then it drops root: no supplementary groups, the group and user of its component (allocated once per
   environment/project/component, from a block of 65,536 ids above 2,000,000,000 chosen at random per data
-  directory and kept in ``workload-users.json`` there), ``no_new_privs``, and SIGKILL for its main process
-  when the agent dies.
+  directory and kept in ``workload-users.json`` there) and ``no_new_privs``. No parent-death signal: it
+  would end only the main process, and what a crashed agent leaves is ended by the next one anyway.
 
 Files written for it (configuration files, secret ones in ``/dev/shm``) are root-owned in directories
 whose group is the workload's (0750), readable by that group only: another workload cannot read them,
@@ -36,14 +36,13 @@ import pwd
 import resource
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -56,7 +55,7 @@ FIRST_ID = 2_000_000_000  # far above any real user or group (and below 2^31: so
 BLOCK = 1 << 16  # ids per data directory: one per environment/project/component
 BLOCKS = (2**31 - 1 - FIRST_ID) // BLOCK
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_NO_NEW_PRIVS = 38
 PROC_OPTIONS = b"hidepid=invisible"  # per-mount procfs options: Linux 5.8 and later
 ERROR_BYTES = 4096
 CONTROL_PLANE_FILES = ("master.key", "token.key", "admin.token")
@@ -268,7 +267,6 @@ class Plan:
     steps: tuple[Step, ...] = ()
     sandbox: Sandbox | None = None
     cwd: str = ""
-    parent: int = field(default_factory=os.getpid)
 
 
 def plan(sandbox: Sandbox | None, files: Iterable[tuple[str, str]], writes: Iterable[Path] = (),
@@ -396,10 +394,6 @@ class ChildSetup:
         os.setgid(sandbox.gid)
         os.setuid(sandbox.uid)
         self._check(self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "setting no_new_privs")
-        # set after setuid, which clears it; and the agent may have died just before
-        self._check(self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "setting the parent-death signal")
-        if os.getppid() != self.plan.parent:
-            raise OSError("the data plane exited while the process was starting")
         if self.plan.cwd:
             try:
                 os.chdir(self.plan.cwd)  # again, in this view of the disk and as this user
