@@ -231,6 +231,13 @@ def test_the_mount_plan_hides_what_is_closed_and_binds_back_only_what_is_needed(
     assert plan(None, [("/dev/shm/x/conf", "/etc/app/conf")]).steps == (steps[[s.kind for s in steps].index("file")],)
 
 
+def test_an_agent_inside_a_control_planes_data_directory_hides_that_one_too(tmp_path: Path) -> None:
+    (tmp_path / "master.key").write_text("")  # as `cellplane up` lays them out: DATA and DATA/dataplane
+    assert Isolation(tmp_path / "dataplane", tmp_path / "cache").hide == (
+        tmp_path / "dataplane", tmp_path / "cache", tmp_path)
+    assert tmp_path not in Isolation(tmp_path / "elsewhere" / "dataplane", tmp_path / "cache").hide
+
+
 @pytest.fixture
 def isolation(tmp_path: Path) -> Iterator[tuple[Isolation, Path]]:
     _needs_root()
