@@ -39,6 +39,7 @@ from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.outbox import Outbox
+from cellplane.dataplane.sandbox import Isolation
 from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
 from cellplane.dataplane.telemetry import (
@@ -100,6 +101,7 @@ class Agent:
         self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name)
         self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
         self.artifacts = LocalArtifacts(settings.data_dir)
+        self.isolation = Isolation(settings.data_dir, self.cache.root)
         self.workloads: dict[str, Workload] = {}
         self.desired: dict[str, Any] | None = None
         self._dirty = asyncio.Event()
@@ -131,6 +133,9 @@ class Agent:
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         self.started_runs = self.state.started_runs()
+        if why := await asyncio.to_thread(self.isolation.check):
+            log.warning("WORKLOADS ARE NOT ISOLATED: they run as the agent's user and can read its keys, its data "
+                        "directory and each other's secrets (%s); run the agent as root to isolate them", why)
         self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
         self._access_bytes = self._access.tell()
         self.gateway = Gateway(access_log=self._access_line, token_secret=self.state.token_secret(),
@@ -380,7 +385,11 @@ class Agent:
             run_dir = (self.settings.data_dir / "run" / d["environment"] / d["project"] / d["component"]
                        / (f"run-{secrets.token_hex(4)}" if task else f"{d['release']}-{index}"))
             run_dir.mkdir(parents=True, exist_ok=True)
-            return launchspec.replica_spec(d, index, launch, tree, self.network, self.key, run_dir, task=task)
+            spec = launchspec.replica_spec(d, index, launch, tree, self.network, self.key, run_dir, task=task,
+                                           isolation=self.isolation)
+            if index == 0:
+                self.system_line(d, "isolation: " + self.isolation.note(spec.sandbox))
+            return spec
 
         return await asyncio.to_thread(prepare)
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cellplane.dataplane.limits import Limits, parse_cpu, parse_memory
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.probes import ProbeSpec
+from cellplane.dataplane.sandbox import Isolation, workspace_env
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec
 from cellplane.gateway.auth import TOKEN_PATH
 from cellplane.gateway.routes import route_prefix
@@ -116,9 +117,25 @@ def limits(d: dict[str, Any]) -> Limits:
 
 
 def replica_spec(d: dict[str, Any], index: int, launch: Launch, tree: Path, network: Network,
-                 key: X25519PrivateKey, run_dir: Path, task: bool = False) -> ReplicaSpec:
+                 key: X25519PrivateKey, run_dir: Path, task: bool = False,
+                 isolation: Isolation | None = None) -> ReplicaSpec:
     config_env, files = configuration(d, key)
     env = dict(launch.env)
+    sandbox = None
+    if isolation is not None:
+        # its own user per environment/project/component; it reads its tree and runtime, nothing else of ours
+        runtime = [Path(launch.env["VIRTUAL_ENV"])] if launch.env.get("VIRTUAL_ENV") else []
+        modules = launch.cwd / "node_modules"
+        if modules.is_symlink():
+            runtime.append(modules.resolve())
+        sandbox = isolation.sandbox(f"{d['environment']}/{d['project']}/{d['component']}", [tree, *runtime])
+    if sandbox is not None:
+        # a home and a temporary directory of its own (the agent's would be hidden), where package managers'
+        # caches go too (the shared ones are hidden); its configuration may still set them
+        home = workspace_env(run_dir)
+        env.update(home)
+        env.update({name: str(Path(home["HOME"]) / ".cache" / sub) for name, sub in (
+            ("UV_CACHE_DIR", "uv"), ("PIP_CACHE_DIR", "pip"), ("npm_config_cache", "npm")) if name in env})
     env.update(config_env)
     env.update(connection_env(d, network, key))
     env.update({"CELLPLANE_ENVIRONMENT": d["environment"], "CELLPLANE_PROJECT": d["project"],
@@ -136,5 +153,5 @@ def replica_spec(d: dict[str, Any], index: int, launch: Launch, tree: Path, netw
         liveness=probe(health.get("liveness")),
         restart="never" if task else "always",
         grace=float(health.get("gracePeriodSeconds", 10)),
-        limits=limits(d), files=files, run_dir=run_dir,
+        limits=limits(d), files=files, run_dir=run_dir, sandbox=sandbox,
     )

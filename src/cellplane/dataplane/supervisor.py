@@ -12,21 +12,20 @@ are killed, so nothing can fork a replacement in between. The supervisor never l
 replica's main process: asyncio's child watcher owns it and would otherwise wait for its status forever.
 
 Per-child setup (joining the cgroup, ``RLIMIT_AS``, the private mount namespace with the configuration
-files bind-mounted at their paths) runs in ``preexec_fn``, which uvloop supports; it runs after fork and
-before exec, so the program itself starts already confined.
+files bind-mounted at their paths and, for a replica with a sandbox, its own user and view of the disk and
+of ``/proc``: see ``sandbox``) runs in ``preexec_fn``, which uvloop supports; it runs after fork and before
+exec, so the program itself starts already confined.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import hashlib
 import logging
 import os
 import re
-import resource
 import shutil
 import signal
 import stat
@@ -45,6 +44,7 @@ from cellplane.build.isolation import CLONE_NEWNS, MS_BIND, MS_PRIVATE, MS_REC
 from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import Cgroup, CgroupManager, Limits, describe, mib
 from cellplane.dataplane.probes import ProbeSpec, check
+from cellplane.dataplane.sandbox import ChildSetup, Plan, Sandbox, make_workspace, plan
 from cellplane.processes import alive, freeze_and_kill
 
 log = logging.getLogger("cellplane.dataplane")
@@ -56,7 +56,6 @@ READY_WITHOUT_PORT = 1.0  # a replica without a port is ready once it has run th
 STARTUP_PROBE = 0.05  # seconds before the second readiness probe of a new replica; doubling up to its period
 DRAIN_SECONDS = 1.0  # output still read after the replica is gone (an escaped orphan may hold the pipes)
 SCAN_SECONDS = 1.0  # how often the process tree is captured when no cgroup lists the replica's processes
-MS_RDONLY, MS_REMOUNT = 1, 32
 OUT_OF_MEMORY = re.compile(r"MemoryError|out of memory|Cannot allocate memory|bad_alloc", re.IGNORECASE)
 
 ReplicaState = Literal["starting", "ready", "unready", "crash-loop", "stopping", "stopped", "exited", "failed"]
@@ -85,6 +84,7 @@ class ReplicaSpec:
     limits: Limits = field(default_factory=Limits)
     files: list[FileMount] = field(default_factory=list)
     run_dir: Path | None = None  # non-secret files go to run_dir/mounts (secret ones to /dev/shm)
+    sandbox: Sandbox | None = None  # None: it runs as this process's user and sees what it sees
 
 
 class Replica:
@@ -137,7 +137,7 @@ class _Prepared:
     env: dict[str, str]
     cgroup: Cgroup | None
     rlimit_as: int | None
-    binds: list[tuple[str, str]]
+    mounts: Plan
     file_roots: list[Path]
 
 
@@ -281,17 +281,28 @@ class Supervisor:
                 del self.replicas[r.spec.key]
 
     def _prepare(self, r: Replica) -> _Prepared:
-        """Write the replica's files and create its cgroup (in a thread: both touch the disk)."""
-        spec = r.spec
+        """Write the replica's files, make its workspace and create its cgroup (in a thread: all touch the
+        disk)."""
+        spec, sandbox = r.spec, r.spec.sandbox
         env, binds, roots = _write_files(spec)
-        if binds and not _private_mounts():
+        if binds and sandbox is None and not _private_mounts():
             binds = []  # CELLPLANE_FILE_<NAME> tells the app where its files are
-        for _, target in binds:
-            if os.path.isdir(target):
-                _cleanup(_Prepared({}, None, None, [], roots))
-                raise OSError(f"the file {target} cannot be mounted: a directory is in its place")
+        try:
+            for _, target in binds:
+                if os.path.isdir(target):
+                    raise OSError(f"the file {target} cannot be mounted: a directory is in its place")
+            writes = []
+            if sandbox is not None and spec.run_dir is not None:
+                make_workspace(spec.run_dir, sandbox)
+                writes.append(spec.run_dir)
+            mounts = plan(sandbox, binds, writes, spec.cwd if sandbox is not None else None)
+        except OSError:
+            _cleanup(_Prepared({}, None, None, Plan(), roots))
+            raise
         cgroup, rlimit_as, r.limits_note = self._confine(spec)
-        return _Prepared({**spec.env, **env}, cgroup, rlimit_as, binds, roots)
+        if sandbox is not None:
+            r.limits_note += "; " + sandbox.note()
+        return _Prepared({**spec.env, **env}, cgroup, rlimit_as, mounts, roots)
 
     def _confine(self, spec: ReplicaSpec) -> tuple[Cgroup | None, int | None, str]:
         """The replica's cgroup — or, without one, its RLIMIT_AS — and its limits note."""
@@ -319,17 +330,19 @@ class Supervisor:
         spec = r.spec
         if not spec.cwd.is_dir():
             return self._not_started(r, f"cannot start: the working directory {spec.cwd} does not exist", 127)
+        setup = _child_setup(prepared)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv, cwd=str(spec.cwd), env=prepared.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                preexec_fn=_child_setup(prepared))
+                preexec_fn=setup)
         except FileNotFoundError:
             return self._not_started(r, f"cannot start: {spec.argv[0]} not found", 127)
         except PermissionError:
             return self._not_started(r, f"cannot start: {spec.argv[0]} is not executable (permission denied)", 126)
         except (OSError, subprocess.SubprocessError) as e:
-            return self._not_started(r, f"cannot start {spec.argv[0]}: {e} (cgroup, limits or file mounts)", 127)
+            why = (setup.failure() if setup is not None else "") or f"{e} (cgroup, limits or file mounts)"
+            return self._not_started(r, f"cannot start {spec.argv[0]}: {why}", 127)
         started = time.monotonic()
         if self.ledger is not None:
             self.ledger.run_started(spec.key, proc.pid)
@@ -563,11 +576,14 @@ def file_variable(name: str) -> str:
 def _write_files(spec: ReplicaSpec) -> tuple[dict[str, str], list[tuple[str, str]], list[Path]]:
     """Write the files; returns their variables, the (written, mount path) pairs and the roots to remove.
 
-    Secret files go to memory (``/dev/shm``) in a directory only the owner can enter, never to disk.
+    Secret files go to memory (``/dev/shm``) in a directory only the owner can enter, never to disk. With a
+    sandbox they stay root's, in directories of the workload's group (0750): readable by that workload
+    only (mode 0440), and neither it nor anyone else can swap them or plant a link for root to follow.
     """
     digest = hashlib.sha256(spec.key.encode()).hexdigest()[:16]
     secret_root = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / f"cellplane-{digest}"
     plain_root = spec.run_dir / "mounts" if spec.run_dir is not None else secret_root
+    gid = spec.sandbox.gid if spec.sandbox is not None else None
     env: dict[str, str] = {}
     binds: list[tuple[str, str]] = []
     roots: list[Path] = []
@@ -576,12 +592,14 @@ def _write_files(spec: ReplicaSpec) -> tuple[dict[str, str], list[tuple[str, str
             root = secret_root if f.secret else plain_root
             if root not in roots:
                 if root == secret_root:
-                    _private_dir(root)
+                    _private_dir(root, gid)
                 else:
                     root.mkdir(parents=True, exist_ok=True)
+                    if gid is not None:
+                        root.chmod(0o755)
                 roots.append(root)
             target = root / _relative(f.mount_path)
-            _write(target, f.content, 0o600 if f.secret else 0o644)
+            _write(target, f.content, _file_mode(f.secret, gid), root, gid if root == secret_root else None)
             env[file_variable(f.name)] = str(target)
             binds.append((str(target), f.mount_path))
     except OSError:
@@ -591,24 +609,42 @@ def _write_files(spec: ReplicaSpec) -> tuple[dict[str, str], list[tuple[str, str
     return env, binds, roots
 
 
-def _write(target: Path, content: bytes, mode: int) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _file_mode(secret: bool, gid: int | None) -> int:
+    if not secret:
+        return 0o644
+    return 0o600 if gid is None else 0o440
+
+
+def _write(target: Path, content: bytes, mode: int, root: Path, gid: int | None) -> None:
+    """Write a file below ``root``, creating its directories: the workload's group's (0750) when ``gid``
+    is given, else traversable (0755) whatever the umask."""
+    missing = [d for d in (target.parent, *target.parent.parents) if d != root and root in d.parents
+               and not d.exists()]
+    for d in reversed(missing):
+        d.mkdir()
+        os.chown(d, -1, gid if gid is not None else -1, follow_symlinks=False)
+        d.chmod(0o750 if gid is not None else 0o755)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as out:
+        if gid is not None:
+            os.fchown(fd, 0, gid)
         os.fchmod(fd, mode)  # O_CREAT's mode does not apply to a file left from an earlier start
         out.write(content)
 
 
-def _private_dir(path: Path) -> None:
-    """Create ``path`` mode 0700 — or accept it only if it is already a real directory of ours: the shared
-    memory directory is writable by anyone, who could otherwise plant a directory or link there first."""
+def _private_dir(path: Path, gid: int | None = None) -> None:
+    """Create ``path`` mode 0700 (0750 and the workload's group with ``gid``) — or accept it only if it is
+    already a real directory of ours: the shared memory directory is writable by anyone, who could otherwise
+    plant a directory or link there first."""
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
         st = path.lstat()
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
             raise OSError(f"{path} exists and is not a directory of this user's") from None
-    path.chmod(0o700)
+    if gid is not None:
+        os.chown(path, -1, gid, follow_symlinks=False)
+    path.chmod(0o700 if gid is None else 0o750)
 
 
 def _cleanup(prepared: _Prepared) -> None:
@@ -626,54 +662,24 @@ def _private_mounts() -> bool:
         return False
     code = ("import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True); "
             f"sys.exit(0 if libc.unshare({CLONE_NEWNS}) == 0 and "
-            f"libc.mount(b'none', b'/', None, {MS_REC | MS_PRIVATE}, None) == 0 else 1)")
+            f"libc.mount(b'none', b'/', None, {MS_REC | MS_PRIVATE}, None) == 0 and "
+            f"libc.mount(b'/dev/null', b'/dev/null', None, {MS_BIND}, None) == 0 else 1)")
     try:
         return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
 
-def _child_setup(prepared: _Prepared) -> Callable[[], None] | None:
+def _child_setup(prepared: _Prepared) -> ChildSetup | None:
     """The code a child runs between fork and exec: join the cgroup, cap its address space without one,
-    and bind its files at their mount paths in a mount namespace of its own.
+    bind its files at their mount paths in a mount namespace of its own and, with a sandbox, hide what it
+    must not see and become its own user (``sandbox.ChildSetup``). None when there is nothing to do.
 
     A mount path whose directory or file does not exist on this machine is created (an empty file, the
     missing directories) before the bind, on the real file system: mount points must exist, and they stay
     afterwards. The mounts themselves are read-only and visible only to the replica.
     """
-    procs_files, rlimit_as, binds = (prepared.cgroup.procs_files if prepared.cgroup else [], prepared.rlimit_as,
-                                     prepared.binds)
-    if not (procs_files or rlimit_as is not None or binds):
+    procs_files = prepared.cgroup.procs_files if prepared.cgroup else []
+    if not (procs_files or prepared.rlimit_as is not None or prepared.mounts.steps or prepared.mounts.sandbox):
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def fail(what: str) -> None:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-    def setup() -> None:
-        pid = str(os.getpid()).encode()
-        for path in procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
-        if rlimit_as is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
-        if not binds:
-            return
-        if libc.unshare(CLONE_NEWNS) != 0:
-            fail("unshare")
-        if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-            fail("making mounts private")
-        for source, target in binds:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if not os.path.lexists(target):
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
-            if libc.mount(source.encode(), target.encode(), None, MS_BIND, None) != 0:
-                fail(f"binding {target}")
-            if libc.mount(b"none", target.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0:
-                fail(f"making {target} read-only")
-
-    return setup
+    return ChildSetup(procs_files, prepared.rlimit_as, prepared.mounts)

@@ -13,7 +13,7 @@ from pathlib import Path
 from cellplane.build import archive
 from cellplane.digests import PREFIX, sha256_file, valid
 from cellplane.errors import CellplaneError
-from cellplane.runtime.materialize import COMPLETE, locked
+from cellplane.runtime.materialize import COMPLETE, locked, readable
 
 
 class LocalArtifacts:
@@ -30,10 +30,10 @@ class LocalArtifacts:
         """The unpacked tree of ``digest``; ``fetch(dest)`` downloads the .tar.gz when it is not here yet."""
         tree = self.path(digest)
         if (tree / COMPLETE).exists():
-            return tree
+            return readable(tree)
         with locked(tree):
             if (tree / COMPLETE).exists():
-                return tree
+                return readable(tree)
             shutil.rmtree(tree, ignore_errors=True)
             download = tree.with_name(tree.name + ".tar.gz")
             try:
@@ -49,4 +49,5 @@ class LocalArtifacts:
             finally:
                 download.unlink(missing_ok=True)
             (tree / COMPLETE).touch()
+            readable(tree)  # workloads of their own users read it (`cellplane.dataplane.sandbox`)
         return tree

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cellplane.build.plan import BuildFailure
-from cellplane.runtime.materialize import Cache, base_env, node_modules, python_venv
+from cellplane.runtime.materialize import Cache, base_env, base_python, node_modules, python_venv
 
 MANIFEST = "manifest.json"
 
@@ -96,6 +96,8 @@ def launch_command(tree: Path, cache: Cache, *, port: int | None = None, host: s
         venv = python_venv(tree / lock["python"], cache, log)
         path.insert(0, str(venv / "bin"))
         env["VIRTUAL_ENV"] = str(venv)
+    elif manifest.get("language") == "python":  # no dependencies: `python` is the interpreter venvs are made from
+        path.insert(0, str(Path(base_python()).parent))
     if manifest.get("language") == "python":
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (workdir / "src", workdir) if p.is_dir())
     if lock.get("node"):

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +31,7 @@ from cellplane.build.plan import BuildFailure
 
 Log = Callable[[str], None]
 COMPLETE = ".cellplane-complete"
+READABLE = ".cellplane-readable"
 
 
 def _discard(_: str) -> None:
@@ -107,6 +109,31 @@ def digest_of(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+def readable(tree: Path) -> Path:
+    """Let every user read ``tree`` and run what its owner may run, once (marked by READABLE in it), when it is
+    made or first used: workloads run as users of their own (``cellplane.dataplane.sandbox``) and see only
+    their own trees, while the planes may create them, and the builds their files, under umask 077. Links are
+    left alone. One pass over the tree; later calls cost one stat."""
+    if (tree / READABLE).exists():
+        return tree
+    for root, dirs, files in os.walk(tree, topdown=False):
+        for name in (*files, *dirs):
+            _readable(os.path.join(root, name))
+    _readable(str(tree))
+    (tree / READABLE).touch()
+    return tree
+
+
+def _readable(path: str) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    wanted = mode | 0o044 | (0o011 if mode & 0o100 or stat.S_ISDIR(st.st_mode) else 0)
+    if wanted != mode:
+        os.chmod(path, wanted)
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +187,7 @@ def python_venv(lock: Path, cache: Cache, log: Log = _discard) -> Path:
     target = cache.runtime("python", key)
     if (target / COMPLETE).exists():
         log(f"using the cached Python environment {key}")
-        return target
+        return readable(target)
     with locked(target):
         if (target / COMPLETE).exists():
             return target
@@ -179,6 +206,7 @@ def python_venv(lock: Path, cache: Cache, log: Log = _discard) -> Path:
             run([str(target / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-r", str(lock)],
                 cwd=cache.root, env=env, log=log, what="installing the Python dependencies")
         (target / COMPLETE).write_text(lock.read_text())
+        readable(target)
     return target
 
 
@@ -268,7 +296,7 @@ def node_modules(package_json: Path, lock: Path, cache: Cache, log: Log = _disca
     target = cache.runtime("node", key)
     if (target / COMPLETE).exists():
         log(f"using the cached node_modules {key}")
-        return target / "node_modules"
+        return readable(target) / "node_modules"
     with locked(target):
         if not (target / COMPLETE).exists():
             shutil.rmtree(target, ignore_errors=True)
@@ -279,4 +307,5 @@ def node_modules(package_json: Path, lock: Path, cache: Cache, log: Log = _disca
             npm_install(target, "ci", cache, log, production=True)
             (target / "node_modules").mkdir(exist_ok=True)
             (target / COMPLETE).touch()
+            readable(target)
     return target / "node_modules"
