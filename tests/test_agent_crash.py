@@ -5,7 +5,6 @@ replicas runs, removes the secret files they had in /dev/shm, and serves."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
@@ -91,10 +90,12 @@ def test_a_restarted_agent_ends_what_its_killed_predecessor_left_and_runs_one_se
         _until(both_running, "two replicas of api, one of fixed and a run of job")
         # the run has written its first line (a process that writes to its output after the agent died gets EPIPE)
         _until(lambda: any("starting" in x["line"] for x in logs(c, PROJECT, "job", run=run)), "the run's first line")
-        old = set(_replica_processes(agent.data_dir)) & set(both_running() or {})  # not a process that was starting
+        old_processes = both_running() or {}
+        old = set(_replica_processes(agent.data_dir)) & set(old_processes)  # not a process that was starting
         assert len(old) >= 4, old
-        run_key = f"development/{PROJECT}/job/{run}/0"
-        run_secrets = Path("/dev/shm") / ("cellplane-" + hashlib.sha256(run_key.encode()).hexdigest()[:16])
+        job_env = next(env for env in _leaders(old_processes) if env["CELLPLANE_COMPONENT"] == "job")
+        written = Path(job_env["CELLPLANE_FILE_TOKEN"])  # /dev/shm/cellplane-<digest>/etc/...
+        run_secrets = Path("/dev/shm") / written.relative_to("/dev/shm").parts[0]
         assert run_secrets.is_dir(), "the run's secret file is in memory"
 
         agent.stop(signal.SIGKILL)

@@ -580,7 +580,9 @@ def _write_files(spec: ReplicaSpec) -> tuple[dict[str, str], list[tuple[str, str
     sandbox they stay root's, in directories of the workload's group (0750): readable by that workload
     only (mode 0440), and neither it nor anyone else can swap them or plant a link for root to follow.
     """
-    digest = hashlib.sha256(spec.key.encode()).hexdigest()[:16]
+    # the run directory lies in the agent's data directory: two agents on one machine running the same release
+    # never share (or sweep) each other's secret directory
+    digest = hashlib.sha256(f"{spec.run_dir}\0{spec.key}".encode()).hexdigest()[:16]
     secret_root = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / f"cellplane-{digest}"
     plain_root = spec.run_dir / "mounts" if spec.run_dir is not None else secret_root
     gid = spec.sandbox.gid if spec.sandbox is not None else None
