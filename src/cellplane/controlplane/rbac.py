@@ -6,6 +6,11 @@ one project or one environment of that organization. A binding applies to a targ
 at the same place or above it; an environment-scoped binding also lets its holder get and list
 the organization's resources (the projects it works in: one cannot deploy what one cannot see),
 but reads configuration (``config:read``) only in its own environment, and never the audit log.
+
+A data plane's agent holds role ``dataplane-agent``, bound to its organization and to that one data plane (the
+binding's ``dataplane``): it may act as that data plane's agent (``dataplanes:agent``: register, pull its desired
+state and the artifacts in it, report status, logs and telemetry) and nothing else. Such a binding is made with the
+agent's token (``POST .../dataplanes/{name}/tokens``), never granted to a person.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ ROLES: dict[str, tuple[str, ...]] = {
     ),
     "approver": ("*:get", "*:list", "config:read", "deployments:approve"),
     "admin": ("*",),
+    "dataplane-agent": ("dataplanes:agent",),
 }
-ROLE_NAMES = tuple(ROLES)
+AGENT_ROLE = "dataplane-agent"
+AGENT_PERMISSION = "dataplanes:agent"
+ROLE_NAMES = tuple(r for r in ROLES if r != AGENT_ROLE)  # the roles granted to users through role bindings
 READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
 
 
@@ -37,6 +45,7 @@ class Target:
     organization: str
     project: str = ""
     environment: str = ""
+    dataplane: str = ""  # the data plane an agent's call is about
 
     def describe(self) -> str:
         where = f"organization '{self.organization}'"
@@ -44,6 +53,8 @@ class Target:
             where = f"project '{self.organization}/{self.project}'"
         if self.environment:
             where += f", environment '{self.environment}'"
+        if self.dataplane:
+            where = f"data plane '{self.organization}/{self.dataplane}'"
         return where
 
 
@@ -54,12 +65,16 @@ class Binding:
     organization: str
     project: str = ""
     environment: str = ""
+    dataplane: str = ""  # set on (and only on) a dataplane-agent binding
 
     def describe(self) -> str:
-        return f"{self.role} on " + Target(self.organization, self.project, self.environment).describe()
+        return f"{self.role} on " + Target(self.organization, self.project, self.environment,
+                                           self.dataplane).describe()
 
     def covers(self, permission: str, target: Target) -> bool:
         if self.organization != target.organization:
+            return False
+        if self.role == AGENT_ROLE and (not self.dataplane or self.dataplane != target.dataplane):
             return False
         if not any(fnmatchcase(permission, p) for p in ROLES.get(self.role, ())):
             return False
@@ -79,8 +94,14 @@ class Principal:
     def can(self, permission: str, target: Target) -> bool:
         return self.superuser or any(b.covers(permission, target) for b in self.bindings)
 
+    @property
+    def agent(self) -> bool:
+        """A data plane's agent (its bindings are all dataplane-agent ones), not a person."""
+        return not self.superuser and bool(self.bindings) and all(b.role == AGENT_ROLE for b in self.bindings)
+
     def member_of(self, organization: str) -> bool:
-        return self.superuser or any(b.organization == organization for b in self.bindings)
+        """Whether one reads the organization's own resources; a data plane's agent does not."""
+        return self.superuser or any(b.organization == organization and b.role != AGENT_ROLE for b in self.bindings)
 
     def sees_project(self, organization: str, project: str) -> bool:
         """Whether any binding lets this principal read inside the project."""
