@@ -18,14 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import audit, tokens
-from cellplane.controlplane.rbac import AGENT_ROLE, ROLE_NAMES, Binding, Principal
+from cellplane.controlplane.rbac import AGENT_PREFIX, AGENT_ROLE, ROLE_NAMES, Binding, Principal
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.store import Store
 from cellplane.store.tables import ResourceRow, RoleBindingRow, TokenRow, UserRow, now
 
 IDENTITY_TABLES = ("users", "tokens", "role_bindings")  # what a verified principal is read from
-AGENT_PREFIX = "dataplane:"  # of the users that data planes' agents act as
 
 
 def check_name(value: str, field: str) -> None:

@@ -34,6 +34,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 AGENT_ROLE = "dataplane-agent"
 AGENT_PERMISSION = "dataplanes:agent"
+AGENT_PREFIX = "dataplane:"  # the names of the users data planes' agents act as (no person's: those are DNS labels)
 ROLE_NAMES = tuple(r for r in ROLES if r != AGENT_ROLE)  # the roles granted to users through role bindings
 READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
 
@@ -96,8 +97,8 @@ class Principal:
 
     @property
     def agent(self) -> bool:
-        """A data plane's agent (its bindings are all dataplane-agent ones), not a person."""
-        return not self.superuser and bool(self.bindings) and all(b.role == AGENT_ROLE for b in self.bindings)
+        """A data plane's agent, not a person."""
+        return self.user.startswith(AGENT_PREFIX) and not self.superuser
 
     def member_of(self, organization: str) -> bool:
         """Whether one reads the organization's own resources; a data plane's agent does not."""
