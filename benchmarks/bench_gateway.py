@@ -428,6 +428,13 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
                     f"{spooled / 1e6:.1f} MB of telemetry spooled by then"),
         Figure("gateway p99 latency, control plane down / up", _ratio(down.p99, before_down.p99), "x",
                reference=f"down {down.p99} ms, up {before_down.p99} ms", op="<=", target=round(1 + DOWN_TARGET, 3)),
+        Figure("gateway CPU per request, control plane down / up", _ratio(*(
+            r.cpu["proxy"] / r.requests if r.requests else 0.0 for r in (down, before_down))), "x",
+               reference=f"down {down.as_dict()['proxyCpuPerRequestUs']} us, up "
+                         f"{before_down.as_dict()['proxyCpuPerRequestUs']} us", op="<=",
+               target=round(1 + DOWN_TARGET, 3),
+               note="what the agent spends per request, retries and spooling included: unlike the two above, "
+                    "hardly moved by other programs on the machine"),
     ]
     everything = {**runs, **single, "gatewayBeforeDown": before_down, "gatewayControlPlaneDown": down}
     errors = {name: r.errors for name, r in everything.items()}
