@@ -4,6 +4,7 @@ control plane refuses the token (401/403) or a batch (422)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -168,3 +169,19 @@ def test_a_batch_refused_as_invalid_is_dropped_and_counted(tmp_path: Path,
     uvloop.run(body())
     assert [item["n"] for item in cp.received] == [7]
     assert "refused a batch of 7 items" in caplog.text
+
+
+def test_a_batch_being_sent_when_stop_runs_out_of_time_is_kept_on_disk(tmp_path: Path) -> None:
+    spool = tmp_path / "logs.jsonl"
+
+    async def hangs(items: list[dict[str, Any]]) -> None:
+        await asyncio.sleep(3600)  # a control plane that accepted the connection and never answers
+
+    async def body() -> None:
+        box = Outbox("logs", spool, hangs, batch=10)
+        for i in range(25):
+            box.put({"n": i})
+        await box.stop(flush_timeout=0.2)
+
+    uvloop.run(body())
+    assert [json.loads(line)["n"] for line in spool.read_text().splitlines()] == list(range(25))

@@ -130,7 +130,7 @@ class Outbox:
             left -= len(items)
             try:
                 await self._deliver(items)
-            except RETRIED:
+            except (*RETRIED, asyncio.CancelledError):  # cancelled: stop()'s flush ran out of time; keep them
                 self._memory.extendleft(reversed(items))
                 raise
 
@@ -147,7 +147,7 @@ class Outbox:
             item = self._memory.popleft()
             try:
                 await self._deliver([item])
-            except RETRIED:
+            except (*RETRIED, asyncio.CancelledError):
                 self._memory.appendleft(item)
                 raise
         self._failing = False  # nothing left to probe with: the next send tells
