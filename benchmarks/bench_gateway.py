@@ -15,6 +15,12 @@ One run measures, side by side, with wrk (keep-alive connections, ``--latency``)
   nginx         nginx as a reverse proxy to the same replica (keep-alive upstream pool of 64, HTTP/1.1, access_log
                 to a file with a 64 KiB buffer like the gateway's), worker_processes auto, as a child process.
 
+  gateway, control plane down
+                the same gateway run again after the control plane is killed (SIGKILL), as the last run: the agent
+                then keeps its telemetry on disk and retries. The measured run starts about one warm-up plus one
+                full run after the kill (an outage of about 16 s at the default duration, its spool growing all
+                along), and is compared with a gateway run just before the kill: within 10 % (DOWN_TARGET).
+
 Each measured run follows a short warm-up run. Under 64 saturating connections the p50 mostly measures queueing
 (connections / throughput), so the latency the gateway adds is measured apart: ``direct`` and ``gateway`` once more
 with the same 64 connections paced (each waits a random 0 to 2 x PACE_MS between its requests, a wrk script's
@@ -55,6 +61,7 @@ UPSTREAM, CALLER, DEPENDENCY = "upstream", "caller", "up"
 KEY_VARIABLE = "CHOREO_UP_CHOREOAPIKEY"
 THROUGHPUT_TARGET = 0.7  # gateway / nginx requests per second, at least
 ADDED_LATENCY_TARGET = 0.3  # ms the gateway adds to the direct p50, at most
+DOWN_TARGET = 0.1  # the gateway with the control plane down: throughput and p99 within this fraction of normal
 PACE_MS = 10  # the paced runs: each connection waits this long between its requests, on average
 NOISY_CORES = 0.2  # other programs busy this many cores during a run: say the figures are disturbed
 
@@ -333,7 +340,7 @@ def _setup(stack: contextlib.ExitStack, tmp: Path) -> dict[str, Any]:
     caller = wait_state(client, CALLERS, CALLER, timeout=300)
     gateway = agent.gateway()
     replica = upstream["replicas"][0]
-    return {"agent": agent, "controlPlanePid": server.process.pid, "replicaPort": replica["port"],
+    return {"agent": agent, "server": server, "controlPlanePid": server.process.pid, "replicaPort": replica["port"],
             "replicaPid": replica["pid"], "external": gateway["external"], "internal": gateway["internal"],
             "key": api_key(caller["replicas"][0]["pid"])}
 
@@ -384,6 +391,17 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
         "direct1": wrk.measure(direct_url, base, connections=1, threads=1),
         "gateway1": wrk.measure(gateway_url, through_agent, connections=1, threads=1),
     }
+    # the control plane goes away (last: the agent serves on without it); one full run lets the outage and the
+    # agent's spool grow before the measured one, which is compared with a run just before the kill (the closer in
+    # time, the less the machine's speed differs between them)
+    before_down = wrk.measure(gateway_url, through_agent)
+    setup["server"].process.kill()
+    setup["server"].process.wait()
+    killed = time.monotonic()
+    wrk.measure(gateway_url, through_agent)
+    after_kill = time.monotonic() - killed + max(1.0, min(3.0, duration / 3))  # and the next warm-up
+    down = wrk.measure(gateway_url, through_agent)
+    spooled = sum(f.stat().st_size for f in (tmp / "dp" / "spool").glob("*.jsonl"))
     pa, pb, pc = single["directPaced"], single["gatewayPaced"], single["nginxPaced"]
     a, b, b2, c = runs["direct"], runs["gateway"], runs["gatewayApiKey"], runs["nginx"]
     rps = {name: f"{r.requests_per_second:,.0f} req/s" for name, r in runs.items()}
@@ -396,8 +414,31 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
     for name, r in runs.items():
         figures.append(Figure(f"{labels[name]} p50 latency", r.p50, "ms", reference=f"direct: {a.p50} ms"))
         figures.append(Figure(f"{labels[name]} p99 latency", r.p99, "ms", reference=f"direct: {a.p99} ms"))
-    errors = {name: r.errors for name, r in {**runs, **single}.items()}
-    others = {name: round(r.cpu["other"] / r.seconds, 2) for name, r in {**runs, **single}.items() if r.seconds}
+    up_rps = f"{before_down.requests_per_second:,.0f} req/s"
+    figures += [
+        Figure("gateway throughput, control plane down", round(down.requests_per_second, 1), "req/s",
+               reference=f"up, just before: {up_rps}"),
+        Figure("gateway p99 latency, control plane down", down.p99, "ms", reference=f"up, just before: "
+               f"{before_down.p99} ms"),
+        Figure("gateway throughput, control plane down / up",
+               _ratio(down.requests_per_second, before_down.requests_per_second),
+               "x", reference=f"down {down.requests_per_second:,.0f} req/s, up {up_rps}", op=">=",
+               target=round(1 - DOWN_TARGET, 3),
+               note=f"measured {after_kill:.0f}-{after_kill + duration:.0f} s after the control plane was killed; "
+                    f"{spooled / 1e6:.1f} MB of telemetry spooled by then"),
+        Figure("gateway p99 latency, control plane down / up", _ratio(down.p99, before_down.p99), "x",
+               reference=f"down {down.p99} ms, up {before_down.p99} ms", op="<=", target=round(1 + DOWN_TARGET, 3)),
+        Figure("gateway CPU per request, control plane down / up", _ratio(*(
+            r.cpu["proxy"] / r.requests if r.requests else 0.0 for r in (down, before_down))), "x",
+               reference=f"down {down.as_dict()['proxyCpuPerRequestUs']} us, up "
+                         f"{before_down.as_dict()['proxyCpuPerRequestUs']} us", op="<=",
+               target=round(1 + DOWN_TARGET, 3),
+               note="what the agent spends per request, retries and spooling included: unlike the two above, "
+                    "hardly moved by other programs on the machine"),
+    ]
+    everything = {**runs, **single, "gatewayBeforeDown": before_down, "gatewayControlPlaneDown": down}
+    errors = {name: r.errors for name, r in everything.items()}
+    others = {name: round(r.cpu["other"] / r.seconds, 2) for name, r in everything.items() if r.seconds}
     noisy = {name: cores for name, cores in others.items() if cores >= NOISY_CORES}
     noise = ("other programs on this machine used " + ", ".join(f"{c} cores during {n}" for n, c in noisy.items())
              + ": the figures are lower than on a quiet machine, and the ratios less exact") if noisy else ""
@@ -427,7 +468,8 @@ def measure(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) ->
     ]
     details = {
         "wrk": {"durationSeconds": duration, "connections": connections, "threads": threads},
-        "runs": {name: r.as_dict() for name, r in {**runs, **single}.items()},
+        "runs": {name: r.as_dict() for name, r in everything.items()},
+        "spooledBytesWhenDown": spooled,
         "urls": {"direct": direct_url, "gateway": gateway_url, "gatewayApiKey": internal_url, "nginx": nginx.url},
         "nginx": {"workers": len(nginx.workers()), "config": "keepalive 64, HTTP/1.1, access_log buffer=64k"},
         "cpus": os.cpu_count(),

@@ -26,6 +26,7 @@ COMPONENT = "api"  # in alpha
 TASK = "job"  # a manual task in alpha
 ROLES = ("viewer", "developer", "admin")
 SCOPES = ("organization", "project", "environment")
+AGENT = ("dataplane-agent", "dataplane")  # role dataplane-agent, bound to one data plane of the organization
 
 # Each action: (what it does, the permission a refusal must name).
 ACTIONS: dict[str, str] = {
@@ -71,6 +72,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("admin", "organization"):      " Y    Y     Y      Y      Y      Y      Y      Y     Y     Y     Y      Y     Y     Y  Y    Y     Y     Y",
     ("admin", "project"):           " Y    Y     Y      Y      Y      .      .      Y     Y     Y     Y      Y     .     .  Y    Y     Y     Y",
     ("admin", "environment"):       " Y    Y     .      .      .      .      .      Y     .     Y     .      .     .     .  Y    .     Y     Y",
+    # a data plane's agent token (POST .../dataplanes/{name}/tokens): its data plane's calls only (test_agent_token)
+    AGENT:                          " .    .     .      .      .      .      .      .     .     .     .      .     .     .  .    .     .     .",
 }
 
 
@@ -133,6 +136,9 @@ def world(live_server: LiveServer) -> World:
             clients[(role, scope)] = make_user(admin, live_server, name)
             users[(role, scope)] = name
             grant(admin, name, role, scope)
+    r = admin.post(f"/organizations/{ORG}/dataplanes/local/tokens", json={"name": "matrix"})
+    assert r.status_code == 201, r.text
+    clients[AGENT], users[AGENT] = live_server.client(r.json()["token"]), r.json()["user"]
     bystander = "bystander"
     make_user(admin, live_server, bystander)
     return World(live_server, admin, clients, users, bystander)
@@ -189,10 +195,16 @@ assert set(DO) == set(ACTIONS)
 
 
 def test_the_table_is_complete() -> None:
-    assert set(EXPECTED) == {(r, s) for r in ROLES for s in SCOPES}
+    assert set(EXPECTED) == {(r, s) for r in ROLES for s in SCOPES} | {AGENT}
+    expected(*AGENT, "get project")
     for role in ROLES:
         for scope in SCOPES:
             expected(role, scope, "get project")  # checks the column count
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_matrix_of_a_data_planes_agent(world: World, action: str) -> None:
+    test_matrix(world, *AGENT, action)
 
 
 @pytest.mark.parametrize("action", list(ACTIONS))

@@ -1,8 +1,13 @@
-"""`config`, `create user`, `create token`, `grant`, `revoke`, `rolebindings`, `audit`, `admin rotate-key`."""
+"""`config`, `create user`, `create token`, `grant`, `revoke`, `rolebindings`, `audit`, `admin rotate-key`,
+`admin recover-token`."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 import sys
+from pathlib import Path
 
 import typer
 
@@ -148,3 +153,59 @@ def rotate_key(ctx: typer.Context) -> None:
     result = state(ctx).client.post("/admin/rotate-key", {})
     out.print(f"master key rotated: new key {result['keyId']}, {result['reencrypted']} secrets re-encrypted, "
               f"retired {', '.join(result['retiredKeys']) or 'no keys'}")
+
+
+@admin.command("recover-token")
+def recover_token(
+    data_dir: Path = typer.Option(None, "--data-dir",
+                                  help="the control plane's data directory [env: CELLPLANE_HOME; default .cellplane]"),
+    database_url: str = typer.Option(None, "--database-url", envvar="CELLPLANE_DATABASE_URL",
+                                     help="the control plane's PostgreSQL database (default: SQLite in --data-dir)"),
+    user: str = typer.Option("admin", "--user", help="the platform administrator (created as one when absent)"),
+    output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
+                                help="write the token to FILE (mode 0600), e.g. DATA_DIR/admin.token, instead of "
+                                "printing it"),
+) -> None:
+    """Break glass: make a new platform administrator's token straight from the data directory (its database and
+    token.key), when no admin token is left. Needs no running control plane and no token: run it on the control
+    plane's machine as its OS user. Audited (action token.recover)."""
+    from cellplane.cli.commands_dataplane import save_token
+    from cellplane.cli.commands_server import default_data_dir
+    from cellplane.controlplane import identity
+    from cellplane.controlplane.keys import decode_key
+    from cellplane.errors import CellplaneError
+    from cellplane.store import Store, sqlite_url
+
+    data_dir = (data_dir or default_data_dir()).resolve()
+    if not data_dir.is_dir():
+        raise CliError(f"--data-dir {data_dir}: no such directory")
+    if database_url is None and not (data_dir / "cellplane.db").is_file():
+        raise CliError(f"--data-dir {data_dir}: no database (cellplane.db) there; give --database-url for PostgreSQL")
+    key_text = os.environ.get("CELLPLANE_TOKEN_KEY")
+    if not key_text:
+        try:
+            key_text = (data_dir / "token.key").read_text()
+        except OSError as e:
+            raise CliError(f"{data_dir / 'token.key'}: cannot read the token key ({e.strerror or e}); set "
+                           "CELLPLANE_TOKEN_KEY if the control plane gets it from there") from None
+    try:
+        key = decode_key(key_text)
+    except ValueError as e:
+        raise CliError(f"the token key is not valid: {e}") from None
+    actor = f"recover-token:{getpass.getuser()}@{socket.gethostname()}"
+    store = Store(database_url or sqlite_url(data_dir))
+    try:
+        store.migrate()
+        with store.transaction() as s:
+            row, secret, created = identity.recover_admin_token(s, key, user, actor)
+    except CellplaneError as e:
+        raise CliError(e.message) from None
+    finally:
+        store.dispose()
+    what = f"token {row.id} for platform administrator '{user}'" + (" (user created)" if created else "")
+    if output is None:
+        err.print(f"{what} (shown once; store it safely):")
+        print(secret)
+        return
+    save_token(output, secret)
+    err.print(f"{what} written to {output} (mode 0600)")

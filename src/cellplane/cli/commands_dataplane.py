@@ -18,9 +18,9 @@ import typer
 from rich.markup import escape
 
 from cellplane.cli.app import app, state
-from cellplane.cli.client import CliError
+from cellplane.cli.client import ApiError, Client, CliError
 from cellplane.cli.commands_server import default_data_dir
-from cellplane.cli.output import out
+from cellplane.cli.output import err, out
 from cellplane.datadir import make_private, use_private_umask
 from cellplane.runtime.launch import port_is_free
 
@@ -32,6 +32,7 @@ dataplane = typer.Typer(help="Run a data plane: the agent that runs deployments 
 app.add_typer(dataplane, name="dataplane")
 
 INSTALLERS = ("auto", "uv", "pip")
+AGENT_TOKEN_FILE = "dataplane.token"  # `up`'s agent token, next to admin.token in the data directory
 HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 DEMO_STOP_TIMEOUT = 5.0
@@ -57,7 +58,9 @@ RUN_HELP = (
     "Run the data-plane agent until Ctrl-C or SIGTERM.\n\n"
     "It registers with the control plane, pulls what should run, runs each replica as a supervised process behind "
     "its gateway, and reports status and logs. It keeps serving while the control plane is away, and restarts from "
-    "its cached state. Its calls need an admin token (permission dataplanes:update).")
+    "its cached state. Its calls need the data plane's agent token (`cellplane dataplane token`) or an admin token "
+    "(permission dataplanes:update). A --token-file is read again whenever the control plane refuses the token: "
+    "replace the file to rotate the token without a restart.")
 
 
 @dataplane.command("run", help=RUN_HELP)
@@ -103,21 +106,66 @@ def run(
     if not url.startswith(("http://", "https://")):
         raise CliError(f"--controlplane {url}: give a URL such as http://127.0.0.1:8780")
     global_token = ctx.find_root().params.get("token")  # `--token` (before or after the command) is global
+    from_file = token_file if not (global_token or os.environ.get("CELLPLANE_TOKEN")) else None
     secret = global_token or os.environ.get("CELLPLANE_TOKEN") or (
         _read_token(token_file) if token_file else None) or st.settings.token
     if not secret:
-        raise CliError("no API token: pass --token-file FILE (e.g. DATA_DIR/admin.token of the control plane) "
+        raise CliError("no API token: pass --token-file FILE (made by `cellplane dataplane token --output FILE`) "
                        "or set CELLPLANE_TOKEN")
     from cellplane.dataplane.agent import AgentSettings, run_agent
 
     use_private_umask()  # its data directory's files, and its replicas' unless they say otherwise
     settings = AgentSettings(
-        controlplane=url, token=secret, data_dir=data_dir or default_data_dir() / "dataplane", name=name,
+        controlplane=url, token=secret, token_file=from_file.resolve() if from_file else None,
+        data_dir=data_dir or default_data_dir() / "dataplane", name=name,
         organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
         bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, metrics_interval=metrics_interval,
         metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate,
         gateway_workers=gateway_workers)
     raise typer.Exit(run_agent(settings))
+
+
+@dataplane.command("token")
+def token(
+    ctx: typer.Context,
+    name: str = typer.Option("local", "--name", help="the data plane (created when absent)"),
+    token_name: str = typer.Option("agent", "--token-name", help="the token's name"),
+    expires_in_days: int = typer.Option(None, "--expires-in-days", min=1, max=3650),
+    bind_unbound: bool = typer.Option(False, "--bind-unbound",
+                                      help="also bind every environment without a data plane to this one"),
+    output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
+                                help="write the token to FILE (mode 0600) instead of stdout: `dataplane run "
+                                "--token-file FILE` reads it, and again whenever the control plane refuses it"),
+) -> None:
+    """Make a token for a data plane's agent: it may register that data plane, pull what it runs and report for it,
+    and nothing else. Needs an admin token. Printed once, on stdout alone (or written to --output)."""
+    st = state(ctx)
+    result = agent_token(st.client, st.org, name, token_name, expires_in_days, bind_unbound)
+    what = f"token {result['id']} of the agent of data plane '{name}' (user {result['user']})"
+    if output is None:
+        err.print(what + " (shown once; store it safely):")
+        print(result["token"])
+        return
+    save_token(output, result["token"])
+    err.print(f"{what} written to {escape(str(output))} (mode 0600)")
+
+
+def agent_token(client: Client, org: str, name: str, token_name: str, expires_in_days: int | None = None,
+                bind_unbound: bool = False) -> dict[str, Any]:
+    """A new token of data plane ``name``'s agent (through the API, as the caller)."""
+    body: dict[str, Any] = {"name": token_name, "bindUnbound": bind_unbound}
+    if expires_in_days:
+        body["expiresInDays"] = expires_in_days
+    return client.post(f"/organizations/{org}/dataplanes/{name}/tokens", body)
+
+
+def save_token(path: Path, token: str) -> None:
+    from cellplane.controlplane.keys import write_private
+
+    try:
+        write_private(path, token + "\n")
+    except OSError as e:
+        raise CliError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 # -- up ----------------------------------------------------------------------------------------------------------
@@ -288,13 +336,13 @@ def up(
         children.append(cp)
         failure = _until(lambda: _healthy(url), cp, stopping, HEALTH_TIMEOUT, f"answer on {url}/healthz")
         token_path = data_dir / "admin.token"
-        if failure is None and not stopping.is_set() and not token_path.is_file():
-            failure = (f"there is no admin token in {token_path} for the data plane (it is written when the data "
-                       "directory is created): put an admin token there")
+        agent_path = data_dir / AGENT_TOKEN_FILE
+        if failure is None and not stopping.is_set():
+            failure = _agent_token(url, st.org, agent_path, token_path, data_dir)
         if failure is None and not stopping.is_set():
             dp = _Child("dataplane", "data plane", [
                 *_cellplane(), "--org", st.org, "dataplane", "run", "--controlplane", url,
-                "--token-file", str(token_path), "--data-dir", str(data_dir / "dataplane"),
+                "--token-file", str(agent_path), "--data-dir", str(data_dir / "dataplane"),
                 "--gateway-port", str(gateway_port), "--cache-dir", str(cache)], env)
             children.append(dp)
             failure = _until(lambda: _gateways(data_dir / "dataplane") is not None, dp, stopping, HEALTH_TIMEOUT,
@@ -327,6 +375,41 @@ def up(
             signal.signal(sig, handler)
 
 
+def _agent_token(url: str, org: str, agent_path: Path, admin_path: Path, data_dir: Path) -> str | None:
+    """See that ``agent_path`` holds a token the control plane accepts, else make the agent's token of data plane
+    'local' there with the admin token (binding the organization's environments without a data plane to it). Returns
+    why there is none."""
+    def accepted(token: str) -> bool:
+        client = Client(url, token, timeout=10)
+        try:
+            client.get("/whoami")
+            return True
+        except ApiError as e:
+            if e.status == 401:
+                return False
+            raise
+        finally:
+            client.close()
+
+    try:
+        if agent_path.is_file() and (token := agent_path.read_text().strip()) and accepted(token):
+            return None
+        admin = admin_path.read_text().strip() if admin_path.is_file() else ""
+        if not admin or not accepted(admin):
+            where = "no admin token in" if not admin else "the admin token is refused in"
+            return (f"no valid data-plane token in {agent_path}, and {where} {admin_path} to make one: run "
+                    f"`cellplane admin recover-token --data-dir {data_dir} --output {admin_path}`, then `up` again")
+        client = Client(url, admin, timeout=30)
+        try:
+            result = agent_token(client, org, "local", "up", bind_unbound=True)
+        finally:
+            client.close()
+        save_token(agent_path, result["token"])
+        return None
+    except (CliError, OSError, UnicodeDecodeError) as e:
+        return f"cannot make the data plane's token: {e}"
+
+
 def _load_demo(path: Path | None) -> Demo | None:
     """The --demo file, checked before anything starts (None without --demo)."""
     if path is None:
@@ -339,6 +422,9 @@ def _load_demo(path: Path | None) -> Demo | None:
 def _start_demo(demo: Demo | None, url: str, token_path: Path, org: str,
                 stopping: threading.Event) -> threading.Thread | None:
     if demo is None:
+        return None
+    if not token_path.is_file():
+        _write(f"the demo needs the admin token in {token_path}: not started\n")
         return None
     from cellplane.cli.demo import start
 
@@ -376,7 +462,11 @@ def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child)
     gateways = _gateways(data_dir / "dataplane") or {}
     out.print("[bold]Cellplane is up.[/]  Ctrl-C stops both planes.")
     out.print(f"  control plane  {url}  (pid {cp.proc.pid}, data {escape(str(data_dir))})")
-    out.print(f"  log in         cellplane login --server {url} --token \"$(cat {escape(str(token_path))})\"")
+    if token_path.is_file():
+        out.print(f"  log in         cellplane login --server {url} --token \"$(cat {escape(str(token_path))})\"")
+    else:
+        out.print(f"  log in         no admin token in {escape(str(token_path))}: cellplane admin recover-token "
+                  f"--data-dir {escape(str(data_dir))} --output {escape(str(token_path))}")
     state_ = "started" if gateways else "started (its gateways are not reported yet)"
     out.print(f"  data plane     local {state_}  (pid {dp.proc.pid}, data {escape(str(data_dir / 'dataplane'))})")
     for env, g in gateways.items():

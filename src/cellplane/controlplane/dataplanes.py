@@ -69,24 +69,37 @@ def environments(s: Session, org: str, name: str | None = None) -> list[Resource
     return [r for r in rows if name is None or (r.spec or {}).get("dataPlane") == name]
 
 
-def register(s: Session, org: str, name: str, agent: dict[str, Any], bind_unbound: bool) -> dict[str, Any]:
-    """Record the agent (creating the DataPlane when absent); returns the environments bound to it."""
+def ensure(s: Session, org: str, name: str) -> ResourceRow:
+    """The DataPlane ``name``, created (type local) when absent."""
     row = find(s, org, name)
-    t = now()
     if row is None:
+        t = now()
         row = ResourceRow(uid=str(uuid.uuid4()), kind="DataPlane", organization=org, project="", name=name,
                           labels={}, annotations={}, spec={"type": "local"}, status={}, generation=1,
                           created_at=t, updated_at=t)
         s.add(row)
+    return row
+
+
+def bind_unbound(s: Session, org: str, name: str) -> None:
+    """Bind every environment of the organization without a data plane to data plane ``name``."""
+    t = now()
+    for env in environments(s, org):
+        if not (env.spec or {}).get("dataPlane"):
+            env.spec = {**(env.spec or {}), "dataPlane": name}
+            env.generation += 1
+            env.updated_at = t
+
+
+def register(s: Session, org: str, name: str, agent: dict[str, Any], bind: bool) -> dict[str, Any]:
+    """Record the agent (creating the DataPlane when absent); returns the environments bound to it."""
+    row = ensure(s, org, name)
+    t = now()
     status = dict(row.status or {})
     status["agent"] = {**agent, "registeredAt": t.isoformat(), "lastSeen": t.isoformat()}
     row.status = status
-    if bind_unbound:
-        for env in environments(s, org):
-            if not (env.spec or {}).get("dataPlane"):
-                env.spec = {**(env.spec or {}), "dataPlane": name}
-                env.generation += 1
-                env.updated_at = t
+    if bind:
+        bind_unbound(s, org, name)
     s.flush()
     return {"dataPlane": name, "environments": [e.name for e in environments(s, org, name)]}
 

@@ -1,7 +1,12 @@
-"""Users, API tokens and role bindings, and turning a bearer token into a Principal."""
+"""Users, API tokens and role bindings, and turning a bearer token into a Principal.
+
+Besides people, each data plane's agent is a user: ``dataplane:<organization>:<data plane>`` (a name no person can
+have, since people's names are DNS labels), with one binding, role ``dataplane-agent`` on that data plane alone.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -12,8 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import tokens
-from cellplane.controlplane.rbac import ROLE_NAMES, Binding, Principal
+from cellplane.controlplane import audit, tokens
+from cellplane.controlplane.rbac import AGENT_PREFIX, AGENT_ROLE, ROLE_NAMES, Binding, Principal
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.store import Store
@@ -152,13 +157,17 @@ class Authenticator:
 
 
 def binding_of(row: RoleBindingRow) -> Binding:
-    return Binding(row.id, row.role, row.organization, row.project, row.environment)
+    return Binding(row.id, row.role, row.organization, row.project, row.environment, row.dataplane or "")
 
 
 def grant(s: Session, user: UserRow, role: str, organization: str, project: str = "",
           environment: str = "") -> RoleBindingRow:
     problems = []
-    if role not in ROLE_NAMES:
+    if role == AGENT_ROLE or user.name.startswith(AGENT_PREFIX):
+        problems.append(FieldProblem("role" if role == AGENT_ROLE else "user",
+                                     "a data plane's agent gets its role with its token (POST "
+                                     "/organizations/{org}/dataplanes/{name}/tokens), and no other"))
+    elif role not in ROLE_NAMES:
         problems.append(FieldProblem("role", f"'{role}' is not a role; use one of {', '.join(ROLE_NAMES)}"))
     if project and environment:
         problems.append(FieldProblem("environment", "a binding is scoped to a project or an environment, not both"))
@@ -189,4 +198,52 @@ def grant(s: Session, user: UserRow, role: str, organization: str, project: str 
 def binding_view(row: RoleBindingRow, user: str) -> dict[str, Any]:
     return {"id": row.id, "user": user, "role": row.role, "organization": row.organization,
             "project": row.project or None, "environment": row.environment or None,
-            "createdAt": row.created_at.isoformat()}
+            **({"dataplane": row.dataplane} if row.dataplane else {}), "createdAt": row.created_at.isoformat()}
+
+
+# -- data planes' agents, and the break-glass token -------------------------------------------------------------------
+
+
+def agent_user_name(org: str, dataplane: str) -> str:
+    """The user a data plane's agent acts as (a digest when the plain name would not fit the 63-character column)."""
+    name = f"{AGENT_PREFIX}{org}:{dataplane}"
+    return name if len(name) <= 63 else AGENT_PREFIX + hashlib.sha256(f"{org}/{dataplane}".encode()).hexdigest()[:48]
+
+
+def issue_agent_token(s: Session, key: bytes, org: str, dataplane: str, name: str = "agent",
+                      expires_at: datetime | None = None) -> tuple[TokenRow, str, UserRow]:
+    """A new token for the agent of data plane ``dataplane``: its user and its one binding (role dataplane-agent on
+    that data plane) are made on first use. The plaintext is returned once and never stored."""
+    user_name = agent_user_name(org, dataplane)
+    user = s.scalar(select(UserRow).where(UserRow.name == user_name))
+    if user is None:
+        user = UserRow(name=user_name, email=None, superuser=False)
+        s.add(user)
+        s.flush()
+    bound = s.scalar(select(RoleBindingRow.id).where(
+        RoleBindingRow.user_id == user.id, RoleBindingRow.role == AGENT_ROLE, RoleBindingRow.organization == org,
+        RoleBindingRow.dataplane == dataplane))
+    if bound is None:
+        s.add(RoleBindingRow(id=secrets.token_hex(6), user_id=user.id, role=AGENT_ROLE, organization=org,
+                             dataplane=dataplane))
+        s.flush()
+    row, token = issue_token(s, key, user, name, expires_at)
+    return row, token, user
+
+
+def recover_admin_token(s: Session, key: bytes, user_name: str, actor: str) -> tuple[TokenRow, str, bool]:
+    """Break glass: a new token for platform administrator ``user_name`` (created when absent), audited with
+    ``actor``. For the operator of the data directory, who holds the database and the token key anyway; never
+    reachable through the API. Returns the token row, the token, and whether the user was created."""
+    user = s.scalar(select(UserRow).where(UserRow.name == user_name))
+    created = user is None
+    if user is None:
+        user = create_user(s, user_name, superuser=True)
+    elif not user.superuser or user.disabled:
+        raise InvalidError(f"user '{user_name}' is not an enabled platform administrator; name another user (it is "
+                           "created as a platform administrator)",
+                           [FieldProblem("user", "not a platform administrator")])
+    row, token = issue_token(s, key, user, "recovered")
+    audit.record(s, actor, "token.recover", "succeeded", "User", name=user_name,
+                 message=f"token {row.id} issued from the data directory" + (" (user created)" if created else ""))
+    return row, token, created

@@ -12,6 +12,11 @@ logs, access lines, metrics, traces, deployments (their state, messages and repl
 alert rules (their state and firings) of its own environment only, and no build, build log or artifact at all,
 since those belong to a project and to no environment. A list that spans environments shows such a binding its
 own environment's items (``Principal.environments``) rather than failing whole.
+
+A data plane's agent holds role ``dataplane-agent``, bound to its organization and to that one data plane (the
+binding's ``dataplane``): it may act as that data plane's agent (``dataplanes:agent``: register, pull its desired
+state and the artifacts in it, report status, logs and telemetry) and nothing else. Such a binding is made with the
+agent's token (``POST .../dataplanes/{name}/tokens``), never granted to a person.
 """
 
 from __future__ import annotations
@@ -31,8 +36,12 @@ ROLES: dict[str, tuple[str, ...]] = {
     ),
     "approver": ("*:get", "*:list", "config:read", "deployments:approve"),
     "admin": ("*",),
+    "dataplane-agent": ("dataplanes:agent",),
 }
-ROLE_NAMES = tuple(ROLES)
+AGENT_ROLE = "dataplane-agent"
+AGENT_PERMISSION = "dataplanes:agent"
+AGENT_PREFIX = "dataplane:"  # the names of the users data planes' agents act as (no person's: those are DNS labels)
+ROLE_NAMES = tuple(r for r in ROLES if r != AGENT_ROLE)  # the roles granted to users through role bindings
 READ_VERBS = ("get", "list")  # what an environment-scoped binding may do outside its environment
 # Resources an environment-scoped binding never reads outside its environment. Logs (and access lines), metrics
 # and traces are recorded in one environment; deployments (state, messages, replicas), their endpoints (state,
@@ -52,6 +61,7 @@ class Target:
     organization: str
     project: str = ""
     environment: str = ""
+    dataplane: str = ""  # the data plane an agent's call is about
 
     def describe(self) -> str:
         where = f"organization '{self.organization}'"
@@ -59,6 +69,8 @@ class Target:
             where = f"project '{self.organization}/{self.project}'"
         if self.environment:
             where += f", environment '{self.environment}'"
+        if self.dataplane:
+            where = f"data plane '{self.organization}/{self.dataplane}'"
         return where
 
 
@@ -69,12 +81,16 @@ class Binding:
     organization: str
     project: str = ""
     environment: str = ""
+    dataplane: str = ""  # set on (and only on) a dataplane-agent binding
 
     def describe(self) -> str:
-        return f"{self.role} on " + Target(self.organization, self.project, self.environment).describe()
+        return f"{self.role} on " + Target(self.organization, self.project, self.environment,
+                                           self.dataplane).describe()
 
     def covers(self, permission: str, target: Target) -> bool:
         if self.organization != target.organization:
+            return False
+        if self.role == AGENT_ROLE and (not self.dataplane or self.dataplane != target.dataplane):
             return False
         if not any(fnmatchcase(permission, p) for p in ROLES.get(self.role, ())):
             return False
@@ -104,8 +120,14 @@ class Principal:
         return frozenset(b.environment for b in self.bindings if b.environment and b.covers(
             permission, Target(target.organization, target.project, b.environment)))
 
+    @property
+    def agent(self) -> bool:
+        """A data plane's agent, not a person."""
+        return self.user.startswith(AGENT_PREFIX) and not self.superuser
+
     def member_of(self, organization: str) -> bool:
-        return self.superuser or any(b.organization == organization for b in self.bindings)
+        """Whether one reads the organization's own resources; a data plane's agent does not."""
+        return self.superuser or any(b.organization == organization and b.role != AGENT_ROLE for b in self.bindings)
 
     def sees_project(self, organization: str, project: str) -> bool:
         """Whether any binding lets this principal read inside the project."""

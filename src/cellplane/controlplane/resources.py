@@ -312,6 +312,9 @@ def delete_resource(s: Session, place: Place, name: str) -> list[str]:
                                                ConfigValueRow.environment == name))
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
                                                RoleBindingRow.environment == name))
+    elif kind == "DataPlane":  # its agent's tokens stop working; a later namesake gets new ones
+        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
+                                               RoleBindingRow.dataplane == name))
     s.delete(row)
     s.flush()
     deleted.append(f"{kind.lower()}/{name}")

@@ -33,7 +33,7 @@ import orjson
 
 from cellplane import __version__
 from cellplane.dataplane import launchspec, leftovers
-from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, Unreachable
+from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable
 from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
@@ -75,6 +75,7 @@ class AgentSettings:
     controlplane: str
     token: str
     data_dir: Path
+    token_file: Path | None = None  # where the token came from: read again when the control plane refuses it
     name: str = "local"
     organization: str = "default"
     gateway_host: str = "127.0.0.1"
@@ -98,7 +99,8 @@ class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.state = LocalState(settings.data_dir)
-        self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name)
+        self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name,
+                               settings.token_file)
         self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
         self.artifacts = LocalArtifacts(settings.data_dir)
         self.isolation = Isolation(settings.data_dir, self.cache.root)
@@ -170,9 +172,10 @@ class Agent:
         self._runs_left(left, cached)
         try:
             await self._register()
-        except Unreachable as e:
+        except (Unreachable, CredentialRefused) as e:
             if cached is None:
-                raise CellplaneError(f"cannot reach the control plane at {self.settings.controlplane} and there "
+                what = "cannot reach" if isinstance(e, Unreachable) else "the token is refused by"
+                raise CellplaneError(f"{what} the control plane at {self.settings.controlplane} and there "
                                      f"is no cached desired state in {self.settings.data_dir} to run from ({e})",
                                      code="unreachable") from None
             log.warning("control plane unreachable (%s); running the cached desired state %s", e,
@@ -219,6 +222,8 @@ class Agent:
             answer = await self.cp.register({"agentId": self.agent_id, "version": __version__,
                                              "hostname": socket.gethostname(), "publicKey": public_key_text(self.key),
                                              "bindUnbound": self.settings.bind_unbound})
+        except CredentialRefused:
+            raise
         except ApiRefused as e:
             raise CellplaneError(f"the control plane refused this data plane: {e}", code="refused") from None
         self.connected = True
@@ -369,7 +374,7 @@ class Agent:
         artifact = d["artifact"]
         try:
             return await asyncio.to_thread(self.artifacts.ensure, artifact["digest"],
-                                           lambda dest: self.cp.download(artifact["path"], dest))
+                                           lambda dest: self.cp.artifact(d["project"], artifact["digest"], dest))
         except Unreachable as e:
             raise CellplaneError(f"artifact {artifact['digest'][:19]} is not on this machine and the control "
                                  f"plane is unreachable ({e})") from None

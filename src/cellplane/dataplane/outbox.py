@@ -1,9 +1,23 @@
-"""Reports that must reach the control plane (log lines, task runs), buffered on disk while it is away.
+"""Reports that must reach the control plane (log lines, task runs, telemetry), buffered on disk while it is away.
 
-Items go to memory first; a sender task posts them in batches. When the control plane is unreachable,
-the pending batch and everything after it is appended to a spool file (JSON lines) and sent from there,
-oldest first, once it answers again: order is kept and nothing is lost across an agent restart. The spool
-is bounded; past the bound the oldest lines are dropped and a line says how many.
+Items go to memory first; a sender task posts them in batches. When the control plane is unreachable, or refuses
+the data plane's token (401/403: the operator may put a new one in the token file), the pending batch and
+everything after it is appended to a spool file (JSON lines) and sent from there, oldest first, once it answers
+again: order is kept and nothing is lost across an agent restart. A batch the control plane refuses as invalid
+(any other 4xx) is dropped, and the log says how many items it held.
+
+What a retry costs does not depend on how much is spooled:
+
+* The spool is read from its head, one batch at a time; the byte offset of the first unsent line is kept in a
+  small file next to it (``<spool>.head``), written after each delivered batch. Delivered lines are not rewritten
+  away; the file is removed once everything in it is delivered.
+* While the control plane fails, each retry first sends a probe: the single oldest item (one line read from the
+  spool's head, or the first item in memory). Only when that is delivered does the outbox read and send more.
+* New items are appended to the end (never reading what is there); the file's size comes from ``fstat``.
+* Past ``max_spool_bytes`` the oldest unsent lines are dropped: the lines kept (the newest half of the bound) are
+  copied to a new file and the dropped ones counted, in 1 MiB chunks (once per half a bound of appended bytes).
+
+A crash between a delivery and the write of the head offset sends that batch again (at least once, in order).
 """
 
 from __future__ import annotations
@@ -12,15 +26,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from cellplane.dataplane.cpclient import ApiRefused, Unreachable
+from cellplane.dataplane.cpclient import ApiRefused, CredentialRefused, Unreachable
 
 log = logging.getLogger("cellplane.dataplane")
 Send = Callable[[list[dict[str, Any]]], Awaitable[None]]
+RETRIED = (Unreachable, CredentialRefused)  # kept and sent again later; any other refusal drops the batch
+BATCH_BYTES = 4 << 20  # a batch read from the spool stops after this many bytes, whatever its item count
+CHUNK = 1 << 20
 
 
 class Outbox:
@@ -28,6 +46,7 @@ class Outbox:
                  max_spool_bytes: int = 64 << 20) -> None:
         self.name = name
         self.spool = spool
+        self.head_file = spool.with_name(spool.name + ".head")
         self._send = send
         self._batch = batch
         self._interval = interval
@@ -35,7 +54,9 @@ class Outbox:
         self._memory: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self._failing = False  # the last send failed: the next round starts with a one-item probe
+        self.dropped = 0  # items dropped: over the bounds of memory or spool, or refused as invalid
+        self.spool_bytes_read = 0  # bytes of spooled lines read to be sent (what a retry costs)
 
     def put(self, item: dict[str, Any]) -> None:
         """Queue an item; never touches the disk (it runs on the request path of the gateway)."""
@@ -66,18 +87,41 @@ class Outbox:
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
             try:
-                await self._flush()
-                delay = self._interval
-            except Unreachable:
-                await asyncio.to_thread(self._to_spool)  # file work off the event loop
-                delay = min(max(delay * 2, 1.0), 10.0)
-            except Exception as e:  # a refused batch is dropped, never retried forever
-                log.warning("%s: the control plane refused a batch (%s); dropped", self.name, e)
-                delay = self._interval
+                delivered = await self.send_round()
+            except Exception:  # never let the sender die; the items stay where they are
+                log.exception("%s: sending failed", self.name)
+                delivered = False
+            delay = self._interval if delivered else min(max(delay * 2, 1.0), 10.0)
+
+    async def send_round(self) -> bool:
+        """One round of the sender: send what is queued, the spool first. When the control plane is away or refuses
+        the token, what is in memory goes to the spool. Whether the round delivered (or dropped as invalid) all it
+        tried."""
+        try:
+            await self._flush()
+        except RETRIED:
+            await asyncio.to_thread(self._to_spool)  # file work off the event loop
+            return False
+        return True
+
+    async def _deliver(self, items: list[dict[str, Any]]) -> None:
+        """Send one batch. Raises what is retried (the batch is then still the caller's); a batch refused as
+        invalid is dropped here and counted."""
+        try:
+            await self._send(items)
+        except RETRIED:
+            self._failing = True
+            raise
+        except ApiRefused as e:
+            self.dropped += len(items)
+            log.warning("%s: the control plane refused a batch of %d items (%s); dropped", self.name, len(items), e)
+        self._failing = False
 
     async def _flush(self) -> None:
         """Send what is queued now. Items that arrive meanwhile wait for the next round (the interval, or a full
         batch): draining until empty would post a stream of tiny batches while items keep coming."""
+        if self._failing:
+            await self._probe()
         if self.spool.exists():
             await self._flush_spool()
         left = len(self._memory)
@@ -85,36 +129,84 @@ class Outbox:
             items = [self._memory.popleft() for _ in range(min(self._batch, left, len(self._memory)))]
             left -= len(items)
             try:
-                await self._send(items)
-            except Unreachable:
+                await self._deliver(items)
+            except (*RETRIED, asyncio.CancelledError):  # cancelled: stop()'s flush ran out of time; keep them
                 self._memory.extendleft(reversed(items))
                 raise
 
-    def _read_spool(self) -> list[dict[str, Any]]:
-        items = []
-        for line in self.spool.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                items.append(json.loads(line))
-        return items
+    async def _probe(self) -> None:
+        """After a failure: send only the oldest item, so that a control plane still away costs one short read."""
+        while self._failing and self.spool.exists():
+            items, start, end = await asyncio.to_thread(self._read_head, 1)
+            if end == start:
+                break
+            if items:
+                await self._deliver(items)  # on a failure the head stays where it is
+            await asyncio.to_thread(self._advance, end)
+        if self._failing and self._memory:
+            item = self._memory.popleft()
+            try:
+                await self._deliver([item])
+            except (*RETRIED, asyncio.CancelledError):
+                self._memory.appendleft(item)
+                raise
+        self._failing = False  # nothing left to probe with: the next send tells
 
     async def _flush_spool(self) -> None:
-        items = await asyncio.to_thread(self._read_spool)
-        for start in range(0, len(items), self._batch):
-            try:
-                await self._send(items[start:start + self._batch])
-            except ApiRefused as e:
-                log.warning("%s: the control plane refused spooled items (%s); dropped", self.name, e)
-            except Unreachable:
-                if start:  # what was delivered leaves the spool; an unchanged spool is left as it is
-                    rest = "".join(json.dumps(i) + "\n" for i in items[start:])
-                    await asyncio.to_thread(self._write_spool, rest)
-                raise
-        self.spool.unlink(missing_ok=True)
+        while self.spool.exists():
+            items, start, end = await asyncio.to_thread(self._read_head, self._batch)
+            if end == start:
+                return  # no whole line left (the rest of one cut short by a crash)
+            if items:
+                await self._deliver(items)
+            await asyncio.to_thread(self._advance, end)
 
-    def _write_spool(self, text: str) -> None:
-        tmp = self.spool.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.spool)
+    # -- the spool file (these run in a worker thread) -----------------------------------------------------------
+
+    def _head(self) -> int:
+        try:
+            return int(self.head_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _read_head(self, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+        """Up to ``limit`` items from the spool's head (and at most BATCH_BYTES): the items, and the offsets of the
+        first line read and of the line after the last (equal when there is no whole line to read)."""
+        items: list[dict[str, Any]] = []
+        try:
+            f = self.spool.open("rb")
+        except FileNotFoundError:
+            return items, 0, 0
+        with f:
+            start = self._head()
+            f.seek(start)
+            read = 0
+            while len(items) < limit and read < BATCH_BYTES:
+                line = f.readline()
+                if not line.endswith(b"\n"):  # the end (or a line cut short by a crash while it was written)
+                    break
+                read += len(line)
+                with contextlib.suppress(ValueError):
+                    items.append(json.loads(line))
+        self.spool_bytes_read += read
+        return items, start, start + read
+
+    def _advance(self, offset: int) -> None:
+        """Mark everything before ``offset`` delivered; the spool goes once all of it is."""
+        try:
+            size = self.spool.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if offset >= size:
+            self.spool.unlink(missing_ok=True)
+            self.head_file.unlink(missing_ok=True)
+        else:
+            self._write_head(offset)
+
+    def _write_head(self, offset: int) -> None:
+        tmp = self.head_file.with_suffix(".tmp")
+        tmp.write_text(f"{offset}\n")
+        tmp.replace(self.head_file)
 
     def _to_spool(self) -> None:
         if not self._memory:
@@ -123,20 +215,38 @@ class Outbox:
         with self.spool.open("a") as f:
             while self._memory:
                 f.write(json.dumps(self._memory.popleft()) + "\n")
-        if self.spool.stat().st_size > self._max_spool:
-            self._trim()
+            f.flush()
+            size = os.fstat(f.fileno()).st_size
+        if size > self._max_spool:
+            self._trim(size)
 
-    def _trim(self) -> None:
-        lines = self.spool.read_text(errors="replace").splitlines()
-        keep: list[str] = []
-        size = 0
-        for line in reversed(lines):
-            size += len(line) + 1
-            if size > self._max_spool // 2:
-                break
-            keep.append(line)
-        self.dropped += len(lines) - len(keep)
-        keep.reverse()
-        self._write_spool("".join(line + "\n" for line in keep))
-        log.warning("%s: spool over %d bytes; dropped the oldest %d items", self.name, self._max_spool,
-                    len(lines) - len(keep))
+    def _trim(self, size: int) -> None:
+        """Keep the newest lines, up to half the bound, in a new file; count the unsent lines dropped."""
+        head = self._head()
+        with self.spool.open("rb") as f:
+            start = max(head, size - self._max_spool // 2)
+            if start > head:  # begin at the first whole line at or after ``start``
+                f.seek(start - 1)
+                f.readline()
+                start = f.tell()
+            dropped = _count_lines(f, head, start)
+            tmp = self.spool.with_suffix(".tmp")
+            with tmp.open("wb") as out:
+                f.seek(start)
+                while chunk := f.read(CHUNK):
+                    out.write(chunk)
+        self._write_head(0)  # before the new file replaces the old: a crash in between sends lines twice, not never
+        tmp.replace(self.spool)
+        self.dropped += dropped
+        if dropped:
+            log.warning("%s: spool over %d bytes; dropped the oldest %d items", self.name, self._max_spool,
+                        dropped)
+
+
+def _count_lines(f: Any, start: int, end: int) -> int:
+    f.seek(start)
+    count, left = 0, end - start
+    while left > 0 and (chunk := f.read(min(CHUNK, left))):
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count

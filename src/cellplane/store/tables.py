@@ -101,7 +101,8 @@ class TokenRow(Base):
 
 
 class RoleBindingRow(Base):
-    """A role granted to a user on an organization, or narrowed to a project or an environment."""
+    """A role granted to a user on an organization, or narrowed to a project or an environment; a dataplane-agent
+    binding names its data plane."""
 
     __tablename__ = "role_bindings"
 
@@ -112,6 +113,7 @@ class RoleBindingRow(Base):
     project: Mapped[str] = mapped_column(String(63), default="")
     environment: Mapped[str] = mapped_column(String(63), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    dataplane: Mapped[str] = mapped_column(String(63), default="")
 
     __table_args__ = (
         UniqueConstraint("user_id", "role", "organization", "project", "environment", name="uq_role_bindings"),

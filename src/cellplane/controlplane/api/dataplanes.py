@@ -1,5 +1,7 @@
-"""The data-plane agent's API (docs/dataplane.md): register, long-poll the desired state, report status, ship
-log lines and task runs. Every call needs ``dataplanes:update`` on the organization.
+"""The data-plane agent's API (docs/dataplane.md): register, long-poll the desired state, fetch its artifacts, report
+status, ship log lines and task runs. Every call needs the data plane's own agent token (role dataplane-agent on
+that data plane) or ``dataplanes:update`` on the organization (an admin). An admin makes the agent's tokens
+(``POST .../tokens``).
 
 Reports are validated into 422s with field paths. Unknown fields are ignored (a newer agent may send more);
 long texts (log lines, messages) are cut rather than refused, so that one long line never costs a batch.
@@ -9,25 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Query, Request, Response
+from fastapi import Body, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import dataplanes, desired, workloads
+from cellplane import digests
+from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
 from cellplane.controlplane.api.routing import api_router
-from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.rbac import AGENT_PERMISSION, Principal, Target
 from cellplane.controlplane.telemetry import logs
-from cellplane.errors import FieldProblem, InvalidError
+from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.model.meta import DNS_LABEL
 from cellplane.sealing import SealError, parse_public_key
-from cellplane.store.tables import ResourceRow
+from cellplane.store.tables import ResourceRow, now
 
 router = api_router(tags=["data plane agent"])
 DATAPLANE = "/organizations/{org}/dataplanes/{name}"
@@ -154,8 +159,14 @@ LogsBody = _body(LogBatch, "at most 5000 lines, in order")
 RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
 
 
+def require_agent(who: Principal, org: str, name: str) -> None:
+    """A call of data plane ``name``'s agent: with that data plane's agent token, or an admin's token."""
+    if not who.can(AGENT_PERMISSION, Target(org, dataplane=name)):
+        require(who, "dataplanes:update", Target(org))
+
+
 def _plane(s: Any, who: Principal, org: str, name: str) -> ResourceRow:
-    require(who, "dataplanes:update", Target(org))
+    require_agent(who, org, name)
     store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
     return dataplanes.get(s, org, name)
 
@@ -172,18 +183,57 @@ def register(request: Request, org: NamePath, name: NamePath, body: Registration
             parse_public_key(req.publicKey)
         except SealError as e:
             raise InvalidError("invalid agent registration", [FieldProblem("publicKey", e.message)]) from None
+        require_agent(who, org, name)
+        store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+        if dataplanes.find(s, org, name) is None:
+            _may_create(who, org, name)
+        # Binding environments to a data plane is an admin's decision: an agent token's bindUnbound is ignored.
+        bind = req.bindUnbound and who.can("dataplanes:update", Target(org))
+        result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
+                                                    "hostname": req.hostname, "publicKey": req.publicKey}, bind)
+        work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
+                        + (", ".join(result["environments"]) or "none")
+                        + ("" if bind or not req.bindUnbound else "; bindUnbound ignored (an agent token)"))
+        return result
+
+
+def _may_create(who: Principal, org: str, name: str) -> None:
+    require(who, "dataplanes:create", Target(org))
+    if problem := dns_label_problem(name):
+        raise InvalidError(f"cannot create a data plane named '{name}'", [FieldProblem("path.name", problem)])
+
+
+class NewAgentToken(Report):
+    """A token for a data plane's agent."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(default="agent", max_length=63, description="the token's name")
+    expiresInDays: int | None = Field(default=None, ge=1, le=3650)
+    bindUnbound: bool = Field(default=False, description="also bind every environment without a data plane to this "
+                              "one (created when absent)")
+
+
+@router.post(DATAPLANE + "/tokens", status_code=201, response_model=schemas.NewTokenIssued,
+             response_model_exclude_unset=True)
+def create_agent_token(request: Request, org: NamePath, name: NamePath, body: NewAgentToken,
+                       who: Principal = Caller) -> dict[str, Any]:
+    """A token for the data plane's agent (created when absent, with ``dataplanes:create``): it may register that
+    data plane, pull its desired state and artifacts and report for it, and nothing else. Shown once; revoke it with
+    ``DELETE /tokens/{id}``. Needs ``dataplanes:update`` on the organization."""
+    p = platform(request)
+    work = Work("dataplane.token", "DataPlane", org, "", name, f"agent token '{body.name}'")
+    with audited(p, who, work) as s:
         require(who, "dataplanes:update", Target(org))
         store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
         if dataplanes.find(s, org, name) is None:
-            require(who, "dataplanes:create", Target(org))
-            if problem := dns_label_problem(name):
-                raise InvalidError(f"cannot create a data plane named '{name}'", [FieldProblem("path.name", problem)])
-        result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
-                                                    "hostname": req.hostname, "publicKey": req.publicKey},
-                                     req.bindUnbound)
-        work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
-                        + (", ".join(result["environments"]) or "none"))
-        return result
+            _may_create(who, org, name)
+            dataplanes.ensure(s, org, name)
+        if body.bindUnbound:
+            dataplanes.bind_unbound(s, org, name)
+        expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
+        row, token, user = identity.issue_agent_token(s, p.token_key, org, name, body.name, expires)
+        work.message += f" ({row.id}) for user {user.name}"
+        return {**identity.token_view(row, user.name), "token": token}
 
 
 @router.get(DATAPLANE + "/desired-state", response_model=schemas.DesiredState, response_model_exclude_unset=True)
@@ -195,7 +245,7 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     """What the data plane must run. Long-poll: answers once the revision differs from ``since``, or after
     ``wait`` seconds with the same revision."""
     p = platform(request)
-    require(who, "dataplanes:update", Target(org))
+    require_agent(who, org, name)
 
     def check(s: Session) -> None:
         _plane(s, who, org, name)
@@ -225,6 +275,49 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
         seen = p.store.changes.seq
         state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
     return await asyncio.to_thread(state.sealed)
+
+
+DigestPath = Annotated[str, Path(min_length=71, max_length=71, description="sha256:<64 hex digits>")]
+
+
+@router.get(DATAPLANE + "/artifacts/{project}/{digest}", tags=["artifacts"],
+            responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the artifact (.tar.gz)"}},
+            response_class=Response)
+async def download_artifact(request: Request, org: NamePath, name: NamePath, project: NamePath, digest: DigestPath,
+                            who: Principal = Caller) -> Response:
+    """An artifact the data plane's desired state runs (any other: 404), for its agent."""
+    p = platform(request)
+    require_agent(who, org, name)
+    if not digests.valid(digest):
+        raise InvalidError(f"'{digest}' is not a sha256 digest", [FieldProblem("digest", "sha256:<64 hex digits>")])
+
+    def check(s: Session) -> None:
+        _plane(s, who, org, name)
+
+    state = p.desired.fresh(org, name) or await asyncio.to_thread(p.desired.get, org, name, check)
+    if not any(d.get("project") == project and (d.get("artifact") or {}).get("digest") == digest
+               for d in state.document.get("deployments") or []):
+        raise NotFoundError(f"artifact '{digest}' of project '{project}' is not in the desired state of data plane "
+                            f"'{org}/{name}'")
+
+    def size() -> int:
+        with p.store.transaction() as s:
+            builds.artifact(s, org, project, digest)
+            return blobs.size_of(s, digest)
+
+    length = await asyncio.to_thread(size)
+    return StreamingResponse(_chunks(p.store, digest), media_type="application/gzip",
+                             headers={"Content-Length": str(length), "X-Cellplane-Digest": digest})
+
+
+async def _chunks(store_: Any, digest: str) -> AsyncIterator[bytes]:
+    it = blobs.chunks(store_, digest)
+    while True:
+        chunk = await asyncio.to_thread(next, it, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 @router.put(DATAPLANE + "/status", response_model=schemas.StatusRecorded, response_model_exclude_unset=True)

@@ -81,12 +81,19 @@ def _self_or_superuser(who: Principal, user: str) -> None:
         raise ForbiddenError(f"only '{user}' or a platform administrator may manage the tokens of '{user}'")
 
 
+def _not_an_agent(who: Principal) -> None:
+    if who.agent:
+        raise ForbiddenError("a data plane's agent token cannot make tokens: an admin makes them with "
+                             "POST /organizations/{org}/dataplanes/{name}/tokens")
+
+
 @router.post("/users/{user}/tokens", tags=["users"], status_code=201, response_model=schemas.NewTokenIssued,
              response_model_exclude_unset=True)
 def create_token(request: Request, user: NamePath, body: NewToken, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("token.create", "User", name=user, message=f"token '{body.name}'")) as s:
         _self_or_superuser(who, user)
+        _not_an_agent(who)
         row = identity.get_user(s, user)
         expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
         token_row, token = identity.issue_token(s, p.token_key, row, body.name, expires)

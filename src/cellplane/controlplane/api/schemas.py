@@ -262,6 +262,7 @@ class RoleBinding(Out):
     organization: str
     project: str | None
     environment: str | None
+    dataplane: str | None = Field(default=None, description="the data plane of a dataplane-agent binding")
     createdAt: Timestamp
 
 
