@@ -89,7 +89,7 @@ class Worker:
         elif kind == "routes":
             table: RouteTable = message[2]
             self.gateway.update(table)
-            self.up.write(frame(("routed", message[1])))
+            self._confirm(message[1])
         elif kind == "listen":
             spec: ListenerSpec = message[1]
             sock = socket.socket(fileno=self.decoder.fds.popleft())
@@ -111,6 +111,22 @@ class Worker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def _confirm(self, version: int) -> None:
+        """Confirm a route table once the listeners opened and closed before it are: a confirmation tells the agent
+        that this worker serves by everything it sent until then (a listener closed before a table no longer
+        accepts here; one opened before it does)."""
+        pending = self.listening
+        if pending is None or pending.done():
+            self.up.write(frame(("routed", version)))
+            return
+
+        async def after_listeners() -> None:
+            with contextlib.suppress(Exception):
+                await pending
+            self.up.write(frame(("routed", version)))
+
+        self._spawn(after_listeners())
 
     def _in_order(self, work: Any) -> None:
         """Open and close listeners one after the other, as the agent did: a close never overtakes its open."""

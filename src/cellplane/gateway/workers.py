@@ -204,7 +204,7 @@ class Workers:
         elif kind == "drained":
             self._answered(worker, message[1], message[2])
         elif kind == "routed":
-            worker.routed = message[1]
+            worker.routed = max(worker.routed, message[1])  # a confirmation waiting for a listener may come late
             self._check_routed()
 
     def _answered(self, worker: WorkerProcess, drain_id: int, drained: bool) -> None:
