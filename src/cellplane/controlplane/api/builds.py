@@ -31,8 +31,9 @@ COMPONENT = "/organizations/{org}/projects/{project}/components/{component}"
 BUILD = "/organizations/{org}/builds/{build}"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
 BuildPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a build id (b-...)")]
-DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, pattern=r"^sha256:[0-9a-f]{64}$",
-                                      description="sha256:<64 hex digits>")]
+# The pattern is documented; the route checks it itself (``_check_digest``, after the permission).
+DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>",
+                                      json_schema_extra={"pattern": r"^sha256:[0-9a-f]{64}$"})]
 
 
 class BuildRequest(BaseModel):
