@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from cellplane import yamlload
 from cellplane.choreo.component_yaml import read_component_yaml
 from cellplane.choreo.files import COMPONENT_CONFIG_YAML, COMPONENT_YAML, DESCRIPTOR_FILES, ENDPOINTS_YAML, read_files
 from cellplane.choreo.legacy import read_component_config_yaml, read_endpoints_yaml
@@ -100,7 +101,7 @@ def import_directory(directory: Path) -> ChoreoImport:
 
 def _load_yaml(file: str, text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yamlload.load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{file}: line {mark.line + 1}" if mark else file

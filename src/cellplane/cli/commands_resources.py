@@ -11,6 +11,7 @@ import typer
 import yaml
 from rich.markup import escape
 
+from cellplane import yamlload
 from cellplane.cli.app import app, kind_or_fail, state
 from cellplane.cli.client import ApiError, CliError
 from cellplane.cli.output import (
@@ -56,7 +57,7 @@ def read_documents(sources: list[str]) -> tuple[list[Any], list[str]]:
             items = [(str(f), _read(f)) for f in files]
         for label, text in items:
             try:
-                found = [d for d in yaml.safe_load_all(text) if d is not None]
+                found = [d for d in yamlload.load_all(text) if d is not None]
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from cellplane.errors import FieldProblem
-from cellplane.model.meta import Name, Strict
+from cellplane.model.meta import NAME_SCHEMA, Name, Strict
 
 ComponentType = Literal["service", "web-app", "scheduled-task", "manual-task", "webhook", "api-proxy", "worker"]
 EndpointType = Literal["REST", "GraphQL", "gRPC", "WebSocket", "TCP", "UDP"]
@@ -89,15 +89,25 @@ def _quantity(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     return check
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
-RelativePath = Annotated[str, AfterValidator(_relative_path)]
-BasePath = Annotated[str, AfterValidator(_base_path)]
-AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+# Each single-field rule is stated in the JSON schema too (the OpenAPI document), so that what is valid by the schema
+# is what the validators accept; ``not`` states what a validator refuses that one pattern cannot say.
+_DOTDOT = {"pattern": r"(^|/)\.\.(/|$)"}
+EnvName = Annotated[str, AfterValidator(_env_name), WithJsonSchema({"type": "string", "pattern": ENV_NAME.pattern})]
+RelativePath = Annotated[str, AfterValidator(_relative_path),
+                         WithJsonSchema({"type": "string", "not": {"anyOf": [{"pattern": "^/"}, _DOTDOT]}})]
+# ``str.isspace`` is true of \x1c-\x1f and \x85 too, which a JSON schema's \s (ECMAScript's) leaves out.
+BasePath = Annotated[str, AfterValidator(_base_path),
+                     WithJsonSchema({"type": "string", "pattern": r"^/[^\s\u001c-\u001f\u0085?#]*$"})]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path),
+                         WithJsonSchema({"type": "string", "pattern": "^/", "not": _DOTDOT})]
 Cron = Annotated[str, AfterValidator(_cron)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
-AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
-CpuQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_CPU, "CPU quantity (e.g. 500m, 1, 1.5)"))]
-MemoryQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_MEMORY, "memory quantity (e.g. 256Mi, 1Gi)"))]
+AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url),
+                        WithJsonSchema({"type": "string", "pattern": "^[a-zA-Z][a-zA-Z0-9+.-]*://"})]
+CpuQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_CPU, "CPU quantity (e.g. 500m, 1, 1.5)")),
+                        WithJsonSchema({"type": "string", "pattern": QUANTITY_CPU.pattern})]
+MemoryQuantity = Annotated[str, AfterValidator(_quantity(QUANTITY_MEMORY, "memory quantity (e.g. 256Mi, 1Gi)")),
+                           WithJsonSchema({"type": "string", "pattern": QUANTITY_MEMORY.pattern})]
 
 
 def _api_version(value: str) -> str:
@@ -118,9 +128,17 @@ def _track_name(value: str) -> str:
     return value
 
 
-ApiVersion = Annotated[str, Field(max_length=20), AfterValidator(_api_version)]
-ApiMajor = Annotated[str, Field(max_length=20), AfterValidator(_api_major)]
-TrackName = Annotated[str, Field(max_length=100), AfterValidator(_track_name)]
+ApiVersion = Annotated[str, Field(max_length=20), AfterValidator(_api_version),
+                      WithJsonSchema({"type": "string", "maxLength": 20, "pattern": API_VERSION.pattern})]
+ApiMajor = Annotated[str, Field(max_length=20), AfterValidator(_api_major),
+                     WithJsonSchema({"type": "string", "maxLength": 20, "pattern": API_MAJOR.pattern})]
+TRACK_SCHEMA: dict[str, Any] = {
+    "type": "string", "minLength": 1, "maxLength": 100, "pattern": TRACK_NAME.pattern,
+    "not": {"anyOf": [{"pattern": r"\.\."}, {"pattern": r"[./]$"}, {"pattern": r"\.lock$"}]}}
+TrackName = Annotated[str, Field(max_length=100), AfterValidator(_track_name), WithJsonSchema(TRACK_SCHEMA)]
+# Values per environment, keyed by the environment's name.
+PerEnvironment = Annotated[dict[Name, str], WithJsonSchema({"type": "object", "propertyNames": NAME_SCHEMA,
+                                                             "additionalProperties": {"type": "string"}})]
 
 
 class Track(Strict):
@@ -160,7 +178,8 @@ class Endpoint(Strict):
     port: int = Field(ge=1, le=65535)
     type: EndpointType = "REST"
     basePath: BasePath = "/"
-    visibility: list[Visibility] = Field(default_factory=lambda: ["Project"], min_length=1)
+    visibility: list[Visibility] = Field(default_factory=lambda: ["Project"], min_length=1,
+                                         json_schema_extra={"uniqueItems": True})
     contract: RelativePath | None = Field(default=None, description="OpenAPI / GraphQL SDL file in the source")
 
 
@@ -184,7 +203,7 @@ class EnvVar(Strict):
     name: EnvName
     value: str | None = Field(default=None, max_length=65536)
     secret: bool = False
-    environments: dict[Name, str] = Field(default_factory=dict, description="per-environment values")
+    environments: PerEnvironment = Field(default_factory=dict, description="per-environment values")
 
 
 class ConfigFile(Strict):
@@ -192,7 +211,7 @@ class ConfigFile(Strict):
     mountPath: AbsolutePath
     content: str | None = Field(default=None, max_length=1_048_576)
     secret: bool = False
-    environments: dict[Name, str] = Field(default_factory=dict)
+    environments: PerEnvironment = Field(default_factory=dict)
 
 
 class Configuration(Strict):
@@ -239,7 +258,8 @@ class Proxy(Strict):
     schemaFilePath: RelativePath | None = None
     docPath: RelativePath | None = None
     thumbnailPath: RelativePath | None = None
-    visibility: list[Visibility] = Field(default_factory=lambda: ["Public"], min_length=1)
+    visibility: list[Visibility] = Field(default_factory=lambda: ["Public"], min_length=1,
+                                         json_schema_extra={"uniqueItems": True})
 
 
 class ComponentSpec(Strict):

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 # Patterns use "$" so that JSON schemas can reuse them; always test with fullmatch ("$" alone accepts a trailing "\n").
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -86,8 +86,35 @@ def _check_annotations(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_dns_label)]
-Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+# The JSON schema of a name states the rule ``dns_label_problem`` checks (the OpenAPI document shows it, and
+# clients can check before sending); validation stays the validator's, so its messages are the API's.
+NAME_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS_LABEL.pattern}
+Name = Annotated[str, AfterValidator(_check_dns_label), WithJsonSchema(NAME_SCHEMA)]
+
+
+def _json_timestamp(value: Any) -> Any:
+    if value is None or isinstance(value, str | datetime):
+        return value
+    raise ValueError("an ISO 8601 timestamp (text), as the server writes it")
+
+
+def _json_integer(value: Any) -> Any:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError("an integer")
+
+
+# Server-owned values are ignored on input, but must still be what the schema says (not 0 for a time, "1" for 1).
+ServerTimestamp = Annotated[datetime | None, BeforeValidator(_json_timestamp)]
+ServerInteger = Annotated[int | None, BeforeValidator(_json_integer)]
+# A label key as _label_key_problem checks it, lengths included: a prefix of at most 253, a name of at most 63.
+LABEL_KEY_SCHEMA_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABELS_SCHEMA: dict[str, Any] = {
+    "type": "object", "propertyNames": {"type": "string", "maxLength": 317, "pattern": LABEL_KEY_SCHEMA_PATTERN},
+    "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE.pattern}}
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels), WithJsonSchema(LABELS_SCHEMA)]
 # Free text, as many keys as one likes, within MAX_METADATA_BYTES.
 Annotations = Annotated[dict[str, str], AfterValidator(_check_annotations)]
 
@@ -106,9 +133,9 @@ class Metadata(Strict):
     annotations: Annotations = Field(default_factory=dict)
     # Server-owned; accepted on input so that `get -o yaml` output can be applied again, then ignored.
     uid: str | None = None
-    generation: int | None = None
-    creationTimestamp: datetime | None = None
-    updateTimestamp: datetime | None = None
+    generation: ServerInteger = None
+    creationTimestamp: ServerTimestamp = None
+    updateTimestamp: ServerTimestamp = None
 
 
 def drop_none(data: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, Query, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane.controlplane import deployments
 from cellplane.controlplane import resources as store
@@ -28,6 +28,16 @@ AlertPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
 Metric = Literal["error-rate", "latency", "crash-loop", "task-failures"]
 RuleState = Literal["ok", "pending", "firing"]
+# What ``telemetry.alerts.validate`` checks, as far as a JSON schema says it (the durations' ranges it cannot):
+# durations in whole seconds, an http(s) URL with a host and no credentials, and the metric's threshold and percentile.
+WHOLE_SECONDS = r"^([0-9]+(s|m|h|d))+$"
+WEBHOOK = r"^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[!-~]*)?$"
+RULE_SCHEMA: dict[str, Any] = {"allOf": [
+    {"if": {"properties": {"metric": {"const": "error-rate"}}},
+     "then": {"properties": {"threshold": {"maximum": 100}}}},
+    {"if": {"properties": {"metric": {"const": "latency"}}},
+     "then": {"properties": {"percentile": {"enum": [*alerts.PERCENTILES, None]}}},
+     "else": {"properties": {"percentile": {"type": "null"}}}}]}
 
 
 # -- request and response models ------------------------------------------------------------------------------------
@@ -37,7 +47,7 @@ class AlertRuleRequest(BaseModel):
     """A rule on one of the component's metrics in one environment. It fires when the value, computed over the
     trailing ``window``, stays above ``threshold`` for ``for``; its webhook hears when it fires and resolves."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=RULE_SCHEMA)
     name: Name = Field(description="unique for the component in the environment")
     environment: Name
     metric: Metric = Field(description="error-rate: percent of requests answered with status >= 500; latency: a "
@@ -46,10 +56,14 @@ class AlertRuleRequest(BaseModel):
     threshold: float = Field(ge=0, strict=True, allow_inf_nan=False,
                              description="fires when the value is above it (error-rate: at most 100)")
     percentile: int | None = Field(default=None, strict=True, description="latency only: 50, 95 or 99 (default 95)")
-    window: str = Field(default="1m", min_length=1, max_length=50, description="the trailing window (10s..1d)")
-    for_: str = Field(default="0s", alias="for", min_length=1, max_length=50,
+    window: Annotated[str, WithJsonSchema({"type": "string", "maxLength": 50, "pattern": WHOLE_SECONDS})] = Field(
+        default="1m", min_length=1, max_length=50, description="the trailing window (10s..1d)")
+    for_: Annotated[str, WithJsonSchema({"type": "string", "maxLength": 50, "pattern": WHOLE_SECONDS})] = Field(
+        default="0s", alias="for", min_length=1, max_length=50,
                       description="how long the condition must hold before the rule fires (0s..1d)")
-    webhook: str = Field(min_length=1, max_length=alerts.MAX_WEBHOOK,
+    webhook: Annotated[str, WithJsonSchema({"type": "string", "maxLength": alerts.MAX_WEBHOOK,
+                                            "pattern": WEBHOOK})] = Field(
+        min_length=1, max_length=alerts.MAX_WEBHOOK,
                          description="an http(s) URL (no credentials in it) that receives the notifications")
 
 

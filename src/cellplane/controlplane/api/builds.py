@@ -31,12 +31,15 @@ COMPONENT = "/organizations/{org}/projects/{project}/components/{component}"
 BUILD = "/organizations/{org}/builds/{build}"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
 BuildPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a build id (b-...)")]
-DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>")]
+# The pattern is documented; the route checks it itself (``_check_digest``, after the permission).
+DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>",
+                                      json_schema_extra={"pattern": r"^sha256:[0-9a-f]{64}$"})]
 
 
 class BuildRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    track: str | None = Field(default=None, max_length=100, description="deployment track (a branch name)")
+    model_config = ConfigDict(extra="forbid", title="BuildRequest")
+    track: schemas.TrackText | None = Field(default=None, max_length=100,
+                                            description="deployment track (a branch name)")
     ref: str | None = Field(default=None, max_length=250, description="branch, tag or commit to build")
 
 
@@ -66,11 +69,12 @@ async def _receive_archive(request: Request, dest: Path, limit: int) -> None:
 @router.post(COMPONENT + "/builds", status_code=201, response_model=schemas.BuildInfo,
              response_model_exclude_unset=True,
              openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": {"$ref": "#/components/schemas/BuildRequest"}},
+                 "application/json": {"schema": BuildRequest.model_json_schema()},
                  "application/gzip": {"schema": {"type": "string", "format": "binary",
                                                  "description": "a .tar.gz of the component's directory"}}}}})
 async def start_build(request: Request, org: NamePath, project: NamePath, component: NamePath,
-                      track: str | None = Query(None, max_length=100, description="with an archive upload"),
+                      track: schemas.TrackText | None = Query(None, max_length=100,
+                                                              description="with an archive upload"),
                       who: Principal = Caller) -> dict[str, Any]:
     """Queue a build: of the component's repository (JSON body), or of an uploaded .tar.gz (gzip body)."""
     p = platform(request)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sqlalchemy.orm import Session
 
 from cellplane import digests
@@ -45,6 +45,13 @@ def _cut(limit: int) -> Any:
     return AfterValidator(lambda value: value[:limit])
 
 
+def _timestamp_text(value: Any) -> Any:
+    """A timestamp is ISO 8601 text in JSON (a number would be read as seconds since the epoch)."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("an ISO 8601 timestamp (text)")
+    return value
+
+
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -61,14 +68,15 @@ def _not_ahead(value: datetime) -> datetime:
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=False), AfterValidator(_utc)]
 # When telemetry happened: never far in the future, or retention (by age) would keep it forever.
-Recorded = Annotated[datetime, AfterValidator(_utc), AfterValidator(_not_ahead)]
+Recorded = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=False), AfterValidator(_utc),
+                     AfterValidator(_not_ahead)]
 Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 
-class Report(BaseModel):
+class Report(schemas.JsonBody):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -78,14 +86,16 @@ class AgentRegistration(Report):
     agentId: str = Field(min_length=1, max_length=100)
     version: str = Field(default="", max_length=100)
     hostname: str = Field(default="", max_length=255)
-    publicKey: str = Field(min_length=1, max_length=100, description="base64url of the agent's X25519 public key")
+    publicKey: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}=?$"})] = Field(
+        min_length=1, max_length=100, description="base64url of the agent's X25519 public key (32 bytes)")
     bindUnbound: bool = Field(default=False, description="bind every environment without a data plane to this one")
 
 
 class GatewayReport(Report):
     external: Url | None = None
     internal: Url | None = None
-    cells: dict[Label, Url] = Field(default_factory=dict, description="project -> its cell listener")
+    cells: dict[Label, Url] = Field(default_factory=dict, description="project -> its cell listener",
+                                    json_schema_extra=schemas.name_keys)
 
 
 class ReplicaReport(Report):
@@ -110,7 +120,8 @@ class StatusReport(Report):
 
     agentId: str = Field(min_length=1, max_length=100)
     revision: str | None = Field(default=None, max_length=100, description="the desired state it runs")
-    gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners")
+    gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners",
+                                                json_schema_extra=schemas.name_keys)
     deployments: list[DeploymentReport] = Field(default_factory=list, max_length=10000)
     metricsUrl: Url | None = Field(default=None, description="the agent's Prometheus endpoint")
 

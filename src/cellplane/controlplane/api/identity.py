@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
 from cellplane.controlplane import audit, config, identity
@@ -14,7 +14,7 @@ from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
 from cellplane.controlplane.api.routing import api_router
-from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.rbac import ROLE_NAMES, Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
 from cellplane.model import KINDS
 from cellplane.store.tables import RoleBindingRow, TokenRow, UserRow, now
@@ -22,23 +22,27 @@ from cellplane.store.tables import RoleBindingRow, TokenRow, UserRow, now
 router = api_router()
 
 
-class NewUser(BaseModel):
+class NewUser(schemas.JsonBody):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=63)
+    name: schemas.NameText = Field(max_length=63)
     email: str | None = Field(default=None, max_length=254)
     superuser: bool = False
 
 
-class NewToken(BaseModel):
+class NewToken(schemas.JsonBody):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="default", max_length=63)
+    name: schemas.NameText = Field(default="default", max_length=63)
     expiresInDays: int | None = Field(default=None, ge=1, le=3650)
 
 
 class NewBinding(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A binding is scoped to a project or to an environment, not both (``identity.grant`` checks it).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": {
+        "required": ["project", "environment"],
+        "properties": {"project": {"type": "string", "minLength": 1},
+                       "environment": {"type": "string", "minLength": 1}}}})
     user: str = Field(max_length=63)
-    role: str = Field(max_length=20)
+    role: Annotated[str, WithJsonSchema({"type": "string", "enum": list(ROLE_NAMES)})] = Field(max_length=20)
     project: str | None = Field(default=None, max_length=63)
     environment: str | None = Field(default=None, max_length=63)
 

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path as PathParam
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane import API_VERSION
 from cellplane.choreo import import_choreo, import_directory
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.sources import checkout, subdirectory
 from cellplane.errors import CellplaneError
-from cellplane.model import parse_document
+from cellplane.model import ComponentSpec, parse_document
+from cellplane.model.meta import LABELS_SCHEMA, NAME_SCHEMA
 
 router = api_router(tags=["components"])
+# The owners become the new component's metadata: names, as the document's validation checks them.
+OwnerPath = Annotated[str, PathParam(min_length=1, max_length=63, json_schema_extra=NAME_SCHEMA,
+                                     description="a name (DNS-1123 label)")]
 
 
 class ImportSource(BaseModel):
@@ -29,21 +34,22 @@ class ImportSource(BaseModel):
     path: str = Field(default=".", max_length=1000)
 
 
-class ComponentImport(BaseModel):
+class ComponentImport(schemas.JsonBody):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=63)
+    name: schemas.NameText = Field(max_length=63)
     source: ImportSource
     files: dict[str, str] | None = Field(
         default=None, description="descriptor files read by the client ({'.choreo/component.yaml': text}); "
         "when absent the control plane reads them from the source")
-    spec: dict[str, Any] = Field(default_factory=dict, description="spec fields that override the descriptors")
-    labels: dict[str, str] = Field(default_factory=dict)
+    spec: schemas.documented(ComponentSpec) = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="spec fields that override the descriptors")
+    labels: Annotated[dict[str, str], WithJsonSchema(LABELS_SCHEMA)] = Field(default_factory=dict)
     dryRun: bool = False
 
 
 @router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201, response_model=None,
              responses={201: {"model": schemas.ComponentImportResult, "description": "the component as stored"}})
-def import_component(request: Request, org: NamePath, project: NamePath, body: ComponentImport,
+def import_component(request: Request, org: OwnerPath, project: OwnerPath, body: ComponentImport,
                      who: Principal = Caller) -> dict[str, Any]:
     """Create a component whose endpoints, connections and configuration come from its source."""
     p = platform(request)

@@ -19,13 +19,14 @@ from cellplane.controlplane import deployments, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
-from cellplane.controlplane.api.routing import api_router
+from cellplane.controlplane.api.routing import api_router, checked_required
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import durations, graph, metrics, traces
 from cellplane.controlplane.telemetry.logs import LogPage, LogQuery
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS
+from cellplane.model.meta import NAME_SCHEMA
 from cellplane.store.tables import now
 
 router = api_router(tags=["observability"])
@@ -36,10 +37,15 @@ RUN_GRACE = 2.0  # seconds a followed run's stream stays open after the run ende
 TracePath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,32}$",
                                      description="a W3C trace id (32 hex digits), or its first 8 or more")]
 
-Env = Query(None, max_length=63, description="required: the environment")
-After = Query(None, ge=-1, le=2**62, description="the last line id already seen: lines after it, oldest first")
-Before = Query(None, ge=0, le=2**62, description="lines before this id (paging back): the last `limit` of them")
-Since = Query(None, max_length=40, description="only lines since: a duration ago (10m, 2h) or an ISO timestamp")
+# Patterns documented (json_schema_extra) are checked by the routes themselves, with their own messages.
+Env = checked_required("the environment", NAME_SCHEMA, max_length=63)
+After = Query(None, ge=-1, le=schemas.JSON_SAFE_MAX,
+              description="the last line id already seen: lines after it, oldest first")
+Before = Query(None, ge=0, le=schemas.JSON_SAFE_MAX,
+               description="lines before this id (paging back): the last `limit` of them")
+SINCE = {"pattern": f"{schemas.DURATION_PATTERN}|{schemas.TIMESTAMP_PATTERN}"}
+Since = Query(None, max_length=40, json_schema_extra=SINCE,
+              description="only lines since: a duration ago (10m, 2h) or an ISO timestamp (at most 90 days ago)")
 Grep = Query(None, min_length=1, max_length=200, description="only lines containing this text (any case)")
 Follow = Query(False, description="stream lines (NDJSON) as they arrive")
 Limit = Query(1000, ge=1, le=10000)
@@ -173,7 +179,8 @@ async def access_logs(
         since: str | None = Since,
         grep: str | None = Query(None, min_length=1, max_length=200, description="only requests whose path or "
                                  "refusal reason contains this text (any case)"),
-        status: str | None = Query(None, max_length=3, description="only this status (503) or class (5xx)"),
+        status: str | None = Query(None, max_length=3, json_schema_extra={"pattern": _STATUS.pattern},
+                                   description="only this status (503) or class (5xx)"),
         endpoint: str | None = Query(None, min_length=1, max_length=63, description="only this endpoint"),
         who: Principal = Caller) -> Any:
     """The gateway's access lines of a component's endpoints in one environment (routed requests: answered,
@@ -213,7 +220,8 @@ def _deployment(s: Session, p: Platform, org: str, project: str, component: str,
 @router.get(COMPONENT + "/metrics", response_model=schemas.ComponentMetrics, response_model_exclude_unset=True)
 def component_metrics(
         request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
-        since: str | None = Query(None, max_length=40, description="the range's start: a duration ago (default 1h) "
+        since: str | None = Query(None, max_length=40, json_schema_extra=SINCE,
+                                  description="the range's start: a duration ago (default 1h) "
                                   "or an ISO timestamp"),
         step: int | None = Query(None, ge=10, le=604800, description="seconds per point of the series (default: "
                                  "at most 60 points)"),
@@ -247,7 +255,8 @@ def _hops(who: Principal, org: str) -> traces.Visible:
 @router.get(COMPONENT + "/traces", response_model=schemas.TraceList, response_model_exclude_unset=True)
 def component_traces(
         request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
-        since: str | None = Query(None, max_length=40, description="a duration ago (default 1h) or a timestamp"),
+        since: str | None = Query(None, max_length=40, json_schema_extra=SINCE,
+                                  description="a duration ago (default 1h) or a timestamp"),
         slow: float | None = Query(None, ge=0, le=1e7, description="only traces taking at least this many ms"),
         errors: bool = Query(False, description="only traces with a failed hop (status 5xx)"),
         limit: int = Query(20, ge=1, le=200),
@@ -280,7 +289,8 @@ def show_trace(request: Request, org: NamePath, trace: TracePath, who: Principal
 
 @router.get(PROJECT + "/graph", response_model=schemas.CellGraph, response_model_exclude_unset=True)
 def cell_graph(request: Request, org: NamePath, project: NamePath, environment: str | None = Env,
-               window: str = Query("5m", max_length=20, description="the range request rates are taken over"),
+               window: str = Query("5m", max_length=20, json_schema_extra={"pattern": schemas.DURATION_PATTERN},
+                                   description="the range request rates are taken over (10s..1d)"),
                who: Principal = Caller) -> dict[str, Any]:
     """The project's cell in one environment: components with their endpoints by visibility, and the
     connections between them (and to other projects and external URLs) with their request rates. Its rates are

@@ -14,7 +14,7 @@ from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import wake
 from cellplane.controlplane.api.deployments import name_query, outcome_view, outcome_words
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
-from cellplane.controlplane.api.routing import api_router
+from cellplane.controlplane.api.routing import api_router, checked_required
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import FieldProblem, ForbiddenError, InvalidError
 from cellplane.model import KINDS
@@ -246,7 +246,8 @@ def list_previews(request: Request, org: NamePath, project: NamePath, branch: st
 
 
 @router.delete(PREVIEWS, response_model=schemas.ResourceDeleted, response_model_exclude_unset=True)
-def delete_preview(request: Request, org: NamePath, project: NamePath, branch: str | None = BRANCH,
+def delete_preview(request: Request, org: NamePath, project: NamePath,
+                   branch: str | None = checked_required("the git branch", min_length=1, max_length=250),
                    who: Principal = Caller) -> dict[str, Any]:
     """Remove a preview environment and everything it made."""
     p = platform(request)

@@ -20,11 +20,12 @@ import operator
 from functools import reduce
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
 from cellplane import API_VERSION
 from cellplane.model import KINDS, KindInfo, Metadata
-from cellplane.model.meta import DNS_LABEL
+from cellplane.model.component import TRACK_NAME, TRACK_SCHEMA
+from cellplane.model.meta import DNS_LABEL, NAME_SCHEMA
 
 # -- helpers --------------------------------------------------------------------------------------------------------
 
@@ -39,6 +40,15 @@ def absent(description: str | None = None) -> Any:
 
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+# A name the route checks itself (``dns_label_problem``, with the API's messages), documented with that rule.
+NameText = Annotated[str, WithJsonSchema(NAME_SCHEMA)]
+# A track name the route checks itself (``builds.check_track``), documented with that rule.
+TrackText = Annotated[str, WithJsonSchema(TRACK_SCHEMA)]
+# A duration as ``telemetry.durations`` reads it (30s, 10m, 1h30m); its range is the route's (and only checked there).
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+# An ISO timestamp with its offset, as ``telemetry.durations.since`` reads one (days up to 28: every month has them).
+TIMESTAMP_PATTERN = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
 # The request-side spelling of an optional name: '' is accepted as "not given" by /apply.
 OptionalName = Annotated[str | None, Field(max_length=63, pattern=f"^$|{DNS_LABEL.pattern}")]
 
@@ -50,6 +60,48 @@ def documented(model: Any) -> Any:
     (``metadata.name``, ``spec.endpoints[0].port``), all at once, exactly as for ``cellplane apply``.
     """
     return Annotated[dict[str, Any], BeforeValidator(lambda value: value, json_schema_input_type=model)]
+
+
+# The largest integer every JSON reader holds exactly: the bound of counters and ids (bytes, memory, line ids)
+# in requests, so that a number valid by the schema means the same wherever it is read.
+JSON_SAFE_MAX = 2**53 - 1
+
+
+def name_keys(schema: dict[str, Any]) -> None:
+    """An object keyed by names (``dict[Name, X]``): its keys documented as ``propertyNames`` (pydantic writes a
+    key pattern as ``patternProperties``, which leaves other keys allowed)."""
+    values = schema.pop("patternProperties", {}).get(DNS_LABEL.pattern)
+    schema["propertyNames"] = NAME_SCHEMA
+    if values is not None:
+        schema["additionalProperties"] = values
+
+
+def integral_numbers(data: Any) -> Any:
+    """A JSON object's numbers without a fraction (``5.0``) as integers, in its values and lists of values.
+
+    JSON has one number type and JSON Schema's ``integer`` is any number without a fraction; a strict model's
+    ``int`` takes only an integer. One level deep: a nested model converts its own object.
+    """
+    if not isinstance(data, dict):
+        return data
+    return {key: [_integral(v) for v in value] if isinstance(value, list) else _integral(value)
+            for key, value in data.items()}
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class JsonBody(BaseModel):
+    """A request body held to JSON's types, as its schema states them: strict (a number is not text, a flag is not
+    0 or 1), with ``5.0`` for the integer 5. Timestamps take text (see ``dataplanes.Recorded``)."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        return integral_numbers(data)
 
 
 class Out(BaseModel):
@@ -405,8 +457,8 @@ RunState = Literal["queued", "running", "succeeded", "failed"]
 LogStream = Literal["stdout", "stderr", "system"]
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern,
                                        description="an environment's name")]
-TrackName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
-                                 description="a deployment track (a git branch name)")]
+TrackName = Annotated[str, Field(min_length=1, max_length=100, pattern=TRACK_NAME.pattern,
+                                 description="a deployment track (a git branch name)"), WithJsonSchema(TRACK_SCHEMA)]
 
 
 class DeployRequest(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Request
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.dataplanes import DATAPLANE, Label, Recorded, Report, _body, _cut, _plane, kept
@@ -36,7 +36,7 @@ class AccessLine(Report):
     path: Annotated[str, _cut(2048)]
     status: int = Field(ge=100, le=999)
     durationMs: float = Field(ge=0, le=1e12)
-    bytesSent: int = Field(ge=0, le=2**62)
+    bytesSent: int = Field(ge=0, le=schemas.JSON_SAFE_MAX)
     decision: Literal["allowed", "denied", "error", "unavailable", "no-route"]
     reason: Annotated[str, _cut(1024)] | None = None
     consumer: Consumer | None = None
@@ -50,6 +50,12 @@ class AccessBatch(Report):
 
 
 class MetricPoint(Report):
+    # What ``_complete`` checks, in the JSON schema: an http point has endpoint and buckets, a replica point replica.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"kind": {"const": "http"}}},
+        "then": {"required": ["endpoint", "buckets"],
+                 "properties": {"endpoint": {"type": "string"}, "buckets": {"type": "array"}}},
+        "else": {"required": ["replica"], "properties": {"replica": {"type": "integer"}}}})
     kind: Literal["http", "replica"]
     environment: Label
     project: Label
@@ -68,7 +74,7 @@ class MetricPoint(Report):
     replica: int | None = Field(default=None, ge=0, le=10000)
     release: str = Field(default="", max_length=40, description="the replica's release (rollout key)")
     cpu: float | None = Field(default=None, ge=0, le=1e6)
-    memory: int | None = Field(default=None, ge=0, le=2**62)
+    memory: int | None = Field(default=None, ge=0, le=schemas.JSON_SAFE_MAX)
     restarts: Count = 0
     state: str = Field(default="", max_length=40)
 
