@@ -20,7 +20,7 @@ from cellplane.build import archive
 from cellplane.controlplane import blobs, builds
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, Work, audited, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError
@@ -31,9 +31,6 @@ COMPONENT = "/organizations/{org}/projects/{project}/components/{component}"
 BUILD = "/organizations/{org}/builds/{build}"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
 BuildPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a build id (b-...)")]
-# The pattern is documented; the route checks it itself (``_check_digest``, after the permission).
-DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>",
-                                      json_schema_extra={"pattern": r"^sha256:[0-9a-f]{64}$"})]
 
 
 class BuildRequest(BaseModel):

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Path, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sqlalchemy.orm import Session
@@ -24,7 +24,17 @@ from cellplane import digests
 from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, workloads
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.deps import (
+    Caller,
+    DigestPath,
+    NamePath,
+    NewNamePath,
+    Work,
+    audited,
+    parse,
+    platform,
+    require,
+)
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import AGENT_PERMISSION, Principal, Target
 from cellplane.controlplane.telemetry import logs
@@ -218,7 +228,7 @@ class NewAgentToken(Report):
     """A token for a data plane's agent."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="agent", max_length=63, description="the token's name")
+    name: schemas.NameText = Field(default="agent", max_length=63, description="the token's name")
     expiresInDays: int | None = Field(default=None, ge=1, le=3650)
     bindUnbound: bool = Field(default=False, description="also bind every environment without a data plane to this "
                               "one (created when absent)")
@@ -226,7 +236,7 @@ class NewAgentToken(Report):
 
 @router.post(DATAPLANE + "/tokens", status_code=201, response_model=schemas.NewTokenIssued,
              response_model_exclude_unset=True)
-def create_agent_token(request: Request, org: NamePath, name: NamePath, body: NewAgentToken,
+def create_agent_token(request: Request, org: NamePath, name: NewNamePath, body: NewAgentToken,
                        who: Principal = Caller) -> dict[str, Any]:
     """A token for the data plane's agent (created when absent, with ``dataplanes:create``): it may register that
     data plane, pull its desired state and artifacts and report for it, and nothing else. Shown once; revoke it with
@@ -286,9 +296,6 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
         seen = p.store.changes.seq
         state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
     return await asyncio.to_thread(state.sealed)
-
-
-DigestPath = Annotated[str, Path(min_length=71, max_length=71, description="sha256:<64 hex digits>")]
 
 
 @router.get(DATAPLANE + "/artifacts/{project}/{digest}", tags=["artifacts"],

@@ -20,6 +20,7 @@ from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, ConflictError, ForbiddenError, InvalidError
 from cellplane.model.document import problems_from
+from cellplane.model.meta import DNS_LABEL
 
 
 def platform(request: Request) -> Platform:
@@ -110,6 +111,14 @@ Caller = Depends(principal)
 # Path parameters are bounded like the columns they are looked up in (and audited into).
 NamePath = Annotated[str, PathParam(min_length=1, max_length=63, description="a name (at most 63 characters)")]
 KeyPath = Annotated[str, PathParam(min_length=1, max_length=255, description="a configuration key")]
+# An artifact's digest: the pattern is documented; routes check it themselves, after the permission (their own
+# message and field).
+DigestPath = Annotated[str, PathParam(min_length=71, max_length=71, description="sha256:<64 hex digits>",
+                                      json_schema_extra={"pattern": r"^sha256:[0-9a-f]{64}$"})]
+# The name of a resource the route may create: the document states the name rule, the route checks it (so that
+# its answer is the API's own 422 at field ``path.name``).
+NewNamePath = Annotated[str, PathParam(min_length=1, max_length=63, json_schema_extra={"pattern": DNS_LABEL.pattern},
+                                       description="a name: lower-case letters, digits and '-' (DNS-1123 label)")]
 Paging = Depends(page)
 
 
