@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from platformdirs import user_config_dir
 
+from cellplane import yamlload
 from cellplane.controlplane.keys import write_private
 
 DEFAULT_SERVER = "http://127.0.0.1:8780"
@@ -25,7 +26,7 @@ def load_config() -> dict[str, Any]:
     if not path.exists():
         return {"current": None, "contexts": {}}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlload.load(path.read_text()) or {}
     except yaml.YAMLError:
         data = {}
     if not isinstance(data, dict) or not isinstance(data.get("contexts"), dict):

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from rich.markup import escape
 
+from cellplane import yamlload
 from cellplane.cli.client import ApiError, Client, CliError
 from cellplane.cli.commands_builds import TERMINAL, build_summary, human_size
 from cellplane.cli.commands_deploy import DONE, SLOW, show_failure
@@ -53,7 +54,7 @@ class Demo:
 def load(path: Path) -> Demo:
     """Read and check a demo file before anything starts: one clear line for what is wrong."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        docs = [d for d in yamlload.load_all(path.read_text()) if d is not None]
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"--demo {path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     except yaml.YAMLError as e:
