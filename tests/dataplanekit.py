@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +133,15 @@ def service(port: int = 8080, visibility: list[str] | None = None, name: str = "
             **spec: Any) -> dict[str, Any]:
     return {"type": "service", "endpoints": [{"name": name, "port": port, "visibility": visibility or ["Public"]}],
             **spec}
+
+
+def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 30.0, every: float = 0.2) -> Any:
+    """``fetch()`` again every ``every`` seconds until ``done`` says yes of its value (returned); fails after
+    ``timeout`` with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"still not there after {timeout}s: {value}"
+        time.sleep(every)

@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from dataplanekit import ORG, AgentProcess, build_app, deploy, service, wait_state
+from dataplanekit import ORG, AgentProcess, build_app, deploy, poll, service, wait_state
 from gatewaykit import Harness, backend
 
 CELL = re.compile(r"^(http://127\.0\.0\.1:\d+)/_cell/([A-Za-z0-9_-]{43})/vault/keeper/v1$")
@@ -69,15 +69,6 @@ def call(vault: dict[str, Any], caller: str, **params: str) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     return r.json()
 
-
-def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"still not there after {timeout}s: {value}"
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("path", ["/vault/keeper/v1/", "/vault/desk/v1/"])

@@ -26,7 +26,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from buildkit import BuildServer
-from dataplanekit import ORG, AgentProcess, build_app, deploy, start_agent, wait_state
+from dataplanekit import ORG, AgentProcess, build_app, deploy, poll, start_agent, wait_state
 from liveserver import as_json, fails, ok, run_cli
 
 P = "obs"
@@ -116,15 +116,6 @@ def cell(build_server: BuildServer, agent: AgentProcess) -> dict[str, Any]:
 def url(cell: dict[str, Any], component: str, path: str = "/") -> str:
     return f"{cell['external']}/{P}/{component}/v1{path}"
 
-
-def poll(fetch: Any, done: Any, timeout: float = 30.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"still not there after {timeout}s: {value}"
-        time.sleep(every)
 
 
 def get(c: httpx.Client, path: str, **params: Any) -> Any:

@@ -7,8 +7,9 @@ the same bytes twice stores them once, and every read can be verified against th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -57,6 +58,16 @@ def chunks(store: Store, digest: str) -> Iterator[bytes]:
         seq += 1
     if PREFIX + h.hexdigest() != digest:
         raise CellplaneError(f"blob {digest} is corrupt in the store", code="corrupt", status=500)
+
+
+async def stream(store: Store, digest: str) -> AsyncIterator[bytes]:
+    """``chunks`` for a streamed answer: each chunk is read in a worker thread, never on the event loop."""
+    it = chunks(store, digest)
+    while True:
+        chunk = await asyncio.to_thread(next, it, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 def write_to(store: Store, digest: str, dest: Path) -> None:

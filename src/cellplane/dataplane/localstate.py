@@ -70,26 +70,23 @@ class LocalState:
         path.write_text(value + "\n")
         return value
 
-    def token_secret(self) -> bytes:
-        """The key of the gateway's OAuth2 tokens: kept, so tokens stay valid across agent restarts."""
-        from cellplane.controlplane.keys import write_private
-
-        path = self.root / "gateway.key"
+    def _key(self, name: str) -> bytes:
+        """A 256-bit key kept in ``name`` (0600, hex), made at the first call."""
+        path = self.root / name
         if path.exists():
             return bytes.fromhex(path.read_text().strip())
         key = secrets.token_bytes(32)
         write_private(path, key.hex() + "\n")
         return key
+
+    def token_secret(self) -> bytes:
+        """The key of the gateway's OAuth2 tokens: kept, so tokens stay valid across agent restarts."""
+        return self._key("gateway.key")
 
     def cell_key(self) -> bytes:
         """The key the cells' credentials are derived from (``cellplane.gateway.auth.cell_credential``): kept, so
         the URLs given to workloads stay valid across agent restarts; never sent anywhere."""
-        path = self.root / "cell.key"
-        if path.exists():
-            return bytes.fromhex(path.read_text().strip())
-        key = secrets.token_bytes(32)
-        write_private(path, key.hex() + "\n")
-        return key
+        return self._key("cell.key")
 
     @property
     def metrics_token_path(self) -> Path:

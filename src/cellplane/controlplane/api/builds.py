@@ -237,18 +237,9 @@ def download_artifact(request: Request, org: NamePath, project: NamePath, digest
         _check_digest(digest)
         builds.artifact(s, org, project, digest)
         size = blobs.size_of(s, digest)
-    return StreamingResponse(_iterate(p.store, digest), media_type="application/gzip",
+    return StreamingResponse(blobs.stream(p.store, digest), media_type="application/gzip",
                              headers={"Content-Length": str(size), "X-Cellplane-Digest": digest,
                                       "Cache-Control": "public, max-age=31536000, immutable"})
-
-
-async def _iterate(store_: Any, digest: str) -> AsyncIterator[bytes]:
-    it = blobs.chunks(store_, digest)
-    while True:
-        chunk = await asyncio.to_thread(next, it, None)
-        if chunk is None:
-            return
-        yield chunk
 
 
 @router.get("/organizations/{org}/projects/{project}/artifacts/{digest}/manifest", tags=["artifacts"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -325,17 +324,8 @@ async def download_artifact(request: Request, org: NamePath, name: NamePath, pro
             return blobs.size_of(s, digest)
 
     length = await asyncio.to_thread(size)
-    return StreamingResponse(_chunks(p.store, digest), media_type="application/gzip",
+    return StreamingResponse(blobs.stream(p.store, digest), media_type="application/gzip",
                              headers={"Content-Length": str(length), "X-Cellplane-Digest": digest})
-
-
-async def _chunks(store_: Any, digest: str) -> AsyncIterator[bytes]:
-    it = blobs.chunks(store_, digest)
-    while True:
-        chunk = await asyncio.to_thread(next, it, None)
-        if chunk is None:
-            return
-        yield chunk
 
 
 @router.put(DATAPLANE + "/status", response_model=schemas.StatusRecorded, response_model_exclude_unset=True)
