@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from buildkit import APPS, BuildServer, component, upload, wait
+from dataplanekit import poll
 from liveserver import LiveServer, doc
 from test_dataplane_api import Agent, build, gateways
 
@@ -299,16 +299,21 @@ def test_follow_a_run_until_it_ends(setup: Setup) -> None:
                           params={"environment": "development", "follow": "true", "run": run["id"]}) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("application/x-ndjson")
-            events.extend(json.loads(line) for line in r.iter_lines() if line)
+            for line in r.iter_lines():
+                if line:
+                    events.append(json.loads(line))
+
+    def states() -> list[str]:
+        return [e["run"]["state"] for e in list(events) if e.get("event") == "run"]
 
     thread = threading.Thread(target=follow)
     thread.start()
-    time.sleep(0.8)
+    poll(states, lambda seen: seen == ["queued"])  # the stream is open and has said how the run stands
     base = {"id": run["id"], "deployment": dep["id"], "environment": "development", "project": "web",
             "component": "job", "trigger": "manual"}
     agent.runs([{**base, "state": "running", "startedAt": "2026-03-01T10:00:00Z"}])
     agent.logs([_line(dep, "task starting", run=run["id"])])
-    time.sleep(0.5)
+    poll(states, lambda seen: "running" in seen, every=0.05)  # the stream has seen the run start
     agent.runs([{**base, "state": "failed", "startedAt": "2026-03-01T10:00:00Z", "endedAt": "2026-03-01T10:00:01Z",
                  "exitCode": 3, "message": "exited with 3"}])
     agent.logs([_line(dep, "task done, exit 3", run=run["id"])])  # the last line may come after the end
@@ -316,8 +321,8 @@ def test_follow_a_run_until_it_ends(setup: Setup) -> None:
     assert not thread.is_alive(), "the stream did not end with the run"
     lines = [e["line"] for e in events if "line" in e]
     assert lines == ["task starting", "task done, exit 3"]
-    states = [e["run"]["state"] for e in events if e.get("event") == "run"]
-    assert states[0] == "queued" and states[-1] == "failed" and "running" in states
+    seen = states()
+    assert seen[0] == "queued" and seen[-1] == "failed" and "running" in seen
     assert events[-1].get("event") == "run" or events[-1].get("line") == "task done, exit 3"
     assert [x["line"] for x in c.get(f"{JOB}/logs", params={"environment": "development", "run": run["id"]})
             .json()["items"]] == lines

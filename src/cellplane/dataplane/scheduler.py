@@ -5,6 +5,10 @@ on every reconcile) and only touches timers whose job changed. A fire time is co
 in the job's zone and waited for in slices, so a changed clock or a suspended machine is noticed; a fire
 time missed while the scheduler was stopped (or the machine slept) is not replayed — the timer moves on to
 the next one that is still ahead.
+
+The scheduler reads the time and waits through a ``Clock`` (``now`` in a zone, ``sleep_until`` an aware
+time); ``RealClock``, the default, is the wall clock and asyncio's sleep, so tests can pass a clock of their
+own and run cron, skip and overlap cases without waiting for real seconds.
 """
 
 from __future__ import annotations
@@ -14,14 +18,39 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, tzinfo
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 log = logging.getLogger("cellplane.dataplane")
 SLICE_SECONDS = 30.0  # the longest single sleep: the clock is looked at again after it
+
+
+class Clock(Protocol):
+    """Where the scheduler reads the time and waits for it."""
+
+    def now(self, zone: tzinfo) -> datetime:
+        """The current time in ``zone`` (aware)."""
+        ...
+
+    async def sleep_until(self, at: datetime) -> None:
+        """Return once ``now`` has reached the aware time ``at`` (at once if it has already)."""
+        ...
+
+
+class RealClock:
+    """The wall clock; waits in slices of at most ``SLICE_SECONDS`` and looks at the clock again after each,
+    so a changed clock or a suspended machine is noticed within a slice."""
+
+    def now(self, zone: tzinfo) -> datetime:
+        return datetime.now(zone)
+
+    async def sleep_until(self, at: datetime) -> None:
+        # asyncio's clock may wake a little early (uvloop counts milliseconds): sleep until really due.
+        while (left := (at - datetime.now(at.tzinfo)).total_seconds()) > 0:
+            await asyncio.sleep(min(left, SLICE_SECONDS) + 0.001)
 
 
 @dataclass(frozen=True)
@@ -34,8 +63,10 @@ class Job:
 
 class Scheduler:
     def __init__(self, run: Callable[[Job, datetime], Awaitable[None]],
-                 on_skip: Callable[[Job, datetime, str], None] | None = None) -> None:
+                 on_skip: Callable[[Job, datetime, str], None] | None = None,
+                 clock: Clock | None = None) -> None:
         self._run = run
+        self._clock: Clock = clock if clock is not None else RealClock()
         self._on_skip = on_skip
         self._jobs: dict[str, Job] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
@@ -90,14 +121,12 @@ class Scheduler:
 
     async def _timer(self, job: Job) -> None:
         zone = ZoneInfo(job.timezone)
-        base = datetime.now(zone)
+        base = self._clock.now(zone)
         while True:
             at = croniter(job.cron, base).get_next(datetime)
-            # asyncio's clock may wake a little early (uvloop counts milliseconds): sleep until really due.
-            while (left := (at - datetime.now(zone)).total_seconds()) > 0:
-                await asyncio.sleep(min(left, SLICE_SECONDS) + 0.001)
+            await self._clock.sleep_until(at)
             self._fire(job, at)
-            base = max(at, datetime.now(zone))  # a late wake-up does not replay the fire times it missed
+            base = max(at, self._clock.now(zone))  # a late wake-up does not replay the fire times it missed
 
     def _fire(self, job: Job, at: datetime) -> None:
         if job.concurrency == "Forbid" and self.running(job.key):
