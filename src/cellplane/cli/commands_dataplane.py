@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -269,14 +270,33 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _gateways(data_dir: Path) -> dict[str, Any] | None:
-    """The gateways the agent reports (its status file), once it has any."""
+def _gateways(data_dir: Path, since: datetime) -> dict[str, Any] | None:
+    """The gateways the agent reports (its status file), once it has any and has written that file at or after
+    ``since``: a previous agent's file on the same data directory names listeners nobody serves any more. The
+    agent writes it first once it has registered, applied its desired state and routed it (a path it deploys
+    answers 503 until a replica is ready, never 404)."""
     try:
         status = json.loads((data_dir / "status.json").read_text())
-    except (OSError, ValueError):
+        at = datetime.fromisoformat(status["at"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if (at if at.tzinfo else at.replace(tzinfo=UTC)) < since:
         return None
     gateways = status.get("gateways") if isinstance(status, dict) else None
     return gateways if isinstance(gateways, dict) and gateways else None
+
+
+def _listeners(gateways: dict[str, Any]) -> list[str]:
+    """The external listeners' URLs `up` prints."""
+    return [str(g["external"]) for g in gateways.values() if isinstance(g, dict) and g.get("external")]
+
+
+def _serving(data_dir: Path, since: datetime) -> bool:
+    """This run's agent has reported its gateways, and each external listener `up` prints answers HTTP."""
+    from cellplane.cli.answering import why_not
+
+    gateways = _gateways(data_dir, since)
+    return gateways is not None and all(why_not(u, listener=True) is None for u in _listeners(gateways))
 
 
 UP_HELP = (
@@ -340,12 +360,13 @@ def up(
         if failure is None and not stopping.is_set():
             failure = _agent_token(url, st.org, agent_path, token_path, data_dir)
         if failure is None and not stopping.is_set():
+            since = datetime.now(UTC)
             dp = _Child("dataplane", "data plane", [
                 *_cellplane(), "--org", st.org, "dataplane", "run", "--controlplane", url,
                 "--token-file", str(agent_path), "--data-dir", str(data_dir / "dataplane"),
                 "--gateway-port", str(gateway_port), "--cache-dir", str(cache)], env)
             children.append(dp)
-            failure = _until(lambda: _gateways(data_dir / "dataplane") is not None, dp, stopping, HEALTH_TIMEOUT,
+            failure = _until(lambda: _serving(data_dir / "dataplane", since), dp, stopping, HEALTH_TIMEOUT,
                              "report its gateways", give_up_ok=True)
         if failure is not None:
             for child in reversed(children):
@@ -358,7 +379,7 @@ def up(
         demo_stop = threading.Event()  # set as soon as `up` stops waiting: on a signal, or when both planes died
         if not stopping.is_set():
             with _WRITE:
-                _summary(url, data_dir, token_path, cp, children[1])
+                _summary(url, data_dir, token_path, cp, children[1], since)
             worker = _start_demo(demo, url, token_path, st.org, demo_stop)
             while not stopping.is_set() and len(died) < len(children):
                 for child in children:
@@ -458,8 +479,11 @@ def _how(code: int) -> str:
     return f"exit code {code}"
 
 
-def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child) -> None:
-    gateways = _gateways(data_dir / "dataplane") or {}
+def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child, since: datetime) -> None:
+    from cellplane.cli.answering import why_not
+
+    gateways = _gateways(data_dir / "dataplane", since) or {}
+    late = {u: why for u in _listeners(gateways) if (why := why_not(u, listener=True))}  # `up` gave up on these
     out.print("[bold]Cellplane is up.[/]  Ctrl-C stops both planes.")
     out.print(f"  control plane  {url}  (pid {cp.proc.pid}, data {escape(str(data_dir))})")
     if token_path.is_file():
@@ -471,7 +495,8 @@ def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child)
     out.print(f"  data plane     local {state_}  (pid {dp.proc.pid}, data {escape(str(data_dir / 'dataplane'))})")
     for env, g in gateways.items():
         if isinstance(g, dict) and g.get("external"):
-            out.print(escape(f"  gateway        {env}: {g['external']} (internal {g.get('internal') or '-'})"))
+            why = f"  (does not answer yet: {late[g['external']]})" if g["external"] in late else ""
+            out.print(escape(f"  gateway        {env}: {g['external']} (internal {g.get('internal') or '-'}){why}"))
     sys.stdout.flush()
 
 

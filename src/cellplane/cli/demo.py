@@ -6,7 +6,8 @@ project does not exist yet: its documents are applied, each component's director
 development as soon as it succeeds (after the builds of the demo components it depends on). When the
 project exists, nothing is built: `up` waits for the data plane to report the deployments it restarted
 from its cache and prints the URLs again (a component an interrupted first run left undeployed is deployed,
-or built first if it has no build).
+or built first if it has no build). On every run a URL is printed only once a request to it answers through
+the gateway (see ``answering``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ TRY = "cellplane.dev/demo-try"  # a path to append to the component's public URL
 POLL = 0.5
 DEPLOY_TIMEOUT = 300.0
 BLOCKED_WAIT = 20.0  # a dependency that stays unresolved this long after the demo's own deploys settled
-NO_PLANE_WAIT = 60.0  # the data plane may not have bound the environment yet
+NO_PLANE_WAIT = 60.0  # the data plane may not have bound the environment yet, or not reported since it started
+URL_WAIT = 30.0  # the printed URLs answer at once unless something is wrong: then a line says which
 WHY = {"failed": "failed", "crash-loop": "is crash-looping", "unreachable": "cannot start",
        "superseded": "does not serve"}
 
@@ -226,6 +228,8 @@ class Provisioner:
         row.text = row.built + f"{state}{': ' + message if message else ''} {now - row.since:.0f}s"
         if current and state in DONE and fresh:
             row.phase, row.text = "done", row.built + state + took
+        elif state == "unreachable" and not fresh and now - row.since < NO_PLANE_WAIT:
+            row.text = f"waiting for the data plane to report {now - row.since:.0f}s"  # this run's has not yet
         elif state in ("unreachable", "superseded") or (state in ("failed", "crash-loop") and not message.startswith(
                 SLOW) and (current or d.get("observedRelease") is None)):  # a failure of this release
             row.phase, row.reason = "failed", f"{WHY[state]}: {message or 'no reason given'}"
@@ -278,20 +282,32 @@ class Provisioner:
         flags, notes = _cli_flags(self.url, token_path, self.org, self.demo.project)
         names = [*self.demo.sources, *sorted(set(deployed) - set(self.demo.sources))]
         width = max(len(n) for n in names)
-        out.print(f"[bold]Demo project {self.demo.project}[/] in {ENV}:")
+        lines: list[str] = []
+        urls: list[str] = []  # what the lines print: each must answer before they are printed
         curl = None
         for name in names:
             if name not in deployed:
-                out.print(f"  {name:<{width}}  {'not deployed':<13} (why: above); the next run builds and deploys it")
+                lines.append(f"  {name:<{width}}  {'not deployed':<13} (why: above); the next run builds and "
+                             "deploys it")
                 continue
             d, doc = deployed[name], specs.get(name) or {}
             public = [url for e in d.get("endpoints") or [] for label, url in endpoint_urls(e)
                       if label == "Public" and url]
             what = _describe(d, doc, public, [c for c, deps in self.demo.deps.items() if name in deps], flags)
-            out.print(escape(f"  {name:<{width}}  {what}"))
+            lines.append(f"  {name:<{width}}  {what}")
+            if public and (d.get("state") or "pending") in DONE:
+                urls.append(public[0].rstrip("/") + "/" if d.get("type") == "web-app" else public[0])
             try_path = ((doc.get("metadata") or {}).get("annotations") or {}).get(TRY)
             if curl is None and public and try_path and d.get("type") != "web-app":
                 curl = public[0].rstrip("/") + "/" + str(try_path).lstrip("/")
+        if curl:
+            urls.append(curl)
+        self._until_answering(urls)
+        if self.stopping.is_set():
+            return
+        out.print(f"[bold]Demo project {self.demo.project}[/] in {ENV}:")
+        for line in lines:
+            out.print(escape(line))
         if curl:  # a Public endpoint on the external listener: no key needed
             out.print("Try it:")
             out.print(escape(f"  curl '{curl}'"))
@@ -308,6 +324,17 @@ class Provisioner:
                      *promote,
                      "Ctrl-C stops everything; the next run starts it again in seconds, without rebuilding"):
             out.print(escape(f"  {line}"))
+
+
+    def _until_answering(self, urls: list[str]) -> None:
+        """Wait until each URL the report prints answers through the gateway (a replica's own answer, not the
+        gateway's 404 or 503): a deployment reported ready is routed, but the report may be the previous run's.
+        Bounded by URL_WAIT; one line for each URL that does not answer by then."""
+        from cellplane.cli import answering
+
+        for url, why in answering.wait(urls, self.stopping, URL_WAIT).items():
+            err.print(escape(f"demo: {url} does not answer after {URL_WAIT:.0f}s ({why}); it may need a moment"),
+                      highlight=False)
 
 
 def _describe(d: dict[str, Any], doc: dict[str, Any], public: list[str], callers: list[str], flags: str) -> str:
