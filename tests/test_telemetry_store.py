@@ -10,7 +10,7 @@ import pytest
 
 from cellplane.controlplane.telemetry import durations, logs, metrics, traces
 from cellplane.errors import InvalidError
-from cellplane.gateway.metrics import BUCKETS
+from cellplane.requestmetrics import BUCKETS
 from cellplane.store import Store
 from cellplane.store.tables import MetricPointRow, SpanRow
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cellplane.errors import CellplaneError
+from cellplane.privatefiles import write_private
 
 VERSION = "v1"
 _INFO = b"cellplane-sealed-v1"
@@ -89,7 +90,6 @@ def open_sealed(private: X25519PrivateKey, sealed: str, context: str) -> str:
 
 def load_or_create_private(path: Path) -> X25519PrivateKey:
     """The data plane's private key, created on first use (mode 0600)."""
-    from cellplane.controlplane.keys import write_private
 
     if path.exists():
         return X25519PrivateKey.from_private_bytes(_unb64(path.read_text().strip()))

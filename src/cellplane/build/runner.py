@@ -26,11 +26,11 @@ from typing import Any, Literal
 from cellplane.build import archive, detect, isolation, scans
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
-from cellplane.controlplane.sources import subdirectory
 from cellplane.digests import sha256_file
 from cellplane.errors import CellplaneError
 from cellplane.runtime import materialize
 from cellplane.runtime.materialize import Cache
+from cellplane.sourcetree import subdirectory
 
 STEPS = ("source", "detect", "dependencies", "build", "test", "scan", "package")
 MANIFEST = "manifest.json"

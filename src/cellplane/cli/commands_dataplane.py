@@ -161,7 +161,7 @@ def agent_token(client: Client, org: str, name: str, token_name: str, expires_in
 
 
 def save_token(path: Path, token: str) -> None:
-    from cellplane.controlplane.keys import write_private
+    from cellplane.privatefiles import write_private
 
     try:
         write_private(path, token + "\n")

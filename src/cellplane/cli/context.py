@@ -11,7 +11,7 @@ import yaml
 from platformdirs import user_config_dir
 
 from cellplane import yamlload
-from cellplane.controlplane.keys import write_private
+from cellplane.privatefiles import write_private
 
 DEFAULT_SERVER = "http://127.0.0.1:8780"
 

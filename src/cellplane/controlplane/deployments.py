@@ -21,10 +21,10 @@ from cellplane.controlplane import resources as store
 from cellplane.controlplane.connections import Lookup
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
-from cellplane.gateway.routes import route_prefix
 from cellplane.model import KINDS
 from cellplane.store import in_chunks
 from cellplane.store.tables import ApprovalRow, BuildRow, DeploymentRow, ReleaseRow, ResourceRow, now
+from cellplane.urlscheme import route_prefix
 
 
 def new_id() -> str:

@@ -17,8 +17,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cellplane.controlplane.keys import decode_key, encode_key, new_key, write_private
+from cellplane.controlplane.keys import decode_key, encode_key, new_key
 from cellplane.errors import CellplaneError, ConflictError
+from cellplane.privatefiles import write_private
 
 MASK = "********"
 

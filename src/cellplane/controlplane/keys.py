@@ -12,16 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-
-def write_private(path: Path, text: str) -> None:
-    """Atomically write a file only its owner can read."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from cellplane.privatefiles import write_private
 
 
 def new_key() -> bytes:

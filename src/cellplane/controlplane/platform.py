@@ -11,11 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from cellplane import API_VERSION
 from cellplane.controlplane import desired, identity, resources
 from cellplane.controlplane.keyring import KeyRing
-from cellplane.controlplane.keys import load_or_create_token_key, write_private
+from cellplane.controlplane.keys import load_or_create_token_key
 from cellplane.controlplane.telemetry.logs import LogStore, SqlLogStore
 from cellplane.controlplane.telemetry.traces import OtlpExport
 from cellplane.datadir import make_private
 from cellplane.model import parse_document
+from cellplane.privatefiles import write_private
 from cellplane.store import Store, sqlite_url
 from cellplane.store.tables import UserRow
 

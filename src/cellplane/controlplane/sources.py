@@ -62,18 +62,3 @@ def _git(args: list[str], env: dict[str, str], field: str = "source.repository")
         reason = lines[-1] if lines else f"git exited with {proc.returncode}"
         raise InvalidError(f"cannot read the source: {reason}", [FieldProblem(field, reason)])
 
-
-def subdirectory(root: Path, path: str) -> Path:
-    """``path`` inside ``root``, refusing anything that leaves it."""
-    try:
-        target = (root / path).resolve()
-        is_dir = target.is_dir()
-    except (OSError, RuntimeError, ValueError):
-        raise InvalidError(f"'{path}' is not a directory in the source",
-                           [FieldProblem("source.path", "no such directory")]) from None
-    if target != root.resolve() and root.resolve() not in target.parents:
-        raise InvalidError(f"'{path}' is outside the source", [FieldProblem("source.path", "leaves the source tree")])
-    if not is_dir:
-        raise InvalidError(f"'{path}' is not a directory in the source",
-                           [FieldProblem("source.path", "no such directory")])
-    return target

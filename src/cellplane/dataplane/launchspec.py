@@ -18,9 +18,9 @@ from cellplane.dataplane.probes import ProbeSpec
 from cellplane.dataplane.sandbox import Isolation, workspace_env
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec
 from cellplane.gateway.auth import TOKEN_PATH
-from cellplane.gateway.routes import route_prefix
 from cellplane.runtime.launch import Launch, literal_port, read_manifest
 from cellplane.sealing import open_sealed
+from cellplane.urlscheme import route_prefix
 
 PORT_VARIABLES = ("PORT", "HOST", "FLASK_RUN_PORT", "FLASK_RUN_HOST", "UVICORN_PORT", "UVICORN_HOST",
                   "GUNICORN_CMD_ARGS")

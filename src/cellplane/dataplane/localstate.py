@@ -15,9 +15,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from cellplane.controlplane.keys import write_private
 from cellplane.datadir import make_private
 from cellplane.errors import CellplaneError
+from cellplane.privatefiles import write_private
 
 
 def write_json(path: Path, data: Any) -> None:

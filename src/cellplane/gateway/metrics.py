@@ -21,9 +21,10 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellplane.requestmetrics import BUCKETS
+
 Endpoint = tuple[str, str, str, str]  # environment, project, component, endpoint
 
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LE = (*(repr(b) for b in BUCKETS), "+Inf")  # the "le" label of each bucket
 LABELS = ("environment", "project", "component", "endpoint", "consumer")
 Labels = tuple[str, str, str, str, str]

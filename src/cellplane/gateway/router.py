@@ -12,12 +12,10 @@ from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from cellplane.gateway.metrics import Labels
-from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream, route_prefix
+from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.upstream import UpstreamPool
-
-# The consumer label of requests that came through a project's cell listener: callers there all show the same cell
-# credential, so they are counted together (the control plane's cell graph attributes them where it can).
-CELL_CONSUMER = "@cell"
+from cellplane.requestmetrics import CELL_CONSUMER
+from cellplane.urlscheme import route_prefix
 
 
 class Route:

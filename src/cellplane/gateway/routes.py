@@ -13,11 +13,6 @@ from typing import Literal
 ListenerKind = Literal["external", "internal", "cell"]
 
 
-def route_prefix(project: str, component: str, version: str, base_path: str = "/") -> str:
-    """The path under which a listener serves an endpoint (docs/dataplane.md, "URL scheme")."""
-    return f"/{project}/{component}/{version}" + (base_path if base_path != "/" else "")
-
-
 @dataclass(frozen=True)
 class Upstream:
     """One ready replica's HTTP port."""

@@ -15,10 +15,11 @@ from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
-from cellplane.controlplane.sources import checkout, subdirectory
+from cellplane.controlplane.sources import checkout
 from cellplane.errors import CellplaneError
 from cellplane.model import ComponentSpec, parse_document
 from cellplane.model.meta import LABELS_SCHEMA, NAME_SCHEMA
+from cellplane.sourcetree import subdirectory
 
 router = api_router(tags=["components"])
 # The owners become the new component's metadata: names, as the document's validation checks them.

@@ -15,7 +15,7 @@ from cellplane.controlplane.api.deps import Caller, NamePath, parse, platform
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal
 from cellplane.controlplane.telemetry import metrics, traces
-from cellplane.gateway.metrics import BUCKETS
+from cellplane.requestmetrics import BUCKETS
 
 router = api_router(tags=["data plane agent"])
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]

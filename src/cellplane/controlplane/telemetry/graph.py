@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from cellplane.controlplane import deployments
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry.metrics import Totals, consumed, edges
-from cellplane.gateway.router import CELL_CONSUMER as CELL
+from cellplane.requestmetrics import CELL_CONSUMER as CELL
 from cellplane.store.tables import ResourceRow, SpanRow
 
 BROADEST = ("Public", "Organization", "Project")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from cellplane.gateway.metrics import BUCKETS
+from cellplane.requestmetrics import BUCKETS
 from cellplane.store.tables import MetricPointRow, TaskRunRow
 
 NBUCKETS = len(BUCKETS) + 1  # the last one is +Inf
