@@ -7,7 +7,7 @@
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
 #   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, control plane): bench/results/, docs/performance.md
-#   make lint       ruff check only
+#   make lint       ruff check and the mypy type check (config: [tool.mypy] in pyproject.toml)
 #   make clean      remove .venv and caches (never the data dir)
 
 PYTHON   ?= python3
@@ -47,6 +47,7 @@ buildtools:
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: venv postgres buildtools
 	$(BIN)/ruff check src tests benchmarks

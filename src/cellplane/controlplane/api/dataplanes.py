@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -173,10 +173,16 @@ def _body(model: type[BaseModel], description: str) -> Any:
     return Annotated[schemas.documented(model), Body(description=description)]
 
 
-RegistrationBody = _body(AgentRegistration, "the agent")
-StatusBody = _body(StatusReport, "what runs")
-LogsBody = _body(LogBatch, "at most 5000 lines, in order")
-RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    RegistrationBody = dict[str, Any]
+    StatusBody = dict[str, Any]
+    LogsBody = dict[str, Any]
+    RunsBody = dict[str, Any]
+else:
+    RegistrationBody = _body(AgentRegistration, "the agent")
+    StatusBody = _body(StatusReport, "what runs")
+    LogsBody = _body(LogBatch, "at most 5000 lines, in order")
+    RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
 
 
 def require_agent(who: Principal, org: str, name: str) -> None:

@@ -159,8 +159,9 @@ class KindSchemas:
     """The documentation models of one kind."""
 
     def __init__(self, info: KindInfo) -> None:
-        kind: Any = Literal[info.kind]  # type: ignore[valid-type]
-        version: Any = Literal[API_VERSION]  # type: ignore[valid-type]
+        kind: Any = Literal[info.kind]
+        version: Any = Literal[API_VERSION]
+        list_kind: Any = Literal[f"{info.kind}List"]
         spec: Any = info.spec
         strict = ConfigDict(extra="forbid")
         status = (Any, Field(default=None, description="ignored on input: the server owns status"))
@@ -170,7 +171,7 @@ class KindSchemas:
             status=(ResourceStatus, ...))
         self.list: type[BaseModel] = create_model(
             f"{info.kind}List", __base__=Out, __doc__=f"One page of {info.plural}.",
-            apiVersion=(version, ...), kind=(Literal[f"{info.kind}List"], ...),  # type: ignore[valid-type]
+            apiVersion=(version, ...), kind=(list_kind, ...),
             items=(list[self.resource], ...), metadata=(ListMetadata, ...))  # type: ignore[name-defined]
         metadata = REQUEST_METADATA[info.scope]
         self.body: type[BaseModel] = create_model(
