@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import blobs, tracks
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.store import rowcount
 from cellplane.store.tables import ArtifactRow, BuildLogRow, BuildRow, ResourceRow, WebhookSecretRow
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "timed-out")
@@ -126,8 +127,8 @@ def claim(s: Session, worker: str) -> BuildRow | None:
     if candidate is None:
         return None
     t = now()
-    won = s.execute(update(BuildRow).where(BuildRow.id == candidate.id, BuildRow.state == "queued")
-                    .values(state="running", worker=worker, started_at=t, heartbeat_at=t)).rowcount
+    won = rowcount(s.execute(update(BuildRow).where(BuildRow.id == candidate.id, BuildRow.state == "queued")
+                    .values(state="running", worker=worker, started_at=t, heartbeat_at=t)))
     if not won:
         return None
     s.refresh(candidate)

@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
-from cellplane.store import Store
+from cellplane.store import Store, rowcount
 from cellplane.store.tables import AccessLogRow, WorkloadLogRow
 
 MAX_LOG_LINES = 20_000  # workload lines per (organization, project, component, environment)
@@ -162,8 +162,8 @@ def _prune(s: Session, table: Any, org: str, project: str, component: str, envir
 
 def expire(s: Session, before: datetime) -> int:
     """Delete workload and access lines written before ``before``; how many."""
-    n = s.execute(delete(WorkloadLogRow).where(WorkloadLogRow.at < before)).rowcount or 0
-    return n + (s.execute(delete(AccessLogRow).where(AccessLogRow.at < before)).rowcount or 0)
+    n = rowcount(s.execute(delete(WorkloadLogRow).where(WorkloadLogRow.at < before))) or 0
+    return n + (rowcount(s.execute(delete(AccessLogRow).where(AccessLogRow.at < before))) or 0)
 
 
 # -- reading --------------------------------------------------------------------------------------------------------
