@@ -197,7 +197,8 @@ def forget(s: Session, organization: str, project: str | None = None, component:
     if component is not None:
         where.append(BuildRow.component == component)
         hooks.append(WebhookSecretRow.component == component)
-    uploads = [u for u in s.scalars(select(BuildRow.upload).where(*where, BuildRow.upload.is_not(None)))]
+    uploads = [u for u in s.scalars(select(BuildRow.upload).where(*where, BuildRow.upload.is_not(None)))
+               if u is not None]
     ids = select(BuildRow.id).where(*where).scalar_subquery()
     s.execute(delete(BuildLogRow).where(BuildLogRow.build_id.in_(ids)))
     s.execute(delete(BuildRow).where(*where))

@@ -283,7 +283,9 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     # through this process counts (deploys, and also a build worker's auto-deploy or a task run reported); the
     # cache tells cheaply whether the desired state depends on it.
     seen = p.store.changes.seq
-    state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
+    state = p.desired.fresh(org, name)
+    if state is None:  # (not `fresh() or await ...`: mypy 2.4 types that as Optional)
+        state = await asyncio.to_thread(current)
     deadline = time.monotonic() + wait
     while since is not None and state.revision == since:
         left = deadline - time.monotonic()
@@ -299,7 +301,9 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
         if await request.is_disconnected():
             return Response(status_code=204)
         seen = p.store.changes.seq
-        state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
+        state = p.desired.fresh(org, name)
+        if state is None:
+            state = await asyncio.to_thread(current)
     return await asyncio.to_thread(state.sealed)
 
 
@@ -318,7 +322,9 @@ async def download_artifact(request: Request, org: NamePath, name: NamePath, pro
     def check(s: Session) -> None:
         _plane(s, who, org, name)
 
-    state = p.desired.fresh(org, name) or await asyncio.to_thread(p.desired.get, org, name, check)
+    state = p.desired.fresh(org, name)
+    if state is None:
+        state = await asyncio.to_thread(p.desired.get, org, name, check)
     if not any(d.get("project") == project and (d.get("artifact") or {}).get("digest") == digest
                for d in state.document.get("deployments") or []):
         raise NotFoundError(f"artifact '{digest}' of project '{project}' is not in the desired state of data plane "

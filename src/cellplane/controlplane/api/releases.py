@@ -32,8 +32,9 @@ else:
     RollbackBody = Annotated[schemas.documented(schemas.RollbackRequest), Body(description="which release")]
     RejectBody = Annotated[schemas.documented(schemas.RejectRequest), Body(description="why")]
 IdPath = NamePath  # release and approval ids are short names
-OUTCOMES = {200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
-            202: {"model": schemas.ChangeOutcome, "description": "an approval request is pending"}}
+OUTCOMES: dict[int | str, dict[str, Any]] = {
+    200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
+    202: {"model": schemas.ChangeOutcome, "description": "an approval request is pending"}}
 
 
 def _respond(s: Session, p: Any, org: str, outcome: deployments.Outcome) -> JSONResponse:

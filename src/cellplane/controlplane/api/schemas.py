@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
@@ -188,11 +188,15 @@ class KindSchemas:
 
 
 SCHEMAS: dict[str, KindSchemas] = {kind: KindSchemas(info) for kind, info in KINDS.items()}
-# Any kind's complete document, told apart by its kind (``oneOf`` with a discriminator in the OpenAPI document).
-AnyDocument = Annotated[reduce(operator.or_, [SCHEMAS[i.kind].document for i in sorted(KINDS.values(),
-                                                                                      key=lambda i: i.order)]),
-                        Field(discriminator="kind")]
-StoredComponent = SCHEMAS["Component"].resource
+if TYPE_CHECKING:  # models built at import, one per kind: to the checker, a model
+    AnyDocument = BaseModel
+    StoredComponent = BaseModel
+else:
+    # Any kind's complete document, told apart by its kind (``oneOf`` with a discriminator in the OpenAPI document).
+    AnyDocument = Annotated[reduce(operator.or_, [SCHEMAS[i.kind].document for i in sorted(KINDS.values(),
+                                                                                          key=lambda i: i.order)]),
+                            Field(discriminator="kind")]
+    StoredComponent = SCHEMAS["Component"].resource
 
 
 class ResourceDeleted(Out):

@@ -144,13 +144,13 @@ def _bound(s: Session, table: Any, org: str, rows: list[dict[str, Any]], bound: 
         key = (r["project"], r["component"], r["environment"])
         counts[key] = counts.get(key, 0) + 1
     for (project, component, environment), n in counts.items():
-        key = (table.__tablename__, org, project, component, environment)
-        added = _added.get(key)
+        pruned = (table.__tablename__, org, project, component, environment)
+        added = _added.get(pruned)
         if added is None or added + n >= max(1, bound // 10):
             _prune(s, table, org, project, component, environment, bound)
-            _added[key] = 0
+            _added[pruned] = 0
         else:
-            _added[key] = added + n
+            _added[pruned] = added + n
 
 
 def _prune(s: Session, table: Any, org: str, project: str, component: str, environment: str, bound: int) -> None:

@@ -194,7 +194,7 @@ def component_view(s: Session, org: str, project: str, component: str, environme
     first = _floor(start, step)
     nsteps = max(1, math.ceil((end - first).total_seconds() / step))
     rows = points(s, org, project, component, environment, start, end)
-    summary, by_endpoint = Totals(), defaultdict(Totals)
+    summary, by_endpoint = Totals(), defaultdict[str, Totals](Totals)
     steps = [Totals() for _ in range(nsteps)]
     # replicas are told apart by (release, index): during a rollout, two releases run an index 0
     step_cpu: list[dict[tuple[str, int], list[float]]] = [defaultdict(list) for _ in range(nsteps)]
