@@ -3,11 +3,11 @@
 #   make venv       create .venv and install the package editable with its test extras
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make buildtools make sure git, Node.js and npm are installed (builds use them)
-#   make test       ruff + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
+#   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
 #   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, control plane): bench/results/, docs/performance.md
-#   make lint       ruff check only
+#   make lint       ruff check and the mypy type check (config: [tool.mypy] in pyproject.toml)
 #   make clean      remove .venv and caches (never the data dir)
 
 PYTHON   ?= python3
@@ -47,9 +47,11 @@ buildtools:
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: venv postgres buildtools
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
@@ -64,6 +66,6 @@ run: venv
 		$(if $(DEMO),--demo $(DEMO))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build dist
 	find . -path ./$(VENV) -prune -o -path ./$(DATA_DIR) -prune -o \
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 -r rm -rf

@@ -363,7 +363,7 @@ def _resolve(start: list[str], target: str, links: dict[str, str], hops: list[in
 class _CappedReader(io.RawIOBase):
     """A read-only stream that refuses to yield more bytes than ``budget()`` allows (decompression bombs)."""
 
-    def __init__(self, inner: IO[bytes], budget: Callable[[], int]) -> None:
+    def __init__(self, inner: IO[bytes] | io.BufferedIOBase, budget: Callable[[], int]) -> None:
         super().__init__()
         self._inner = inner
         self._budget = budget
@@ -385,7 +385,7 @@ class _CappedReader(io.RawIOBase):
 def _open_stream(archive: Path, budget: Callable[[], int]) -> Iterator[tarfile.TarFile]:
     """The archive as a sequential tar stream over a byte-capped gzip reader."""
     with gzip.open(archive, "rb") as gz, _CappedReader(gz, budget) as capped, \
-            tarfile.open(fileobj=capped, mode="r|") as tar:  # type: ignore[arg-type]
+            tarfile.open(fileobj=capped, mode="r|") as tar:
         yield tar
 
 

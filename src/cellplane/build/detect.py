@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from cellplane.build.plan import BuildFailure, Language, Plan
 from cellplane.model.component import TASK_TYPES
@@ -82,7 +82,7 @@ class _Settings:
     test: str | None = None
 
     @classmethod
-    def parse(cls, build: Mapping[str, Any] | Any | None) -> _Settings:
+    def parse(cls, build: Any) -> _Settings:
         """Accept the ``build`` mapping, or the model's ``Build`` object (anything with ``model_dump``)."""
         if hasattr(build, "model_dump"):
             build = build.model_dump()
@@ -108,7 +108,7 @@ class _Settings:
                     where="build.language",
                 )
         return cls(mode=mode, dockerfile=text("dockerfile"), command=text("command"), run=text("run"),
-                   language=cast("Language | None", language), language_version=text("languageVersion"),
+                   language=language, language_version=text("languageVersion"),
                    test=text("test"))
 
 

@@ -149,7 +149,7 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """``(first line number, text)`` of each instruction, comments dropped and continuations joined."""
     lines = text.removeprefix("\ufeff").split("\n")
     escape = _escape_character(lines)
-    start, parts = 0, []
+    start, parts = 0, list[str]()
     for number, raw in enumerate(lines, 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):

@@ -413,7 +413,8 @@ class OsvDatabase:
 
 
 def _vulnerability(record: dict[str, Any], affected: dict[str, Any], ecosystem: str, version: str) -> Vulnerability:
-    summary = record.get("summary") if isinstance(record.get("summary"), str) else ""
+    given = record.get("summary")
+    summary: str = given if isinstance(given, str) else ""
     if not summary and isinstance(record.get("details"), str):
         summary = record["details"].strip().split("\n", 1)[0][:200]
     return Vulnerability(

@@ -122,7 +122,7 @@ def scan_secrets(root: Path) -> list[Finding]:
     Findings name the file, line and kind of secret, never its value. High-entropy-string findings
     in lockfiles (integrity hashes) are dropped.
     """
-    from detect_secrets import SecretsCollection
+    from detect_secrets.core.secrets_collection import SecretsCollection
     from detect_secrets.settings import default_settings
 
     root = Path(root)
@@ -255,7 +255,8 @@ def parse_package_lock(text: str) -> list[tuple[str, str, int]]:
         for key, entry in packages.items():
             if "node_modules/" not in key or not isinstance(entry, dict) or entry.get("link"):
                 continue  # the root package, workspaces and links are the app's own code
-            name = entry.get("name") if isinstance(entry.get("name"), str) else _npm_name(key)
+            given = entry.get("name")
+            name: str = given if isinstance(given, str) else _npm_name(key)
             if isinstance(entry.get("version"), str):
                 found.append((name, entry["version"], key_lines.get(key, 0)))
     else:
@@ -381,7 +382,7 @@ class Policy:
             raise BuildFailure(
                 f"failOn: unknown setting {unknown[0]!r} (expected {', '.join(_SPEC_KEYS)})", where="failOn"
             )
-        values = {_SPEC_KEYS[k]: v.lower() if isinstance(v, str) else v for k, v in fail_on.items()}
+        values: dict[str, Any] = {_SPEC_KEYS[k]: v.lower() if isinstance(v, str) else v for k, v in fail_on.items()}
         return cls(**values)
 
     def blocking(self, findings: list[Finding]) -> list[Finding]:

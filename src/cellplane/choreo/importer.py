@@ -111,8 +111,8 @@ def _load_yaml(file: str, text: str) -> Any:
     except RecursionError:
         raise InvalidError(f"{file} is not valid YAML", [FieldProblem(file, "nested too deeply")]) from None
     except Exception as e:  # PyYAML lets some constructor errors escape as ValueError and the like
-        problem = FieldProblem(file, f"cannot be read: {show(e, 200)}")
-        raise InvalidError(f"{file} is not valid YAML", [problem]) from None
+        unreadable = FieldProblem(file, f"cannot be read: {show(e, 200)}")
+        raise InvalidError(f"{file} is not valid YAML", [unreadable]) from None
 
 
 def _check(file: str, spec: dict[str, Any]) -> None:

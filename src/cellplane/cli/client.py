@@ -21,7 +21,8 @@ class CliError(Exception):
 
 class ApiError(CliError):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
-        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        given = body.get("error")
+        err: dict[str, Any] = given if isinstance(given, dict) else {}
         self.status = status
         self.error_code = err.get("code", "error")
         self.details = err.get("details") or []

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -28,7 +27,8 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command = "start"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # ctx: the Context of the click that typer runs on (typer carries its own copy of click since 0.2x)
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)

@@ -322,7 +322,7 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines until Ctrl-C"),
     tail: int = typer.Option(None, "--tail", min=0, max=10000,
                              help="start with the last N lines [default: 100, with --since 1000]"),
-    since: str = typer.Option(None, "--since", help="only lines since then: 10m, 1h, 2d or an ISO 8601 time"),
+    since: str | None = typer.Option(None, "--since", help="only lines since then: 10m, 1h, 2d or an ISO 8601 time"),
     grep: str = typer.Option(None, "--grep", help="only lines containing TEXT (case-insensitive); with --access, "
                              "in the path or the reason"),
     replica: int = typer.Option(None, "--replica", min=0, help="only the lines of this replica (its index)"),

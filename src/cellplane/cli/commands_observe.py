@@ -30,7 +30,7 @@ def _styled(value: str) -> str:
     return f"[{style}]{escape(value)}[/]"
 
 
-def _numbers(columns: Sequence[str], rows: Sequence[Sequence[str]], first: int = 1) -> Table:
+def _numbers(columns: Sequence[str], rows: Sequence[Sequence[object]], first: int = 1) -> Table:
     """A table like the CLI's others, with numbers (every column after the first ``first``) aligned right."""
     t = Table(box=None, pad_edge=False, header_style="bold")
     for i, title in enumerate(columns):

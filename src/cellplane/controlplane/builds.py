@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import blobs, tracks
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.store import rowcount
 from cellplane.store.tables import ArtifactRow, BuildLogRow, BuildRow, ResourceRow, WebhookSecretRow
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "timed-out")
@@ -126,8 +127,8 @@ def claim(s: Session, worker: str) -> BuildRow | None:
     if candidate is None:
         return None
     t = now()
-    won = s.execute(update(BuildRow).where(BuildRow.id == candidate.id, BuildRow.state == "queued")
-                    .values(state="running", worker=worker, started_at=t, heartbeat_at=t)).rowcount
+    won = rowcount(s.execute(update(BuildRow).where(BuildRow.id == candidate.id, BuildRow.state == "queued")
+                    .values(state="running", worker=worker, started_at=t, heartbeat_at=t)))
     if not won:
         return None
     s.refresh(candidate)
@@ -196,7 +197,8 @@ def forget(s: Session, organization: str, project: str | None = None, component:
     if component is not None:
         where.append(BuildRow.component == component)
         hooks.append(WebhookSecretRow.component == component)
-    uploads = [u for u in s.scalars(select(BuildRow.upload).where(*where, BuildRow.upload.is_not(None)))]
+    uploads = [u for u in s.scalars(select(BuildRow.upload).where(*where, BuildRow.upload.is_not(None)))
+               if u is not None]
     ids = select(BuildRow.id).where(*where).scalar_subquery()
     s.execute(delete(BuildLogRow).where(BuildLogRow.build_id.in_(ids)))
     s.execute(delete(BuildRow).where(*where))

@@ -175,6 +175,11 @@ def webhook_context(organization: str, project: str, component: str) -> str:
     return f"webhook\0{organization}\0{project}\0{component}"
 
 
+def _constant(value: str) -> Callable[[], str]:
+    """A ``reveal`` for a value that is not secret: it returns the value itself."""
+    return lambda: value
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A configuration value as a deployment in one environment gets it.
@@ -219,7 +224,7 @@ def resolve(s: Session, keyring: KeyRing, org: str, project: str, component: str
                 declared_secret.add(key)
             value = (item.get("environments") or {}).get(env, item.get(value_key))
             if value is not None and not secret:  # a secret's spec value was moved to a row when applied
-                out[key] = Resolved(key, False, value, None, lambda v=value: v)
+                out[key] = Resolved(key, False, value, None, _constant(value))
     rows = [r for r in rows_for(s, org, project, component) if r.environment in (ALL, env)]
     for row in sorted(rows, key=lambda r: r.environment != ALL):
         secret = row.secret or row.key in declared_secret

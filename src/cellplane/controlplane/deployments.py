@@ -318,7 +318,8 @@ def endpoint_urls(gateways: dict[str, Any], project: str, component: str, versio
                   endpoint: dict[str, Any]) -> dict[str, Any]:
     visibility = endpoint.get("visibility") or ["Project"]
     base_path = endpoint.get("basePath") or "/"
-    cells = gateways.get("cells") if isinstance(gateways.get("cells"), dict) else {}
+    given = gateways.get("cells")
+    cells: dict[str, Any] = given if isinstance(given, dict) else {}
     return {
         "external": route_url(gateways.get("external"), project, component, version, base_path)
         if "Public" in visibility else None,
@@ -373,8 +374,8 @@ class Viewer:
             self._releases.update((r.id, r) for r in self.s.scalars(_RELEASES, {"ids": chunk}))
         build_ids = sorted({r.build_id for r in rows} - set(self._builds))
         for chunk in in_chunks(build_ids):
-            found = {i: n for i, n in self.s.execute(_BUILD_NUMBERS, {"ids": chunk})}
-            self._builds.update({i: found.get(i) for i in chunk})
+            numbers = {i: n for i, n in self.s.execute(_BUILD_NUMBERS, {"ids": chunk})}
+            self._builds.update({i: numbers.get(i) for i in chunk})
         # Deployments that share environment, project and component with another (tracks) may be superseded; the
         # others, nearly all, are not.
         keys = {(r.environment, r.project, r.component) for r in rows} - set(self._superseded)

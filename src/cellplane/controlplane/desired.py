@@ -15,6 +15,7 @@ stored version, never its plaintext:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -115,7 +116,7 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
         if value.get("secret"):
             has_secrets = True
             item["sealed"] = Secret(place(item["name"]), ("config", *value.get("ref", ())),
-                                    lambda v=value: releases.reveal(keyring, rel, v))
+                                    functools.partial(releases.reveal, keyring, rel, value))
         else:
             item["content" if is_file else "value"] = value.get("value")
         (file_items if is_file else env_items).append(item)

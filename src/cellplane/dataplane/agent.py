@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -112,7 +112,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._grants: tuple[Grant, ...] = ()
-        self._access = None
+        self._access: BinaryIO | None = None
         self._unschedulable: set[Job] = set()  # jobs already said to be invalid
         self._route_table: RouteTable | None = None  # what the gateway routes now
         self._told: dict[str, tuple[str, str]] = {}  # replica key -> the (state, message) last told as an event
@@ -317,12 +317,12 @@ class Agent:
                                                     g["target"]["endpoint"]))
                              for g in desired.get("grants") or [])
         gone = [w for key, w in self.workloads.items() if key not in deployments]
-        for w in gone:
-            del self.workloads[w.id]
+        for stopping in gone:
+            del self.workloads[stopping.id]
         if gone:
             self.routes_changed()
-            for w in gone:  # drained and stopped in the background: the next desired state need not wait
-                self._stop_later(w)
+            for stopping in gone:  # drained and stopped in the background: the next desired state need not wait
+                self._stop_later(stopping)
         for dep_id, d in deployments.items():
             w = self.workloads.get(dep_id)
             if w is None:

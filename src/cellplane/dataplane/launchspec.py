@@ -8,7 +8,7 @@ connections, Cellplane's metadata (``CELLPLANE_*``) and the port variables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -71,7 +71,8 @@ def _connection_values(d: dict[str, Any], conn: dict[str, Any], network: Network
         return {"ServiceURL": conn["url"]}
     target = conn["target"]
     # a connection inside the project carries the cell's credential in its URL: the cell listener serves no one else
-    base = network.cell_base(d["environment"], d["project"]) if via == "cell" else network.base(via, d["environment"])
+    base = (network.cell_base(d["environment"], d["project"]) if via == "cell"
+            else network.base(cast(str, via), d["environment"]))
     if base is None:
         raise Unresolvable(f"connection '{conn['name']}': the {via} listener of {d['environment']} is not open")
     values = {"ServiceURL": base + route_prefix(target["project"], target["component"], target.get("version", "v1"),

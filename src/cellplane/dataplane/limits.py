@@ -174,7 +174,7 @@ class CgroupManager:
                     self.version, self._parents = 2, {"memory": parent}
                     return
                 reasons.append(f"cgroup v2 at {mount.mountpoint}: {why}")
-        v1 = {}
+        v1: dict[str, Path] = {}
         for controller in ("memory", "cpu"):
             for mount in mounts:
                 if mount.version == 1 and controller in mount.options and controller in membership:

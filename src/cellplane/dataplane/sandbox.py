@@ -139,7 +139,7 @@ class Isolation:
     def __init__(self, data_dir: Path, cache_dir: Path) -> None:
         self.users = WorkloadUsers(data_dir / USERS_FILE)
         data_dir = data_dir.resolve()
-        self.hide = (data_dir, cache_dir.resolve())
+        self.hide: tuple[Path, ...] = (data_dir, cache_dir.resolve())
         # an agent's data directory inside a control plane's (as `cellplane up` makes them): that one too
         if any((data_dir.parent / name).exists() for name in CONTROL_PLANE_FILES):
             self.hide += (data_dir.parent,)

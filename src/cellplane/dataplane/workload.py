@@ -94,6 +94,7 @@ class Workload:
     async def _rollout(self, d: dict[str, Any]) -> None:
         release = d["release"]
         new: ReleaseSet | None = None
+        old: ReleaseSet | None
         try:
             self._set("progressing", f"preparing release {release}")
             tree = await self.agent.artifact(d)

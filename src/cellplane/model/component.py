@@ -178,7 +178,7 @@ class Endpoint(Strict):
     port: int = Field(ge=1, le=65535)
     type: EndpointType = "REST"
     basePath: BasePath = "/"
-    visibility: list[Visibility] = Field(default_factory=lambda: ["Project"], min_length=1,
+    visibility: list[Visibility] = Field(default_factory=lambda: list[Visibility](["Project"]), min_length=1,
                                          json_schema_extra={"uniqueItems": True})
     contract: RelativePath | None = Field(default=None, description="OpenAPI / GraphQL SDL file in the source")
 
@@ -258,7 +258,7 @@ class Proxy(Strict):
     schemaFilePath: RelativePath | None = None
     docPath: RelativePath | None = None
     thumbnailPath: RelativePath | None = None
-    visibility: list[Visibility] = Field(default_factory=lambda: ["Public"], min_length=1,
+    visibility: list[Visibility] = Field(default_factory=lambda: list[Visibility](["Public"]), min_length=1,
                                          json_schema_extra={"uniqueItems": True})
 
 
@@ -283,7 +283,9 @@ class ComponentSpec(Strict):
     def problems(self) -> list[FieldProblem]:
         """Cross-field rules, each reported at the exact path it concerns."""
         out: list[FieldProblem] = []
-        add = lambda path, problem: out.append(FieldProblem(path, problem))  # noqa: E731
+
+        def add(path: str, problem: str) -> None:
+            out.append(FieldProblem(path, problem))
 
         if self.source.branch and self.source.ref:
             add("source.ref", "give a branch or a ref, not both")
@@ -348,7 +350,8 @@ class ComponentSpec(Strict):
         out: list[FieldProblem] = []
         if not isinstance(raw, dict):
             return out
-        configuration = raw.get("configuration") if isinstance(raw.get("configuration"), dict) else {}
+        given = raw.get("configuration")
+        configuration: dict[str, Any] = given if isinstance(given, dict) else {}
         for base, items, fields in (("endpoints", raw.get("endpoints"), ("name",)),
                                     ("dependencies", raw.get("dependencies"), ("name",)),
                                     ("configuration.env", configuration.get("env"), ("name",)),
@@ -365,7 +368,8 @@ class ComponentSpec(Strict):
     def environment_names(self) -> set[str]:
         """Every environment named in per-environment configuration values."""
         names: set[str] = set()
-        for item in [*self.configuration.env, *self.configuration.files]:
+        items: list[EnvVar | ConfigFile] = [*self.configuration.env, *self.configuration.files]
+        for item in items:
             names.update(item.environments)
         return names
 

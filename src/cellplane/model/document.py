@@ -78,7 +78,8 @@ class Document:
         return self.metadata.name
 
     def spec_dict(self) -> dict[str, Any]:
-        return drop_none(self.spec.model_dump(mode="json", by_alias=True))
+        spec: dict[str, Any] = drop_none(self.spec.model_dump(mode="json", by_alias=True))
+        return spec
 
 
 _MESSAGES = {

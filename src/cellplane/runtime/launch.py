@@ -69,7 +69,7 @@ def launch_command(tree: Path, cache: Cache, *, port: int | None = None, host: s
     workdir = tree / manifest.get("workdir", "files")
     run = (manifest.get("processes") or {}).get(process) or manifest.get("run")
     declared = manifest.get("port")
-    if literal_port(run, declared):
+    if declared and literal_port(run, declared):
         if port and port != declared:
             log(f"note: the start command binds port {declared} itself; --port {port} is ignored")
         port = declared

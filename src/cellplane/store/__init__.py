@@ -8,8 +8,9 @@ from cellplane.store.db import (
     in_chunks,
     make_engine,
     migrate,
+    rowcount,
     sqlite_url,
 )
 
 __all__ = ["Store", "WriteNeeded", "current_revision", "head_revision", "in_chunks", "make_engine", "migrate",
-           "sqlite_url"]
+           "rowcount", "sqlite_url"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
     measured = SelfMetrics(platform)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         sys.setswitchinterval(SWITCH_INTERVAL)
         # What exists now (modules, routes, models, mappers) lives as long as the process: kept out of the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -173,10 +173,16 @@ def _body(model: type[BaseModel], description: str) -> Any:
     return Annotated[schemas.documented(model), Body(description=description)]
 
 
-RegistrationBody = _body(AgentRegistration, "the agent")
-StatusBody = _body(StatusReport, "what runs")
-LogsBody = _body(LogBatch, "at most 5000 lines, in order")
-RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    RegistrationBody = dict[str, Any]
+    StatusBody = dict[str, Any]
+    LogsBody = dict[str, Any]
+    RunsBody = dict[str, Any]
+else:
+    RegistrationBody = _body(AgentRegistration, "the agent")
+    StatusBody = _body(StatusReport, "what runs")
+    LogsBody = _body(LogBatch, "at most 5000 lines, in order")
+    RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
 
 
 def require_agent(who: Principal, org: str, name: str) -> None:
@@ -277,7 +283,9 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     # through this process counts (deploys, and also a build worker's auto-deploy or a task run reported); the
     # cache tells cheaply whether the desired state depends on it.
     seen = p.store.changes.seq
-    state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
+    state = p.desired.fresh(org, name)
+    if state is None:  # (not `fresh() or await ...`: mypy 2.4 types that as Optional)
+        state = await asyncio.to_thread(current)
     deadline = time.monotonic() + wait
     while since is not None and state.revision == since:
         left = deadline - time.monotonic()
@@ -293,7 +301,9 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
         if await request.is_disconnected():
             return Response(status_code=204)
         seen = p.store.changes.seq
-        state = p.desired.fresh(org, name) or await asyncio.to_thread(current)
+        state = p.desired.fresh(org, name)
+        if state is None:
+            state = await asyncio.to_thread(current)
     return await asyncio.to_thread(state.sealed)
 
 
@@ -312,7 +322,9 @@ async def download_artifact(request: Request, org: NamePath, name: NamePath, pro
     def check(s: Session) -> None:
         _plane(s, who, org, name)
 
-    state = p.desired.fresh(org, name) or await asyncio.to_thread(p.desired.get, org, name, check)
+    state = p.desired.fresh(org, name)
+    if state is None:
+        state = await asyncio.to_thread(p.desired.get, org, name, check)
     if not any(d.get("project") == project and (d.get("artifact") or {}).get("digest") == digest
                for d in state.document.get("deployments") or []):
         raise NotFoundError(f"artifact '{digest}' of project '{project}' is not in the desired state of data plane "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Query, Request, Response
 from fastapi import Path as PathParam
@@ -24,8 +24,12 @@ router = api_router(tags=["deployments"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
 RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a task run id (run_...)")]
-DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
-RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    DeployBody = dict[str, Any]
+    RunBody = dict[str, Any]
+else:
+    DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
+    RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
 
 def name_query(what: str) -> Any:
     """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""

@@ -42,7 +42,8 @@ async def principal(request: Request, _: HTTPAuthorizationCredentials | None = D
     to a worker thread. (A sync dependency would cost every request a second trip through the thread pool.)"""
     authenticate = platform(request).authenticate
     token = bearer(request)
-    return authenticate.kept(token) or await run_in_threadpool(authenticate, token)
+    kept = authenticate.kept(token)
+    return kept if kept is not None else await run_in_threadpool(authenticate, token)
 
 
 def require(who: Principal, permission: str, target: Target) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -23,12 +23,18 @@ from cellplane.store.tables import ReleaseRow
 router = api_router(tags=["releases"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
-PromoteBody = Annotated[schemas.documented(schemas.PromoteRequest), Body(description="from where to where")]
-RollbackBody = Annotated[schemas.documented(schemas.RollbackRequest), Body(description="which release")]
-RejectBody = Annotated[schemas.documented(schemas.RejectRequest), Body(description="why")]
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    PromoteBody = dict[str, Any]
+    RollbackBody = dict[str, Any]
+    RejectBody = dict[str, Any]
+else:
+    PromoteBody = Annotated[schemas.documented(schemas.PromoteRequest), Body(description="from where to where")]
+    RollbackBody = Annotated[schemas.documented(schemas.RollbackRequest), Body(description="which release")]
+    RejectBody = Annotated[schemas.documented(schemas.RejectRequest), Body(description="why")]
 IdPath = NamePath  # release and approval ids are short names
-OUTCOMES = {200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
-            202: {"model": schemas.ChangeOutcome, "description": "an approval request is pending"}}
+OUTCOMES: dict[int | str, dict[str, Any]] = {
+    200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
+    202: {"model": schemas.ChangeOutcome, "description": "an approval request is pending"}}
 
 
 def _respond(s: Session, p: Any, org: str, outcome: deployments.Outcome) -> JSONResponse:
@@ -203,7 +209,10 @@ def reject(request: Request, org: NamePath, approval: IdPath, body: RejectBody,
 # -- previews -------------------------------------------------------------------------------------------------------
 
 PREVIEWS = ORG + "/projects/{project}/previews"
-PreviewBody = Annotated[schemas.documented(schemas.PreviewRequest), Body(description="the branch")]
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    PreviewBody = dict[str, Any]
+else:
+    PreviewBody = Annotated[schemas.documented(schemas.PreviewRequest), Body(description="the branch")]
 BRANCH = Query(None, min_length=1, max_length=250, description="the git branch")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
@@ -159,8 +159,9 @@ class KindSchemas:
     """The documentation models of one kind."""
 
     def __init__(self, info: KindInfo) -> None:
-        kind: Any = Literal[info.kind]  # type: ignore[valid-type]
-        version: Any = Literal[API_VERSION]  # type: ignore[valid-type]
+        kind: Any = Literal[info.kind]
+        version: Any = Literal[API_VERSION]
+        list_kind: Any = Literal[f"{info.kind}List"]
         spec: Any = info.spec
         strict = ConfigDict(extra="forbid")
         status = (Any, Field(default=None, description="ignored on input: the server owns status"))
@@ -170,7 +171,7 @@ class KindSchemas:
             status=(ResourceStatus, ...))
         self.list: type[BaseModel] = create_model(
             f"{info.kind}List", __base__=Out, __doc__=f"One page of {info.plural}.",
-            apiVersion=(version, ...), kind=(Literal[f"{info.kind}List"], ...),  # type: ignore[valid-type]
+            apiVersion=(version, ...), kind=(list_kind, ...),
             items=(list[self.resource], ...), metadata=(ListMetadata, ...))  # type: ignore[name-defined]
         metadata = REQUEST_METADATA[info.scope]
         self.body: type[BaseModel] = create_model(
@@ -187,11 +188,15 @@ class KindSchemas:
 
 
 SCHEMAS: dict[str, KindSchemas] = {kind: KindSchemas(info) for kind, info in KINDS.items()}
-# Any kind's complete document, told apart by its kind (``oneOf`` with a discriminator in the OpenAPI document).
-AnyDocument = Annotated[reduce(operator.or_, [SCHEMAS[i.kind].document for i in sorted(KINDS.values(),
-                                                                                      key=lambda i: i.order)]),
-                        Field(discriminator="kind")]
-StoredComponent = SCHEMAS["Component"].resource
+if TYPE_CHECKING:  # models built at import, one per kind: to the checker, a model
+    AnyDocument = BaseModel
+    StoredComponent = BaseModel
+else:
+    # Any kind's complete document, told apart by its kind (``oneOf`` with a discriminator in the OpenAPI document).
+    AnyDocument = Annotated[reduce(operator.or_, [SCHEMAS[i.kind].document for i in sorted(KINDS.values(),
+                                                                                          key=lambda i: i.order)]),
+                            Field(discriminator="kind")]
+    StoredComponent = SCHEMAS["Component"].resource
 
 
 class ResourceDeleted(Out):

@@ -4,7 +4,7 @@ exist, are dropped; the answer says how many were kept."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Request
 from pydantic import AfterValidator, ConfigDict, Field
@@ -112,9 +112,14 @@ class SpanBatch(Report):
     spans: list[Span] = Field(max_length=5000)
 
 
-AccessBody = _body(AccessBatch, "at most 5000 access lines")
-MetricsBody = _body(MetricBatch, "at most 5000 points")
-SpansBody = _body(SpanBatch, "at most 5000 spans")
+if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
+    AccessBody = dict[str, Any]
+    MetricsBody = dict[str, Any]
+    SpansBody = dict[str, Any]
+else:
+    AccessBody = _body(AccessBatch, "at most 5000 access lines")
+    MetricsBody = _body(MetricBatch, "at most 5000 points")
+    SpansBody = _body(SpanBatch, "at most 5000 spans")
 
 
 @router.post(DATAPLANE + "/access-logs", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)

@@ -152,7 +152,8 @@ def _parse(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("ref"), str):
         raise InvalidError("the push event has no ref", [FieldProblem("body.ref", "required")])
     after = data.get("after") if isinstance(data.get("after"), str) else ""
-    repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
+    given = data.get("repository")
+    repo: dict[str, Any] = given if isinstance(given, dict) else {}
     branch = data["ref"].removeprefix("refs/heads/") if data["ref"].startswith("refs/heads/") else None
     return {"branch": branch, "ref": data["ref"], "commit": after, "deleted": bool(data.get("deleted")),
             "default": repo.get("default_branch") if isinstance(repo.get("default_branch"), str) else None}

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane.telemetry import durations, metrics
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
+from cellplane.store import rowcount
 from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import AlertEventRow, AlertRuleRow, now
 
@@ -237,7 +238,7 @@ def _iso(at: datetime | None) -> str | None:
 
 def expire(s: Session, before: datetime) -> int:
     """Delete events resolved before ``before`` (the history of a rule that flaps stays bounded by age)."""
-    return s.execute(delete(AlertEventRow).where(AlertEventRow.resolved_at < before)).rowcount or 0
+    return rowcount(s.execute(delete(AlertEventRow).where(AlertEventRow.resolved_at < before))) or 0
 
 
 def masked(url: str) -> str:
@@ -489,11 +490,11 @@ def claim_due(p: Platform, at: datetime | None = None, limit: int = BATCH) -> li
     for event_id, attempts, state in due:
         try:
             with p.store.transaction() as s:
-                claimed = s.execute(update(AlertEventRow).where(
+                claimed = rowcount(s.execute(update(AlertEventRow).where(
                     AlertEventRow.id == event_id, AlertEventRow.delivery_state == "pending",
                     AlertEventRow.attempts == attempts, AlertEventRow.state == state,
                     AlertEventRow.next_attempt_at <= at).values(
-                    next_attempt_at=at + timedelta(seconds=LEASE))).rowcount
+                    next_attempt_at=at + timedelta(seconds=LEASE))))
                 if claimed != 1:
                     continue
                 event = s.get(AlertEventRow, event_id)

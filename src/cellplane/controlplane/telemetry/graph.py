@@ -62,10 +62,10 @@ def cell(s: Session, keyring: KeyRing, org: str, project: str, environment: str,
         total.errors += t.errors
     for row in rows:
         spec = row.spec or {}
-        view = deployed.get(row.name)
+        shown = deployed.get(row.name)
         endpoints = []
-        for e in (view["endpoints"] if view else spec.get("endpoints") or []):
-            urls = {k: v for k, v in ((e.get("urls") or {}) if view else {}).items() if v}
+        for e in (shown["endpoints"] if shown else spec.get("endpoints") or []):
+            urls = {k: v for k, v in ((e.get("urls") or {}) if shown else {}).items() if v}
             visibility = _visibility(e)
             url = urls.get(URL_OF[visibility]) or next(iter(urls.values()), None)
             endpoints.append({"name": e["name"], "visibility": visibility, "basePath": e.get("basePath", "/"),
@@ -77,7 +77,7 @@ def cell(s: Session, keyring: KeyRing, org: str, project: str, environment: str,
                 total.requests += t.requests
                 total.errors += t.errors
         components.append({"name": row.name, "type": spec.get("type") or "service",
-                           "state": view["state"] if view else "not-deployed", **_rate(total, seconds),
+                           "state": shown["state"] if shown else "not-deployed", **_rate(total, seconds),
                            "errorRate": round(total.errors / total.requests, 6) if total.requests else None,
                            "endpoints": endpoints})
     callers = _cell_callers(s, org, project, environment, start, end)

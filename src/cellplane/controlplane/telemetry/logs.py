@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
-from cellplane.store import Store
+from cellplane.store import Store, rowcount
 from cellplane.store.tables import AccessLogRow, WorkloadLogRow
 
 MAX_LOG_LINES = 20_000  # workload lines per (organization, project, component, environment)
@@ -144,13 +144,13 @@ def _bound(s: Session, table: Any, org: str, rows: list[dict[str, Any]], bound: 
         key = (r["project"], r["component"], r["environment"])
         counts[key] = counts.get(key, 0) + 1
     for (project, component, environment), n in counts.items():
-        key = (table.__tablename__, org, project, component, environment)
-        added = _added.get(key)
+        pruned = (table.__tablename__, org, project, component, environment)
+        added = _added.get(pruned)
         if added is None or added + n >= max(1, bound // 10):
             _prune(s, table, org, project, component, environment, bound)
-            _added[key] = 0
+            _added[pruned] = 0
         else:
-            _added[key] = added + n
+            _added[pruned] = added + n
 
 
 def _prune(s: Session, table: Any, org: str, project: str, component: str, environment: str, bound: int) -> None:
@@ -162,8 +162,8 @@ def _prune(s: Session, table: Any, org: str, project: str, component: str, envir
 
 def expire(s: Session, before: datetime) -> int:
     """Delete workload and access lines written before ``before``; how many."""
-    n = s.execute(delete(WorkloadLogRow).where(WorkloadLogRow.at < before)).rowcount or 0
-    return n + (s.execute(delete(AccessLogRow).where(AccessLogRow.at < before)).rowcount or 0)
+    n = rowcount(s.execute(delete(WorkloadLogRow).where(WorkloadLogRow.at < before))) or 0
+    return n + (rowcount(s.execute(delete(AccessLogRow).where(AccessLogRow.at < before))) or 0)
 
 
 # -- reading --------------------------------------------------------------------------------------------------------

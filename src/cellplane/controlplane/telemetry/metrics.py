@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cellplane.requestmetrics import BUCKETS
+from cellplane.store import rowcount
 from cellplane.store.tables import MetricPointRow, TaskRunRow
 
 NBUCKETS = len(BUCKETS) + 1  # the last one is +Inf
@@ -193,7 +194,7 @@ def component_view(s: Session, org: str, project: str, component: str, environme
     first = _floor(start, step)
     nsteps = max(1, math.ceil((end - first).total_seconds() / step))
     rows = points(s, org, project, component, environment, start, end)
-    summary, by_endpoint = Totals(), defaultdict(Totals)
+    summary, by_endpoint = Totals(), defaultdict[str, Totals](Totals)
     steps = [Totals() for _ in range(nsteps)]
     # replicas are told apart by (release, index): during a rollout, two releases run an index 0
     step_cpu: list[dict[tuple[str, int], list[float]]] = [defaultdict(list) for _ in range(nsteps)]
@@ -286,7 +287,7 @@ def downsample(s: Session, before: datetime, limit: int = 20000) -> int:
                        memory=memory)
         merged.append(out)
     s.execute(insert(MetricPointRow), merged)
-    gone = s.execute(delete(MetricPointRow).where(MetricPointRow.id.in_([r.id for r in rows]))).rowcount
+    gone = rowcount(s.execute(delete(MetricPointRow).where(MetricPointRow.id.in_([r.id for r in rows]))))
     if gone != len(rows):  # merged by someone else meanwhile: counting them twice is worse than waiting
         raise RuntimeError(f"downsampling raced: {len(rows) - gone} points were merged elsewhere; rolled back")
     return len(rows)
@@ -294,4 +295,4 @@ def downsample(s: Session, before: datetime, limit: int = 20000) -> int:
 
 def expire(s: Session, before: datetime) -> int:
     """Delete points (of any resolution) whose window started before ``before``."""
-    return s.execute(delete(MetricPointRow).where(MetricPointRow.at < before)).rowcount or 0
+    return rowcount(s.execute(delete(MetricPointRow).where(MetricPointRow.at < before))) or 0

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import ConflictError, FieldProblem
-from cellplane.store import in_chunks
+from cellplane.store import in_chunks, rowcount
 from cellplane.store.tables import SpanRow
 
 log = logging.getLogger("cellplane.telemetry")
@@ -43,10 +43,10 @@ def ingest(s: Session, org: str, spans: list[dict[str, Any]]) -> int:
 
 def expire(s: Session, before: datetime, bound: int = MAX_SPANS) -> int:
     """Delete spans that started before ``before``, and the oldest beyond ``bound``."""
-    n = s.execute(delete(SpanRow).where(SpanRow.start < before)).rowcount or 0
+    n = rowcount(s.execute(delete(SpanRow).where(SpanRow.start < before))) or 0
     threshold = s.scalar(select(SpanRow.id).order_by(SpanRow.id.desc()).offset(bound).limit(1))
     if threshold is not None:
-        n += s.execute(delete(SpanRow).where(SpanRow.id <= threshold)).rowcount or 0
+        n += rowcount(s.execute(delete(SpanRow).where(SpanRow.id <= threshold))) or 0
     return n
 
 
