@@ -116,9 +116,13 @@ def _run(tmp: Path, run: int, port: int, cache: Path, demo: Path, timeout: float
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, stdout.read_text() + stderr.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a failed check: Ctrl-C stops both planes (SIGKILL of `up` would leave them)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.mark.timeout(FIRST_RUN_TIMEOUT + SECOND_RUN_TIMEOUT + 180)
