@@ -319,10 +319,6 @@ class Agent:
         gone = [w for key, w in self.workloads.items() if key not in deployments]
         for stopping in gone:
             del self.workloads[stopping.id]
-        if gone:
-            self.routes_changed()
-            for stopping in gone:  # drained and stopped in the background: the next desired state need not wait
-                self._stop_later(stopping)
         for dep_id, d in deployments.items():
             w = self.workloads.get(dep_id)
             if w is None:
@@ -332,8 +328,11 @@ class Agent:
                 after = [task for task, where in self._stopping.values() if where == place]
                 self.workloads[dep_id] = Workload(self, d, after=after)
         # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
-        # replica is ready, never 404 (which clients and caches take as final).
+        # replica is ready, never 404 (which clients and caches take as final); and what is gone leaves the table
+        # before it is drained.
         self.routes_changed()
+        for stopping in gone:  # drained and stopped in the background: the next desired state need not wait
+            self._stop_later(stopping)
         await self.network.ensure(envs, cells)
         for dep_id, d in deployments.items():
             self.workloads[dep_id].apply(d)
