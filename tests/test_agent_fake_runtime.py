@@ -60,6 +60,9 @@ class FakeRuntime:
     async def close(self) -> None:
         self.calls.append("close")
 
+    def describe(self) -> str:
+        return "fake: nothing runs"
+
 
 async def _until(what: Callable[[], bool], message: Callable[[], str], timeout: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRef
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.outbox import Outbox
 from cellplane.dataplane.runtimes.base import Runtime
-from cellplane.dataplane.runtimes.local import LocalRuntime
 from cellplane.dataplane.settings import AgentSettings
 from cellplane.errors import CellplaneError
 from cellplane.sealing import load_or_create_private, public_key_text
@@ -234,8 +234,8 @@ class Agent:
                 sent, sent_at = body, time.monotonic()
 
 
-async def _main(settings: AgentSettings) -> int:
-    runtime = LocalRuntime(settings)
+async def _main(settings: AgentSettings, make_runtime: Callable[[AgentSettings], Runtime]) -> int:
+    runtime = make_runtime(settings)
     agent = Agent(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -259,11 +259,17 @@ async def _main(settings: AgentSettings) -> int:
     return 0
 
 
-def run_agent(settings: AgentSettings) -> int:
-    """Run an agent until SIGINT or SIGTERM; returns the process exit code."""
+def run_agent(settings: AgentSettings, runtime: Callable[[AgentSettings], Runtime] | None = None) -> int:
+    """Run an agent until SIGINT or SIGTERM; returns the process exit code. ``runtime`` makes the runtime it drives
+    from the settings: ``LocalRuntime`` unless another is given."""
     import uvloop
+
+    if runtime is None:
+        from cellplane.dataplane.runtimes.local import LocalRuntime
+
+        runtime = LocalRuntime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.data_dir = settings.data_dir.resolve()
-    return uvloop.run(_main(settings))
+    return uvloop.run(_main(settings, runtime))

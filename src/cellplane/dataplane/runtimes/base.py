@@ -12,13 +12,14 @@ opens its listeners, ...) and may report what the cached desired state says abou
 ``status()`` whenever the loop reports: the gateways and deployments part of the status body, plain values.
 ``stop()`` then ``close()`` when the agent goes down: ``stop`` ends what runs (the loop then sends a last status
 that says so), ``close`` releases the rest (listeners, endpoints), handing the last telemetry to ``host`` first.
+(``describe()`` is the one line the agent prints once it runs.)
 
 Everything flows as plain values: the desired state is the dict the control plane sent (docs/dataplane.md), the
 status is the dict the control plane takes, and events, log lines, task runs and telemetry are the items of the
 matching control-plane calls. A runtime never calls the control plane itself except through ``host``, so the
 loop's spooling, retries and token handling cover it. A runtime that runs workloads elsewhere (a Kubernetes cluster:
-render, server-side apply, prune, read health) is a module beside ``local`` that implements these five methods; the
-loop does not change.
+render, server-side apply, prune, read health) is a module beside ``local`` that implements these methods, handed to
+``run_agent``; the loop does not change.
 """
 
 from __future__ import annotations
@@ -103,4 +104,8 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Release what is left (listeners, endpoints); the last telemetry goes to the host first."""
+        ...
+
+    def describe(self) -> str:
+        """Where it serves, in one line, for the agent's "running" message once started (its listeners, say)."""
         ...
