@@ -405,17 +405,19 @@ async def reconcile_phase(server: LiveServer, fleet: Fleet, args: argparse.Names
     """Start the agent in this process, wait for every deployment to report, time no-op reconcile passes, then
     run the API load again with the agent attached."""
     from cellplane.dataplane.agent import Agent, AgentSettings
+    from cellplane.dataplane.runtimes.local import LocalRuntime
 
     settings = AgentSettings(controlplane=server.url, token=server.admin_token, data_dir=(tmp / "dp").resolve(),
                              cache_dir=tmp / "cache", metrics_port=None)
-    agent = Agent(settings)
+    runtime = LocalRuntime(settings)
+    agent = Agent(settings, runtime)
     real = agent.reconcile
     passes: list[tuple[float, float, int]] = []  # (at, seconds, workloads)
 
     async def timed_reconcile() -> None:  # the agent's own passes (on a new desired state, every RESYNC s)
         t = time.perf_counter()
         await real()
-        passes.append((time.monotonic(), time.perf_counter() - t, len(agent.workloads)))
+        passes.append((time.monotonic(), time.perf_counter() - t, len(runtime.workloads)))
 
     agent.reconcile = timed_reconcile  # type: ignore[method-assign]
     headers = {"Authorization": f"Bearer {server.admin_token}"}
@@ -468,14 +470,14 @@ async def reconcile_phase(server: LiveServer, fleet: Fleet, args: argparse.Names
                 await real()
                 direct.append(time.perf_counter() - t)
             still = agent.desired["revision"] if agent.desired else None
-            if still != revision or len(agent.workloads) != fleet.deployments:
-                raise BenchError(f"the desired state changed during the no-op passes ({len(agent.workloads)} "
+            if still != revision or len(runtime.workloads) != fleet.deployments:
+                raise BenchError(f"the desired state changed during the no-op passes ({len(runtime.workloads)} "
                                  f"workloads, {fleet.deployments} deployments)")
             own = [s for at, s, n in passes if at >= steady_from and n == fleet.deployments]
             details.update({"passes": len(direct), "passMs": _summary(direct, 1000.0),
                             "agentOwnPassesMs": [round(s * 1000, 2) for s in own],
-                            "workloads": len(agent.workloads),
-                            "scheduledJobs": sum(1 for w in agent.workloads.values()
+                            "workloads": len(runtime.workloads),
+                            "scheduledJobs": sum(1 for w in runtime.workloads.values()
                                                  if w.desired.get("type") == "scheduled-task")})
             n = fleet.deployments
             per = median(direct) / n * 1e6

@@ -25,6 +25,7 @@ from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.outbox import Outbox
+from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import ReplicaSpec, Supervisor
 from cellplane.dataplane.telemetry import (
     MetricsEndpoint,
@@ -223,10 +224,11 @@ def test_process_sampler_measures_a_process_tree_without_reaping_it() -> None:
 def test_replica_windows_and_the_prometheus_endpoint(tmp_path: Path) -> None:
     async def body() -> None:
         supervisor = Supervisor(backoff_base=0.05, backoff_max=0.05, cgroups=CgroupManager(proc=tmp_path / "none"))
-        busy = await supervisor.start(ReplicaSpec("dev/shop/api/r1/0", [sys.executable, "-c", PARENT, "0"], tmp_path,
-                                                  dict(os.environ)))
-        crashing = await supervisor.start(ReplicaSpec("dev/shop/api/r1/1", [sys.executable, "-c", "exit(3)"],
-                                                      tmp_path, dict(os.environ)))
+        ids = [ReplicaId("dev", "shop", "api", "dep_1", "r1", index) for index in (0, 1)]
+        busy = await supervisor.start(ReplicaSpec(ids[0].key, [sys.executable, "-c", PARENT, "0"], tmp_path,
+                                                  dict(os.environ), identity=ids[0]))
+        crashing = await supervisor.start(ReplicaSpec(ids[1].key, [sys.executable, "-c", "exit(3)"],
+                                                      tmp_path, dict(os.environ), identity=ids[1]))
         telemetry = ReplicaTelemetry()
         gateway = Gateway()
         gateway.metrics.observe(("dev", "shop", "api", "api", "shop/web"), 200, 0.01)

@@ -16,6 +16,7 @@ import uvloop
 
 from buildkit import BuildServer
 from cellplane.dataplane.agent import Agent, AgentSettings
+from cellplane.dataplane.runtimes.local import LocalRuntime
 from dataplanekit import build_app, deploy, service
 
 COMPONENT = "/organizations/default/projects/race/components/api"
@@ -34,14 +35,16 @@ def test_a_redeploy_after_an_undeploy_starts_once_when_two_reconciles_race(build
     build_app(c, "race", "api", service(replicas=2))
 
     async def body() -> None:
-        agent = Agent(AgentSettings(controlplane=build_server.server.url, token=build_server.server.admin_token,
-                                    data_dir=tmp_path / "dp", cache_dir=build_server.cache, metrics_port=None))
+        settings = AgentSettings(controlplane=build_server.server.url, token=build_server.server.admin_token,
+                                 data_dir=tmp_path / "dp", cache_dir=build_server.cache, metrics_port=None)
+        runtime = LocalRuntime(settings)
+        agent = Agent(settings, runtime)
         await agent.start()
         try:
             first = await asyncio.to_thread(deploy, c, "race", "api")  # once the agent registered
-            await _until(lambda: [w.state for w in agent.workloads.values()] == ["ready"], 120,
+            await _until(lambda: [w.state for w in runtime.workloads.values()] == ["ready"], 120,
                          "the first deployment did not get ready")
-            (old,) = agent.workloads.values()
+            (old,) = runtime.workloads.values()
             (sync,) = [t for t in agent._tasks if t.get_name() == "sync"]
             sync.cancel()  # the sync loop: from here on this test hands the agent its desired state
 
@@ -51,11 +54,11 @@ def test_a_redeploy_after_an_undeploy_starts_once_when_two_reconciles_race(build
             desired = await agent.cp.desired(None, 0)
             await asyncio.gather(agent.apply(desired, save=False), agent.reconcile())
 
-            assert list(agent.workloads) == [second["id"]]
-            (new,) = agent.workloads.values()
+            assert list(runtime.workloads) == [second["id"]]
+            (new,) = runtime.workloads.values()
             await _until(lambda: new.state == "ready", 60, f"the redeploy is {new.state}: {new.message}")
             assert old.active is None
-            keys = sorted(agent.supervisor.replicas)
+            keys = sorted(runtime.supervisor.replicas)
             assert keys == [f"development/race/api/{second['rollout']}/{i}" for i in (0, 1)]
             assert new.active is not None and [r.spec.key for r in new.active.replicas] == keys
         finally:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cellplane.dataplane.limits import Limits, parse_cpu, parse_memory
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.probes import ProbeSpec
+from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.sandbox import Isolation, workspace_env
 from cellplane.dataplane.supervisor import FileMount, ReplicaSpec
 from cellplane.gateway.auth import TOKEN_PATH
@@ -118,8 +119,10 @@ def limits(d: dict[str, Any]) -> Limits:
 
 
 def replica_spec(d: dict[str, Any], index: int, launch: Launch, tree: Path, network: Network,
-                 key: X25519PrivateKey, run_dir: Path, task: bool = False,
+                 key: X25519PrivateKey, run_dir: Path, run: str | None = None,
                  isolation: Isolation | None = None) -> ReplicaSpec:
+    """The spec of replica ``index`` of deployment ``d``'s release, or (``run`` given) of that task run."""
+    task = run is not None
     config_env, files = configuration(d, key)
     env = dict(launch.env)
     sandbox = None
@@ -145,8 +148,11 @@ def replica_spec(d: dict[str, Any], index: int, launch: Launch, tree: Path, netw
     env.update({k: launch.env[k] for k in PORT_VARIABLES if k in launch.env})
     health = d.get("health") or {}
     has_port = bool(d.get("endpoints")) and not task
+    identity = ReplicaId(d["environment"], d["project"], d["component"], d["id"], d["release"], index, run)
+    if run is not None:
+        env["CELLPLANE_TASK_RUN"] = run
     return ReplicaSpec(
-        key=f"{d['environment']}/{d['project']}/{d['component']}/{d['release']}/{index}",
+        key=identity.key, identity=identity,
         argv=launch.argv, cwd=launch.cwd, env=env,
         port=launch.port if has_port else None,
         declared_port=declared_port(d, tree) if has_port else None,

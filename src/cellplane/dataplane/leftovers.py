@@ -3,7 +3,8 @@
 An agent killed with SIGKILL (or by the OOM killer, or a power cut of its container) cannot stop its replicas:
 they are re-parented to init and go on serving the old release with the old configuration and secrets, while the
 next agent starts a second set. So every supervised replica (a service replica or a task run) has a record in
-``<data-dir>/replicas/``, written by the supervisor: its key, its cgroup directories and the roots of the files
+``<data-dir>/replicas/``, written by the supervisor: its key, its identity (``replicaid.ReplicaId``: which deployment,
+release and replica or task run it is), its cgroup directories and the roots of the files
 written for it (secret ones in ``/dev/shm``) once they exist, and the pid and create time of its current process.
 The record is removed when supervision ends; an agent that stops normally leaves none.
 
@@ -42,6 +43,7 @@ from typing import Any
 import psutil
 
 from cellplane.dataplane.limits import Cgroup, CgroupManager
+from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.processes import alive, freeze_and_kill, same_process, session_members
 
 log = logging.getLogger("cellplane.dataplane")
@@ -61,10 +63,11 @@ class Ledger:
         self._entries: dict[str, dict[str, Any]] = {}
         self._failed = False
 
-    def record(self, key: str, cgroup_dirs: list[Path], file_roots: list[Path]) -> None:
+    def record(self, key: str, cgroup_dirs: list[Path], file_roots: list[Path],
+               replica: ReplicaId | None = None) -> None:
         """A replica's cgroup and files exist (no process yet)."""
-        entry = {"key": key, "cgroups": [str(d) for d in cgroup_dirs], "files": [str(f) for f in file_roots],
-                 "run": None}
+        entry = {"key": key, "replica": replica.to_json() if replica is not None else None,
+                 "cgroups": [str(d) for d in cgroup_dirs], "files": [str(f) for f in file_roots], "run": None}
         self._entries[key] = entry
         self._write(key, entry)
 
@@ -129,7 +132,8 @@ class Ledger:
 class Swept:
     """What a sweep found and ended."""
 
-    recorded: list[str] = field(default_factory=list)  # keys of every record found: all were running at the crash
+    # the identities of the records found (those that have one): all were running at the crash
+    recorded: list[ReplicaId] = field(default_factory=list)
     replicas: list[str] = field(default_factory=list)  # keys of the replicas with live processes
     processes: int = 0
     cgroups: int = 0
@@ -151,7 +155,7 @@ def sweep(ledger: Ledger, cgroups: CgroupManager, data_dir: Path) -> Swept:
     Call it only while holding the data directory's lock, before any replica starts; it blocks (seconds at most)."""
     swept = Swept()
     entries = ledger.left()
-    swept.recorded = [entry["key"] for entry in entries]
+    swept.recorded = [replica for entry in entries if (replica := ReplicaId.from_json(entry.get("replica")))]
     for entry in entries:
         procs = _processes_of(entry.get("run"))
         if procs:

@@ -44,6 +44,7 @@ from cellplane.build.isolation import CLONE_NEWNS, MS_BIND, MS_PRIVATE, MS_REC
 from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import Cgroup, CgroupManager, Limits, describe, mib
 from cellplane.dataplane.probes import ProbeSpec, check
+from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.sandbox import ChildSetup, Plan, Sandbox, make_workspace, plan
 from cellplane.processes import alive, freeze_and_kill
 
@@ -85,6 +86,9 @@ class ReplicaSpec:
     files: list[FileMount] = field(default_factory=list)
     run_dir: Path | None = None  # non-secret files go to run_dir/mounts (secret ones to /dev/shm)
     sandbox: Sandbox | None = None  # None: it runs as this process's user and sees what it sees
+    # which deployment's replica or task run this is (recorded in the ledger; ``key`` is then ``identity.key``);
+    # None for a process the supervisor runs for no deployment (its own tests)
+    identity: ReplicaId | None = None
 
 
 class Replica:
@@ -248,7 +252,7 @@ class Supervisor:
                     else:
                         if self.ledger is not None:
                             self.ledger.record(r.spec.key, prepared.cgroup.dirs if prepared.cgroup else [],
-                                               prepared.file_roots)
+                                               prepared.file_roots, r.spec.identity)
                 if prepared is not None:
                     outcome = await self._run_once(r, prepared, start_state)
                 if r._stop.is_set():

@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import Replica
 from cellplane.gateway.metrics import Labels, Window, escape_label
 from cellplane.gateway.tracing import TokenBucket
@@ -168,7 +169,8 @@ def _age(proc: psutil.Process) -> float:
 class ReplicaSample:
     """One service replica over one window."""
 
-    key: str  # environment/project/component/release/index
+    key: str  # the supervisor's key (``ReplicaId.key``)
+    identity: ReplicaId
     pid: int | None
     state: str
     restarts: int  # during the window
@@ -178,8 +180,8 @@ class ReplicaSample:
     @property
     def labels(self) -> tuple[str, str, str, str, str]:
         """(environment, project, component, release, index)."""
-        env, project, component, release, index = self.key.split("/", 4)
-        return env, project, component, release, index
+        i = self.identity
+        return i.environment, i.project, i.component, i.release, str(i.index)
 
 
 class ReplicaTelemetry:
@@ -196,14 +198,17 @@ class ReplicaTelemetry:
 
     def begin(self, replicas: Iterable[Replica]) -> list[ReplicaSample]:
         """The window's samples, without CPU and memory yet; restarts are those since the previous window (all of
-        a replica's restarts when it is new: it started after the previous window)."""
+        a replica's restarts when it is new: it started after the previous window). A replica without an identity
+        (none of a deployment's) is not sampled."""
         samples, restarts = [], {}
         for r in replicas:
-            key = r.spec.key
+            key, identity = r.spec.key, r.spec.identity
+            if identity is None:
+                continue
             before = self._restarts.get(key)
             base = before[1] if before is not None and before[0] is r else 0
             restarts[key] = (r, r.restarts)
-            samples.append(ReplicaSample(key, r.pid, r.state, max(0, r.restarts - base)))
+            samples.append(ReplicaSample(key, identity, r.pid, r.state, max(0, r.restarts - base)))
         self._restarts = restarts
         return samples
 
@@ -236,7 +241,9 @@ class ReplicaTelemetry:
         restarts = ["# HELP cellplane_replica_restarts_total Restarts of the replica's process.",
                     "# TYPE cellplane_replica_restarts_total counter"]
         for r in replicas:
-            env, project, component, release, index = r.spec.key.split("/", 4)
+            if (i := r.spec.identity) is None:
+                continue
+            env, project, component, release, index = i.environment, i.project, i.component, i.release, str(i.index)
             tags = ",".join(f'{k}="{escape_label(v)}"' for k, v in (
                 ("environment", env), ("project", project), ("component", component), ("release", release),
                 ("replica", index)))

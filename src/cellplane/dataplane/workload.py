@@ -5,6 +5,11 @@ does the route table switch to them; the old replicas then leave the routes, the
 finish (the gateway drains them) and they are stopped. A release that never gets ready leaves the old
 one serving and shows why (crash loop, failing health check, missing artifact). An application that binds
 its declared port itself cannot run beside its old release: it is stopped first (a short gap).
+
+A workload reaches what it runs on only through its ``WorkloadHost`` (the local runtime in the agent; a fake in
+tests): fetch an artifact, start and stop a replica, drain a release's requests, rebuild the routes, write an
+event line, ask for a later retry. It reads its own desired deployment (a dict from the desired state) and nothing
+else, so the rollout's states can be driven without processes.
 """
 
 from __future__ import annotations
@@ -16,13 +21,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cellplane.dataplane.supervisor import Replica
 from cellplane.model.component import TASK_TYPES
-
-if TYPE_CHECKING:
-    from cellplane.dataplane.agent import Agent
 
 log = logging.getLogger("cellplane.dataplane")
 RETRY_SECONDS = 5.0
@@ -40,9 +42,50 @@ class ReleaseSet:
         return [r for r in self.replicas if r.state == "ready"]
 
 
+class WorkloadHost(Protocol):
+    """What a workload needs from what runs it: the local runtime implements it (processes and the gateway)."""
+
+    async def artifact(self, d: dict[str, Any]) -> Path:
+        """The unpacked artifact of deployment ``d``'s release (fetched when missing); raises when it cannot be."""
+        ...
+
+    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+        """Whether the release's start command binds its declared port itself (one replica; no overlap)."""
+        ...
+
+    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
+        """Start supervising replica ``index`` of the release; returns at once (the replica gets ready later)."""
+        ...
+
+    async def stop_replica(self, replica: Replica) -> None:
+        """Stop a replica and wait until it is gone."""
+        ...
+
+    async def drain(self, rs: ReleaseSet) -> None:
+        """Wait until the requests in flight to a release that left the routes have finished (or its grace ends)."""
+        ...
+
+    def routes_changed(self) -> None:
+        """The replicas a workload serves with changed: route by the workloads' current state."""
+        ...
+
+    def changed(self) -> None:
+        """A workload's state changed: report it."""
+        ...
+
+    def system_line(self, d: dict[str, Any], line: str) -> None:
+        """An event in the deployment's log."""
+        ...
+
+    def retry_later(self, seconds: float) -> None:
+        """Apply the desired state again after ``seconds``."""
+        ...
+
+
 class Workload:
-    def __init__(self, agent: Agent, desired: dict[str, Any], after: Iterable[asyncio.Task[None]] = ()) -> None:
-        self.agent = agent
+    def __init__(self, host: WorkloadHost, desired: dict[str, Any],
+                 after: Iterable[asyncio.Task[None]] = ()) -> None:
+        self.host = host
         self._after = list(after)  # stops of the same component's earlier workloads: their replica keys may be ours
         self.id: str = desired["id"]
         self.desired = desired
@@ -89,7 +132,7 @@ class Workload:
     def _set(self, state: str, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
             self.state, self.message = state, message
-            self.agent.changed()
+            self.host.changed()
 
     async def _rollout(self, d: dict[str, Any]) -> None:
         release = d["release"]
@@ -97,12 +140,12 @@ class Workload:
         old: ReleaseSet | None
         try:
             self._set("progressing", f"preparing release {release}")
-            tree = await self.agent.artifact(d)
-            literal = await asyncio.to_thread(_literal, d, tree)
+            tree = await self.host.artifact(d)
+            literal = await self.host.binds_literally(d, tree)
             new = ReleaseSet(release, d, tree)
             if literal and self.active:
                 old, self.active = self.active, None
-                self.agent.routes_changed()
+                self.host.routes_changed()
                 self._retire_later(old, f"release {old.release} stopped first: the app binds its declared port "
                                         "itself, so two releases cannot run side by side")
             if literal and self._retiring:  # the port is free once every older release has stopped
@@ -113,17 +156,16 @@ class Workload:
             count = 1 if literal else int(d.get("replicas", 1))
             self.rolling = new
             for index in range(count):
-                spec = await self.agent.replica_spec(d, tree, index)
-                new.replicas.append(await self.agent.supervisor.start(spec))
+                new.replicas.append(await self.host.start_replica(d, tree, index))
             self._set("progressing", f"starting {count} replica(s) of release {release}")
-            self.agent.system_line(d, f"release {release}: started {count} replica(s)"
+            self.host.system_line(d, f"release {release}: started {count} replica(s)"
                                       + (f" beside release {self.active.release}" if self.active else ""))
             await self._wait_ready(new)
             old, self.active, self.rolling = self.active, new, None
             self._failed_release = None
-            self.agent.routes_changed()
+            self.host.routes_changed()
             self._refresh(rolled_out=True)
-            self.agent.system_line(d, f"release {release} is ready and serving"
+            self.host.system_line(d, f"release {release} is ready and serving"
                                       + (f"; release {old.release} drains and stops" if old else ""))
             if old is not None:
                 await asyncio.shield(self._retire_later(old, f"release {old.release} stopped"))
@@ -140,9 +182,9 @@ class Workload:
                 await self._stop(new)
                 self.rolling = None
             self._failed_release, self._retry_at = release, time.monotonic() + RETRY_SECONDS
-            self.agent.system_line(d, f"release {release} failed: {reason}")
+            self.host.system_line(d, f"release {release} failed: {reason}")
             self._set("failed", reason + (f"; release {self.active.release} keeps serving" if self.active else ""))
-            self.agent.retry_later(RETRY_SECONDS)
+            self.host.retry_later(RETRY_SECONDS)
 
     async def _wait_ready(self, new: ReleaseSet) -> None:
         """Until every new replica is ready; meanwhile the state says what is in the way. A release that is
@@ -167,7 +209,7 @@ class Workload:
         not leave the old release half stopped (or running)."""
         async def retire() -> None:
             await self._retire(old)
-            self.agent.system_line(old.desired, said)
+            self.host.system_line(old.desired, said)
 
         task = asyncio.create_task(retire(), name=f"retire-{self.id}-{old.release}")
         self._retiring.add(task)
@@ -175,13 +217,11 @@ class Workload:
         return task
 
     async def _retire(self, old: ReleaseSet) -> None:
-        upstreams = self.agent.upstreams_of(old)
-        if upstreams:
-            await self.agent.gateway.drain(upstreams, timeout=max((r.spec.grace for r in old.replicas), default=10))
+        await self.host.drain(old)
         await self._stop(old)
 
     async def _stop(self, rs: ReleaseSet) -> None:
-        await asyncio.gather(*(self.agent.supervisor.stop(r) for r in rs.replicas), return_exceptions=True)
+        await asyncio.gather(*(self.host.stop_replica(r) for r in rs.replicas), return_exceptions=True)
 
     def _refresh(self, rolled_out: bool = False) -> None:
         """The state of a workload that is not rolling out, from its replicas."""
@@ -229,8 +269,3 @@ class Workload:
         self.rolling = self.active = None
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
-
-def _literal(d: dict[str, Any], tree: Path) -> bool:
-    from cellplane.dataplane.launchspec import binds_literally
-
-    return binds_literally(d, tree)

@@ -1,0 +1,509 @@
+"""The local runtime: every replica a supervised process on this machine, behind the platform's gateway.
+
+Applying a desired state opens the listeners its environments and cells need (``network``), makes one
+``Workload`` per deployment (its rollouts: ``workload``), routes the workloads' ready replicas (the gateway's route
+table, grants included), schedules the cron tasks (``scheduler``) and starts the manual runs not started yet (kept
+in ``started-runs.json``: never run twice). Replicas and runs are processes of the ``supervisor``, confined by
+``limits`` and ``sandbox``; at start, what a crashed predecessor left running is swept first (``leftovers``), and
+the task runs it was running are reported failed.
+
+Besides, it writes the gateway's access log (``access.log``, rotated at ``ACCESS_LOG_BYTES``), ships routed access
+lines at ``access_log_rate`` per second at most, closes a metrics window every ``metrics_interval`` seconds (the
+gateway's counters, each service replica's CPU, memory and restarts) and serves them to Prometheus.
+
+It is the agent's ``WorkloadHost`` too: the only thing a workload reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from cellplane.dataplane import launchspec, leftovers
+from cellplane.dataplane.cpclient import ApiRefused, Unreachable
+from cellplane.dataplane.leftovers import Ledger
+from cellplane.dataplane.limits import CgroupManager
+from cellplane.dataplane.network import Network
+from cellplane.dataplane.replicaid import ReplicaId
+from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.sandbox import Isolation
+from cellplane.dataplane.scheduler import Job, Scheduler, validate
+from cellplane.dataplane.settings import AgentSettings
+from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
+from cellplane.dataplane.telemetry import (
+    MetricsEndpoint,
+    ReplicaTelemetry,
+    TokenBucket,
+    access_line,
+    counter,
+    http_points,
+    iso,
+)
+from cellplane.dataplane.workload import ReleaseSet, Workload
+from cellplane.errors import CellplaneError
+from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
+from cellplane.gateway.server import Gateway
+from cellplane.runtime.artifacts import LocalArtifacts
+from cellplane.runtime.launch import launch_command
+from cellplane.runtime.materialize import Cache
+
+log = logging.getLogger("cellplane.dataplane")
+HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
+ACCESS_LOG_BYTES = 64 << 20
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class LocalRuntime:
+    """``Runtime`` and ``WorkloadHost`` for processes on this machine (see the module's docstring)."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
+        self.artifacts = LocalArtifacts(settings.data_dir)
+        self.isolation = Isolation(settings.data_dir, self.cache.root)
+        self.workloads: dict[str, Workload] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._grants: tuple[Grant, ...] = ()
+        self._access: BinaryIO | None = None
+        self._unschedulable: set[Job] = set()  # jobs already said to be invalid
+        self._route_table: RouteTable | None = None  # what the gateway routes now
+        self._told: dict[ReplicaId, tuple[str, str]] = {}  # replica -> the (state, message) last told as an event
+        # undeployed workloads being drained and stopped: id -> (task, (environment, project, component))
+        self._stopping: dict[str, tuple[asyncio.Task[None], tuple[str, str, str]]] = {}
+        self.replica_telemetry = ReplicaTelemetry()
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self.access_unshipped = 0  # routed access lines not sent (over access_log_rate)
+        self._access_bucket = TokenBucket(settings.access_log_rate, settings.access_log_rate * 10, time.monotonic())
+        self._window = (time.time(), time.monotonic())  # the current metrics window's start
+
+    # -- Runtime -----------------------------------------------------------------------------------------------
+
+    async def start(self, host: RuntimeHost, cached: dict[str, Any] | None) -> None:
+        self.host = host
+        cgroups = CgroupManager(namespace=str(self.settings.data_dir))
+        ledger = Ledger(self.settings.data_dir / "replicas")
+        left = await self._sweep(ledger, cgroups)
+        self.started_runs = host.state.started_runs()
+        if why := await asyncio.to_thread(self.isolation.check):
+            log.warning("WORKLOADS ARE NOT ISOLATED: they run as the agent's user and can read its keys, its data "
+                        "directory and each other's secrets (%s); run the agent as root to isolate them", why)
+        self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
+        self._access_bytes = self._access.tell()
+        self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
+                               span=host.span, workers=self.settings.gateway_workers)
+        await self.gateway.start()
+        self._window = (time.time(), time.monotonic())
+        self.network = Network(self.gateway, host.state, self.settings.gateway_host, self.settings.gateway_port)
+        self.supervisor = Supervisor(on_change=self._replica_changed, on_output=self._output, cgroups=cgroups,
+                                     ledger=ledger)
+        self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
+        await self.scheduler.start()
+        if self.settings.metrics_port is not None:
+            endpoint = MetricsEndpoint(self.prometheus, host.state.metrics_token())
+            try:
+                await endpoint.start(self.settings.gateway_host, self.settings.metrics_port)
+            except OSError as e:
+                raise CellplaneError(f"the metrics endpoint cannot listen on {self.settings.gateway_host} port "
+                                     f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
+            self.metrics_endpoint = endpoint
+        self._runs_left(left, cached)
+        self._tasks = [asyncio.create_task(self._metrics_loop(), name="metrics")]
+
+    async def apply(self, desired: dict[str, Any]) -> None:
+        deployments = {d["id"]: d for d in desired.get("deployments") or []}
+        envs = {e["name"] for e in desired.get("environments") or []} | {d["environment"]
+                                                                          for d in deployments.values()}
+        cells = {(d["environment"], d["project"]) for d in deployments.values()}
+        self._grants = tuple(Grant(g["consumerKey"], g["secretDigest"], g["environment"], g["project"],
+                                   g["component"], (g["target"]["project"], g["target"]["component"],
+                                                    g["target"]["endpoint"]))
+                             for g in desired.get("grants") or [])
+        gone = [w for key, w in self.workloads.items() if key not in deployments]
+        for stopping in gone:
+            del self.workloads[stopping.id]
+        for dep_id, d in deployments.items():
+            w = self.workloads.get(dep_id)
+            if w is None:
+                # the same component there may still be stopping: its replicas' keys may be the new ones',
+                # so the new workload starts its replicas after those stops
+                place = (d["environment"], d["project"], d["component"])
+                after = [task for task, where in self._stopping.values() if where == place]
+                self.workloads[dep_id] = Workload(self, d, after=after)
+        # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
+        # replica is ready, never 404 (which clients and caches take as final); and what is gone leaves the table
+        # before it is drained.
+        self.routes_changed()
+        for stopping in gone:  # drained and stopped in the background: the next desired state need not wait
+            self._stop_later(stopping)
+        await self.network.ensure(envs, cells)
+        for dep_id, d in deployments.items():
+            self.workloads[dep_id].apply(d)
+        self.routes_changed()
+        self.scheduler.set_jobs(self._jobs(deployments.values()))
+        for run in desired.get("runs") or []:
+            if run["id"] not in self.started_runs and run.get("deployment") in deployments:
+                self._start_run(deployments[run["deployment"]], run["id"], "manual")
+        self.changed()
+
+    async def status(self) -> dict[str, Any]:
+        await self.gateway.routed()  # what this report calls ready is routed by every gateway process
+        body: dict[str, Any] = {"gateways": self.network.report(),
+                                "deployments": [w.report() for w in self.workloads.values()]}
+        if self.metrics_endpoint is not None and self.metrics_endpoint.url:
+            body["metricsUrl"] = self.metrics_endpoint.url
+        return body
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.scheduler.stop()
+        for task in self._runs.values():
+            task.cancel()
+        for w in self.workloads.values():
+            w.cancel()
+        stopping = [task for task, _ in list(self._stopping.values())]
+        for task in stopping:  # the supervisor stops whatever they leave
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        await self.supervisor.stop_all()
+
+    async def close(self) -> None:
+        await self.gateway.close()  # no request is answered after this: the last window is complete
+        with contextlib.suppress(Exception):
+            self._http_window()  # the requests of the last, partial window
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
+        if self._access is not None:
+            self._access.close()
+
+    def describe(self) -> str:
+        """The listeners and endpoints, as the agent's start line shows them."""
+        metrics = (f"; metrics: {self.metrics_endpoint.url} (bearer token in {self.host.state.metrics_token_path})"
+                   if self.metrics_endpoint is not None else "")
+        if self.gateway.workers is not None:
+            metrics += f"; gateway processes: {self.gateway.workers.count + 1}"
+        return "gateways: " + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
+                                        for env, g in self.network.report().items()) + metrics
+
+    # -- at start ----------------------------------------------------------------------------------------------
+
+    async def _sweep(self, ledger: Ledger, cgroups: CgroupManager) -> list[ReplicaId]:
+        """End what a crashed predecessor on this data directory left running (``leftovers``), before anything
+        starts: after any crash exactly one set of replicas runs, and no stale secret file stays in memory. Returns
+        the replicas and runs it was supervising."""
+        swept = await asyncio.to_thread(leftovers.sweep, ledger, cgroups, self.settings.data_dir)
+        if swept:
+            log.warning("the previous agent on %s did not stop cleanly: %s", self.settings.data_dir, swept.describe())
+        return swept.recorded
+
+    def _runs_left(self, left: list[ReplicaId], desired: dict[str, Any] | None) -> None:
+        """The task runs a crashed predecessor was running are over (the sweep ended them; a run is never started
+        twice): each is reported failed, so that it does not stay "running" for ever."""
+        deployments = (desired or {}).get("deployments") or []
+        manual = {r["id"] for r in (desired or {}).get("runs") or []}
+        for replica in left:
+            run = replica.run
+            d = next((d for d in deployments if (d["environment"], d["project"], d["component"])
+                      == (replica.environment, replica.project, replica.component)), None)
+            if d is None or run is None:
+                continue
+            self.host.task_run({
+                "id": run, "deployment": d["id"], "environment": replica.environment, "project": replica.project,
+                "component": replica.component, "trigger": "manual" if run in manual else "schedule",
+                "state": "failed", "startedAt": None, "endedAt": now_iso(), "exitCode": None,
+                "message": "the data plane's agent stopped without ending the run (a crash); the next agent ended it"})
+
+    # -- applying ----------------------------------------------------------------------------------------------
+
+    def _stop_later(self, w: Workload) -> None:
+        d = w.desired
+        task = asyncio.create_task(w.stop(), name=f"stop-{w.id}")
+        self._stopping[w.id] = (task, (d["environment"], d["project"], d["component"]))
+        task.add_done_callback(lambda _: self._stopping.pop(w.id, None))
+
+    def _jobs(self, deployments: Iterable[dict[str, Any]]) -> list[Job]:
+        """The cron jobs of the scheduled tasks; one the scheduler cannot run is left out (and said once)."""
+        jobs = []
+        for d in deployments:
+            if d.get("type") != "scheduled-task" or not d.get("schedule") or d.get("blocked"):
+                continue
+            job = Job(d["id"], d["schedule"]["cron"], d["schedule"].get("timezone", "UTC"),
+                      d["schedule"].get("concurrencyPolicy", "Forbid"))
+            try:
+                validate(job)
+            except ValueError as e:
+                if job not in self._unschedulable:
+                    self._unschedulable.add(job)
+                    self.system_line(d, f"not scheduled: {e}")
+                continue
+            jobs.append(job)
+        return jobs
+
+    # -- WorkloadHost ------------------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        self.host.changed()
+
+    def retry_later(self, seconds: float) -> None:
+        self.host.reconcile_later(seconds)
+
+    async def artifact(self, d: dict[str, Any]) -> Path:
+        artifact = d["artifact"]
+        try:
+            return await asyncio.to_thread(self.artifacts.ensure, artifact["digest"],
+                                           lambda dest: self.host.fetch_artifact(d["project"], artifact["digest"],
+                                                                                 dest))
+        except Unreachable as e:
+            raise CellplaneError(f"artifact {artifact['digest'][:19]} is not on this machine and the control "
+                                 f"plane is unreachable ({e})") from None
+        except ApiRefused as e:
+            raise CellplaneError(f"artifact {artifact['digest'][:19]} cannot be fetched: {e}") from None
+
+    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+        return await asyncio.to_thread(launchspec.binds_literally, d, tree)
+
+    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
+        return await self.supervisor.start(await self.replica_spec(d, tree, index))
+
+    async def stop_replica(self, replica: Replica) -> None:
+        await self.supervisor.stop(replica)
+
+    async def drain(self, rs: ReleaseSet) -> None:
+        upstreams = self.upstreams_of(rs)
+        if upstreams:
+            await self.gateway.drain(upstreams, timeout=max((r.spec.grace for r in rs.replicas), default=10))
+
+    async def replica_spec(self, d: dict[str, Any], tree: Path, index: int, run: str | None = None) -> ReplicaSpec:
+        def prepare() -> ReplicaSpec:
+            lines: list[str] = []
+            launch = launch_command(tree, self.cache, log=lines.append)  # it picks the port (or the declared one)
+            for line in lines:
+                self.system_line(d, line)
+            run_dir = (self.settings.data_dir / "run" / d["environment"] / d["project"] / d["component"]
+                       / (f"run-{secrets.token_hex(4)}" if run is not None else f"{d['release']}-{index}"))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            spec = launchspec.replica_spec(d, index, launch, tree, self.network, self.host.key, run_dir, run=run,
+                                           isolation=self.isolation)
+            if index == 0:
+                self.system_line(d, "isolation: " + self.isolation.note(spec.sandbox))
+            return spec
+
+        return await asyncio.to_thread(prepare)
+
+    def upstreams_of(self, rs: ReleaseSet) -> list[Upstream]:
+        out = []
+        for r in rs.replicas:
+            if r.port:
+                out.append(Upstream("127.0.0.1", r.port))
+            for ep in rs.desired.get("endpoints") or []:
+                port = self._endpoint_port(rs, r, ep)
+                if port and port != r.port:
+                    out.append(Upstream("127.0.0.1", port))
+        return out
+
+    @staticmethod
+    def _endpoint_port(rs: ReleaseSet, r: Replica, ep: dict[str, Any]) -> int | None:
+        """The first endpoint is served on the replica's port; others on their declared port."""
+        endpoints = rs.desired.get("endpoints") or []
+        if not endpoints or ep["port"] == endpoints[0]["port"]:
+            return r.port
+        return int(ep["port"])
+
+    def routes_changed(self) -> None:
+        backends = []
+        for w in self.workloads.values():
+            if w.is_task:
+                continue
+            rs = w.active  # None before its first release is ready: routed all the same, to no replica (503)
+            d = rs.desired if rs is not None else w.desired
+            seen_paths: set[str] = set()
+            for ep in d.get("endpoints") or []:
+                if ep.get("type", "REST") not in HTTP_TYPES or ep.get("basePath", "/") in seen_paths:
+                    continue
+                seen_paths.add(ep.get("basePath", "/"))
+                ready = [r for r in rs.replicas if r.state == "ready"] if rs is not None else []
+                ups = tuple(Upstream("127.0.0.1", p) for r in ready if rs is not None
+                            and (p := self._endpoint_port(rs, r, ep)))
+                backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
+                                        d.get("version", "v1"), ep.get("basePath", "/"),
+                                        frozenset(ep.get("visibility") or ["Project"]), ups))
+        table = RouteTable(tuple(backends), self._grants)
+        if table != self._route_table:
+            self._route_table = table
+            self.gateway.update(table)
+
+    def system_line(self, d: dict[str, Any], line: str, run: str | None = None) -> None:
+        self.host.log({"deployment": d["id"], "run": run, "environment": d["environment"], "project": d["project"],
+                       "component": d["component"], "replica": None, "stream": "system", "at": now_iso(),
+                       "line": line})
+
+    # -- events from the supervisor ----------------------------------------------------------------------------
+
+    def _workload_of(self, replica: Replica) -> Workload | None:
+        """The workload a replica belongs to: the deployment its identity names, while it is deployed."""
+        identity = replica.spec.identity
+        return self.workloads.get(identity.deployment) if identity is not None else None
+
+    def _replica_changed(self, replica: Replica) -> None:
+        w = self._workload_of(replica)
+        if w is not None:
+            w.replica_changed()
+            if w.active is not None and replica in w.active.replicas:
+                self.routes_changed()
+            self._tell_replica(w, replica)
+        self.changed()
+
+    def _tell_replica(self, w: Workload, replica: Replica) -> None:
+        """A service replica that exits, fails or enters a crash loop is an event in the component's log."""
+        identity, now_is = replica.spec.identity, (replica.state, replica.message)
+        if identity is None:
+            return
+        if replica.state == "stopped":
+            self._told.pop(identity, None)
+            return
+        if w.is_task or self._told.get(identity) == now_is:
+            return
+        self._told[identity] = now_is
+        if replica.state in ("crash-loop", "failed") or "restarting in" in replica.message:
+            state = "" if replica.state == "starting" else f" ({replica.state})"
+            self.system_line(w.desired, f"replica {identity.index} of release {identity.release}{state}: "
+                                        f"{replica.message}")
+
+    def _output(self, replica: Replica, stream: str, line: str) -> None:
+        identity = replica.spec.identity
+        if identity is None:
+            return
+        w = self._workload_of(replica)
+        run = identity.run
+        self.host.log({"deployment": w.id if w else None, "run": run, "environment": identity.environment,
+                       "project": identity.project, "component": identity.component,
+                       "replica": None if run else identity.index, "stream": stream, "at": now_iso(),
+                       "line": line.replace("\x00", "\ufffd")})
+
+    def _access_line(self, entry: dict[str, Any]) -> None:
+        """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept). Routed requests
+        go to the control plane too, up to access_log_rate lines per second."""
+        if entry["component"] is not None:
+            if self._access_bucket.take(time.monotonic()):
+                self.host.access_line(access_line(entry))
+            else:
+                self.access_unshipped += 1
+        if self._access is None:
+            return
+        line = orjson.dumps(entry) + b"\n"  # a tenth of json.dumps' time: this runs for every request
+        self._access.write(line)
+        self._access_bytes += len(line)
+        if self._access_bytes > ACCESS_LOG_BYTES:
+            path = self.settings.data_dir / "access.log"
+            self._access.close()
+            path.replace(path.with_suffix(".log.1"))
+            self._access = path.open("ab", buffering=1 << 16)
+            self._access_bytes = 0
+
+    # -- tasks -------------------------------------------------------------------------------------------------
+
+    async def _scheduled_run(self, job: Job, at: datetime) -> None:
+        w = self.workloads.get(job.key)
+        if w is None:
+            return
+        run_id = "run_" + secrets.token_hex(8)
+        await self._run_task(w.desired, run_id, "schedule")
+
+    def _skipped_run(self, job: Job, at: datetime, reason: str) -> None:
+        w = self.workloads.get(job.key)
+        if w is not None:
+            self.system_line(w.desired, f"scheduled run at {at.isoformat()} skipped: {reason}")
+
+    def _start_run(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
+        self.started_runs.add(run_id)
+        self.host.state.save_started_runs(self.started_runs)
+        task = asyncio.create_task(self._run_task(d, run_id, trigger), name=f"run-{run_id}")
+        self._runs[run_id] = task
+        task.add_done_callback(lambda _: self._runs.pop(run_id, None))
+
+    async def _run_task(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
+        report = {"id": run_id, "deployment": d["id"], "environment": d["environment"], "project": d["project"],
+                  "component": d["component"], "trigger": trigger, "state": "running", "startedAt": now_iso(),
+                  "endedAt": None, "exitCode": None, "message": ""}
+        self.host.task_run(dict(report))
+        started = time.monotonic()
+        spec: ReplicaSpec | None = None
+        try:
+            tree = await self.artifact(d)
+            spec = await self.replica_spec(d, tree, 0, run=run_id)
+            replica = await self.supervisor.start(spec)
+            code = await replica.wait_exit()
+            await self.supervisor.stop(replica)
+            report.update(state="succeeded" if code == 0 else "failed", exitCode=code,
+                          message=f"exited with {code} after {time.monotonic() - started:.1f}s")
+        except asyncio.CancelledError:
+            report.update(state="failed", message="the data plane stopped during the run")
+            raise
+        except Exception as e:
+            report.update(state="failed", message=str(e) or type(e).__name__)
+            self.system_line(d, f"run {run_id} failed to start: {report['message']}", run=run_id)
+        finally:
+            report["endedAt"] = now_iso()
+            self.host.task_run(report)
+            if spec is not None and spec.run_dir is not None:  # a run's directory goes with it
+                await asyncio.to_thread(shutil.rmtree, spec.run_dir, True)
+
+    # -- telemetry ---------------------------------------------------------------------------------------------
+
+    def service_replicas(self) -> list[Replica]:
+        """The replicas of the service workloads (serving or rolling out) that are not stopped; no task runs."""
+        return [r for w in self.workloads.values() if not w.is_task for rs in (w.active, w.rolling)
+                if rs is not None for r in rs.replicas if r.state != "stopped"]
+
+    def _http_window(self) -> tuple[str, float]:
+        """Close the current metrics window: its http points go to the host; returns its (start, length)."""
+        started_wall, started = self._window
+        now = time.monotonic()
+        self._window = (time.time(), now)
+        at, seconds = iso(started_wall), now - started
+        for point in http_points(self.gateway.metrics.delta(), at, seconds):
+            self.host.metric(point)
+        return at, seconds
+
+    async def metrics_window(self) -> None:
+        """One window: the gateway's counters since the last one, and each service replica's CPU, memory and
+        restarts."""
+        samples = self.replica_telemetry.begin(self.service_replicas())
+        at, seconds = self._http_window()
+        samples = await asyncio.to_thread(self.replica_telemetry.measure, samples)
+        for point in self.replica_telemetry.points(samples, at, seconds):
+            self.host.metric(point)
+
+    async def _metrics_loop(self) -> None:
+        interval = max(0.05, self.settings.metrics_interval)
+        while True:
+            await asyncio.sleep(max(0.0, self._window[1] + interval - time.monotonic()))
+            try:
+                await self.metrics_window()
+            except Exception:  # a window lost is not worth stopping the metrics for
+                log.exception("the metrics window failed")
+                await asyncio.sleep(interval)  # and not worth spinning for either
+
+    def prometheus(self) -> str:
+        """What the agent's Prometheus endpoint serves."""
+        return (self.gateway.metrics.prometheus() + self.replica_telemetry.prometheus(self.service_replicas())
+                + counter("cellplane_agent_access_lines_unshipped_total",
+                          "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
+                          self.access_unshipped))
