@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import connections
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model.component import ENV_NAME
 from cellplane.model.meta import dns_label_problem
+from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import ConfigValueRow, WebhookSecretRow, now
 
 ALL = ""  # environment column value meaning "every environment"
@@ -95,6 +95,12 @@ def absorb_spec_secrets(s: Session, keyring: KeyRing, org: str, project: str, co
     return spec, changed
 
 
+def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
+           environment: str | None = None) -> None:
+    """Delete the values of what is being deleted."""
+    delete_scoped(s, (ConfigValueRow,), organization, project, component, environment)
+
+
 def rows_for(s: Session, org: str, project: str, component: str) -> list[ConfigValueRow]:
     return list(s.scalars(select(ConfigValueRow).where(
         ConfigValueRow.organization == org, ConfigValueRow.project == project,
@@ -137,36 +143,29 @@ def effective(s: Session, org: str, project: str, component: str, spec: dict[str
     return sorted(out.values(), key=lambda i: (i["key"], i["environment"] or ""))
 
 
-def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
-    """Re-encrypt one batch of secrets held under an older key; returns how many were done."""
-    rows = s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))
-                     .order_by(ConfigValueRow.id)).all()
+def rotate(s: Session, keyring: KeyRing, budget: int) -> int:
+    """Re-encrypt configuration secrets held under an older key, at most ``budget``; returns how many."""
     done = 0
-    for row in rows:
+    for row in s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))
+                         .order_by(ConfigValueRow.id)).all():
+        if done >= budget:
+            break
         if keyring.key_id_of(row.value) != keyring.primary_id:
             row.value = keyring.encrypt(keyring.decrypt(row.value, context(row)), context(row))
             done += 1
-            if done >= batch:
-                break
-    if done < batch:  # git webhook secrets are held under the same key ring
-        for hook in s.scalars(select(WebhookSecretRow).order_by(WebhookSecretRow.id)).all():
-            if keyring.key_id_of(hook.secret) != keyring.primary_id:
-                ctx = webhook_context(hook.organization, hook.project, hook.component)
-                hook.secret = keyring.encrypt(keyring.decrypt(hook.secret, ctx), ctx)
-                done += 1
-                if done >= batch:
-                    break
-    if done < batch:  # and so are the secrets of connections
-        done += connections.rotate(s, keyring, batch - done)
-    if done < batch:  # and the secrets copied into releases
-        from cellplane.controlplane import releases  # releases reads configuration: imported where it is used
+    return done
 
-        done += releases.rotate(s, keyring, batch - done)
-    if done < batch:  # and the signing secrets of alert webhooks
-        from cellplane.controlplane.telemetry import alerts
 
-        done += alerts.rotate(s, keyring, batch - done)
-    s.flush()
+def rotate_webhook_secrets(s: Session, keyring: KeyRing, budget: int) -> int:
+    """Re-encrypt git webhook secrets (held under the same key ring) under an older key, at most ``budget``."""
+    done = 0
+    for hook in s.scalars(select(WebhookSecretRow).order_by(WebhookSecretRow.id)).all():
+        if done >= budget:
+            break
+        if keyring.key_id_of(hook.secret) != keyring.primary_id:
+            ctx = webhook_context(hook.organization, hook.project, hook.component)
+            hook.secret = keyring.encrypt(keyring.decrypt(hook.secret, ctx), ctx)
+            done += 1
     return done
 
 

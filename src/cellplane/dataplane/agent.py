@@ -57,7 +57,7 @@ from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.runtime.artifacts import LocalArtifacts
 from cellplane.runtime.launch import launch_command
-from cellplane.runtime.materialize import Cache
+from cellplane.runtime.materialize import DependencyCache
 from cellplane.sealing import load_or_create_private, public_key_text
 
 log = logging.getLogger("cellplane.dataplane")
@@ -101,7 +101,7 @@ class Agent:
         self.state = LocalState(settings.data_dir)
         self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name,
                                settings.token_file)
-        self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
+        self.cache = DependencyCache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
         self.artifacts = LocalArtifacts(settings.data_dir)
         self.isolation = Isolation(settings.data_dir, self.cache.root)
         self.workloads: dict[str, Workload] = {}
