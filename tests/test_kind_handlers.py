@@ -1,10 +1,10 @@
-"""Every kind of resource has its handler (controlplane/handlers.py): what storing or deleting one sets off is
+"""Every kind of resource has its handler (controlplane/kindhandlers.py): what storing or deleting one sets off is
 declared once per kind, so a kind added to the model without one is noticed here rather than by a deletion that
 leaves rows behind."""
 
 from __future__ import annotations
 
-from cellplane.controlplane.handlers import HANDLERS
+from cellplane.controlplane.kindhandlers import HANDLERS
 from cellplane.model import KINDS
 
 

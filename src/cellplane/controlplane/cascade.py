@@ -4,7 +4,7 @@ component or environment that is being deleted, and a preview environment with e
 Each table's owner says how its rows are deleted (``releases.forget``, ``approvals.forget``, ``config.forget``,
 ``alerts.forget``, ``builds.forget``); this module says which of them a deletion reaches, so that a new table
 scoped by organization, project, component or environment is added here once, not in every deletion. The kinds'
-handlers (``handlers``) and the preview routes call it. Cost: one ``DELETE`` per table.
+handlers (``kindhandlers``) and the preview routes call it. Cost: one ``DELETE`` per table.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def promote(s: Session, keyring: KeyRing, component: ResourceRow, source: str, t
     environment(s, org, source, "from")
     env_row = environment(s, org, target, "to")
     pipeline = pipelines.of_project(s, org, component.project)
-    path_target = pipelines.target(pipeline, source, target)
+    path_target = pipelines.promotion_target(pipeline, source, target)
     _runnable(env_row)
     dep = find(s, org, component.project, component.name, source, track)
     if dep is None or dep.release_id is None:
@@ -224,7 +224,7 @@ def approve(s: Session, approval: ApprovalRow, actor: str) -> Outcome:
     env_row = environment(s, approval.organization, approval.environment)
     _runnable(env_row)
     if approval.source_environment:  # the promotion path must still exist
-        pipelines.target(pipelines.of_project(s, approval.organization, approval.project),
+        pipelines.promotion_target(pipelines.of_project(s, approval.organization, approval.project),
                          approval.source_environment, approval.environment)
     release = releases.get(s, approval.organization, approval.release_id)
     return activate(s, approvals.slot_of(approval), release, approval.action, approval.requested_by,

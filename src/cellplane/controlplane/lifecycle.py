@@ -2,8 +2,8 @@
 
 ``apply`` checks the owner and the references, lets the kind prepare its spec, writes the row (``resources``) and
 tells the kind what happened (created, or changed); ``delete`` refuses a resource another one still names, lets the
-kind check and remove what it owns elsewhere, and deletes the row. What each kind does is in ``handlers``; this
-module names no kind. Callers own the transaction (one per request, with its audit event: ``api.deps.audited``), so
+kind check and remove what it owns elsewhere, and deletes the row. What each kind does is in ``kindhandlers``;
+this module names no kind. Callers own the transaction (one per request, with its audit event: ``api.deps.audited``), so
 a problem in the tenth document of an ``apply`` rolls back the first nine.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import resources
-from cellplane.controlplane.handlers import handler
 from cellplane.controlplane.keyring import KeyRing
+from cellplane.controlplane.kindhandlers import handler
 from cellplane.controlplane.resources import ApplyResult, Scope
 from cellplane.errors import ConflictError
 from cellplane.model import Document

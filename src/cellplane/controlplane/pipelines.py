@@ -31,7 +31,7 @@ def describe(pipeline: ResourceRow) -> str:
     return ", ".join(moves) or "none"
 
 
-def target(pipeline: ResourceRow, source: str, destination: str) -> dict[str, Any]:
+def promotion_target(pipeline: ResourceRow, source: str, destination: str) -> dict[str, Any]:
     """The promotion path's target entry; refuses a move that is not a path of the pipeline."""
     for p in paths(pipeline):
         if p.get("source") == source:

@@ -2,8 +2,8 @@
 
 This module knows the ``resources`` table and nothing else: what storing or deleting a document sets off in other
 tables (a component's secrets, its deployments, a project's builds) is the business of ``lifecycle`` and the
-per-kind ``handlers`` above it. Callers own the transaction: ``lifecycle.apply`` of ten documents happens in one
-session, so a problem in the tenth rolls back the first nine.
+per-kind handlers (``kindhandlers``) above it. Callers own the transaction: ``lifecycle.apply`` of ten documents
+happens in one session, so a problem in the tenth rolls back the first nine.
 """
 
 from __future__ import annotations
