@@ -25,7 +25,7 @@ ALL = ""  # environment column value meaning "every environment"
 FILE_PREFIX = "file:"
 
 
-def context(row: ConfigValueRow) -> str:
+def secret_context(row: ConfigValueRow) -> str:
     """Associated data binding a ciphertext to its place."""
     return f"{row.organization}/{row.project}/{row.component}/{row.environment}/{row.key}"
 
@@ -41,7 +41,7 @@ def _find(s: Session, org: str, project: str, component: str, env: str, key: str
 
 
 def plaintext(keyring: KeyRing, row: ConfigValueRow) -> str:
-    return keyring.decrypt(row.value, context(row)) if row.secret else row.value
+    return keyring.decrypt(row.value, secret_context(row)) if row.secret else row.value
 
 
 def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: str, env: str, key: str,
@@ -61,7 +61,7 @@ def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: s
     elif row.secret == secret and plaintext(keyring, row) == value:
         return row, False
     row.secret = secret
-    row.value = keyring.encrypt(value, context(row)) if secret else value
+    row.value = keyring.encrypt(value, secret_context(row)) if secret else value
     row.version += 1
     row.updated_at = now()
     row.updated_by = actor
@@ -151,7 +151,7 @@ def rotate(s: Session, keyring: KeyRing, budget: int) -> int:
         if done >= budget:
             break
         if keyring.key_id_of(row.value) != keyring.primary_id:
-            row.value = keyring.encrypt(keyring.decrypt(row.value, context(row)), context(row))
+            row.value = keyring.encrypt(keyring.decrypt(row.value, secret_context(row)), secret_context(row))
             done += 1
     return done
 
@@ -227,7 +227,7 @@ def resolve(s: Session, keyring: KeyRing, org: str, project: str, component: str
     rows = [r for r in rows_for(s, org, project, component) if r.environment in (ALL, env)]
     for row in sorted(rows, key=lambda r: r.environment != ALL):
         secret = row.secret or row.key in declared_secret
-        stored, ctx, is_secret_row = row.value, context(row), row.secret
+        stored, ctx, is_secret_row = row.value, secret_context(row), row.secret
 
         def reveal(stored: str = stored, ctx: str = ctx, is_secret_row: bool = is_secret_row) -> str:
             return keyring.decrypt(stored, ctx) if is_secret_row else stored
