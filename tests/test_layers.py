@@ -156,6 +156,22 @@ def test_the_control_plane_modules_import_each_other_without_a_cycle() -> None:
     assert cycle == [], "import cycle: " + " -> ".join(m.removeprefix("cellplane.controlplane.") for m in cycle)
 
 
+# The control plane's orchestration ("Control plane layers"): what a change sets off elsewhere. Entity services sit
+# below it and never call it; only the entry points do (the API's routes, the platform's bootstrap).
+ORCHESTRATION = ("lifecycle", "kindhandlers", "cascade", "rotation")
+ENTRY_POINTS = ("api", "platform")
+
+
+def test_only_the_entry_points_call_the_orchestration_layer() -> None:
+    graph = module_graph("controlplane")
+    prefix = "cellplane.controlplane."
+    layer = {prefix + m for m in ORCHESTRATION}
+    assert layer <= set(graph), sorted(layer - set(graph))
+    callers = sorted(m for m, targets in graph.items() if targets & layer and m not in layer
+                     and not any(m == prefix + e or m.startswith(prefix + e + ".") for e in ENTRY_POINTS))
+    assert callers == []
+
+
 def test_the_cycle_check_finds_a_cycle_closed_inside_a_function_and_one_through_type_checking() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
