@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
-from cellplane.controlplane import dataplanes, deployments, workloads
+from cellplane.controlplane import dataplanes, deployments, taskruns
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry import logs
 from cellplane.sealing import open_sealed, public_key_text
@@ -605,7 +605,7 @@ def test_log_pruning_waits_for_a_tenth_of_the_bound(store: Store, monkeypatch: p
 
 
 def test_manual_task_runs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workloads, "MAX_RUNS", 3)
+    monkeypatch.setattr(taskruns, "MAX_RUNS", 3)
     dep = DeploymentRow(id="dep_runs", organization="o", project="p", component="job", environment="dev",
                         build_id="b", artifact="sha256:x")
     with store.transaction() as s:
@@ -613,11 +613,11 @@ def test_manual_task_runs_are_pruned_to_their_bound(store: Store, monkeypatch: p
     made = []
     for _ in range(6):
         with store.transaction() as s:
-            run = workloads.create_run(s, s.get(DeploymentRow, "dep_runs"), "me")
+            run = taskruns.create_run(s, s.get(DeploymentRow, "dep_runs"), "me")
             made.append(run.id)
             run.state = "succeeded"  # only finished runs are pruned
     with store.transaction() as s:
-        kept = [r.id for r in workloads.list_runs(s, "o", "p", "job", "dev", 100)]
+        kept = [r.id for r in taskruns.list_runs(s, "o", "p", "job", "dev", 100)]
     assert len(kept) <= 4 and made[-1] in kept and made[0] not in kept, (made, kept)
 
 
@@ -640,7 +640,7 @@ def _deployment_world(s: Any, plane_status: dict[str, Any] | None = None) -> Dep
 
 def test_secrets_wait_for_the_agent_key_and_connection_secrets_survive_key_rotation(
         store: Store, tmp_path: Path) -> None:
-    from cellplane.controlplane import config, connections, desired
+    from cellplane.controlplane import connections, desired, rotation
     from cellplane.store.tables import ConnectionKeyRow
 
     keyring = KeyRing.load_or_create(tmp_path)
@@ -669,7 +669,7 @@ def test_secrets_wait_for_the_agent_key_and_connection_secrets_survive_key_rotat
     old = keyring.primary_id
     keyring.begin_rotation()
     with store.transaction() as s:
-        assert config.rotate_all(s, keyring) == 1
+        assert rotation.rotate_all(s, keyring) == 1
     keyring.finish_rotation()
     with store.transaction() as s:
         row = s.query(ConnectionKeyRow).one()

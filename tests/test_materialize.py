@@ -9,12 +9,12 @@ import pytest
 
 from cellplane.build.plan import BuildFailure
 from cellplane.build.scans import parse_requirements_pins
-from cellplane.runtime.materialize import COMPLETE, Cache, pyproject_dependencies, python_lock, python_venv
+from cellplane.runtime.materialize import COMPLETE, DependencyCache, pyproject_dependencies, python_lock, python_venv
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_a_lock_and_its_environment_with_each_installer(tmp_path: Path, build_cache: Path, installer: str) -> None:
-    cache = Cache(build_cache / installer, installer)
+    cache = DependencyCache(build_cache / installer, installer)
     work = tmp_path / "work"
     work.mkdir()
     (work / "requirements.txt").write_text("six>=1.16\n")
@@ -43,7 +43,7 @@ def test_a_lock_and_its_environment_with_each_installer(tmp_path: Path, build_ca
 def test_an_unresolvable_requirement_names_the_step(tmp_path: Path, build_cache: Path) -> None:
     (tmp_path / "requirements.txt").write_text("this-package-does-not-exist-cellplane==0.0.1\n")
     with pytest.raises(BuildFailure, match="resolving the Python dependencies failed"):
-        python_lock([tmp_path / "requirements.txt"], [], tmp_path, Cache(build_cache / "uv", "uv"))
+        python_lock([tmp_path / "requirements.txt"], [], tmp_path, DependencyCache(build_cache / "uv", "uv"))
 
 
 def test_pyproject_dependencies(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
 from cellplane.controlplane import config as config_service
-from cellplane.controlplane import releases, resources
+from cellplane.controlplane import lifecycle, releases, resources, rotation
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import CellplaneError
 from cellplane.model import parse_document
@@ -421,8 +421,8 @@ def test_apply_of_ten_documents_stores_nothing_when_the_tenth_fails(store: Store
     with pytest.raises(CellplaneError) as caught, store.transaction() as s:
         for raw in raws:
             doc = parse_document(raw)
-            place = resources.place_of(doc, None, None)
-            applied += resources.apply(s, doc, place, keyring, "tester")
+            place = resources.scope_of(doc, None, None)
+            applied += lifecycle.apply(s, doc, place, keyring, "tester")
     assert len([r for r in applied if r.action == "created"]) >= 9  # the first nine went through
     assert caught.value.details[0].field == "spec.deploymentPipeline"
     assert count(store, ResourceRow) == 0
@@ -431,10 +431,10 @@ def test_apply_of_ten_documents_stores_nothing_when_the_tenth_fails(store: Store
     with store.transaction() as s:
         for raw in raws[:9]:
             doc = parse_document(raw)
-            resources.apply(s, doc, resources.place_of(doc, None, None), keyring, "tester")
+            lifecycle.apply(s, doc, resources.scope_of(doc, None, None), keyring, "tester")
     with store.transaction() as s:
         assert s.scalar(select(func.count()).select_from(ResourceRow).where(ResourceRow.kind == "Project")) == 7
-        assert resources.find(s, resources.Place(resources.KINDS["Component"], "acme", "p0"), "api") is not None
+        assert resources.find(s, resources.Scope(resources.KINDS["Component"], "acme", "p0"), "api") is not None
 
 
 # -- secrets at rest -------------------------------------------------------------------------------------------------
@@ -506,7 +506,7 @@ def test_key_rotation_reencrypts_every_secret(store: Store, keyring: KeyRing, tm
     total = 0
     while True:  # small batches, as the API does it
         with store.transaction() as s:
-            done = config_service.rotate_all(s, keyring, batch=3)
+            done = rotation.rotate_all(s, keyring, batch=3)
         total += done
         if done == 0:
             break
@@ -561,7 +561,7 @@ def test_naive_timestamps_are_refused(store: Store) -> None:
 def test_key_rotation_reencrypts_the_secrets_copied_into_releases(store: Store, keyring: KeyRing,
                                                                   tmp_path: Path) -> None:
     set_secret(store, keyring, "orders", "DB_PASSWORD", PLAINTEXT)
-    place = releases.Place("default", "shop", "orders", "development", "default")
+    place = releases.Slot("default", "shop", "orders", "development", "default")
     with store.transaction() as s:
         release = releases.make(s, keyring, place, build_id="b-1", artifact="sha256:" + "0" * 64,
                                 spec={"configuration": {"env": [{"name": "DB_PASSWORD", "secret": True}]}},
@@ -573,7 +573,7 @@ def test_key_rotation_reencrypts_the_secrets_copied_into_releases(store: Store, 
     new_id = keyring.begin_rotation()
     while True:
         with store.transaction() as s:
-            if config_service.rotate_all(s, keyring, batch=1) == 0:
+            if rotation.rotate_all(s, keyring, batch=1) == 0:
                 break
     keyring.finish_rotation()
     reloaded = KeyRing.load_or_create(tmp_path)

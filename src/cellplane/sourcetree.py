@@ -1,14 +1,23 @@
-"""Paths inside a component's source tree, shared by the control plane's import and the build runner.
+"""A component's source: where it is and paths inside it, shared by the control plane, the build runner and the CLI.
 
+``is_git_url`` tells a git URL (which the control plane clones) from a local directory (which the CLI may upload).
 ``subdirectory`` resolves ``source.path`` against a checkout and refuses anything that leaves it (``..``, an
 absolute path, a symbolic link pointing out). Cost: one ``resolve`` and one ``stat``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cellplane.errors import FieldProblem, InvalidError
+
+_GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+
+
+def is_git_url(value: str) -> bool:
+    """Whether ``source.repository`` names a git remote (a URL, or scp-like ``user@host:path``), not a directory."""
+    return bool(_GIT_URL.match(value))
 
 
 def subdirectory(root: Path, path: str) -> Path:

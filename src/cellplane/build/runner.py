@@ -29,7 +29,7 @@ from cellplane.build.plan import BuildFailure, Plan
 from cellplane.digests import sha256_file
 from cellplane.errors import CellplaneError
 from cellplane.runtime import materialize
-from cellplane.runtime.materialize import Cache
+from cellplane.runtime.materialize import DependencyCache
 from cellplane.sourcetree import subdirectory
 
 STEPS = ("source", "detect", "dependencies", "build", "test", "scan", "package")
@@ -47,7 +47,7 @@ def emit(event: str, **fields: Any) -> None:
 @dataclass
 class Job:
     dir: Path
-    cache: Cache
+    cache: DependencyCache
     source: dict[str, Any]
     component: dict[str, Any]
     policy: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +59,7 @@ class Job:
     @classmethod
     def load(cls, path: Path) -> Job:
         raw = json.loads(path.read_text())
-        cache = Cache(Path(raw["cache"]), raw.get("pythonInstaller") or "auto")
+        cache = DependencyCache(Path(raw["cache"]), raw.get("pythonInstaller") or "auto")
         return cls(Path(raw["dir"]), cache, raw["source"], raw.get("component", {}),
                    raw.get("policy") or {}, raw.get("osvDatabase"), raw.get("uploadLimits") or {},
                    raw.get("memoryMb"), raw.get("dataDir"))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 import sys
 from pathlib import Path
@@ -171,38 +170,22 @@ def recover_token(
     plane's machine as its OS user. Audited (action token.recover)."""
     from cellplane.cli.commands_dataplane import save_token
     from cellplane.cli.commands_server import default_data_dir
-    from cellplane.controlplane import identity
-    from cellplane.controlplane.keys import decode_key
+    from cellplane.controlplane.recovery import recover_admin_token
     from cellplane.errors import CellplaneError
-    from cellplane.store import Store, sqlite_url
 
     data_dir = (data_dir or default_data_dir()).resolve()
     if not data_dir.is_dir():
         raise CliError(f"--data-dir {data_dir}: no such directory")
     if database_url is None and not (data_dir / "cellplane.db").is_file():
         raise CliError(f"--data-dir {data_dir}: no database (cellplane.db) there; give --database-url for PostgreSQL")
-    key_text = os.environ.get("CELLPLANE_TOKEN_KEY")
-    if not key_text:
-        try:
-            key_text = (data_dir / "token.key").read_text()
-        except OSError as e:
-            raise CliError(f"{data_dir / 'token.key'}: cannot read the token key ({e.strerror or e}); set "
-                           "CELLPLANE_TOKEN_KEY if the control plane gets it from there") from None
-    try:
-        key = decode_key(key_text)
-    except ValueError as e:
-        raise CliError(f"the token key is not valid: {e}") from None
     actor = f"recover-token:{getpass.getuser()}@{socket.gethostname()}"
-    store = Store(database_url or sqlite_url(data_dir))
     try:
-        store.migrate()
-        with store.transaction() as s:
-            row, secret, created = identity.recover_admin_token(s, key, user, actor)
+        recovered = recover_admin_token(data_dir, database_url, user, actor)
     except CellplaneError as e:
         raise CliError(e.message) from None
-    finally:
-        store.dispose()
-    what = f"token {row.id} for platform administrator '{user}'" + (" (user created)" if created else "")
+    secret = recovered.token
+    what = (f"token {recovered.token_id} for platform administrator '{user}'"
+            + (" (user created)" if recovered.created else ""))
     if output is None:
         err.print(f"{what} (shown once; store it safely):")
         print(secret)

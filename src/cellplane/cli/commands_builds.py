@@ -47,7 +47,7 @@ def component_path(st: Any, project: str | None, component: str) -> str:
 
 def _upload_dir(component: dict[str, Any], source: str | None, ref: str | None) -> Path | None:
     """The directory the CLI uploads: --source, or the component's repository when it is a local directory."""
-    from cellplane.controlplane.sources import is_git_url
+    from cellplane.sourcetree import is_git_url
 
     if source:
         path = Path(source).expanduser()
@@ -336,12 +336,12 @@ def run(ctx: typer.Context, digest: str = typer.Argument(...), project: str = PR
     """Run an artifact here, as the data plane would: its runtime from the cache, PORT set. Ctrl-C stops it."""
     from cellplane.build.plan import BuildFailure
     from cellplane.runtime.launch import launch_command
-    from cellplane.runtime.materialize import Cache
+    from cellplane.runtime.materialize import DependencyCache
 
     st = state(ctx)
     tree = _pull(st, st.project(project) or "", digest)
     try:
-        cmd = launch_command(tree, Cache(_cache_root()), port=port, host=host,
+        cmd = launch_command(tree, DependencyCache(_cache_root()), port=port, host=host,
                              log=lambda line: err.print(escape(line)))
     except BuildFailure as e:
         raise CliError(f"cannot run {digest}: {e.message}") from None

@@ -2,7 +2,7 @@
 
 A request is made by a deploy or a promotion into such an environment. Someone holding the approver permission
 for that environment (``deployments:approve``) who is not the requester approves it (the release then runs) or
-rejects it with a reason. A newer request for the same place supersedes a pending older one.
+rejects it with a reason. A newer request for the same slot supersedes a pending older one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane.releases import Place
+from cellplane.controlplane.releases import Slot
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
 from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import ApprovalRow, ReleaseRow, now
@@ -21,24 +21,24 @@ from cellplane.store.tables import ApprovalRow, ReleaseRow, now
 STATES = ("pending", "approved", "rejected", "superseded")
 
 
-def _pending(s: Session, place: Place) -> list[ApprovalRow]:
+def _pending(s: Session, slot: Slot) -> list[ApprovalRow]:
     a = ApprovalRow
     return list(s.scalars(select(a).where(
-        a.organization == place.organization, a.project == place.project, a.component == place.component,
-        a.environment == place.environment, a.track == place.track, a.state == "pending")))
+        a.organization == slot.organization, a.project == slot.project, a.component == slot.component,
+        a.environment == slot.environment, a.track == slot.track, a.state == "pending")))
 
 
-def request(s: Session, place: Place, release: ReleaseRow, action: str, source: str | None,
+def request(s: Session, slot: Slot, release: ReleaseRow, action: str, source: str | None,
             actor: str) -> ApprovalRow:
-    pending = _pending(s, place)
+    pending = _pending(s, slot)
     for row in pending:
         if row.release_id == release.id:
             return row  # asked already
     at = now()
     for row in pending:
         row.state, row.decided_at, row.reason = "superseded", at, f"a newer request asks for release {release.id}"
-    row = ApprovalRow(id="apr_" + secrets.token_hex(4), organization=place.organization, project=place.project,
-                      component=place.component, environment=place.environment, track=place.track,
+    row = ApprovalRow(id="apr_" + secrets.token_hex(4), organization=slot.organization, project=slot.project,
+                      component=slot.component, environment=slot.environment, track=slot.track,
                       release_id=release.id, action=action, source_environment=source, state="pending",
                       requested_by=actor, requested_at=at, reason="")
     s.add(row)
@@ -46,9 +46,9 @@ def request(s: Session, place: Place, release: ReleaseRow, action: str, source: 
     return row
 
 
-def supersede(s: Session, place: Place, reason: str) -> None:
-    """Pending requests for ``place`` no longer apply (its deployment was removed)."""
-    for row in _pending(s, place):
+def supersede(s: Session, slot: Slot, reason: str) -> None:
+    """Pending requests for ``slot`` no longer apply (its deployment was removed)."""
+    for row in _pending(s, slot):
         row.state, row.decided_at, row.reason = "superseded", now(), reason
 
 
@@ -60,8 +60,8 @@ def get(s: Session, org: str, approval_id: str) -> ApprovalRow:
     return row
 
 
-def place_of(row: ApprovalRow) -> Place:
-    return Place(row.organization, row.project, row.component, row.environment, row.track)
+def slot_of(row: ApprovalRow) -> Slot:
+    return Slot(row.organization, row.project, row.component, row.environment, row.track)
 
 
 def decide(row: ApprovalRow, user: str, state: str, reason: str = "") -> None:

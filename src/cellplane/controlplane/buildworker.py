@@ -125,8 +125,8 @@ class BuildWorkers:
             row = builds.claim(s, self.name)
             if row is None:
                 return None
-            project = resources.find(s, resources.Place(KINDS["Project"], row.organization), row.project)
-            component = resources.find(s, resources.Place(KINDS["Component"], row.organization, row.project),
+            project = resources.find(s, resources.Scope(KINDS["Project"], row.organization), row.project)
+            component = resources.find(s, resources.Scope(KINDS["Component"], row.organization, row.project),
                                        row.component)
             return {"id": row.id, "source": dict(row.source or {}), "upload": row.upload,
                     "timeout": row.timeout_seconds, "policy": ((project.spec or {}).get("buildPolicy") or {})

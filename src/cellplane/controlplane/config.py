@@ -14,18 +14,18 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import connections
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model.component import ENV_NAME
 from cellplane.model.meta import dns_label_problem
+from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import ConfigValueRow, WebhookSecretRow, now
 
 ALL = ""  # environment column value meaning "every environment"
 FILE_PREFIX = "file:"
 
 
-def context(row: ConfigValueRow) -> str:
+def secret_context(row: ConfigValueRow) -> str:
     """Associated data binding a ciphertext to its place."""
     return f"{row.organization}/{row.project}/{row.component}/{row.environment}/{row.key}"
 
@@ -41,7 +41,7 @@ def _find(s: Session, org: str, project: str, component: str, env: str, key: str
 
 
 def plaintext(keyring: KeyRing, row: ConfigValueRow) -> str:
-    return keyring.decrypt(row.value, context(row)) if row.secret else row.value
+    return keyring.decrypt(row.value, secret_context(row)) if row.secret else row.value
 
 
 def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: str, env: str, key: str,
@@ -61,7 +61,7 @@ def set_value(s: Session, keyring: KeyRing, org: str, project: str, component: s
     elif row.secret == secret and plaintext(keyring, row) == value:
         return row, False
     row.secret = secret
-    row.value = keyring.encrypt(value, context(row)) if secret else value
+    row.value = keyring.encrypt(value, secret_context(row)) if secret else value
     row.version += 1
     row.updated_at = now()
     row.updated_by = actor
@@ -93,6 +93,12 @@ def absorb_spec_secrets(s: Session, keyring: KeyRing, org: str, project: str, co
                 if value is not None:
                     changed |= set_value(s, keyring, org, project, component, env, key, value, True, actor)[1]
     return spec, changed
+
+
+def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
+           environment: str | None = None) -> None:
+    """Delete the values of what is being deleted."""
+    delete_scoped(s, (ConfigValueRow,), organization, project, component, environment)
 
 
 def rows_for(s: Session, org: str, project: str, component: str) -> list[ConfigValueRow]:
@@ -137,36 +143,29 @@ def effective(s: Session, org: str, project: str, component: str, spec: dict[str
     return sorted(out.values(), key=lambda i: (i["key"], i["environment"] or ""))
 
 
-def rotate_all(s: Session, keyring: KeyRing, batch: int = 200) -> int:
-    """Re-encrypt one batch of secrets held under an older key; returns how many were done."""
-    rows = s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))
-                     .order_by(ConfigValueRow.id)).all()
+def rotate(s: Session, keyring: KeyRing, budget: int) -> int:
+    """Re-encrypt configuration secrets held under an older key, at most ``budget``; returns how many."""
     done = 0
-    for row in rows:
+    for row in s.scalars(select(ConfigValueRow).where(ConfigValueRow.secret.is_(True))
+                         .order_by(ConfigValueRow.id)).all():
+        if done >= budget:
+            break
         if keyring.key_id_of(row.value) != keyring.primary_id:
-            row.value = keyring.encrypt(keyring.decrypt(row.value, context(row)), context(row))
+            row.value = keyring.encrypt(keyring.decrypt(row.value, secret_context(row)), secret_context(row))
             done += 1
-            if done >= batch:
-                break
-    if done < batch:  # git webhook secrets are held under the same key ring
-        for hook in s.scalars(select(WebhookSecretRow).order_by(WebhookSecretRow.id)).all():
-            if keyring.key_id_of(hook.secret) != keyring.primary_id:
-                ctx = webhook_context(hook.organization, hook.project, hook.component)
-                hook.secret = keyring.encrypt(keyring.decrypt(hook.secret, ctx), ctx)
-                done += 1
-                if done >= batch:
-                    break
-    if done < batch:  # and so are the secrets of connections
-        done += connections.rotate(s, keyring, batch - done)
-    if done < batch:  # and the secrets copied into releases
-        from cellplane.controlplane import releases  # releases reads configuration: imported where it is used
+    return done
 
-        done += releases.rotate(s, keyring, batch - done)
-    if done < batch:  # and the signing secrets of alert webhooks
-        from cellplane.controlplane.telemetry import alerts
 
-        done += alerts.rotate(s, keyring, batch - done)
-    s.flush()
+def rotate_webhook_secrets(s: Session, keyring: KeyRing, budget: int) -> int:
+    """Re-encrypt git webhook secrets (held under the same key ring) under an older key, at most ``budget``."""
+    done = 0
+    for hook in s.scalars(select(WebhookSecretRow).order_by(WebhookSecretRow.id)).all():
+        if done >= budget:
+            break
+        if keyring.key_id_of(hook.secret) != keyring.primary_id:
+            ctx = webhook_context(hook.organization, hook.project, hook.component)
+            hook.secret = keyring.encrypt(keyring.decrypt(hook.secret, ctx), ctx)
+            done += 1
     return done
 
 
@@ -228,7 +227,7 @@ def resolve(s: Session, keyring: KeyRing, org: str, project: str, component: str
     rows = [r for r in rows_for(s, org, project, component) if r.environment in (ALL, env)]
     for row in sorted(rows, key=lambda r: r.environment != ALL):
         secret = row.secret or row.key in declared_secret
-        stored, ctx, is_secret_row = row.value, context(row), row.secret
+        stored, ctx, is_secret_row = row.value, secret_context(row), row.secret
 
         def reveal(stored: str = stored, ctx: str = ctx, is_secret_row: bool = is_secret_row) -> str:
             return keyring.decrypt(stored, ctx) if is_secret_row else stored

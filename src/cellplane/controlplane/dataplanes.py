@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import resources
 from cellplane.model import KINDS
 from cellplane.store import in_chunks
 from cellplane.store.tables import DeploymentRow, ResourceRow, now
@@ -25,11 +25,11 @@ STALE_AFTER = 30.0  # seconds without a report after which a data plane shows as
 
 
 def find(s: Session, org: str, name: str) -> ResourceRow | None:
-    return store.find(s, store.Place(KINDS["DataPlane"], org), name)
+    return resources.find(s, resources.Scope(KINDS["DataPlane"], org), name)
 
 
 def get(s: Session, org: str, name: str) -> ResourceRow:
-    return store.get(s, store.Place(KINDS["DataPlane"], org), name)
+    return resources.get(s, resources.Scope(KINDS["DataPlane"], org), name)
 
 
 def agent_of(row: ResourceRow | None) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, dataplanes, desired, pipelines, releases, tracks, workloads
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import approvals, dataplanes, desired, pipelines, releases, resources, taskruns, tracks
 from cellplane.controlplane.connections import Lookup
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
@@ -32,7 +31,7 @@ def new_id() -> str:
 
 
 def environment(s: Session, org: str, name: str, field_path: str = "environment") -> ResourceRow:
-    row = store.find(s, store.Place(KINDS["Environment"], org), name)
+    row = resources.find(s, resources.Scope(KINDS["Environment"], org), name)
     if row is None:
         raise NotFoundError(f"environment '{name}' not found in organization '{org}'",
                             [FieldProblem(field_path, "no such environment")])
@@ -107,8 +106,8 @@ class Outcome:
     approval: ApprovalRow | None = None
 
 
-def place(component: ResourceRow, env: str, track: str) -> releases.Place:
-    return releases.Place(component.organization, component.project, component.name, env, track)
+def slot(component: ResourceRow, env: str, track: str) -> releases.Slot:
+    return releases.Slot(component.organization, component.project, component.name, env, track)
 
 
 def _runnable(env_row: ResourceRow) -> None:
@@ -117,7 +116,7 @@ def _runnable(env_row: ResourceRow) -> None:
                             code="no-dataplane")
 
 
-def activate(s: Session, where: releases.Place, release: ReleaseRow, action: str, actor: str,
+def activate(s: Session, where: releases.Slot, release: ReleaseRow, action: str, actor: str,
              note: str = "") -> Outcome:
     """Make ``release`` the one the deployment of ``where`` runs (creating the deployment)."""
     row = find(s, where.organization, where.project, where.component, where.environment, where.track)
@@ -140,7 +139,7 @@ def activate(s: Session, where: releases.Place, release: ReleaseRow, action: str
     return Outcome("updated", release, row)
 
 
-def _gated(s: Session, where: releases.Place, release: ReleaseRow, needs_approval: bool, action: str,
+def _gated(s: Session, where: releases.Slot, release: ReleaseRow, needs_approval: bool, action: str,
            source: str | None, actor: str, note: str = "") -> Outcome:
     current = find(s, where.organization, where.project, where.component, where.environment, where.track)
     if current is not None and current.release_id == release.id:
@@ -160,7 +159,7 @@ def deploy(s: Session, keyring: KeyRing, component: ResourceRow, env: str, build
     _runnable(env_row)
     build = _build_for(s, org, component, build_id, track)
     assert build.artifact is not None
-    where = place(component, env, build.track)
+    where = slot(component, env, build.track)
     release = releases.make(s, keyring, where, build_id=build.id, artifact=build.artifact,
                             spec=dict(component.spec or {}), origin=f"{action} of build #{build.number}",
                             actor=actor)
@@ -176,7 +175,7 @@ def promote(s: Session, keyring: KeyRing, component: ResourceRow, source: str, t
     environment(s, org, source, "from")
     env_row = environment(s, org, target, "to")
     pipeline = pipelines.of_project(s, org, component.project)
-    path_target = pipelines.target(pipeline, source, target)
+    path_target = pipelines.promotion_target(pipeline, source, target)
     _runnable(env_row)
     dep = find(s, org, component.project, component.name, source, track)
     if dep is None or dep.release_id is None:
@@ -184,7 +183,7 @@ def promote(s: Session, keyring: KeyRing, component: ResourceRow, source: str, t
         raise ConflictError(f"{what}component '{component.project}/{component.name}' is not deployed in '{source}': "
                             "nothing to promote", code="not-deployed")
     from_release = releases.get(s, org, dep.release_id)
-    where = place(component, target, dep.track)
+    where = slot(component, target, dep.track)
     release = releases.make(s, keyring, where, build_id=from_release.build_id, artifact=from_release.artifact,
                             spec=dict(from_release.spec or {}),
                             origin=f"promoted from {source} (release {from_release.id})", actor=actor)
@@ -200,7 +199,7 @@ def rollback(s: Session, component: ResourceRow, env: str, actor: str, track: st
     env_row = environment(s, org, env)
     _runnable(env_row)
     dep = get(s, org, component.project, component.name, env, track)
-    where = place(component, env, dep.track)
+    where = slot(component, env, dep.track)
     if to is None:
         target = releases.previous(s, where, dep.release_id)
         if target is None:
@@ -225,10 +224,10 @@ def approve(s: Session, approval: ApprovalRow, actor: str) -> Outcome:
     env_row = environment(s, approval.organization, approval.environment)
     _runnable(env_row)
     if approval.source_environment:  # the promotion path must still exist
-        pipelines.target(pipelines.of_project(s, approval.organization, approval.project),
+        pipelines.promotion_target(pipelines.of_project(s, approval.organization, approval.project),
                          approval.source_environment, approval.environment)
     release = releases.get(s, approval.organization, approval.release_id)
-    return activate(s, approvals.place_of(approval), release, approval.action, approval.requested_by,
+    return activate(s, approvals.slot_of(approval), release, approval.action, approval.requested_by,
                     f"approved by {actor}" + (f", from {approval.source_environment}"
                                               if approval.source_environment else ""))
 
@@ -240,11 +239,11 @@ def refresh(s: Session, keyring: KeyRing, component: ResourceRow, actor: str, re
     approved deploy or promotion."""
     out: list[Outcome] = []
     for dep in list_rows(s, component.organization, component.project, component.name, env or None):
-        env_row = store.find(s, store.Place(KINDS["Environment"], component.organization), dep.environment)
+        env_row = resources.find(s, resources.Scope(KINDS["Environment"], component.organization), dep.environment)
         if env_row is None or pipelines.requires_approval(env_row) or dep.release_id is None:
             continue
         current = releases.get(s, component.organization, dep.release_id)
-        where = place(component, dep.environment, dep.track)
+        where = slot(component, dep.environment, dep.track)
         release = releases.make(s, keyring, where, build_id=current.build_id, artifact=current.artifact,
                                 spec=dict(component.spec or {}), origin=reason, actor=actor)
         if release.id != dep.release_id:
@@ -255,7 +254,8 @@ def refresh(s: Session, keyring: KeyRing, component: ResourceRow, actor: str, re
 def after_build(s: Session, keyring: KeyRing, build: BuildRow) -> list[str]:
     """A succeeded build deploys itself: to its preview environment, or, when its track has auto-deploy on, to
     the first environment of the project's pipeline. Returns what happened, for the build's log."""
-    component = store.find(s, store.Place(KINDS["Component"], build.organization, build.project), build.component)
+    component = resources.find(s, resources.Scope(KINDS["Component"], build.organization, build.project),
+                               build.component)
     if component is None or build.state != "succeeded":
         return []
     env = build.deploy_to
@@ -276,8 +276,8 @@ def after_build(s: Session, keyring: KeyRing, build: BuildRow) -> list[str]:
 
 
 def undeploy(s: Session, row: DeploymentRow, actor: str) -> str:
-    workloads.cancel_queued(s, row.id, "the deployment was removed before the run started")
-    approvals.supersede(s, releases.Place(row.organization, row.project, row.component, row.environment, row.track),
+    taskruns.cancel_queued(s, row.id, "the deployment was removed before the run started")
+    approvals.supersede(s, releases.Slot(row.organization, row.project, row.component, row.environment, row.track),
                         f"the deployment was removed by {actor}")
     s.delete(row)
     s.flush()
@@ -392,7 +392,7 @@ class Viewer:
 
     def env(self, name: str) -> ResourceRow | None:
         if name not in self._envs:
-            self._envs[name] = store.find(self.s, store.Place(KINDS["Environment"], self.org), name)
+            self._envs[name] = resources.find(self.s, resources.Scope(KINDS["Environment"], self.org), name)
         return self._envs[name]
 
     def plane(self, name: str) -> ResourceRow | None:

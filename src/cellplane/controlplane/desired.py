@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import config, connections, dataplanes, releases, tracks, workloads
+from cellplane.controlplane import config, connections, dataplanes, releases, tracks
+from cellplane.controlplane import taskruns as workloads  # the module of task runs, once named workloads
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal

@@ -6,16 +6,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import resources
 from cellplane.errors import ConflictError, FieldProblem, InvalidError
 from cellplane.model import KINDS
 from cellplane.store.tables import ResourceRow
 
 
 def of_project(s: Session, org: str, project: str) -> ResourceRow:
-    row = store.get(s, store.Place(KINDS["Project"], org), project)
+    row = resources.get(s, resources.Scope(KINDS["Project"], org), project)
     name = (row.spec or {}).get("deploymentPipeline") or "default"
-    pipeline = store.find(s, store.Place(KINDS["DeploymentPipeline"], org), name)
+    pipeline = resources.find(s, resources.Scope(KINDS["DeploymentPipeline"], org), name)
     if pipeline is None:
         raise ConflictError(f"project '{project}' uses deployment pipeline '{name}', which does not exist",
                             code="no-pipeline")
@@ -31,7 +31,7 @@ def describe(pipeline: ResourceRow) -> str:
     return ", ".join(moves) or "none"
 
 
-def target(pipeline: ResourceRow, source: str, destination: str) -> dict[str, Any]:
+def promotion_target(pipeline: ResourceRow, source: str, destination: str) -> dict[str, Any]:
     """The promotion path's target entry; refuses a move that is not a path of the pipeline."""
     for p in paths(pipeline):
         if p.get("source") == source:

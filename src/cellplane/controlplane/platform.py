@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from cellplane import API_VERSION
-from cellplane.controlplane import desired, identity, resources
+from cellplane.controlplane import desired, identity, lifecycle, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.keys import load_or_create_token_key
 from cellplane.controlplane.telemetry.logs import LogStore, SqlLogStore
@@ -48,9 +48,9 @@ class Platform:
             with self.store.transaction() as s:
                 org = parse_document({"apiVersion": API_VERSION, "kind": "Organization",
                                       "metadata": {"name": DEFAULT_ORG}, "spec": {"displayName": "Default"}})
-                place = resources.Place(org.info)
-                if resources.find(s, place, DEFAULT_ORG) is None:
-                    resources.apply(s, org, place, self.keyring, "system")
+                scope = resources.Scope(org.info)
+                if resources.find(s, scope, DEFAULT_ORG) is None:
+                    lifecycle.apply(s, org, scope, self.keyring, "system")
                 if s.scalar(select(func.count()).select_from(UserRow)):
                     return False
                 admin = identity.create_user(s, ADMIN_USER, superuser=True)

@@ -4,7 +4,8 @@ Creating one makes an Environment (on the data plane of the pipeline's first env
 approval), and queues a build of that branch for every component with a repository; each build deploys itself
 there when it succeeds (``BuildRow.deploy_to``). Deleting one removes everything it made: deployments (the data
 plane stops them), releases, approval requests, configuration values and role bindings of the environment, the
-builds (a running one is cancelled), and the environment itself.
+builds (a running one is cancelled), and the environment itself. What other tables hold for the environment is
+forgotten by ``cascade.delete_preview``, which calls ``remove`` here for the rest.
 """
 
 from __future__ import annotations
@@ -17,21 +18,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, builds, pipelines, releases, workloads
-from cellplane.controlplane import resources as store
-from cellplane.controlplane.telemetry import alerts
+from cellplane.controlplane import builds, pipelines, resources
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
 from cellplane.model import KINDS
-from cellplane.store.tables import (
-    BuildLogRow,
-    BuildRow,
-    ConfigValueRow,
-    DeploymentRow,
-    PreviewRow,
-    ResourceRow,
-    RoleBindingRow,
-    now,
-)
+from cellplane.store.tables import BuildLogRow, BuildRow, DeploymentRow, PreviewRow, ResourceRow, now
 
 LABEL = "cellplane.dev/preview"
 ACTIVE = ("queued", "running")
@@ -77,20 +67,20 @@ def skipped(component: ResourceRow) -> str | None:
 
 def create(s: Session, org: str, project: str, branch: str, actor: str) -> PreviewRow:
     builds.check_track(branch, "branch")
-    store.get(s, store.Place(KINDS["Project"], org), project)
+    resources.get(s, resources.Scope(KINDS["Project"], org), project)
     if find(s, org, project, branch) is not None:
         raise ConflictError(f"project '{project}' has a preview environment for branch '{branch}' already",
                             [FieldProblem("branch", "already previewed")], code="already-exists")
     pipeline = pipelines.of_project(s, org, project)
     first = pipelines.first_environment(pipeline)
-    first_row = store.find(s, store.Place(KINDS["Environment"], org), first) if first else None
+    first_row = resources.find(s, resources.Scope(KINDS["Environment"], org), first) if first else None
     plane = ((first_row.spec if first_row is not None else None) or {}).get("dataPlane")
     if not plane:
         raise ConflictError(f"the first environment of pipeline '{pipeline.name}' ({first or 'none'}) has no data "
                             "plane for the preview to run on", code="no-dataplane")
     name = environment_name(project, branch)
-    place = store.Place(KINDS["Environment"], org)
-    if store.find(s, place, name) is not None:
+    environments = resources.Scope(KINDS["Environment"], org)
+    if resources.find(s, environments, name) is not None:
         raise ConflictError(f"environment '{name}' exists already", code="already-exists")
     s.add(ResourceRow(uid=str(uuid.uuid4()), kind="Environment", organization=org, project="", name=name,
                       labels={LABEL: "true"}, annotations={"cellplane.dev/preview-of": f"{project}@{branch}"[:250]},
@@ -110,16 +100,17 @@ def create(s: Session, org: str, project: str, branch: str, actor: str) -> Previ
     return row
 
 
-def delete_preview(s: Session, row: PreviewRow) -> list[str]:
+def deployments_of(s: Session, row: PreviewRow) -> list[str]:
+    """The deployments in the preview's environment, as a deletion lists them."""
+    return [f"deployment/{d}@{row.environment}" for d in s.scalars(select(DeploymentRow.component).where(
+        DeploymentRow.organization == row.organization, DeploymentRow.environment == row.environment))]
+
+
+def remove(s: Session, row: PreviewRow) -> list[str]:
+    """Delete what the preview made (its builds: a running one is cancelled; its environment) and the preview
+    itself; returns what was deleted. The rows other tables hold for its environment are ``cascade``'s business."""
     org, env = row.organization, row.environment
-    deleted = [f"deployment/{d}@{env}" for d in s.scalars(select(DeploymentRow.component).where(
-        DeploymentRow.organization == org, DeploymentRow.environment == env))]
-    workloads.forget(s, org, environment=env)
-    releases.forget(s, org, environment=env)
-    approvals.forget(s, org, environment=env)
-    alerts.forget(s, org, environment=env)
-    s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == org, ConfigValueRow.environment == env))
-    s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == org, RoleBindingRow.environment == env))
+    deleted: list[str] = []
     for build in s.scalars(select(BuildRow).where(BuildRow.organization == org, BuildRow.deploy_to == env)).all():
         if build.state in ACTIVE:  # its worker stops it; it no longer deploys anywhere
             build.deploy_to = None
@@ -129,7 +120,7 @@ def delete_preview(s: Session, row: PreviewRow) -> list[str]:
         s.execute(delete(BuildLogRow).where(BuildLogRow.build_id == build.id))
         s.delete(build)
         deleted.append(f"build/{build.id}")
-    env_row = store.find(s, store.Place(KINDS["Environment"], org), env)
+    env_row = resources.find(s, resources.Scope(KINDS["Environment"], org), env)
     if env_row is not None:
         s.delete(env_row)
         deleted.append(f"environment/{env}")

@@ -1,7 +1,7 @@
 """Releases: immutable snapshots of (artifact, component spec, configuration) made for one environment and track.
 
 A release's id is taken from its digest ('r' and 12 hex digits): the same artifact, spec and configuration for
-the same place is the same release, so deploying it again changes nothing. Secret configuration values are
+the same slot is the same release, so deploying it again changes nothing. Secret configuration values are
 copied into the release encrypted with the key ring (bound to the release and key), so that a rollback restores
 them even after they were changed. A deployment's history is its release events: which release became the one
 it runs, when, by whom and how (deploy, promote, rollback, approval, configuration change).
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cellplane.canonical import digest
 from cellplane.controlplane import config
 from cellplane.controlplane.keyring import MASK, KeyRing
 from cellplane.errors import ConflictError, FieldProblem, NotFoundError
@@ -37,8 +38,9 @@ def runtime_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Place:
-    """Where a release runs: one track of a component in one environment."""
+class Slot:
+    """Where a release runs: one track of a component in one environment (what a deployment, its release events and
+    its approval requests are keyed by). Its fields, in this order, are part of every release's digest."""
 
     organization: str
     project: str
@@ -51,17 +53,15 @@ class Place:
         return f"{self.project}/{self.component}{track} in {self.environment}"
 
 
-def make(s: Session, keyring: KeyRing, place: Place, *, build_id: str, artifact: str, spec: dict[str, Any],
+def make(s: Session, keyring: KeyRing, slot: Slot, *, build_id: str, artifact: str, spec: dict[str, Any],
          origin: str, actor: str) -> ReleaseRow:
-    """The release of ``artifact`` with ``spec`` and the configuration ``place``'s environment has now: an existing
+    """The release of ``artifact`` with ``spec`` and the configuration ``slot``'s environment has now: an existing
     one when nothing differs, else a new one."""
-    from cellplane.controlplane.desired import digest
-
-    resolved = config.resolve(s, keyring, place.organization, place.project, place.component, spec,
-                              place.environment)
+    resolved = config.resolve(s, keyring, slot.organization, slot.project, slot.component, spec,
+                              slot.environment)
     markers = [{"key": v.key, "secret": True, "ref": list(v.ref or ())} if v.secret
                else {"key": v.key, "secret": False, "value": v.value} for v in resolved]
-    release_digest = digest({"place": place.__dict__, "artifact": artifact, "spec": runtime_spec(spec),
+    release_digest = digest({"place": slot.__dict__, "artifact": artifact, "spec": runtime_spec(spec),
                              "declared": spec.get("configuration"), "configuration": markers})
     release_id = ""
     for length in ID_LENGTHS:  # a short id; a longer one in the unlikely case that the short one is taken
@@ -79,8 +79,8 @@ def make(s: Session, keyring: KeyRing, place: Place, *, build_id: str, artifact:
         if v.secret:
             item["cipher"] = keyring.encrypt(v.reveal(), secret_context(release_id, v.key))
         configuration.append(item)
-    row = ReleaseRow(id=release_id, organization=place.organization, project=place.project,
-                     component=place.component, environment=place.environment, track=place.track,
+    row = ReleaseRow(id=release_id, organization=slot.organization, project=slot.project,
+                     component=slot.component, environment=slot.environment, track=slot.track,
                      build_id=build_id, artifact=artifact, spec=spec, configuration=configuration,
                      digest=release_digest, origin=origin, created_by=actor, created_at=now())
     try:
@@ -100,7 +100,7 @@ def of_deployment(s: Session, keyring: KeyRing, dep: DeploymentRow, spec: dict[s
         row = s.get(ReleaseRow, dep.release_id)
         if row is not None:
             return row
-    where = Place(dep.organization, dep.project, dep.component, dep.environment, dep.track)
+    where = Slot(dep.organization, dep.project, dep.component, dep.environment, dep.track)
     release = make(s, keyring, where, build_id=dep.build_id, artifact=dep.artifact, spec=dict(spec),
                    origin="the deployment as it was before releases", actor="system")
     dep.release_id = release.id
@@ -123,9 +123,9 @@ def get(s: Session, org: str, release_id: str, field_path: str = "release") -> R
     return row
 
 
-def record(s: Session, place: Place, release: ReleaseRow, action: str, actor: str, note: str = "") -> None:
-    s.add(ReleaseEventRow(organization=place.organization, project=place.project, component=place.component,
-                          environment=place.environment, track=place.track, release_id=release.id, action=action,
+def record(s: Session, slot: Slot, release: ReleaseRow, action: str, actor: str, note: str = "") -> None:
+    s.add(ReleaseEventRow(organization=slot.organization, project=slot.project, component=slot.component,
+                          environment=slot.environment, track=slot.track, release_id=release.id, action=action,
                           actor=actor, at=now(), note=note))
     s.flush()
 
@@ -146,21 +146,21 @@ def history(s: Session, org: str, project: str, component: str, env: str | None 
     return list(s.scalars(q.order_by(ReleaseEventRow.id.desc()).limit(limit)))
 
 
-def _at(place: Place) -> list[Any]:
-    """The conditions selecting the release events of ``place``."""
+def _at(slot: Slot) -> list[Any]:
+    """The conditions selecting the release events of ``slot``."""
     e = ReleaseEventRow
-    return [e.organization == place.organization, e.project == place.project, e.component == place.component,
-            e.environment == place.environment, e.track == place.track]
+    return [e.organization == slot.organization, e.project == slot.project, e.component == slot.component,
+            e.environment == slot.environment, e.track == slot.track]
 
 
-def previous(s: Session, place: Place, current: str | None) -> str | None:
-    """The release that ran in ``place`` before the current one (None when there was none)."""
-    events = s.scalars(select(ReleaseEventRow.release_id).where(*_at(place)).order_by(ReleaseEventRow.id.desc()))
+def previous(s: Session, slot: Slot, current: str | None) -> str | None:
+    """The release that ran in ``slot`` before the current one (None when there was none)."""
+    events = s.scalars(select(ReleaseEventRow.release_id).where(*_at(slot)).order_by(ReleaseEventRow.id.desc()))
     return next((r for r in events if r != current), None)
 
 
-def ran_in(s: Session, place: Place, release_id: str) -> bool:
-    return s.scalar(select(ReleaseEventRow.id).where(*_at(place), ReleaseEventRow.release_id == release_id)
+def ran_in(s: Session, slot: Slot, release_id: str) -> bool:
+    return s.scalar(select(ReleaseEventRow.id).where(*_at(slot), ReleaseEventRow.release_id == release_id)
                     .limit(1)) is not None
 
 

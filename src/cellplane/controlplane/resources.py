@@ -1,7 +1,9 @@
-"""Stored resources: apply, read, list and delete documents of every kind, inside one session.
+"""Stored resources: write, read, list and delete the rows of documents of every kind, inside one session.
 
-Callers own the transaction: ``apply`` of ten documents happens in one session, so a problem in
-the tenth rolls back the first nine.
+This module knows the ``resources`` table and nothing else: what storing or deleting a document sets off in other
+tables (a component's secrets, its deployments, a project's builds) is the business of ``lifecycle`` and the
+per-kind handlers (``kindhandlers``) above it. Callers own the transaction: ``lifecycle.apply`` of ten documents
+happens in one session, so a problem in the tenth rolls back the first nine.
 """
 
 from __future__ import annotations
@@ -9,28 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
-from cellplane.controlplane import approvals, builds, releases, workloads
-from cellplane.controlplane import config as config_service
-from cellplane.controlplane.keyring import KeyRing
-from cellplane.controlplane.telemetry import alerts
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
-from cellplane.store.tables import (
-    BuildRow,
-    ConfigValueRow,
-    DeploymentRow,
-    PreviewRow,
-    ResourceRow,
-    RoleBindingRow,
-    now,
-)
+from cellplane.store.tables import ResourceRow, now
 
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
 
@@ -50,8 +41,9 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
-class Place:
-    """Where a resource lives: its kind and scope columns."""
+class Scope:
+    """Where resources of one kind live: the kind, and the organization (and project) they belong to, as stored in
+    the scope columns ('' where the kind has none). A resource is a ``Scope`` and a name."""
 
     info: KindInfo
     organization: str = ""
@@ -62,7 +54,7 @@ class Place:
         return f"{self.info.kind} '{where}'"
 
 
-def place_of(doc: Document, default_org: str | None, default_project: str | None) -> Place:
+def scope_of(doc: Document, default_org: str | None, default_project: str | None) -> Scope:
     info = doc.info
     org = "" if info.scope == "cluster" else (doc.metadata.organization or default_org or "")
     project = (doc.metadata.project or default_project or "") if info.scope == "project" else ""
@@ -73,7 +65,7 @@ def place_of(doc: Document, default_org: str | None, default_project: str | None
         problems.append(FieldProblem("metadata.project", "required (or give --project)"))
     if problems:
         raise InvalidError(f"{info.kind} '{doc.name}' has no owner", problems)
-    return Place(info, org, project)
+    return Scope(info, org, project)
 
 
 # The lookups every request makes, built once: building a statement and its cache key costs more than running it.
@@ -88,132 +80,93 @@ _OWNERS = select(func.count()).select_from(ResourceRow).where(or_(
          ResourceRow.name == bindparam("project"))))
 
 
-def _where(place: Place, name: str) -> dict[str, str]:
-    return {"kind": place.info.kind, "org": place.organization, "project": place.project, "name": name}
+def _where(scope: Scope, name: str) -> dict[str, str]:
+    return {"kind": scope.info.kind, "org": scope.organization, "project": scope.project, "name": name}
 
 
-def find(s: Session, place: Place, name: str) -> ResourceRow | None:
-    return s.scalar(_FIND, _where(place, name))
+def find(s: Session, scope: Scope, name: str) -> ResourceRow | None:
+    return s.scalar(_FIND, _where(scope, name))
 
 
-def exists(s: Session, place: Place, name: str) -> bool:
+def exists(s: Session, scope: Scope, name: str) -> bool:
     """Whether the resource exists (its id alone is read: cheaper than ``find``)."""
-    return s.scalar(_EXISTS, _where(place, name)) is not None
+    return s.scalar(_EXISTS, _where(scope, name)) is not None
 
 
-def get(s: Session, place: Place, name: str) -> ResourceRow:
-    row = find(s, place, name)
+def get(s: Session, scope: Scope, name: str) -> ResourceRow:
+    row = find(s, scope, name)
     if row is None:
-        raise NotFoundError(f"{place.describe(name)} not found")
+        raise NotFoundError(f"{scope.describe(name)} not found")
     return row
 
 
 def get_component(s: Session, organization: str, project: str, name: str) -> ResourceRow:
     """A component, after checking that its organization and project exist (404s name the missing one)."""
-    place = Place(KINDS["Component"], organization, project)
-    require_owner(s, place, field_path="path")
-    row = find(s, place, name)
+    scope = Scope(KINDS["Component"], organization, project)
+    require_owner(s, scope, field_path="path")
+    row = find(s, scope, name)
     if row is None:
-        raise NotFoundError(f"{place.describe(name)} not found", [FieldProblem("path.component", "no such component")])
+        raise NotFoundError(f"{scope.describe(name)} not found", [FieldProblem("path.component", "no such component")])
     return row
 
 
-def require_owner(s: Session, place: Place, field_path: str = "metadata") -> None:
+def require_owner(s: Session, scope: Scope, field_path: str = "metadata") -> None:
     """The organization (and project) a resource belongs to must exist."""
-    if place.info.scope == "cluster":
+    if scope.info.scope == "cluster":
         return
-    if place.info.scope == "project" and s.scalar(_OWNERS, {"org": place.organization, "project": place.project}) == 2:
+    if scope.info.scope == "project" and s.scalar(_OWNERS, {"org": scope.organization, "project": scope.project}) == 2:
         return  # both exist: one query (which one is missing takes two)
-    orgs = Place(KINDS["Organization"])
-    if not exists(s, orgs, place.organization):
-        raise NotFoundError(f"organization '{place.organization}' not found",
+    orgs = Scope(KINDS["Organization"])
+    if not exists(s, orgs, scope.organization):
+        raise NotFoundError(f"organization '{scope.organization}' not found",
                             [FieldProblem(f"{field_path}.organization", "no such organization")])
-    if place.info.scope == "project" and not exists(s, Place(KINDS["Project"], place.organization), place.project):
-        raise NotFoundError(f"project '{place.organization}/{place.project}' not found",
+    if scope.info.scope == "project" and not exists(s, Scope(KINDS["Project"], scope.organization), scope.project):
+        raise NotFoundError(f"project '{scope.organization}/{scope.project}' not found",
                             [FieldProblem(f"{field_path}.project", "no such project")])
 
 
-def _require_named(s: Session, kind: str, org: str, names: list[tuple[str, str]]) -> list[FieldProblem]:
-    place = Place(KINDS[kind], org)
-    return [FieldProblem(path, f"{kind} '{name}' does not exist in organization '{org}'")
-            for path, name in names if not exists(s, place, name)]
+Reference = tuple[str, str, str]  # (field path, kind, name): a document names another resource of its organization
 
 
-def check_references(s: Session, doc: Document, place: Place) -> None:
-    """References to other resources must resolve, each problem at its field path."""
-    spec: Any = doc.spec
-    org = place.organization
-    problems: list[FieldProblem] = []
-    if doc.kind == "Project":
-        problems += _require_named(s, "DeploymentPipeline", org, [("spec.deploymentPipeline", spec.deploymentPipeline)])
-    elif doc.kind == "Environment" and spec.dataPlane:
-        problems += _require_named(s, "DataPlane", org, [("spec.dataPlane", spec.dataPlane)])
-    elif doc.kind == "DeploymentPipeline":
-        refs = []
-        for i, path in enumerate(spec.promotionPaths):
-            refs.append((f"spec.promotionPaths[{i}].source", path.source))
-            refs += [(f"spec.promotionPaths[{i}].targets[{j}].name", t.name) for j, t in enumerate(path.targets)]
-        problems += _require_named(s, "Environment", org, refs)
-    elif doc.kind == "Component":
-        refs = []
-        for section in ("env", "files"):
-            for i, item in enumerate(getattr(spec.configuration, section)):
-                refs += [(f"spec.configuration.{section}[{i}].environments.{env}", env) for env in item.environments]
-        problems += _require_named(s, "Environment", org, refs)
+def check_references(s: Session, doc: Document, scope: Scope, references: list[Reference]) -> None:
+    """The resources ``doc`` names (``references``, from its kind's handler) must exist in its organization, each
+    missing one reported at its field path."""
+    org = scope.organization
+    problems = [FieldProblem(path, f"{kind} '{name}' does not exist in organization '{org}'")
+                for path, kind, name in references if not exists(s, Scope(KINDS[kind], org), name)]
     if problems:
-        raise InvalidError(f"{place.describe(doc.name)} refers to resources that do not exist", problems)
+        raise InvalidError(f"{scope.describe(doc.name)} refers to resources that do not exist", problems)
 
 
-def apply(s: Session, doc: Document, place: Place, keyring: KeyRing, actor: str) -> list[ApplyResult]:
-    """Create or update one document. Returns what changed (an Organization brings its defaults)."""
-    require_owner(s, place)
-    check_references(s, doc, place)
-    spec = doc.spec_dict()
-    secrets_changed = False
-    if doc.kind == "Component":
-        spec, secrets_changed = config_service.absorb_spec_secrets(
-            s, keyring, place.organization, place.project, doc.name, spec, actor)
+def write(s: Session, doc: Document, scope: Scope, spec: dict[str, Any],
+          touched: bool = False) -> tuple[ApplyResult, ResourceRow, bool]:
+    """Store ``doc`` with ``spec`` (its spec as stored): a new row, or the existing one updated when its spec,
+    labels or annotations differ or ``touched`` says that something stored elsewhere for it changed (the generation
+    moves only with the spec). Returns what happened, the row, and whether the spec changed."""
     meta = doc.metadata
-    row = find(s, place, doc.name)
-    result = ApplyResult(doc.kind, doc.name, place.organization, place.project, "unchanged", doc.warnings)
+    row = find(s, scope, doc.name)
+    result = ApplyResult(doc.kind, doc.name, scope.organization, scope.project, "unchanged", doc.warnings)
     if row is None:
-        s.add(ResourceRow(uid=str(uuid.uuid4()), kind=doc.kind, organization=place.organization,
-                          project=place.project, name=doc.name, labels=meta.labels, annotations=meta.annotations,
-                          spec=spec, status={}, generation=1))
+        row = ResourceRow(uid=str(uuid.uuid4()), kind=doc.kind, organization=scope.organization,
+                          project=scope.project, name=doc.name, labels=meta.labels, annotations=meta.annotations,
+                          spec=spec, status={}, generation=1)
+        s.add(row)
         s.flush()
         result.action = "created"
-        results = [result]
-        if doc.kind == "Organization":
-            results += create_organization_defaults(s, doc.name)
-        return results
-    if (row.spec, row.labels, row.annotations) != (spec, meta.labels, meta.annotations) or secrets_changed:
-        if row.spec != spec:
+        return result, row, True
+    spec_changed = row.spec != spec
+    if (row.spec, row.labels, row.annotations) != (spec, meta.labels, meta.annotations) or touched:
+        if spec_changed:
             row.generation += 1
-        spec_changed = row.spec != spec
         row.spec, row.labels, row.annotations = spec, meta.labels, meta.annotations
         row.updated_at = now()
         result.action = "configured"
-        if doc.kind == "Component" and (spec_changed or secrets_changed):
-            s.flush()
-            # deployments reads resources: imported here, where a changed component makes new releases
-            from cellplane.controlplane import deployments
-
-            deployments.refresh(s, keyring, row, actor, "spec changed" if spec_changed else "configuration changed")
-    s.flush()
-    return [result]
+    return result, row, spec_changed
 
 
-def create(s: Session, doc: Document, place: Place, keyring: KeyRing, actor: str) -> list[ApplyResult]:
-    exists = ConflictError(f"{place.describe(doc.name)} already exists",
-                           [FieldProblem("metadata.name", "already exists")], code="already-exists")
-    if find(s, place, doc.name) is not None:
-        raise exists
-    results = apply(s, doc, place, keyring, actor)
-    # Another transaction may have committed the same name since the check above (PostgreSQL's read committed
-    # shows it to apply's own lookup): then this is a duplicate create, not an update.
-    if results[0].action != "created":
-        raise exists
-    return results
+def already_exists(scope: Scope, name: str) -> ConflictError:
+    return ConflictError(f"{scope.describe(name)} already exists", [FieldProblem("metadata.name", "already exists")],
+                         code="already-exists")
 
 
 def create_organization_defaults(s: Session, org: str) -> list[ApplyResult]:
@@ -229,8 +182,8 @@ def create_organization_defaults(s: Session, org: str) -> list[ApplyResult]:
     results = []
     for raw in docs:
         doc = parse_document({"apiVersion": API_VERSION, **raw})
-        place = Place(doc.info, org)
-        if find(s, place, doc.name) is None:
+        scope = Scope(doc.info, org)
+        if find(s, scope, doc.name) is None:
             s.add(ResourceRow(uid=str(uuid.uuid4()), kind=doc.kind, organization=org, project="", name=doc.name,
                               labels={}, annotations={}, spec=doc.spec_dict(), status={}, generation=1))
             s.flush()
@@ -238,111 +191,13 @@ def create_organization_defaults(s: Session, org: str) -> list[ApplyResult]:
     return results
 
 
-def delete_resource(s: Session, place: Place, name: str) -> list[str]:
-    """Delete a resource and what it owns; returns what was deleted, owners last."""
-    row = get(s, place, name)
-    deleted: list[str] = []
-    kind = place.info.kind
-    users = referrers(s, place, name)
-    if users:
-        raise ConflictError(f"{place.describe(name)} is still used by {', '.join(users)}; change or delete them first",
-                            code="in-use")
-    if kind == "Organization":
-        projects = s.scalars(select(ResourceRow.name).where(
-            ResourceRow.kind == "Project", ResourceRow.organization == name)).all()
-        if projects:
-            raise ConflictError(f"organization '{name}' still has projects: {', '.join(sorted(projects))}; "
-                                "delete them first", code="not-empty")
-        owned = s.scalars(select(ResourceRow).where(ResourceRow.organization == name)).all()
-        deleted += [f"{r.kind.lower()}/{r.name}" for r in owned]
-        s.execute(delete(ResourceRow).where(ResourceRow.organization == name))
-        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == name))
-        workloads.forget(s, name)
-        releases.forget(s, name)
-        approvals.forget(s, name)
-        alerts.forget(s, name)
-        s.execute(delete(PreviewRow).where(PreviewRow.organization == name))
-    elif kind == "Project":
-        comps = s.scalars(select(ResourceRow).where(
-            ResourceRow.kind == "Component", ResourceRow.organization == place.organization,
-            ResourceRow.project == name)).all()
-        deleted += [f"component/{c.name}" for c in comps]
-        s.execute(delete(ResourceRow).where(ResourceRow.organization == place.organization,
-                                            ResourceRow.project == name))
-        s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
-                                               ConfigValueRow.project == name))
-        # A binding outlives nothing it is scoped to: a later project of the same name must not inherit it.
-        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
-                                               RoleBindingRow.project == name))
-        builds.forget(s, place.organization, name)
-        workloads.forget(s, place.organization, name)
-        releases.forget(s, place.organization, name)
-        approvals.forget(s, place.organization, name)
-        alerts.forget(s, place.organization, name)
-        from cellplane.controlplane import previews  # previews reads resources: imported where it is used
-
-        for preview in previews.list_rows(s, place.organization, name):
-            deleted += previews.delete_preview(s, preview)
-    elif kind == "Component":
-        builds.forget(s, place.organization, place.project, name)
-        workloads.forget(s, place.organization, place.project, name)
-        releases.forget(s, place.organization, place.project, name)
-        approvals.forget(s, place.organization, place.project, name)
-        alerts.forget(s, place.organization, place.project, name)
-        s.execute(delete(ConfigValueRow).where(
-            ConfigValueRow.organization == place.organization, ConfigValueRow.project == place.project,
-            ConfigValueRow.component == name))
-    elif kind == "Environment":
-        deployed = s.execute(select(DeploymentRow.project, DeploymentRow.component).where(
-            DeploymentRow.organization == place.organization, DeploymentRow.environment == name)
-            .order_by(DeploymentRow.project, DeploymentRow.component)).all()
-        if deployed:
-            names = ", ".join(f"{p}/{c}" for p, c in deployed[:20]) + (", ..." if len(deployed) > 20 else "")
-            raise ConflictError(f"environment '{name}' still has deployments: {names}; undeploy them first",
-                                code="in-use")
-        workloads.forget(s, place.organization, environment=name)
-        releases.forget(s, place.organization, environment=name)
-        approvals.forget(s, place.organization, environment=name)
-        alerts.forget(s, place.organization, environment=name)
-        s.execute(delete(PreviewRow).where(PreviewRow.organization == place.organization,
-                                           PreviewRow.environment == name))
-        s.execute(update(BuildRow).where(BuildRow.organization == place.organization, BuildRow.deploy_to == name)
-                  .values(deploy_to=None))
-        s.execute(delete(ConfigValueRow).where(ConfigValueRow.organization == place.organization,
-                                               ConfigValueRow.environment == name))
-        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
-                                               RoleBindingRow.environment == name))
-    elif kind == "DataPlane":  # its agent's tokens stop working; a later namesake gets new ones
-        s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == place.organization,
-                                               RoleBindingRow.dataplane == name))
-    s.delete(row)
-    s.flush()
-    deleted.append(f"{kind.lower()}/{name}")
-    return deleted
-
-
-def referrers(s: Session, place: Place, name: str) -> list[str]:
-    """Resources of the same organization whose spec names this one (deleting it would break them)."""
-    kind = place.info.kind
-    if kind not in ("Environment", "DataPlane", "DeploymentPipeline"):
-        return []
-    watched = {"Environment": "DeploymentPipeline", "DataPlane": "Environment", "DeploymentPipeline": "Project"}[kind]
-    rows = s.scalars(select(ResourceRow).where(ResourceRow.kind == watched,
-                                               ResourceRow.organization == place.organization))
-    out = []
-    for row in rows:
-        spec = row.spec
-        if kind == "Environment":
-            named = {p.get("source") for p in spec.get("promotionPaths") or []} | {
-                t.get("name") for p in spec.get("promotionPaths") or [] for t in p.get("targets") or []}
-            hit = name in named
-        elif kind == "DataPlane":
-            hit = spec.get("dataPlane") == name
-        else:
-            hit = spec.get("deploymentPipeline", "default") == name
-        if hit:
-            out.append(f"{watched.lower()}/{row.name}")
-    return sorted(out)
+def referrers(s: Session, scope: Scope, name: str, kind: str,
+              named: Callable[[dict[str, Any]], Collection[Any]]) -> list[str]:
+    """Resources of ``kind`` in the same organization whose spec names this one (``named`` reads the names a spec
+    of that kind holds): deleting it would break them."""
+    rows = s.scalars(select(ResourceRow).where(ResourceRow.kind == kind,
+                                               ResourceRow.organization == scope.organization))
+    return sorted(f"{kind.lower()}/{row.name}" for row in rows if name in named(row.spec))
 
 
 def to_document(row: ResourceRow) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -11,13 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cellplane.errors import FieldProblem, InvalidError
+from cellplane.sourcetree import is_git_url
 
 GIT_TIMEOUT = 120
-_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
-
-
-def is_git_url(value: str) -> bool:
-    return bool(_URL.match(value))
 
 
 @contextmanager

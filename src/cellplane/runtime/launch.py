@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cellplane.build.plan import BuildFailure
-from cellplane.runtime.materialize import Cache, base_env, base_python, node_modules, python_venv
+from cellplane.runtime.materialize import DependencyCache, base_env, base_python, node_modules, python_venv
 
 MANIFEST = "manifest.json"
 
@@ -63,7 +63,7 @@ def literal_port(command: str | None, declared: int | None) -> bool:
     return bool(re.search(rf"(?<![\w$]){declared}(?!\d)", command))
 
 
-def launch_command(tree: Path, cache: Cache, *, port: int | None = None, host: str = "127.0.0.1",
+def launch_command(tree: Path, cache: DependencyCache, *, port: int | None = None, host: str = "127.0.0.1",
                    process: str = "web", log: Callable[[str], None] = lambda _: None) -> Launch:
     manifest = read_manifest(tree)
     workdir = tree / manifest.get("workdir", "files")

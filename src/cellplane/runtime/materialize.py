@@ -39,8 +39,9 @@ def _discard(_: str) -> None:
 
 
 @dataclass(frozen=True)
-class Cache:
-    """The shared cache directory: package managers' caches and materialised runtimes.
+class DependencyCache:
+    """The shared cache of dependencies: package managers' caches, resolved locks, and the trees installed from them
+    (virtual environments, ``node_modules``), under one directory.
 
     ``installer`` chooses how Python packages are resolved and installed: ``auto`` (uv when it is
     installed, else pip), ``uv`` or ``pip``.
@@ -168,7 +169,7 @@ def run(args: list[str], *, cwd: Path, env: dict[str, str], log: Log, what: str,
         raise BuildFailure(f"{what} failed (exit {code})" + (f": {last.strip()}" if last else ""))
 
 
-def base_env(cache: Cache) -> dict[str, str]:
+def base_env(cache: DependencyCache) -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "PIP_INDEX_URL",
             "UV_INDEX_URL", "PIP_EXTRA_INDEX_URL", "npm_config_registry", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
     env = {k: os.environ[k] for k in keep if k in os.environ}
@@ -181,7 +182,7 @@ def base_env(cache: Cache) -> dict[str, str]:
 # --- Python ---------------------------------------------------------------------------------------------------
 
 
-def python_venv(lock: Path, cache: Cache, log: Log = _discard) -> Path:
+def python_venv(lock: Path, cache: DependencyCache, log: Log = _discard) -> Path:
     """A virtual environment with exactly the packages pinned in ``lock``; created once per lock digest."""
     key = f"{python_tag()}-{digest_of(lock.read_bytes())[:32]}"
     target = cache.runtime("python", key)
@@ -210,7 +211,7 @@ def python_venv(lock: Path, cache: Cache, log: Log = _discard) -> Path:
     return target
 
 
-def python_lock(inputs: list[Path], packages: list[str], cwd: Path, cache: Cache, log: Log = _discard,
+def python_lock(inputs: list[Path], packages: list[str], cwd: Path, cache: DependencyCache, log: Log = _discard,
                 max_age: float = 24 * 3600) -> str:
     """Resolve requirement files / pyproject.toml files and extra specifiers to exact pins (a requirements lock).
 
@@ -278,7 +279,7 @@ def pyproject_dependencies(path: Path) -> list[str]:
 # --- Node.js --------------------------------------------------------------------------------------------------
 
 
-def npm_install(cwd: Path, kind: str, cache: Cache, log: Log = _discard, production: bool = False) -> None:
+def npm_install(cwd: Path, kind: str, cache: DependencyCache, log: Log = _discard, production: bool = False) -> None:
     """``npm ci`` (a lockfile exists) or ``npm install`` (npm writes one) in ``cwd``, from the shared npm cache."""
     npm = shutil.which("npm")
     if not npm:
@@ -290,7 +291,7 @@ def npm_install(cwd: Path, kind: str, cache: Cache, log: Log = _discard, product
     run(args, cwd=cwd, env=base_env(cache), log=log, what=f"npm {'ci' if kind == 'ci' else 'install'}")
 
 
-def node_modules(package_json: Path, lock: Path, cache: Cache, log: Log = _discard) -> Path:
+def node_modules(package_json: Path, lock: Path, cache: DependencyCache, log: Log = _discard) -> Path:
     """A production ``node_modules`` for this package.json + lockfile pair, created once per digest."""
     key = digest_of(package_json.read_bytes(), lock.read_bytes())[:32]
     target = cache.runtime("node", key)

@@ -136,7 +136,7 @@ else:
 
 
 def _reader(s: Any, who: Principal, org: str) -> None:
-    store.require_owner(s, store.Place(KINDS["Project"], org), field_path="path")
+    store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
     if not who.member_of(org):
         require(who, "alerts:list", Target(org))
 

@@ -29,7 +29,7 @@ class ConfigValue(BaseModel):
 
 def _environment(s: Any, org: str, env: str | None) -> str:
     if env:
-        store.get(s, store.Place(KINDS["Environment"], org), env)
+        store.get(s, store.Scope(KINDS["Environment"], org), env)
     return env or service.ALL
 
 

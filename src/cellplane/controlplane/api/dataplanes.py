@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from sqlalchemy.orm import Session
 
 from cellplane import digests
-from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, workloads
+from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, taskruns
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import (
@@ -193,7 +193,7 @@ def require_agent(who: Principal, org: str, name: str) -> None:
 
 def _plane(s: Any, who: Principal, org: str, name: str) -> ResourceRow:
     require_agent(who, org, name)
-    store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+    store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
     return dataplanes.get(s, org, name)
 
 
@@ -210,7 +210,7 @@ def register(request: Request, org: NamePath, name: NamePath, body: Registration
         except SealError as e:
             raise InvalidError("invalid agent registration", [FieldProblem("publicKey", e.message)]) from None
         require_agent(who, org, name)
-        store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+        store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
         if dataplanes.find(s, org, name) is None:
             _may_create(who, org, name)
         # Binding environments to a data plane is an admin's decision: an agent token's bindUnbound is ignored.
@@ -250,7 +250,7 @@ def create_agent_token(request: Request, org: NamePath, name: NewNamePath, body:
     work = Work("dataplane.token", "DataPlane", org, "", name, f"agent token '{body.name}'")
     with audited(p, who, work) as s:
         require(who, "dataplanes:update", Target(org))
-        store.require_owner(s, store.Place(KINDS["DataPlane"], org), field_path="path")
+        store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
         if dataplanes.find(s, org, name) is None:
             _may_create(who, org, name)
             dataplanes.ensure(s, org, name)
@@ -361,7 +361,7 @@ def kept(s: Any, org: str, plane: ResourceRow, items: list[Any]) -> list[Any]:
     for item in items:
         key = (item.project, item.component)
         if key not in known:
-            known[key] = store.find(s, store.Place(KINDS["Component"], org, item.project), item.component) \
+            known[key] = store.find(s, store.Scope(KINDS["Component"], org, item.project), item.component) \
                 is not None
         if item.environment in served and known[key]:
             out.append(item)
@@ -389,4 +389,4 @@ def report_runs(request: Request, org: NamePath, name: NamePath, body: RunsBody,
         row = _plane(s, who, org, name)
         req = parse(TaskRunBatch, body, "task-run batch")
         served = {e.name for e in dataplanes.environments(s, org, row.name)}
-        return {"recorded": workloads.record_runs(s, org, [r.model_dump() for r in req.runs], served)}
+        return {"recorded": taskruns.record_runs(s, org, [r.model_dump() for r in req.runs], served)}

@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, deployments, workloads
+from cellplane.controlplane import approvals, deployments, taskruns
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
@@ -37,7 +37,7 @@ def name_query(what: str) -> Any:
 
 
 def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
-    store.require_owner(s, store.Place(KINDS["Project"], org), field_path="path")
+    store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
     if not who.member_of(org):
         require(who, permission, Target(org))
 
@@ -198,9 +198,9 @@ def start_run(request: Request, org: NamePath, project: NamePath, component: Nam
         if dep is None:
             raise ConflictError(f"component '{project}/{component}' is not deployed in '{req.environment}'; deploy it "
                                 "first", code="not-deployed")
-        run = workloads.create_run(s, dep, who.user)
+        run = taskruns.create_run(s, dep, who.user)
         work.message = f"in {req.environment}: run {run.id}"
-        return workloads.run_view(run)
+        return taskruns.run_view(run)
 
 
 @router.get(COMPONENT + "/runs", response_model=schemas.TaskRunList, response_model_exclude_unset=True)
@@ -212,9 +212,9 @@ def list_runs(request: Request, org: NamePath, project: NamePath, component: Nam
     with p.store.transaction() as s:
         _project_reader(who, org, project, "runs:list")
         store.get_component(s, org, project, component)
-        rows = workloads.list_runs(s, org, project, component, environment, limit,
+        rows = taskruns.list_runs(s, org, project, component, environment, limit,
                                    who.environments("runs:list", Target(org, project)))
-        return {"items": [workloads.run_view(r) for r in rows]}
+        return {"items": [taskruns.run_view(r) for r in rows]}
 
 
 @router.get(ORG + "/task-runs/{run}", response_model=schemas.TaskRun, response_model_exclude_unset=True)
@@ -223,6 +223,6 @@ def show_run(request: Request, org: NamePath, run: RunPath, who: Principal = Cal
     with p.store.transaction() as s:
         if not who.member_of(org):
             require(who, "runs:get", Target(org))
-        row = workloads.get_run(s, org, run)
+        row = taskruns.get_run(s, org, run)
         require(who, "runs:get", Target(org, row.project, row.environment))
-        return workloads.run_view(row)
+        return taskruns.run_view(row)

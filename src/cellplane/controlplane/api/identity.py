@@ -9,7 +9,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
-from cellplane.controlplane import audit, config, identity
+from cellplane.controlplane import audit, identity, rotation
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
@@ -131,7 +131,7 @@ def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) 
 def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
-        store.get(s, store.Place(KINDS["Organization"]), org)
+        store.get(s, store.Scope(KINDS["Organization"]), org)
         if not who.member_of(org):
             require(who, "rolebindings:list", Target(org))
         rows = s.execute(select(RoleBindingRow, UserRow.name).join(UserRow, UserRow.id == RoleBindingRow.user_id)
@@ -197,7 +197,7 @@ def rotate_key(request: Request, who: Principal = Caller) -> dict[str, Any]:
         total = 0
         while True:
             with p.store.transaction() as s:
-                done = config.rotate_all(s, p.keyring)
+                done = rotation.rotate_all(s, p.keyring)
             total += done
             if done == 0:
                 break

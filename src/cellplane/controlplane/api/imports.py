@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane import API_VERSION
 from cellplane.choreo import import_choreo, import_directory
+from cellplane.controlplane import lifecycle
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
@@ -77,8 +78,8 @@ def import_component(request: Request, org: OwnerPath, project: OwnerPath, body:
                 e.message += f" (mapped from {found.descriptor})"
             raise
         doc.warnings = found.warnings
-        place = store.Place(doc.info, org, project)
-        store.create(s, doc, place, p.keyring, who.user)
+        place = store.Scope(doc.info, org, project)
+        lifecycle.create(s, doc, place, p.keyring, who.user)
         work.message += f" ({found.descriptor or 'no descriptor'})"
         return {"component": store.to_document(store.get(s, place, doc.name)), "descriptor": found.descriptor,
                 "warnings": found.warnings, "dryRun": body.dryRun}

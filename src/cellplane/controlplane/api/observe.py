@@ -15,7 +15,7 @@ from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import deployments, workloads
+from cellplane.controlplane import deployments, taskruns
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
@@ -55,7 +55,7 @@ def _environment(s: Session, org: str, environment: str | None) -> str:
     if not environment:
         raise InvalidError("give the environment to read (?environment=)",
                            [FieldProblem("environment", "required")])
-    if store.find(s, store.Place(KINDS["Environment"], org), environment) is None:
+    if store.find(s, store.Scope(KINDS["Environment"], org), environment) is None:
         raise InvalidError(f"environment '{environment}' not found in organization '{org}'",
                            [FieldProblem("environment", "no such environment")])
     return environment
@@ -95,7 +95,7 @@ async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPa
                 shown = info
                 quiet.spoke()
                 yield ndjson.line({"event": "run", "run": info})
-            if info["state"] in workloads.RUN_TERMINAL:
+            if info["state"] in taskruns.RUN_TERMINAL:
                 ended = ended or time.monotonic()
                 if not items and time.monotonic() - ended >= RUN_GRACE:
                     return
@@ -137,11 +137,11 @@ async def component_logs(
         with p.store.transaction() as s:
             env = _component(s, who, "logs:get", org, project, component, environment)
             if run is not None:
-                row = workloads.get_run(s, org, run)
+                row = taskruns.get_run(s, org, run)
                 if (row.project, row.component, row.environment) != (project, component, env):
                     raise NotFoundError(f"task run '{run}' is not a run of '{project}/{component}' in '{env}'",
                                         [FieldProblem("run", "not a run of this component there")])
-                run_info = workloads.run_view(row)
+                run_info = taskruns.run_view(row)
         return p.logs.query(LogQuery(org, project, component, env, after_id, before_id, limit, start, grep, run,
                                      replica, stream))
 
@@ -299,7 +299,7 @@ def cell_graph(request: Request, org: NamePath, project: NamePath, environment: 
     seconds = durations.seconds(window, "window", 10.0, 86400.0)
     with p.store.transaction() as s:
         require(who, "metrics:get", Target(org, project, environment or ""))
-        store.get(s, store.Place(KINDS["Project"], org), project)
+        store.get(s, store.Scope(KINDS["Project"], org), project)
         env = _environment(s, org, environment)
         end = now()
         return graph.cell(s, p.keyring, org, project, env, end - timedelta(seconds=seconds), end)

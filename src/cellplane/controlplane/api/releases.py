@@ -8,7 +8,7 @@ from fastapi import Body, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, deployments, previews, releases
+from cellplane.controlplane import approvals, cascade, deployments, previews, releases
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import wake
@@ -151,7 +151,7 @@ def list_approvals(request: Request, org: NamePath,
     """Approval requests the caller may see, newest first (pending ones by default)."""
     p = platform(request)
     with p.store.transaction() as s:
-        store.require_owner(s, store.Place(KINDS["Project"], org), field_path="path")
+        store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
         if not who.member_of(org):
             require(who, "deployments:list", Target(org))
         rows = approvals.list_rows(s, org, None if state == "all" else state, project)
@@ -248,7 +248,7 @@ def list_previews(request: Request, org: NamePath, project: NamePath, branch: st
     with p.store.transaction() as s:
         if not who.sees_project(org, project):
             require(who, "deployments:list", Target(org, project))
-        store.get(s, store.Place(KINDS["Project"], org), project)
+        store.get(s, store.Scope(KINDS["Project"], org), project)
         rows = [previews.get(s, org, project, branch)] if branch else previews.list_rows(s, org, project)
         return {"items": [_preview_view(s, p, r) for r in rows
                           if who.can("deployments:list", Target(org, project, r.environment))]}
@@ -267,4 +267,4 @@ def delete_preview(request: Request, org: NamePath, project: NamePath,
                                                                                                   "required")])
         require(who, "previews:delete", Target(org, project))
         row = previews.get(s, org, project, branch)
-        return {"deleted": previews.delete_preview(s, row)}
+        return {"deleted": cascade.delete_preview(s, row)}

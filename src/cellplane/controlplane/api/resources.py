@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
+from cellplane.controlplane import lifecycle
 from cellplane.controlplane import resources as store
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.deps import (
@@ -48,7 +49,7 @@ def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
     return Target(org, project)
 
 
-def authorize_write(s: Session, who: Principal, place: store.Place, name: str) -> None:
+def authorize_write(s: Session, who: Principal, place: store.Scope, name: str) -> None:
     """Creating needs ``<kind>:create`` (an Organization: a platform administrator), replacing ``<kind>:update``."""
     info = place.info
     exists = store.exists(s, place, name)
@@ -74,7 +75,7 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
     p = platform(request)
     with p.store.read() as s:
         if org is not None:
-            store.require_owner(s, store.Place(KINDS["Project"] if project is None else info, org, project or ""),
+            store.require_owner(s, store.Scope(KINDS["Project"] if project is None else info, org, project or ""),
                                 field_path="path")
             if project is not None and not who.sees_project(org, project):
                 require(who, f"{info.plural}:list", Target(org, project))
@@ -89,7 +90,7 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
 def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> JSONResponse:
     p = platform(request)
     with p.store.read() as s:
-        place = store.Place(info, org, project)
+        place = store.Scope(info, org, project)
         row = store.find(s, place, name)
         if row is None or not can_read(who, row):
             if row is not None or who.member_of(org or name):
@@ -123,9 +124,9 @@ def _write(request: Request, who: Principal, info: KindInfo, org: str, project: 
     with audited(p, who, work, dry_run) as s:
         doc = _document(raw, info, org, project, name)
         work.name = doc.name
-        place = store.Place(info, org, project)
+        place = store.Scope(info, org, project)
         authorize_write(s, who, place, doc.name)
-        results = (store.apply if replace else store.create)(s, doc, place, p.keyring, who.user)
+        results = (lifecycle.apply if replace else lifecycle.create)(s, doc, place, p.keyring, who.user)
         work.message = ", ".join(f"{r.kind.lower()}/{r.name} {r.action}" for r in results)
         row = store.get(s, place, doc.name)
         body = store.to_document(row)
@@ -136,9 +137,9 @@ def _write(request: Request, who: Principal, info: KindInfo, org: str, project: 
 def _delete(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> dict[str, Any]:
     p = platform(request)
     with audited(p, who, Work("delete", info.kind, org, project, name)) as s:
-        place = store.Place(info, org, project)
+        place = store.Scope(info, org, project)
         require(who, f"{info.plural}:delete", target_of(info, org, project, name))
-        deleted = store.delete_resource(s, place, name)
+        deleted = lifecycle.delete(s, place, name)
     return {"deleted": deleted}
 
 
@@ -265,9 +266,9 @@ def apply(request: Request, body: ApplyBody, who: Principal = Caller,
         work.name = f"{len(docs)} documents"
         for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
             try:
-                place = store.place_of(doc, org, project)
+                place = store.scope_of(doc, org, project)
                 authorize_write(s, who, place, doc.name)
-                for r in store.apply(s, doc, place, p.keyring, who.user):
+                for r in lifecycle.apply(s, doc, place, p.keyring, who.user):
                     results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
                                     **r.as_dict()})
             except CellplaneError as e:

@@ -29,22 +29,31 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry import durations, metrics
 from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError
-from cellplane.store import rowcount
+from cellplane.store import Store, rowcount
 from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import AlertEventRow, AlertRuleRow, now
 
-if TYPE_CHECKING:  # the platform imports resources, which imports this module
-    from cellplane.controlplane.keyring import KeyRing
-    from cellplane.controlplane.platform import Platform
+
+class StoreAndKeys(Protocol):
+    """What evaluating rules and delivering notifications need: the store and the key ring (the ``Platform`` has
+    both; naming it here would make this module depend on the layer that starts it)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def keyring(self) -> KeyRing: ...
+
 
 log = logging.getLogger("cellplane.alerts")
 
@@ -369,7 +378,7 @@ def _resolve(s: Session, rule: AlertRuleRow, at: datetime) -> None:
              rule.name)
 
 
-def evaluate_all(p: Platform, at: datetime | None = None) -> dict[str, int]:
+def evaluate_all(p: StoreAndKeys, at: datetime | None = None) -> dict[str, int]:
     """Evaluate every rule, each in its own transaction; a rule that fails is logged and skipped. Counts by state
     afterwards (and 'failed')."""
     with p.store.transaction() as s:
@@ -479,7 +488,7 @@ def send_now(n: Notification) -> Delivery:
     return _outcome(status, None)
 
 
-def claim_due(p: Platform, at: datetime | None = None, limit: int = BATCH) -> list[Notification]:
+def claim_due(p: StoreAndKeys, at: datetime | None = None, limit: int = BATCH) -> list[Notification]:
     """The notifications due now, each claimed for one attempt (so that another replica does not send it too)."""
     at = at or now()
     out = []
@@ -507,7 +516,7 @@ def claim_due(p: Platform, at: datetime | None = None, limit: int = BATCH) -> li
     return out
 
 
-def record(p: Platform, n: Notification, result: Delivery, at: datetime | None = None) -> None:
+def record(p: StoreAndKeys, n: Notification, result: Delivery, at: datetime | None = None) -> None:
     """Record an attempt's outcome, unless the event moved on meanwhile (resolved: a new notification)."""
     at = at or now()
     assert n.event_id is not None
@@ -535,7 +544,7 @@ def _host(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def deliver_due(p: Platform, client: httpx.AsyncClient) -> int:
+async def deliver_due(p: StoreAndKeys, client: httpx.AsyncClient) -> int:
     """Send the notifications that are due (at most ``PARALLEL`` at once); returns how many were sent."""
     due = await asyncio.to_thread(claim_due, p)
     if not due:
@@ -554,7 +563,7 @@ async def deliver_due(p: Platform, client: httpx.AsyncClient) -> int:
     return len(due)
 
 
-async def tick(p: Platform, client: httpx.AsyncClient) -> None:
+async def tick(p: StoreAndKeys, client: httpx.AsyncClient) -> None:
     """Evaluate every rule once and send the notifications that are due."""
     await asyncio.to_thread(evaluate_all, p)
     await deliver_due(p, client)

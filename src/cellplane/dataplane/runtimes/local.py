@@ -55,7 +55,7 @@ from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.runtime.artifacts import LocalArtifacts
 from cellplane.runtime.launch import launch_command
-from cellplane.runtime.materialize import Cache
+from cellplane.runtime.materialize import DependencyCache
 
 log = logging.getLogger("cellplane.dataplane")
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
@@ -71,7 +71,7 @@ class LocalRuntime:
 
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
-        self.cache = Cache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
+        self.cache = DependencyCache(settings.cache_dir or settings.data_dir / "cache", settings.python_installer)
         self.artifacts = LocalArtifacts(settings.data_dir)
         self.isolation = Isolation(settings.data_dir, self.cache.root)
         self.workloads: dict[str, Workload] = {}

@@ -1,4 +1,4 @@
-"""What deployed workloads leave behind: their task runs (log lines are in ``telemetry.logs``).
+"""Task runs: one run of a deployed task component, manual or scheduled (its log lines are in ``telemetry.logs``).
 
 Task runs are requested here (manual runs, state ``queued``) or
 started by the data plane (scheduled runs, which get their id there), and updated from its reports:
@@ -16,17 +16,7 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
 from cellplane.errors import FieldProblem, NotFoundError
-from cellplane.store.scope import delete_scoped
-from cellplane.store.tables import (
-    AccessLogRow,
-    ConnectionKeyRow,
-    DeploymentRow,
-    MetricPointRow,
-    SpanRow,
-    TaskRunRow,
-    WorkloadLogRow,
-    now,
-)
+from cellplane.store.tables import DeploymentRow, TaskRunRow, now
 
 MAX_RUNS = 1000  # finished runs kept per (organization, project, component, environment)
 RUN_STATES = ("queued", "running", "succeeded", "failed")
@@ -150,13 +140,3 @@ def cancel_queued(s: Session, deployment_id: str, message: str) -> None:
                                                   TaskRunRow.state == "queued")):
         row.state, row.ended_at, row.message = "failed", now(), message
 
-
-# -- deletion -------------------------------------------------------------------------------------------------------
-
-
-def forget(s: Session, organization: str, project: str | None = None, component: str | None = None,
-           environment: str | None = None) -> None:
-    """Delete the deployments, connection keys, task runs and telemetry (log and access lines, metric points,
-    spans) of what is being deleted."""
-    delete_scoped(s, (DeploymentRow, ConnectionKeyRow, WorkloadLogRow, TaskRunRow, AccessLogRow, MetricPointRow,
-                      SpanRow), organization, project, component, environment)
