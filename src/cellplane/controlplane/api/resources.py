@@ -145,8 +145,8 @@ def _declarations(info: KindInfo) -> tuple[dict[str, Any], dict[str, Any], dict[
         authorize_write(c.session, c.who, resources.Place(info, c.params.get("org", ""), c.params.get("project", "")),
                         c.body.name)
 
-    scope = Scope("the project" if info.scope == "project" or info.kind == "Project" else "the organization"
-                  if info.kind != "Organization" else "the organization itself", where)
+    scope = Scope({"Organization": "organization (the document's own)", "Project": "project (the document's own)"}.get(
+        info.kind, "project" if info.scope == "project" else "organization"), where)
     body = raw(schemas.SCHEMAS[info.kind].body, f"a {info.kind} document (apiVersion and kind may be left out)")
     write = {"permission": Rule(f"{info.plural}:create (new) or {info.plural}:update (existing)", writer),
              "scope": scope, "subject": Subject(info.kind, "name"), "body": body, "before": parsed,
