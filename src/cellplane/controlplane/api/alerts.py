@@ -3,16 +3,24 @@ webhook that hears when it fires and when it resolves (see ``controlplane/teleme
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, Query, Request
 from fastapi import Path as PathParam
+from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from cellplane.controlplane import deployments
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import deployments, resources
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.declare import (
+    COMPONENT_SUBJECT,
+    Call,
+    Subject,
+    documented,
+    environment,
+    looked_up,
+    requires,
+)
+from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import alerts
@@ -126,17 +134,11 @@ class AlertTestResult(schemas.Out):
     error: str | None
 
 
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    RuleBody = dict[str, Any]
-else:
-    RuleBody = Annotated[schemas.documented(AlertRuleRequest), Body(description="the rule")]
-
-
 # -- routes ---------------------------------------------------------------------------------------------------------
 
 
 def _reader(s: Any, who: Principal, org: str) -> None:
-    store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
+    resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
     if not who.member_of(org):
         require(who, "alerts:list", Target(org))
 
@@ -149,25 +151,26 @@ def _rule(s: Any, who: Principal, org: str, alert: str, permission: str) -> Any:
     return row
 
 
-@router.post(COMPONENT + "/alerts", status_code=201, response_model=AlertRuleCreated,
-             response_model_exclude_unset=True)
-def create_rule(request: Request, org: NamePath, project: NamePath, component: NamePath, body: RuleBody,
-                who: Principal = Caller) -> dict[str, Any]:
+def _validated(c: Call[AlertRuleRequest]) -> None:
+    """The rule is checked whole (every problem with its field) before the permission."""
+    req = c.body
+    c.prepared = alerts.validate(req.name, req.environment, req.metric, req.threshold, req.percentile, req.window,
+                                 req.for_, req.webhook)
+
+
+@router.mutation("POST", COMPONENT + "/alerts", requires("alerts:create"), environment("body"), action="alert.create",
+                 subject=COMPONENT_SUBJECT, body=documented(AlertRuleRequest, "alert rule", "the rule"),
+                 before=_validated, status_code=201, response_model=AlertRuleCreated,
+                 response_model_exclude_unset=True)
+def create_rule(c: Call[AlertRuleRequest], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
     """Create an alert rule. The answer holds the webhook secret (``webhookSecret``), shown only this once:
     notifications carry ``X-Cellplane-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``."""
-    p = platform(request)
-    work = Work("alert.create", "Component", org, project, component)
-    with audited(p, who, work) as s:
-        req = parse(AlertRuleRequest, body, "alert rule")
-        work.message = f"{req.name} in {req.environment}"
-        spec = alerts.validate(req.name, req.environment, req.metric, req.threshold, req.percentile, req.window,
-                               req.for_, req.webhook)
-        require(who, "alerts:create", Target(org, project, req.environment))
-        store.get_component(s, org, project, component)
-        deployments.environment(s, org, req.environment)
-        row, secret = alerts.create(s, p.keyring, org, project, component, spec, who.user)
-        work.message = f"{row.id} ({row.name}) in {row.environment}: {alerts.condition(row)}"
-        return {**alerts.rule_view(row, reveal=True), "webhookSecret": secret}
+    s = c.session
+    resources.get_component(s, org, project, component)
+    deployments.environment(s, org, c.body.environment)
+    row, secret = alerts.create(s, c.platform.keyring, org, project, component, c.prepared, c.who.user)
+    c.work.message = f"{row.id} ({row.name}) in {row.environment}: {alerts.condition(row)}"
+    return {**alerts.rule_view(row, reveal=True), "webhookSecret": secret}
 
 
 @router.get(COMPONENT + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
@@ -180,7 +183,7 @@ def component_rules(request: Request, org: NamePath, project: NamePath, componen
     with p.store.transaction() as s:
         if not who.sees_project(org, project):
             require(who, "alerts:list", Target(org, project))
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         rows = alerts.list_rules(s, org, project, component, environment)
         return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if _lists(who, r)]}
 
@@ -220,17 +223,28 @@ def show_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal 
         return alerts.rule_view(row, _reveals(who, row))
 
 
-@router.delete(RULE, response_model=schemas.Deleted, response_model_exclude_unset=True)
-def delete_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
+def _rule_of(c: Call[Any], permission: str) -> Target:
+    """The rule (after ``permission`` on the organization for a non-member: no rule is found by guessing ids), and
+    the component it watches (audited)."""
+    if not c.who.member_of(c["org"]):
+        require(c.who, permission, Target(c["org"]))
+    row = c.row = alerts.get(c.session, c["org"], c["alert"])
+    c.work.project, c.work.name = row.project, row.component
+    return Target(row.organization, row.project, row.environment)
+
+
+RULE_SCOPE = looked_up("the rule's environment", _rule_of)
+RULE_SUBJECT = Subject("Component", "alert", project="")  # then the rule's component
+
+
+@router.mutation("DELETE", RULE, requires("alerts:delete"), RULE_SCOPE, action="alert.delete", subject=RULE_SUBJECT,
+                 response_model=schemas.Deleted, response_model_exclude_unset=True)
+def delete_rule(c: Call[None], org: NamePath, alert: AlertPath) -> dict[str, Any]:
     """Delete an alert rule and its history; notifications not delivered yet are dropped."""
-    p = platform(request)
-    work = Work("alert.delete", "Component", org, name=alert)
-    with audited(p, who, work) as s:
-        row = _rule(s, who, org, alert, "alerts:delete")
-        work.project, work.name = row.project, row.component
-        work.message = f"{row.id} ({row.name}) in {row.environment}"
-        alerts.remove(s, row)
-        return {"deleted": row.id}
+    row = c.row
+    c.work.message = f"{row.id} ({row.name}) in {row.environment}"
+    alerts.remove(c.session, row)
+    return {"deleted": row.id}
 
 
 @router.get(RULE + "/events", response_model=AlertEventList, response_model_exclude_unset=True)
@@ -243,16 +257,17 @@ def rule_events(request: Request, org: NamePath, alert: AlertPath, limit: int = 
         return {"items": [alerts.event_view(e) for e in alerts.events(s, row.id, limit)]}
 
 
-@router.post(RULE + "/test", response_model=AlertTestResult, response_model_exclude_unset=True)
-def test_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
+def _sent(note: Any) -> dict[str, Any]:
+    result = alerts.send_now(note)  # after the commit, outside the transaction: the webhook may take seconds
+    return {"delivered": result.delivered, "status": result.status, "error": result.error}
+
+
+@router.mutation("POST", RULE + "/test", requires("alerts:update"), RULE_SCOPE, action="alert.test",
+                 subject=RULE_SUBJECT, response_model=AlertTestResult, response_model_exclude_unset=True)
+def test_rule(c: Call[None], org: NamePath, alert: AlertPath) -> Any:
     """Send a signed test notification (``X-Cellplane-Event: alert.test``) to the rule's webhook now and say how
     it went. Changes nothing."""
-    p = platform(request)
-    work = Work("alert.test", "Component", org, name=alert)
-    with audited(p, who, work) as s:
-        row = _rule(s, who, org, alert, "alerts:update")
-        work.project, work.name = row.project, row.component
-        work.message = f"{row.id} ({row.name}) in {row.environment}: test notification"
-        note = alerts.notification(p.keyring, row, None, "test")
-    result = alerts.send_now(note)  # outside the transaction: the webhook may take seconds
-    return {"delivered": result.delivered, "status": result.status, "error": result.error}
+    row = c.row
+    c.work.message = f"{row.id} ({row.name}) in {row.environment}: test notification"
+    c.after_commit(_sent)
+    return alerts.notification(c.platform.keyring, row, None, "test")

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cellplane import digests
 from cellplane.build import archive
-from cellplane.controlplane import blobs, builds
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import blobs, builds, resources
 from cellplane.controlplane.api import ndjson, schemas
+from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, PROJECT, Call, Subject, looked_up, requires
 from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, Work, audited, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
@@ -63,27 +63,22 @@ async def _receive_archive(request: Request, dest: Path, limit: int) -> None:
         raise InvalidError("the upload is empty", [FieldProblem("archive", "empty")])
 
 
-@router.post(COMPONENT + "/builds", status_code=201, response_model=schemas.BuildInfo,
-             response_model_exclude_unset=True,
-             openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": BuildRequest.model_json_schema()},
-                 "application/gzip": {"schema": {"type": "string", "format": "binary",
-                                                 "description": "a .tar.gz of the component's directory"}}}}})
-async def start_build(request: Request, org: NamePath, project: NamePath, component: NamePath,
+@router.mutation("POST", COMPONENT + "/builds", requires("builds:create"), PROJECT, action="build.create",
+                 subject=COMPONENT_SUBJECT, status_code=201, response_model=schemas.BuildInfo,
+                 response_model_exclude_unset=True,
+                 openapi_extra={"requestBody": {"content": {
+                     "application/json": {"schema": BuildRequest.model_json_schema()},
+                     "application/gzip": {"schema": {"type": "string", "format": "binary",
+                                                     "description": "a .tar.gz of the component's directory"}}}}})
+async def start_build(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
                       track: schemas.TrackText | None = Query(None, max_length=100,
                                                               description="with an archive upload"),
-                      who: Principal = Caller) -> dict[str, Any]:
+                      ) -> dict[str, Any]:
     """Queue a build: of the component's repository (JSON body), or of an uploaded .tar.gz (gzip body)."""
-    p = platform(request)
+    # The permission was checked (a refusal audited) before anything of a possibly large upload is read.
+    p, who, work, request = c.platform, c.who, c.work, c.request
     conf = settings(request)
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    work = Work("build.create", "Component", org, project, component)
-
-    try:  # before reading a possibly large upload
-        require(who, "builds:create", Target(org, project))
-    except CellplaneError as e:
-        await asyncio.to_thread(_audit_failure, p, who, work, e)
-        raise
     ref = None
     (p.data_dir / "tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cellplane-upload-", dir=p.data_dir / "tmp") as tmp:
@@ -107,7 +102,7 @@ async def start_build(request: Request, org: NamePath, project: NamePath, compon
 
         def create() -> dict[str, Any]:
             with audited(p, who, work) as s:
-                row = store.get_component(s, org, project, component)
+                row = resources.get_component(s, org, project, component)
                 digest = None
                 if upload:
                     limits = archive.UploadLimits(max_compressed=conf.max_upload_mb << 20)
@@ -131,7 +126,7 @@ def list_builds(request: Request, org: NamePath, project: NamePath, component: N
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "builds:list", Target(org, project))
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         rows = builds.list_for(s, org, project, component, limit, before, state)
         out: dict[str, Any] = {"items": [builds.to_dict(r) for r in rows]}
         if len(rows) == limit and rows[-1].number > 1:
@@ -154,15 +149,19 @@ def show_build(request: Request, org: NamePath, build: BuildPath, who: Principal
         return builds.to_dict(_build(s, who, org, build, "builds:get"))
 
 
-@router.post(BUILD + "/cancel", response_model=schemas.BuildInfo, response_model_exclude_unset=True)
-def cancel_build(request: Request, org: NamePath, build: BuildPath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    work = Work("build.cancel", "Component", org, "", build)
-    with audited(p, who, work) as s:
-        row = _build(s, who, org, build, "builds:cancel")
-        work.project, work.name = row.project, row.component
-        work.message = f"build {row.id}"
-        return builds.to_dict(builds.cancel(s, row))
+def _build_of(c: Call[Any], permission: str) -> Target:
+    """The build (after ``permission`` on the organization for a non-member), and its component (audited)."""
+    row = c.row = _build(c.session, c.who, c["org"], c["build"], permission)
+    c.work.project, c.work.name = row.project, row.component
+    return Target(row.organization, row.project)
+
+
+@router.mutation("POST", BUILD + "/cancel", requires("builds:cancel"), looked_up("the build's project", _build_of),
+                 action="build.cancel", subject=Subject("Component", "build", project=""),
+                 response_model=schemas.BuildInfo, response_model_exclude_unset=True)
+def cancel_build(c: Call[None], org: NamePath, build: BuildPath) -> dict[str, Any]:
+    c.work.message = f"build {c.row.id}"
+    return builds.to_dict(builds.cancel(c.session, c.row))
 
 
 def _audit_failure(p: Any, who: Principal, work: Work, error: CellplaneError) -> None:

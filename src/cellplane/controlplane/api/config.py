@@ -8,10 +8,10 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
-from cellplane.controlplane import deployments
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import deployments, resources
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, Call, environment, requires
+from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.model import KINDS
@@ -29,7 +29,7 @@ class ConfigValue(BaseModel):
 
 def _environment(s: Any, org: str, env: str | None) -> str:
     if env:
-        store.get(s, store.Scope(KINDS["Environment"], org), env)
+        resources.get(s, resources.Scope(KINDS["Environment"], org), env)
     return env or service.ALL
 
 
@@ -39,37 +39,40 @@ def list_config(request: Request, org: NamePath, project: NamePath, component: N
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "config:read", Target(org, project, env or ""))
-        row = store.get_component(s, org, project, component)
+        row = resources.get_component(s, org, project, component)
         _environment(s, org, env)
         return {"items": service.effective(s, org, project, component, row.spec, env)}
 
 
-@router.put(BASE + "/{key}", response_model=schemas.ConfigChange, response_model_exclude_unset=True)
-def set_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
-               body: ConfigValue, env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    work = Work("config.set", "Component", org, project, component, f"{key} ({'secret' if body.secret else 'plain'})"
-                + (f" in {env}" if env else ""))
-    with audited(p, who, work) as s:
-        require(who, "config:write", Target(org, project, env or ""))
-        store.get_component(s, org, project, component)
-        environment = _environment(s, org, env)
-        row, changed = service.set_value(s, p.keyring, org, project, component, environment, key, body.value,
-                                         body.secret, who.user)
-        work.message += "" if changed else " unchanged"
-        if changed:
-            deployments.refresh(s, p.keyring, store.get_component(s, org, project, component), who.user,
-                                f"configuration changed: {key}", env)
-        return {**service.public_view(row), "changed": changed}
+def _set_message(c: Call[ConfigValue]) -> str:
+    env = c["env"]
+    return f"{c['key']} ({'secret' if c.body.secret else 'plain'})" + (f" in {env}" if env else "")
 
 
-@router.delete(BASE + "/{key}", response_model=schemas.Deleted, response_model_exclude_unset=True)
-def unset_config(request: Request, org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
-                 env: str | None = ENV, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("config.unset", "Component", org, project, component, key)) as s:
-        require(who, "config:write", Target(org, project, env or ""))
-        row = store.get_component(s, org, project, component)
-        service.unset_value(s, org, project, component, _environment(s, org, env), key)
-        deployments.refresh(s, p.keyring, row, who.user, f"configuration changed: {key} unset", env)
-        return {"deleted": key}
+@router.mutation("PUT", BASE + "/{key}", requires("config:write"), environment("query", "env"), action="config.set",
+                 subject=COMPONENT_SUBJECT, body=ConfigValue, message=_set_message,
+                 response_model=schemas.ConfigChange, response_model_exclude_unset=True)
+def set_config(c: Call[ConfigValue], org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
+               env: str | None = ENV) -> dict[str, Any]:
+    p, s, body = c.platform, c.session, c.body
+    resources.get_component(s, org, project, component)
+    environment_ = _environment(s, org, env)
+    row, changed = service.set_value(s, p.keyring, org, project, component, environment_, key, body.value,
+                                     body.secret, c.who.user)
+    c.work.message += "" if changed else " unchanged"
+    if changed:
+        deployments.refresh(s, p.keyring, resources.get_component(s, org, project, component), c.who.user,
+                            f"configuration changed: {key}", env)
+    return {**service.public_view(row), "changed": changed}
+
+
+@router.mutation("DELETE", BASE + "/{key}", requires("config:write"), environment("query", "env"),
+                 action="config.unset", subject=COMPONENT_SUBJECT, message=lambda c: c["key"],
+                 response_model=schemas.Deleted, response_model_exclude_unset=True)
+def unset_config(c: Call[None], org: NamePath, project: NamePath, component: NamePath, key: KeyPath,
+                 env: str | None = ENV) -> dict[str, Any]:
+    p, s = c.platform, c.session
+    row = resources.get_component(s, org, project, component)
+    service.unset_value(s, org, project, component, _environment(s, org, env), key)
+    deployments.refresh(s, p.keyring, row, c.who.user, f"configuration changed: {key} unset", env)
+    return {"deleted": key}

@@ -12,28 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sqlalchemy.orm import Session
 
 from cellplane import digests
-from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, taskruns
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, resources, taskruns
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import (
-    Caller,
-    DigestPath,
-    NamePath,
-    NewNamePath,
-    Work,
-    audited,
-    parse,
-    platform,
-    require,
-)
+from cellplane.controlplane.api.declare import ORGANIZATION, Call, Rule, Scope, Subject, raw, requires
+from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, NewNamePath, parse, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import AGENT_PERMISSION, Principal, Target
 from cellplane.controlplane.telemetry import logs
@@ -169,58 +159,50 @@ class TaskRunBatch(Report):
     runs: list[TaskRunReport] = Field(max_length=1000)
 
 
-def _body(model: type[BaseModel], description: str) -> Any:
-    return Annotated[schemas.documented(model), Body(description=description)]
-
-
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    RegistrationBody = dict[str, Any]
-    StatusBody = dict[str, Any]
-    LogsBody = dict[str, Any]
-    RunsBody = dict[str, Any]
-else:
-    RegistrationBody = _body(AgentRegistration, "the agent")
-    StatusBody = _body(StatusReport, "what runs")
-    LogsBody = _body(LogBatch, "at most 5000 lines, in order")
-    RunsBody = _body(TaskRunBatch, "task runs, upserted by id")
-
-
 def require_agent(who: Principal, org: str, name: str) -> None:
     """A call of data plane ``name``'s agent: with that data plane's agent token, or an admin's token."""
     if not who.can(AGENT_PERMISSION, Target(org, dataplane=name)):
         require(who, "dataplanes:update", Target(org))
 
 
+# The agent's calls: checked before the report is read (and again by ``_plane`` in the report's transaction).
+AGENT = Rule(f"{AGENT_PERMISSION} on the data plane, or dataplanes:update",
+             lambda c, _: require_agent(c.who, c["org"], c["name"]))
+THE_DATAPLANE = Scope("data plane", lambda c, _: Target(c["org"], dataplane=c["name"]))
+
+
 def _plane(s: Any, who: Principal, org: str, name: str) -> ResourceRow:
     require_agent(who, org, name)
-    store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
+    resources.require_owner(s, resources.Scope(KINDS["DataPlane"], org), field_path="path")
     return dataplanes.get(s, org, name)
 
 
-@router.put(DATAPLANE + "/agent", response_model=schemas.AgentRegistered, response_model_exclude_unset=True)
-def register(request: Request, org: NamePath, name: NamePath, body: RegistrationBody,
-             who: Principal = Caller) -> dict[str, Any]:
+def _registration(c: Call[Any]) -> None:
+    """The registration is read, and its public key checked, before the permission."""
+    c.body = req = parse(AgentRegistration, c.body, "agent registration")
+    try:
+        parse_public_key(req.publicKey)
+    except SealError as e:
+        raise InvalidError("invalid agent registration", [FieldProblem("publicKey", e.message)]) from None
+
+
+@router.mutation("PUT", DATAPLANE + "/agent", AGENT, THE_DATAPLANE, action="dataplane.register",
+                 subject=Subject("DataPlane", "name", project=""), body=raw(AgentRegistration, "the agent"),
+                 before=_registration, response_model=schemas.AgentRegistered, response_model_exclude_unset=True)
+def register(c: Call[AgentRegistration], org: NamePath, name: NamePath) -> dict[str, Any]:
     """Register the agent of a data plane (creating the DataPlane, type local, when absent)."""
-    p = platform(request)
-    work = Work("dataplane.register", "DataPlane", org, "", name)
-    with audited(p, who, work) as s:
-        req = parse(AgentRegistration, body, "agent registration")
-        try:
-            parse_public_key(req.publicKey)
-        except SealError as e:
-            raise InvalidError("invalid agent registration", [FieldProblem("publicKey", e.message)]) from None
-        require_agent(who, org, name)
-        store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
-        if dataplanes.find(s, org, name) is None:
-            _may_create(who, org, name)
-        # Binding environments to a data plane is an admin's decision: an agent token's bindUnbound is ignored.
-        bind = req.bindUnbound and who.can("dataplanes:update", Target(org))
-        result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
-                                                    "hostname": req.hostname, "publicKey": req.publicKey}, bind)
-        work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
-                        + (", ".join(result["environments"]) or "none")
-                        + ("" if bind or not req.bindUnbound else "; bindUnbound ignored (an agent token)"))
-        return result
+    s, who, req = c.session, c.who, c.body
+    resources.require_owner(s, resources.Scope(KINDS["DataPlane"], org), field_path="path")
+    if dataplanes.find(s, org, name) is None:
+        _may_create(who, org, name)
+    # Binding environments to a data plane is an admin's decision: an agent token's bindUnbound is ignored.
+    bind = req.bindUnbound and who.can("dataplanes:update", Target(org))
+    result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
+                                                "hostname": req.hostname, "publicKey": req.publicKey}, bind)
+    c.work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
+                      + (", ".join(result["environments"]) or "none")
+                      + ("" if bind or not req.bindUnbound else "; bindUnbound ignored (an agent token)"))
+    return result
 
 
 def _may_create(who: Principal, org: str, name: str) -> None:
@@ -239,27 +221,25 @@ class NewAgentToken(Report):
                               "one (created when absent)")
 
 
-@router.post(DATAPLANE + "/tokens", status_code=201, response_model=schemas.NewTokenIssued,
-             response_model_exclude_unset=True)
-def create_agent_token(request: Request, org: NamePath, name: NewNamePath, body: NewAgentToken,
-                       who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", DATAPLANE + "/tokens", requires("dataplanes:update"), ORGANIZATION, action="dataplane.token",
+                 subject=Subject("DataPlane", "name", project=""), body=NewAgentToken,
+                 message=lambda c: f"agent token '{c.body.name}'", status_code=201,
+                 response_model=schemas.NewTokenIssued, response_model_exclude_unset=True)
+def create_agent_token(c: Call[NewAgentToken], org: NamePath, name: NewNamePath) -> dict[str, Any]:
     """A token for the data plane's agent (created when absent, with ``dataplanes:create``): it may register that
     data plane, pull its desired state and artifacts and report for it, and nothing else. Shown once; revoke it with
     ``DELETE /tokens/{id}``. Needs ``dataplanes:update`` on the organization."""
-    p = platform(request)
-    work = Work("dataplane.token", "DataPlane", org, "", name, f"agent token '{body.name}'")
-    with audited(p, who, work) as s:
-        require(who, "dataplanes:update", Target(org))
-        store.require_owner(s, store.Scope(KINDS["DataPlane"], org), field_path="path")
-        if dataplanes.find(s, org, name) is None:
-            _may_create(who, org, name)
-            dataplanes.ensure(s, org, name)
-        if body.bindUnbound:
-            dataplanes.bind_unbound(s, org, name)
-        expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
-        row, token, user = identity.issue_agent_token(s, p.token_key, org, name, body.name, expires)
-        work.message += f" ({row.id}) for user {user.name}"
-        return {**identity.token_view(row, user.name), "token": token}
+    s, body = c.session, c.body
+    resources.require_owner(s, resources.Scope(KINDS["DataPlane"], org), field_path="path")
+    if dataplanes.find(s, org, name) is None:
+        _may_create(c.who, org, name)
+        dataplanes.ensure(s, org, name)
+    if body.bindUnbound:
+        dataplanes.bind_unbound(s, org, name)
+    expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
+    row, token, user = identity.issue_agent_token(s, c.platform.token_key, org, name, body.name, expires)
+    c.work.message += f" ({row.id}) for user {user.name}"
+    return {**identity.token_view(row, user.name), "token": token}
 
 
 @router.get(DATAPLANE + "/desired-state", response_model=schemas.DesiredState, response_model_exclude_unset=True)
@@ -340,11 +320,11 @@ async def download_artifact(request: Request, org: NamePath, name: NamePath, pro
                              headers={"Content-Length": str(length), "X-Cellplane-Digest": digest})
 
 
-@router.put(DATAPLANE + "/status", response_model=schemas.StatusRecorded, response_model_exclude_unset=True)
-def report_status(request: Request, org: NamePath, name: NamePath, body: StatusBody,
-                  who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("PUT", DATAPLANE + "/status", AGENT, THE_DATAPLANE, body=raw(StatusReport, "what runs"),
+                 response_model=schemas.StatusRecorded, response_model_exclude_unset=True)
+def report_status(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]:
     """The agent's heartbeat: its listeners and the state of every deployment it runs."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
         req = parse(StatusReport, body, "status report")
@@ -361,30 +341,31 @@ def kept(s: Any, org: str, plane: ResourceRow, items: list[Any]) -> list[Any]:
     for item in items:
         key = (item.project, item.component)
         if key not in known:
-            known[key] = store.find(s, store.Scope(KINDS["Component"], org, item.project), item.component) \
+            known[key] = resources.find(s, resources.Scope(KINDS["Component"], org, item.project), item.component) \
                 is not None
         if item.environment in served and known[key]:
             out.append(item)
     return out
 
 
-@router.post(DATAPLANE + "/logs", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
-def ingest_logs(request: Request, org: NamePath, name: NamePath, body: LogsBody,
-                who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", DATAPLANE + "/logs", AGENT, THE_DATAPLANE, body=raw(LogBatch, "at most 5000 lines, in order"),
+                 response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
+def ingest_logs(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]:
     """Workload output. Lines of environments this data plane does not serve, or of components that do not
     exist, are dropped."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
         lines = kept(s, org, row, parse(LogBatch, body, "log batch").lines)
     return {"accepted": p.logs.append(org, [line.model_dump() for line in lines])}
 
 
-@router.post(DATAPLANE + "/task-runs", response_model=schemas.RunsRecorded, response_model_exclude_unset=True)
-def report_runs(request: Request, org: NamePath, name: NamePath, body: RunsBody,
-                who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", DATAPLANE + "/task-runs", AGENT, THE_DATAPLANE,
+                 body=raw(TaskRunBatch, "task runs, upserted by id"),
+                 response_model=schemas.RunsRecorded, response_model_exclude_unset=True)
+def report_runs(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]:
     """Task runs as they start and end (scheduled runs get their id from the agent)."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
         req = parse(TaskRunBatch, body, "task-run batch")

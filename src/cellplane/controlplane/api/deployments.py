@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import Body, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, deployments, taskruns
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import approvals, deployments, resources, taskruns
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, Call, documented, environment, requires
+from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ConflictError, FieldProblem, InvalidError
@@ -24,12 +24,6 @@ router = api_router(tags=["deployments"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
 RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a task run id (run_...)")]
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    DeployBody = dict[str, Any]
-    RunBody = dict[str, Any]
-else:
-    DeployBody = Annotated[schemas.documented(schemas.DeployRequest), Body(description="what to deploy where")]
-    RunBody = Annotated[schemas.documented(schemas.RunRequest), Body(description="where to run the task")]
 
 def name_query(what: str) -> Any:
     """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""
@@ -37,7 +31,7 @@ def name_query(what: str) -> Any:
 
 
 def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
-    store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
+    resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
     if not who.member_of(org):
         require(who, permission, Target(org))
 
@@ -56,31 +50,27 @@ def _readable(who: Principal, permission: str, rows: list[DeploymentRow]) -> lis
 # -- deployments ----------------------------------------------------------------------------------------------------
 
 
-@router.post(COMPONENT + "/deployments", status_code=201, response_model=schemas.Deployment,
-             response_model_exclude_unset=True,
-             responses={200: {"model": schemas.Deployment,
-                              "description": "already deployed there: updated to the build, or unchanged"},
-                        202: {"model": schemas.ChangeOutcome,
-                              "description": "the environment requires approval: an approval request is pending"}})
-def deploy(request: Request, response: Response, org: NamePath, project: NamePath, component: NamePath,
-           body: DeployBody, who: Principal = Caller) -> Any:
+@router.mutation("POST", COMPONENT + "/deployments", requires("deployments:create"), environment("body"),
+                 action="deploy", subject=COMPONENT_SUBJECT,
+                 body=documented(schemas.DeployRequest, "deploy request", "what to deploy where"),
+                 status_code=201, response_model=schemas.Deployment, response_model_exclude_unset=True,
+                 responses={200: {"model": schemas.Deployment,
+                                  "description": "already deployed there: updated to the build, or unchanged"},
+                            202: {"model": schemas.ChangeOutcome,
+                                  "description": "the environment requires approval: an approval request is pending"}})
+def deploy(c: Call[schemas.DeployRequest], response: Response, org: NamePath, project: NamePath,
+           component: NamePath) -> Any:
     """Deploy a build of the component (its latest succeeded build by default) to an environment: a release of
     that artifact with the component's spec and the environment's configuration."""
-    p = platform(request)
-    work = Work("deploy", "Component", org, project, component)
-    with audited(p, who, work) as s:
-        req = parse(schemas.DeployRequest, body, "deploy request")
-        work.message = f"to {req.environment}"
-        require(who, "deployments:create", Target(org, project, req.environment))
-        row = store.get_component(s, org, project, component)
-        outcome = deployments.deploy(s, p.keyring, row, req.environment, req.build, who.user, req.track)
-        work.message = f"to {req.environment}: {outcome_words(outcome)}"
-        if outcome.action == "pending":
-            return JSONResponse(outcome_view(s, p.keyring, org, outcome), status_code=202)
-        assert outcome.deployment is not None
-        view = deployments.Viewer(s, p.keyring, org).view(outcome.deployment)
+    s, keyring, req = c.session, c.platform.keyring, c.body
+    row = resources.get_component(s, org, project, component)
+    outcome = deployments.deploy(s, keyring, row, req.environment, req.build, c.who.user, req.track)
+    c.work.message = f"to {req.environment}: {outcome_words(outcome)}"
+    if outcome.action == "pending":
+        return JSONResponse(outcome_view(s, keyring, org, outcome), status_code=202)
+    assert outcome.deployment is not None
     response.status_code = 201 if outcome.action == "created" else 200
-    return view
+    return deployments.Viewer(s, keyring, org).view(outcome.deployment)
 
 
 def outcome_words(outcome: deployments.Outcome) -> str:
@@ -122,7 +112,7 @@ def component_deployments(request: Request, org: NamePath, project: NamePath, co
 
     def read(s: Session) -> dict[str, Any]:
         _project_reader(who, org, project, "deployments:list")
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         rows = _readable(who, "deployments:list", deployments.list_rows(s, org, project, component))
         return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
 
@@ -140,24 +130,23 @@ def show_deployment(request: Request, org: NamePath, project: NamePath, componen
 
     def read(s: Session) -> dict[str, Any]:
         require(who, "deployments:get", Target(org, project, environment))
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         row = deployments.get(s, org, project, component, environment, track)
         return deployments.Viewer(s, p.keyring, org).view(row)
 
     return p.store.run(read)
 
 
-@router.delete(COMPONENT + "/deployments/{environment}", response_model=schemas.ResourceDeleted,
-               response_model_exclude_unset=True)
-def undeploy(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
-             track: str | None = TRACK, who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("DELETE", COMPONENT + "/deployments/{environment}", requires("deployments:delete"),
+                 environment("path"), action="undeploy", subject=COMPONENT_SUBJECT,
+                 message=lambda c: f"from {c['environment']}",
+                 response_model=schemas.ResourceDeleted, response_model_exclude_unset=True)
+def undeploy(c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
+             track: str | None = TRACK) -> dict[str, Any]:
     """Remove the deployment; its data plane stops the workload."""
-    p = platform(request)
-    with audited(p, who, Work("undeploy", "Component", org, project, component, f"from {environment}")) as s:
-        require(who, "deployments:delete", Target(org, project, environment))
-        store.get_component(s, org, project, component)
-        row = deployments.get(s, org, project, component, environment, track)
-        return {"deleted": [deployments.undeploy(s, row, who.user)]}
+    resources.get_component(c.session, org, project, component)
+    row = deployments.get(c.session, org, project, component, environment, track)
+    return {"deleted": [deployments.undeploy(c.session, row, c.who.user)]}
 
 
 @router.get(ORG + "/endpoints", response_model=schemas.EndpointList, response_model_exclude_unset=True)
@@ -178,29 +167,25 @@ def list_endpoints(request: Request, org: NamePath, environment: str | None = na
 # -- task runs ------------------------------------------------------------------------------------------------------
 
 
-@router.post(COMPONENT + "/runs", status_code=201, response_model=schemas.TaskRun, response_model_exclude_unset=True)
-def start_run(request: Request, org: NamePath, project: NamePath, component: NamePath, body: RunBody,
-              who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", COMPONENT + "/runs", requires("runs:create"), environment("body"), action="run.create",
+                 subject=COMPONENT_SUBJECT, body=documented(schemas.RunRequest, "run request", "where to run the task"),
+                 status_code=201, response_model=schemas.TaskRun, response_model_exclude_unset=True)
+def start_run(c: Call[schemas.RunRequest], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
     """Run a deployed task (a manual-task, or a scheduled-task off its schedule) once, now."""
-    p = platform(request)
-    work = Work("run.create", "Component", org, project, component)
-    with audited(p, who, work) as s:
-        req = parse(schemas.RunRequest, body, "run request")
-        work.message = f"in {req.environment}"
-        require(who, "runs:create", Target(org, project, req.environment))
-        row = store.get_component(s, org, project, component)
-        deployments.environment(s, org, req.environment)
-        kind = (row.spec or {}).get("type") or "service"
-        if kind not in TASK_TYPES:
-            raise InvalidError(f"component '{project}/{component}' is a {kind}; only manual-task and scheduled-task "
-                               "components run on request", [FieldProblem("component", f"a {kind}, not a task")])
-        dep = deployments.find(s, org, project, component, req.environment, req.track)
-        if dep is None:
-            raise ConflictError(f"component '{project}/{component}' is not deployed in '{req.environment}'; deploy it "
-                                "first", code="not-deployed")
-        run = taskruns.create_run(s, dep, who.user)
-        work.message = f"in {req.environment}: run {run.id}"
-        return taskruns.run_view(run)
+    s, req = c.session, c.body
+    row = resources.get_component(s, org, project, component)
+    deployments.environment(s, org, req.environment)
+    kind = (row.spec or {}).get("type") or "service"
+    if kind not in TASK_TYPES:
+        raise InvalidError(f"component '{project}/{component}' is a {kind}; only manual-task and scheduled-task "
+                           "components run on request", [FieldProblem("component", f"a {kind}, not a task")])
+    dep = deployments.find(s, org, project, component, req.environment, req.track)
+    if dep is None:
+        raise ConflictError(f"component '{project}/{component}' is not deployed in '{req.environment}'; deploy it "
+                            "first", code="not-deployed")
+    run = taskruns.create_run(s, dep, c.who.user)
+    c.work.message = f"in {req.environment}: run {run.id}"
+    return taskruns.run_view(run)
 
 
 @router.get(COMPONENT + "/runs", response_model=schemas.TaskRunList, response_model_exclude_unset=True)
@@ -211,7 +196,7 @@ def list_runs(request: Request, org: NamePath, project: NamePath, component: Nam
     p = platform(request)
     with p.store.transaction() as s:
         _project_reader(who, org, project, "runs:list")
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         rows = taskruns.list_runs(s, org, project, component, environment, limit,
                                    who.environments("runs:list", Target(org, project)))
         return {"items": [taskruns.run_view(r) for r in rows]}

@@ -9,10 +9,19 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
-from cellplane.controlplane import audit, identity, rotation
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import audit, identity, resources, rotation
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require, require_superuser
+from cellplane.controlplane.api.declare import (
+    PLATFORM,
+    Call,
+    Rule,
+    Scope,
+    Subject,
+    administrator,
+    looked_up,
+    requires,
+)
+from cellplane.controlplane.api.deps import Caller, NamePath, platform, require, require_superuser
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import ROLE_NAMES, Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
@@ -68,16 +77,20 @@ def _is_some_admin(who: Principal) -> bool:
     return who.superuser or any(b.role == "admin" and not b.project and not b.environment for b in who.bindings)
 
 
-@router.post("/users", tags=["users"], status_code=201, response_model=schemas.User, response_model_exclude_unset=True)
-def create_user(request: Request, body: NewUser, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("user.create", "User", name=body.name)) as s:
-        if not _is_some_admin(who):
-            raise ForbiddenError("permission 'users:create' is required: an organization admin or a platform "
-                                 "administrator may create users")
-        if body.superuser:
-            require_superuser(who, "create platform administrators")
-        return identity.user_view(identity.create_user(s, body.name, body.email, body.superuser))
+def _user_maker(c: Call[NewUser], _: Target) -> None:
+    if not _is_some_admin(c.who):
+        raise ForbiddenError("permission 'users:create' is required: an organization admin or a platform "
+                             "administrator may create users")
+    if c.body.superuser:
+        require_superuser(c.who, "create platform administrators")
+
+
+@router.mutation("POST", "/users", Rule("users:create", _user_maker), PLATFORM, action="user.create",
+                 subject=Subject("User", lambda c: c.body.name), body=NewUser,
+                 tags=["users"], status_code=201, response_model=schemas.User, response_model_exclude_unset=True)
+def create_user(c: Call[NewUser]) -> dict[str, Any]:
+    body = c.body
+    return identity.user_view(identity.create_user(c.session, body.name, body.email, body.superuser))
 
 
 def _self_or_superuser(who: Principal, user: str) -> None:
@@ -91,17 +104,22 @@ def _not_an_agent(who: Principal) -> None:
                              "POST /organizations/{org}/dataplanes/{name}/tokens")
 
 
-@router.post("/users/{user}/tokens", tags=["users"], status_code=201, response_model=schemas.NewTokenIssued,
-             response_model_exclude_unset=True)
-def create_token(request: Request, user: NamePath, body: NewToken, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("token.create", "User", name=user, message=f"token '{body.name}'")) as s:
-        _self_or_superuser(who, user)
-        _not_an_agent(who)
-        row = identity.get_user(s, user)
-        expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
-        token_row, token = identity.issue_token(s, p.token_key, row, body.name, expires)
-        return {**identity.token_view(token_row, user), "token": token}
+def _token_maker(c: Call[Any], _: Target) -> None:
+    _self_or_superuser(c.who, c["user"])
+    _not_an_agent(c.who)
+
+
+@router.mutation("POST", "/users/{user}/tokens", Rule("the user themself (not an agent) or a platform administrator",
+                                                       _token_maker), PLATFORM,
+                 action="token.create", subject=Subject("User", "user"), message=lambda c: f"token '{c.body.name}'",
+                 body=NewToken, tags=["users"], status_code=201, response_model=schemas.NewTokenIssued,
+                 response_model_exclude_unset=True)
+def create_token(c: Call[NewToken], user: NamePath) -> dict[str, Any]:
+    body = c.body
+    row = identity.get_user(c.session, user)
+    expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
+    token_row, token = identity.issue_token(c.session, c.platform.token_key, row, body.name, expires)
+    return {**identity.token_view(token_row, user), "token": token}
 
 
 @router.get("/users/{user}/tokens", tags=["users"], response_model=schemas.TokenList, response_model_exclude_unset=True)
@@ -114,16 +132,24 @@ def list_tokens(request: Request, user: NamePath, who: Principal = Caller) -> di
         return {"items": [identity.token_view(t, user) for t in tokens]}
 
 
-@router.delete("/tokens/{token_id}", tags=["users"], response_model=schemas.Deleted, response_model_exclude_unset=True)
-def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("token.revoke", "Token", name=token_id)) as s:
-        row = s.get(TokenRow, token_id)
-        user = s.get(UserRow, row.user_id) if row else None
-        if row is None or user is None or (user.name != who.user and not who.superuser):
-            raise NotFoundError(f"token '{token_id}' not found")
-        s.delete(row)
-        return {"deleted": token_id}
+def _token(c: Call[Any], _: str) -> Target:
+    c.row = c.session.get(TokenRow, c["token_id"])
+    return Target("")
+
+
+def _token_holder(c: Call[Any], _: Target) -> None:
+    """One's own token, or a platform administrator; another's is not found (its id says nothing)."""
+    user = c.session.get(UserRow, c.row.user_id) if c.row else None
+    if c.row is None or user is None or (user.name != c.who.user and not c.who.superuser):
+        raise NotFoundError(f"token '{c['token_id']}' not found")
+
+
+@router.mutation("DELETE", "/tokens/{token_id}", Rule("the token's user or a platform administrator", _token_holder),
+                 looked_up("the token", _token), action="token.revoke", subject=Subject("Token", "token_id"),
+                 tags=["users"], response_model=schemas.Deleted, response_model_exclude_unset=True)
+def revoke_token(c: Call[None], token_id: NamePath) -> dict[str, Any]:
+    c.session.delete(c.row)
+    return {"deleted": token_id}
 
 
 @router.get("/organizations/{org}/rolebindings", tags=["rolebindings"], response_model=schemas.RoleBindingList,
@@ -131,7 +157,7 @@ def revoke_token(request: Request, token_id: NamePath, who: Principal = Caller) 
 def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> dict[str, Any]:
     p = platform(request)
     with p.store.transaction() as s:
-        store.get(s, store.Scope(KINDS["Organization"]), org)
+        resources.get(s, resources.Scope(KINDS["Organization"]), org)
         if not who.member_of(org):
             require(who, "rolebindings:list", Target(org))
         rows = s.execute(select(RoleBindingRow, UserRow.name).join(UserRow, UserRow.id == RoleBindingRow.user_id)
@@ -142,31 +168,43 @@ def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> d
                           if name == who.user or who.can("rolebindings:list", Target(org, b.project, b.environment))]}
 
 
-@router.post("/organizations/{org}/rolebindings", tags=["rolebindings"], status_code=201,
-             response_model=schemas.RoleBinding, response_model_exclude_unset=True)
-def create_binding(request: Request, org: NamePath, body: NewBinding, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
+def _grant_message(c: Call[NewBinding]) -> str:
+    body = c.body
     scope = body.project or body.environment or ""
-    work = Work("rolebinding.create", "RoleBinding", org, body.project or "", body.user,
-                f"{body.role} for {body.user}" + (f" on {scope}" if scope else ""))
-    with audited(p, who, work) as s:
-        require(who, "rolebindings:create", Target(org, body.project or "", body.environment or ""))
-        user = identity.get_user(s, body.user)
-        row = identity.grant(s, user, body.role, org, body.project or "", body.environment or "")
-        return identity.binding_view(row, user.name)
+    return f"{body.role} for {body.user}" + (f" on {scope}" if scope else "")
 
 
-@router.delete("/organizations/{org}/rolebindings/{binding_id}", tags=["rolebindings"], response_model=schemas.Deleted,
-               response_model_exclude_unset=True)
-def delete_binding(request: Request, org: NamePath, binding_id: NamePath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("rolebinding.delete", "RoleBinding", org, name=binding_id)) as s:
-        row = s.get(RoleBindingRow, binding_id)
-        if row is None or row.organization != org:
-            raise NotFoundError(f"role binding '{binding_id}' not found in organization '{org}'")
-        require(who, "rolebindings:delete", Target(org, row.project, row.environment))
-        s.delete(row)
-        return {"deleted": binding_id}
+def _granted_where(c: Call[NewBinding], _: str) -> Target:
+    return Target(c["org"], c.body.project or "", c.body.environment or "")
+
+
+@router.mutation("POST", "/organizations/{org}/rolebindings", requires("rolebindings:create"),
+                 Scope("the binding's project or environment (body)", _granted_where),
+                 action="rolebinding.create", body=NewBinding, message=_grant_message,
+                 subject=Subject("RoleBinding", lambda c: c.body.user, project=lambda c: c.body.project or ""),
+                 tags=["rolebindings"], status_code=201, response_model=schemas.RoleBinding,
+                 response_model_exclude_unset=True)
+def create_binding(c: Call[NewBinding], org: NamePath) -> dict[str, Any]:
+    body = c.body
+    user = identity.get_user(c.session, body.user)
+    row = identity.grant(c.session, user, body.role, org, body.project or "", body.environment or "")
+    return identity.binding_view(row, user.name)
+
+
+def _binding(c: Call[Any], _: str) -> Target:
+    row = c.row = c.session.get(RoleBindingRow, c["binding_id"])
+    if row is None or row.organization != c["org"]:
+        raise NotFoundError(f"role binding '{c['binding_id']}' not found in organization '{c['org']}'")
+    return Target(row.organization, row.project, row.environment)
+
+
+@router.mutation("DELETE", "/organizations/{org}/rolebindings/{binding_id}", requires("rolebindings:delete"),
+                 looked_up("the binding's project or environment", _binding), action="rolebinding.delete",
+                 subject=Subject("RoleBinding", "binding_id", project=""), tags=["rolebindings"],
+                 response_model=schemas.Deleted, response_model_exclude_unset=True)
+def delete_binding(c: Call[None], org: NamePath, binding_id: NamePath) -> dict[str, Any]:
+    c.session.delete(c.row)
+    return {"deleted": binding_id}
 
 
 @router.get("/audit", tags=["audit"], response_model=schemas.AuditList, response_model_exclude_unset=True)
@@ -186,21 +224,20 @@ def list_audit(request: Request, who: Principal = Caller,
                 "metadata": {"before": rows[-1].id if len(rows) == limit else None}}
 
 
-@router.post("/admin/rotate-key", tags=["admin"], response_model=schemas.KeyRotation, response_model_exclude_unset=True)
-def rotate_key(request: Request, who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", "/admin/rotate-key", administrator("rotate the master key"), PLATFORM,
+                 action="admin.rotate-key", tags=["admin"], response_model=schemas.KeyRotation,
+                 response_model_exclude_unset=True)
+def rotate_key(c: Call[None]) -> dict[str, Any]:
     """Re-encrypt every secret under a new master key, in small transactions, while serving."""
-    p = platform(request)
-    work = Work("admin.rotate-key")
-    with audited(p, who, work):  # the audit session stays idle while the batches below run
-        require_superuser(who, "rotate the master key")
-        new_id = p.keyring.begin_rotation()
-        total = 0
-        while True:
-            with p.store.transaction() as s:
-                done = rotation.rotate_all(s, p.keyring)
-            total += done
-            if done == 0:
-                break
-        dropped = p.keyring.finish_rotation()
-        work.message = f"new key {new_id}, {total} secrets re-encrypted"
+    p = c.platform  # the audited unit of work's session stays idle while the batches below run
+    new_id = p.keyring.begin_rotation()
+    total = 0
+    while True:
+        with p.store.transaction() as s:
+            done = rotation.rotate_all(s, p.keyring)
+        total += done
+        if done == 0:
+            break
+    dropped = p.keyring.finish_rotation()
+    c.work.message = f"new key {new_id}, {total} secrets re-encrypted"
     return {"keyId": new_id, "reencrypted": total, "retiredKeys": dropped}

@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
-from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane import API_VERSION
 from cellplane.choreo import import_choreo, import_directory
-from cellplane.controlplane import lifecycle
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import lifecycle, resources
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.deps import Caller, Work, audited, platform, require
+from cellplane.controlplane.api.declare import PROJECT, Call, Subject, requires
 from cellplane.controlplane.api.routing import api_router
-from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.sources import checkout
 from cellplane.errors import CellplaneError
 from cellplane.model import ComponentSpec, parse_document
@@ -49,37 +46,36 @@ class ComponentImport(schemas.JsonBody):
     dryRun: bool = False
 
 
-@router.post("/organizations/{org}/projects/{project}/component-imports", status_code=201, response_model=None,
-             responses={201: {"model": schemas.ComponentImportResult, "description": "the component as stored"}})
-def import_component(request: Request, org: OwnerPath, project: OwnerPath, body: ComponentImport,
-                     who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", "/organizations/{org}/projects/{project}/component-imports", requires("components:create"),
+                 PROJECT, action="create", subject=Subject("Component", lambda c: c.body.name), body=ComponentImport,
+                 message=lambda c: f"from {c.body.source.repository}", dry_run=lambda c: c.body.dryRun,
+                 status_code=201, response_model=None,
+                 responses={201: {"model": schemas.ComponentImportResult, "description": "the component as stored"}})
+def import_component(c: Call[ComponentImport], org: OwnerPath, project: OwnerPath) -> dict[str, Any]:
     """Create a component whose endpoints, connections and configuration come from its source."""
-    p = platform(request)
-    work = Work("create", "Component", org, project, body.name, f"from {body.source.repository}")
-    with audited(p, who, work, dry_run=body.dryRun) as s:
-        require(who, "components:create", Target(org, project))
-        if body.files is None:
-            with checkout(body.source.repository, body.source.branch, body.source.ref) as root:
-                found = import_directory(subdirectory(root, body.source.path))
-        else:
-            found = import_choreo(body.files)
-        # Precedence, lowest first: what the descriptors say (component-config's build), the request's source,
-        # the request's spec.source. Anything but a mapping is left for the spec's validation to report.
-        source = {**found.spec.get("source", {}), **body.source.model_dump(exclude_none=True)}
-        given = body.spec.get("source", {})
-        spec = {**found.spec, **body.spec, "source": {**source, **given} if isinstance(given, dict) else given}
-        raw = {"apiVersion": API_VERSION, "kind": "Component",
-               "metadata": {"name": body.name, "organization": org, "project": project, "labels": body.labels},
-               "spec": spec}
-        try:
-            doc = parse_document(raw)
-        except CellplaneError as e:
-            if found.descriptor:
-                e.message += f" (mapped from {found.descriptor})"
-            raise
-        doc.warnings = found.warnings
-        place = store.Scope(doc.info, org, project)
-        lifecycle.create(s, doc, place, p.keyring, who.user)
-        work.message += f" ({found.descriptor or 'no descriptor'})"
-        return {"component": store.to_document(store.get(s, place, doc.name)), "descriptor": found.descriptor,
-                "warnings": found.warnings, "dryRun": body.dryRun}
+    s, body, work = c.session, c.body, c.work
+    if body.files is None:
+        with checkout(body.source.repository, body.source.branch, body.source.ref) as root:
+            found = import_directory(subdirectory(root, body.source.path))
+    else:
+        found = import_choreo(body.files)
+    # Precedence, lowest first: what the descriptors say (component-config's build), the request's source,
+    # the request's spec.source. Anything but a mapping is left for the spec's validation to report.
+    source = {**found.spec.get("source", {}), **body.source.model_dump(exclude_none=True)}
+    given = body.spec.get("source", {})
+    spec = {**found.spec, **body.spec, "source": {**source, **given} if isinstance(given, dict) else given}
+    raw = {"apiVersion": API_VERSION, "kind": "Component",
+           "metadata": {"name": body.name, "organization": org, "project": project, "labels": body.labels},
+           "spec": spec}
+    try:
+        doc = parse_document(raw)
+    except CellplaneError as e:
+        if found.descriptor:
+            e.message += f" (mapped from {found.descriptor})"
+        raise
+    doc.warnings = found.warnings
+    place = resources.Scope(doc.info, org, project)
+    lifecycle.create(s, doc, place, c.platform.keyring, c.who.user)
+    work.message += f" ({found.descriptor or 'no descriptor'})"
+    return {"component": resources.to_document(resources.get(s, place, doc.name)), "descriptor": found.descriptor,
+            "warnings": found.warnings, "dryRun": body.dryRun}

@@ -15,8 +15,7 @@ from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import deployments, taskruns
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import deployments, resources, taskruns
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
 from cellplane.controlplane.api.routing import api_router, checked_required
@@ -55,7 +54,7 @@ def _environment(s: Session, org: str, environment: str | None) -> str:
     if not environment:
         raise InvalidError("give the environment to read (?environment=)",
                            [FieldProblem("environment", "required")])
-    if store.find(s, store.Scope(KINDS["Environment"], org), environment) is None:
+    if resources.find(s, resources.Scope(KINDS["Environment"], org), environment) is None:
         raise InvalidError(f"environment '{environment}' not found in organization '{org}'",
                            [FieldProblem("environment", "no such environment")])
     return environment
@@ -65,7 +64,7 @@ def _component(s: Session, who: Principal, permission: str, org: str, project: s
                environment: str | None) -> str:
     """Check the caller may read the component's telemetry there; the environment."""
     require(who, permission, Target(org, project, environment or ""))
-    store.get_component(s, org, project, component)
+    resources.get_component(s, org, project, component)
     return _environment(s, org, environment)
 
 
@@ -299,7 +298,7 @@ def cell_graph(request: Request, org: NamePath, project: NamePath, environment: 
     seconds = durations.seconds(window, "window", 10.0, 86400.0)
     with p.store.transaction() as s:
         require(who, "metrics:get", Target(org, project, environment or ""))
-        store.get(s, store.Scope(KINDS["Project"], org), project)
+        resources.get(s, resources.Scope(KINDS["Project"], org), project)
         env = _environment(s, org, environment)
         end = now()
         return graph.cell(s, p.keyring, org, project, env, end - timedelta(seconds=seconds), end)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-from fastapi import Body, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import approvals, cascade, deployments, previews, releases
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import approvals, cascade, deployments, previews, releases, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import wake
+from cellplane.controlplane.api.declare import (
+    COMPONENT_SUBJECT,
+    PROJECT,
+    Call,
+    Rule,
+    Subject,
+    documented,
+    environment,
+    looked_up,
+    requires,
+)
 from cellplane.controlplane.api.deployments import name_query, outcome_view, outcome_words
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, parse, platform, require
+from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
 from cellplane.controlplane.api.routing import api_router, checked_required
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import FieldProblem, ForbiddenError, InvalidError
@@ -23,14 +33,6 @@ from cellplane.store.tables import ReleaseRow
 router = api_router(tags=["releases"])
 ORG = "/organizations/{org}"
 COMPONENT = ORG + "/projects/{project}/components/{component}"
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    PromoteBody = dict[str, Any]
-    RollbackBody = dict[str, Any]
-    RejectBody = dict[str, Any]
-else:
-    PromoteBody = Annotated[schemas.documented(schemas.PromoteRequest), Body(description="from where to where")]
-    RollbackBody = Annotated[schemas.documented(schemas.RollbackRequest), Body(description="which release")]
-    RejectBody = Annotated[schemas.documented(schemas.RejectRequest), Body(description="why")]
 IdPath = NamePath  # release and approval ids are short names
 OUTCOMES: dict[int | str, dict[str, Any]] = {
     200: {"model": schemas.ChangeOutcome, "description": "updated, or unchanged"},
@@ -42,39 +44,35 @@ def _respond(s: Session, p: Any, org: str, outcome: deployments.Outcome) -> JSON
     return JSONResponse(outcome_view(s, p.keyring, org, outcome), status_code=status)
 
 
-@router.post(COMPONENT + "/promotions", status_code=201, response_model=schemas.ChangeOutcome, responses=OUTCOMES)
-def promote(request: Request, org: NamePath, project: NamePath, component: NamePath, body: PromoteBody,
-            who: Principal = Caller) -> JSONResponse:
+@router.mutation("POST", COMPONENT + "/promotions", requires("deployments:create"), environment("body", "to"),
+                 action="promote", subject=COMPONENT_SUBJECT,
+                 body=documented(schemas.PromoteRequest, "promotion request", "from where to where"),
+                 status_code=201, response_model=schemas.ChangeOutcome, responses=OUTCOMES)
+def promote(c: Call[schemas.PromoteRequest], org: NamePath, project: NamePath, component: NamePath) -> JSONResponse:
     """Promote the release running in one environment to the next one along the project's pipeline: the same
     artifact and spec, with the target environment's configuration. Into an environment that requires approval
     (or along a path that does), this makes an approval request."""
-    p = platform(request)
-    work = Work("promote", "Component", org, project, component)
-    with audited(p, who, work) as s:
-        req = parse(schemas.PromoteRequest, body, "promotion request")
-        work.message = f"{req.from_} → {req.to}"
-        require(who, "deployments:create", Target(org, project, req.to))
-        row = store.get_component(s, org, project, component)
-        outcome = deployments.promote(s, p.keyring, row, req.from_, req.to, who.user, req.track)
-        work.message = f"{req.from_} → {req.to}: {outcome_words(outcome)}"
-        return _respond(s, p, org, outcome)
+    p, s, req = c.platform, c.session, c.body
+    row = resources.get_component(s, org, project, component)
+    outcome = deployments.promote(s, p.keyring, row, req.from_, req.to, c.who.user, req.track)
+    c.work.message = f"{req.from_} → {req.to}: {outcome_words(outcome)}"
+    return _respond(s, p, org, outcome)
 
 
-@router.post(COMPONENT + "/deployments/{environment}/rollback", response_model=schemas.ChangeOutcome,
-             responses={200: {"model": schemas.ChangeOutcome}})
-def rollback(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
-             body: RollbackBody, who: Principal = Caller) -> JSONResponse:
+@router.mutation("POST", COMPONENT + "/deployments/{environment}/rollback", requires("deployments:create"),
+                 environment("path"), action="rollback", subject=COMPONENT_SUBJECT,
+                 body=documented(schemas.RollbackRequest, "rollback request", "which release"),
+                 message=lambda c: f"in {c['environment']}",
+                 response_model=schemas.ChangeOutcome, responses={200: {"model": schemas.ChangeOutcome}})
+def rollback(c: Call[schemas.RollbackRequest], org: NamePath, project: NamePath, component: NamePath,
+             environment: NamePath) -> JSONResponse:
     """Run the release before the current one again (or ``to``, a release that ran there): its artifact and its
     configuration both come back."""
-    p = platform(request)
-    work = Work("rollback", "Component", org, project, component, f"in {environment}")
-    with audited(p, who, work) as s:
-        req = parse(schemas.RollbackRequest, body, "rollback request")
-        require(who, "deployments:create", Target(org, project, environment))
-        row = store.get_component(s, org, project, component)
-        outcome = deployments.rollback(s, row, environment, who.user, req.track, req.to)
-        work.message = f"in {environment}: {outcome_words(outcome)}"
-        return JSONResponse(outcome_view(s, p.keyring, org, outcome), status_code=200)
+    s, req = c.session, c.body
+    row = resources.get_component(s, org, project, component)
+    outcome = deployments.rollback(s, row, environment, c.who.user, req.track, req.to)
+    c.work.message = f"in {environment}: {outcome_words(outcome)}"
+    return JSONResponse(outcome_view(s, c.platform.keyring, org, outcome), status_code=200)
 
 
 @router.get(COMPONENT + "/releases", response_model=schemas.ReleaseHistory, response_model_exclude_unset=True)
@@ -88,7 +86,7 @@ def history(request: Request, org: NamePath, project: NamePath, component: NameP
     with p.store.transaction() as s:
         if not who.sees_project(org, project):
             require(who, "deployments:list", Target(org, project))
-        store.get_component(s, org, project, component)
+        resources.get_component(s, org, project, component)
         if environment is not None:
             deployments.environment(s, org, environment)
         events = releases.history(s, org, project, component, environment, track, limit,
@@ -151,7 +149,7 @@ def list_approvals(request: Request, org: NamePath,
     """Approval requests the caller may see, newest first (pending ones by default)."""
     p = platform(request)
     with p.store.transaction() as s:
-        store.require_owner(s, store.Scope(KINDS["Project"], org), field_path="path")
+        resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
         if not who.member_of(org):
             require(who, "deployments:list", Target(org))
         rows = approvals.list_rows(s, org, None if state == "all" else state, project)
@@ -168,51 +166,50 @@ def show_approval(request: Request, org: NamePath, approval: IdPath, who: Princi
         return approvals.view(row)
 
 
-def _decider(who: Principal, row: Any) -> None:
-    require(who, "deployments:approve", Target(row.organization, row.project, row.environment))
-    if who.user == row.requested_by:
-        raise ForbiddenError(f"{who.user} requested {row.id}: a request is approved or rejected by someone else",
+def _approval(c: Call[Any], _: str) -> Target:
+    """The approval request (404 before any permission is checked), and the component it is about (audited)."""
+    row = c.row = approvals.get(c.session, c["org"], c["approval"])
+    c.work.project, c.work.name = row.project, row.component
+    return Target(row.organization, row.project, row.environment)
+
+
+def _decider(c: Call[Any], target: Target) -> None:
+    require(c.who, "deployments:approve", target)
+    if c.who.user == c.row.requested_by:
+        raise ForbiddenError(f"{c.who.user} requested {c.row.id}: a request is approved or rejected by someone else",
                              [FieldProblem("path.approval", "your own request")], code="own-request")
 
 
-@router.post(ORG + "/approvals/{approval}/approve", response_model=schemas.ChangeOutcome, status_code=201,
-             responses={200: {"model": schemas.ChangeOutcome, "description": "the deployment was updated"}})
-def approve(request: Request, org: NamePath, approval: IdPath, who: Principal = Caller) -> JSONResponse:
+APPROVAL = looked_up("the approval's environment", _approval)
+DECIDER = Rule("deployments:approve", _decider)  # and not the request's own author
+APPROVAL_SUBJECT = Subject("Component", "approval", project="")  # then the approval's component
+
+
+@router.mutation("POST", ORG + "/approvals/{approval}/approve", DECIDER, APPROVAL, action="approval.approve",
+                 subject=APPROVAL_SUBJECT, response_model=schemas.ChangeOutcome, status_code=201,
+                 responses={200: {"model": schemas.ChangeOutcome, "description": "the deployment was updated"}})
+def approve(c: Call[None], org: NamePath, approval: IdPath) -> JSONResponse:
     """Approve a pending request: its release runs in the environment now."""
-    p = platform(request)
-    work = Work("approval.approve", "Component", org, name=approval)
-    with audited(p, who, work) as s:
-        row = approvals.get(s, org, approval)
-        work.project, work.name = row.project, row.component
-        work.message = f"{row.id}: release {row.release_id} in {row.environment} (requested by {row.requested_by})"
-        _decider(who, row)
-        outcome = deployments.approve(s, row, who.user)
-        return _respond(s, p, org, outcome)
+    row = c.row
+    c.work.message = f"{row.id}: release {row.release_id} in {row.environment} (requested by {row.requested_by})"
+    outcome = deployments.approve(c.session, row, c.who.user)
+    return _respond(c.session, c.platform, org, outcome)
 
 
-@router.post(ORG + "/approvals/{approval}/reject", response_model=schemas.Approval, status_code=200)
-def reject(request: Request, org: NamePath, approval: IdPath, body: RejectBody,
-           who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("POST", ORG + "/approvals/{approval}/reject", DECIDER, APPROVAL, action="approval.reject",
+                 subject=APPROVAL_SUBJECT, body=documented(schemas.RejectRequest, "rejection", "why"),
+                 response_model=schemas.Approval, status_code=200)
+def reject(c: Call[schemas.RejectRequest], org: NamePath, approval: IdPath) -> dict[str, Any]:
     """Reject a pending request, with a reason; nothing runs."""
-    p = platform(request)
-    work = Work("approval.reject", "Component", org, name=approval)
-    with audited(p, who, work) as s:
-        req = parse(schemas.RejectRequest, body, "rejection")
-        row = approvals.get(s, org, approval)
-        work.project, work.name = row.project, row.component
-        work.message = f"{row.id}: release {row.release_id} in {row.environment}: {req.reason}"
-        _decider(who, row)
-        approvals.decide(row, who.user, "rejected", req.reason)
-        return approvals.view(row)
+    row, reason = c.row, c.body.reason
+    c.work.message = f"{row.id}: release {row.release_id} in {row.environment}: {reason}"
+    approvals.decide(row, c.who.user, "rejected", reason)
+    return approvals.view(row)
 
 
 # -- previews -------------------------------------------------------------------------------------------------------
 
 PREVIEWS = ORG + "/projects/{project}/previews"
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    PreviewBody = dict[str, Any]
-else:
-    PreviewBody = Annotated[schemas.documented(schemas.PreviewRequest), Body(description="the branch")]
 BRANCH = Query(None, min_length=1, max_length=250, description="the git branch")
 
 
@@ -222,22 +219,27 @@ def _preview_view(s: Session, p: Any, row: Any) -> dict[str, Any]:
     return previews.view(s, row, views)
 
 
-@router.post(PREVIEWS, status_code=201, response_model=schemas.Preview, response_model_exclude_unset=True)
-def create_preview(request: Request, org: NamePath, project: NamePath, body: PreviewBody,
-                   who: Principal = Caller) -> dict[str, Any]:
+PREVIEW_SUBJECT = Subject("Project", "project")
+
+
+def _waking(request: Request) -> Any:
+    def then(answer: Any) -> Any:
+        wake(request)  # once the commit is in: the workers find the new builds
+        return answer
+
+    return then
+
+
+@router.mutation("POST", PREVIEWS, requires("previews:create"), PROJECT, action="preview.create",
+                 subject=PREVIEW_SUBJECT, body=documented(schemas.PreviewRequest, "preview request", "the branch"),
+                 status_code=201, response_model=schemas.Preview, response_model_exclude_unset=True)
+def create_preview(c: Call[schemas.PreviewRequest], org: NamePath, project: NamePath) -> dict[str, Any]:
     """Build the project's components from a branch and deploy each into a new environment of its own as its
     build succeeds."""
-    p = platform(request)
-    work = Work("preview.create", "Project", org, project, project)
-    with audited(p, who, work) as s:
-        req = parse(schemas.PreviewRequest, body, "preview request")
-        work.message = f"branch {req.branch}"
-        require(who, "previews:create", Target(org, project))
-        row = previews.create(s, org, project, req.branch, who.user)
-        work.message = f"branch {req.branch}: environment {row.environment}"
-        view = _preview_view(s, p, row)
-    wake(request)
-    return view
+    row = previews.create(c.session, org, project, c.body.branch, c.who.user)
+    c.work.message = f"branch {c.body.branch}: environment {row.environment}"
+    c.after_commit(_waking(c.request))
+    return _preview_view(c.session, c.platform, row)
 
 
 @router.get(PREVIEWS, response_model=schemas.PreviewList, response_model_exclude_unset=True)
@@ -248,23 +250,24 @@ def list_previews(request: Request, org: NamePath, project: NamePath, branch: st
     with p.store.transaction() as s:
         if not who.sees_project(org, project):
             require(who, "deployments:list", Target(org, project))
-        store.get(s, store.Scope(KINDS["Project"], org), project)
+        resources.get(s, resources.Scope(KINDS["Project"], org), project)
         rows = [previews.get(s, org, project, branch)] if branch else previews.list_rows(s, org, project)
         return {"items": [_preview_view(s, p, r) for r in rows
                           if who.can("deployments:list", Target(org, project, r.environment))]}
 
 
-@router.delete(PREVIEWS, response_model=schemas.ResourceDeleted, response_model_exclude_unset=True)
-def delete_preview(request: Request, org: NamePath, project: NamePath,
+def _branch_given(c: Call[Any]) -> None:
+    if not c["branch"]:
+        raise InvalidError("give the branch whose preview to delete (?branch=)", [FieldProblem("branch", "required")])
+
+
+@router.mutation("DELETE", PREVIEWS, requires("previews:delete"), PROJECT, action="preview.delete",
+                 subject=PREVIEW_SUBJECT, before=_branch_given, message=lambda c: f"branch {c['branch']}",
+                 response_model=schemas.ResourceDeleted, response_model_exclude_unset=True)
+def delete_preview(c: Call[None], org: NamePath, project: NamePath,
                    branch: str | None = checked_required("the git branch", min_length=1, max_length=250),
-                   who: Principal = Caller) -> dict[str, Any]:
+                   ) -> dict[str, Any]:
     """Remove a preview environment and everything it made."""
-    p = platform(request)
-    work = Work("preview.delete", "Project", org, project, project, f"branch {branch}")
-    with audited(p, who, work) as s:
-        if not branch:
-            raise InvalidError("give the branch whose preview to delete (?branch=)", [FieldProblem("branch",
-                                                                                                  "required")])
-        require(who, "previews:delete", Target(org, project))
-        row = previews.get(s, org, project, branch)
-        return {"deleted": cascade.delete_preview(s, row)}
+    assert branch is not None  # _branch_given
+    row = previews.get(c.session, org, project, branch)
+    return {"deleted": cascade.delete_preview(c.session, row)}

@@ -1,25 +1,23 @@
 """Routes for resources of every kind, and ``apply`` of many documents in one transaction."""
 
-# No ``from __future__ import annotations``: the routes of each kind annotate their body with a type built for
-# that kind (a local variable), which FastAPI could not resolve from a string.
-from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from __future__ import annotations
 
-from fastapi import Body, Query, Request
+from enum import Enum
+from typing import Any, cast
+
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
-from cellplane.controlplane import lifecycle
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import lifecycle, resources
 from cellplane.controlplane.api import schemas
+from cellplane.controlplane.api.declare import Call, Rule, Scope, Subject, raw, requires
 from cellplane.controlplane.api.deps import (
     Caller,
     NamePath,
     Page,
     Paging,
-    Work,
-    audited,
     platform,
     require,
     require_superuser,
@@ -33,10 +31,6 @@ from cellplane.store.tables import ResourceRow
 router = api_router()
 APPLY_EXAMPLE = {"organization": "default", "documents": [
     {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "shop"}, "spec": {}}]}
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    ApplyBody = dict[str, Any]
-else:
-    ApplyBody = Annotated[schemas.documented(schemas.ApplyRequest), Body(examples=[APPLY_EXAMPLE])]
 
 
 def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
@@ -49,10 +43,10 @@ def target_of(info: KindInfo, org: str, project: str, name: str) -> Target:
     return Target(org, project)
 
 
-def authorize_write(s: Session, who: Principal, place: store.Scope, name: str) -> None:
+def authorize_write(s: Session, who: Principal, place: resources.Scope, name: str) -> None:
     """Creating needs ``<kind>:create`` (an Organization: a platform administrator), replacing ``<kind>:update``."""
     info = place.info
-    exists = store.exists(s, place, name)
+    exists = resources.exists(s, place, name)
     if info.kind == "Organization" and not exists:
         require_superuser(who, "create organizations")
     require(who, f"{info.plural}:{'update' if exists else 'create'}",
@@ -75,28 +69,28 @@ def _list(request: Request, who: Principal, info: KindInfo, org: str | None, pro
     p = platform(request)
     with p.store.read() as s:
         if org is not None:
-            store.require_owner(s, store.Scope(KINDS["Project"] if project is None else info, org, project or ""),
-                                field_path="path")
+            owner = resources.Scope(KINDS["Project"] if project is None else info, org, project or "")
+            resources.require_owner(s, owner, field_path="path")
             if project is not None and not who.sees_project(org, project):
                 require(who, f"{info.plural}:list", Target(org, project))
             elif project is None and not who.member_of(org):
                 require(who, f"{info.plural}:list", Target(org))
-        rows, cont = store.list_rows(s, info.kind, org, project, page.limit, page.after,
+        rows, cont = resources.list_rows(s, info.kind, org, project, page.limit, page.after,
                                      visible=lambda row: can_read(who, row))
         return JSONResponse({"apiVersion": API_VERSION, "kind": f"{info.kind}List",
-                             "items": [store.to_document(r) for r in rows], "metadata": {"continue": cont}})
+                             "items": [resources.to_document(r) for r in rows], "metadata": {"continue": cont}})
 
 
 def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> JSONResponse:
     p = platform(request)
     with p.store.read() as s:
-        place = store.Scope(info, org, project)
-        row = store.find(s, place, name)
+        place = resources.Scope(info, org, project)
+        row = resources.find(s, place, name)
         if row is None or not can_read(who, row):
             if row is not None or who.member_of(org or name):
                 require(who, f"{info.plural}:get", target_of(info, org, project, name))
             raise NotFoundError(f"{place.describe(name)} not found")
-        return JSONResponse(store.to_document(row))
+        return JSONResponse(resources.to_document(row))
 
 
 def _document(raw: Any, info: KindInfo, org: str, project: str, name: str | None) -> Document:
@@ -117,30 +111,49 @@ def _document(raw: Any, info: KindInfo, org: str, project: str, name: str | None
     return doc
 
 
-def _write(request: Request, who: Principal, info: KindInfo, org: str, project: str, raw: Any,
-           name: str | None, replace: bool, dry_run: bool) -> JSONResponse:
-    p = platform(request)
-    work = Work("update" if replace else "create", info.kind, org, project, name or "")
-    with audited(p, who, work, dry_run) as s:
-        doc = _document(raw, info, org, project, name)
-        work.name = doc.name
-        place = store.Scope(info, org, project)
-        authorize_write(s, who, place, doc.name)
-        results = (lifecycle.apply if replace else lifecycle.create)(s, doc, place, p.keyring, who.user)
-        work.message = ", ".join(f"{r.kind.lower()}/{r.name} {r.action}" for r in results)
-        row = store.get(s, place, doc.name)
-        body = store.to_document(row)
-        body["status"] = {**body["status"], "warnings": doc.warnings} if doc.warnings else body["status"]
+def _write(c: Call[Document], info: KindInfo, replace: bool) -> JSONResponse:
+    """Create or replace the document ``c.body`` (parsed and authorized by the declaration)."""
+    p, s, doc = c.platform, c.session, c.body
+    place = resources.Scope(info, c.params.get("org", ""), c.params.get("project", ""))
+    results = (lifecycle.apply if replace else lifecycle.create)(s, doc, place, p.keyring, c.who.user)
+    c.work.message = ", ".join(f"{r.kind.lower()}/{r.name} {r.action}" for r in results)
+    row = resources.get(s, place, doc.name)
+    body = resources.to_document(row)
+    body["status"] = {**body["status"], "warnings": doc.warnings} if doc.warnings else body["status"]
     return JSONResponse(body, status_code=201 if results[0].action == "created" else 200)
 
 
-def _delete(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("delete", info.kind, org, project, name)) as s:
-        place = store.Scope(info, org, project)
-        require(who, f"{info.plural}:delete", target_of(info, org, project, name))
-        deleted = lifecycle.delete(s, place, name)
-    return {"deleted": deleted}
+def _delete(c: Call[None], info: KindInfo, name: str) -> dict[str, Any]:
+    place = resources.Scope(info, c.params.get("org", ""), c.params.get("project", ""))
+    return {"deleted": lifecycle.delete(c.session, place, name)}
+
+
+def _declarations(info: KindInfo) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What the create, replace and delete routes of a kind declare: their permission and scope, audit action and
+    body. A write's permission is ``<kind>:create`` or ``<kind>:update`` as the resource exists or not (creating an
+    Organization: a platform administrator too); the document is parsed (``_document``) before it is checked."""
+
+    def parsed(c: Call[Any]) -> None:
+        c.body = _document(c.body, info, c.params.get("org", ""), c.params.get("project", ""), c.params.get("name"))
+        c.work.name = c.body.name
+
+    def where(c: Call[Any], _: str) -> Target:
+        name = c.body.name if isinstance(c.body, Document) else c["name"]
+        return target_of(info, c.params.get("org", ""), c.params.get("project", ""), name)
+
+    def writer(c: Call[Document], _: Target) -> None:
+        authorize_write(c.session, c.who, resources.Scope(info, c.params.get("org", ""), c.params.get("project", "")),
+                        c.body.name)
+
+    scope = Scope({"Organization": "organization (the document's own)", "Project": "project (the document's own)"}.get(
+        info.kind, "project" if info.scope == "project" else "organization"), where)
+    body = raw(schemas.SCHEMAS[info.kind].body, f"a {info.kind} document (apiVersion and kind may be left out)")
+    write = {"permission": Rule(f"{info.plural}:create (new) or {info.plural}:update (existing)", writer),
+             "scope": scope, "subject": Subject(info.kind, "name"), "body": body, "before": parsed,
+             "dry_run": lambda c: c["dryRun"]}
+    delete = {"permission": requires(f"{info.plural}:delete"), "scope": scope, "action": "delete",
+              "subject": Subject(info.kind, "name")}
+    return {**write, "action": "create"}, {**write, "action": "update"}, delete
 
 
 def _register(info: KindInfo) -> None:
@@ -151,11 +164,7 @@ def _register(info: KindInfo) -> None:
     """
     tag: list[str | Enum] = [info.plural]
     docs = schemas.SCHEMAS[info.kind]
-    if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-        Document = dict[str, Any]
-    else:
-        Document = Annotated[schemas.documented(docs.body),
-                             Body(description=f"a {info.kind} document (apiVersion and kind may be left out)")]
+    creating, replacing, deleting = _declarations(info)
     read: dict[str, Any] = {"response_model": None,
                             "responses": {200: {"model": docs.resource, "description": f"the {info.kind}"}}}
     listed: dict[str, Any] = {"response_model": None,
@@ -173,22 +182,21 @@ def _register(info: KindInfo) -> None:
         def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, None, None, page)
 
-        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
-        def create(request: Request, body: Document, who: Principal = Caller, dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, "", "", body, None, False, dryRun)
+        @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
+        def create(c: Call[Document], dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, False)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get(request: Request, name: NamePath, who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, "", "", name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
-        def put(request: Request, name: NamePath, body: Document, who: Principal = Caller,
-                dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, "", "", body, name, True, dryRun)
+        @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
+        def put(c: Call[Document], name: NamePath, dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, True)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
-        def delete(request: Request, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
-            return _delete(request, who, info, "", "", name)
+        @router.mutation("DELETE", base + "/{name}", **deleting, tags=tag, name=f"delete_{info.singular}", **delete_)
+        def delete(c: Call[None], name: NamePath) -> dict[str, Any]:
+            return _delete(c, info, name)
 
     elif info.scope == "organization":
         base = f"/organizations/{{org}}/{info.plural}"
@@ -197,23 +205,21 @@ def _register(info: KindInfo) -> None:
         def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, org, None, page)
 
-        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
-        def create_o(request: Request, org: NamePath, body: Document, who: Principal = Caller,
-                     dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, org, "", body, None, False, dryRun)
+        @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
+        def create_o(c: Call[Document], org: NamePath, dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, False)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, org, "", name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
-        def put_o(request: Request, org: NamePath, name: NamePath, body: Document, who: Principal = Caller,
-                  dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, org, "", body, name, True, dryRun)
+        @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
+        def put_o(c: Call[Document], org: NamePath, name: NamePath, dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, True)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
-        def delete_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> dict[str, Any]:
-            return _delete(request, who, info, org, "", name)
+        @router.mutation("DELETE", base + "/{name}", **deleting, tags=tag, name=f"delete_{info.singular}", **delete_)
+        def delete_o(c: Call[None], org: NamePath, name: NamePath) -> dict[str, Any]:
+            return _delete(c, info, name)
 
     else:
         base = f"/organizations/{{org}}/projects/{{project}}/{info.plural}"
@@ -228,56 +234,62 @@ def _register(info: KindInfo) -> None:
                    page: Page = Paging) -> JSONResponse:
             return _list(request, who, info, org, project, page)
 
-        @router.post(base, tags=tag, name=f"create_{info.singular}", **create_)
-        def create_p(request: Request, org: NamePath, project: NamePath, body: Document, who: Principal = Caller,
-                     dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, org, project, body, None, False, dryRun)
+        @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
+        def create_p(c: Call[Document], org: NamePath, project: NamePath, dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, False)
 
         @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
         def get_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
                   who: Principal = Caller) -> JSONResponse:
             return _get(request, who, info, org, project, name)
 
-        @router.put(base + "/{name}", tags=tag, name=f"replace_{info.singular}", **replace)
-        def put_p(request: Request, org: NamePath, project: NamePath, name: NamePath, body: Document,
-                  who: Principal = Caller, dryRun: bool = False) -> JSONResponse:
-            return _write(request, who, info, org, project, body, name, True, dryRun)
+        @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
+        def put_p(c: Call[Document], org: NamePath, project: NamePath, name: NamePath,
+                  dryRun: bool = False) -> JSONResponse:
+            return _write(c, info, True)
 
-        @router.delete(base + "/{name}", tags=tag, name=f"delete_{info.singular}", **delete_)
-        def delete_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
-                     who: Principal = Caller) -> dict[str, Any]:
-            return _delete(request, who, info, org, project, name)
+        @router.mutation("DELETE", base + "/{name}", **deleting, tags=tag, name=f"delete_{info.singular}", **delete_)
+        def delete_p(c: Call[None], org: NamePath, project: NamePath, name: NamePath) -> dict[str, Any]:
+            return _delete(c, info, name)
 
 
 for _info in sorted(KINDS.values(), key=lambda i: i.order):
     _register(_info)
 
 
-@router.post("/apply", tags=["apply"], response_model=schemas.ApplyResponse, response_model_exclude_unset=True)
-def apply(request: Request, body: ApplyBody, who: Principal = Caller,
+def _each_document(c: Call[Any], _: Target) -> None:
+    """Nothing here: ``apply`` authorizes each document as it comes to it (``authorize_write``), since what an
+    earlier document created decides whether a later one is a create or an update."""
+
+
+@router.mutation("POST", "/apply", Rule("<kind>:create or <kind>:update, for each document", _each_document),
+                 Scope("each document's project or organization", lambda c, _: Target("")), action="apply",
+                 subject=Subject(organization=lambda c: str(c.body.get("organization") or ""),
+                                 project=lambda c: str(c.body.get("project") or "")),
+                 body=raw(schemas.ApplyRequest, examples=[APPLY_EXAMPLE]), dry_run=lambda c: c["dryRun"],
+                 tags=["apply"], response_model=schemas.ApplyResponse, response_model_exclude_unset=True)
+def apply(c: Call[dict[str, Any]],
           dryRun: bool = Query(False, description="validate and report what would change, store nothing"),
           ) -> dict[str, Any]:
     """Create or update many documents in one transaction: all of them are stored, or none."""
-    p = platform(request)
-    work = Work("apply", "", str(body.get("organization") or ""), str(body.get("project") or ""))
+    p, s, who = c.platform, c.session, c.who
     results = []
-    with audited(p, who, work, dry_run=dryRun) as s:
-        org, project, docs = _parse_all(body)
-        work.name = f"{len(docs)} documents"
-        for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
-            try:
-                place = store.scope_of(doc, org, project)
-                authorize_write(s, who, place, doc.name)
-                for r in lifecycle.apply(s, doc, place, p.keyring, who.user):
-                    results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
-                                    **r.as_dict()})
-            except CellplaneError as e:
-                e = e.prefixed(f"documents[{i}]")
-                if not e.details:
-                    e.details.append(FieldProblem(f"documents[{i}]", e.message))
-                e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
-                raise e from None
-        work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
+    org, project, docs = _parse_all(c.body)
+    c.work.name = f"{len(docs)} documents"
+    for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
+        try:
+            place = resources.scope_of(doc, org, project)
+            authorize_write(s, who, place, doc.name)
+            for r in lifecycle.apply(s, doc, place, p.keyring, who.user):
+                results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
+                                **r.as_dict()})
+        except CellplaneError as e:
+            e = e.prefixed(f"documents[{i}]")
+            if not e.details:
+                e.details.append(FieldProblem(f"documents[{i}]", e.message))
+            e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
+            raise e from None
+    c.work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
     return {"dryRun": dryRun, "results": results}
 
 
@@ -285,9 +297,9 @@ def _parse_all(body: dict[str, Any]) -> tuple[str | None, str | None, list[tuple
     """Every document is validated before any is stored; all problems are reported together."""
     org, project, raws = _apply_body(body)
     docs, problems = [], []
-    for i, raw in enumerate(raws):
+    for i, given in enumerate(raws):
         try:
-            docs.append((i, parse_document(raw)))
+            docs.append((i, parse_document(given)))
         except CellplaneError as e:
             problems.extend(e.prefixed(f"documents[{i}]").details)
             if not e.details:

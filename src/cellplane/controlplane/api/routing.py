@@ -21,18 +21,35 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from cellplane.controlplane.api.declare import Call, Declared, Documented, Rule, Scope, Subject
 from cellplane.controlplane.api.errors import ERROR_RESPONSES
 
 API_PREFIX = "/api/v1"
+F = TypeVar("F", bound=Callable[..., Any])
 REQUIRED_MARK = "x-cellplane-required"  # on a parameter's schema while the document is built, never in it
 
 
 class ApiRouter(APIRouter):
+    def mutation(self, method: str, path: str, permission: Rule, scope: Scope, *, action: str | None = None,
+                 subject: Subject = Subject(), body: Documented | type[BaseModel] | None = None,
+                 before: Callable[[Call[Any]], None] | None = None, message: Callable[[Call[Any]], str] | None = None,
+                 dry_run: Callable[[Call[Any]], bool] | None = None, **route: Any) -> Callable[[F], F]:
+        """A route declared with its permission and scope, its audit action and its body (``declare``): the
+        decorated function is the action, called with a ``Call`` and the route's path and query parameters."""
+        declared = Declared(permission, scope, action, subject, body, before, message, dry_run)
+
+        def register(function: F) -> F:
+            self.add_api_route(path, declared.endpoint(function), methods=[method], **route)
+            return function
+
+        return register
+
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if not inspect.iscoroutinefunction(endpoint) and not inspect.isgeneratorfunction(endpoint):
             endpoint = _in_thread(endpoint)
@@ -48,7 +65,7 @@ def _in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
     return route
 
 
-def api_router(**kwargs: Any) -> APIRouter:
+def api_router(**kwargs: Any) -> ApiRouter:
     """A router whose routes are under ``API_PREFIX`` and document the API's errors."""
     return ApiRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES, **kwargs)
 

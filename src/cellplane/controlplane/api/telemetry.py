@@ -4,16 +4,25 @@ exist, are dropped; the answer says how many were kept."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Request
 from pydantic import AfterValidator, ConfigDict, Field
 
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.dataplanes import DATAPLANE, Label, Recorded, Report, _body, _cut, _plane, kept
-from cellplane.controlplane.api.deps import Caller, NamePath, parse, platform
+from cellplane.controlplane.api.dataplanes import (
+    AGENT,
+    DATAPLANE,
+    THE_DATAPLANE,
+    Label,
+    Recorded,
+    Report,
+    _cut,
+    _plane,
+    kept,
+)
+from cellplane.controlplane.api.declare import Call, raw
+from cellplane.controlplane.api.deps import NamePath, parse
 from cellplane.controlplane.api.routing import api_router
-from cellplane.controlplane.rbac import Principal
 from cellplane.controlplane.telemetry import metrics, traces
 from cellplane.requestmetrics import BUCKETS
 
@@ -112,43 +121,34 @@ class SpanBatch(Report):
     spans: list[Span] = Field(max_length=5000)
 
 
-if TYPE_CHECKING:  # a documented body is parsed as a JSON object (see ``schemas.documented``)
-    AccessBody = dict[str, Any]
-    MetricsBody = dict[str, Any]
-    SpansBody = dict[str, Any]
-else:
-    AccessBody = _body(AccessBatch, "at most 5000 access lines")
-    MetricsBody = _body(MetricBatch, "at most 5000 points")
-    SpansBody = _body(SpanBatch, "at most 5000 spans")
-
-
-@router.post(DATAPLANE + "/access-logs", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
-def ingest_access(request: Request, org: NamePath, name: NamePath, body: AccessBody,
-                  who: Principal = Caller) -> dict[str, int]:
+@router.mutation("POST", DATAPLANE + "/access-logs", AGENT, THE_DATAPLANE,
+                 body=raw(AccessBatch, "at most 5000 access lines"),
+                 response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
+def ingest_access(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, int]:
     """Gateway access lines of routed requests."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
         lines = kept(s, org, plane, parse(AccessBatch, body, "access-log batch").lines)
     return {"accepted": p.logs.append_access(org, [x.model_dump() for x in lines])}
 
 
-@router.post(DATAPLANE + "/metrics", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
-def ingest_metrics(request: Request, org: NamePath, name: NamePath, body: MetricsBody,
-                   who: Principal = Caller) -> dict[str, int]:
+@router.mutation("POST", DATAPLANE + "/metrics", AGENT, THE_DATAPLANE, body=raw(MetricBatch, "at most 5000 points"),
+                 response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
+def ingest_metrics(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, int]:
     """One point per series and window: requests per endpoint and consumer, resources per replica."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
         points = kept(s, org, plane, parse(MetricBatch, body, "metric batch").points)
         return {"accepted": metrics.ingest(s, org, [x.model_dump() for x in points])}
 
 
-@router.post(DATAPLANE + "/spans", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
-def ingest_spans(request: Request, org: NamePath, name: NamePath, body: SpansBody,
-                 who: Principal = Caller) -> dict[str, int]:
+@router.mutation("POST", DATAPLANE + "/spans", AGENT, THE_DATAPLANE, body=raw(SpanBatch, "at most 5000 spans"),
+                 response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
+def ingest_spans(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, int]:
     """Spans the gateways recorded; exported over OTLP too when the control plane has a collector."""
-    p = platform(request)
+    p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
         spans: list[Any] = [x.model_dump() for x in kept(s, org, plane, parse(SpanBatch, body, "span batch").spans)]

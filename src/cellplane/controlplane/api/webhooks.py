@@ -17,10 +17,10 @@ from typing import Any
 from fastapi import Header, Request
 from sqlalchemy import select
 
-from cellplane.controlplane import builds
-from cellplane.controlplane import resources as store
+from cellplane.controlplane import builds, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import settings, wake
+from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, PROJECT, Call, requires
 from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
 from cellplane.controlplane.api.routing import API_PREFIX, api_router
 from cellplane.controlplane.config import webhook_context
@@ -58,42 +58,37 @@ def show_webhook(request: Request, org: NamePath, project: NamePath, component: 
     p = platform(request)
     with p.store.transaction() as s:
         require(who, "components:get", Target(org, project))
-        row = store.get_component(s, org, project, component)
+        row = resources.get_component(s, org, project, component)
         return _info(org, project, row, _secret_row(s, org, project, component))
 
 
-@router.put(COMPONENT, response_model=schemas.WebhookInfo, response_model_exclude_unset=True)
-def rotate_webhook(request: Request, org: NamePath, project: NamePath, component: NamePath,
-                   who: Principal = Caller) -> dict[str, Any]:
+@router.mutation("PUT", COMPONENT, requires("components:update"), PROJECT, action="webhook.rotate",
+                 subject=COMPONENT_SUBJECT, response_model=schemas.WebhookInfo, response_model_exclude_unset=True)
+def rotate_webhook(c: Call[None], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
     """Create (or replace) the component's webhook secret; the secret is in this answer only."""
-    p = platform(request)
-    with audited(p, who, Work("webhook.rotate", "Component", org, project, component)) as s:
-        require(who, "components:update", Target(org, project))
-        row = store.get_component(s, org, project, component)
-        secret = "whsec_" + secrets.token_urlsafe(32)
-        sealed = p.keyring.encrypt(secret, webhook_context(org, project, component))
-        hook = _secret_row(s, org, project, component)
-        if hook is None:
-            hook = WebhookSecretRow(organization=org, project=project, component=component, secret=sealed,
-                                    created_by=who.user)
-            s.add(hook)
-        else:
-            hook.secret, hook.created_by, hook.created_at = sealed, who.user, builds.now()
-        s.flush()
-        return {**_info(org, project, row, hook), "secret": secret}
+    s, who = c.session, c.who
+    row = resources.get_component(s, org, project, component)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    sealed = c.platform.keyring.encrypt(secret, webhook_context(org, project, component))
+    hook = _secret_row(s, org, project, component)
+    if hook is None:
+        hook = WebhookSecretRow(organization=org, project=project, component=component, secret=sealed,
+                                created_by=who.user)
+        s.add(hook)
+    else:
+        hook.secret, hook.created_by, hook.created_at = sealed, who.user, builds.now()
+    s.flush()
+    return {**_info(org, project, row, hook), "secret": secret}
 
 
-@router.delete(COMPONENT, response_model=schemas.Deleted, response_model_exclude_unset=True)
-def delete_webhook(request: Request, org: NamePath, project: NamePath, component: NamePath,
-                   who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with audited(p, who, Work("webhook.delete", "Component", org, project, component)) as s:
-        require(who, "components:update", Target(org, project))
-        store.get_component(s, org, project, component)
-        hook = _secret_row(s, org, project, component)
-        if hook is not None:
-            s.delete(hook)
-        return {"deleted": "webhook"}
+@router.mutation("DELETE", COMPONENT, requires("components:update"), PROJECT, action="webhook.delete",
+                 subject=COMPONENT_SUBJECT, response_model=schemas.Deleted, response_model_exclude_unset=True)
+def delete_webhook(c: Call[None], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
+    resources.get_component(c.session, org, project, component)
+    hook = _secret_row(c.session, org, project, component)
+    if hook is not None:
+        c.session.delete(hook)
+    return {"deleted": "webhook"}
 
 
 def _verify(secret: str, body: bytes, signature: str | None) -> bool:
@@ -128,7 +123,7 @@ async def git_push(request: Request, org: NamePath, project: NamePath, component
                 work.message = f"ignored {x_github_event} event"
                 return {"queued": False, "reason": f"'{x_github_event}' events are ignored; only push builds"}
             event = _parse(body)
-            row = store.get_component(s, org, project, component)
+            row = resources.get_component(s, org, project, component)
             reason = _ignored(row.spec or {}, event)
             if reason:
                 work.message = reason
