@@ -6,11 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from liveserver import LiveServer, doc
 
 ORG = "/organizations/default"
 MANY = {f"note-{i}": "v" * 100 for i in range(100_000)}  # 11 MB of annotations, under the 16 MiB body limit
+
+
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own: it shares the session's control plane."""
+    return shared_live_server
 
 
 def _refused(r: httpx.Response, field: str) -> dict[str, Any]:
