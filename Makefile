@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools test lint run bench clean
+.PHONY: venv postgres buildtools bytecode test lint run bench clean
 
 venv: $(STAMP)
 
@@ -49,7 +49,14 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: venv postgres buildtools
+# The tests start hundreds of Python processes (control planes, agents, the CLI). Without .pyc files each
+# compiles its imports again, about a second of CPU for fastapi, pydantic and sqlalchemy, and where
+# PYTHONDONTWRITEBYTECODE is set (as in CI) none is ever written: so compile src/ and the venv's packages
+# once before the run (about 10 s; about 1 s when they are current, as compileall checks each file's mtime).
+bytecode: venv
+	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+test: venv postgres buildtools bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \

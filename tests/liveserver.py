@@ -106,6 +106,23 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One control plane (SQLite) for every test module that opts in by overriding ``live_server`` with it.
+
+    Starting a control plane costs a few seconds of CPU (imports, keys, migrations), which a module of
+    API checks repeats for nothing when its names cannot meet another module's. A module may share it
+    when it works in an organization of its own, or under names no other sharing module uses, and asserts
+    nothing about what the whole server holds (every organization, every user, every audit event).
+    Modules that restart, reconfigure or count the whole server keep ``live_server``, their own.
+    """
+    server = start_server(tmp_path_factory.mktemp("cp-shared") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def admin(live_server: LiveServer) -> httpx.Client:
     return live_server.client()

@@ -281,8 +281,9 @@ class PostgresServer:
         """libpq URI of database ``dbname``, for ``psycopg.connect`` (which rejects ``+psycopg``)."""
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
 
-    def create_database(self, dbname: str) -> str:
-        """Create an empty database and return its SQLAlchemy URL.
+    def create_database(self, dbname: str, template: str = "template1") -> str:
+        """Create a database as a copy of ``template`` (an empty one by default) and return its
+        SQLAlchemy URL. The copy is a file copy on the server; the template must have no sessions.
 
         Names are limited to lower-case identifiers so they need no quoting in URLs either.
         """
@@ -290,7 +291,8 @@ class PostgresServer:
             raise ValueError(f"database name {dbname!r} must match {_DBNAME.pattern}")
         # CREATE DATABASE cannot run inside a transaction block, hence autocommit.
         with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname),
+                                                                          sql.Identifier(template)))
         return self.url_for(dbname)
 
 

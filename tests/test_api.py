@@ -30,6 +30,12 @@ MASK = "********"
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own (an organization per test): it shares the session's control plane."""
+    return shared_live_server
+
+
 def error_of(r: httpx.Response, status: int, *, code: str | None = None, field: str | None = None) -> dict[str, Any]:
     """Assert ``r`` is an error of ``status`` in the API's one error shape; return its ``error`` object."""
     assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text}"

@@ -51,6 +51,13 @@ def api_names(api: httpx.Client, path: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own (projects and users in the default organization that no other sharing
+    module uses): it shares the session's control plane."""
+    return shared_live_server
+
+
+@pytest.fixture(scope="module")
 def api(live_server: LiveServer) -> httpx.Client:
     return live_server.client()
 

@@ -255,7 +255,8 @@ def test_access_lines_are_stored_and_filtered(cell: dict[str, Any], build_server
     assert [(x["method"], x["path"], x["status"], x["endpoint"]) for x in lines] == [("GET", "/obs/flaky/v1/status",
                                                                                       502, "api")]
     assert len(lines[0]["traceId"]) == 32 and lines[0]["durationMs"] > 0
-    fine = get(c, f"{C}/flaky/access-logs", environment="development", grep="FINE")["items"]
+    # the lines travel in the agent's batches: the 5xx line being there does not mean the later one is yet
+    fine = poll(lambda: get(c, f"{C}/flaky/access-logs", environment="development", grep="FINE")["items"], bool)
     assert [x["status"] for x in fine] == [200]
     out = ok(run_cli(build_server.server, "logs", "flaky", "-p", P, "--env", "development", "--access",
                      "--status", "5xx")).stdout

@@ -77,6 +77,12 @@ EXPECTED: dict[tuple[str, str], str] = {
 }
 
 
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own (its organization, its users): it shares the session's control plane."""
+    return shared_live_server
+
+
 def expected(role: str, scope: str, action: str) -> bool:
     row = EXPECTED[(role, scope)].split()
     assert len(row) == len(ACTIONS), f"row {role}/{scope} has {len(row)} columns"

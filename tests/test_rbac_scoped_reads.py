@@ -30,6 +30,12 @@ PROJECTS = ("alpha", "beta")
 TERMINAL = ("succeeded", "failed", "cancelled", "timed-out")
 
 
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own (its organization, its users): it shares the session's control plane."""
+    return shared_live_server
+
+
 def _user(admin: httpx.Client, server: LiveServer, name: str, role: str, **scope: str) -> httpx.Client:
     assert admin.post("/users", json={"name": name}).status_code == 201
     r = admin.post(f"{BASE}/rolebindings", json={"user": name, "role": role, **scope})

@@ -15,12 +15,16 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from cellplane.controlplane.dataplanes import STALE_AFTER
+from cellplane.controlplane.dataplanes import STALE_AFTER, unreachable_since
+from cellplane.store import Store
+from cellplane.store.tables import ResourceRow
 from liveserver import CELLPLANE, free_port
 
 DEMO = """\
@@ -91,6 +95,27 @@ def _answer(url: str) -> httpx.Response:
         raise AssertionError(f"{url} was printed but does not answer: {type(e).__name__} {e}") from None
 
 
+def _as_after_a_break(data_dir: Path) -> None:
+    """What a break of ``STALE_AFTER`` seconds and one more leaves in the stopped planes' database, without the
+    wait: every data plane's last report (``status.agent.lastSeen``, the one time staleness is computed from) that
+    much earlier. The next control plane then shows the data plane as unreachable, as it would after the break."""
+    store = Store(f"sqlite:///{data_dir / 'cellplane.db'}")
+    try:
+        with store.transaction() as s:
+            planes = s.scalars(select(ResourceRow).where(ResourceRow.kind == "DataPlane")).all()
+            reported = [p for p in planes if (p.status or {}).get("agent", {}).get("lastSeen")]
+            assert reported, "no data plane has reported"
+            for plane in reported:
+                agent = plane.status["agent"]
+                earlier = datetime.fromisoformat(agent["lastSeen"]) - timedelta(seconds=STALE_AFTER + 1)
+                plane.status = {**plane.status, "agent": {**agent, "lastSeen": earlier.isoformat()}}
+        with store.transaction() as s:
+            for plane in s.scalars(select(ResourceRow).where(ResourceRow.kind == "DataPlane")).all():
+                assert unreachable_since(plane) is not None, plane.status
+    finally:
+        store.dispose()
+
+
 def _run(tmp: Path, run: int, port: int, cache: Path, demo: Path, timeout: float) -> None:
     """One `up --demo`: each URL answers the moment it is printed; then Ctrl-C."""
     stdout, stderr = tmp / f"up{run}.out", tmp / f"up{run}.err"
@@ -130,6 +155,6 @@ def test_up_prints_the_demo_urls_only_once_they_answer_on_the_first_run_and_the_
                                                                                     build_cache: Path) -> None:
     demo, port = _demo(tmp_path), free_port()
     _run(tmp_path, 1, port, build_cache, demo, FIRST_RUN_TIMEOUT)
-    time.sleep(STALE_AFTER + 1)  # as after a break: the control plane shows the stopped data plane as unreachable
+    _as_after_a_break(tmp_path / "data")  # the control plane shows the stopped data plane as unreachable
     _run(tmp_path, 2, port, build_cache, demo, SECOND_RUN_TIMEOUT)
     assert "nothing is rebuilt" in (tmp_path / "up2.err").read_text()

@@ -30,6 +30,12 @@ BOMB = ("apiVersion: cellplane.dev/v1alpha1\nkind: Project\nmetadata:\n  name: l
 SELF_REFERENCE = "apiVersion: cellplane.dev/v1alpha1\nkind: Project\nmetadata: &m\n  name: loop\n  labels: *m\n"
 
 
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module's names are its own: it shares the session's control plane."""
+    return shared_live_server
+
+
 def _capped() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
