@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from pydantic import ValidationError
 
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from cellplane.contract import DeploymentReport, DesiredState, StatusReport
 from cellplane.sealing import public_key_text
+from test_layers import violations
 
 ORG = "/organizations/default"
 PLANE = ORG + "/dataplanes/local"
@@ -113,6 +116,58 @@ def normalized(document: dict[str, Any]) -> Any:
 
 
 def test_the_desired_state_is_the_json_the_hand_written_builder_served(client: httpx.Client) -> None:
-    now = normalized(served(client))
     golden = json.loads(GOLDEN.read_text())
-    assert now == golden
+    for deployment in golden["deployments"]:
+        del deployment["artifact"]["path"]  # the one change: unused (the agent fetches from .../artifacts)
+    assert normalized(served(client)) == golden
+
+
+def test_the_served_desired_state_parses_into_the_contract_and_goes_back_to_the_same_bytes(
+        client: httpx.Client) -> None:
+    r = client.get(PLANE + "/desired-state", params={"wait": 0}, timeout=90)
+    assert r.status_code == 200, r.text
+    state = DesiredState.from_wire(r.json())
+    assert json.dumps(state.to_wire(), ensure_ascii=False, separators=(",", ":")).encode() == r.content
+    front = next(d for d in state.deployments if d.component == "front")
+    assert (front.track, front.replicas, [e.name for e in front.endpoints]) == ("default", 2, ["api", "admin"])
+    env = {e.name: e for e in front.env}
+    assert (env["GREETING"].value, env["GREETING"].sealed) == ("hello", None)
+    assert env["DB_PASSWORD"].value is None and env["DB_PASSWORD"].sealed
+    by_name = {c.name: c for c in front.connections}
+    assert by_name["weather"].url == "https://api.example.com/v2" and by_name["weather"].target is None
+    assert by_name["orders"].credentials is not None and by_name["orders"].credentials.consumerSecret.sealed
+    assert [(e.from_, e.to) for e in by_name["weather"].env] == [("ServiceURL", "WEATHER_URL")]
+    assert (by_name["ghost"].state, by_name["ghost"].via) == ("unresolved", None)
+    assert [g.consumerKey for g in state.grants] == [by_name["orders"].credentials.consumerKey]
+    assert [run.component for run in state.runs] == ["nightly"]
+
+
+def test_a_desired_state_missing_a_field_does_not_parse(client: httpx.Client) -> None:
+    document = served(client)
+    del document["deployments"][0]["release"]
+    with pytest.raises(ValidationError) as caught:
+        DesiredState.from_wire(document)
+    assert [e["loc"] for e in caught.value.errors()] == [("deployments", 0, "release")]
+
+
+def test_a_malformed_status_report_is_refused_with_the_apis_error_at_its_field_paths(client: httpx.Client) -> None:
+    body = {"agentId": "agent-1", "gateways": {"development": {"external": "ftp://x"}},
+            "deployments": [{"id": "dep_x", "state": "bogus", "replicas": [{"index": -1, "state": "ready"}]}]}
+    r = client.put(PLANE + "/status", json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid" and error["message"] == "invalid status report"
+    fields = [d["field"] for d in error["details"]]
+    assert fields == ["gateways.development.external", "deployments[0].state", "deployments[0].replicas[0].index"]
+    with pytest.raises(ValidationError) as caught:  # the route's model is the contract's
+        StatusReport.model_validate(body)
+    assert len(caught.value.errors()) == len(fields)
+    good = StatusReport(agentId="agent-1", deployments=[DeploymentReport(id="dep_x", state="ready")])
+    r = client.put(PLANE + "/status", json=good.model_dump(mode="json"))
+    assert r.status_code == 200 and r.json() == {"deployments": 0}, r.text
+
+
+def test_the_contract_imports_nothing_from_any_plane() -> None:
+    for plane in ("cellplane.controlplane", "cellplane.dataplane", "cellplane.gateway", "cellplane.build",
+                  "cellplane.runtime", "cellplane.cli"):
+        assert violations(("contract",), plane) == []

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from cellplane.contract.requestmetrics import BUCKETS
 from cellplane.controlplane.telemetry import durations, logs, metrics, traces
 from cellplane.errors import InvalidError
-from cellplane.requestmetrics import BUCKETS
 from cellplane.store import Store
 from cellplane.store.tables import MetricPointRow, SpanRow
 

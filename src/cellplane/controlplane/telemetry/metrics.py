@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from cellplane.requestmetrics import BUCKETS
+from cellplane.contract.requestmetrics import BUCKETS
 from cellplane.store import rowcount
 from cellplane.store.tables import MetricPointRow, TaskRunRow
 
