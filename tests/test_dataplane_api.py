@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from cellplane.contract.telemetry import LogLineReport
 from cellplane.controlplane import dataplanes, deployments, workloads
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry import logs
@@ -564,9 +565,9 @@ def test_logs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.Monkey
     monkeypatch.setattr(logs, "MAX_LOG_LINES", 5)
     at = datetime.now(UTC)
 
-    def line(i: int, component: str = "c") -> dict[str, Any]:
-        return {"environment": "dev", "project": "p", "component": component, "deployment": None, "run": None,
-                "replica": 0, "stream": "stdout", "at": at, "line": f"line {i}"}
+    def line(i: int, component: str = "c") -> LogLineReport:
+        return LogLineReport(environment="dev", project="p", component=component, replica=0, stream="stdout", at=at,
+                             line=f"line {i}")
 
     def read(limit: int, **filters: Any) -> list[str]:
         with store.transaction() as s:
@@ -593,8 +594,8 @@ def test_log_pruning_waits_for_a_tenth_of_the_bound(store: Store, monkeypatch: p
 
     def add(n: int) -> int:
         with store.transaction() as s:
-            logs.add_lines(s, "o", [{"environment": "dev", "project": "p", "component": "c", "deployment": None,
-                                     "run": None, "replica": 0, "stream": "stdout", "at": at, "line": "x"}] * n)
+            logs.add_lines(s, "o", [LogLineReport(environment="dev", project="p", component="c", replica=0,
+                                                  stream="stdout", at=at, line="x")] * n)
         with store.transaction() as s:
             return s.query(WorkloadLogRow).filter_by(component="c").count()
 

@@ -5,7 +5,9 @@ The control plane builds these models (``cellplane.controlplane.desired``) and s
 edge; the agent parses the JSON once with ``DesiredState.from_wire``. Keys of a model that do not apply are left
 out (``Absent``) rather than sent as null, so the JSON is ``model_dump(mode="json", by_alias=True,
 exclude_unset=True)`` (``to_wire``). A secret value travels sealed to the agent's public key (``sealed``; null
-while the agent has none). Cost: pydantic's validation, about 1 ms for 100 deployments.
+while the agent has none). Cost, measured for 500 deployments on a busy 2-core machine: about 30 ms to build
+(validation), 5 ms to dump, 20 ms to parse; the control plane builds a data plane's state once per change
+(``DesiredStateCache``), not per poll.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ docs/observability.md).
 The control plane parses each batch with these models at the route (a 422 with field paths when malformed) and
 stores the items of environments the data plane serves. Times are ISO 8601 text, never more than an hour ahead
 (``Recorded``); long texts are cut. An http metric point counts latencies in ``requestmetrics.BUCKETS`` (plus
-+Inf). Cost: pydantic's validation, about 10 ms for a full batch.
++Inf). Cost: pydantic's validation, about 35 ms for a full batch of 5000 log lines (busy 2-core machine).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -231,7 +231,16 @@ def report_status(request: Request, org: NamePath, name: NamePath, body: StatusB
         return {"deployments": dataplanes.record_status(s, row, report)}
 
 
-def kept(s: Any, org: str, plane: ResourceRow, items: list[Any]) -> list[Any]:
+class _Placed(Protocol):
+    environment: str
+    project: str
+    component: str
+
+
+Placed = TypeVar("Placed", bound=_Placed)
+
+
+def kept(s: Any, org: str, plane: ResourceRow, items: list[Placed]) -> list[Placed]:
     """The reported items (with environment, project, component) of environments the data plane serves and of
     components that exist; the others are dropped (deleted meanwhile, or moved to another data plane)."""
     served = {e.name for e in dataplanes.environments(s, org, plane.name)}
@@ -256,7 +265,7 @@ def ingest_logs(request: Request, org: NamePath, name: NamePath, body: LogsBody,
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
         lines = kept(s, org, row, parse(LogBatch, body, "log batch").lines)
-    return {"accepted": p.logs.append(org, [line.model_dump() for line in lines])}
+    return {"accepted": p.logs.append(org, lines)}
 
 
 @router.post(DATAPLANE + "/task-runs", response_model=schemas.RunsRecorded, response_model_exclude_unset=True)
@@ -268,4 +277,4 @@ def report_runs(request: Request, org: NamePath, name: NamePath, body: RunsBody,
         row = _plane(s, who, org, name)
         req = parse(TaskRunBatch, body, "task-run batch")
         served = {e.name for e in dataplanes.environments(s, org, row.name)}
-        return {"recorded": workloads.record_runs(s, org, [r.model_dump() for r in req.runs], served)}
+        return {"recorded": workloads.record_runs(s, org, req.runs, served)}

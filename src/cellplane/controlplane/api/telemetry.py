@@ -36,7 +36,7 @@ def ingest_access(request: Request, org: NamePath, name: NamePath, body: AccessB
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
         lines = kept(s, org, plane, parse(AccessBatch, body, "access-log batch").lines)
-    return {"accepted": p.logs.append_access(org, [x.model_dump() for x in lines])}
+    return {"accepted": p.logs.append_access(org, lines)}
 
 
 @router.post(DATAPLANE + "/metrics", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
@@ -47,7 +47,7 @@ def ingest_metrics(request: Request, org: NamePath, name: NamePath, body: Metric
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
         points = kept(s, org, plane, parse(MetricBatch, body, "metric batch").points)
-        return {"accepted": metrics.ingest(s, org, [x.model_dump() for x in points])}
+        return {"accepted": metrics.ingest(s, org, points)}
 
 
 @router.post(DATAPLANE + "/spans", response_model=schemas.LinesAccepted, response_model_exclude_unset=True)
@@ -57,7 +57,7 @@ def ingest_spans(request: Request, org: NamePath, name: NamePath, body: SpansBod
     p = platform(request)
     with p.store.transaction() as s:
         plane = _plane(s, who, org, name)
-        spans: list[Any] = [x.model_dump() for x in kept(s, org, plane, parse(SpanBatch, body, "span batch").spans)]
+        spans = kept(s, org, plane, parse(SpanBatch, body, "span batch").spans)
         accepted = traces.ingest(s, org, spans)
     if p.otlp is not None and spans:
         p.otlp.spans(org, spans)
