@@ -83,6 +83,32 @@ class DesiredConnection(Served):
     env: list[DesiredConnectionEnv]
 
 
+class DesiredResources(Served):
+    cpu: Absent[str] = absent("e.g. 500m or 2")
+    memory: Absent[str] = absent("e.g. 256Mi or 1Gi")
+
+
+class DesiredProbe(Served):
+    path: Absent[str] = absent("HTTP GET path (a 2xx or 3xx answer passes); without it, a TCP connect")
+    port: Absent[int] = absent("default: the replica's port")
+    initialDelaySeconds: float = 0.0
+    periodSeconds: float = 1.0
+    timeoutSeconds: float = 1.0
+    failureThreshold: int = 3
+
+
+class DesiredHealth(Served):
+    readiness: Absent[DesiredProbe] = absent("when a replica gets traffic (default: TCP connect)")
+    liveness: Absent[DesiredProbe] = absent("when a replica is restarted (default: never)")
+    gracePeriodSeconds: float = Field(default=10.0, description="SIGTERM to SIGKILL")
+
+
+class DesiredSchedule(Served):
+    cron: str = Field(description="five fields, or six with seconds last")
+    timezone: str = "UTC"
+    concurrencyPolicy: str = Field(default="Forbid", description="Forbid (skip a run while one runs) or Allow")
+
+
 class DesiredDeployment(Served):
     id: str
     environment: str
@@ -94,14 +120,14 @@ class DesiredDeployment(Served):
     version: str
     artifact: DesiredArtifact
     replicas: int
-    resources: dict[str, Any]
-    health: dict[str, Any] | None
+    resources: DesiredResources
+    health: DesiredHealth | None
     endpoints: list[DesiredEndpoint]
     env: list[DesiredEnv]
     files: list[DesiredFile]
     connections: list[DesiredConnection]
     blocked: str | None = Field(description="why the deployment must not start, or null")
-    schedule: dict[str, Any] | None
+    schedule: DesiredSchedule | None
 
 
 class GrantTarget(Served):

@@ -41,7 +41,10 @@ from cellplane.contract.desired import (
     DesiredEnvironment,
     DesiredFile,
     DesiredGrant,
+    DesiredHealth,
+    DesiredResources,
     DesiredRun,
+    DesiredSchedule,
     DesiredState,
     DesiredTarget,
     GrantTarget,
@@ -186,8 +189,10 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
         id=dep.id, environment=env, project=project, component=name, track=dep.track,
         type=spec.get("type") or "service", release=rollout, version=tracks.major(version),
         artifact=DesiredArtifact(digest=rel.artifact), replicas=spec.get("replicas", 1),
-        resources=spec.get("resources") or {}, health=spec.get("health"), endpoints=endpoints_of(spec),
-        env=env_items, files=file_items, connections=conns, blocked=blocked, schedule=spec.get("schedule"))
+        resources=DesiredResources.model_validate(spec.get("resources") or {}),
+        health=DesiredHealth.model_validate(spec["health"]) if spec.get("health") is not None else None,
+        endpoints=endpoints_of(spec), env=env_items, files=file_items, connections=conns, blocked=blocked,
+        schedule=DesiredSchedule.model_validate(spec["schedule"]) if spec.get("schedule") is not None else None)
     return Plan(dep, component, document, resolutions, rollout, rel.id, version, blocked, has_secrets, grants,
                 secrets)
 

@@ -11,6 +11,9 @@ Two kinds of models live here:
 * **Response models** of the smaller views (users, tokens, audit events, ...), used as ``response_model``
   with ``response_model_exclude_unset=True``: what the route builds is sent key for key, in the same order.
 
+The data-plane agent's calls are described with the contract's models (``cellplane.contract``): the desired state
+(``DesiredState``, re-exported here) and the agent's report bodies, the same models the routes parse and build.
+
 Keys a response omits (rather than sending as ``null``) are declared with ``absent()``: optional, not nullable.
 """
 
