@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from buildkit import APPS, OSV, component, failed_why, upload, wait
+from cellplane.contract.telemetry import MetricPoint
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.telemetry import alerts, metrics
 from cellplane.store.tables import AlertEventRow
@@ -462,7 +463,8 @@ def test_state_machine_replicas_and_delivery_schedule(database_url: str, tmp_pat
                                      alerts.validate("now", "development", "error-rate", 10, None, "1m", "0s",
                                                      "http://127.0.0.1:9/h"), "admin")
             assert secret not in rule.secret
-            point = {**http_point(10, 5), "at": t0}
+            # a point of 2030 as stored (a report could not be dated that far ahead: not validated here)
+            point = MetricPoint.model_construct(**{**http_point(10, 5), "at": t0})
             metrics.ingest(s, "default", [point])
 
         def step(at: datetime, rule_id: str = rule.id) -> str | None:

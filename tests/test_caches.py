@@ -1,7 +1,7 @@
 """The control plane's in-memory caches, through real HTTP: verified tokens (``identity.Authenticator``) and data
-planes' desired states (``desired.Cache``). What they keep must never outlive what it was read from: a change made
-through the control plane takes effect at once, a token expires on time, and a change made by another replica
-(here: another process writing the database) within the cache's time limit.
+planes' desired states (``desired.DesiredStateCache``). What they keep must never outlive what it was read from: a
+change made through the control plane takes effect at once, a token expires on time, and a change made by another
+replica (here: another process writing the database) within the cache's time limit.
 """
 
 from __future__ import annotations

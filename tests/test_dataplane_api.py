@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from cellplane.contract.telemetry import LogLineReport
 from cellplane.controlplane import dataplanes, deployments, taskruns
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry import logs
@@ -258,7 +259,7 @@ def test_desired_state_resolves_connections_and_seals_secrets(world: World) -> N
     front = deployment_of(desired, "shop", "front")
     assert front["type"] == "service" and front["version"] == "v1" and front["release"].startswith("r")
     assert len(front["release"]) == 18 and front["release"][13] == "-"  # the release, and its connections
-    assert front["artifact"]["path"] == f"/organizations/default/projects/shop/artifacts/{front['artifact']['digest']}"
+    assert front["artifact"] == {"digest": front["artifact"]["digest"]}  # the agent fetches it from .../artifacts
     assert front["endpoints"] == [{"name": "api", "port": 8080, "type": "REST", "basePath": "/",
                                    "visibility": ["Public"]}]
     assert front["replicas"] == 1 and front["blocked"] is None and front["schedule"] is None
@@ -564,9 +565,9 @@ def test_logs_are_pruned_to_their_bound(store: Store, monkeypatch: pytest.Monkey
     monkeypatch.setattr(logs, "MAX_LOG_LINES", 5)
     at = datetime.now(UTC)
 
-    def line(i: int, component: str = "c") -> dict[str, Any]:
-        return {"environment": "dev", "project": "p", "component": component, "deployment": None, "run": None,
-                "replica": 0, "stream": "stdout", "at": at, "line": f"line {i}"}
+    def line(i: int, component: str = "c") -> LogLineReport:
+        return LogLineReport(environment="dev", project="p", component=component, replica=0, stream="stdout", at=at,
+                             line=f"line {i}")
 
     def read(limit: int, **filters: Any) -> list[str]:
         with store.transaction() as s:
@@ -593,8 +594,8 @@ def test_log_pruning_waits_for_a_tenth_of_the_bound(store: Store, monkeypatch: p
 
     def add(n: int) -> int:
         with store.transaction() as s:
-            logs.add_lines(s, "o", [{"environment": "dev", "project": "p", "component": "c", "deployment": None,
-                                     "run": None, "replica": 0, "stream": "stdout", "at": at, "line": "x"}] * n)
+            logs.add_lines(s, "o", [LogLineReport(environment="dev", project="p", component="c", replica=0,
+                                                  stream="stdout", at=at, line="x")] * n)
         with store.transaction() as s:
             return s.query(WorkloadLogRow).filter_by(component="c").count()
 
@@ -650,8 +651,8 @@ def test_secrets_wait_for_the_agent_key_and_connection_secrets_survive_key_rotat
         view = deployments.Viewer(s, keyring, "o").view(dep)
         assert (view["state"], view["message"]) == ("blocked", "the data plane has not registered yet")
         state = desired.compute(s, keyring, "o", "dp")
-        entry = next(d for d in state.document["deployments"] if d["id"] == "dep_c")
-        assert entry["blocked"] == "the data plane has not registered yet"
+        entry = next(d for d in state.document.deployments if d.id == "dep_c")
+        assert entry.blocked == "the data plane has not registered yet"
         sealed = next(d for d in state.sealed()["deployments"] if d["id"] == "dep_c")
         assert sealed["connections"][0]["credentials"]["consumerSecret"] == {"sealed": None}
     agent_key = X25519PrivateKey.generate()

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from cellplane.contract.requestmetrics import BUCKETS
+from cellplane.contract.telemetry import LogLineReport, MetricPoint, Span
 from cellplane.controlplane.telemetry import durations, logs, metrics, traces
 from cellplane.errors import InvalidError
-from cellplane.requestmetrics import BUCKETS
 from cellplane.store import Store
 from cellplane.store.tables import MetricPointRow, SpanRow
 
@@ -18,17 +19,18 @@ KEY = {"project": "p", "component": "c", "environment": "dev"}
 
 
 def http_point(at: datetime, requests: int, errors: int = 0, bucket: int = 0, endpoint: str = "api",
-               consumer: str = "") -> dict[str, Any]:
+               consumer: str = "") -> MetricPoint:
     buckets = [0] * (len(BUCKETS) + 1)
     buckets[bucket] = requests
-    return {"kind": "http", **KEY, "endpoint": endpoint, "consumer": consumer, "at": at, "seconds": 10.0,
-            "requests": requests, "errors": errors, "clientErrors": 0, "durationSum": requests * BUCKETS[bucket],
-            "buckets": buckets}
+    return MetricPoint.model_validate({
+        "kind": "http", **KEY, "endpoint": endpoint, "consumer": consumer, "at": at, "seconds": 10.0,
+        "requests": requests, "errors": errors, "clientErrors": 0, "durationSum": requests * BUCKETS[bucket],
+        "buckets": buckets})
 
 
-def replica_point(at: datetime, cpu: float, memory: int, restarts: int = 0) -> dict[str, Any]:
-    return {"kind": "replica", **KEY, "replica": 0, "at": at, "seconds": 10.0, "cpu": cpu, "memory": memory,
-            "restarts": restarts}
+def replica_point(at: datetime, cpu: float, memory: int, restarts: int = 0) -> MetricPoint:
+    return MetricPoint.model_validate({"kind": "replica", **KEY, "replica": 0, "at": at, "seconds": 10.0, "cpu": cpu,
+                                       "memory": memory, "restarts": restarts})
 
 
 def test_percentiles_interpolate_inside_the_bucket() -> None:
@@ -92,8 +94,8 @@ def test_retention_deletes_by_age(store: Store) -> None:
     now = datetime.now(UTC)
     line = {**KEY, "deployment": None, "run": None, "replica": 0, "stream": "stdout"}
     with store.transaction() as s:
-        logs.add_lines(s, "o", [{**line, "at": now - timedelta(days=9), "line": "old"},
-                                {**line, "at": now, "line": "new"}])
+        logs.add_lines(s, "o", [LogLineReport.model_validate({**line, "at": now - timedelta(days=9), "line": "old"}),
+                                LogLineReport.model_validate({**line, "at": now, "line": "new"})])
         metrics.ingest(s, "o", [http_point(now - timedelta(days=40), 1), http_point(now, 1)])
         traces.ingest(s, "o", [span("a" * 32, "1" * 16, None, now - timedelta(days=3)),
                                span("b" * 32, "2" * 16, None, now)])
@@ -109,10 +111,10 @@ def test_retention_deletes_by_age(store: Store) -> None:
 
 
 def span(trace: str, span_id: str, parent: str | None, start: datetime, component: str = "c",
-         duration: float = 10.0, status: int = 200) -> dict[str, Any]:
-    return {"traceId": trace, "spanId": span_id, "parentId": parent, **KEY, "component": component,
-            "endpoint": "api", "listener": "external" if parent is None else "internal", "name": "GET /",
-            "start": start, "durationMs": duration, "status": status}
+         duration: float = 10.0, status: int = 200) -> Span:
+    return Span.model_validate({"traceId": trace, "spanId": span_id, "parentId": parent, **KEY, "component": component,
+                                "endpoint": "api", "listener": "external" if parent is None else "internal",
+                                "name": "GET /", "start": start, "durationMs": duration, "status": status})
 
 
 def test_a_trace_is_a_tree_of_its_spans(store: Store) -> None:
@@ -125,7 +127,8 @@ def test_a_trace_is_a_tree_of_its_spans(store: Store) -> None:
             span(trace, "2" * 16, "1" * 16, t0 + timedelta(milliseconds=2), "b", 5.0, 503),
             span(trace, "4" * 16, "2" * 16, t0 + timedelta(milliseconds=3), "e", 1.0),
             # its parent is b's own client span (OpenTelemetry), which no gateway recorded: it goes under b
-            {**span(trace, "5" * 16, "9" * 16, t0 + timedelta(milliseconds=4), "f", 1.0), "consumer": "p/b"},
+            span(trace, "5" * 16, "9" * 16, t0 + timedelta(milliseconds=4), "f", 1.0).model_copy(
+                update={"consumer": "p/b"}),
         ])
     with store.transaction() as s:
         got = traces.one(s, "o", trace, lambda project, environment: True)

@@ -1,12 +1,6 @@
-"""The URL scheme of deployed endpoints (docs/dataplane.md, "URL scheme"), shared by both planes.
+"""Moved to ``cellplane.contract.urlscheme`` (the URL scheme is part of the contract between the planes); kept as a
+re-export for the data plane's importers until they import the contract package."""
 
-The control plane prints endpoint URLs with it, the agent writes ``ServiceURL`` into connections with it and the
-gateway keys its route table by it, so all three agree by construction. Cost: one string format.
-"""
+from cellplane.contract.urlscheme import route_prefix
 
-from __future__ import annotations
-
-
-def route_prefix(project: str, component: str, version: str, base_path: str = "/") -> str:
-    """The path under which a listener serves an endpoint (docs/dataplane.md, "URL scheme")."""
-    return f"/{project}/{component}/{version}" + (base_path if base_path != "/" else "")
+__all__ = ["route_prefix"]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cellplane.contract.status import StatusReport
 from cellplane.controlplane import resources
 from cellplane.model import KINDS
 from cellplane.store import in_chunks
@@ -104,17 +105,18 @@ def register(s: Session, org: str, name: str, agent: dict[str, Any], bind: bool)
     return {"dataPlane": name, "environments": [e.name for e in environments(s, org, name)]}
 
 
-def record_status(s: Session, row: ResourceRow, report: dict[str, Any]) -> int:
-    """Store a status report; returns how many deployments it updated (unknown ones are ignored)."""
+def record_status(s: Session, row: ResourceRow, report: StatusReport) -> int:
+    """Store a status report (as JSON: the listeners in the data plane's status, each deployment's report in its
+    status); returns how many deployments it updated (unknown ones are ignored)."""
     t = now()
     status = dict(row.status or {})
     status["agent"] = {**agent_of(row), "lastSeen": t.isoformat()}
-    status["gateways"] = report.get("gateways") or {}
-    status["observedRevision"] = report.get("revision")
-    status["metricsUrl"] = report.get("metricsUrl")
+    status["gateways"] = {env: listeners.model_dump(mode="json") for env, listeners in report.gateways.items()}
+    status["observedRevision"] = report.revision
+    status["metricsUrl"] = report.metricsUrl
     row.status = status
     served = {e.name for e in environments(s, row.organization, row.name)}
-    items = {item["id"]: item for item in report.get("deployments") or []}
+    items = {item.id: item.model_dump(mode="json") for item in report.deployments}
     seen: list[str] = []
     for chunk in in_chunks(sorted(items)):  # a few queries for hundreds of deployments, not one each
         for dep in s.scalars(select(DeploymentRow).where(DeploymentRow.id.in_(chunk))):

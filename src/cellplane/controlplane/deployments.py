@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from cellplane.contract.desired import DesiredEndpoint
+from cellplane.contract.urlscheme import route_prefix
 from cellplane.controlplane import approvals, dataplanes, desired, pipelines, releases, resources, taskruns, tracks
 from cellplane.controlplane.connections import Lookup
 from cellplane.controlplane.keyring import KeyRing
@@ -23,7 +25,6 @@ from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFound
 from cellplane.model import KINDS
 from cellplane.store import in_chunks
 from cellplane.store.tables import ApprovalRow, BuildRow, DeploymentRow, ReleaseRow, ResourceRow, now
-from cellplane.urlscheme import route_prefix
 
 
 def new_id() -> str:
@@ -315,9 +316,9 @@ def route_url(base: str | None, project: str, component: str, version: str, base
 
 
 def endpoint_urls(gateways: dict[str, Any], project: str, component: str, version: str,
-                  endpoint: dict[str, Any]) -> dict[str, Any]:
-    visibility = endpoint.get("visibility") or ["Project"]
-    base_path = endpoint.get("basePath") or "/"
+                  endpoint: DesiredEndpoint) -> dict[str, Any]:
+    visibility = endpoint.visibility or ["Project"]
+    base_path = endpoint.basePath or "/"
     given = gateways.get("cells")
     cells: dict[str, Any] = given if isinstance(given, dict) else {}
     return {
@@ -421,7 +422,7 @@ class Viewer:
         if winner is not None:
             winning = tracks.version(component.spec or {}, winner.track)
             state, message = "superseded", (f"track {winner.track} (version {winning}) serves "
-                                            f"{p.document['version']} in {dep.environment}")
+                                            f"{p.document.version} in {dep.environment}")
         else:
             state, message = self._state(plane_name, plane, p, observed)
         gateways = dataplanes.gateways(plane, dep.environment)
@@ -429,7 +430,7 @@ class Viewer:
         return {
             "id": dep.id, "organization": dep.organization, "project": dep.project, "component": dep.component,
             "environment": dep.environment, "track": dep.track, "version": p.version, "dataPlane": plane_name,
-            "type": p.document["type"],
+            "type": p.document.type,
             "build": {"id": dep.build_id, "number": build_number},
             "artifact": dep.artifact, "release": p.release_id, "rollout": p.release, "requestedBy": dep.requested_by,
             "createdAt": dep.created_at.isoformat(), "updatedAt": dep.updated_at.isoformat(),
@@ -437,10 +438,9 @@ class Viewer:
             "observedRelease": observed_release if isinstance(observed_release, str) else None,
             "observedAt": dep.observed_at.isoformat() if dep.observed_at else None,
             "replicas": list(observed.get("replicas") or []),
-            "endpoints": [{"name": e["name"], "type": e["type"], "visibility": e["visibility"],
-                           "basePath": e["basePath"],
-                           "urls": endpoint_urls(gateways, dep.project, dep.component, p.document["version"], e)}
-                          for e in p.document["endpoints"]],
+            "endpoints": [{"name": e.name, "type": e.type, "visibility": e.visibility, "basePath": e.basePath,
+                           "urls": endpoint_urls(gateways, dep.project, dep.component, p.document.version, e)}
+                          for e in p.document.endpoints],
             "connections": [{"name": c.name, "state": "resolved" if c.resolved else "unresolved", "via": c.via,
                              "reason": c.reason} for c in p.connections],
         }

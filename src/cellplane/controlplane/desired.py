@@ -2,10 +2,13 @@
 
 A deployment runs its release (``releases``: an artifact, a spec and a configuration snapshot), with its
 connections resolved now; a track that another track of the same component supersedes (same major version,
-see ``tracks``) is left out. Secret values (configuration secrets, connection secrets) are carried as ``Secret``
-placeholders until the document is sent: then they are sealed to the agent's public key
-(``cellplane.sealing``). Digests are taken over the unsealed form, where a secret stands for its place and
-stored version, never its plaintext:
+see ``tracks``) is left out. The document is the contract's ``DesiredState`` (``cellplane.contract``), built with
+keyword arguments here and turned into JSON once, at the edge (``Unsealed.sealed``, for the long-poll's body).
+
+Secret values (configuration secrets, connection secrets) are carried unsealed as a placeholder in their
+``sealed`` field: a text that stands for the secret's place and stored version, never its plaintext (``Secret``).
+When the document is sent, each placeholder is replaced by the secret sealed to the agent's public key
+(``cellplane.sealing``). Digests are taken over the unsealed JSON:
 
 * ``release`` (per deployment, the rollout key): the release id and the resolved connections. A new one is
   rolled out.
@@ -22,11 +25,32 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cellplane.contract.desired import (
+    DesiredArtifact,
+    DesiredConnection,
+    DesiredConnectionEnv,
+    DesiredCredentials,
+    DesiredDeployment,
+    DesiredEndpoint,
+    DesiredEnv,
+    DesiredEnvironment,
+    DesiredFile,
+    DesiredGrant,
+    DesiredHealth,
+    DesiredResources,
+    DesiredRun,
+    DesiredSchedule,
+    DesiredState,
+    DesiredTarget,
+    GrantTarget,
+    SealedValue,
+)
+from cellplane.contract.wire import ConnectionVia
 from cellplane.controlplane import config, connections, dataplanes, releases, tracks
 from cellplane.controlplane import taskruns as workloads  # the module of task runs, once named workloads
 from cellplane.controlplane.connections import Lookup, Resolution
@@ -38,6 +62,14 @@ from cellplane.store.tables import DeploymentRow, ReleaseRow, ResourceRow
 NOT_REGISTERED = "the data plane has not registered yet"
 
 
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
 @dataclass(frozen=True)
 class Secret:
     """A secret value in a desired state that is not sealed yet: where it goes, what stands for it in digests,
@@ -47,44 +79,36 @@ class Secret:
     marker: tuple[Any, ...]
     reveal: Callable[[], str] = field(repr=False, compare=False)
 
-
-def _unsealed(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return {"secret": list(value.marker), "context": value.context}
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_unsealed).encode()
-
-
-def digest(value: Any) -> str:
-    return hashlib.sha256(canonical(value)).hexdigest()
+    @property
+    def placeholder(self) -> str:
+        """What the unsealed document carries in its place: its context and marker as canonical JSON."""
+        return canonical({"secret": list(self.marker), "context": self.context}).decode()
 
 
 @dataclass
 class Plan:
-    """One deployment as its data plane should run it (secrets not sealed).
+    """One deployment as its data plane should run it (secrets not sealed: ``secrets`` maps each placeholder in
+    ``document`` to its secret).
 
     ``release`` is the rollout key the data plane compares: the release id, followed by a digest of the resolved
     connections when there are any (a connection resolving elsewhere restarts the workload with new values)."""
 
     deployment: DeploymentRow
     component: ResourceRow
-    document: dict[str, Any]
+    document: DesiredDeployment
     connections: list[Resolution]
     release: str
     release_id: str
     version: str
     blocked: str | None
     has_secrets: bool
-    grants: list[dict[str, Any]]
+    grants: list[DesiredGrant]
+    secrets: dict[str, Secret]
 
 
-def endpoints_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": e["name"], "port": e["port"], "type": e.get("type") or "REST",
-             "basePath": e.get("basePath") or "/", "visibility": list(e.get("visibility") or ["Project"])}
+def endpoints_of(spec: dict[str, Any]) -> list[DesiredEndpoint]:
+    return [DesiredEndpoint(name=e["name"], port=e["port"], type=e.get("type") or "REST",
+                            basePath=e.get("basePath") or "/", visibility=list(e.get("visibility") or ["Project"]))
             for e in spec.get("endpoints") or []]
 
 
@@ -97,73 +121,81 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
         releases.of_deployment(s, keyring, dep, component.spec or {})
     spec = rel.spec or {}
     env, project, name = dep.environment, dep.project, dep.component
+    secrets: dict[str, Secret] = {}
 
-    def place(item: str) -> str:
-        return f"{env}/{project}/{name}/{item}"
+    def unsealed(item: str, marker: tuple[Any, ...], reveal: Callable[[], str]) -> str:
+        secret = Secret(f"{env}/{project}/{name}/{item}", marker, reveal)
+        secrets[secret.placeholder] = secret
+        return secret.placeholder
 
     declared_files = {f["name"]: f for f in (spec.get("configuration") or {}).get("files") or []}
-    env_items: list[dict[str, Any]] = []
-    file_items: list[dict[str, Any]] = []
-    has_secrets = False
+    env_items: list[DesiredEnv] = []
+    file_items: list[DesiredFile] = []
     for value in rel.configuration or []:
         key = value["key"]
-        is_file = key.startswith(config.FILE_PREFIX)
-        item: dict[str, Any] = {"name": key[len(config.FILE_PREFIX):] if is_file else key}
-        if is_file:
-            declared = declared_files.get(item["name"])
-            if declared is None:  # a file value set without a file in the spec has no mount path
-                continue
-            item["mountPath"] = declared["mountPath"]
-        if value.get("secret"):
-            has_secrets = True
-            item["sealed"] = Secret(place(item["name"]), ("config", *value.get("ref", ())),
-                                    functools.partial(releases.reveal, keyring, rel, value))
+        file_name = key[len(config.FILE_PREFIX):] if key.startswith(config.FILE_PREFIX) else None
+        declared = declared_files.get(file_name) if file_name is not None else None
+        if file_name is not None and declared is None:  # a file value set without a file in the spec: no mount path
+            continue
+        sealed = unsealed(file_name or key, ("config", *value.get("ref", ())),
+                          functools.partial(releases.reveal, keyring, rel, value)) if value.get("secret") else None
+        if declared is None:
+            env_items.append(DesiredEnv(name=key, value=value.get("value")) if sealed is None else
+                             DesiredEnv(name=key, sealed=sealed))
         else:
-            item["content" if is_file else "value"] = value.get("value")
-        (file_items if is_file else env_items).append(item)
+            file_items.append(DesiredFile(name=declared["name"], mountPath=declared["mountPath"],
+                                          content=value.get("value")) if sealed is None else
+                              DesiredFile(name=declared["name"], mountPath=declared["mountPath"], sealed=sealed))
+    has_secrets = bool(secrets)
 
     resolutions = connections.resolve_all(lookup, component, env, spec)
-    conns: list[dict[str, Any]] = []
-    grants: list[dict[str, Any]] = []
+    conns: list[DesiredConnection] = []
+    grants: list[DesiredGrant] = []
     blocked = None
     for r in resolutions:
+        wired = [DesiredConnectionEnv.model_validate(e) for e in r.env]
         if not r.resolved:
-            conns.append({"name": r.name, "state": "unresolved", "reason": r.reason, "env": r.env})
+            conns.append(DesiredConnection(name=r.name, state="unresolved", reason=r.reason, env=wired))
             blocked = blocked or f"dependency '{r.name}': {r.reason}"
             continue
-        conn: dict[str, Any] = {"name": r.name, "state": "resolved", "via": r.via}
+        via = cast(ConnectionVia, r.via)
         if r.via == "url":
-            conn["url"] = r.url
-        else:
-            conn["target"] = r.target
+            conns.append(DesiredConnection(name=r.name, state="resolved", via=via, url=r.url, env=wired))
+            continue
+        assert r.target is not None
+        t = r.target
+        target = DesiredTarget(project=t["project"], component=t["component"], endpoint=t["endpoint"],
+                               basePath=t["basePath"], version=t["version"])
         if r.via == "internal":
             has_secrets = True
-            if credentials:
-                row, reveal = connections.credentials(s, keyring, component, env, r.name)
-                conn["credentials"] = {"consumerKey": row.consumer_key, "consumerSecret": {"sealed": Secret(
-                    place(f"connection:{r.name}"), ("connection", row.consumer_key, row.secret_digest), reveal)}}
-                assert r.target is not None
-                grants.append({"consumerKey": row.consumer_key, "secretDigest": row.secret_digest, "environment": env,
-                               "project": project, "component": name,
-                               "target": {k: r.target[k] for k in ("project", "component", "endpoint")}})
-        conn["env"] = r.env
-        conns.append(conn)
+        if r.via == "internal" and credentials:
+            row, reveal = connections.credentials(s, keyring, component, env, r.name)
+            consumer_secret = unsealed(f"connection:{r.name}", ("connection", row.consumer_key, row.secret_digest),
+                                       reveal)
+            conns.append(DesiredConnection(
+                name=r.name, state="resolved", via=via, target=target, env=wired, credentials=DesiredCredentials(
+                    consumerKey=row.consumer_key, consumerSecret=SealedValue(sealed=consumer_secret))))
+            grants.append(DesiredGrant(consumerKey=row.consumer_key, secretDigest=row.secret_digest, environment=env,
+                                       project=project, component=name, target=GrantTarget(
+                                           project=t["project"], component=t["component"], endpoint=t["endpoint"])))
+        else:
+            conns.append(DesiredConnection(name=r.name, state="resolved", via=via, target=target, env=wired))
     if blocked is None and has_secrets and not registered:
         blocked = NOT_REGISTERED
 
-    shown = [{k: v for k, v in c.items() if k != "credentials"} for c in conns]
+    shown = [c.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"credentials"}) for c in conns]
     rollout = rel.id + ("-" + digest(shown)[:4] if shown else "")
     version = tracks.version(component.spec or {}, dep.track)
-    document = {
-        "id": dep.id, "environment": env, "project": project, "component": name, "track": dep.track,
-        "type": spec.get("type") or "service", "release": rollout, "version": tracks.major(version),
-        "artifact": {"digest": rel.artifact,
-                     "path": f"/organizations/{dep.organization}/projects/{project}/artifacts/{rel.artifact}"},
-        "replicas": spec.get("replicas", 1), "resources": spec.get("resources") or {},
-        "health": spec.get("health"), "endpoints": endpoints_of(spec), "env": env_items, "files": file_items,
-        "connections": conns, "blocked": blocked, "schedule": spec.get("schedule"),
-    }
-    return Plan(dep, component, document, resolutions, rollout, rel.id, version, blocked, has_secrets, grants)
+    document = DesiredDeployment(
+        id=dep.id, environment=env, project=project, component=name, track=dep.track,
+        type=spec.get("type") or "service", release=rollout, version=tracks.major(version),
+        artifact=DesiredArtifact(digest=rel.artifact), replicas=spec.get("replicas", 1),
+        resources=DesiredResources.model_validate(spec.get("resources") or {}),
+        health=DesiredHealth.model_validate(spec["health"]) if spec.get("health") is not None else None,
+        endpoints=endpoints_of(spec), env=env_items, files=file_items, connections=conns, blocked=blocked,
+        schedule=DesiredSchedule.model_validate(spec["schedule"]) if spec.get("schedule") is not None else None)
+    return Plan(dep, component, document, resolutions, rollout, rel.id, version, blocked, has_secrets, grants,
+                secrets)
 
 
 def superseded(lookup: Lookup, deps: list[DeploymentRow]) -> dict[str, DeploymentRow]:
@@ -188,28 +220,35 @@ def superseded(lookup: Lookup, deps: list[DeploymentRow]) -> dict[str, Deploymen
 
 
 @dataclass
-class DesiredState:
-    document: dict[str, Any]  # with Secret placeholders
+class Unsealed:
+    """A data plane's desired state as computed: the contract's document with its secrets not sealed yet
+    (``secrets`` maps each placeholder to its secret), its revision, the agent's public key, and the components it
+    was computed from ((project, name) of each)."""
+
+    document: DesiredState
     revision: str
     public_key: str | None
-    components: frozenset[tuple[str, str]] = frozenset()  # (project, name) of every component it was computed from
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    components: frozenset[tuple[str, str]] = frozenset()
 
     def sealed(self) -> dict[str, Any]:
-        """The document as sent: every secret sealed to the agent's key (a fresh seal each time)."""
-        return _seal(self.document, self.public_key)
+        """The document as sent, JSON: every secret sealed to the agent's key (a fresh seal each time; null
+        without a key)."""
+        return cast(dict[str, Any], self._seal(self.document.to_wire()))
+
+    def _seal(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: self._sealed(v) if k == "sealed" else self._seal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._seal(v) for v in value]
+        return value
+
+    def _sealed(self, placeholder: Any) -> str | None:
+        secret = self.secrets[placeholder]
+        return seal(self.public_key, secret.reveal(), secret.context) if self.public_key else None
 
 
-def _seal(value: Any, public_key: str | None) -> Any:
-    if isinstance(value, Secret):
-        return seal(public_key, value.reveal(), value.context) if public_key else None
-    if isinstance(value, dict):
-        return {k: _seal(v, public_key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_seal(v, public_key) for v in value]
-    return value
-
-
-def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
+def compute(s: Session, keyring: KeyRing, org: str, name: str) -> Unsealed:
     """Everything data plane ``name`` must run: the deployments of the environments bound to it."""
     dp = dataplanes.get(s, org, name)
     key = dataplanes.public_key(dp)
@@ -231,16 +270,19 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> DesiredState:
             plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None,
                               release=rels.get(dep.release_id) if dep.release_id is not None else None))
     runs = workloads.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
-    document = {
-        "organization": org, "dataPlane": name,
-        "environments": [{"name": e.name, "production": bool((e.spec or {}).get("production"))} for e in envs],
-        "deployments": [p.document for p in plans],
-        "grants": [g for p in plans for g in p.grants],
-        "runs": [{"id": r.id, "deployment": r.deployment_id, "environment": r.environment, "project": r.project,
-                  "component": r.component, "requestedAt": r.requested_at.isoformat()} for r in runs],
-    }
-    revision = digest({"document": document, "publicKey": key})
-    return DesiredState({"revision": revision, **document}, revision, key, lookup.looked_up())
+    document = DesiredState(
+        revision="", organization=org, dataPlane=name,
+        environments=[DesiredEnvironment(name=e.name, production=bool((e.spec or {}).get("production")))
+                      for e in envs],
+        deployments=[p.document for p in plans],
+        grants=[g for p in plans for g in p.grants],
+        runs=[DesiredRun(id=r.id, deployment=r.deployment_id, environment=r.environment, project=r.project,
+                         component=r.component, requestedAt=r.requested_at.isoformat()) for r in runs])
+    unsealed = document.to_wire()
+    del unsealed["revision"]
+    revision = digest({"document": unsealed, "publicKey": key})
+    return Unsealed(document.model_copy(update={"revision": revision}), revision, key,
+                    {k: v for p in plans for k, v in p.secrets.items()}, lookup.looked_up())
 
 
 # What a desired state is computed from, besides the resources it names (its organization, data plane, environments
@@ -250,12 +292,12 @@ INPUT_TABLES = ("resources", "deployments", "releases", "connection_keys", "task
 
 @dataclass
 class _Kept:
-    state: DesiredState
+    state: Unsealed
     seq: int  # the store's change sequence number up to which nothing it depends on changed
     at: float  # time.monotonic() of the computation
 
 
-class Cache:
+class DesiredStateCache:
     """The desired state of each data plane, computed again only when something it was computed from changed.
 
     An attached agent long-polls its desired state; computing it reads every deployment of the data plane (about
@@ -273,7 +315,7 @@ class Cache:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._lock = threading.Lock()
 
-    def fresh(self, org: str, name: str) -> DesiredState | None:
+    def fresh(self, org: str, name: str) -> Unsealed | None:
         """The kept desired state, if nothing it depends on changed since it was computed."""
         kept = self._kept.get((org, name))
         if kept is None or time.monotonic() - kept.at >= self.ttl:
@@ -284,14 +326,14 @@ class Cache:
         kept.seq = max(kept.seq, seq)  # still valid up to here: the next look scans only what comes after
         return kept.state
 
-    def get(self, org: str, name: str, check: Callable[[Session], Any] | None = None) -> DesiredState:
+    def get(self, org: str, name: str, check: Callable[[Session], Any] | None = None) -> Unsealed:
         """The desired state of data plane ``name``; ``check(session)`` runs before it is computed (it raises when
         the data plane or its organization does not exist)."""
         state = self.fresh(org, name) or self._same_key(org, name, check)
         if state is not None:
             return state
 
-        def work(s: Session) -> DesiredState:
+        def work(s: Session) -> Unsealed:
             if check is not None:
                 check(s)
             return compute(s, self.keyring, org, name)
@@ -302,7 +344,7 @@ class Cache:
             self._kept[(org, name)] = _Kept(state, seq, time.monotonic())
         return state
 
-    def _same_key(self, org: str, name: str, check: Callable[[Session], Any] | None) -> DesiredState | None:
+    def _same_key(self, org: str, name: str, check: Callable[[Session], Any] | None) -> Unsealed | None:
         """The kept desired state when, of what it depends on, only the data plane's resource changed and its agent's
         public key is still the same: its status reports (every few seconds) change it, and nothing else in it
         counts here."""

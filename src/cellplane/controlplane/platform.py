@@ -36,7 +36,8 @@ class Platform:
         self.authenticate = identity.Authenticator(self.store, self.token_key)
         # Desired states of data planes, kept until what they depend on changes. On PostgreSQL other replicas may
         # change it unseen: kept for a second, as often as a waiting long-poll looked before there was a cache.
-        self.desired = desired.Cache(self.store, self.keyring, ttl=1.0 if self.store.backend == "postgresql" else 10.0)
+        self.desired = desired.DesiredStateCache(self.store, self.keyring,
+                                                 ttl=1.0 if self.store.backend == "postgresql" else 10.0)
         self.admin_token_path = data_dir / "admin.token"
         self.created_admin = self._bootstrap()
         self.logs: LogStore = SqlLogStore(self.store)

@@ -8,13 +8,14 @@ queued → running → succeeded | failed.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
+from cellplane.contract.status import TaskRunReport
 from cellplane.errors import FieldProblem, NotFoundError
 from cellplane.store.tables import DeploymentRow, TaskRunRow, now
 
@@ -82,7 +83,7 @@ def run_view(row: TaskRunRow) -> dict[str, Any]:
             "message": row.message}
 
 
-def record_runs(s: Session, org: str, reports: list[dict[str, Any]], environments: set[str]) -> int:
+def record_runs(s: Session, org: str, reports: Sequence[TaskRunReport], environments: set[str]) -> int:
     """Upsert runs reported by a data plane serving ``environments``; returns how many were recorded.
 
     A run of an unknown deployment (deleted meanwhile), of another organization or environment is ignored; a
@@ -91,31 +92,29 @@ def record_runs(s: Session, org: str, reports: list[dict[str, Any]], environment
     recorded = 0
     touched: set[tuple[str, str, str]] = set()
     for rep in reports:
-        row = s.get(TaskRunRow, rep["id"])
+        row = s.get(TaskRunRow, rep.id)
         if row is None:
-            dep = s.get(DeploymentRow, rep["deployment"])
+            dep = s.get(DeploymentRow, rep.deployment)
             if dep is None or dep.organization != org or dep.environment not in environments or (
-                    dep.project, dep.component, dep.environment) != (rep["project"], rep["component"],
-                                                                     rep["environment"]):
+                    dep.project, dep.component, dep.environment) != (rep.project, rep.component, rep.environment):
                 continue
-            row = TaskRunRow(id=rep["id"], organization=org, project=dep.project, component=dep.component,
-                             environment=dep.environment, deployment_id=dep.id, trigger=rep["trigger"],
-                             state="queued", requested_by="", requested_at=rep.get("startedAt") or now(), message="")
+            row = TaskRunRow(id=rep.id, organization=org, project=dep.project, component=dep.component,
+                             environment=dep.environment, deployment_id=dep.id, trigger=rep.trigger,
+                             state="queued", requested_by="", requested_at=rep.startedAt or now(), message="")
             s.add(row)
             touched.add((dep.project, dep.component, dep.environment))
         elif row.organization != org or row.environment not in environments:
             continue
-        if row.state in RUN_TERMINAL and rep["state"] not in RUN_TERMINAL:
+        if row.state in RUN_TERMINAL and rep.state not in RUN_TERMINAL:
             continue
-        row.state = rep["state"]
-        if rep.get("startedAt") is not None:
-            row.started_at = rep["startedAt"]
-        if rep.get("endedAt") is not None:
-            row.ended_at = rep["endedAt"]
-        if rep.get("exitCode") is not None:
-            row.exit_code = rep["exitCode"]
-        if rep.get("message") is not None:
-            row.message = rep["message"]
+        row.state = rep.state
+        if rep.startedAt is not None:
+            row.started_at = rep.startedAt
+        if rep.endedAt is not None:
+            row.ended_at = rep.endedAt
+        if rep.exitCode is not None:
+            row.exit_code = rep.exitCode
+        row.message = rep.message
         recorded += 1
     s.flush()
     for project, component, environment in touched:

@@ -21,7 +21,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
-from cellplane.requestmetrics import BUCKETS
+from cellplane.contract.requestmetrics import BUCKETS
 
 Endpoint = tuple[str, str, str, str]  # environment, project, component, endpoint
 

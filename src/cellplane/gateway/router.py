@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
+from cellplane.contract.requestmetrics import CELL_CONSUMER
+from cellplane.contract.urlscheme import route_prefix
 from cellplane.gateway.metrics import Labels
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.upstream import UpstreamPool
-from cellplane.requestmetrics import CELL_CONSUMER
-from cellplane.urlscheme import route_prefix
 
 
 class Route:

@@ -3,160 +3,41 @@ status, ship log lines and task runs. Every call needs the data plane's own agen
 that data plane) or ``dataplanes:update`` on the organization (an admin). An admin makes the agent's tokens
 (``POST .../tokens``).
 
-Reports are validated into 422s with field paths. Unknown fields are ignored (a newer agent may send more);
-long texts (log lines, messages) are cut rather than refused, so that one long line never costs a batch.
+Reports are the contract's models (``cellplane.contract``), validated into 422s with field paths. Unknown fields are
+ignored (a newer agent may send more); long texts (log lines, messages) are cut rather than refused, so that one
+long line never costs a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from cellplane import digests
+from cellplane.contract.status import AgentRegistration, StatusReport, TaskRunBatch
+from cellplane.contract.telemetry import LogBatch
+from cellplane.contract.wire import Report
 from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, resources, taskruns
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import ORGANIZATION, Call, Rule, Scope, Subject, raw, requires
 from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, NewNamePath, parse, platform, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import AGENT_PERMISSION, Principal, Target
-from cellplane.controlplane.telemetry import logs
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, dns_label_problem
-from cellplane.model.meta import DNS_LABEL
 from cellplane.sealing import SealError, parse_public_key
 from cellplane.store.tables import ResourceRow, now
 
 router = api_router(tags=["data plane agent"])
 DATAPLANE = "/organizations/{org}/dataplanes/{name}"
-MAX_MESSAGE = 4000
 WAKE_CHECK = 0.05  # seconds between two looks of a waiting long-poll at the platform's change counter
-CLOCK_SKEW = timedelta(hours=1)
-
-
-def _cut(limit: int) -> Any:
-    return AfterValidator(lambda value: value[:limit])
-
-
-def _timestamp_text(value: Any) -> Any:
-    """A timestamp is ISO 8601 text in JSON (a number would be read as seconds since the epoch)."""
-    if not isinstance(value, str | datetime):
-        raise ValueError("an ISO 8601 timestamp (text)")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("out of range") from None
-
-
-Message = Annotated[str, _cut(MAX_MESSAGE)]
-def _not_ahead(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError("more than an hour in the future (is the data plane's clock right?)")
-    return value
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=False), AfterValidator(_utc)]
-# When telemetry happened: never far in the future, or retention (by age) would keep it forever.
-Recorded = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=False), AfterValidator(_utc),
-                     AfterValidator(_not_ahead)]
-Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
-Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
-
-
-class Report(schemas.JsonBody):
-    model_config = ConfigDict(extra="ignore")
-
-
-class AgentRegistration(Report):
-    """An agent introducing itself."""
-
-    agentId: str = Field(min_length=1, max_length=100)
-    version: str = Field(default="", max_length=100)
-    hostname: str = Field(default="", max_length=255)
-    publicKey: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}=?$"})] = Field(
-        min_length=1, max_length=100, description="base64url of the agent's X25519 public key (32 bytes)")
-    bindUnbound: bool = Field(default=False, description="bind every environment without a data plane to this one")
-
-
-class GatewayReport(Report):
-    external: Url | None = None
-    internal: Url | None = None
-    cells: dict[Label, Url] = Field(default_factory=dict, description="project -> its cell listener",
-                                    json_schema_extra=schemas.name_keys)
-
-
-class ReplicaReport(Report):
-    index: int = Field(ge=0, le=10000)
-    state: str = Field(max_length=40)
-    pid: int | None = Field(default=None, ge=0, le=2**31)
-    port: int | None = Field(default=None, ge=0, le=65535)
-    restarts: int = Field(default=0, ge=0, le=2**31)
-    message: Message = ""
-
-
-class DeploymentReport(Report):
-    id: str = Field(min_length=1, max_length=20)
-    release: str | None = Field(default=None, max_length=20)
-    state: schemas.ReportedState
-    message: Message = ""
-    replicas: list[ReplicaReport] = Field(default_factory=list, max_length=1000)
-
-
-class StatusReport(Report):
-    """What runs on the data plane."""
-
-    agentId: str = Field(min_length=1, max_length=100)
-    revision: str | None = Field(default=None, max_length=100, description="the desired state it runs")
-    gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners",
-                                                json_schema_extra=schemas.name_keys)
-    deployments: list[DeploymentReport] = Field(default_factory=list, max_length=10000)
-    metricsUrl: Url | None = Field(default=None, description="the agent's Prometheus endpoint")
-
-
-class LogLineReport(Report):
-    deployment: str | None = Field(default=None, max_length=20)
-    run: str | None = Field(default=None, max_length=20)
-    environment: Label
-    project: Label
-    component: Label
-    replica: int | None = Field(default=None, ge=0, le=10000)
-    stream: schemas.LogStream
-    at: Recorded
-    line: Annotated[str, _cut(logs.MAX_LINE)]
-
-
-class LogBatch(Report):
-    lines: list[LogLineReport] = Field(max_length=5000)
-
-
-class TaskRunReport(Report):
-    id: str = Field(pattern=r"^run_[0-9a-f]{16}$")
-    deployment: str = Field(min_length=1, max_length=20)
-    environment: Label
-    project: Label
-    component: Label
-    trigger: Literal["manual", "schedule"]
-    state: schemas.RunState
-    startedAt: Timestamp | None = None
-    endedAt: Timestamp | None = None
-    exitCode: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
-    message: Message = ""
-
-
-class TaskRunBatch(Report):
-    runs: list[TaskRunReport] = Field(max_length=1000)
 
 
 def require_agent(who: Principal, org: str, name: str) -> None:
@@ -256,7 +137,7 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     def check(s: Session) -> None:
         _plane(s, who, org, name)
 
-    def current() -> desired.DesiredState:
+    def current() -> desired.Unsealed:
         return p.desired.get(org, name, check)
 
     # Read before computing: a write committed meanwhile wakes the wait below at once. Every write committed
@@ -305,8 +186,7 @@ async def download_artifact(request: Request, org: NamePath, name: NamePath, pro
     state = p.desired.fresh(org, name)
     if state is None:
         state = await asyncio.to_thread(p.desired.get, org, name, check)
-    if not any(d.get("project") == project and (d.get("artifact") or {}).get("digest") == digest
-               for d in state.document.get("deployments") or []):
+    if not any(d.project == project and d.artifact.digest == digest for d in state.document.deployments):
         raise NotFoundError(f"artifact '{digest}' of project '{project}' is not in the desired state of data plane "
                             f"'{org}/{name}'")
 
@@ -327,12 +207,20 @@ def report_status(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]
     p, who, body = c.platform, c.who, c.body
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
-        req = parse(StatusReport, body, "status report")
-        report = req.model_dump(mode="json")
+        report = parse(StatusReport, body, "status report")
         return {"deployments": dataplanes.record_status(s, row, report)}
 
 
-def kept(s: Any, org: str, plane: ResourceRow, items: list[Any]) -> list[Any]:
+class _Placed(Protocol):
+    environment: str
+    project: str
+    component: str
+
+
+Placed = TypeVar("Placed", bound=_Placed)
+
+
+def kept(s: Any, org: str, plane: ResourceRow, items: list[Placed]) -> list[Placed]:
     """The reported items (with environment, project, component) of environments the data plane serves and of
     components that exist; the others are dropped (deleted meanwhile, or moved to another data plane)."""
     served = {e.name for e in dataplanes.environments(s, org, plane.name)}
@@ -357,7 +245,7 @@ def ingest_logs(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]:
     with p.store.transaction() as s:
         row = _plane(s, who, org, name)
         lines = kept(s, org, row, parse(LogBatch, body, "log batch").lines)
-    return {"accepted": p.logs.append(org, [line.model_dump() for line in lines])}
+    return {"accepted": p.logs.append(org, lines)}
 
 
 @router.mutation("POST", DATAPLANE + "/task-runs", AGENT, THE_DATAPLANE,
@@ -370,4 +258,4 @@ def report_runs(c: Call[Any], org: NamePath, name: NamePath) -> dict[str, Any]:
         row = _plane(s, who, org, name)
         req = parse(TaskRunBatch, body, "task-run batch")
         served = {e.name for e in dataplanes.environments(s, org, row.name)}
-        return {"recorded": taskruns.record_runs(s, org, [r.model_dump() for r in req.runs], served)}
+        return {"recorded": taskruns.record_runs(s, org, req.runs, served)}

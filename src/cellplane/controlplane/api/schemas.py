@@ -11,6 +11,9 @@ Two kinds of models live here:
 * **Response models** of the smaller views (users, tokens, audit events, ...), used as ``response_model``
   with ``response_model_exclude_unset=True``: what the route builds is sent key for key, in the same order.
 
+The data-plane agent's calls are described with the contract's models (``cellplane.contract``): the desired state
+(``DesiredState``, re-exported here) and the agent's report bodies, the same models the routes parse and build.
+
 Keys a response omits (rather than sending as ``null``) are declared with ``absent()``: optional, not nullable.
 """
 
@@ -20,26 +23,22 @@ import operator
 from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
 from cellplane import API_VERSION
+from cellplane.contract.desired import DesiredState as DesiredState
+from cellplane.contract.wire import JSON_SAFE_MAX as JSON_SAFE_MAX
+from cellplane.contract.wire import ConnectionVia, LogStream, RunState, TimeText, absent
+from cellplane.contract.wire import JsonBody as JsonBody
 from cellplane.model import KINDS, KindInfo, Metadata
 from cellplane.model.component import TRACK_NAME, TRACK_SCHEMA
 from cellplane.model.meta import DNS_LABEL, NAME_SCHEMA
 
 # -- helpers --------------------------------------------------------------------------------------------------------
 
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def absent(description: str | None = None) -> Any:
-    """A key that is left out of the response when it does not apply (never sent as null)."""
-    return Field(default=None, description=description, json_schema_extra=_no_default)
-
-
-Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+# Shared with the agent's contract (``cellplane.contract``, re-exported here for the routes): the desired state,
+# JSON request bodies (``JsonBody``), keys left out rather than null (``absent``), the states a report may hold.
+Timestamp = TimeText  # an ISO 8601 text with its offset
 # A name the route checks itself (``dns_label_problem``, with the API's messages), documented with that rule.
 NameText = Annotated[str, WithJsonSchema(NAME_SCHEMA)]
 # A track name the route checks itself (``builds.check_track``), documented with that rule.
@@ -60,48 +59,6 @@ def documented(model: Any) -> Any:
     (``metadata.name``, ``spec.endpoints[0].port``), all at once, exactly as for ``cellplane apply``.
     """
     return Annotated[dict[str, Any], BeforeValidator(lambda value: value, json_schema_input_type=model)]
-
-
-# The largest integer every JSON reader holds exactly: the bound of counters and ids (bytes, memory, line ids)
-# in requests, so that a number valid by the schema means the same wherever it is read.
-JSON_SAFE_MAX = 2**53 - 1
-
-
-def name_keys(schema: dict[str, Any]) -> None:
-    """An object keyed by names (``dict[Name, X]``): its keys documented as ``propertyNames`` (pydantic writes a
-    key pattern as ``patternProperties``, which leaves other keys allowed)."""
-    values = schema.pop("patternProperties", {}).get(DNS_LABEL.pattern)
-    schema["propertyNames"] = NAME_SCHEMA
-    if values is not None:
-        schema["additionalProperties"] = values
-
-
-def integral_numbers(data: Any) -> Any:
-    """A JSON object's numbers without a fraction (``5.0``) as integers, in its values and lists of values.
-
-    JSON has one number type and JSON Schema's ``integer`` is any number without a fraction; a strict model's
-    ``int`` takes only an integer. One level deep: a nested model converts its own object.
-    """
-    if not isinstance(data, dict):
-        return data
-    return {key: [_integral(v) for v in value] if isinstance(value, list) else _integral(value)
-            for key, value in data.items()}
-
-
-def _integral(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-class JsonBody(BaseModel):
-    """A request body held to JSON's types, as its schema states them: strict (a number is not text, a flag is not
-    0 or 1), with ``5.0`` for the integer 5. Timestamps take text (see ``dataplanes.Recorded``)."""
-
-    model_config = ConfigDict(strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _integral_numbers(cls, data: Any) -> Any:
-        return integral_numbers(data)
 
 
 class Out(BaseModel):
@@ -455,11 +412,6 @@ class WebhookDelivery(Out):
 
 DeploymentState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked",
                           "scheduled", "idle", "unreachable", "superseded"]
-ReportedState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked", "scheduled",
-                        "idle"]
-ConnectionVia = Literal["cell", "internal", "external", "url"]
-RunState = Literal["queued", "running", "succeeded", "failed"]
-LogStream = Literal["stdout", "stderr", "system"]
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern,
                                        description="an environment's name")]
 TrackName = Annotated[str, Field(min_length=1, max_length=100, pattern=TRACK_NAME.pattern,
@@ -730,126 +682,6 @@ class TaskRunList(Out):
 class AgentRegistered(Out):
     dataPlane: str
     environments: list[str] = Field(description="the environments bound to the data plane")
-
-
-class DesiredEnvironment(Out):
-    name: str
-    production: bool
-
-
-class DesiredArtifact(Out):
-    digest: str
-    path: str = Field(description="where to download it, under /api/v1")
-
-
-class DesiredEndpoint(Out):
-    name: str
-    port: int
-    type: str
-    basePath: str
-    visibility: list[str]
-
-
-class DesiredEnv(Out):
-    name: str
-    value: str = absent("a value that is not secret")
-    sealed: str | None = absent("a secret value, sealed to the agent's key (null: the agent has no key yet)")
-
-
-class DesiredFile(Out):
-    name: str
-    mountPath: str
-    content: str = absent("a file that is not secret")
-    sealed: str | None = absent("a secret file's content, sealed to the agent's key")
-
-
-class DesiredTarget(Out):
-    project: str
-    component: str
-    endpoint: str
-    basePath: str
-    version: str
-
-
-class SealedValue(Out):
-    sealed: str | None
-
-
-class DesiredCredentials(Out):
-    consumerKey: str
-    consumerSecret: SealedValue
-
-
-class DesiredConnectionEnv(Out):
-    from_: str = Field(alias="from")
-    to: str
-
-
-class DesiredConnection(Out):
-    name: str
-    state: Literal["resolved", "unresolved"]
-    via: ConnectionVia = absent("resolved connections")
-    reason: str = absent("unresolved connections: why")
-    target: DesiredTarget = absent("via cell, internal or external")
-    url: str = absent("via url")
-    credentials: DesiredCredentials = absent("via internal")
-    env: list[DesiredConnectionEnv]
-
-
-class DesiredDeployment(Out):
-    id: str
-    environment: str
-    project: str
-    component: str
-    type: str
-    release: str
-    version: str
-    artifact: DesiredArtifact
-    replicas: int
-    resources: dict[str, Any]
-    health: dict[str, Any] | None
-    endpoints: list[DesiredEndpoint]
-    env: list[DesiredEnv]
-    files: list[DesiredFile]
-    connections: list[DesiredConnection]
-    blocked: str | None = Field(description="why the deployment must not start, or null")
-    schedule: dict[str, Any] | None
-
-
-class GrantTarget(Out):
-    project: str
-    component: str
-    endpoint: str
-
-
-class DesiredGrant(Out):
-    consumerKey: str
-    secretDigest: str = Field(description="sha256 (hex) of the consumer secret")
-    environment: str
-    project: str
-    component: str
-    target: GrantTarget
-
-
-class DesiredRun(Out):
-    id: str
-    deployment: str
-    environment: str
-    project: str
-    component: str
-    requestedAt: Timestamp
-
-
-class DesiredState(Out):
-    """Everything a data plane must run (docs/dataplane.md)."""
-
-    revision: str
-    organization: str
-    dataPlane: str
-    environments: list[DesiredEnvironment]
-    deployments: list[DesiredDeployment]
-    grants: list[DesiredGrant]
-    runs: list[DesiredRun]
 
 
 class StatusRecorded(Out):

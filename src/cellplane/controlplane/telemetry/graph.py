@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from cellplane.contract.requestmetrics import CELL_CONSUMER as CELL
 from cellplane.controlplane import deployments
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry.metrics import Totals, consumed, edges
-from cellplane.requestmetrics import CELL_CONSUMER as CELL
 from cellplane.store.tables import ResourceRow, SpanRow
 
 BROADEST = ("Public", "Organization", "Project")

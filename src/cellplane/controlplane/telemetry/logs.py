@@ -13,6 +13,7 @@ since the last prune (by this process), not on every batch: finding the bound's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,12 +22,14 @@ from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
+from cellplane.contract.telemetry import AccessLine, LogLineReport
+from cellplane.contract.wire import MAX_LOG_LINE
 from cellplane.store import Store, rowcount
 from cellplane.store.tables import AccessLogRow, WorkloadLogRow
 
 MAX_LOG_LINES = 20_000  # workload lines per (organization, project, component, environment)
 MAX_ACCESS_LINES = 20_000  # access lines per (organization, project, component, environment)
-MAX_LINE = 8192  # characters; longer lines are cut
+MAX_LINE = MAX_LOG_LINE  # characters; longer lines are cut (the contract's limit)
 
 # lines added per (table, organization, project, component, environment) since this process last pruned it
 _added: dict[tuple[str, str, str, str, str], int] = {}
@@ -69,9 +72,9 @@ class LogPage:
 
 
 class LogStore(Protocol):
-    def append(self, organization: str, lines: list[dict[str, Any]]) -> int: ...
+    def append(self, organization: str, lines: Sequence[LogLineReport]) -> int: ...
 
-    def append_access(self, organization: str, lines: list[dict[str, Any]]) -> int: ...
+    def append_access(self, organization: str, lines: Sequence[AccessLine]) -> int: ...
 
     def query(self, q: LogQuery) -> LogPage: ...
 
@@ -82,11 +85,11 @@ class SqlLogStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def append(self, organization: str, lines: list[dict[str, Any]]) -> int:
+    def append(self, organization: str, lines: Sequence[LogLineReport]) -> int:
         with self.store.transaction() as s:
             return add_lines(s, organization, lines)
 
-    def append_access(self, organization: str, lines: list[dict[str, Any]]) -> int:
+    def append_access(self, organization: str, lines: Sequence[AccessLine]) -> int:
         with self.store.transaction() as s:
             return add_access(s, organization, lines)
 
@@ -102,29 +105,29 @@ class SqlLogStore:
 # -- writing --------------------------------------------------------------------------------------------------------
 
 
-def add_lines(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
-    """Store validated lines (keys: environment, project, component, deployment, run, replica, stream, at, line),
-    in order, then prune each component's log to its bound."""
+def add_lines(s: Session, org: str, lines: Sequence[LogLineReport]) -> int:
+    """Store validated lines (the contract's ``LogLineReport``), in order, then prune each component's log to its
+    bound."""
     if not lines:
         return 0
-    rows = [{"organization": org, "project": x["project"], "component": x["component"],
-             "environment": x["environment"], "deployment_id": x.get("deployment") or "", "run_id": x.get("run"),
-             "replica": x.get("replica"), "stream": x["stream"], "at": x["at"], "line": x["line"][:MAX_LINE]}
+    rows = [{"organization": org, "project": x.project, "component": x.component,
+             "environment": x.environment, "deployment_id": x.deployment or "", "run_id": x.run,
+             "replica": x.replica, "stream": x.stream, "at": x.at, "line": x.line[:MAX_LINE]}
             for x in lines]
     s.execute(insert(WorkloadLogRow), rows)
     _bound(s, WorkloadLogRow, org, rows, MAX_LOG_LINES)
     return len(rows)
 
 
-def add_access(s: Session, org: str, lines: list[dict[str, Any]]) -> int:
-    """Store validated access lines (the data plane's wire format: see docs/observability.md)."""
+def add_access(s: Session, org: str, lines: Sequence[AccessLine]) -> int:
+    """Store validated access lines (the contract's ``AccessLine``; see docs/observability.md)."""
     if not lines:
         return 0
-    rows = [{"organization": org, "project": x["project"], "component": x["component"],
-             "environment": x["environment"], "endpoint": x["endpoint"], "at": x["at"], "method": x["method"],
-             "path": x["path"], "status": x["status"], "duration_ms": x["durationMs"], "bytes_sent": x["bytesSent"],
-             "decision": x["decision"], "reason": x.get("reason"), "consumer": x.get("consumer"),
-             "request_id": x.get("requestId"), "trace_id": x.get("traceId"), "listener": x["listener"]}
+    rows = [{"organization": org, "project": x.project, "component": x.component,
+             "environment": x.environment, "endpoint": x.endpoint, "at": x.at, "method": x.method,
+             "path": x.path, "status": x.status, "duration_ms": x.durationMs, "bytes_sent": x.bytesSent,
+             "decision": x.decision, "reason": x.reason, "consumer": x.consumer,
+             "request_id": x.requestId, "trace_id": x.traceId, "listener": x.listener}
             for x in lines]
     s.execute(insert(AccessLogRow), rows)
     _bound(s, AccessLogRow, org, rows, MAX_ACCESS_LINES)

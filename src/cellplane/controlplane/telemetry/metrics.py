@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from cellplane.requestmetrics import BUCKETS
+from cellplane.contract.requestmetrics import BUCKETS
+from cellplane.contract.telemetry import MetricPoint
 from cellplane.store import rowcount
 from cellplane.store.tables import MetricPointRow, TaskRunRow
 
@@ -77,22 +78,22 @@ class Totals:
 # -- writing --------------------------------------------------------------------------------------------------------
 
 
-def ingest(s: Session, org: str, points: list[dict[str, Any]]) -> int:
-    """Store validated points (the data plane's wire format, see docs/observability.md)."""
+def ingest(s: Session, org: str, points: Sequence[MetricPoint]) -> int:
+    """Store validated points (the contract's ``MetricPoint``, see docs/observability.md)."""
     rows = []
     for p in points:
-        row: dict[str, Any] = {"organization": org, "project": p["project"], "component": p["component"],
-                               "environment": p["environment"], "kind": p["kind"], "resolution": 0,
-                               "at": p["at"], "seconds": p["seconds"], "endpoint": "", "consumer": "",
+        row: dict[str, Any] = {"organization": org, "project": p.project, "component": p.component,
+                               "environment": p.environment, "kind": p.kind, "resolution": 0,
+                               "at": p.at, "seconds": p.seconds, "endpoint": "", "consumer": "",
                                "replica": None, "release": "", "requests": 0, "errors": 0, "client_errors": 0,
                                "duration_sum": 0.0, "buckets": None, "cpu": None, "memory": None, "restarts": 0}
-        if p["kind"] == "http":
-            row.update(endpoint=p["endpoint"], consumer=p.get("consumer") or "", requests=p["requests"],
-                       errors=p["errors"], client_errors=p["clientErrors"], duration_sum=p["durationSum"],
-                       buckets=list(p["buckets"]))
+        if p.kind == "http":
+            row.update(endpoint=p.endpoint, consumer=p.consumer or "", requests=p.requests,
+                       errors=p.errors, client_errors=p.clientErrors, duration_sum=p.durationSum,
+                       buckets=list(p.buckets or ()))
         else:
-            row.update(replica=p["replica"], release=p.get("release") or "", cpu=p["cpu"], memory=p["memory"],
-                       restarts=p["restarts"])
+            row.update(replica=p.replica, release=p.release or "", cpu=p.cpu, memory=p.memory,
+                       restarts=p.restarts)
         rows.append(row)
     if rows:
         s.execute(insert(MetricPointRow), rows)

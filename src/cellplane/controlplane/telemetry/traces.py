@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from cellplane.contract.telemetry import Span
 from cellplane.errors import ConflictError, FieldProblem
 from cellplane.store import in_chunks, rowcount
 from cellplane.store.tables import SpanRow
@@ -30,12 +31,13 @@ MAX_TRACE_SPANS = 1000  # spans shown per trace (a client that sends one tracepa
 Visible = Callable[[str, str], bool]
 
 
-def ingest(s: Session, org: str, spans: list[dict[str, Any]]) -> int:
-    rows = [{"trace_id": x["traceId"], "span_id": x["spanId"], "parent_id": x.get("parentId"), "organization": org,
-             "project": x["project"], "component": x["component"], "environment": x["environment"],
-             "endpoint": x["endpoint"], "listener": x["listener"], "name": x["name"][:512], "start": x["start"],
-             "duration_ms": x["durationMs"], "status": x["status"], "consumer": x.get("consumer"),
-             "request_id": x.get("requestId")} for x in spans]
+def ingest(s: Session, org: str, spans: Sequence[Span]) -> int:
+    """Store validated spans (the contract's ``Span``)."""
+    rows = [{"trace_id": x.traceId, "span_id": x.spanId, "parent_id": x.parentId, "organization": org,
+             "project": x.project, "component": x.component, "environment": x.environment,
+             "endpoint": x.endpoint, "listener": x.listener, "name": x.name[:512], "start": x.start,
+             "duration_ms": x.durationMs, "status": x.status, "consumer": x.consumer,
+             "request_id": x.requestId} for x in spans]
     if rows:
         s.execute(insert(SpanRow), rows)
     return len(rows)
@@ -197,28 +199,28 @@ class OtlpExport:
                 "cellplane.organization": org})
         return resource
 
-    def spans(self, org: str, spans: list[dict[str, Any]]) -> None:
+    def spans(self, org: str, spans: Sequence[Span]) -> None:
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         for x in spans:
-            start = int(x["start"].timestamp() * 1e9)
-            context = SpanContext(int(x["traceId"], 16), int(x["spanId"], 16), is_remote=False,
+            start = int(x.start.timestamp() * 1e9)
+            context = SpanContext(int(x.traceId, 16), int(x.spanId, 16), is_remote=False,
                                   trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            parent = (SpanContext(int(x["traceId"], 16), int(x["parentId"], 16), is_remote=True,
-                                  trace_flags=TraceFlags(TraceFlags.SAMPLED)) if x.get("parentId") else None)
-            resource = self._resource(org, x["project"], x["component"], x["environment"])
-            attributes = {"http.response.status_code": x["status"], "cellplane.endpoint": x["endpoint"],
-                          "cellplane.listener": x["listener"]}
-            if x.get("consumer"):
-                attributes["cellplane.consumer"] = x["consumer"]
-            if x.get("requestId"):
-                attributes["http.request.header.x-request-id"] = x["requestId"]
-            status = Status(StatusCode.ERROR) if x["status"] >= 500 else Status(StatusCode.UNSET)
+            parent = (SpanContext(int(x.traceId, 16), int(x.parentId, 16), is_remote=True,
+                                  trace_flags=TraceFlags(TraceFlags.SAMPLED)) if x.parentId else None)
+            resource = self._resource(org, x.project, x.component, x.environment)
+            attributes: dict[str, str | int] = {"http.response.status_code": x.status,
+                                                "cellplane.endpoint": x.endpoint, "cellplane.listener": x.listener}
+            if x.consumer:
+                attributes["cellplane.consumer"] = x.consumer
+            if x.requestId:
+                attributes["http.request.header.x-request-id"] = x.requestId
+            status = Status(StatusCode.ERROR) if x.status >= 500 else Status(StatusCode.UNSET)
             self.processor.on_end(ReadableSpan(
-                name=x["name"], context=context, parent=parent, resource=resource, attributes=attributes,
+                name=x.name, context=context, parent=parent, resource=resource, attributes=attributes,
                 kind=SpanKind.SERVER, status=status, start_time=start,
-                end_time=start + int(x["durationMs"] * 1e6)))
+                end_time=start + int(x.durationMs * 1e6)))
 
     def close(self) -> None:
         self.processor.shutdown()

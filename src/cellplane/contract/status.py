@@ -1,0 +1,80 @@
+"""What an agent tells the control plane about itself and what it runs: its registration (``PUT …/agent``), its
+status report (``PUT …/status``: listeners, deployments, replicas) and its task runs (``POST …/task-runs``), as
+docs/dataplane.md describes them.
+
+The agent builds these (or their JSON); the control plane parses a body with them at the route, so a malformed
+one is refused with a 422 that names every problem at its field path. Unknown keys are ignored; messages are cut
+to ``MAX_MESSAGE`` characters. Cost: pydantic's validation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from cellplane.contract.wire import Label, Message, Report, ReportedState, RunState, Timestamp, Url, name_keys
+
+
+class AgentRegistration(Report):
+    """An agent introducing itself."""
+
+    agentId: str = Field(min_length=1, max_length=100)
+    version: str = Field(default="", max_length=100)
+    hostname: str = Field(default="", max_length=255)
+    publicKey: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}=?$"})] = Field(
+        min_length=1, max_length=100, description="base64url of the agent's X25519 public key (32 bytes)")
+    bindUnbound: bool = Field(default=False, description="bind every environment without a data plane to this one")
+
+
+class GatewayReport(Report):
+    external: Url | None = None
+    internal: Url | None = None
+    cells: dict[Label, Url] = Field(default_factory=dict, description="project -> its cell listener",
+                                    json_schema_extra=name_keys)
+
+
+class ReplicaReport(Report):
+    index: int = Field(ge=0, le=10000)
+    state: str = Field(max_length=40)
+    pid: int | None = Field(default=None, ge=0, le=2**31)
+    port: int | None = Field(default=None, ge=0, le=65535)
+    restarts: int = Field(default=0, ge=0, le=2**31)
+    message: Message = ""
+
+
+class DeploymentReport(Report):
+    id: str = Field(min_length=1, max_length=20)
+    release: str | None = Field(default=None, max_length=20)
+    state: ReportedState
+    message: Message = ""
+    replicas: list[ReplicaReport] = Field(default_factory=list, max_length=1000)
+
+
+class StatusReport(Report):
+    """What runs on the data plane."""
+
+    agentId: str = Field(min_length=1, max_length=100)
+    revision: str | None = Field(default=None, max_length=100, description="the desired state it runs")
+    gateways: dict[Label, GatewayReport] = Field(default_factory=dict, description="environment -> its listeners",
+                                                json_schema_extra=name_keys)
+    deployments: list[DeploymentReport] = Field(default_factory=list, max_length=10000)
+    metricsUrl: Url | None = Field(default=None, description="the agent's Prometheus endpoint")
+
+
+class TaskRunReport(Report):
+    id: str = Field(pattern=r"^run_[0-9a-f]{16}$")
+    deployment: str = Field(min_length=1, max_length=20)
+    environment: Label
+    project: Label
+    component: Label
+    trigger: Literal["manual", "schedule"]
+    state: RunState
+    startedAt: Timestamp | None = None
+    endedAt: Timestamp | None = None
+    exitCode: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    message: Message = ""
+
+
+class TaskRunBatch(Report):
+    runs: list[TaskRunReport] = Field(max_length=1000)
