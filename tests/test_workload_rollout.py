@@ -13,9 +13,11 @@ from typing import Any
 
 import uvloop
 
+from cellplane.contract import DesiredDeployment
 from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec
 from cellplane.dataplane.workload import RETRY_SECONDS, ReleaseSet, Workload
+from desiredkit import desired_deployment
 
 
 class FakeHost:
@@ -30,16 +32,16 @@ class FakeHost:
         self.retries: list[float] = []
         self.missing: set[str] = set()  # releases whose artifact cannot be fetched
 
-    async def artifact(self, d: dict[str, Any]) -> Path:
-        if d["release"] in self.missing:
-            raise RuntimeError(f"artifact of {d['release']} is not on this machine")
+    async def artifact(self, d: DesiredDeployment) -> Path:
+        if d.release in self.missing:
+            raise RuntimeError(f"artifact of {d.release} is not on this machine")
         return self.tmp
 
-    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
         return False
 
-    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
-        identity = ReplicaId(d["environment"], d["project"], d["component"], d["id"], d["release"], index)
+    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
+        identity = ReplicaId(d.environment, d.project, d.component, d.id, d.release, index)
         replica = Replica(ReplicaSpec(identity.key, ["app"], tree, {}, identity=identity))
         self.replicas.append(replica)
         self.log.append(("start", identity.key))
@@ -59,7 +61,7 @@ class FakeHost:
     def changed(self) -> None:
         pass
 
-    def system_line(self, d: dict[str, Any], line: str) -> None:
+    def system_line(self, d: DesiredDeployment, line: str) -> None:
         self.lines.append(line)
 
     def retry_later(self, seconds: float) -> None:
@@ -84,10 +86,9 @@ class FakeHost:
         return self.log.index((what, detail))
 
 
-def deployment(release: str, replicas: int = 2) -> dict[str, Any]:
-    return {"id": "dep_1", "environment": "development", "project": "shop", "component": "api", "type": "service",
-            "release": release, "replicas": replicas, "artifact": {"digest": "sha256:" + "0" * 64},
-            "endpoints": [{"name": "api", "port": 8080, "type": "REST", "basePath": "/"}]}
+def deployment(release: str, replicas: int = 2) -> DesiredDeployment:
+    return desired_deployment(id="dep_1", release=release, replicas=replicas, endpoints=[
+        {"name": "api", "port": 8080, "type": "REST", "basePath": "/", "visibility": ["Project"]}])
 
 
 async def until(what: Callable[[], bool], message: Callable[[], str]) -> None:

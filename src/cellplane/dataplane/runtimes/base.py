@@ -14,13 +14,12 @@ opens its listeners, ...) and may report what the cached desired state says abou
 that says so), ``close`` releases the rest (listeners, endpoints), handing the last telemetry to ``host`` first.
 (``describe()`` is the one line the agent prints once it runs.)
 
-Everything flows as plain values: the desired state is the dict the control plane sent (docs/dataplane.md), the
-status is the dict the control plane takes, and events, log lines, task runs and telemetry are the items of the
-matching control-plane calls. A runtime never calls the control plane itself except through ``host``, so the
-loop's spooling, retries and token handling cover it. A runtime that runs workloads elsewhere (a Kubernetes cluster:
-render, server-side apply, prune, read health) is a module beside ``local`` that implements these methods, handed to
-``run_agent``; the loop does not change.
-"""
+The desired state arrives parsed, once, at the loop's boundary: a ``cellplane.contract.DesiredState`` (frozen
+models; docs/dataplane.md). The status is the dict the control plane takes, and events, log lines, task runs and
+telemetry are the items of the matching control-plane calls. A runtime never calls the control plane itself except
+through ``host``, so the loop's spooling, retries and token handling cover it. A runtime that runs workloads
+elsewhere (a Kubernetes cluster: render, server-side apply, prune, read health) is a module beside ``local`` that
+implements these methods, handed to ``run_agent``; the loop does not change. """
 
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from cellplane.contract import DesiredState
 from cellplane.dataplane.localstate import LocalState
 
 
@@ -83,12 +83,12 @@ class RuntimeHost(Protocol):
 class Runtime(Protocol):
     """Makes a desired state real and reports on it (see the module's docstring for the order of calls)."""
 
-    async def start(self, host: RuntimeHost, cached: dict[str, Any] | None) -> None:
+    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         """Prepare to apply; ``cached`` is the desired state kept on disk (None before the first one). Raises
         ``CellplaneError`` when the runtime cannot run here at all."""
         ...
 
-    async def apply(self, desired: dict[str, Any]) -> None:
+    async def apply(self, desired: DesiredState) -> None:
         """Converge on ``desired`` (level-triggered: a no-op for what already agrees). Returns once the work is
         started, not done: rollouts go on in the background and show in ``status``."""
         ...
