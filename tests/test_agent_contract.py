@@ -10,6 +10,7 @@ tests/test_contract.py and tests/test_agent_fake_runtime.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -21,7 +22,7 @@ import uvloop
 from cellplane.contract import DesiredDeployment, DesiredState
 from cellplane.dataplane.agent import Agent, AgentSettings
 from cellplane.dataplane.localstate import LocalState, write_json
-from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.runtimes.local import LocalRuntime
 from cellplane.errors import CellplaneError
 from liveserver import free_port
@@ -42,8 +43,8 @@ class RecordingRuntime:
     async def apply(self, desired: DesiredState) -> None:
         self.applied.append(desired)
 
-    async def status(self) -> dict[str, Any]:
-        return {"gateways": {}, "deployments": []}
+    async def status(self) -> RuntimeStatus:
+        return RuntimeStatus({}, [])
 
     async def stop(self) -> None:
         pass
@@ -104,7 +105,8 @@ def test_a_cached_desired_json_that_does_not_parse_counts_as_none_and_is_said_in
 def test_the_local_runtime_serves_reports_and_schedules_what_a_cached_desired_state_says(tmp_path: Path) -> None:
     """The golden's deployments (their artifacts are not on this machine, and nothing answers to fetch them) become
     workloads holding their ``DesiredDeployment``; the listeners of its environments and cells open; the scheduled
-    task is scheduled, the manual one idle, and its pending run is started (and fails: no artifact)."""
+    task is scheduled, the manual one idle, and its pending run is started (and fails: no artifact). The status
+    report (``status.json`` holds what is sent) has the keys, in the order, the agent sent before the models."""
     golden = json.loads(GOLDEN.read_text())
     write_json(tmp_path / "desired.json", golden)
     runtime = LocalRuntime(settings(tmp_path))
@@ -116,6 +118,10 @@ def test_the_local_runtime_serves_reports_and_schedules_what_a_cached_desired_st
         try:
             seen["status"] = await runtime.status()
             seen["desired"] = {key: w.desired for key, w in runtime.workloads.items()}
+            deadline = asyncio.get_running_loop().time() + 30
+            while not (tmp_path / "status.json").exists():  # the status loop reports the applied state
+                assert asyncio.get_running_loop().time() < deadline, "no status report"
+                await asyncio.sleep(0.05)
         finally:
             await agent.stop()
 
@@ -123,14 +129,19 @@ def test_the_local_runtime_serves_reports_and_schedules_what_a_cached_desired_st
     state = DesiredState.from_wire(golden)
     assert seen["desired"] == {d.id: d for d in state.deployments}
     assert all(isinstance(d, DesiredDeployment) for d in seen["desired"].values())
-    gateways = seen["status"]["gateways"]
+    gateways = seen["status"].gateways
     assert set(gateways) == {e.name for e in state.environments}
-    for env in gateways:
-        cells = {d.project for d in state.deployments if d.environment == env}
-        assert set(gateways[env]["cells"]) == cells
-        assert gateways[env]["external"].startswith("http://127.0.0.1:")
-    states = {r["id"]: r["state"] for r in seen["status"]["deployments"]}
+    for env, gateway in gateways.items():
+        assert set(gateway.cells) == {d.project for d in state.deployments if d.environment == env}
+        assert gateway.external.startswith("http://127.0.0.1:")
+    states = {r.id: r.state for r in seen["status"].deployments}
     by_type = {d.type: d.id for d in state.deployments}
     assert (states[by_type["scheduled-task"]], states[by_type["manual-task"]]) == ("scheduled", "idle")
+    report = json.loads((tmp_path / "status.json").read_text())
+    assert list(report) == ["agentId", "revision", "gateways", "deployments", "at", "connected"]
+    assert report["revision"] == golden["revision"]
+    assert all(list(g) == ["external", "internal", "cells"] for g in report["gateways"].values())
+    assert {d["id"] for d in report["deployments"]} == {d.id for d in state.deployments}
+    assert all(list(d) == ["id", "release", "state", "message", "replicas"] for d in report["deployments"])
     started = json.loads((tmp_path / "started-runs.json").read_text())
     assert started == [run.id for run in state.runs]  # the manual run was started (never to run twice)

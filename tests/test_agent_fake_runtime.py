@@ -15,9 +15,9 @@ from typing import Any
 import uvloop
 
 from buildkit import BuildServer
-from cellplane.contract import DesiredDeployment, DesiredState
+from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, ReplicaReport
 from cellplane.dataplane.agent import Agent, AgentSettings
-from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from dataplanekit import ORG, build_app, deploy, deployment, service
 
 COMPONENT = f"{ORG}/projects/fake/components/api"
@@ -48,13 +48,13 @@ class FakeRuntime:
         self.applied.append(desired)
         self.host.changed()
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> RuntimeStatus:
         deployments = self.applied[-1].deployments if self.applied else []
-        return {"gateways": {"development": {"external": "http://127.0.0.1:9", "internal": "http://127.0.0.1:10",
-                                             "cells": {}}},
-                "deployments": [{"id": d.id, "release": d.release, "state": "ready", "message": "faked",
-                                 "replicas": [{"index": 0, "state": "ready", "pid": 4242, "port": 9, "restarts": 0,
-                                               "message": "fake"}]} for d in deployments]}
+        return RuntimeStatus(
+            gateways={"development": GatewayReport(external="http://127.0.0.1:9", internal="http://127.0.0.1:10")},
+            deployments=[DeploymentReport(id=d.id, release=d.release, state="ready", message="faked", replicas=[
+                ReplicaReport(index=0, state="ready", pid=4242, port=9, restarts=0, message="fake")])
+                for d in deployments])
 
     async def stop(self) -> None:
         self.calls.append("stop")

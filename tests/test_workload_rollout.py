@@ -14,6 +14,7 @@ from typing import Any
 import uvloop
 
 from cellplane.contract import DesiredDeployment
+from cellplane.dataplane.cpclient import wire
 from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec
 from cellplane.dataplane.workload import RETRY_SECONDS, ReleaseSet, Workload
@@ -126,7 +127,7 @@ def test_a_rollout_starts_the_new_release_beside_the_old_switches_once_all_are_r
         await asyncio.sleep(0.3)
         assert w.active is not None and w.active.release == "r1" and w.state == "progressing"
         assert len(host.running("r1")) == 2 and ("drain", "r1") not in host.log
-        assert w.report()["replicas"] == [{"index": i, "state": s, "pid": None, "port": None, "restarts": 0,
+        assert wire(w.report())["replicas"] == [{"index": i, "state": s, "pid": None, "port": None, "restarts": 0,
                                            "message": "running"} for i, s in enumerate(("ready", "starting"))]
 
         host.set_state("r2", "ready", "running")
@@ -180,6 +181,6 @@ def test_an_apply_that_supersedes_a_rollout_midway_stops_the_half_started_releas
         await until(lambda: not host.running("r1"), lambda: f"r1 still runs: {host.log}")
         assert w.active is not None and w.active.release == "r3" and w.state == "ready"
         assert ("routes", "r2") not in host.log and ("drain", "r2") not in host.log
-        assert w.report()["release"] == "r3"
+        assert w.report().release == "r3"
 
     run(tmp_path, body)

@@ -31,8 +31,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cellplane import __version__
-from cellplane.contract import DesiredState
-from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable
+from cellplane.contract import AgentRegistration, DesiredState, StatusReport
+from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable, wire
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.outbox import Outbox
 from cellplane.dataplane.runtimes.base import Runtime
@@ -111,9 +111,9 @@ class Agent:
 
     async def _register(self) -> None:
         try:
-            answer = await self.cp.register({"agentId": self.agent_id, "version": __version__,
-                                             "hostname": socket.gethostname(), "publicKey": public_key_text(self.key),
-                                             "bindUnbound": self.settings.bind_unbound})
+            answer = await self.cp.register(AgentRegistration(
+                agentId=self.agent_id, version=__version__, hostname=socket.gethostname(),
+                publicKey=public_key_text(self.key), bindUnbound=self.settings.bind_unbound))
         except CredentialRefused:
             raise
         except ApiRefused as e:
@@ -139,7 +139,7 @@ class Agent:
         self.state.unlock()
 
     async def _report_last(self) -> None:
-        await self.cp.status(await self._status_body())
+        await self.cp.status(await self._status_report())
 
     # -- desired state -----------------------------------------------------------------------------------------
 
@@ -227,30 +227,40 @@ class Agent:
 
     # -- status ------------------------------------------------------------------------------------------------
 
-    async def _status_body(self) -> dict[str, Any]:
-        return {"agentId": self.agent_id, "revision": self.desired.revision if self.desired else None,
-                **await self.runtime.status()}
+    async def _status_report(self) -> StatusReport:
+        """The status report: this agent, the revision it runs, and the runtime's part (``RuntimeStatus``)."""
+        status = await self.runtime.status()
+        revision = self.desired.revision if self.desired else None
+        if status.metrics_url is None:  # left out, not sent as null
+            return StatusReport(agentId=self.agent_id, revision=revision, gateways=status.gateways,
+                                deployments=status.deployments)
+        return StatusReport(agentId=self.agent_id, revision=revision, gateways=status.gateways,
+                            deployments=status.deployments, metricsUrl=status.metrics_url)
 
     async def _status_loop(self) -> None:
-        sent: dict[str, Any] | None = None
+        sent: StatusReport | None = None
         sent_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
-            body = await self._status_body()
-            if body == sent and time.monotonic() - sent_at < HEARTBEAT:
+            try:
+                report = await self._status_report()
+            except ValidationError as e:  # what the control plane would refuse (422): said, tried again later
+                log.warning("status not sent: %s", e)
+                continue
+            if report == sent and time.monotonic() - sent_at < HEARTBEAT:
                 continue  # nothing new, and the last report is recent enough
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(self.state.save_status, {**body, "at": now_iso(),
+                await asyncio.to_thread(self.state.save_status, {**wire(report), "at": now_iso(),
                                                                  "connected": self.connected})
             try:
-                await self.cp.status(body)
+                await self.cp.status(report)
             except (Unreachable, ApiRefused) as e:
                 log.debug("status not sent: %s", e)
             else:
-                sent, sent_at = body, time.monotonic()
+                sent, sent_at = report, time.monotonic()
 
 
 async def _main(settings: AgentSettings, make_runtime: Callable[[AgentSettings], Runtime]) -> int:

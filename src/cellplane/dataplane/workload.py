@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from cellplane.contract import DesiredDeployment
+from cellplane.contract import DeploymentReport, DesiredDeployment, ReplicaReport
+from cellplane.contract.wire import ReportedState
 from cellplane.dataplane.supervisor import Replica
 from cellplane.model.component import TASK_TYPES
 
@@ -92,7 +93,7 @@ class Workload:
         self.desired = desired
         self.active: ReleaseSet | None = None
         self.rolling: ReleaseSet | None = None
-        self.state = "pending"
+        self.state: ReportedState = "pending"
         self.message = ""
         self._task: asyncio.Task[None] | None = None
         self._task_release: str | None = None  # the release the running rollout task moves to
@@ -130,7 +131,7 @@ class Workload:
         self._task = asyncio.create_task(self._rollout(desired), name=f"rollout-{self.id}")
         self._task_release = release
 
-    def _set(self, state: str, message: str = "") -> None:
+    def _set(self, state: ReportedState, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
             self.state, self.message = state, message
             self.host.changed()
@@ -198,7 +199,7 @@ class Workload:
             waiting = [(i, r) for i, r in enumerate(new.replicas) if r.state != "ready"]
             i, r = next(((i, r) for i, r in waiting if r.state in ("crash-loop", "failed")), waiting[0])
             if r.state in ("crash-loop", "failed"):
-                self._set(r.state, f"replica {i}: {r.message}{keeps}")
+                self._set("crash-loop" if r.state == "crash-loop" else "failed", f"replica {i}: {r.message}{keeps}")
             elif time.monotonic() - started > PROGRESS_DEADLINE:
                 self._set("failed", f"not ready after {PROGRESS_DEADLINE:.0f}s: replica {i}: {r.message}{keeps}")
             else:
@@ -246,13 +247,13 @@ class Workload:
     def replica_changed(self) -> None:
         self._refresh()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> DeploymentReport:
+        """What the status report says of this deployment (the contract's model)."""
         rs = self.rolling or self.active
-        return {
-            "id": self.id, "release": self.desired.release, "state": self.state, "message": self.message,
-            "replicas": [{"index": i, "state": r.state, "pid": r.pid, "port": r.port, "restarts": r.restarts,
-                          "message": r.message} for i, r in enumerate(rs.replicas if rs else [])],
-        }
+        return DeploymentReport(
+            id=self.id, release=self.desired.release, state=self.state, message=self.message,
+            replicas=[ReplicaReport(index=i, state=r.state, pid=r.pid, port=r.port, restarts=r.restarts,
+                                    message=r.message) for i, r in enumerate(rs.replicas if rs else [])])
 
     def cancel(self) -> None:
         if self._task and not self._task.done():

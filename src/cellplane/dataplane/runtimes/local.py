@@ -36,7 +36,7 @@ from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.replicaid import ReplicaId
-from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.sandbox import Isolation
 from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.settings import AgentSettings
@@ -158,13 +158,10 @@ class LocalRuntime:
                 self._start_run(deployments[run.deployment], run.id, "manual")
         self.changed()
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> RuntimeStatus:
         await self.gateway.routed()  # what this report calls ready is routed by every gateway process
-        body: dict[str, Any] = {"gateways": self.network.report(),
-                                "deployments": [w.report() for w in self.workloads.values()]}
-        if self.metrics_endpoint is not None and self.metrics_endpoint.url:
-            body["metricsUrl"] = self.metrics_endpoint.url
-        return body
+        metrics = self.metrics_endpoint.url if self.metrics_endpoint is not None else None
+        return RuntimeStatus(self.network.report(), [w.report() for w in self.workloads.values()], metrics or None)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -198,7 +195,7 @@ class LocalRuntime:
                    if self.metrics_endpoint is not None else "")
         if self.gateway.workers is not None:
             metrics += f"; gateway processes: {self.gateway.workers.count + 1}"
-        return "gateways: " + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
+        return "gateways: " + "; ".join(f"{env}: external {g.external}, internal {g.internal}"
                                         for env, g in self.network.report().items()) + metrics
 
     # -- at start ----------------------------------------------------------------------------------------------
