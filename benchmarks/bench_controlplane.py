@@ -462,14 +462,14 @@ async def reconcile_phase(server: LiveServer, fleet: Fleet, args: argparse.Names
             await asyncio.sleep(IDLE_SECONDS)
             details["idleWithAgentCpuPercent"] = cpu.percent()
 
-            revision = agent.desired["revision"] if agent.desired else None
+            revision = agent.desired.revision if agent.desired else None
             direct: list[float] = []
             for _ in range(args.passes):
                 await asyncio.sleep(0.1)  # the agent's own tasks run in between, as they would
                 t = time.perf_counter()
                 await real()
                 direct.append(time.perf_counter() - t)
-            still = agent.desired["revision"] if agent.desired else None
+            still = agent.desired.revision if agent.desired else None
             if still != revision or len(runtime.workloads) != fleet.deployments:
                 raise BenchError(f"the desired state changed during the no-op passes ({len(runtime.workloads)} "
                                  f"workloads, {fleet.deployments} deployments)")

@@ -15,8 +15,9 @@ from typing import Any
 import uvloop
 
 from buildkit import BuildServer
+from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, ReplicaReport
 from cellplane.dataplane.agent import Agent, AgentSettings
-from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from dataplanekit import ORG, build_app, deploy, deployment, service
 
 COMPONENT = f"{ORG}/projects/fake/components/api"
@@ -26,33 +27,34 @@ class FakeRuntime:
     """Runs nothing: says every deployment it is given is ready on one replica, under listeners it makes up."""
 
     def __init__(self) -> None:
-        self.cached: dict[str, Any] | None = None
-        self.applied: list[dict[str, Any]] = []  # every desired state the loop handed over, in order
+        self.cached: DesiredState | None = None
+        self.applied: list[DesiredState] = []  # every desired state the loop handed over, in order
         self.calls: list[str] = []
         self.host: RuntimeHost | None = None
 
-    async def start(self, host: RuntimeHost, cached: dict[str, Any] | None) -> None:
+    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         self.host, self.cached = host, cached
         self.calls.append("start")
 
-    async def apply(self, desired: dict[str, Any]) -> None:
+    async def apply(self, desired: DesiredState) -> None:
         assert self.host is not None
-        if not self.applied or self.applied[-1]["revision"] != desired["revision"]:
-            for d in desired["deployments"]:
-                self.host.log({"deployment": d["id"], "run": None, "environment": d["environment"],
-                               "project": d["project"], "component": d["component"], "replica": None,
+        assert isinstance(desired, DesiredState)  # parsed once by the loop, never the JSON
+        if not self.applied or self.applied[-1].revision != desired.revision:
+            for d in desired.deployments:
+                self.host.log({"deployment": d.id, "run": None, "environment": d.environment,
+                               "project": d.project, "component": d.component, "replica": None,
                                "stream": "system", "at": "2026-12-07T10:00:00+00:00",
-                               "line": f"fake runtime: release {d['release']} applied"})
+                               "line": f"fake runtime: release {d.release} applied"})
         self.applied.append(desired)
         self.host.changed()
 
-    async def status(self) -> dict[str, Any]:
-        desired = self.applied[-1] if self.applied else {"deployments": []}
-        return {"gateways": {"development": {"external": "http://127.0.0.1:9", "internal": "http://127.0.0.1:10",
-                                             "cells": {}}},
-                "deployments": [{"id": d["id"], "release": d["release"], "state": "ready", "message": "faked",
-                                 "replicas": [{"index": 0, "state": "ready", "pid": 4242, "port": 9, "restarts": 0,
-                                               "message": "fake"}]} for d in desired["deployments"]]}
+    async def status(self) -> RuntimeStatus:
+        deployments = self.applied[-1].deployments if self.applied else []
+        return RuntimeStatus(
+            gateways={"development": GatewayReport(external="http://127.0.0.1:9", internal="http://127.0.0.1:10")},
+            deployments=[DeploymentReport(id=d.id, release=d.release, state="ready", message="faked", replicas=[
+                ReplicaReport(index=0, state="ready", pid=4242, port=9, restarts=0, message="fake")])
+                for d in deployments])
 
     async def stop(self) -> None:
         self.calls.append("stop")
@@ -89,14 +91,14 @@ def test_the_loop_hands_each_desired_state_to_its_runtime_and_the_control_plane_
             assert runtime.calls == ["start"] and runtime.cached is None  # nothing on disk yet
             first = await asyncio.to_thread(deploy, c, "fake", "api")
 
-            def mine() -> list[dict[str, Any]]:
-                return [d for s in runtime.applied for d in s["deployments"]
-                        if d["id"] == first["id"] and d["release"] == first["rollout"]]
+            def mine() -> list[DesiredDeployment]:
+                return [d for s in runtime.applied for d in s.deployments
+                        if d.id == first["id"] and d.release == first["rollout"]]
 
             await _until(lambda: bool(mine()), lambda: f"the runtime was given {runtime.applied}")
             (d,) = mine()[:1]
-            assert (d["environment"], d["project"], d["component"]) == ("development", "fake", "api")
-            assert d["artifact"]["digest"].startswith("sha256:")
+            assert (d.environment, d.project, d.component) == ("development", "fake", "api")
+            assert d.artifact.digest.startswith("sha256:")
 
             shown = await _poll(view, lambda v: v["observedRelease"] == first["rollout"] and v["state"] == "ready")
             assert shown["message"] == "faked" and shown["replicas"][0]["pid"] == 4242
@@ -109,11 +111,11 @@ def test_the_loop_hands_each_desired_state_to_its_runtime_and_the_control_plane_
             assert agent.state.desired() == runtime.applied[-1]
 
             # an undeploy is a new desired state without the deployment; the runtime's report follows
-            revision = runtime.applied[-1]["revision"]
+            revision = runtime.applied[-1].revision
             assert (await asyncio.to_thread(c.delete, f"{COMPONENT}/deployments/development")).status_code == 200
-            await _until(lambda: runtime.applied[-1]["revision"] != revision,
+            await _until(lambda: runtime.applied[-1].revision != revision,
                          lambda: "no new desired state after the undeploy")
-            assert all(d["id"] != first["id"] for d in runtime.applied[-1]["deployments"])
+            assert all(d.id != first["id"] for d in runtime.applied[-1].deployments)
         finally:
             await agent.stop()
         assert runtime.calls == ["start", "stop", "close"]
@@ -125,8 +127,8 @@ def test_the_loop_hands_each_desired_state_to_its_runtime_and_the_control_plane_
         agent = Agent(settings, runtime)
         await agent.start()
         try:
-            assert runtime.cached is not None and runtime.cached["deployments"] == []
-            assert runtime.applied and runtime.applied[0]["deployments"] == []
+            assert runtime.cached is not None and runtime.cached.deployments == []
+            assert runtime.applied and runtime.applied[0].deployments == []
         finally:
             await agent.stop()
 

@@ -40,6 +40,7 @@ from cellplane.errors import CellplaneError
 from cellplane.gateway.metrics import Metrics
 from cellplane.gateway.server import Gateway
 from cellplane.sealing import SealError, public_key_text, seal
+from desiredkit import desired_deployment
 
 
 class FlakyControlPlane:
@@ -155,23 +156,24 @@ def test_listener_ports_survive_a_restart(tmp_path: Path) -> None:
     first = uvloop.run(open_listeners())
     second = uvloop.run(open_listeners())
     assert first == second
-    assert set(first["development"]) == {"external", "internal", "cells"}
-    assert first["development"]["cells"]["shop"].startswith("http://127.0.0.1:")
+    gateway = first["development"]
+    assert gateway.external is not None and gateway.internal is not None
+    assert gateway.cells["shop"].startswith("http://127.0.0.1:")
 
 
 def test_secrets_open_only_with_this_agents_key_and_in_their_place() -> None:
     key, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    d = {"environment": "development", "project": "shop", "component": "api",
-         "env": [{"name": "PLAIN", "value": "1"},
-                 {"name": "TOKEN", "sealed": seal(public_key_text(key), "t0k3n", "development/shop/api/TOKEN")}],
-         "files": [{"name": "conf", "mountPath": "/etc/x.json",
-                    "sealed": seal(public_key_text(key), "{}", "development/shop/api/conf")}]}
+    d = desired_deployment(
+        env=[{"name": "PLAIN", "value": "1"},
+             {"name": "TOKEN", "sealed": seal(public_key_text(key), "t0k3n", "development/shop/api/TOKEN")}],
+        files=[{"name": "conf", "mountPath": "/etc/x.json",
+                "sealed": seal(public_key_text(key), "{}", "development/shop/api/conf")}])
     env, files = launchspec.configuration(d, key)
     assert env == {"PLAIN": "1", "TOKEN": "t0k3n"}
     assert files[0].content == b"{}" and files[0].secret
     with pytest.raises(SealError):
         launchspec.configuration(d, other)
-    moved = {**d, "component": "other"}  # a sealed value copied into another component's entry
+    moved = d.model_copy(update={"component": "other"})  # a sealed value copied into another component's entry
     with pytest.raises(SealError):
         launchspec.configuration(moved, key)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import uvloop
 
 from buildkit import BuildServer
+from cellplane.contract import DesiredState
 from cellplane.dataplane.agent import Agent, AgentSettings
 from cellplane.dataplane.runtimes.local import LocalRuntime
 from dataplanekit import build_app, deploy, service
@@ -51,8 +52,8 @@ def test_a_redeploy_after_an_undeploy_starts_once_when_two_reconciles_race(build
             assert (await asyncio.to_thread(c.delete, f"{COMPONENT}/deployments/development")).status_code == 200
             second = await asyncio.to_thread(deploy, c, "race", "api")
             assert second["id"] != first["id"] and second["rollout"] == first["rollout"]  # same release, same keys
-            desired = await agent.cp.desired(None, 0)
-            await asyncio.gather(agent.apply(desired, save=False), agent.reconcile())
+            desired = DesiredState.from_wire(await agent.cp.desired(None, 0))
+            await asyncio.gather(agent.apply(desired), agent.reconcile())
 
             assert list(runtime.workloads) == [second["id"]]
             (new,) = runtime.workloads.values()

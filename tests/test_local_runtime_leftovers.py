@@ -18,6 +18,7 @@ from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.runtimes.local import LocalRuntime
+from desiredkit import deployment_wire, state_wire
 from liveserver import free_port
 
 RUN = "run_" + "a" * 16
@@ -26,13 +27,12 @@ SCHEDULED = "run_" + "b" * 16
 
 def test_the_runs_a_crashed_agent_left_are_reported_failed_from_their_identity_in_the_ledger(tmp_path: Path) -> None:
     data = tmp_path / "dp"
-    job = {"id": "dep_000000000001", "environment": "development", "project": "shop", "component": "job",
-           "type": "manual-task", "release": "r1", "artifact": {"digest": "sha256:" + "0" * 64}}
+    job = deployment_wire(component="job", type="manual-task")
     state = LocalState(data)
     state.save_started_runs({RUN})  # the crashed agent had started it: it is never started again
-    state.save_desired({"revision": "rev1", "environments": [{"name": "development"}],
-                                   "deployments": [job], "grants": [],
-                                   "runs": [{"id": RUN, "deployment": job["id"]}]})
+    state.save_desired(state_wire([job], runs=[
+        {"id": RUN, "deployment": job["id"], "environment": "development", "project": "shop", "component": "job",
+         "requestedAt": "2026-12-07T10:00:00+00:00"}]))
     ledger = Ledger(data / "replicas")
     for run in (RUN, SCHEDULED):
         identity = ReplicaId("development", "shop", "job", job["id"], "r1", 0, run)

@@ -13,9 +13,12 @@ from typing import Any
 
 import uvloop
 
+from cellplane.contract import DesiredDeployment
+from cellplane.dataplane.cpclient import wire
 from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec
 from cellplane.dataplane.workload import RETRY_SECONDS, ReleaseSet, Workload
+from desiredkit import desired_deployment
 
 
 class FakeHost:
@@ -30,16 +33,16 @@ class FakeHost:
         self.retries: list[float] = []
         self.missing: set[str] = set()  # releases whose artifact cannot be fetched
 
-    async def artifact(self, d: dict[str, Any]) -> Path:
-        if d["release"] in self.missing:
-            raise RuntimeError(f"artifact of {d['release']} is not on this machine")
+    async def artifact(self, d: DesiredDeployment) -> Path:
+        if d.release in self.missing:
+            raise RuntimeError(f"artifact of {d.release} is not on this machine")
         return self.tmp
 
-    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
         return False
 
-    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
-        identity = ReplicaId(d["environment"], d["project"], d["component"], d["id"], d["release"], index)
+    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
+        identity = ReplicaId(d.environment, d.project, d.component, d.id, d.release, index)
         replica = Replica(ReplicaSpec(identity.key, ["app"], tree, {}, identity=identity))
         self.replicas.append(replica)
         self.log.append(("start", identity.key))
@@ -59,7 +62,7 @@ class FakeHost:
     def changed(self) -> None:
         pass
 
-    def system_line(self, d: dict[str, Any], line: str) -> None:
+    def system_line(self, d: DesiredDeployment, line: str) -> None:
         self.lines.append(line)
 
     def retry_later(self, seconds: float) -> None:
@@ -84,10 +87,9 @@ class FakeHost:
         return self.log.index((what, detail))
 
 
-def deployment(release: str, replicas: int = 2) -> dict[str, Any]:
-    return {"id": "dep_1", "environment": "development", "project": "shop", "component": "api", "type": "service",
-            "release": release, "replicas": replicas, "artifact": {"digest": "sha256:" + "0" * 64},
-            "endpoints": [{"name": "api", "port": 8080, "type": "REST", "basePath": "/"}]}
+def deployment(release: str, replicas: int = 2) -> DesiredDeployment:
+    return desired_deployment(id="dep_1", release=release, replicas=replicas, endpoints=[
+        {"name": "api", "port": 8080, "type": "REST", "basePath": "/", "visibility": ["Project"]}])
 
 
 async def until(what: Callable[[], bool], message: Callable[[], str]) -> None:
@@ -125,7 +127,7 @@ def test_a_rollout_starts_the_new_release_beside_the_old_switches_once_all_are_r
         await asyncio.sleep(0.3)
         assert w.active is not None and w.active.release == "r1" and w.state == "progressing"
         assert len(host.running("r1")) == 2 and ("drain", "r1") not in host.log
-        assert w.report()["replicas"] == [{"index": i, "state": s, "pid": None, "port": None, "restarts": 0,
+        assert wire(w.report())["replicas"] == [{"index": i, "state": s, "pid": None, "port": None, "restarts": 0,
                                            "message": "running"} for i, s in enumerate(("ready", "starting"))]
 
         host.set_state("r2", "ready", "running")
@@ -179,6 +181,6 @@ def test_an_apply_that_supersedes_a_rollout_midway_stops_the_half_started_releas
         await until(lambda: not host.running("r1"), lambda: f"r1 still runs: {host.log}")
         assert w.active is not None and w.active.release == "r3" and w.state == "ready"
         assert ("routes", "r2") not in host.log and ("drain", "r2") not in host.log
-        assert w.report()["release"] == "r3"
+        assert w.report().release == "r3"
 
     run(tmp_path, body)

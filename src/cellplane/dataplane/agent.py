@@ -1,11 +1,12 @@
 """The data-plane agent's loop: register, pull the desired state, keep it on disk, hand it to a runtime, report.
 
-The agent never accepts a connection from the control plane. It long-polls the desired state, writes it to
-``desired.json`` and applies it to its ``Runtime`` (``runtimes.base``; ``runtimes.local`` runs processes behind
-the platform's gateway): on every new desired state, every ``RESYNC`` seconds, and when the runtime asks for a
-retry. Status (the runtime's report), log lines, task runs and telemetry (access lines, metrics points, spans:
-see ``telemetry``) flow back through outboxes that spool to disk while the control plane is away. Started without
-a reachable control plane, it runs what ``desired.json`` says, and catches up once the control plane answers.
+The agent never accepts a connection from the control plane. It long-polls the desired state, parses it once
+(``cellplane.contract.DesiredState.from_wire``: the runtime gets typed models, never the JSON), writes the JSON it
+received to ``desired.json`` and applies it to its ``Runtime`` (``runtimes.base``; ``runtimes.local`` runs processes
+behind the platform's gateway): on every new desired state, every ``RESYNC`` seconds, and when the runtime asks for
+a retry. Status (the runtime's report), log lines, task runs and telemetry (access lines, metrics points, spans: see
+``telemetry``) flow back through outboxes that spool to disk while the control plane is away. Started without a
+reachable control plane, it runs what ``desired.json`` says, and catches up once the control plane answers.
 
 The loop knows nothing of how workloads run: it is the runtime's ``RuntimeHost`` (its data directory, its key,
 the artifacts and the sinks of what goes back) and nothing more. Applying is level-triggered: the runtime compares
@@ -27,8 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cellplane import __version__
-from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable
+from cellplane.contract import AgentRegistration, DesiredState, StatusReport
+from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable, wire
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.outbox import Outbox
 from cellplane.dataplane.runtimes.base import Runtime
@@ -58,7 +62,7 @@ class Agent:
         self.state = LocalState(settings.data_dir)
         self.cp = ControlPlane(settings.controlplane, settings.token, settings.organization, settings.name,
                                settings.token_file)
-        self.desired: dict[str, Any] | None = None
+        self.desired: DesiredState | None = None
         self._dirty = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
         self._reconciling = asyncio.Lock()
@@ -93,22 +97,23 @@ class Agent:
                                      f"is no cached desired state in {self.settings.data_dir} to run from ({e})",
                                      code="unreachable") from None
             log.warning("control plane unreachable (%s); running the cached desired state %s", e,
-                        cached.get("revision", "")[:12])
+                        cached.revision[:12])
         if self.connected:
-            with contextlib.suppress(Unreachable, ApiRefused):
-                cached = await self.cp.desired(None, 0)
-                await asyncio.to_thread(self.state.save_desired, cached)
+            with contextlib.suppress(Unreachable, ApiRefused, ValidationError):
+                wire = await self.cp.desired(None, 0)
+                cached = self._parse(wire)
+                await asyncio.to_thread(self.state.save_desired, wire)
         if cached is not None:
-            await self.apply(cached, save=False)
+            await self.apply(cached)
         self._tasks = [asyncio.create_task(self._sync_loop(), name="sync"),
                        asyncio.create_task(self._status_loop(), name="status"),
                        asyncio.create_task(self._reconcile_loop(), name="reconcile")]
 
     async def _register(self) -> None:
         try:
-            answer = await self.cp.register({"agentId": self.agent_id, "version": __version__,
-                                             "hostname": socket.gethostname(), "publicKey": public_key_text(self.key),
-                                             "bindUnbound": self.settings.bind_unbound})
+            answer = await self.cp.register(AgentRegistration(
+                agentId=self.agent_id, version=__version__, hostname=socket.gethostname(),
+                publicKey=public_key_text(self.key), bindUnbound=self.settings.bind_unbound))
         except CredentialRefused:
             raise
         except ApiRefused as e:
@@ -134,7 +139,7 @@ class Agent:
         self.state.unlock()
 
     async def _report_last(self) -> None:
-        await self.cp.status(await self._status_body())
+        await self.cp.status(await self._status_report())
 
     # -- desired state -----------------------------------------------------------------------------------------
 
@@ -146,11 +151,14 @@ class Agent:
                 if not registered:
                     await self._register()
                     registered = True
-                since = self.desired["revision"] if self.desired else None
-                desired = await self.cp.desired(since, LONG_POLL)
+                since = self.desired.revision if self.desired else None
+                wire = await self.cp.desired(since, LONG_POLL)
                 self.connected, delay = True, 1.0
-                if desired.get("revision") != since:
-                    await self.apply(desired)
+                if wire.get("revision") != since:
+                    await self.apply(self._parse(wire), wire)
+            except ValidationError:  # said by _parse; the control plane may serve a readable one later
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except (Unreachable, ApiRefused, CellplaneError) as e:
                 if self.connected:
                     log.warning("control plane unreachable (%s); serving the last desired state", e)
@@ -158,10 +166,21 @@ class Agent:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def apply(self, desired: dict[str, Any], save: bool = True) -> None:
-        """Keep ``desired`` (on disk unless ``save`` is false) and apply it to the runtime."""
-        if save:
-            await asyncio.to_thread(self.state.save_desired, desired)
+    @staticmethod
+    def _parse(wire: dict[str, Any]) -> DesiredState:
+        """The desired state in the JSON the control plane served: parsed here, once, for the runtime. Raises
+        pydantic's ValidationError (and logs it) when it is not one this agent can read."""
+        try:
+            return DesiredState.from_wire(wire)
+        except ValidationError as e:
+            log.error("the control plane served a desired state this agent cannot read (%s); keeping the last one",
+                      e)
+            raise
+
+    async def apply(self, desired: DesiredState, wire: dict[str, Any] | None = None) -> None:
+        """Keep ``desired`` (and, when given, the JSON it was parsed from on disk) and apply it to the runtime."""
+        if wire is not None:
+            await asyncio.to_thread(self.state.save_desired, wire)
         self.desired = desired
         await self.reconcile()
 
@@ -208,30 +227,40 @@ class Agent:
 
     # -- status ------------------------------------------------------------------------------------------------
 
-    async def _status_body(self) -> dict[str, Any]:
-        return {"agentId": self.agent_id, "revision": (self.desired or {}).get("revision"),
-                **await self.runtime.status()}
+    async def _status_report(self) -> StatusReport:
+        """The status report: this agent, the revision it runs, and the runtime's part (``RuntimeStatus``)."""
+        status = await self.runtime.status()
+        revision = self.desired.revision if self.desired else None
+        if status.metrics_url is None:  # left out, not sent as null
+            return StatusReport(agentId=self.agent_id, revision=revision, gateways=status.gateways,
+                                deployments=status.deployments)
+        return StatusReport(agentId=self.agent_id, revision=revision, gateways=status.gateways,
+                            deployments=status.deployments, metricsUrl=status.metrics_url)
 
     async def _status_loop(self) -> None:
-        sent: dict[str, Any] | None = None
+        sent: StatusReport | None = None
         sent_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
-            body = await self._status_body()
-            if body == sent and time.monotonic() - sent_at < HEARTBEAT:
+            try:
+                report = await self._status_report()
+            except ValidationError as e:  # what the control plane would refuse (422): said, tried again later
+                log.warning("status not sent: %s", e)
+                continue
+            if report == sent and time.monotonic() - sent_at < HEARTBEAT:
                 continue  # nothing new, and the last report is recent enough
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(self.state.save_status, {**body, "at": now_iso(),
+                await asyncio.to_thread(self.state.save_status, {**wire(report), "at": now_iso(),
                                                                  "connected": self.connected})
             try:
-                await self.cp.status(body)
+                await self.cp.status(report)
             except (Unreachable, ApiRefused) as e:
                 log.debug("status not sent: %s", e)
             else:
-                sent, sent_at = body, time.monotonic()
+                sent, sent_at = report, time.monotonic()
 
 
 async def _main(settings: AgentSettings, make_runtime: Callable[[AgentSettings], Runtime]) -> int:

@@ -6,6 +6,9 @@ agent's loops can tell "try again later" apart from a refusal (``ApiRefused``: 4
 putting a valid token into the token file; so it is retried like ``Unreachable``, and the token file (when there is
 one) is read again on each refusal, at the cost of one ``stat`` while it is unchanged. The first refusal is logged
 once, and so is the first acceptance after it.
+
+The registration and the status report are the contract's models (``cellplane.contract``), turned into JSON here,
+once (``wire``); the other bodies are the plain items of their calls.
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from cellplane import __version__
+from cellplane.contract import AgentRegistration, StatusReport
 
 log = logging.getLogger("cellplane.dataplane")
+
+
+def wire(report: BaseModel) -> dict[str, Any]:
+    """A report model's JSON document: the keys it was given, nothing else (a null given is sent as null)."""
+    return report.model_dump(mode="json", exclude_unset=True)
 
 
 class Unreachable(Exception):
@@ -116,8 +126,8 @@ class ControlPlane:
         self._accepted()
         return response.json()
 
-    async def register(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("PUT", self.base + "/agent", json=body)
+    async def register(self, registration: AgentRegistration) -> dict[str, Any]:
+        return await self._call("PUT", self.base + "/agent", json=wire(registration))
 
     async def desired(self, since: str | None, wait: int) -> dict[str, Any]:
         params: dict[str, Any] = {"wait": wait}
@@ -125,8 +135,8 @@ class ControlPlane:
             params["since"] = since
         return await self._call("GET", self.base + "/desired-state", params=params)
 
-    async def status(self, body: dict[str, Any]) -> None:
-        await self._call("PUT", self.base + "/status", json=body)
+    async def status(self, report: StatusReport) -> None:
+        await self._call("PUT", self.base + "/status", json=wire(report))
 
     async def logs(self, lines: list[dict[str, Any]]) -> None:
         await self._call("POST", self.base + "/logs", json={"lines": lines})

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from cellplane.contract import DesiredState
 from cellplane.datadir import make_private
 from cellplane.errors import CellplaneError
 from cellplane.privatefiles import write_private
+
+log = logging.getLogger("cellplane.dataplane")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -104,12 +110,22 @@ class LocalState:
         write_private(path, token + "\n")
         return token
 
-    def desired(self) -> dict[str, Any] | None:
-        data = read_json(self.root / "desired.json", None)
-        return data if isinstance(data, dict) and "revision" in data else None
+    def desired(self) -> DesiredState | None:
+        """The cached desired state, parsed (``DesiredState.from_wire``); None when there is none, or when the file
+        cannot be read or parsed (said in the log: the agent then starts as if it had none)."""
+        path = self.root / "desired.json"
+        data = read_json(path, None)
+        if not (isinstance(data, dict) and "revision" in data):
+            return None
+        try:
+            return DesiredState.from_wire(data)
+        except ValidationError as e:
+            log.warning("the cached desired state in %s is not one this agent can read; ignored (%s)", path, e)
+            return None
 
-    def save_desired(self, desired: dict[str, Any]) -> None:
-        write_json(self.root / "desired.json", desired)
+    def save_desired(self, wire: dict[str, Any]) -> None:
+        """Keep the desired state as the control plane sent it (the JSON document, unchanged)."""
+        write_json(self.root / "desired.json", wire)
 
     def ports(self) -> dict[str, int]:
         data = read_json(self.root / "ports.json", {})

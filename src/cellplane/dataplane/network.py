@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from cellplane.contract import GatewayReport
 from cellplane.dataplane.localstate import LocalState
 from cellplane.gateway.auth import cell_credential
 from cellplane.gateway.routes import ListenerSpec
@@ -90,9 +91,10 @@ class Network:
             return None
         return f"{base}/_cell/{spec.credential}"
 
-    def report(self) -> dict[str, Any]:
-        """The gateways as the control plane shows them: environment -> external, internal, cells."""
-        out: dict[str, Any] = {}
+    def report(self) -> dict[str, GatewayReport]:
+        """The gateways as the control plane shows them: environment -> external, internal, cells (the status
+        report's model; pydantic's ValidationError for a listener without a URL)."""
+        out: dict[str, dict[str, Any]] = {}
         for spec in self._open.values():
             entry = out.setdefault(spec.environment, {"external": None, "internal": None, "cells": {}})
             url = self.base(spec.kind, spec.environment, spec.project)
@@ -100,7 +102,8 @@ class Network:
                 entry["cells"][spec.project] = url
             else:
                 entry[spec.kind] = url
-        return out
+        return {env: GatewayReport(external=e["external"], internal=e["internal"], cells=e["cells"])
+                for env, e in out.items()}
 
 
 

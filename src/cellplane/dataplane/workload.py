@@ -8,8 +8,8 @@ its declared port itself cannot run beside its old release: it is stopped first 
 
 A workload reaches what it runs on only through its ``WorkloadHost`` (the local runtime in the agent; a fake in
 tests): fetch an artifact, start and stop a replica, drain a release's requests, rebuild the routes, write an
-event line, ask for a later retry. It reads its own desired deployment (a dict from the desired state) and nothing
-else, so the rollout's states can be driven without processes.
+event line, ask for a later retry. It reads its own desired deployment (a ``DesiredDeployment`` of the contract) and
+nothing else, so the rollout's states can be driven without processes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from cellplane.contract import DeploymentReport, DesiredDeployment, ReplicaReport
+from cellplane.contract.wire import ReportedState
 from cellplane.dataplane.supervisor import Replica
 from cellplane.model.component import TASK_TYPES
 
@@ -34,7 +36,7 @@ PROGRESS_DEADLINE = 60.0
 @dataclass
 class ReleaseSet:
     release: str
-    desired: dict[str, Any]
+    desired: DesiredDeployment
     tree: Path
     replicas: list[Replica] = field(default_factory=list)
 
@@ -45,15 +47,15 @@ class ReleaseSet:
 class WorkloadHost(Protocol):
     """What a workload needs from what runs it: the local runtime implements it (processes and the gateway)."""
 
-    async def artifact(self, d: dict[str, Any]) -> Path:
+    async def artifact(self, d: DesiredDeployment) -> Path:
         """The unpacked artifact of deployment ``d``'s release (fetched when missing); raises when it cannot be."""
         ...
 
-    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
         """Whether the release's start command binds its declared port itself (one replica; no overlap)."""
         ...
 
-    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
+    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
         """Start supervising replica ``index`` of the release; returns at once (the replica gets ready later)."""
         ...
 
@@ -73,7 +75,7 @@ class WorkloadHost(Protocol):
         """A workload's state changed: report it."""
         ...
 
-    def system_line(self, d: dict[str, Any], line: str) -> None:
+    def system_line(self, d: DesiredDeployment, line: str) -> None:
         """An event in the deployment's log."""
         ...
 
@@ -83,15 +85,15 @@ class WorkloadHost(Protocol):
 
 
 class Workload:
-    def __init__(self, host: WorkloadHost, desired: dict[str, Any],
+    def __init__(self, host: WorkloadHost, desired: DesiredDeployment,
                  after: Iterable[asyncio.Task[None]] = ()) -> None:
         self.host = host
         self._after = list(after)  # stops of the same component's earlier workloads: their replica keys may be ours
-        self.id: str = desired["id"]
+        self.id: str = desired.id
         self.desired = desired
         self.active: ReleaseSet | None = None
         self.rolling: ReleaseSet | None = None
-        self.state = "pending"
+        self.state: ReportedState = "pending"
         self.message = ""
         self._task: asyncio.Task[None] | None = None
         self._task_release: str | None = None  # the release the running rollout task moves to
@@ -101,21 +103,21 @@ class Workload:
 
     @property
     def is_task(self) -> bool:
-        return self.desired.get("type") in TASK_TYPES
+        return self.desired.type in TASK_TYPES
 
-    def apply(self, desired: dict[str, Any]) -> None:
+    def apply(self, desired: DesiredDeployment) -> None:
         """Level-triggered: make this workload converge on ``desired``; a no-op when it already does."""
         self.desired = desired
         if self.is_task:
-            self.state = "scheduled" if desired.get("schedule") else "idle"
-            self.message = "" if not desired.get("blocked") else desired["blocked"]
-            if desired.get("blocked"):
+            self.state = "scheduled" if desired.schedule is not None else "idle"
+            self.message = desired.blocked or ""
+            if desired.blocked:
                 self.state = "blocked"
             return
-        release = desired["release"]
-        if desired.get("blocked"):
+        release = desired.release
+        if desired.blocked:
             if not (self.active and self.active.release == release):
-                self._set("blocked", desired["blocked"] + (
+                self._set("blocked", desired.blocked + (
                     f"; release {self.active.release} keeps serving" if self.active else ""))
             return
         if self.active and self.active.release == release and self.rolling is None:
@@ -129,13 +131,13 @@ class Workload:
         self._task = asyncio.create_task(self._rollout(desired), name=f"rollout-{self.id}")
         self._task_release = release
 
-    def _set(self, state: str, message: str = "") -> None:
+    def _set(self, state: ReportedState, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
             self.state, self.message = state, message
             self.host.changed()
 
-    async def _rollout(self, d: dict[str, Any]) -> None:
-        release = d["release"]
+    async def _rollout(self, d: DesiredDeployment) -> None:
+        release = d.release
         new: ReleaseSet | None = None
         old: ReleaseSet | None
         try:
@@ -153,7 +155,7 @@ class Workload:
             if self._after:
                 await asyncio.shield(asyncio.gather(*self._after, return_exceptions=True))
                 self._after = []
-            count = 1 if literal else int(d.get("replicas", 1))
+            count = 1 if literal else d.replicas
             self.rolling = new
             for index in range(count):
                 new.replicas.append(await self.host.start_replica(d, tree, index))
@@ -197,7 +199,7 @@ class Workload:
             waiting = [(i, r) for i, r in enumerate(new.replicas) if r.state != "ready"]
             i, r = next(((i, r) for i, r in waiting if r.state in ("crash-loop", "failed")), waiting[0])
             if r.state in ("crash-loop", "failed"):
-                self._set(r.state, f"replica {i}: {r.message}{keeps}")
+                self._set("crash-loop" if r.state == "crash-loop" else "failed", f"replica {i}: {r.message}{keeps}")
             elif time.monotonic() - started > PROGRESS_DEADLINE:
                 self._set("failed", f"not ready after {PROGRESS_DEADLINE:.0f}s: replica {i}: {r.message}{keeps}")
             else:
@@ -245,13 +247,13 @@ class Workload:
     def replica_changed(self) -> None:
         self._refresh()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> DeploymentReport:
+        """What the status report says of this deployment (the contract's model)."""
         rs = self.rolling or self.active
-        return {
-            "id": self.id, "release": self.desired["release"], "state": self.state, "message": self.message,
-            "replicas": [{"index": i, "state": r.state, "pid": r.pid, "port": r.port, "restarts": r.restarts,
-                          "message": r.message} for i, r in enumerate(rs.replicas if rs else [])],
-        }
+        return DeploymentReport(
+            id=self.id, release=self.desired.release, state=self.state, message=self.message,
+            replicas=[ReplicaReport(index=i, state=r.state, pid=r.pid, port=r.port, restarts=r.restarts,
+                                    message=r.message) for i, r in enumerate(rs.replicas if rs else [])])
 
     def cancel(self) -> None:
         if self._task and not self._task.done():

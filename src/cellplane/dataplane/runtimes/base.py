@@ -9,27 +9,41 @@ is going; the loop drives it through four calls, in this order:
 opens its listeners, ...) and may report what the cached desired state says about that crash through ``host``.
 ``apply(desired)`` with every new desired state, and again every few seconds and whenever the runtime asked with
 ``host.reconcile_later``: level-triggered and idempotent (what already agrees is left alone); never two at once.
-``status()`` whenever the loop reports: the gateways and deployments part of the status body, plain values.
+``status()`` whenever the loop reports: the gateways and deployments part of the status report (``RuntimeStatus``).
 ``stop()`` then ``close()`` when the agent goes down: ``stop`` ends what runs (the loop then sends a last status
 that says so), ``close`` releases the rest (listeners, endpoints), handing the last telemetry to ``host`` first.
 (``describe()`` is the one line the agent prints once it runs.)
 
-Everything flows as plain values: the desired state is the dict the control plane sent (docs/dataplane.md), the
-status is the dict the control plane takes, and events, log lines, task runs and telemetry are the items of the
-matching control-plane calls. A runtime never calls the control plane itself except through ``host``, so the
-loop's spooling, retries and token handling cover it. A runtime that runs workloads elsewhere (a Kubernetes cluster:
-render, server-side apply, prune, read health) is a module beside ``local`` that implements these methods, handed to
-``run_agent``; the loop does not change.
-"""
+The desired state arrives parsed, once, at the loop's boundary: a ``cellplane.contract.DesiredState`` (frozen
+models; docs/dataplane.md). The status goes back as the contract's models too (``RuntimeStatus``: ``GatewayReport``,
+``DeploymentReport``), turned into JSON once, by the control-plane client. Events, log lines, task runs and
+telemetry stay the plain dicts of the matching control-plane calls: each carries its time as the ISO text the
+control plane has always received (the models hold a datetime and would write it otherwise), and access lines come
+at every request, where validating a model would cost the request path. A runtime never calls the control plane
+itself except through ``host``, so the loop's spooling, retries and token handling cover it. A runtime that runs
+workloads elsewhere (a Kubernetes cluster: render, server-side apply, prune, read health) is a module beside
+``local`` that implements these methods, handed to ``run_agent``; the loop does not change. """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from cellplane.contract import DeploymentReport, DesiredState, GatewayReport
 from cellplane.dataplane.localstate import LocalState
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    """A runtime's part of the status report (``contract.StatusReport``; the loop adds ``agentId`` and
+    ``revision``): its listeners by environment, its deployments, and its Prometheus endpoint if it has one."""
+
+    gateways: dict[str, GatewayReport]
+    deployments: list[DeploymentReport]
+    metrics_url: str | None = None
 
 
 class RuntimeHost(Protocol):
@@ -83,19 +97,18 @@ class RuntimeHost(Protocol):
 class Runtime(Protocol):
     """Makes a desired state real and reports on it (see the module's docstring for the order of calls)."""
 
-    async def start(self, host: RuntimeHost, cached: dict[str, Any] | None) -> None:
+    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         """Prepare to apply; ``cached`` is the desired state kept on disk (None before the first one). Raises
         ``CellplaneError`` when the runtime cannot run here at all."""
         ...
 
-    async def apply(self, desired: dict[str, Any]) -> None:
+    async def apply(self, desired: DesiredState) -> None:
         """Converge on ``desired`` (level-triggered: a no-op for what already agrees). Returns once the work is
         started, not done: rollouts go on in the background and show in ``status``."""
         ...
 
-    async def status(self) -> dict[str, Any]:
-        """What runs: ``{"gateways": {...}, "deployments": [...]}`` and optionally ``"metricsUrl"``, as
-        ``PUT …/status`` takes them; what it calls ready answers requests."""
+    async def status(self) -> RuntimeStatus:
+        """What runs (the contract's report models); what it calls ready answers requests."""
         ...
 
     async def stop(self) -> None:

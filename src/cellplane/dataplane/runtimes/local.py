@@ -25,17 +25,18 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, cast
 
 import orjson
 
+from cellplane.contract import DesiredDeployment, DesiredEndpoint, DesiredState
 from cellplane.dataplane import launchspec, leftovers
 from cellplane.dataplane.cpclient import ApiRefused, Unreachable
 from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.network import Network
 from cellplane.dataplane.replicaid import ReplicaId
-from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.sandbox import Isolation
 from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.settings import AgentSettings
@@ -92,7 +93,7 @@ class LocalRuntime:
 
     # -- Runtime -----------------------------------------------------------------------------------------------
 
-    async def start(self, host: RuntimeHost, cached: dict[str, Any] | None) -> None:
+    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         self.host = host
         cgroups = CgroupManager(namespace=str(self.settings.data_dir))
         ledger = Ledger(self.settings.data_dir / "replicas")
@@ -123,15 +124,13 @@ class LocalRuntime:
         self._runs_left(left, cached)
         self._tasks = [asyncio.create_task(self._metrics_loop(), name="metrics")]
 
-    async def apply(self, desired: dict[str, Any]) -> None:
-        deployments = {d["id"]: d for d in desired.get("deployments") or []}
-        envs = {e["name"] for e in desired.get("environments") or []} | {d["environment"]
-                                                                          for d in deployments.values()}
-        cells = {(d["environment"], d["project"]) for d in deployments.values()}
-        self._grants = tuple(Grant(g["consumerKey"], g["secretDigest"], g["environment"], g["project"],
-                                   g["component"], (g["target"]["project"], g["target"]["component"],
-                                                    g["target"]["endpoint"]))
-                             for g in desired.get("grants") or [])
+    async def apply(self, desired: DesiredState) -> None:
+        deployments = {d.id: d for d in desired.deployments}
+        envs = {e.name for e in desired.environments} | {d.environment for d in deployments.values()}
+        cells = {(d.environment, d.project) for d in deployments.values()}
+        self._grants = tuple(Grant(g.consumerKey, g.secretDigest, g.environment, g.project, g.component,
+                                   (g.target.project, g.target.component, g.target.endpoint))
+                             for g in desired.grants)
         gone = [w for key, w in self.workloads.items() if key not in deployments]
         for stopping in gone:
             del self.workloads[stopping.id]
@@ -140,7 +139,7 @@ class LocalRuntime:
             if w is None:
                 # the same component there may still be stopping: its replicas' keys may be the new ones',
                 # so the new workload starts its replicas after those stops
-                place = (d["environment"], d["project"], d["component"])
+                place = (d.environment, d.project, d.component)
                 after = [task for task, where in self._stopping.values() if where == place]
                 self.workloads[dep_id] = Workload(self, d, after=after)
         # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
@@ -154,18 +153,15 @@ class LocalRuntime:
             self.workloads[dep_id].apply(d)
         self.routes_changed()
         self.scheduler.set_jobs(self._jobs(deployments.values()))
-        for run in desired.get("runs") or []:
-            if run["id"] not in self.started_runs and run.get("deployment") in deployments:
-                self._start_run(deployments[run["deployment"]], run["id"], "manual")
+        for run in desired.runs:
+            if run.id not in self.started_runs and run.deployment in deployments:
+                self._start_run(deployments[run.deployment], run.id, "manual")
         self.changed()
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> RuntimeStatus:
         await self.gateway.routed()  # what this report calls ready is routed by every gateway process
-        body: dict[str, Any] = {"gateways": self.network.report(),
-                                "deployments": [w.report() for w in self.workloads.values()]}
-        if self.metrics_endpoint is not None and self.metrics_endpoint.url:
-            body["metricsUrl"] = self.metrics_endpoint.url
-        return body
+        metrics = self.metrics_endpoint.url if self.metrics_endpoint is not None else None
+        return RuntimeStatus(self.network.report(), [w.report() for w in self.workloads.values()], metrics or None)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -199,7 +195,7 @@ class LocalRuntime:
                    if self.metrics_endpoint is not None else "")
         if self.gateway.workers is not None:
             metrics += f"; gateway processes: {self.gateway.workers.count + 1}"
-        return "gateways: " + "; ".join(f"{env}: external {g['external']}, internal {g['internal']}"
+        return "gateways: " + "; ".join(f"{env}: external {g.external}, internal {g.internal}"
                                         for env, g in self.network.report().items()) + metrics
 
     # -- at start ----------------------------------------------------------------------------------------------
@@ -213,19 +209,19 @@ class LocalRuntime:
             log.warning("the previous agent on %s did not stop cleanly: %s", self.settings.data_dir, swept.describe())
         return swept.recorded
 
-    def _runs_left(self, left: list[ReplicaId], desired: dict[str, Any] | None) -> None:
+    def _runs_left(self, left: list[ReplicaId], desired: DesiredState | None) -> None:
         """The task runs a crashed predecessor was running are over (the sweep ended them; a run is never started
         twice): each is reported failed, so that it does not stay "running" for ever."""
-        deployments = (desired or {}).get("deployments") or []
-        manual = {r["id"] for r in (desired or {}).get("runs") or []}
+        deployments = desired.deployments if desired is not None else []
+        manual = {r.id for r in desired.runs} if desired is not None else set()
         for replica in left:
             run = replica.run
-            d = next((d for d in deployments if (d["environment"], d["project"], d["component"])
+            d = next((d for d in deployments if (d.environment, d.project, d.component)
                       == (replica.environment, replica.project, replica.component)), None)
             if d is None or run is None:
                 continue
             self.host.task_run({
-                "id": run, "deployment": d["id"], "environment": replica.environment, "project": replica.project,
+                "id": run, "deployment": d.id, "environment": replica.environment, "project": replica.project,
                 "component": replica.component, "trigger": "manual" if run in manual else "schedule",
                 "state": "failed", "startedAt": None, "endedAt": now_iso(), "exitCode": None,
                 "message": "the data plane's agent stopped without ending the run (a crash); the next agent ended it"})
@@ -235,17 +231,18 @@ class LocalRuntime:
     def _stop_later(self, w: Workload) -> None:
         d = w.desired
         task = asyncio.create_task(w.stop(), name=f"stop-{w.id}")
-        self._stopping[w.id] = (task, (d["environment"], d["project"], d["component"]))
+        self._stopping[w.id] = (task, (d.environment, d.project, d.component))
         task.add_done_callback(lambda _: self._stopping.pop(w.id, None))
 
-    def _jobs(self, deployments: Iterable[dict[str, Any]]) -> list[Job]:
+    def _jobs(self, deployments: Iterable[DesiredDeployment]) -> list[Job]:
         """The cron jobs of the scheduled tasks; one the scheduler cannot run is left out (and said once)."""
         jobs = []
         for d in deployments:
-            if d.get("type") != "scheduled-task" or not d.get("schedule") or d.get("blocked"):
+            if d.type != "scheduled-task" or d.schedule is None or d.blocked:
                 continue
-            job = Job(d["id"], d["schedule"]["cron"], d["schedule"].get("timezone", "UTC"),
-                      d["schedule"].get("concurrencyPolicy", "Forbid"))
+            # any policy text: validate() refuses one that is neither Forbid nor Allow
+            job = Job(d.id, d.schedule.cron, d.schedule.timezone,
+                      cast(Literal["Forbid", "Allow"], d.schedule.concurrencyPolicy))
             try:
                 validate(job)
             except ValueError as e:
@@ -264,22 +261,21 @@ class LocalRuntime:
     def retry_later(self, seconds: float) -> None:
         self.host.reconcile_later(seconds)
 
-    async def artifact(self, d: dict[str, Any]) -> Path:
-        artifact = d["artifact"]
+    async def artifact(self, d: DesiredDeployment) -> Path:
+        digest = d.artifact.digest
         try:
-            return await asyncio.to_thread(self.artifacts.ensure, artifact["digest"],
-                                           lambda dest: self.host.fetch_artifact(d["project"], artifact["digest"],
-                                                                                 dest))
+            return await asyncio.to_thread(self.artifacts.ensure, digest,
+                                           lambda dest: self.host.fetch_artifact(d.project, digest, dest))
         except Unreachable as e:
-            raise CellplaneError(f"artifact {artifact['digest'][:19]} is not on this machine and the control "
+            raise CellplaneError(f"artifact {digest[:19]} is not on this machine and the control "
                                  f"plane is unreachable ({e})") from None
         except ApiRefused as e:
-            raise CellplaneError(f"artifact {artifact['digest'][:19]} cannot be fetched: {e}") from None
+            raise CellplaneError(f"artifact {digest[:19]} cannot be fetched: {e}") from None
 
-    async def binds_literally(self, d: dict[str, Any], tree: Path) -> bool:
+    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
         return await asyncio.to_thread(launchspec.binds_literally, d, tree)
 
-    async def start_replica(self, d: dict[str, Any], tree: Path, index: int) -> Replica:
+    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
         return await self.supervisor.start(await self.replica_spec(d, tree, index))
 
     async def stop_replica(self, replica: Replica) -> None:
@@ -290,14 +286,15 @@ class LocalRuntime:
         if upstreams:
             await self.gateway.drain(upstreams, timeout=max((r.spec.grace for r in rs.replicas), default=10))
 
-    async def replica_spec(self, d: dict[str, Any], tree: Path, index: int, run: str | None = None) -> ReplicaSpec:
+    async def replica_spec(self, d: DesiredDeployment, tree: Path, index: int,
+                           run: str | None = None) -> ReplicaSpec:
         def prepare() -> ReplicaSpec:
             lines: list[str] = []
             launch = launch_command(tree, self.cache, log=lines.append)  # it picks the port (or the declared one)
             for line in lines:
                 self.system_line(d, line)
-            run_dir = (self.settings.data_dir / "run" / d["environment"] / d["project"] / d["component"]
-                       / (f"run-{secrets.token_hex(4)}" if run is not None else f"{d['release']}-{index}"))
+            run_dir = (self.settings.data_dir / "run" / d.environment / d.project / d.component
+                       / (f"run-{secrets.token_hex(4)}" if run is not None else f"{d.release}-{index}"))
             run_dir.mkdir(parents=True, exist_ok=True)
             spec = launchspec.replica_spec(d, index, launch, tree, self.network, self.host.key, run_dir, run=run,
                                            isolation=self.isolation)
@@ -312,19 +309,19 @@ class LocalRuntime:
         for r in rs.replicas:
             if r.port:
                 out.append(Upstream("127.0.0.1", r.port))
-            for ep in rs.desired.get("endpoints") or []:
+            for ep in rs.desired.endpoints:
                 port = self._endpoint_port(rs, r, ep)
                 if port and port != r.port:
                     out.append(Upstream("127.0.0.1", port))
         return out
 
     @staticmethod
-    def _endpoint_port(rs: ReleaseSet, r: Replica, ep: dict[str, Any]) -> int | None:
+    def _endpoint_port(rs: ReleaseSet, r: Replica, ep: DesiredEndpoint) -> int | None:
         """The first endpoint is served on the replica's port; others on their declared port."""
-        endpoints = rs.desired.get("endpoints") or []
-        if not endpoints or ep["port"] == endpoints[0]["port"]:
+        endpoints = rs.desired.endpoints
+        if not endpoints or ep.port == endpoints[0].port:
             return r.port
-        return int(ep["port"])
+        return int(ep.port)
 
     def routes_changed(self) -> None:
         backends = []
@@ -334,24 +331,23 @@ class LocalRuntime:
             rs = w.active  # None before its first release is ready: routed all the same, to no replica (503)
             d = rs.desired if rs is not None else w.desired
             seen_paths: set[str] = set()
-            for ep in d.get("endpoints") or []:
-                if ep.get("type", "REST") not in HTTP_TYPES or ep.get("basePath", "/") in seen_paths:
+            for ep in d.endpoints:
+                if ep.type not in HTTP_TYPES or ep.basePath in seen_paths:
                     continue
-                seen_paths.add(ep.get("basePath", "/"))
+                seen_paths.add(ep.basePath)
                 ready = [r for r in rs.replicas if r.state == "ready"] if rs is not None else []
                 ups = tuple(Upstream("127.0.0.1", p) for r in ready if rs is not None
                             and (p := self._endpoint_port(rs, r, ep)))
-                backends.append(Backend(d["environment"], d["project"], d["component"], ep["name"],
-                                        d.get("version", "v1"), ep.get("basePath", "/"),
-                                        frozenset(ep.get("visibility") or ["Project"]), ups))
+                backends.append(Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
+                                        frozenset(ep.visibility or ["Project"]), ups))
         table = RouteTable(tuple(backends), self._grants)
         if table != self._route_table:
             self._route_table = table
             self.gateway.update(table)
 
-    def system_line(self, d: dict[str, Any], line: str, run: str | None = None) -> None:
-        self.host.log({"deployment": d["id"], "run": run, "environment": d["environment"], "project": d["project"],
-                       "component": d["component"], "replica": None, "stream": "system", "at": now_iso(),
+    def system_line(self, d: DesiredDeployment, line: str, run: str | None = None) -> None:
+        self.host.log({"deployment": d.id, "run": run, "environment": d.environment, "project": d.project,
+                       "component": d.component, "replica": None, "stream": "system", "at": now_iso(),
                        "line": line})
 
     # -- events from the supervisor ----------------------------------------------------------------------------
@@ -431,17 +427,18 @@ class LocalRuntime:
         if w is not None:
             self.system_line(w.desired, f"scheduled run at {at.isoformat()} skipped: {reason}")
 
-    def _start_run(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
+    def _start_run(self, d: DesiredDeployment, run_id: str, trigger: str) -> None:
         self.started_runs.add(run_id)
         self.host.state.save_started_runs(self.started_runs)
         task = asyncio.create_task(self._run_task(d, run_id, trigger), name=f"run-{run_id}")
         self._runs[run_id] = task
         task.add_done_callback(lambda _: self._runs.pop(run_id, None))
 
-    async def _run_task(self, d: dict[str, Any], run_id: str, trigger: str) -> None:
-        report = {"id": run_id, "deployment": d["id"], "environment": d["environment"], "project": d["project"],
-                  "component": d["component"], "trigger": trigger, "state": "running", "startedAt": now_iso(),
-                  "endedAt": None, "exitCode": None, "message": ""}
+    async def _run_task(self, d: DesiredDeployment, run_id: str, trigger: str) -> None:
+        report: dict[str, Any] = {
+            "id": run_id, "deployment": d.id, "environment": d.environment, "project": d.project,
+            "component": d.component, "trigger": trigger, "state": "running", "startedAt": now_iso(),
+            "endedAt": None, "exitCode": None, "message": ""}
         self.host.task_run(dict(report))
         started = time.monotonic()
         spec: ReplicaSpec | None = None
