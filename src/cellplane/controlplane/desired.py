@@ -51,8 +51,7 @@ from cellplane.contract.desired import (
     SealedValue,
 )
 from cellplane.contract.wire import ConnectionVia
-from cellplane.controlplane import config, connections, dataplanes, releases, tracks
-from cellplane.controlplane import taskruns as workloads  # the module of task runs, once named workloads
+from cellplane.controlplane import config, connections, dataplanes, releases, taskruns, tracks
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal
@@ -269,7 +268,7 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> Unsealed:
         if component is not None and dep.id not in losers:
             plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None,
                               release=rels.get(dep.release_id) if dep.release_id is not None else None))
-    runs = workloads.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
+    runs = taskruns.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
     document = DesiredState(
         revision="", organization=org, dataPlane=name,
         environments=[DesiredEnvironment(name=e.name, production=bool((e.spec or {}).get("production")))

@@ -37,6 +37,7 @@ from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.outbox import Outbox
 from cellplane.dataplane.runtimes.base import Runtime
 from cellplane.dataplane.settings import AgentSettings
+from cellplane.dataplane.tasks import cancel_all
 from cellplane.errors import CellplaneError
 from cellplane.sealing import load_or_create_private, public_key_text
 
@@ -124,11 +125,7 @@ class Agent:
                  self.settings.controlplane, envs)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         await self.runtime.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._report_last(), 2)

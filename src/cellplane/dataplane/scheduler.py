@@ -14,7 +14,6 @@ own and run cron, skip and overlap cases without waiting for real seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+
+from cellplane.dataplane.tasks import cancel_all
 
 log = logging.getLogger("cellplane.dataplane")
 SLICE_SECONDS = 30.0  # the longest single sleep: the clock is looked at again after it
@@ -105,11 +106,7 @@ class Scheduler:
         self._started = False
         tasks = [*self._timers.values(), *(t for runs in self._runs.values() for t in runs)]
         self._timers.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(tasks)
         self._runs.clear()
 
     def running(self, key: str) -> int:

@@ -41,6 +41,7 @@ from cellplane.dataplane.sandbox import Isolation
 from cellplane.dataplane.scheduler import Job, Scheduler, validate
 from cellplane.dataplane.settings import AgentSettings
 from cellplane.dataplane.supervisor import Replica, ReplicaSpec, Supervisor
+from cellplane.dataplane.tasks import cancel_all
 from cellplane.dataplane.telemetry import (
     MetricsEndpoint,
     ReplicaTelemetry,
@@ -164,11 +165,7 @@ class LocalRuntime:
         return RuntimeStatus(self.network.report(), [w.report() for w in self.workloads.values()], metrics or None)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         await self.scheduler.stop()
         for task in self._runs.values():
             task.cancel()
