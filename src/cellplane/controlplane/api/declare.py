@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
 from fastapi import Body, Request
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -134,7 +133,7 @@ def looked_up(name: str, resolve: Callable[[Call[Any], str], Target]) -> Scope:
 
 def found(scope: Scope) -> Scope:
     """``scope`` (an organization's or a project's), once its organization (and project) are found: a 404 naming the
-    missing one, at ``path.organization`` or ``path.project``, comes before the permission (one query)."""
+    missing one, at ``path.organization`` or ``path.project``, comes before the permission."""
 
     def resolve(c: Call[Any], permission: str) -> Target:
         target = scope.resolve(c, permission)
@@ -389,14 +388,14 @@ def declared_of(endpoint: Callable[..., Any]) -> Declared | None:
 
 
 def route_table(routes: Iterable[Any]) -> list[str]:
-    """One line per route and method, ``METHOD path | rule | scope``, sorted: what every route lets whom do, as
-    declared (a route without a declaration: ``public``). ``tests/test_route_declarations.py`` holds it to the
-    table recorded in ``tests/fixtures/route-permissions.txt``."""
+    """One line per route and method (HEAD is its GET's), ``METHOD path | rule | scope``, sorted: who may call what,
+    as declared; a route without a declaration (the health check, the OpenAPI document, ``/metrics``, the git push
+    webhook) says ``public``. ``tests/test_route_declarations.py`` holds it to the table recorded in
+    ``tests/fixtures/route-permissions.txt``."""
     lines = []
     for route in routes:
-        if not isinstance(route, APIRoute):
-            continue
-        declared = declared_of(route.endpoint)
+        declared = declared_of(route.endpoint) if hasattr(route, "endpoint") else None
         rule, scope = ("public", "-") if declared is None else (declared.permission.describe(), declared.scope.name)
-        lines += [f"{method} {route.path} | {rule} | {scope}" for method in sorted(route.methods or ())]
+        methods = set(getattr(route, "methods", None) or ()) - {"HEAD"}
+        lines += [f"{method} {route.path} | {rule} | {scope}" for method in sorted(methods)]
     return sorted(lines)
