@@ -30,9 +30,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from cellplane import API_VERSION
+from cellplane.controlplane.api import errors
 from cellplane.controlplane.api.app import create_app
-from cellplane.controlplane.api.declare import Declared, declared_of, route_table
-from cellplane.controlplane.api.routing import API_PREFIX
+from cellplane.controlplane.api.builds import THE_BUILD
+from cellplane.controlplane.api.declare import Call, Declared, declared_of, requires, route_table
+from cellplane.controlplane.api.deps import NamePath
+from cellplane.controlplane.api.routing import API_PREFIX, add_routes, api_router
 from cellplane.controlplane.rbac import ROLES
 from cellplane.sealing import public_key_text
 from cellplane.store.tables import ApprovalRow
@@ -99,12 +102,12 @@ READ_PATH = {"org": ORG, "project": PROJECT, "component": COMPONENT, "environmen
 class Client:
     """Requests to the app in this process, through httpx's ASGI transport, on one event loop."""
 
-    def __init__(self, app: FastAPI, runner: asyncio.Runner, token: str) -> None:
-        self.app, self.runner, self.token = app, runner, token
+    def __init__(self, app: FastAPI, runner: asyncio.Runner, token: str, raising: bool = True) -> None:
+        self.app, self.runner, self.token, self.raising = app, runner, token, raising
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=self.raising)
             async with httpx.AsyncClient(transport=transport, base_url="http://api" + API_PREFIX,
                                          headers={"Authorization": f"Bearer {self.token}"}) as client:
                 return await client.request(method, path, **kwargs)
@@ -366,3 +369,29 @@ def test_a_caller_whose_role_holds_a_read_permission_gets_past_the_check(world: 
             f"GET {route.path} ({route.name}) as {caller}: {response.status_code} {response.text}"
         passed.append(route.name)
     assert len(passed) > 40
+
+
+def test_an_async_read_that_never_checks_its_permission_answers_a_500_not_its_data(world: World) -> None:
+    """An async read whose scope needs a session is checked where it reads (``Call.reading``); one that reads some
+    other way is a programming error, caught before its answer leaves (here: a route that forgot)."""
+    router = api_router()
+
+    @router.read("/forgetful/{org}/builds/{build}", requires("builds:get"), THE_BUILD)
+    async def forgetful(c: Call[None], org: NamePath, build: NamePath) -> dict[str, str]:
+        return {"secret": "never sent"}
+
+    @router.read("/careful/{org}/builds/{build}", requires("builds:get"), THE_BUILD)
+    async def careful(c: Call[None], org: NamePath, build: NamePath) -> dict[str, str]:
+        with c.reading():
+            return {"build": c.row.id}
+
+    app = FastAPI()
+    app.state.platform = world.app.state.platform
+    errors.install(app)
+    add_routes(app, [router])
+    client = Client(app, world.admin.runner, world.admin.token, raising=False)  # as a server: the 500 it sends
+    answer = client.get(f"/forgetful/{ORG}/builds/b-00000000")
+    assert answer.status_code == 500 and "never sent" not in answer.text
+    assert client.get(f"/careful/{ORG}/builds/b-00000000").status_code == 404  # checked, then not found
+    refused = Client(app, world.admin.runner, world.callers["outsider"].token).get(f"/careful/{ORG}/builds/b-1")
+    assert refused.status_code == 403 and "permission 'builds:get'" in refused.text
