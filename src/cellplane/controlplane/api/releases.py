@@ -107,11 +107,11 @@ def history(c: Call[None], org: NamePath, project: NamePath, component: NamePath
     return {"items": items}
 
 
-def _release(c: Call[Any], parameter: str) -> ReleaseRow:
-    """The release the path's ``parameter`` names, after ``deployments:get`` on the organization for a non-member
-    (no release is found by guessing ids)."""
+def _release(c: Call[Any], parameter: str, permission: str) -> ReleaseRow:
+    """The release the path's ``parameter`` names, after ``permission`` on the organization for a non-member (no
+    release is found by guessing ids)."""
     if not c.who.member_of(c["org"]):
-        require(c.who, "deployments:get", Target(c["org"]))
+        require(c.who, permission, Target(c["org"]))
     return releases.get(c.session, c["org"], c[parameter], f"path.{parameter}")
 
 
@@ -128,16 +128,16 @@ def _whole_release(c: Call[Any], target: Target) -> None:
 RELEASE_READER = Rule("deployments:get", _whole_release, "deployments:get and config:read")
 
 
-def _one_release(c: Call[Any], _: str) -> Target:
-    c.row = _release(c, "release")
+def _one_release(c: Call[Any], permission: str) -> Target:
+    c.row = _release(c, "release", permission)
     return _ran(c.row)
 
 
-def _both_releases(c: Call[Any], _: str) -> Target:
+def _both_releases(c: Call[Any], permission: str) -> Target:
     """The first release, read whole (checked where it ran), then the second, where the rule checks it."""
-    first = _release(c, "release")
+    first = _release(c, "release", permission)
     RELEASE_READER.check(c, _ran(first))
-    c.row = first, _release(c, "other")
+    c.row = first, _release(c, "other", permission)
     return _ran(c.row[1])
 
 
