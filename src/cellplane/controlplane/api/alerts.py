@@ -6,25 +6,28 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParam
-from fastapi import Query, Request
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane.controlplane import deployments, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
     COMPONENT_SUBJECT,
+    ORGANIZATION,
+    PROJECT,
     Call,
     Subject,
     documented,
     environment,
+    found,
     looked_up,
+    reads,
     requires,
 )
-from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.api.deps import NamePath, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.controlplane.telemetry import alerts
-from cellplane.model import KINDS
 from cellplane.model.meta import DNS_LABEL
 
 router = api_router(tags=["alerts"])
@@ -137,20 +140,6 @@ class AlertTestResult(schemas.Out):
 # -- routes ---------------------------------------------------------------------------------------------------------
 
 
-def _reader(s: Any, who: Principal, org: str) -> None:
-    resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
-    if not who.member_of(org):
-        require(who, "alerts:list", Target(org))
-
-
-def _rule(s: Any, who: Principal, org: str, alert: str, permission: str) -> Any:
-    if not who.member_of(org):
-        require(who, permission, Target(org))
-    row = alerts.get(s, org, alert)
-    require(who, permission, Target(org, row.project, row.environment))
-    return row
-
-
 def _validated(c: Call[AlertRuleRequest]) -> None:
     """The rule is checked whole (every problem with its field) before the permission."""
     req = c.body
@@ -173,54 +162,42 @@ def create_rule(c: Call[AlertRuleRequest], org: NamePath, project: NamePath, com
     return {**alerts.rule_view(row, reveal=True), "webhookSecret": secret}
 
 
-@router.get(COMPONENT + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
-def component_rules(request: Request, org: NamePath, project: NamePath, component: NamePath,
+@router.read(COMPONENT + "/alerts", reads("alerts:list"), PROJECT, response_model=AlertRuleList,
+             response_model_exclude_unset=True)
+def component_rules(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
                     environment: str | None = Query(None, min_length=1, max_length=63,
                                                     description="only rules in this environment"),
-                    who: Principal = Caller) -> dict[str, Any]:
+                    ) -> dict[str, Any]:
     """The component's alert rules and their state, in the environments where the caller may read them."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        if not who.sees_project(org, project):
-            require(who, "alerts:list", Target(org, project))
-        resources.get_component(s, org, project, component)
-        rows = alerts.list_rules(s, org, project, component, environment)
-        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if _lists(who, r)]}
+    s = c.session
+    resources.get_component(s, org, project, component)
+    rows = alerts.list_rules(s, org, project, component, environment)
+    return {"items": [alerts.rule_view(r, _reveals(c.who, r)) for r in rows if _lists(c, r)]}
 
 
-@router.get(ORG + "/alerts", response_model=AlertRuleList, response_model_exclude_unset=True)
-def list_rules(request: Request, org: NamePath,
+@router.read(ORG + "/alerts", reads("alerts:list"), found(ORGANIZATION), response_model=AlertRuleList,
+             response_model_exclude_unset=True)
+def list_rules(c: Call[None], org: NamePath,
                project: str | None = Query(None, min_length=1, max_length=63, description="only this project"),
                environment: str | None = Query(None, min_length=1, max_length=63,
                                                description="only rules in this environment"),
                state: RuleState | None = Query(None, description="only rules in this state"),
-               who: Principal = Caller) -> dict[str, Any]:
+               ) -> dict[str, Any]:
     """The organization's alert rules the caller may read (of its projects and environments)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        _reader(s, who, org)
-        rows = alerts.list_rules(s, org, project, None, environment, state)
-        return {"items": [alerts.rule_view(r, _reveals(who, r)) for r in rows if _lists(who, r)]}
+    rows = alerts.list_rules(c.session, org, project, None, environment, state)
+    return {"items": [alerts.rule_view(r, _reveals(c.who, r)) for r in rows if _lists(c, r)]}
 
 
-def _lists(who: Principal, row: Any) -> bool:
+def _lists(c: Call[Any], row: Any) -> bool:
     """Whether a list shows the caller the rule: its state and value are its environment's runtime output, read
     where the caller may read alerts (an environment-scoped binding: in its own environment only; see
     ``rbac.ENVIRONMENT_BOUND``)."""
-    return who.can("alerts:list", Target(row.organization, row.project, row.environment))
+    return c.who.can(c.permission, Target(row.organization, row.project, row.environment))
 
 
 def _reveals(who: Principal, row: Any) -> bool:
     """Whether the caller sees the webhook's whole URL: only who may change the rule."""
     return who.can("alerts:update", Target(row.organization, row.project, row.environment))
-
-
-@router.get(RULE, response_model=AlertRule, response_model_exclude_unset=True)
-def show_rule(request: Request, org: NamePath, alert: AlertPath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        row = _rule(s, who, org, alert, "alerts:get")
-        return alerts.rule_view(row, _reveals(who, row))
 
 
 def _rule_of(c: Call[Any], permission: str) -> Target:
@@ -237,6 +214,11 @@ RULE_SCOPE = looked_up("the rule's environment", _rule_of)
 RULE_SUBJECT = Subject("Component", "alert", project="")  # then the rule's component
 
 
+@router.read(RULE, requires("alerts:get"), RULE_SCOPE, response_model=AlertRule, response_model_exclude_unset=True)
+def show_rule(c: Call[None], org: NamePath, alert: AlertPath) -> dict[str, Any]:
+    return alerts.rule_view(c.row, _reveals(c.who, c.row))
+
+
 @router.mutation("DELETE", RULE, requires("alerts:delete"), RULE_SCOPE, action="alert.delete", subject=RULE_SUBJECT,
                  response_model=schemas.Deleted, response_model_exclude_unset=True)
 def delete_rule(c: Call[None], org: NamePath, alert: AlertPath) -> dict[str, Any]:
@@ -247,14 +229,12 @@ def delete_rule(c: Call[None], org: NamePath, alert: AlertPath) -> dict[str, Any
     return {"deleted": row.id}
 
 
-@router.get(RULE + "/events", response_model=AlertEventList, response_model_exclude_unset=True)
-def rule_events(request: Request, org: NamePath, alert: AlertPath, limit: int = Query(50, ge=1, le=1000),
-                who: Principal = Caller) -> dict[str, Any]:
+@router.read(RULE + "/events", requires("alerts:get"), RULE_SCOPE, response_model=AlertEventList,
+             response_model_exclude_unset=True)
+def rule_events(c: Call[None], org: NamePath, alert: AlertPath, limit: int = Query(50, ge=1, le=1000),
+                ) -> dict[str, Any]:
     """When the rule fired and resolved, newest first, with the delivery of the notifications."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        row = _rule(s, who, org, alert, "alerts:get")
-        return {"items": [alerts.event_view(e) for e in alerts.events(s, row.id, limit)]}
+    return {"items": [alerts.event_view(e) for e in alerts.events(c.session, c.row.id, limit)]}
 
 
 def _sent(note: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from cellplane.build import archive
 from cellplane.controlplane import blobs, builds, resources
 from cellplane.controlplane.api import ndjson, schemas
 from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, PROJECT, Call, Subject, looked_up, requires
-from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import DigestPath, NamePath, Work, audited, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError
@@ -118,20 +118,19 @@ async def start_build(c: Call[None], org: NamePath, project: NamePath, component
     return result
 
 
-@router.get(COMPONENT + "/builds", response_model=schemas.BuildList, response_model_exclude_unset=True)
-def list_builds(request: Request, org: NamePath, project: NamePath, component: NamePath,
+@router.read(COMPONENT + "/builds", requires("builds:list"), PROJECT, response_model=schemas.BuildList,
+             response_model_exclude_unset=True)
+def list_builds(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
                 limit: int = Query(20, ge=1, le=500), before: int | None = Query(None, ge=1, le=2**31 - 1),
                 state: schemas.BuildState | None = Query(None, description="only builds in this state"),
-                who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        require(who, "builds:list", Target(org, project))
-        resources.get_component(s, org, project, component)
-        rows = builds.list_for(s, org, project, component, limit, before, state)
-        out: dict[str, Any] = {"items": [builds.to_dict(r) for r in rows]}
-        if len(rows) == limit and rows[-1].number > 1:
-            out["before"] = rows[-1].number
-        return out
+                ) -> dict[str, Any]:
+    s = c.session
+    resources.get_component(s, org, project, component)
+    rows = builds.list_for(s, org, project, component, limit, before, state)
+    out: dict[str, Any] = {"items": [builds.to_dict(r) for r in rows]}
+    if len(rows) == limit and rows[-1].number > 1:
+        out["before"] = rows[-1].number
+    return out
 
 
 def _build(s: Any, who: Principal, org: str, build_id: str, permission: str) -> Any:
@@ -142,13 +141,6 @@ def _build(s: Any, who: Principal, org: str, build_id: str, permission: str) -> 
     return row
 
 
-@router.get(BUILD, response_model=schemas.BuildInfo, response_model_exclude_unset=True)
-def show_build(request: Request, org: NamePath, build: BuildPath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        return builds.to_dict(_build(s, who, org, build, "builds:get"))
-
-
 def _build_of(c: Call[Any], permission: str) -> Target:
     """The build (after ``permission`` on the organization for a non-member), and its component (audited)."""
     row = c.row = _build(c.session, c.who, c["org"], c["build"], permission)
@@ -156,7 +148,16 @@ def _build_of(c: Call[Any], permission: str) -> Target:
     return Target(row.organization, row.project)
 
 
-@router.mutation("POST", BUILD + "/cancel", requires("builds:cancel"), looked_up("the build's project", _build_of),
+THE_BUILD = looked_up("the build's project", _build_of)
+
+
+@router.read(BUILD, requires("builds:get"), THE_BUILD, response_model=schemas.BuildInfo,
+             response_model_exclude_unset=True)
+def show_build(c: Call[None], org: NamePath, build: BuildPath) -> dict[str, Any]:
+    return builds.to_dict(c.row)
+
+
+@router.mutation("POST", BUILD + "/cancel", requires("builds:cancel"), THE_BUILD,
                  action="build.cancel", subject=Subject("Component", "build", project=""),
                  response_model=schemas.BuildInfo, response_model_exclude_unset=True)
 def cancel_build(c: Call[None], org: NamePath, build: BuildPath) -> dict[str, Any]:
@@ -173,20 +174,19 @@ def _log_item(r: Any) -> dict[str, Any]:
     return {"seq": r.seq, "at": r.at.isoformat(), "step": r.step, "line": r.line}
 
 
-@router.get(BUILD + "/logs", response_model=schemas.BuildLogs, response_model_exclude_unset=True,
-            responses={200: {"content": {"application/x-ndjson": {}}}})
-async def build_logs(request: Request, org: NamePath, build: BuildPath,
+@router.read(BUILD + "/logs", requires("builds:get"), THE_BUILD, response_model=schemas.BuildLogs,
+             response_model_exclude_unset=True, responses={200: {"content": {"application/x-ndjson": {}}}})
+async def build_logs(c: Call[None], org: NamePath, build: BuildPath,
                      after: int = Query(-1, ge=-1, le=2**31 - 1, description="the last sequence number already seen"),
                      limit: int = Query(1000, ge=1, le=10000),
                      follow: bool = Query(False, description="stream new lines (NDJSON) until the build ends"),
-                     who: Principal = Caller) -> Any:
+                     ) -> Any:
     """A build's log lines; with ``follow``, an NDJSON stream of lines and state changes until the build ends."""
-    p = platform(request)
+    request = c.request
 
     def page(after_seq: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        with p.store.transaction() as s:
-            row = _build(s, who, org, build, "builds:get")
-            return [_log_item(r) for r in builds.logs(s, build, after_seq, limit)], builds.to_dict(row)
+        with c.reading() as s:  # the build, looked up and checked again for every page
+            return [_log_item(r) for r in builds.logs(s, build, after_seq, limit)], builds.to_dict(c.row)
 
     items, info = await asyncio.to_thread(page, after)
     if not follow:
@@ -223,35 +223,31 @@ async def build_logs(request: Request, org: NamePath, build: BuildPath,
 # -- artifacts ---------------------------------------------------------------------------------------------
 
 
-@router.get("/organizations/{org}/projects/{project}/artifacts/{digest}", tags=["artifacts"],
-            responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the artifact (.tar.gz)"}},
-            response_class=Response)
-def download_artifact(request: Request, org: NamePath, project: NamePath, digest: DigestPath,
-                      who: Principal = Caller) -> Response:
+@router.read("/organizations/{org}/projects/{project}/artifacts/{digest}", requires("artifacts:get"), PROJECT,
+             tags=["artifacts"],
+             responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "the artifact (.tar.gz)"}},
+             response_class=Response)
+def download_artifact(c: Call[None], org: NamePath, project: NamePath, digest: DigestPath) -> Response:
     """The artifact's bytes; their SHA-256 is the digest (verify it)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        require(who, "artifacts:get", Target(org, project))
-        _check_digest(digest)
-        builds.artifact(s, org, project, digest)
-        size = blobs.size_of(s, digest)
-    return StreamingResponse(blobs.stream(p.store, digest), media_type="application/gzip",
+    s = c.session
+    _check_digest(digest)
+    builds.artifact(s, org, project, digest)
+    size = blobs.size_of(s, digest)
+    # sent after the transaction has ended, as before: the answer reads the blob as it goes, in its own
+    return StreamingResponse(blobs.stream(c.platform.store, digest), media_type="application/gzip",
                              headers={"Content-Length": str(size), "X-Cellplane-Digest": digest,
                                       "Cache-Control": "public, max-age=31536000, immutable"})
 
 
-@router.get("/organizations/{org}/projects/{project}/artifacts/{digest}/manifest", tags=["artifacts"],
-            response_model=schemas.ArtifactManifest, response_model_exclude_unset=True)
-def artifact_manifest(request: Request, org: NamePath, project: NamePath, digest: DigestPath,
-                      who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        require(who, "artifacts:get", Target(org, project))
-        _check_digest(digest)
-        row = builds.artifact(s, org, project, digest)
-        return {"digest": row.digest, "size": blobs.size_of(s, digest), "createdAt": row.created_at.isoformat(),
-                "manifest": row.manifest}
+@router.read("/organizations/{org}/projects/{project}/artifacts/{digest}/manifest", requires("artifacts:get"),
+             PROJECT, tags=["artifacts"], response_model=schemas.ArtifactManifest, response_model_exclude_unset=True)
+def artifact_manifest(c: Call[None], org: NamePath, project: NamePath, digest: DigestPath) -> dict[str, Any]:
+    s = c.session
+    _check_digest(digest)
+    row = builds.artifact(s, org, project, digest)
+    return {"digest": row.digest, "size": blobs.size_of(s, digest), "createdAt": row.created_at.isoformat(),
+            "manifest": row.manifest}
 
 
 def _check_digest(digest: str) -> None:

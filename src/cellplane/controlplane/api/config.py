@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from cellplane.controlplane import config as service
 from cellplane.controlplane import deployments, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, Call, environment, requires
-from cellplane.controlplane.api.deps import Caller, KeyPath, NamePath, platform, require
+from cellplane.controlplane.api.deps import KeyPath, NamePath
 from cellplane.controlplane.api.routing import api_router
-from cellplane.controlplane.rbac import Principal, Target
 from cellplane.model import KINDS
 
 router = api_router(tags=["config"])
@@ -33,15 +32,14 @@ def _environment(s: Any, org: str, env: str | None) -> str:
     return env or service.ALL
 
 
-@router.get(BASE, response_model=schemas.ConfigList, response_model_exclude_unset=True)
-def list_config(request: Request, org: NamePath, project: NamePath, component: NamePath, env: str | None = ENV,
-                who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        require(who, "config:read", Target(org, project, env or ""))
-        row = resources.get_component(s, org, project, component)
-        _environment(s, org, env)
-        return {"items": service.effective(s, org, project, component, row.spec, env)}
+@router.read(BASE, requires("config:read"), environment("query", "env"), response_model=schemas.ConfigList,
+             response_model_exclude_unset=True)
+def list_config(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
+                env: str | None = ENV) -> dict[str, Any]:
+    s = c.session
+    row = resources.get_component(s, org, project, component)
+    _environment(s, org, env)
+    return {"items": service.effective(s, org, project, component, row.spec, env)}
 
 
 def _set_message(c: Call[ConfigValue]) -> str:

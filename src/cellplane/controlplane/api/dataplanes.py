@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-from fastapi import Query, Request, Response
+from fastapi import Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from cellplane.contract.wire import Report
 from cellplane.controlplane import blobs, builds, dataplanes, desired, identity, resources, taskruns
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import ORGANIZATION, Call, Rule, Scope, Subject, raw, requires
-from cellplane.controlplane.api.deps import Caller, DigestPath, NamePath, NewNamePath, parse, platform, require
+from cellplane.controlplane.api.deps import DigestPath, NamePath, NewNamePath, parse, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import AGENT_PERMISSION, Principal, Target
 from cellplane.errors import FieldProblem, InvalidError, NotFoundError
@@ -123,18 +123,18 @@ def create_agent_token(c: Call[NewAgentToken], org: NamePath, name: NewNamePath)
     return {**identity.token_view(row, user.name), "token": token}
 
 
-@router.get(DATAPLANE + "/desired-state", response_model=schemas.DesiredState, response_model_exclude_unset=True)
-async def desired_state(request: Request, org: NamePath, name: NamePath,
+@router.read(DATAPLANE + "/desired-state", AGENT, THE_DATAPLANE, session=None, response_model=schemas.DesiredState,
+             response_model_exclude_unset=True)
+async def desired_state(c: Call[None], org: NamePath, name: NamePath,
                         since: str | None = Query(None, max_length=100, description="the revision the agent has"),
                         wait: int = Query(30, ge=0, le=60, description="seconds to wait for a revision other "
                                           "than `since`"),
-                        who: Principal = Caller) -> Any:
+                        ) -> Any:
     """What the data plane must run. Long-poll: answers once the revision differs from ``since``, or after
     ``wait`` seconds with the same revision."""
-    p = platform(request)
-    require_agent(who, org, name)
+    p, who, request = c.platform, c.who, c.request
 
-    def check(s: Session) -> None:
+    def check(s: Session) -> None:  # when the state is computed: the data plane exists (and the caller, again)
         _plane(s, who, org, name)
 
     def current() -> desired.Unsealed:
@@ -168,15 +168,14 @@ async def desired_state(request: Request, org: NamePath, name: NamePath,
     return await asyncio.to_thread(state.sealed)
 
 
-@router.get(DATAPLANE + "/artifacts/{project}/{digest}", tags=["artifacts"],
-            responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the artifact (.tar.gz)"}},
-            response_class=Response)
-async def download_artifact(request: Request, org: NamePath, name: NamePath, project: NamePath, digest: DigestPath,
-                            who: Principal = Caller) -> Response:
+@router.read(DATAPLANE + "/artifacts/{project}/{digest}", AGENT, THE_DATAPLANE, session=None, tags=["artifacts"],
+             responses={200: {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "the artifact (.tar.gz)"}},
+             response_class=Response)
+async def download_artifact(c: Call[None], org: NamePath, name: NamePath, project: NamePath,
+                            digest: DigestPath) -> Response:
     """An artifact the data plane's desired state runs (any other: 404), for its agent."""
-    p = platform(request)
-    require_agent(who, org, name)
+    p, who = c.platform, c.who
     if not digests.valid(digest):
         raise InvalidError(f"'{digest}' is not a sha256 digest", [FieldProblem("digest", "sha256:<64 hex digits>")])
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
-from fastapi import Query, Request, Response
+from fastapi import Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane.controlplane import approvals, deployments, resources, taskruns
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, Call, documented, environment, requires
-from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.api.declare import (
+    COMPONENT_SUBJECT,
+    ORGANIZATION,
+    PROJECT,
+    Call,
+    documented,
+    environment,
+    found,
+    looked_up,
+    reads,
+    requires,
+)
+from cellplane.controlplane.api.deps import NamePath, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import ConflictError, FieldProblem, InvalidError
-from cellplane.model import KINDS
 from cellplane.model.component import TASK_TYPES
 from cellplane.store.tables import DeploymentRow
 
@@ -28,17 +38,6 @@ RunPath = Annotated[str, PathParam(min_length=1, max_length=20, description="a t
 def name_query(what: str) -> Any:
     """A filter by name (a new parameter each time: FastAPI binds one Query object to one parameter name)."""
     return Query(None, min_length=1, max_length=63, description=f"only {what}")
-
-
-def _org_reader(s: Session, who: Principal, org: str, permission: str) -> None:
-    resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
-    if not who.member_of(org):
-        require(who, permission, Target(org))
-
-
-def _project_reader(who: Principal, org: str, project: str, permission: str) -> None:
-    if not who.sees_project(org, project):
-        require(who, permission, Target(org, project))
 
 
 def _readable(who: Principal, permission: str, rows: list[DeploymentRow]) -> list[DeploymentRow]:
@@ -88,53 +87,38 @@ def outcome_view(s: Session, keyring: Any, org: str, outcome: deployments.Outcom
             "approval": approvals.view(outcome.approval) if outcome.approval is not None else None}
 
 
-@router.get(ORG + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
-def list_deployments(request: Request, org: NamePath, environment: str | None = name_query("in this environment"),
+@router.read(ORG + "/deployments", reads("deployments:list"), found(ORGANIZATION), session="run",
+             response_model=schemas.DeploymentList, response_model_exclude_unset=True)
+def list_deployments(c: Call[None], org: NamePath, environment: str | None = name_query("in this environment"),
                      project: str | None = name_query("of this project"),
-                     component: str | None = name_query("of this component"),
-                     who: Principal = Caller) -> dict[str, Any]:
+                     component: str | None = name_query("of this component")) -> dict[str, Any]:
     """The organization's deployments the caller may see."""
-    p = platform(request)
-
-    def read(s: Session) -> dict[str, Any]:
-        _org_reader(s, who, org, "deployments:list")
-        rows = _readable(who, "deployments:list", deployments.list_rows(s, org, project, component, environment))
-        return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
-
-    return p.store.run(read)
+    s = c.session
+    rows = _readable(c.who, c.permission, deployments.list_rows(s, org, project, component, environment))
+    return {"items": deployments.Viewer(s, c.platform.keyring, org).views(rows)}
 
 
-@router.get(COMPONENT + "/deployments", response_model=schemas.DeploymentList, response_model_exclude_unset=True)
-def component_deployments(request: Request, org: NamePath, project: NamePath, component: NamePath,
-                          who: Principal = Caller) -> dict[str, Any]:
+@router.read(COMPONENT + "/deployments", reads("deployments:list"), PROJECT, session="run",
+             response_model=schemas.DeploymentList, response_model_exclude_unset=True)
+def component_deployments(c: Call[None], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
     """The component's deployments, one per environment (and track) the caller may read."""
-    p = platform(request)
-
-    def read(s: Session) -> dict[str, Any]:
-        _project_reader(who, org, project, "deployments:list")
-        resources.get_component(s, org, project, component)
-        rows = _readable(who, "deployments:list", deployments.list_rows(s, org, project, component))
-        return {"items": deployments.Viewer(s, p.keyring, org).views(rows)}
-
-    return p.store.run(read)
+    s = c.session
+    resources.get_component(s, org, project, component)
+    rows = _readable(c.who, c.permission, deployments.list_rows(s, org, project, component))
+    return {"items": deployments.Viewer(s, c.platform.keyring, org).views(rows)}
 
 
 TRACK = Query(None, min_length=1, max_length=100, description="the track (needed when several are deployed there)")
 
 
-@router.get(COMPONENT + "/deployments/{environment}", response_model=schemas.Deployment,
-            response_model_exclude_unset=True)
-def show_deployment(request: Request, org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
-                    track: str | None = TRACK, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-
-    def read(s: Session) -> dict[str, Any]:
-        require(who, "deployments:get", Target(org, project, environment))
-        resources.get_component(s, org, project, component)
-        row = deployments.get(s, org, project, component, environment, track)
-        return deployments.Viewer(s, p.keyring, org).view(row)
-
-    return p.store.run(read)
+@router.read(COMPONENT + "/deployments/{environment}", requires("deployments:get"), environment("path"),
+             session="run", response_model=schemas.Deployment, response_model_exclude_unset=True)
+def show_deployment(c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: NamePath,
+                    track: str | None = TRACK) -> dict[str, Any]:
+    s = c.session
+    resources.get_component(s, org, project, component)
+    row = deployments.get(s, org, project, component, environment, track)
+    return deployments.Viewer(s, c.platform.keyring, org).view(row)
 
 
 @router.mutation("DELETE", COMPONENT + "/deployments/{environment}", requires("deployments:delete"),
@@ -149,19 +133,15 @@ def undeploy(c: Call[None], org: NamePath, project: NamePath, component: NamePat
     return {"deleted": [deployments.undeploy(c.session, row, c.who.user)]}
 
 
-@router.get(ORG + "/endpoints", response_model=schemas.EndpointList, response_model_exclude_unset=True)
-def list_endpoints(request: Request, org: NamePath, environment: str | None = name_query("in this environment"),
-                   project: str | None = name_query("of this project"), who: Principal = Caller) -> dict[str, Any]:
+@router.read(ORG + "/endpoints", reads("endpoints:list"), found(ORGANIZATION), session="run",
+             response_model=schemas.EndpointList, response_model_exclude_unset=True)
+def list_endpoints(c: Call[None], org: NamePath, environment: str | None = name_query("in this environment"),
+                   project: str | None = name_query("of this project")) -> dict[str, Any]:
     """The endpoints of every deployed component the caller may see, with their URLs."""
-    p = platform(request)
-
-    def read(s: Session) -> dict[str, Any]:
-        _org_reader(s, who, org, "endpoints:list")
-        rows = _readable(who, "endpoints:list", deployments.list_rows(s, org, project, None, environment))
-        return {"items": [item for view in deployments.Viewer(s, p.keyring, org).views(rows)
-                          for item in deployments.endpoint_items(view)]}
-
-    return p.store.run(read)
+    s = c.session
+    rows = _readable(c.who, c.permission, deployments.list_rows(s, org, project, None, environment))
+    return {"items": [item for view in deployments.Viewer(s, c.platform.keyring, org).views(rows)
+                      for item in deployments.endpoint_items(view)]}
 
 
 # -- task runs ------------------------------------------------------------------------------------------------------
@@ -188,26 +168,28 @@ def start_run(c: Call[schemas.RunRequest], org: NamePath, project: NamePath, com
     return taskruns.run_view(run)
 
 
-@router.get(COMPONENT + "/runs", response_model=schemas.TaskRunList, response_model_exclude_unset=True)
-def list_runs(request: Request, org: NamePath, project: NamePath, component: NamePath,
-              environment: str | None = name_query("in this environment"), limit: int = Query(20, ge=1, le=500),
-              who: Principal = Caller) -> dict[str, Any]:
+@router.read(COMPONENT + "/runs", reads("runs:list"), PROJECT, response_model=schemas.TaskRunList,
+             response_model_exclude_unset=True)
+def list_runs(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
+              environment: str | None = name_query("in this environment"),
+              limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
     """The component's task runs, newest first: those of the environments where the caller may read runs."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        _project_reader(who, org, project, "runs:list")
-        resources.get_component(s, org, project, component)
-        rows = taskruns.list_runs(s, org, project, component, environment, limit,
-                                   who.environments("runs:list", Target(org, project)))
-        return {"items": [taskruns.run_view(r) for r in rows]}
+    s = c.session
+    resources.get_component(s, org, project, component)
+    rows = taskruns.list_runs(s, org, project, component, environment, limit,
+                               c.who.environments(c.permission, Target(org, project)))
+    return {"items": [taskruns.run_view(r) for r in rows]}
 
 
-@router.get(ORG + "/task-runs/{run}", response_model=schemas.TaskRun, response_model_exclude_unset=True)
-def show_run(request: Request, org: NamePath, run: RunPath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        if not who.member_of(org):
-            require(who, "runs:get", Target(org))
-        row = taskruns.get_run(s, org, run)
-        require(who, "runs:get", Target(org, row.project, row.environment))
-        return taskruns.run_view(row)
+def _run_of(c: Call[Any], permission: str) -> Target:
+    """The task run (after ``permission`` on the organization for a non-member: no run is found by guessing ids)."""
+    if not c.who.member_of(c["org"]):
+        require(c.who, permission, Target(c["org"]))
+    row = c.row = taskruns.get_run(c.session, c["org"], c["run"])
+    return Target(c["org"], row.project, row.environment)
+
+
+@router.read(ORG + "/task-runs/{run}", requires("runs:get"), looked_up("the run's environment", _run_of),
+             response_model=schemas.TaskRun, response_model_exclude_unset=True)
+def show_run(c: Call[None], org: NamePath, run: RunPath) -> dict[str, Any]:
+    return taskruns.run_view(c.row)

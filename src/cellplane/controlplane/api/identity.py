@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
@@ -18,10 +18,12 @@ from cellplane.controlplane.api.declare import (
     Scope,
     Subject,
     administrator,
+    anyone,
     looked_up,
+    reads,
     requires,
 )
-from cellplane.controlplane.api.deps import Caller, NamePath, platform, require, require_superuser
+from cellplane.controlplane.api.deps import NamePath, require_superuser
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import ROLE_NAMES, Principal, Target
 from cellplane.errors import ForbiddenError, NotFoundError
@@ -56,21 +58,22 @@ class NewBinding(BaseModel):
     environment: str | None = Field(default=None, max_length=63)
 
 
-@router.get("/whoami", tags=["users"], response_model=schemas.WhoAmI, response_model_exclude_unset=True)
-def whoami(who: Principal = Caller) -> dict[str, Any]:
+@router.read("/whoami", anyone("who it is, and its roles"), PLATFORM, session=None, tags=["users"],
+             response_model=schemas.WhoAmI, response_model_exclude_unset=True)
+def whoami(c: Call[None]) -> dict[str, Any]:
+    who = c.who
     return {"user": who.user, "superuser": who.superuser,
             "roles": [{"role": b.role, "organization": b.organization, "project": b.project or None,
                        "environment": b.environment or None} for b in who.bindings]}
 
 
-@router.get("/users", tags=["users"], response_model=schemas.UserList, response_model_exclude_unset=True)
-def list_users(request: Request, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        q = select(UserRow).order_by(UserRow.name)
-        if not who.superuser:
-            q = q.where(UserRow.name == who.user)
-        return {"items": [identity.user_view(u) for u in s.scalars(q)]}
+@router.read("/users", anyone("itself (a platform administrator: every user)"), PLATFORM, tags=["users"],
+             response_model=schemas.UserList, response_model_exclude_unset=True)
+def list_users(c: Call[None]) -> dict[str, Any]:
+    q = select(UserRow).order_by(UserRow.name)
+    if not c.who.superuser:
+        q = q.where(UserRow.name == c.who.user)
+    return {"items": [identity.user_view(u) for u in c.session.scalars(q)]}
 
 
 def _is_some_admin(who: Principal) -> bool:
@@ -109,6 +112,9 @@ def _token_maker(c: Call[Any], _: Target) -> None:
     _not_an_agent(c.who)
 
 
+THE_USER = Rule("the user themself or a platform administrator", lambda c, _: _self_or_superuser(c.who, c["user"]))
+
+
 @router.mutation("POST", "/users/{user}/tokens", Rule("the user themself (not an agent) or a platform administrator",
                                                        _token_maker), PLATFORM,
                  action="token.create", subject=Subject("User", "user"), message=lambda c: f"token '{c.body.name}'",
@@ -122,14 +128,13 @@ def create_token(c: Call[NewToken], user: NamePath) -> dict[str, Any]:
     return {**identity.token_view(token_row, user), "token": token}
 
 
-@router.get("/users/{user}/tokens", tags=["users"], response_model=schemas.TokenList, response_model_exclude_unset=True)
-def list_tokens(request: Request, user: NamePath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        _self_or_superuser(who, user)
-        row = identity.get_user(s, user)
-        tokens = s.scalars(select(TokenRow).where(TokenRow.user_id == row.id).order_by(TokenRow.created_at))
-        return {"items": [identity.token_view(t, user) for t in tokens]}
+@router.read("/users/{user}/tokens", THE_USER, PLATFORM, tags=["users"], response_model=schemas.TokenList,
+             response_model_exclude_unset=True)
+def list_tokens(c: Call[None], user: NamePath) -> dict[str, Any]:
+    s = c.session
+    row = identity.get_user(s, user)
+    tokens = s.scalars(select(TokenRow).where(TokenRow.user_id == row.id).order_by(TokenRow.created_at))
+    return {"items": [identity.token_view(t, user) for t in tokens]}
 
 
 def _token(c: Call[Any], _: str) -> Target:
@@ -152,20 +157,23 @@ def revoke_token(c: Call[None], token_id: NamePath) -> dict[str, Any]:
     return {"deleted": token_id}
 
 
-@router.get("/organizations/{org}/rolebindings", tags=["rolebindings"], response_model=schemas.RoleBindingList,
-            response_model_exclude_unset=True)
-def list_bindings(request: Request, org: NamePath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        resources.get(s, resources.Scope(KINDS["Organization"]), org)
-        if not who.member_of(org):
-            require(who, "rolebindings:list", Target(org))
-        rows = s.execute(select(RoleBindingRow, UserRow.name).join(UserRow, UserRow.id == RoleBindingRow.user_id)
-                         .where(RoleBindingRow.organization == org)
-                         .order_by(UserRow.name, RoleBindingRow.role, RoleBindingRow.project))
-        # Who holds what is itself information: a project member sees the project's bindings and their own.
-        return {"items": [identity.binding_view(b, name) for b, name in rows
-                          if name == who.user or who.can("rolebindings:list", Target(org, b.project, b.environment))]}
+def _organization(c: Call[Any], _: str) -> Target:
+    """The organization, which must exist (a 404 before the permission)."""
+    resources.get(c.session, resources.Scope(KINDS["Organization"]), c["org"])
+    return Target(c["org"])
+
+
+@router.read("/organizations/{org}/rolebindings", reads("rolebindings:list"),
+             looked_up("organization (found first)", _organization), tags=["rolebindings"],
+             response_model=schemas.RoleBindingList, response_model_exclude_unset=True)
+def list_bindings(c: Call[None], org: NamePath) -> dict[str, Any]:
+    who = c.who
+    rows = c.session.execute(select(RoleBindingRow, UserRow.name).join(UserRow, UserRow.id == RoleBindingRow.user_id)
+                             .where(RoleBindingRow.organization == org)
+                             .order_by(UserRow.name, RoleBindingRow.role, RoleBindingRow.project))
+    # Who holds what is itself information: a project member sees the project's bindings and their own.
+    return {"items": [identity.binding_view(b, name) for b, name in rows
+                      if name == who.user or who.can(c.permission, Target(org, b.project, b.environment))]}
 
 
 def _grant_message(c: Call[NewBinding]) -> str:
@@ -207,21 +215,20 @@ def delete_binding(c: Call[None], org: NamePath, binding_id: NamePath) -> dict[s
     return {"deleted": binding_id}
 
 
-@router.get("/audit", tags=["audit"], response_model=schemas.AuditList, response_model_exclude_unset=True)
-def list_audit(request: Request, who: Principal = Caller,
-               organization: str | None = Query(None, max_length=63),
+@router.read("/audit", anyone("its own events, and those of organizations where it holds audit:read", "audit:read"),
+             PLATFORM, tags=["audit"], response_model=schemas.AuditList, response_model_exclude_unset=True)
+def list_audit(c: Call[None], organization: str | None = Query(None, max_length=63),
                actor: str | None = Query(None, max_length=63), kind: str | None = Query(None, max_length=40),
                limit: int = Query(100, ge=1, le=1000),
                before: int | None = Query(None, ge=1, le=2**31 - 1, description="events older than this id")
                ) -> dict[str, Any]:
     """Newest first. Administrators see their organizations' events; everyone sees their own."""
-    p = platform(request)
+    who = c.who
     visible = None if who.superuser else {b.organization for b in who.bindings
-                                          if who.can("audit:read", Target(b.organization))}
-    with p.store.transaction() as s:
-        rows = audit.list_events(s, who, limit, before, organization, actor, kind, visible)
-        return {"items": [audit.view(r) for r in rows],
-                "metadata": {"before": rows[-1].id if len(rows) == limit else None}}
+                                          if who.can(c.permission, Target(b.organization))}
+    rows = audit.list_events(c.session, who, limit, before, organization, actor, kind, visible)
+    return {"items": [audit.view(r) for r in rows],
+            "metadata": {"before": rows[-1].id if len(rows) == limit else None}}
 
 
 @router.mutation("POST", "/admin/rotate-key", administrator("rotate the master key"), PLATFORM,

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from cellplane.controlplane import deployments, resources, taskruns
 from cellplane.controlplane.api import ndjson, schemas
-from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.api.declare import ORGANIZATION, Call, environment, reads, requires
+from cellplane.controlplane.api.deps import NamePath
 from cellplane.controlplane.api.routing import api_router, checked_required
 from cellplane.controlplane.platform import Platform
-from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.rbac import Target
 from cellplane.controlplane.telemetry import durations, graph, metrics, traces
 from cellplane.controlplane.telemetry.logs import LogPage, LogQuery
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
@@ -60,17 +61,25 @@ def _environment(s: Session, org: str, environment: str | None) -> str:
     return environment
 
 
-def _component(s: Session, who: Principal, permission: str, org: str, project: str, component: str,
-               environment: str | None) -> str:
-    """Check the caller may read the component's telemetry there; the environment."""
-    require(who, permission, Target(org, project, environment or ""))
+def _component(s: Session, org: str, project: str, component: str, environment: str | None) -> str:
+    """The component (its organization and project) must exist; the environment, which must be given and exist."""
     resources.get_component(s, org, project, component)
     return _environment(s, org, environment)
+
+
+# Where telemetry is read: the environment of the query (the project's target when it is absent, for a refusal to
+# name; the route then says the environment is required).
+IN_ENVIRONMENT = environment("query")
 
 
 def _since(text: str | None) -> Any:
     """The start of a filter's range, or None (no bound)."""
     return durations.since(text, 0.0) if text is not None else None
+
+
+def _since_query(c: Call[Any]) -> None:
+    """Checked before the permission: the range's start (``since``), on ``c.prepared``."""
+    c.prepared = _since(c["since"])
 
 
 async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPage], after: int, limit: int,
@@ -113,28 +122,28 @@ async def _follow(request: Request, first: LogPage, fetch: Callable[[int], LogPa
 # -- logs -----------------------------------------------------------------------------------------------------------
 
 
-@router.get(COMPONENT + "/logs", response_model=schemas.LogPage, response_model_exclude_unset=True,
-            responses={200: {"content": {"application/x-ndjson": {}},
-                             "description": "with follow: one LogLine (or event) per line"}})
+@router.read(COMPONENT + "/logs", requires("logs:get"), IN_ENVIRONMENT, session=None, before=_since_query,
+             response_model=schemas.LogPage, response_model_exclude_unset=True,
+             responses={200: {"content": {"application/x-ndjson": {}},
+                              "description": "with follow: one LogLine (or event) per line"}})
 async def component_logs(
-        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
         after: int | None = After, before: int | None = Before, limit: int = Limit, follow: bool = Follow,
         run: str | None = Query(None, min_length=1, max_length=20, description="only the lines of this task run; "
                                 "a followed stream ends with the run"),
         since: str | None = Since, grep: str | None = Grep,
         replica: int | None = Query(None, ge=0, le=10000, description="only the lines of this replica"),
         stream: schemas.LogStream | None = Query(None, description="only this stream"),
-        who: Principal = Caller) -> Any:
+        ) -> Any:
     """A component's log lines in one environment (the last `limit` by default); with ``follow``, an NDJSON
     stream. Filters combine; ``grep`` matches a substring ignoring case."""
-    p = platform(request)
-    start = _since(since)
+    p, request, start = c.platform, c.request, c.prepared
     run_info: dict[str, Any] | None = None
 
     def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
         nonlocal run_info
         with p.store.transaction() as s:
-            env = _component(s, who, "logs:get", org, project, component, environment)
+            env = _component(s, org, project, component, environment)
             if run is not None:
                 row = taskruns.get_run(s, org, run)
                 if (row.project, row.component, row.environment) != (project, component, env):
@@ -169,11 +178,17 @@ def _status_range(text: str | None) -> tuple[int, int] | None:
     return int(match.group(2)), int(match.group(2))
 
 
-@router.get(COMPONENT + "/access-logs", response_model=schemas.AccessPage, response_model_exclude_unset=True,
-            responses={200: {"content": {"application/x-ndjson": {}},
-                             "description": "with follow: one AccessLine per line"}})
+def _access_query(c: Call[Any]) -> None:
+    """Checked before the permission: the range's start and the status filter, on ``c.prepared``."""
+    c.prepared = _since(c["since"]), _status_range(c["status"])
+
+
+@router.read(COMPONENT + "/access-logs", requires("logs:get"), IN_ENVIRONMENT, session=None, before=_access_query,
+             response_model=schemas.AccessPage, response_model_exclude_unset=True,
+             responses={200: {"content": {"application/x-ndjson": {}},
+                              "description": "with follow: one AccessLine per line"}})
 async def access_logs(
-        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
         after: int | None = After, before: int | None = Before, limit: int = Limit, follow: bool = Follow,
         since: str | None = Since,
         grep: str | None = Query(None, min_length=1, max_length=200, description="only requests whose path or "
@@ -181,16 +196,14 @@ async def access_logs(
         status: str | None = Query(None, max_length=3, json_schema_extra={"pattern": _STATUS.pattern},
                                    description="only this status (503) or class (5xx)"),
         endpoint: str | None = Query(None, min_length=1, max_length=63, description="only this endpoint"),
-        who: Principal = Caller) -> Any:
+        ) -> Any:
     """The gateway's access lines of a component's endpoints in one environment (routed requests: answered,
     refused or failed)."""
-    p = platform(request)
-    start = _since(since)
-    statuses = _status_range(status)
+    p, request, (start, statuses) = c.platform, c.request, c.prepared
 
     def fetch(after_id: int | None, before_id: int | None = None) -> LogPage:
         with p.store.transaction() as s:
-            env = _component(s, who, "logs:get", org, project, component, environment)
+            env = _component(s, org, project, component, environment)
         return p.logs.query_access(LogQuery(org, project, component, env, after_id, before_id, limit, start, grep,
                                             status=statuses, endpoint=endpoint))
 
@@ -216,89 +229,100 @@ def _deployment(s: Session, p: Platform, org: str, project: str, component: str,
                          for r in view["replicas"]]}
 
 
-@router.get(COMPONENT + "/metrics", response_model=schemas.ComponentMetrics, response_model_exclude_unset=True)
-def component_metrics(
-        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
-        since: str | None = Query(None, max_length=40, json_schema_extra=SINCE,
-                                  description="the range's start: a duration ago (default 1h) "
-                                  "or an ISO timestamp"),
-        step: int | None = Query(None, ge=10, le=604800, description="seconds per point of the series (default: "
-                                 "at most 60 points)"),
-        who: Principal = Caller) -> dict[str, Any]:
-    """Is it up, is it erroring, is it slow: requests (RED) per endpoint, replicas' CPU and memory, restarts
-    and task runs over a range, with a series for charts."""
-    p = platform(request)
-    start = durations.since(since, 3600.0)
+def _metrics_range(c: Call[Any]) -> None:
+    """Checked before the permission: the range (``since`` to now) and its ``step``, on ``c.prepared``."""
+    step = c["step"]
+    start = durations.since(c["since"], 3600.0)
     end = now()
     if start >= end:
         raise InvalidError("since: the range starts in the future", [FieldProblem("since", "in the future")])
     if step is not None and (end - start).total_seconds() / step > 2000:
         raise InvalidError(f"step: {step}s gives more than 2000 points over the range",
                            [FieldProblem("step", "too small for the range")])
-    with p.store.transaction() as s:
-        env = _component(s, who, "metrics:get", org, project, component, environment)
-        view = metrics.component_view(s, org, project, component, env, start, end, step)
-        return {"project": project, "component": component, "environment": env,
-                "deployment": _deployment(s, p, org, project, component, env), **view}
+    c.prepared = start, end
+
+
+@router.read(COMPONENT + "/metrics", requires("metrics:get"), IN_ENVIRONMENT, before=_metrics_range,
+             response_model=schemas.ComponentMetrics, response_model_exclude_unset=True)
+def component_metrics(
+        c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        since: str | None = Query(None, max_length=40, json_schema_extra=SINCE,
+                                  description="the range's start: a duration ago (default 1h) "
+                                  "or an ISO timestamp"),
+        step: int | None = Query(None, ge=10, le=604800, description="seconds per point of the series (default: "
+                                 "at most 60 points)"),
+        ) -> dict[str, Any]:
+    """Is it up, is it erroring, is it slow: requests (RED) per endpoint, replicas' CPU and memory, restarts
+    and task runs over a range, with a series for charts."""
+    s, (start, end) = c.session, c.prepared
+    env = _component(s, org, project, component, environment)
+    view = metrics.component_view(s, org, project, component, env, start, end, step)
+    return {"project": project, "component": component, "environment": env,
+            "deployment": _deployment(s, c.platform, org, project, component, env), **view}
 
 
 # -- traces ---------------------------------------------------------------------------------------------------------
 
 
-def _hops(who: Principal, org: str) -> traces.Visible:
+def _hops(c: Call[Any]) -> traces.Visible:
     """The hops of a trace the caller sees: those in a project and environment where it may read traces (an
     environment-scoped binding sees its environment's hops only; see ``rbac.ENVIRONMENT_BOUND``)."""
-    return lambda project, environment: who.can("traces:get", Target(org, project, environment))
+    who, org, permission = c.who, c["org"], c.permission
+    return lambda project, environment: who.can(permission, Target(org, project, environment))
 
 
-@router.get(COMPONENT + "/traces", response_model=schemas.TraceList, response_model_exclude_unset=True)
+def _traces_since(c: Call[Any]) -> None:
+    """Checked before the permission: the range's start (default: an hour ago), on ``c.prepared``."""
+    c.prepared = durations.since(c["since"], 3600.0)
+
+
+@router.read(COMPONENT + "/traces", requires("traces:get"), IN_ENVIRONMENT, before=_traces_since,
+             response_model=schemas.TraceList, response_model_exclude_unset=True)
 def component_traces(
-        request: Request, org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
+        c: Call[None], org: NamePath, project: NamePath, component: NamePath, environment: str | None = Env,
         since: str | None = Query(None, max_length=40, json_schema_extra=SINCE,
                                   description="a duration ago (default 1h) or a timestamp"),
         slow: float | None = Query(None, ge=0, le=1e7, description="only traces taking at least this many ms"),
         errors: bool = Query(False, description="only traces with a failed hop (status 5xx)"),
         limit: int = Query(20, ge=1, le=200),
-        who: Principal = Caller) -> dict[str, Any]:
+        ) -> dict[str, Any]:
     """Recent traces through the component, newest first, each with every hop the caller may see."""
-    p = platform(request)
-    start = durations.since(since, 3600.0)
-    with p.store.transaction() as s:
-        env = _component(s, who, "traces:get", org, project, component, environment)
-        items = traces.of_component(s, org, project, component, env, start, slow, errors, limit, _hops(who, org))
-        return {"items": items}
+    s = c.session
+    env = _component(s, org, project, component, environment)
+    return {"items": traces.of_component(s, org, project, component, env, c.prepared, slow, errors, limit,
+                                         _hops(c))}
 
 
-@router.get(ORG + "/traces/{trace}", response_model=schemas.Trace, response_model_exclude_unset=True)
-def show_trace(request: Request, org: NamePath, trace: TracePath, who: Principal = Caller) -> dict[str, Any]:
+@router.read(ORG + "/traces/{trace}", reads("traces:get"), ORGANIZATION, response_model=schemas.Trace,
+             response_model_exclude_unset=True)
+def show_trace(c: Call[None], org: NamePath, trace: TracePath) -> dict[str, Any]:
     """One trace: the hops the caller may see (of projects and environments where it may read traces)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        if not who.member_of(org):
-            require(who, "traces:get", Target(org))
-        found = traces.one(s, org, trace, _hops(who, org))
-        if found is None:
-            raise NotFoundError(f"trace '{trace}' not found in organization '{org}'",
-                                [FieldProblem("trace", "not found (or past its retention)")])
-        return found
+    found = traces.one(c.session, org, trace, _hops(c))
+    if found is None:
+        raise NotFoundError(f"trace '{trace}' not found in organization '{org}'",
+                            [FieldProblem("trace", "not found (or past its retention)")])
+    return found
 
 
 # -- the cell -------------------------------------------------------------------------------------------------------
 
 
-@router.get(PROJECT + "/graph", response_model=schemas.CellGraph, response_model_exclude_unset=True)
-def cell_graph(request: Request, org: NamePath, project: NamePath, environment: str | None = Env,
+def _window(c: Call[Any]) -> None:
+    """Checked before the permission: the window, in seconds, on ``c.prepared``."""
+    c.prepared = durations.seconds(c["window"], "window", 10.0, 86400.0)
+
+
+@router.read(PROJECT + "/graph", requires("metrics:get"), IN_ENVIRONMENT, before=_window,
+             response_model=schemas.CellGraph, response_model_exclude_unset=True)
+def cell_graph(c: Call[None], org: NamePath, project: NamePath, environment: str | None = Env,
                window: str = Query("5m", max_length=20, json_schema_extra={"pattern": schemas.DURATION_PATTERN},
                                    description="the range request rates are taken over (10s..1d)"),
-               who: Principal = Caller) -> dict[str, Any]:
+               ) -> dict[str, Any]:
     """The project's cell in one environment: components with their endpoints by visibility, and the
     connections between them (and to other projects and external URLs) with their request rates. Its rates are
     the environment's metrics: reading it needs ``metrics:get`` there."""
-    p = platform(request)
-    seconds = durations.seconds(window, "window", 10.0, 86400.0)
-    with p.store.transaction() as s:
-        require(who, "metrics:get", Target(org, project, environment or ""))
-        resources.get(s, resources.Scope(KINDS["Project"], org), project)
-        env = _environment(s, org, environment)
-        end = now()
-        return graph.cell(s, p.keyring, org, project, env, end - timedelta(seconds=seconds), end)
+    s = c.session
+    resources.get(s, resources.Scope(KINDS["Project"], org), project)
+    env = _environment(s, org, environment)
+    end = now()
+    return graph.cell(s, c.platform.keyring, org, project, env, end - timedelta(seconds=c.prepared), end)

@@ -13,19 +13,22 @@ from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import wake
 from cellplane.controlplane.api.declare import (
     COMPONENT_SUBJECT,
+    ORGANIZATION,
     PROJECT,
     Call,
     Rule,
     Subject,
     documented,
     environment,
+    found,
     looked_up,
+    reads,
     requires,
 )
 from cellplane.controlplane.api.deployments import name_query, outcome_view, outcome_words
-from cellplane.controlplane.api.deps import Caller, NamePath, platform, require
+from cellplane.controlplane.api.deps import NamePath, require
 from cellplane.controlplane.api.routing import api_router, checked_required
-from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.rbac import Target
 from cellplane.errors import FieldProblem, ForbiddenError, InvalidError
 from cellplane.model import KINDS
 from cellplane.store.tables import ReleaseRow
@@ -75,95 +78,101 @@ def rollback(c: Call[schemas.RollbackRequest], org: NamePath, project: NamePath,
     return JSONResponse(outcome_view(s, c.platform.keyring, org, outcome), status_code=200)
 
 
-@router.get(COMPONENT + "/releases", response_model=schemas.ReleaseHistory, response_model_exclude_unset=True)
-def history(request: Request, org: NamePath, project: NamePath, component: NamePath,
+@router.read(COMPONENT + "/releases", reads("deployments:list"), PROJECT, response_model=schemas.ReleaseHistory,
+             response_model_exclude_unset=True)
+def history(c: Call[None], org: NamePath, project: NamePath, component: NamePath,
             environment: str | None = name_query("in this environment"),
             track: str | None = Query(None, min_length=1, max_length=100, description="only this track"),
-            limit: int = Query(100, ge=1, le=1000), who: Principal = Caller) -> dict[str, Any]:
+            limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     """The component's release history, newest first: which release ran where, from when, by whom, and how (in
     the environments where the caller may read deployments)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        if not who.sees_project(org, project):
-            require(who, "deployments:list", Target(org, project))
-        resources.get_component(s, org, project, component)
-        if environment is not None:
-            deployments.environment(s, org, environment)
-        events = releases.history(s, org, project, component, environment, track, limit,
-                                  who.environments("deployments:list", Target(org, project)))
-        rows = {r.id: r for r in s.query(ReleaseRow).filter(ReleaseRow.id.in_({e.release_id for e in events}))}
-        numbers = releases.builds_numbers(s, {r.build_id for r in rows.values()})
-        current = {(d.environment, d.track): d.release_id for d in deployments.list_rows(s, org, project, component)}
-        seen: set[tuple[str, str]] = set()
-        items = []
-        for e in events:
-            key = (e.environment, e.track)
-            release = rows.get(e.release_id)
-            is_current = key not in seen and current.get(key) == e.release_id
-            seen.add(key)
-            items.append(releases.event_view(e, release, numbers.get(release.build_id) if release else None,
-                                             is_current))
-        return {"items": items}
+    s = c.session
+    resources.get_component(s, org, project, component)
+    if environment is not None:
+        deployments.environment(s, org, environment)
+    events = releases.history(s, org, project, component, environment, track, limit,
+                              c.who.environments(c.permission, Target(org, project)))
+    rows = {r.id: r for r in s.query(ReleaseRow).filter(ReleaseRow.id.in_({e.release_id for e in events}))}
+    numbers = releases.builds_numbers(s, {r.build_id for r in rows.values()})
+    current = {(d.environment, d.track): d.release_id for d in deployments.list_rows(s, org, project, component)}
+    seen: set[tuple[str, str]] = set()
+    items = []
+    for e in events:
+        key = (e.environment, e.track)
+        release = rows.get(e.release_id)
+        is_current = key not in seen and current.get(key) == e.release_id
+        seen.add(key)
+        items.append(releases.event_view(e, release, numbers.get(release.build_id) if release else None,
+                                         is_current))
+    return {"items": items}
 
 
-def _release(s: Session, who: Principal, org: str, release_id: str, field_path: str) -> ReleaseRow:
-    """A release the caller may read whole: its configuration is read like the environment's (config:read)."""
-    if not who.member_of(org):
-        require(who, "deployments:get", Target(org))
-    row = releases.get(s, org, release_id, field_path)
-    require(who, "deployments:get", Target(org, row.project, row.environment))
-    require(who, "config:read", Target(org, row.project, row.environment))
-    return row
+def _release(c: Call[Any], parameter: str, permission: str) -> ReleaseRow:
+    """The release the path's ``parameter`` names, after ``permission`` on the organization for a non-member (no
+    release is found by guessing ids)."""
+    if not c.who.member_of(c["org"]):
+        require(c.who, permission, Target(c["org"]))
+    return releases.get(c.session, c["org"], c[parameter], f"path.{parameter}")
 
 
-@router.get(ORG + "/releases/{release}", response_model=schemas.Release, response_model_exclude_unset=True)
-def show_release(request: Request, org: NamePath, release: IdPath, who: Principal = Caller) -> dict[str, Any]:
+def _ran(row: ReleaseRow) -> Target:
+    return Target(row.organization, row.project, row.environment)
+
+
+def _whole_release(c: Call[Any], target: Target) -> None:
+    """A release is read whole: its configuration is read like the environment's (config:read)."""
+    require(c.who, "deployments:get", target)
+    require(c.who, "config:read", target)
+
+
+RELEASE_READER = Rule("deployments:get", _whole_release, "deployments:get and config:read")
+
+
+def _one_release(c: Call[Any], permission: str) -> Target:
+    c.row = _release(c, "release", permission)
+    return _ran(c.row)
+
+
+def _both_releases(c: Call[Any], permission: str) -> Target:
+    """The first release, read whole (checked where it ran), then the second, where the rule checks it."""
+    first = _release(c, "release", permission)
+    RELEASE_READER.check(c, _ran(first))
+    c.row = first, _release(c, "other", permission)
+    return _ran(c.row[1])
+
+
+@router.read(ORG + "/releases/{release}", RELEASE_READER, looked_up("the release's environment", _one_release),
+             response_model=schemas.Release, response_model_exclude_unset=True)
+def show_release(c: Call[None], org: NamePath, release: IdPath) -> dict[str, Any]:
     """One release: its artifact, spec and configuration (secret values masked)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        row = _release(s, who, org, release, "path.release")
-        number = releases.builds_numbers(s, {row.build_id}).get(row.build_id)
-        return releases.view(row, number, detail=True)
+    row = c.row
+    number = releases.builds_numbers(c.session, {row.build_id}).get(row.build_id)
+    return releases.view(row, number, detail=True)
 
 
-@router.get(ORG + "/releases/{release}/diff/{other}", response_model=schemas.ReleaseDiff,
-            response_model_exclude_unset=True)
-def diff(request: Request, org: NamePath, release: IdPath, other: IdPath, who: Principal = Caller) -> dict[str, Any]:
+@router.read(ORG + "/releases/{release}/diff/{other}", RELEASE_READER,
+             looked_up("each release's environment", _both_releases), response_model=schemas.ReleaseDiff,
+             response_model_exclude_unset=True)
+def diff(c: Call[None], org: NamePath, release: IdPath, other: IdPath) -> dict[str, Any]:
     """What changes from one release to another: artifact, spec fields and configuration keys. A secret's value
     is never shown, only that it changed."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        a = _release(s, who, org, release, "path.release")
-        b = _release(s, who, org, other, "path.other")
-        return releases.diff(a, b)
+    a, b = c.row
+    return releases.diff(a, b)
 
 
 # -- approvals ------------------------------------------------------------------------------------------------------
 
 
-@router.get(ORG + "/approvals", response_model=schemas.ApprovalList, response_model_exclude_unset=True)
-def list_approvals(request: Request, org: NamePath,
+@router.read(ORG + "/approvals", reads("deployments:list"), found(ORGANIZATION), response_model=schemas.ApprovalList,
+             response_model_exclude_unset=True)
+def list_approvals(c: Call[None], org: NamePath,
                    state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded|all)$",
                                              description="which requests ('all' for every state)"),
-                   project: str | None = name_query("of this project"), who: Principal = Caller) -> dict[str, Any]:
+                   project: str | None = name_query("of this project")) -> dict[str, Any]:
     """Approval requests the caller may see, newest first (pending ones by default)."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        resources.require_owner(s, resources.Scope(KINDS["Project"], org), field_path="path")
-        if not who.member_of(org):
-            require(who, "deployments:list", Target(org))
-        rows = approvals.list_rows(s, org, None if state == "all" else state, project)
-        return {"items": [approvals.view(r) for r in rows
-                          if who.can("deployments:list", Target(org, r.project, r.environment))]}
-
-
-@router.get(ORG + "/approvals/{approval}", response_model=schemas.Approval, response_model_exclude_unset=True)
-def show_approval(request: Request, org: NamePath, approval: IdPath, who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        row = approvals.get(s, org, approval)
-        require(who, "deployments:get", Target(org, row.project, row.environment))
-        return approvals.view(row)
+    rows = approvals.list_rows(c.session, org, None if state == "all" else state, project)
+    return {"items": [approvals.view(r) for r in rows
+                      if c.who.can(c.permission, Target(org, r.project, r.environment))]}
 
 
 def _approval(c: Call[Any], _: str) -> Target:
@@ -173,6 +182,15 @@ def _approval(c: Call[Any], _: str) -> Target:
     return Target(row.organization, row.project, row.environment)
 
 
+APPROVAL = looked_up("the approval's environment", _approval)
+
+
+@router.read(ORG + "/approvals/{approval}", requires("deployments:get"), APPROVAL, response_model=schemas.Approval,
+             response_model_exclude_unset=True)
+def show_approval(c: Call[None], org: NamePath, approval: IdPath) -> dict[str, Any]:
+    return approvals.view(c.row)
+
+
 def _decider(c: Call[Any], target: Target) -> None:
     require(c.who, "deployments:approve", target)
     if c.who.user == c.row.requested_by:
@@ -180,7 +198,6 @@ def _decider(c: Call[Any], target: Target) -> None:
                              [FieldProblem("path.approval", "your own request")], code="own-request")
 
 
-APPROVAL = looked_up("the approval's environment", _approval)
 DECIDER = Rule("deployments:approve", _decider)  # and not the request's own author
 APPROVAL_SUBJECT = Subject("Component", "approval", project="")  # then the approval's component
 
@@ -242,18 +259,15 @@ def create_preview(c: Call[schemas.PreviewRequest], org: NamePath, project: Name
     return _preview_view(c.session, c.platform, row)
 
 
-@router.get(PREVIEWS, response_model=schemas.PreviewList, response_model_exclude_unset=True)
-def list_previews(request: Request, org: NamePath, project: NamePath, branch: str | None = BRANCH,
-                  who: Principal = Caller) -> dict[str, Any]:
+@router.read(PREVIEWS, reads("deployments:list"), PROJECT, response_model=schemas.PreviewList,
+             response_model_exclude_unset=True)
+def list_previews(c: Call[None], org: NamePath, project: NamePath, branch: str | None = BRANCH) -> dict[str, Any]:
     """The project's previews whose environments the caller may read deployments in."""
-    p = platform(request)
-    with p.store.transaction() as s:
-        if not who.sees_project(org, project):
-            require(who, "deployments:list", Target(org, project))
-        resources.get(s, resources.Scope(KINDS["Project"], org), project)
-        rows = [previews.get(s, org, project, branch)] if branch else previews.list_rows(s, org, project)
-        return {"items": [_preview_view(s, p, r) for r in rows
-                          if who.can("deployments:list", Target(org, project, r.environment))]}
+    s = c.session
+    resources.get(s, resources.Scope(KINDS["Project"], org), project)
+    rows = [previews.get(s, org, project, branch)] if branch else previews.list_rows(s, org, project)
+    return {"items": [_preview_view(s, c.platform, r) for r in rows
+                      if c.who.can(c.permission, Target(org, project, r.environment))]}
 
 
 def _branch_given(c: Call[Any]) -> None:

@@ -5,23 +5,28 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, cast
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION
 from cellplane.controlplane import lifecycle, resources
 from cellplane.controlplane.api import schemas
-from cellplane.controlplane.api.declare import Call, Rule, Scope, Subject, raw, requires
-from cellplane.controlplane.api.deps import (
-    Caller,
-    NamePath,
-    Page,
-    Paging,
-    platform,
-    require,
-    require_superuser,
+from cellplane.controlplane.api.declare import (
+    ORGANIZATION,
+    PLATFORM,
+    PROJECT,
+    Call,
+    Rule,
+    Scope,
+    Subject,
+    anyone,
+    found,
+    raw,
+    reads,
+    requires,
 )
+from cellplane.controlplane.api.deps import NamePath, Page, Paging, require, require_superuser
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
@@ -64,33 +69,39 @@ def can_read(who: Principal, row: ResourceRow) -> bool:
     return who.member_of(row.organization)
 
 
-def _list(request: Request, who: Principal, info: KindInfo, org: str | None, project: str | None,
-          page: Page) -> JSONResponse:
-    p = platform(request)
-    with p.store.read() as s:
-        if org is not None:
-            owner = resources.Scope(KINDS["Project"] if project is None else info, org, project or "")
-            resources.require_owner(s, owner, field_path="path")
-            if project is not None and not who.sees_project(org, project):
-                require(who, f"{info.plural}:list", Target(org, project))
-            elif project is None and not who.member_of(org):
-                require(who, f"{info.plural}:list", Target(org))
-        rows, cont = resources.list_rows(s, info.kind, org, project, page.limit, page.after,
-                                     visible=lambda row: can_read(who, row))
-        return JSONResponse({"apiVersion": API_VERSION, "kind": f"{info.kind}List",
-                             "items": [resources.to_document(r) for r in rows], "metadata": {"continue": cont}})
+def _list(c: Call[None], info: KindInfo, org: str | None, project: str | None, page: Page) -> JSONResponse:
+    """One page of the kind's resources (in the organization, or the project) that the caller may read."""
+    rows, cont = resources.list_rows(c.session, info.kind, org, project, page.limit, page.after,
+                                     visible=lambda row: can_read(c.who, row))
+    return JSONResponse({"apiVersion": API_VERSION, "kind": f"{info.kind}List",
+                         "items": [resources.to_document(r) for r in rows], "metadata": {"continue": cont}})
 
 
-def _get(request: Request, who: Principal, info: KindInfo, org: str, project: str, name: str) -> JSONResponse:
-    p = platform(request)
-    with p.store.read() as s:
-        place = resources.Scope(info, org, project)
-        row = resources.find(s, place, name)
-        if row is None or not can_read(who, row):
-            if row is not None or who.member_of(org or name):
-                require(who, f"{info.plural}:get", target_of(info, org, project, name))
-            raise NotFoundError(f"{place.describe(name)} not found")
-        return JSONResponse(resources.to_document(row))
+def _reading(info: KindInfo) -> tuple[Rule, Scope]:
+    """What the get route of a kind declares. The scope finds the resource (``Call.row``, None when absent): one
+    the caller reads (``can_read``: a member of its organization, whoever sees its project) is shown; to anyone
+    else, a resource that exists, or one absent from an organization the caller is a member of, needs
+    ``<kind>:get`` on its place (a 403), and then is not found; an outsider is told nothing else (a 404)."""
+    permission = f"{info.plural}:get"
+
+    def place(c: Call[Any]) -> tuple[resources.Scope, str]:
+        return resources.Scope(info, c.params.get("org", ""), c.params.get("project", "")), c["name"]
+
+    def where(c: Call[Any], _: str) -> Target:
+        scope, name = place(c)
+        c.row = resources.find(c.session, scope, name)
+        return target_of(info, scope.organization, scope.project, name)
+
+    def reader(c: Call[Any], target: Target) -> None:
+        if c.row is None or not can_read(c.who, c.row):
+            scope, name = place(c)
+            if c.row is not None or c.who.member_of(scope.organization or name):
+                require(c.who, permission, target)
+            raise NotFoundError(f"{scope.describe(name)} not found")
+
+    own = {"Organization": "organization (its own)", "Project": "project (its own)"}.get(
+        info.kind, "project" if info.scope == "project" else "organization")
+    return Rule(permission, reader, f"{permission} unless a member"), Scope(own, where)
 
 
 def _document(raw: Any, info: KindInfo, org: str, project: str, name: str | None) -> Document:
@@ -165,6 +176,8 @@ def _register(info: KindInfo) -> None:
     tag: list[str | Enum] = [info.plural]
     docs = schemas.SCHEMAS[info.kind]
     creating, replacing, deleting = _declarations(info)
+    reader, its_place = _reading(info)
+    lister = reads(f"{info.plural}:list")
     read: dict[str, Any] = {"response_model": None,
                             "responses": {200: {"model": docs.resource, "description": f"the {info.kind}"}}}
     listed: dict[str, Any] = {"response_model": None,
@@ -178,17 +191,19 @@ def _register(info: KindInfo) -> None:
     if info.scope == "cluster":
         base = f"/{info.plural}"
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
-        def list_(request: Request, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
-            return _list(request, who, info, None, None, page)
+        @router.read(base, anyone(f"the {info.plural} it is a member of"), PLATFORM, session="read", tags=tag,
+                     name=f"list_{info.plural}", **listed)
+        def list_(c: Call[None], page: Page = Paging) -> JSONResponse:
+            return _list(c, info, None, None, page)
 
         @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
         def create(c: Call[Document], dryRun: bool = False) -> JSONResponse:
             return _write(c, info, False)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
-        def get(request: Request, name: NamePath, who: Principal = Caller) -> JSONResponse:
-            return _get(request, who, info, "", "", name)
+        @router.read(base + "/{name}", reader, its_place, session="read", tags=tag, name=f"get_{info.singular}",
+                     **read)
+        def get(c: Call[None], name: NamePath) -> JSONResponse:
+            return JSONResponse(resources.to_document(c.row))
 
         @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
         def put(c: Call[Document], name: NamePath, dryRun: bool = False) -> JSONResponse:
@@ -201,17 +216,19 @@ def _register(info: KindInfo) -> None:
     elif info.scope == "organization":
         base = f"/organizations/{{org}}/{info.plural}"
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
-        def list_o(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
-            return _list(request, who, info, org, None, page)
+        @router.read(base, lister, found(ORGANIZATION), session="read", tags=tag, name=f"list_{info.plural}",
+                     **listed)
+        def list_o(c: Call[None], org: NamePath, page: Page = Paging) -> JSONResponse:
+            return _list(c, info, org, None, page)
 
         @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
         def create_o(c: Call[Document], org: NamePath, dryRun: bool = False) -> JSONResponse:
             return _write(c, info, False)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
-        def get_o(request: Request, org: NamePath, name: NamePath, who: Principal = Caller) -> JSONResponse:
-            return _get(request, who, info, org, "", name)
+        @router.read(base + "/{name}", reader, its_place, session="read", tags=tag, name=f"get_{info.singular}",
+                     **read)
+        def get_o(c: Call[None], org: NamePath, name: NamePath) -> JSONResponse:
+            return JSONResponse(resources.to_document(c.row))
 
         @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
         def put_o(c: Call[Document], org: NamePath, name: NamePath, dryRun: bool = False) -> JSONResponse:
@@ -224,24 +241,23 @@ def _register(info: KindInfo) -> None:
     else:
         base = f"/organizations/{{org}}/projects/{{project}}/{info.plural}"
 
-        @router.get(f"/organizations/{{org}}/{info.plural}", tags=tag, name=f"list_{info.plural}_in_organization",
-                    **listed)
-        def list_all(request: Request, org: NamePath, who: Principal = Caller, page: Page = Paging) -> JSONResponse:
-            return _list(request, who, info, org, None, page)
+        @router.read(f"/organizations/{{org}}/{info.plural}", lister, found(ORGANIZATION), session="read", tags=tag,
+                     name=f"list_{info.plural}_in_organization", **listed)
+        def list_all(c: Call[None], org: NamePath, page: Page = Paging) -> JSONResponse:
+            return _list(c, info, org, None, page)
 
-        @router.get(base, tags=tag, name=f"list_{info.plural}", **listed)
-        def list_p(request: Request, org: NamePath, project: NamePath, who: Principal = Caller,
-                   page: Page = Paging) -> JSONResponse:
-            return _list(request, who, info, org, project, page)
+        @router.read(base, lister, found(PROJECT), session="read", tags=tag, name=f"list_{info.plural}", **listed)
+        def list_p(c: Call[None], org: NamePath, project: NamePath, page: Page = Paging) -> JSONResponse:
+            return _list(c, info, org, project, page)
 
         @router.mutation("POST", base, **creating, tags=tag, name=f"create_{info.singular}", **create_)
         def create_p(c: Call[Document], org: NamePath, project: NamePath, dryRun: bool = False) -> JSONResponse:
             return _write(c, info, False)
 
-        @router.get(base + "/{name}", tags=tag, name=f"get_{info.singular}", **read)
-        def get_p(request: Request, org: NamePath, project: NamePath, name: NamePath,
-                  who: Principal = Caller) -> JSONResponse:
-            return _get(request, who, info, org, project, name)
+        @router.read(base + "/{name}", reader, its_place, session="read", tags=tag, name=f"get_{info.singular}",
+                     **read)
+        def get_p(c: Call[None], org: NamePath, project: NamePath, name: NamePath) -> JSONResponse:
+            return JSONResponse(resources.to_document(c.row))
 
         @router.mutation("PUT", base + "/{name}", **replacing, tags=tag, name=f"replace_{info.singular}", **replace)
         def put_p(c: Call[Document], org: NamePath, project: NamePath, name: NamePath,

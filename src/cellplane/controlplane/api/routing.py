@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from cellplane.controlplane.api.declare import Call, Declared, Documented, Rule, Scope, Subject
+from cellplane.controlplane.api.declare import Call, Declared, Documented, Rule, Scope, SessionKind, Subject
 from cellplane.controlplane.api.errors import ERROR_RESPONSES
 
 API_PREFIX = "/api/v1"
@@ -46,6 +46,19 @@ class ApiRouter(APIRouter):
 
         def register(function: F) -> F:
             self.add_api_route(path, declared.endpoint(function), methods=[method], **route)
+            return function
+
+        return register
+
+    def read(self, path: str, permission: Rule, scope: Scope, *, session: SessionKind | None = "transaction",
+             before: Callable[[Call[Any]], None] | None = None, **route: Any) -> Callable[[F], F]:
+        """A GET route declared with its permission and scope (``declare``): nothing audited, no body; the decorated
+        function is the action, called with a ``Call`` (its ``session`` open as declared) and the route's path and
+        query parameters."""
+        declared = Declared(permission, scope, before=before, session=session)
+
+        def register(function: F) -> F:
+            self.add_api_route(path, declared.endpoint(function), methods=["GET"], **route)
             return function
 
         return register

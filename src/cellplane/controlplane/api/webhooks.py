@@ -21,10 +21,10 @@ from cellplane.controlplane import builds, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.builds import settings, wake
 from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, PROJECT, Call, requires
-from cellplane.controlplane.api.deps import Caller, NamePath, Work, audited, platform, require
+from cellplane.controlplane.api.deps import NamePath, Work, audited, platform
 from cellplane.controlplane.api.routing import API_PREFIX, api_router
 from cellplane.controlplane.config import webhook_context
-from cellplane.controlplane.rbac import Principal, Target
+from cellplane.controlplane.rbac import Principal
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, UnauthorizedError
 from cellplane.store.tables import WebhookSecretRow
 
@@ -52,14 +52,12 @@ def _info(org: str, project: str, component: Any, row: WebhookSecretRow | None) 
     return out
 
 
-@router.get(COMPONENT, response_model=schemas.WebhookInfo, response_model_exclude_unset=True)
-def show_webhook(request: Request, org: NamePath, project: NamePath, component: NamePath,
-                 who: Principal = Caller) -> dict[str, Any]:
-    p = platform(request)
-    with p.store.transaction() as s:
-        require(who, "components:get", Target(org, project))
-        row = resources.get_component(s, org, project, component)
-        return _info(org, project, row, _secret_row(s, org, project, component))
+@router.read(COMPONENT, requires("components:get"), PROJECT, response_model=schemas.WebhookInfo,
+             response_model_exclude_unset=True)
+def show_webhook(c: Call[None], org: NamePath, project: NamePath, component: NamePath) -> dict[str, Any]:
+    s = c.session
+    row = resources.get_component(s, org, project, component)
+    return _info(org, project, row, _secret_row(s, org, project, component))
 
 
 @router.mutation("PUT", COMPONENT, requires("components:update"), PROJECT, action="webhook.rotate",
