@@ -33,10 +33,19 @@ import pytest
 import uvloop
 from pydantic import BaseModel
 
-from cellplane.contract import AccessBatch, LogBatch, MetricBatch, SpanBatch, TaskRunBatch
+from cellplane.contract import (
+    AccessBatch,
+    AccessLineSent,
+    LogBatch,
+    MetricBatch,
+    SpanBatch,
+    SpanSent,
+    TaskRunBatch,
+)
 from cellplane.dataplane.agent import Agent, AgentSettings
+from cellplane.dataplane.cpclient import wire
 from cellplane.dataplane.runtimes.base import RuntimeStatus
-from cellplane.dataplane.runtimes.local import LocalRuntime
+from cellplane.dataplane.runtimes.local import BUILD_DELAY, BUILD_STEP, LocalRuntime
 from cellplane.digests import sha256_file
 from desiredkit import deployment_wire, state_wire
 
@@ -313,3 +322,61 @@ def test_what_an_agent_spooled_before_the_contracts_models_is_sent_by_the_agent_
                                                         separators=(",", ":")).encode(), call
         MODELS[call].model_validate_json(recorder.received(call)[0])
         assert not (data / "spool" / f"{call}.jsonl").exists()  # all delivered
+
+
+class Sinks:
+    """What the local runtime hands its host, kept."""
+
+    def __init__(self) -> None:
+        self.access: list[AccessLineSent] = []
+        self.spans: list[SpanSent] = []
+
+    def access_line(self, line: AccessLineSent) -> None:
+        self.access.append(line)
+
+    def span(self, span: SpanSent) -> None:
+        self.spans.append(span)
+
+
+ENTRY = {"ts": 1796651842.5, "listener": "external/development", "environment": "development", "project": "shop",
+         "component": "api", "endpoint": "api", "method": "GET", "path": "/shop/api/v1/hello", "status": 200,
+         "duration_ms": 1.25, "bytes_sent": 5, "upstream": "127.0.0.1:1", "decision": "allowed", "reason": None,
+         "request_id": "req-1", "consumer": None, "trace_id": None}
+SPAN = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "parentId": None,
+        "environment": "development", "project": "shop", "component": "api", "endpoint": "api",
+        "listener": "external", "name": "GET /shop/api/v1/hello", "start": "2026-12-07T13:57:22.250000+00:00",
+        "durationMs": 1.25, "status": 200, "consumer": None, "requestId": "req-1"}
+
+
+def test_the_gateways_spans_and_access_entries_are_built_into_models_after_the_request_a_step_at_a_time(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """On the request path the local runtime only gathers what the gateway hands it; the models are built a quarter
+    of a second later, BUILD_STEP at each turn of the event loop. One the contract refuses (a span id that is not
+    16 hex digits) is dropped, counted and said once; the others go on."""
+    runtime = LocalRuntime(AgentSettings(controlplane="http://127.0.0.1:1", token="t", data_dir=tmp_path,
+                                         access_log_rate=1e9))
+    sinks = Sinks()
+
+    async def body() -> None:
+        runtime._loop = asyncio.get_running_loop()
+        runtime.host = sinks  # type: ignore[assignment]  # only the two sinks are reached
+        for i in range(BUILD_STEP + 50):
+            runtime._access_line({**ENTRY, "request_id": f"req-{i}"})
+            runtime._gathered_span({**SPAN, "spanId": "not-hex" if i in (3, 4) else SPAN["spanId"]})
+        assert (sinks.access, sinks.spans) == ([], [])  # nothing built on the request path
+        await asyncio.sleep(BUILD_DELAY + 0.05)
+        assert len(sinks.access) >= BUILD_STEP
+        await asyncio.sleep(0)  # the rest at the loop's next turns
+        await asyncio.sleep(0)
+
+    uvloop.run(body())
+    assert [line.requestId for line in sinks.access] == [f"req-{i}" for i in range(BUILD_STEP + 50)]
+    assert wire(sinks.access[0]) == {
+        "environment": "development", "project": "shop", "component": "api", "endpoint": "api",
+        "at": "2026-12-07T13:57:22.500000+00:00", "method": "GET", "path": "/shop/api/v1/hello", "status": 200,
+        "durationMs": 1.25, "bytesSent": 5, "decision": "allowed", "reason": None, "consumer": None,
+        "requestId": "req-0", "traceId": None, "listener": "external/development"}
+    assert len(sinks.spans) == BUILD_STEP + 48 and wire(sinks.spans[0]) == SPAN
+    assert runtime.refused_items == 2
+    said = [r.getMessage() for r in caplog.records if "would refuse" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("a span the control plane would refuse is not sent"), said
