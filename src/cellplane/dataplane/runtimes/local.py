@@ -29,7 +29,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
@@ -206,7 +206,8 @@ class LocalRuntime:
         await self.gateway.close()  # no request is answered after this: the last window is complete
         with contextlib.suppress(Exception):
             self._http_window()  # the requests of the last, partial window
-        self._build_gathered(None)  # and their spans and access lines
+        with contextlib.suppress(Exception):
+            self._build_gathered(None)  # and their spans and access lines
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
         if self._access is not None:
@@ -243,12 +244,14 @@ class LocalRuntime:
                       == (replica.environment, replica.project, replica.component)), None)
             if d is None or run is None:
                 continue
-            with self._unless_refused("task run"):
+            try:
                 self.host.task_run(TaskRunSent(
                     id=run, deployment=d.id, environment=replica.environment, project=replica.project,
                     component=replica.component, trigger="manual" if run in manual else "schedule", state="failed",
                     startedAt=None, endedAt=now_iso(), exitCode=None,
                     message="the data plane's agent stopped without ending the run (a crash); the next agent ended it"))
+            except ValidationError as e:
+                self._refused("task run", e)
 
     # -- applying ----------------------------------------------------------------------------------------------
 
@@ -370,21 +373,20 @@ class LocalRuntime:
             self.gateway.update(table)
 
     def system_line(self, d: DesiredDeployment, line: str, run: str | None = None) -> None:
-        with self._unless_refused("event"):
+        try:
             self.host.log(LogLineSent(deployment=d.id, run=run, environment=d.environment, project=d.project,
                                       component=d.component, replica=None, stream="system", at=now_iso(), line=line))
-
-    @contextlib.contextmanager
-    def _unless_refused(self, what: str) -> Iterator[None]:
-        """Around building an item for the host: one the contract refuses is dropped (the control plane would refuse
-        the batch it came in), counted, and the first one said in the log; the runtime's work goes on."""
-        try:
-            yield
         except ValidationError as e:
-            self.refused_items += 1
-            if self.refused_items == 1:
-                log.warning("a %s the control plane would refuse is not sent (%s); further ones are only counted",
-                            what, e)
+            self._refused("event", e)
+
+    def _refused(self, what: str, error: ValidationError) -> None:
+        """An item the contract refused as it was built for the host: dropped (the control plane would refuse the
+        batch it came in), counted, and the first one said in the log; the runtime's work goes on. (A ``try`` at
+        each place, not a context manager: that would cost a log line 2 µs more.)"""
+        self.refused_items += 1
+        if self.refused_items == 1:
+            log.warning("a %s the control plane would refuse is not sent (%s); further ones are only counted",
+                        what, error)
 
     # -- events from the supervisor ----------------------------------------------------------------------------
 
@@ -424,12 +426,14 @@ class LocalRuntime:
             return
         w = self._workload_of(replica)
         run = identity.run
-        with self._unless_refused("log line"):
+        try:
             self.host.log(LogLineSent(
                 deployment=w.id if w else None, run=run, environment=identity.environment, project=identity.project,
                 component=identity.component, replica=None if run else identity.index,
                 stream=cast(LogStream, stream),  # the supervisor's: "stdout" or "stderr"
                 at=now_iso(), line=line.replace("\x00", "\ufffd")))
+        except ValidationError as e:
+            self._refused("log line", e)
 
     def _access_line(self, entry: dict[str, Any]) -> None:
         """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept). Routed requests
@@ -469,11 +473,15 @@ class LocalRuntime:
         entries, spans = self._gathered_access[:step], self._gathered_spans[:step]
         del self._gathered_access[:step], self._gathered_spans[:step]
         for entry in entries:
-            with self._unless_refused("access line"):
+            try:
                 self.host.access_line(access_line(entry))
+            except ValidationError as e:
+                self._refused("access line", e)
         for span in spans:
-            with self._unless_refused("span"):
+            try:
                 self.host.span(SpanSent.model_validate(span))
+            except ValidationError as e:
+                self._refused("span", e)
         if self._gathered_access or self._gathered_spans:
             self._build_timer = self._loop.call_soon(self._build_gathered)
 
@@ -502,11 +510,13 @@ class LocalRuntime:
         started_at = now_iso()
 
         def report(state: RunState, ended_at: str | None = None, code: int | None = None, message: str = "") -> None:
-            with self._unless_refused("task run"):
+            try:
                 self.host.task_run(TaskRunSent(
                     id=run_id, deployment=d.id, environment=d.environment, project=d.project, component=d.component,
                     trigger=trigger, state=state, startedAt=started_at, endedAt=ended_at, exitCode=code,
                     message=message))
+            except ValidationError as e:
+                self._refused("task run", e)
 
         report("running")
         state: RunState = "failed"
