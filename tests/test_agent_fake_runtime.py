@@ -15,7 +15,14 @@ from typing import Any
 import uvloop
 
 from buildkit import BuildServer
-from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, ReplicaReport
+from cellplane.contract import (
+    DeploymentReport,
+    DesiredDeployment,
+    DesiredState,
+    GatewayReport,
+    LogLineSent,
+    ReplicaReport,
+)
 from cellplane.dataplane.agent import Agent, AgentSettings
 from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from dataplanekit import ORG, build_app, deploy, deployment, service
@@ -41,10 +48,10 @@ class FakeRuntime:
         assert isinstance(desired, DesiredState)  # parsed once by the loop, never the JSON
         if not self.applied or self.applied[-1].revision != desired.revision:
             for d in desired.deployments:
-                self.host.log({"deployment": d.id, "run": None, "environment": d.environment,
-                               "project": d.project, "component": d.component, "replica": None,
-                               "stream": "system", "at": "2026-12-07T10:00:00+00:00",
-                               "line": f"fake runtime: release {d.release} applied"})
+                self.host.log(LogLineSent(deployment=d.id, run=None, environment=d.environment,
+                                          project=d.project, component=d.component, replica=None,
+                                          stream="system", at="2026-12-07T10:00:00+00:00",
+                                          line=f"fake runtime: release {d.release} applied"))
         self.applied.append(desired)
         self.host.changed()
 

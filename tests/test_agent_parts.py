@@ -18,9 +18,10 @@ import psutil
 import pytest
 import uvloop
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from pydantic import BaseModel
 
 from cellplane.dataplane import launchspec
-from cellplane.dataplane.cpclient import Unreachable
+from cellplane.dataplane.cpclient import Unreachable, wire
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.network import Network
@@ -43,14 +44,21 @@ from cellplane.sealing import SealError, public_key_text, seal
 from desiredkit import desired_deployment
 
 
+class Item(BaseModel):
+    """An outbox's item (the agent's are the contract's report models)."""
+
+    n: int
+    line: str = ""
+
+
 class FlakyControlPlane:
     """Receives batches, or is unreachable while ``down`` is set."""
 
     def __init__(self) -> None:
         self.down = False
-        self.received: list[dict[str, Any]] = []
+        self.received: list[Item] = []
 
-    async def send(self, items: list[dict[str, Any]]) -> None:
+    async def send(self, items: list[Item]) -> None:
         if self.down:
             raise Unreachable("down")
         self.received.extend(items)
@@ -68,27 +76,27 @@ def test_outbox_spools_while_unreachable_and_delivers_in_order(tmp_path: Path) -
     spool = tmp_path / "spool" / "logs.jsonl"
 
     async def body() -> None:
-        box = Outbox("logs", spool, cp.send, batch=10, interval=0.05)
+        box = Outbox("logs", spool, Item, cp.send, batch=10, interval=0.05)
         box.start()
         for i in range(5):
-            box.put({"n": i})
+            box.put(Item(n=i))
         await _until(lambda: len(cp.received) == 5)
         cp.down = True
         for i in range(5, 40):
-            box.put({"n": i})
+            box.put(Item(n=i))
         await _until(spool.exists)
         await box.stop(flush_timeout=0.2)  # the agent stops while the control plane is away
 
         # a new agent on the same directory sends the spool first, then what is new
         cp.down = False
-        again = Outbox("logs", spool, cp.send, batch=10, interval=0.05)
+        again = Outbox("logs", spool, Item, cp.send, batch=10, interval=0.05)
         again.start()
-        again.put({"n": 40})
+        again.put(Item(n=40))
         await _until(lambda: len(cp.received) == 41)
         await again.stop()
 
     uvloop.run(body())
-    assert [item["n"] for item in cp.received] == list(range(41))
+    assert [item.n for item in cp.received] == list(range(41))
     assert not spool.exists()
 
 
@@ -97,15 +105,15 @@ def test_outbox_sends_one_batch_per_interval_while_items_keep_coming(tmp_path: P
     instead of following at once in batches of a few items."""
     batches: list[int] = []
 
-    async def slow_send(items: list[dict[str, Any]]) -> None:
+    async def slow_send(items: list[Item]) -> None:
         batches.append(len(items))
         await asyncio.sleep(0.05)
 
     async def body() -> None:
-        box = Outbox("access-logs", tmp_path / "access.jsonl", slow_send, batch=1000, interval=0.3)
+        box = Outbox("access-logs", tmp_path / "access.jsonl", Item, slow_send, batch=1000, interval=0.3)
         box.start()
         for i in range(300):  # 1.5 s of 200 items per second
-            box.put({"n": i})
+            box.put(Item(n=i))
             await asyncio.sleep(0.005)
         await box.stop()
 
@@ -120,17 +128,17 @@ def test_outbox_spool_is_bounded(tmp_path: Path) -> None:
     spool = tmp_path / "logs.jsonl"
 
     async def body() -> None:
-        box = Outbox("logs", spool, cp.send, batch=10, interval=0.05, max_spool_bytes=4096)
+        box = Outbox("logs", spool, Item, cp.send, batch=10, interval=0.05, max_spool_bytes=4096)
         box.start()
         for i in range(2000):
-            box.put({"n": i, "line": "x" * 20})
+            box.put(Item(n=i, line="x" * 20))
         await box.stop(flush_timeout=0.1)
         assert box.dropped > 0
 
     uvloop.run(body())
     assert spool.stat().st_size <= 4096
     kept = spool.read_text().splitlines()
-    assert kept and kept[-1].startswith('{"n": 1999')  # the newest lines are the ones kept
+    assert kept and kept[-1].startswith('{"n":1999')  # the newest lines are the ones kept
 
 
 def test_a_second_agent_on_the_same_directory_is_refused(tmp_path: Path) -> None:
@@ -245,7 +253,7 @@ def test_replica_windows_and_the_prometheus_endpoint(tmp_path: Path) -> None:
                 samples = telemetry.begin([busy, crashing])
                 await asyncio.sleep(0.5)
                 samples = await asyncio.to_thread(telemetry.measure, samples)
-                points = telemetry.points(samples, "2024-01-01T00:00:00+00:00", 0.5)
+                points = [wire(p) for p in telemetry.points(samples, "2024-01-01T00:00:00+00:00", 0.5)]
                 total += points[1]["restarts"]
             assert total <= crashing.restarts and points[1]["restarts"] > 0
             assert {k: points[0][k] for k in ("kind", "environment", "project", "component", "replica")} == {
@@ -283,7 +291,7 @@ def test_access_lines_and_http_points() -> None:
              "component": "orders", "endpoint": "api", "method": "GET", "path": "/sales/orders/v1/" + "x" * 3000,
              "status": 200, "duration_ms": 1.5, "bytes_sent": 120, "upstream": "127.0.0.1:1", "decision": "allowed",
              "reason": None, "request_id": "r" * 200, "consumer": "shop/front", "trace_id": "a" * 32}
-    line = access_line(entry)
+    line = wire(access_line(entry))  # the JSON it is sent as
     assert line == {"environment": "dev", "project": "sales", "component": "orders", "endpoint": "api",
                     "at": "2023-11-14T22:13:20.250000+00:00", "method": "GET", "path": entry["path"][:2048],
                     "status": 200, "durationMs": 1.5, "bytesSent": 120, "decision": "allowed", "reason": None,
@@ -293,7 +301,7 @@ def test_access_lines_and_http_points() -> None:
     for status, seconds in ((200, 0.0005), (200, 0.02), (404, 0.2), (502, 20.0)):
         metrics.observe(("dev", "sales", "orders", "api", "shop/front"), status, seconds)
     metrics.observe(("dev", "", "", "", ""), 404, 0.001)
-    (point,) = http_points(metrics.delta(), "2024-01-01T00:00:00+00:00", 10.0)
+    (point,) = [wire(p) for p in http_points(metrics.delta(), "2024-01-01T00:00:00+00:00", 10.0)]
     assert point == {"kind": "http", "environment": "dev", "project": "sales", "component": "orders",
                      "endpoint": "api", "consumer": "shop/front", "at": "2024-01-01T00:00:00+00:00", "seconds": 10.0,
                      "requests": 4, "errors": 1, "clientErrors": 1, "durationSum": pytest.approx(20.2205),

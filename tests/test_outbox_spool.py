@@ -8,13 +8,21 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvloop
+from pydantic import BaseModel
 
 from cellplane.dataplane.cpclient import ApiRefused, CredentialRefused, Unreachable
 from cellplane.dataplane.outbox import BATCH_BYTES, Outbox
+
+
+class Item(BaseModel):
+    """An outbox's item (the agent's are the contract's report models)."""
+
+    n: int
+    line: str = ""
+
 
 SPOOL_BYTES = 60 << 20  # close to the bound of 64 MiB an agent's spool may reach
 LINE = "x" * 150
@@ -33,10 +41,10 @@ class ControlPlane:
 
     def __init__(self) -> None:
         self.failure: Exception | None = None
-        self.received: list[dict[str, Any]] = []
+        self.received: list[Item] = []
         self.calls: list[int] = []
 
-    async def send(self, items: list[dict[str, Any]]) -> None:
+    async def send(self, items: list[Item]) -> None:
         self.calls.append(len(items))
         if self.failure is not None:
             raise self.failure
@@ -67,14 +75,14 @@ def test_a_retry_reads_at_most_one_batch_of_a_full_spool_and_nothing_is_lost_whe
     cp.failure = Unreachable("connection refused")
 
     async def body() -> None:
-        box = Outbox("logs", spool, cp.send, batch=1000)
+        box = Outbox("logs", spool, Item, cp.send, batch=1000)
         before = bytes_read()
         assert not await box.send_round()  # the first attempt: one batch from the spool's head
         first = bytes_read() - before
         assert first <= BATCH_BYTES + (1 << 20), f"the first attempt read {first} bytes of a {SPOOL_BYTES}-byte spool"
         for round_ in range(20):  # retries while the control plane stays away, new items arriving meanwhile
             for i in range(50):
-                box.put({"n": spooled + round_ * 50 + i, "line": LINE})
+                box.put(Item(n=spooled + round_ * 50 + i, line=LINE))
             before = bytes_read()
             assert not await box.send_round()
             retry = bytes_read() - before
@@ -88,7 +96,7 @@ def test_a_retry_reads_at_most_one_batch_of_a_full_spool_and_nothing_is_lost_whe
         assert max(cp.calls) <= 1000
 
     uvloop.run(body())
-    assert [item["n"] for item in cp.received] == list(range(spooled + 20 * 50))
+    assert [item.n for item in cp.received] == list(range(spooled + 20 * 50))
     assert not spool.exists() and not spool.with_name("logs.jsonl.head").exists()
 
 
@@ -97,33 +105,33 @@ def test_a_spool_half_delivered_before_an_agent_restart_resumes_where_it_stopped
     cp = ControlPlane()
 
     async def body() -> None:
-        box = Outbox("task-runs", spool, cp.send, batch=10)
+        box = Outbox("task-runs", spool, Item, cp.send, batch=10)
         cp.failure = Unreachable("down")
         for i in range(35):
-            box.put({"n": i})
+            box.put(Item(n=i))
         assert not await box.send_round()
         assert spool.exists()
 
         sent = 0
 
-        async def cut_after_two(items: list[dict[str, Any]]) -> None:  # delivers two batches, then is away again
+        async def cut_after_two(items: list[Item]) -> None:  # delivers two batches, then is away again
             nonlocal sent
             if sent == 2:
                 raise Unreachable("down again")
             sent += 1
             cp.received.extend(items)
 
-        box2 = Outbox("task-runs", spool, cut_after_two, batch=10)
+        box2 = Outbox("task-runs", spool, Item, cut_after_two, batch=10)
         assert not await box2.send_round()
-        assert [item["n"] for item in cp.received] == list(range(20))
+        assert [item.n for item in cp.received] == list(range(20))
         # the next agent (another process, say) starts from the head the last one wrote
-        box3 = Outbox("task-runs", spool, cp.send, batch=10)
+        box3 = Outbox("task-runs", spool, Item, cp.send, batch=10)
         cp.failure = None
-        box3.put({"n": 35})
+        box3.put(Item(n=35))
         assert await box3.send_round()
 
     uvloop.run(body())
-    assert [item["n"] for item in cp.received] == list(range(36))
+    assert [item.n for item in cp.received] == list(range(36))
     assert not spool.exists()
 
 
@@ -134,13 +142,13 @@ def test_items_refused_with_the_token_are_kept_and_delivered_once_it_is_accepted
     cp = ControlPlane()
 
     async def body() -> None:
-        box = Outbox("spans", spool, cp.send, batch=10)
+        box = Outbox("spans", spool, Item, cp.send, batch=10)
         for i in range(5):
-            box.put({"n": i})
+            box.put(Item(n=i))
         assert await box.send_round()
         cp.failure = CredentialRefused(status, "the API token is not valid (revoked, or never issued)")
         for i in range(5, 30):
-            box.put({"n": i})
+            box.put(Item(n=i))
         for _ in range(3):
             assert not await box.send_round()
         assert box.dropped == 0 and spool.exists()
@@ -148,7 +156,7 @@ def test_items_refused_with_the_token_are_kept_and_delivered_once_it_is_accepted
         assert await box.send_round()
 
     uvloop.run(body())
-    assert [item["n"] for item in cp.received] == list(range(30))
+    assert [item.n for item in cp.received] == list(range(30))
 
 
 def test_a_batch_refused_as_invalid_is_dropped_and_counted(tmp_path: Path,
@@ -156,31 +164,31 @@ def test_a_batch_refused_as_invalid_is_dropped_and_counted(tmp_path: Path,
     cp = ControlPlane()
 
     async def body() -> None:
-        box = Outbox("metrics", tmp_path / "metrics.jsonl", cp.send, batch=10)
+        box = Outbox("metrics", tmp_path / "metrics.jsonl", Item, cp.send, batch=10)
         cp.failure = ApiRefused(422, "invalid metrics batch (points[0].at: more than an hour in the future)")
         for i in range(7):
-            box.put({"n": i})
+            box.put(Item(n=i))
         assert await box.send_round()
         assert box.dropped == 7
         cp.failure = None
-        box.put({"n": 7})
+        box.put(Item(n=7))
         assert await box.send_round()
 
     uvloop.run(body())
-    assert [item["n"] for item in cp.received] == [7]
+    assert [item.n for item in cp.received] == [7]
     assert "refused a batch of 7 items" in caplog.text
 
 
 def test_a_batch_being_sent_when_stop_runs_out_of_time_is_kept_on_disk(tmp_path: Path) -> None:
     spool = tmp_path / "logs.jsonl"
 
-    async def hangs(items: list[dict[str, Any]]) -> None:
+    async def hangs(items: list[Item]) -> None:
         await asyncio.sleep(3600)  # a control plane that accepted the connection and never answers
 
     async def body() -> None:
-        box = Outbox("logs", spool, hangs, batch=10)
+        box = Outbox("logs", spool, Item, hangs, batch=10)
         for i in range(25):
-            box.put({"n": i})
+            box.put(Item(n=i))
         await box.stop(flush_timeout=0.2)
 
     uvloop.run(body())

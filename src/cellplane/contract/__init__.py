@@ -39,24 +39,30 @@ from cellplane.contract.status import (
     StatusReport,
     TaskRunBatch,
     TaskRunReport,
+    TaskRunSent,
 )
 from cellplane.contract.telemetry import (
     AccessBatch,
     AccessLine,
+    AccessLineSent,
     LogBatch,
     LogLineReport,
+    LogLineSent,
     MetricBatch,
     MetricPoint,
+    MetricPointSent,
     Span,
     SpanBatch,
+    SpanSent,
 )
 from cellplane.contract.urlscheme import route_prefix
 
 __all__ = [
-    "BUCKETS", "CELL_CONSUMER", "AccessBatch", "AccessLine", "AgentRegistration", "DeploymentReport",
+    "BUCKETS", "CELL_CONSUMER", "AccessBatch", "AccessLine", "AccessLineSent", "AgentRegistration", "DeploymentReport",
     "DesiredArtifact", "DesiredConnection", "DesiredConnectionEnv", "DesiredCredentials", "DesiredDeployment",
     "DesiredEndpoint", "DesiredEnv", "DesiredEnvironment", "DesiredFile", "DesiredGrant", "DesiredHealth",
     "DesiredProbe", "DesiredResources", "DesiredRun", "DesiredSchedule", "DesiredState", "DesiredTarget",
-    "GatewayReport", "GrantTarget", "LogBatch", "LogLineReport", "MetricBatch", "MetricPoint", "ReplicaReport",
-    "SealedValue", "Span", "SpanBatch", "StatusReport", "TaskRunBatch", "TaskRunReport", "route_prefix",
+    "GatewayReport", "GrantTarget", "LogBatch", "LogLineReport", "LogLineSent", "MetricBatch", "MetricPoint",
+    "MetricPointSent", "ReplicaReport", "SealedValue", "Span", "SpanBatch", "SpanSent", "StatusReport",
+    "TaskRunBatch", "TaskRunReport", "TaskRunSent", "route_prefix",
 ]

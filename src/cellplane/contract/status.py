@@ -2,18 +2,30 @@
 status report (``PUT …/status``: listeners, deployments, replicas) and its task runs (``POST …/task-runs``), as
 docs/dataplane.md describes them.
 
-The agent builds these (or their JSON); the control plane parses a body with them at the route, so a malformed
-one is refused with a 422 that names every problem at its field path. Unknown keys are ignored; messages are cut
-to ``MAX_MESSAGE`` characters. Cost: pydantic's validation.
+The agent builds these; the control plane parses a body with them at the route, so a malformed one is refused with
+a 422 that names every problem at its field path. Unknown keys are ignored; messages are cut to ``MAX_MESSAGE``
+characters. A task run's times are its type parameter (``wire.When``): ``TaskRunReport`` reads them as datetimes,
+the agent's ``TaskRunSent`` keeps the ISO 8601 text it wrote. Cost: pydantic's validation.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal
 
 from pydantic import Field, WithJsonSchema
 
-from cellplane.contract.wire import Label, Message, Report, ReportedState, RunState, Timestamp, Url, name_keys
+from cellplane.contract.wire import (
+    InstantText,
+    Label,
+    Message,
+    Report,
+    ReportedState,
+    RunState,
+    Timestamp,
+    Url,
+    When,
+    name_keys,
+)
 
 
 class AgentRegistration(Report):
@@ -62,7 +74,8 @@ class StatusReport(Report):
     metricsUrl: Url | None = Field(default=None, description="the agent's Prometheus endpoint")
 
 
-class TaskRunReport(Report):
+class TaskRunOf(Report, Generic[When]):
+    # a task run's state, its times of type ``When`` (no docstring: it would be the schema's description)
     id: str = Field(pattern=r"^run_[0-9a-f]{16}$")
     deployment: str = Field(min_length=1, max_length=20)
     environment: Label
@@ -70,10 +83,18 @@ class TaskRunReport(Report):
     component: Label
     trigger: Literal["manual", "schedule"]
     state: RunState
-    startedAt: Timestamp | None = None
-    endedAt: Timestamp | None = None
+    startedAt: When | None = None
+    endedAt: When | None = None
     exitCode: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     message: Message = ""
+
+
+class TaskRunReport(TaskRunOf[Timestamp]):
+    pass  # a task run as the control plane reads it: its times in UTC
+
+
+class TaskRunSent(TaskRunOf[InstantText]):
+    pass  # a task run as the agent sends it: its times the ISO 8601 text it wrote
 
 
 class TaskRunBatch(Report):

@@ -7,16 +7,31 @@ The control plane parses each batch with these models at the route (a 422 with f
 stores the items of environments the data plane serves. Times are ISO 8601 text, never more than an hour ahead
 (``Recorded``); long texts are cut. An http metric point counts latencies in ``requestmetrics.BUCKETS`` (plus
 +Inf). Cost: pydantic's validation, about 35 ms for a full batch of 5000 log lines (busy 2-core machine).
+
+Each item's times are its type parameter (``wire.When``), so that both planes use one definition of its keys: the
+control plane's models (``LogLineReport``, ``AccessLine``, ``MetricPoint``, ``Span``) read them as datetimes, the
+agent's (``LogLineSent``, ``AccessLineSent``, ``MetricPointSent``, ``SpanSent``) keep the ISO 8601 text it wrote, so
+that what it sends is the JSON it sent when these were dicts. Building one costs 5 to 10 µs (its dict: 1.5 to 3).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Generic, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from cellplane.contract.requestmetrics import BUCKETS
-from cellplane.contract.wire import JSON_SAFE_MAX, MAX_LOG_LINE, Label, LogStream, Recorded, Report, cut
+from cellplane.contract.wire import (
+    JSON_SAFE_MAX,
+    MAX_LOG_LINE,
+    InstantText,
+    Label,
+    LogStream,
+    Recorded,
+    Report,
+    When,
+    cut,
+)
 
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Hex16 = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
@@ -26,7 +41,8 @@ MetricConsumer = Annotated[str, Field(max_length=127, pattern=r"^(@cell|[a-z0-9-
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-class LogLineReport(Report):
+# The generic bases carry no docstring: it would be their models' description in the OpenAPI document.
+class LogLineOf(Report, Generic[When]):
     deployment: str | None = Field(default=None, max_length=20)
     run: str | None = Field(default=None, max_length=20)
     environment: Label
@@ -34,20 +50,28 @@ class LogLineReport(Report):
     component: Label
     replica: int | None = Field(default=None, ge=0, le=10000)
     stream: LogStream
-    at: Recorded
+    at: When
     line: Annotated[str, cut(MAX_LOG_LINE)]
+
+
+class LogLineReport(LogLineOf[Recorded]):
+    pass
+
+
+class LogLineSent(LogLineOf[InstantText]):
+    pass
 
 
 class LogBatch(Report):
     lines: list[LogLineReport] = Field(max_length=5000)
 
 
-class AccessLine(Report):
+class AccessLineOf(Report, Generic[When]):
     environment: Label
     project: Label
     component: Label
     endpoint: Label
-    at: Recorded
+    at: When
     method: str = Field(min_length=1, max_length=16)
     path: Annotated[str, cut(2048)]
     status: int = Field(ge=100, le=999)
@@ -61,22 +85,24 @@ class AccessLine(Report):
     listener: str = Field(min_length=1, max_length=100)
 
 
+class AccessLine(AccessLineOf[Recorded]):
+    pass
+
+
+class AccessLineSent(AccessLineOf[InstantText]):
+    pass
+
+
 class AccessBatch(Report):
     lines: list[AccessLine] = Field(max_length=5000)
 
 
-class MetricPoint(Report):
-    # What ``_complete`` checks, in the JSON schema: an http point has endpoint and buckets, a replica point replica.
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"kind": {"const": "http"}}},
-        "then": {"required": ["endpoint", "buckets"],
-                 "properties": {"endpoint": {"type": "string"}, "buckets": {"type": "array"}}},
-        "else": {"required": ["replica"], "properties": {"replica": {"type": "integer"}}}})
+class MetricPointOf(Report, Generic[When]):
     kind: Literal["http", "replica"]
     environment: Label
     project: Label
     component: Label
-    at: Recorded
+    at: When
     seconds: float = Field(gt=0, le=600)
     # http
     endpoint: Label | None = None
@@ -95,6 +121,33 @@ class MetricPoint(Report):
     state: str = Field(default="", max_length=40)
 
 
+class MetricPoint(MetricPointOf[Recorded]):
+    # What ``_complete`` checks, in the JSON schema: an http point has endpoint and buckets, a replica point replica.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"kind": {"const": "http"}}},
+        "then": {"required": ["endpoint", "buckets"],
+                 "properties": {"endpoint": {"type": "string"}, "buckets": {"type": "array"}}},
+        "else": {"required": ["replica"], "properties": {"replica": {"type": "integer"}}}})
+
+
+# The keys of each kind of point in the order the agent has always sent them (the model's order is the schema's).
+POINT_KEYS = {
+    "http": ("kind", "environment", "project", "component", "endpoint", "consumer", "at", "seconds", "requests",
+             "errors", "clientErrors", "durationSum", "buckets"),
+    "replica": ("kind", "environment", "project", "component", "release", "replica", "at", "seconds", "cpu",
+                "memory", "restarts", "state"),
+}
+
+
+class MetricPointSent(MetricPointOf[InstantText]):
+    """A point as the agent sends it: the keys of its kind (``POINT_KEYS``), in that order."""
+
+    @model_serializer(mode="wrap")
+    def _keys_of_its_kind(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: data[key] for key in POINT_KEYS[self.kind] if key in data}
+
+
 def _complete(point: MetricPoint) -> MetricPoint:
     if point.kind == "http" and (point.endpoint is None or point.buckets is None):
         raise ValueError("an http point needs endpoint and buckets")
@@ -107,7 +160,7 @@ class MetricBatch(Report):
     points: list[Annotated[MetricPoint, AfterValidator(_complete)]] = Field(max_length=5000)
 
 
-class Span(Report):
+class SpanOf(Report, Generic[When]):
     traceId: Hex32
     spanId: Hex16
     parentId: Hex16 | None = None
@@ -117,11 +170,19 @@ class Span(Report):
     endpoint: Label
     listener: Literal["external", "internal", "cell"]
     name: Annotated[str, cut(512)]
-    start: Recorded
+    start: When
     durationMs: float = Field(ge=0, le=1e12)
     status: int = Field(ge=100, le=999)
     consumer: Consumer | None = None
     requestId: str | None = Field(default=None, max_length=100)
+
+
+class Span(SpanOf[Recorded]):
+    pass
+
+
+class SpanSent(SpanOf[InstantText]):
+    pass
 
 
 class SpanBatch(Report):

@@ -9,6 +9,10 @@ like on the wire.
 
 A key that is left out (rather than sent as null) when it does not apply is declared ``Absent[T] = absent()``: None
 in Python, optional and not nullable in the schema. Cost: none beyond pydantic's validation.
+
+The times of what an agent sends are a type parameter (``When``) of the models that carry them: the control plane
+reads them as datetimes (``Recorded``, ``Timestamp``: in UTC, never far ahead), the agent writes them as
+``InstantText``, ISO 8601 text kept as written, so that the JSON it sends is the text it made.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pydantic_core import CoreSchema
 from cellplane.model.meta import DNS_LABEL, NAME_SCHEMA
 
 T = TypeVar("T")
+When = TypeVar("When")  # the type of a time in a report: ``Recorded``/``Timestamp`` read, ``InstantText`` written
 
 # The largest integer every JSON reader holds exactly: the bound of counters and ids (bytes, memory, line ids)
 # in requests, so that a number valid by the schema means the same wherever it is read.
@@ -141,6 +146,16 @@ def _not_ahead(value: datetime) -> datetime:
     return value
 
 
+def _instant(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError("an ISO 8601 timestamp with its offset from UTC")
+    return value
+
+
 # An ISO 8601 text the control plane sends (a time it recorded).
 TimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 # An ISO 8601 text an agent sends, read as a time in UTC (without an offset: UTC).
@@ -148,6 +163,9 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=F
 # When telemetry happened: never far in the future, or retention (by age) would keep it forever.
 Recorded = Annotated[datetime, BeforeValidator(_timestamp_text), Field(strict=False), AfterValidator(_utc),
                      AfterValidator(_not_ahead)]
+# An ISO 8601 instant (with its offset) as an agent writes it, kept as that text: a datetime would be written back
+# otherwise ("Z" for "+00:00", no fraction for ".000000"). Checked to parse (``datetime.fromisoformat``, 0.3 µs).
+InstantText = Annotated[str, AfterValidator(_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
 Message = Annotated[str, cut(MAX_MESSAGE)]
 Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern)]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]

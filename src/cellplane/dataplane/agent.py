@@ -31,7 +31,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from cellplane import __version__
-from cellplane.contract import AgentRegistration, DesiredState, StatusReport
+from cellplane.contract import (
+    AccessLineSent,
+    AgentRegistration,
+    DesiredState,
+    LogLineSent,
+    MetricPointSent,
+    SpanSent,
+    StatusReport,
+    TaskRunSent,
+)
 from cellplane.dataplane.cpclient import ApiRefused, ControlPlane, CredentialRefused, Unreachable, wire
 from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.outbox import Outbox
@@ -77,15 +86,16 @@ class Agent:
         self.key = load_or_create_private(self.state.key_path)
         self.agent_id = self.state.agent_id()
         spool = self.settings.data_dir / "spool"
-        self.logs = Outbox("logs", spool / "logs.jsonl", self.cp.logs)
-        self.runs = Outbox("task-runs", spool / "task-runs.jsonl", self.cp.task_runs, batch=200)
+        self.logs = Outbox("logs", spool / "logs.jsonl", LogLineSent, self.cp.logs)
+        self.runs = Outbox("task-runs", spool / "task-runs.jsonl", TaskRunSent, self.cp.task_runs, batch=200)
         # telemetry goes every TELEMETRY_INTERVAL seconds in larger batches: each batch costs the control plane a
         # request (authentication, the data plane's checks, a transaction), whatever its size
-        self.access = Outbox("access-logs", spool / "access-logs.jsonl", self.cp.access_logs,
+        self.access = Outbox("access-logs", spool / "access-logs.jsonl", AccessLineSent, self.cp.access_logs,
                              interval=TELEMETRY_INTERVAL)
-        self.metrics = Outbox("metrics", spool / "metrics.jsonl", self.cp.metrics, interval=TELEMETRY_INTERVAL)
-        self.spans = Outbox("spans", spool / "spans.jsonl", self.cp.spans, interval=TELEMETRY_INTERVAL)
-        for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
+        self.metrics = Outbox("metrics", spool / "metrics.jsonl", MetricPointSent, self.cp.metrics,
+                              interval=TELEMETRY_INTERVAL)
+        self.spans = Outbox("spans", spool / "spans.jsonl", SpanSent, self.cp.spans, interval=TELEMETRY_INTERVAL)
+        for box in self._outboxes():
             box.start()
         cached = self.state.desired()
         await self.runtime.start(self, cached)
@@ -130,10 +140,13 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._report_last(), 2)
         await self.runtime.close()  # its last telemetry is in the outboxes now
-        for box in (self.logs, self.runs, self.access, self.metrics, self.spans):
+        for box in self._outboxes():
             await box.stop()
         await self.cp.close()
         self.state.unlock()
+
+    def _outboxes(self) -> tuple[Outbox[Any], ...]:
+        return self.logs, self.runs, self.access, self.metrics, self.spans
 
     async def _report_last(self) -> None:
         await self.cp.status(await self._status_report())
@@ -207,19 +220,19 @@ class Agent:
     def fetch_artifact(self, project: str, digest: str, dest: Path) -> None:
         self.cp.artifact(project, digest, dest)
 
-    def log(self, line: dict[str, Any]) -> None:
+    def log(self, line: LogLineSent) -> None:
         self.logs.put(line)
 
-    def task_run(self, report: dict[str, Any]) -> None:
+    def task_run(self, report: TaskRunSent) -> None:
         self.runs.put(report)
 
-    def access_line(self, line: dict[str, Any]) -> None:
+    def access_line(self, line: AccessLineSent) -> None:
         self.access.put(line)
 
-    def metric(self, point: dict[str, Any]) -> None:
+    def metric(self, point: MetricPointSent) -> None:
         self.metrics.put(point)
 
-    def span(self, span: dict[str, Any]) -> None:
+    def span(self, span: SpanSent) -> None:
         self.spans.put(span)
 
     # -- status ------------------------------------------------------------------------------------------------

@@ -7,14 +7,16 @@ putting a valid token into the token file; so it is retried like ``Unreachable``
 one) is read again on each refusal, at the cost of one ``stat`` while it is unchanged. The first refusal is logged
 once, and so is the first acceptance after it.
 
-The registration and the status report are the contract's models (``cellplane.contract``), turned into JSON here,
-once (``wire``); the other bodies are the plain items of their calls.
+Every report is the contract's model (``cellplane.contract``): the registration, the status report, and the items of
+the batches (``LogLineSent``, ``TaskRunSent``, ``AccessLineSent``, ``MetricPointSent``, ``SpanSent``, as the outboxes
+queue and spool them), turned into JSON here, once (``wire``): the JSON the agent sent when they were dicts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,15 @@ import httpx
 from pydantic import BaseModel
 
 from cellplane import __version__
-from cellplane.contract import AgentRegistration, StatusReport
+from cellplane.contract import (
+    AccessLineSent,
+    AgentRegistration,
+    LogLineSent,
+    MetricPointSent,
+    SpanSent,
+    StatusReport,
+    TaskRunSent,
+)
 
 log = logging.getLogger("cellplane.dataplane")
 
@@ -138,20 +148,20 @@ class ControlPlane:
     async def status(self, report: StatusReport) -> None:
         await self._call("PUT", self.base + "/status", json=wire(report))
 
-    async def logs(self, lines: list[dict[str, Any]]) -> None:
-        await self._call("POST", self.base + "/logs", json={"lines": lines})
+    async def logs(self, lines: Sequence[LogLineSent]) -> None:
+        await self._call("POST", self.base + "/logs", json={"lines": [wire(line) for line in lines]})
 
-    async def task_runs(self, runs: list[dict[str, Any]]) -> None:
-        await self._call("POST", self.base + "/task-runs", json={"runs": runs})
+    async def task_runs(self, runs: Sequence[TaskRunSent]) -> None:
+        await self._call("POST", self.base + "/task-runs", json={"runs": [wire(run) for run in runs]})
 
-    async def access_logs(self, lines: list[dict[str, Any]]) -> None:
-        await self._call("POST", self.base + "/access-logs", json={"lines": lines})
+    async def access_logs(self, lines: Sequence[AccessLineSent]) -> None:
+        await self._call("POST", self.base + "/access-logs", json={"lines": [wire(line) for line in lines]})
 
-    async def metrics(self, points: list[dict[str, Any]]) -> None:
-        await self._call("POST", self.base + "/metrics", json={"points": points})
+    async def metrics(self, points: Sequence[MetricPointSent]) -> None:
+        await self._call("POST", self.base + "/metrics", json={"points": [wire(point) for point in points]})
 
-    async def spans(self, spans: list[dict[str, Any]]) -> None:
-        await self._call("POST", self.base + "/spans", json={"spans": spans})
+    async def spans(self, spans: Sequence[SpanSent]) -> None:
+        await self._call("POST", self.base + "/spans", json={"spans": [wire(span) for span in spans]})
 
     def artifact(self, project: str, digest: str, dest: Path) -> None:
         """Fetch an artifact of a deployment of this data plane (blocking; the caller runs it in a thread)."""

@@ -1,10 +1,11 @@
 """Reports that must reach the control plane (log lines, task runs, telemetry), buffered on disk while it is away.
 
-Items go to memory first; a sender task posts them in batches. When the control plane is unreachable, or refuses
-the data plane's token (401/403: the operator may put a new one in the token file), the pending batch and
-everything after it is appended to a spool file (JSON lines) and sent from there, oldest first, once it answers
-again: order is kept and nothing is lost across an agent restart. A batch the control plane refuses as invalid
-(any other 4xx) is dropped, and the log says how many items it held.
+An outbox holds one kind of item: a model of the contract (``LogLineSent``, ``TaskRunSent``, ...), which the
+control-plane client turns into JSON when it sends a batch. Items go to memory first; a sender task posts them in
+batches. When the control plane is unreachable, or refuses the data plane's token (401/403: the operator may put a
+new one in the token file), the pending batch and everything after it is appended to a spool file (JSON lines) and
+sent from there, oldest first, once it answers again: order is kept and nothing is lost across an agent restart. A
+batch the control plane refuses as invalid (any other 4xx) is dropped, and the log says how many items it held.
 
 What a retry costs does not depend on how much is spooled:
 
@@ -18,48 +19,54 @@ What a retry costs does not depend on how much is spooled:
   copied to a new file and the dropped ones counted, in 1 MiB chunks (once per half a bound of appended bytes).
 
 A crash between a delivery and the write of the head offset sends that batch again (at least once, in order).
+
+A spooled line is an item's JSON (``model_dump_json``, the keys it was given); it is read back with the item's model
+(``model_validate_json``), so a spool written when the items were dicts (``json.dumps`` of the same keys) is read and
+sent as it was. A line that does not parse as an item is dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from cellplane.dataplane.cpclient import ApiRefused, CredentialRefused, Unreachable
 
 log = logging.getLogger("cellplane.dataplane")
-Send = Callable[[list[dict[str, Any]]], Awaitable[None]]
+Item = TypeVar("Item", bound=BaseModel)
 RETRIED = (Unreachable, CredentialRefused)  # kept and sent again later; any other refusal drops the batch
 BATCH_BYTES = 4 << 20  # a batch read from the spool stops after this many bytes, whatever its item count
 CHUNK = 1 << 20
 
 
-class Outbox:
-    def __init__(self, name: str, spool: Path, send: Send, batch: int = 1000, interval: float = 0.5,
-                 max_spool_bytes: int = 64 << 20) -> None:
+class Outbox(Generic[Item]):
+    def __init__(self, name: str, spool: Path, item: type[Item], send: Callable[[list[Item]], Awaitable[None]],
+                 batch: int = 1000, interval: float = 0.5, max_spool_bytes: int = 64 << 20) -> None:
         self.name = name
+        self.item = item
         self.spool = spool
         self.head_file = spool.with_name(spool.name + ".head")
         self._send = send
         self._batch = batch
         self._interval = interval
         self._max_spool = max_spool_bytes
-        self._memory: deque[dict[str, Any]] = deque()
+        self._memory: deque[Item] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False  # the last send failed: the next round starts with a one-item probe
         self.dropped = 0  # items dropped: over the bounds of memory or spool, or refused as invalid
         self.spool_bytes_read = 0  # bytes of spooled lines read to be sent (what a retry costs)
 
-    def put(self, item: dict[str, Any]) -> None:
-        """Queue an item; never touches the disk (it runs on the request path of the gateway)."""
+    def put(self, item: Item) -> None:
+        """Queue an item; never touches the disk (it runs on the event loop, with the gateway's requests)."""
         self._memory.append(item)
         if len(self._memory) >= self._batch:
             self._wake.set()
@@ -104,7 +111,7 @@ class Outbox:
             return False
         return True
 
-    async def _deliver(self, items: list[dict[str, Any]]) -> None:
+    async def _deliver(self, items: list[Item]) -> None:
         """Send one batch. Raises what is retried (the batch is then still the caller's); a batch refused as
         invalid is dropped here and counted."""
         try:
@@ -169,10 +176,10 @@ class Outbox:
         except (OSError, ValueError):
             return 0
 
-    def _read_head(self, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+    def _read_head(self, limit: int) -> tuple[list[Item], int, int]:
         """Up to ``limit`` items from the spool's head (and at most BATCH_BYTES): the items, and the offsets of the
         first line read and of the line after the last (equal when there is no whole line to read)."""
-        items: list[dict[str, Any]] = []
+        items: list[Item] = []
         try:
             f = self.spool.open("rb")
         except FileNotFoundError:
@@ -186,8 +193,10 @@ class Outbox:
                 if not line.endswith(b"\n"):  # the end (or a line cut short by a crash while it was written)
                     break
                 read += len(line)
-                with contextlib.suppress(ValueError):
-                    items.append(json.loads(line))
+                try:
+                    items.append(self.item.model_validate_json(line))
+                except ValueError:  # not JSON, or not an item (pydantic's ValidationError is a ValueError)
+                    self.dropped += 1
         self.spool_bytes_read += read
         return items, start, start + read
 
@@ -212,9 +221,9 @@ class Outbox:
         if not self._memory:
             return
         self.spool.parent.mkdir(parents=True, exist_ok=True)
-        with self.spool.open("a") as f:
+        with self.spool.open("a", encoding="utf-8") as f:
             while self._memory:
-                f.write(json.dumps(self._memory.popleft()) + "\n")
+                f.write(self._memory.popleft().model_dump_json(exclude_unset=True) + "\n")
             f.flush()
             size = os.fstat(f.fileno()).st_size
         if size > self._max_spool:

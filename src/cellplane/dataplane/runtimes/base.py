@@ -15,24 +15,33 @@ that says so), ``close`` releases the rest (listeners, endpoints), handing the l
 (``describe()`` is the one line the agent prints once it runs.)
 
 The desired state arrives parsed, once, at the loop's boundary: a ``cellplane.contract.DesiredState`` (frozen
-models; docs/dataplane.md). The status goes back as the contract's models too (``RuntimeStatus``: ``GatewayReport``,
-``DeploymentReport``), turned into JSON once, by the control-plane client. Events, log lines, task runs and
-telemetry stay the plain dicts of the matching control-plane calls: each carries its time as the ISO text the
-control plane has always received (the models hold a datetime and would write it otherwise), and access lines come
-at every request, where validating a model would cost the request path. A runtime never calls the control plane
-itself except through ``host``, so the loop's spooling, retries and token handling cover it. A runtime that runs
-workloads elsewhere (a Kubernetes cluster: render, server-side apply, prune, read health) is a module beside
-``local`` that implements these methods, handed to ``run_agent``; the loop does not change. """
+models; docs/dataplane.md). What goes back is the contract's models too: the status (``RuntimeStatus``:
+``GatewayReport``, ``DeploymentReport``), and the events, log lines, task runs and telemetry handed to the host's
+sinks (``LogLineSent``, ``TaskRunSent``, ``AccessLineSent``, ``MetricPointSent``, ``SpanSent``: their times the
+ISO 8601 text the runtime wrote, as the control plane has always received it). The control-plane client turns them
+into JSON once. A runtime never calls the control plane itself except through ``host``, so the loop's spooling,
+retries and token handling cover it. A runtime that runs workloads elsewhere (a Kubernetes cluster: render,
+server-side apply, prune, read health) is a module beside ``local`` that implements these methods, handed to
+``run_agent``; the loop does not change. """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cellplane.contract import DeploymentReport, DesiredState, GatewayReport
+from cellplane.contract import (
+    AccessLineSent,
+    DeploymentReport,
+    DesiredState,
+    GatewayReport,
+    LogLineSent,
+    MetricPointSent,
+    SpanSent,
+    TaskRunSent,
+)
 from cellplane.dataplane.localstate import LocalState
 
 
@@ -73,23 +82,23 @@ class RuntimeHost(Protocol):
         """Call ``apply`` with the current desired state again in ``seconds`` (a retry)."""
         ...
 
-    def log(self, line: dict[str, Any]) -> None:
+    def log(self, line: LogLineSent) -> None:
         """A log line (a workload's output or an event: stream "system"), as ``POST …/logs`` takes it."""
         ...
 
-    def task_run(self, report: dict[str, Any]) -> None:
+    def task_run(self, report: TaskRunSent) -> None:
         """A task run's state, as ``POST …/task-runs`` takes it."""
         ...
 
-    def access_line(self, line: dict[str, Any]) -> None:
+    def access_line(self, line: AccessLineSent) -> None:
         """A routed request, as ``POST …/access-logs`` takes it."""
         ...
 
-    def metric(self, point: dict[str, Any]) -> None:
+    def metric(self, point: MetricPointSent) -> None:
         """A metrics point, as ``POST …/metrics`` takes it."""
         ...
 
-    def span(self, span: dict[str, Any]) -> None:
+    def span(self, span: SpanSent) -> None:
         """A trace span, as ``POST …/spans`` takes it."""
         ...
 

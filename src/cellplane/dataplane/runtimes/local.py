@@ -11,6 +11,13 @@ Besides, it writes the gateway's access log (``access.log``, rotated at ``ACCESS
 lines at ``access_log_rate`` per second at most, closes a metrics window every ``metrics_interval`` seconds (the
 gateway's counters, each service replica's CPU, memory and restarts) and serves them to Prometheus.
 
+What it hands the host are the contract's models (``LogLineSent``, ``TaskRunSent``, ``MetricPointSent``,
+``AccessLineSent``, ``SpanSent``). The two that come per request are not built on the request path: the gateway's
+spans and the access entries to ship are gathered as they come (a list append) and built a batch at a time,
+``BUILD_DELAY`` seconds after the first of a batch, ``BUILD_STEP`` at each turn of the event loop (6 to 10 µs each;
+the outbox sends them every 2 s anyway). An item the contract refuses (the control plane would refuse its whole
+batch) is dropped, counted and said once.
+
 It is the agent's ``WorkloadHost`` too: the only thing a workload reaches.
 """
 
@@ -28,8 +35,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 import orjson
+from pydantic import ValidationError
 
-from cellplane.contract import DesiredDeployment, DesiredEndpoint, DesiredState
+from cellplane.contract import (
+    DesiredDeployment,
+    DesiredEndpoint,
+    DesiredState,
+    LogLineSent,
+    SpanSent,
+    TaskRunSent,
+)
+from cellplane.contract.wire import LogStream, RunState
 from cellplane.dataplane import launchspec, leftovers
 from cellplane.dataplane.cpclient import ApiRefused, Unreachable
 from cellplane.dataplane.leftovers import Ledger
@@ -62,6 +78,9 @@ from cellplane.runtime.materialize import DependencyCache
 log = logging.getLogger("cellplane.dataplane")
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
 ACCESS_LOG_BYTES = 64 << 20
+BUILD_DELAY = 0.25  # seconds the gateway's spans and access entries wait to be built into the contract's models
+BUILD_STEP = 100  # of them built at a time (about 1 ms), requests answered in between
+Trigger = Literal["manual", "schedule"]
 
 
 def now_iso() -> str:
@@ -91,11 +110,17 @@ class LocalRuntime:
         self.access_unshipped = 0  # routed access lines not sent (over access_log_rate)
         self._access_bucket = TokenBucket(settings.access_log_rate, settings.access_log_rate * 10, time.monotonic())
         self._window = (time.time(), time.monotonic())  # the current metrics window's start
+        # the gateway's spans and the access entries to ship, not built into models yet (``_build_gathered``)
+        self._gathered_spans: list[dict[str, Any]] = []
+        self._gathered_access: list[dict[str, Any]] = []
+        self._build_timer: asyncio.Handle | None = None
+        self.refused_items = 0  # items the contract refused (dropped; the first one is said in the log)
 
     # -- Runtime -----------------------------------------------------------------------------------------------
 
     async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         self.host = host
+        self._loop = asyncio.get_running_loop()
         cgroups = CgroupManager(namespace=str(self.settings.data_dir))
         ledger = Ledger(self.settings.data_dir / "replicas")
         left = await self._sweep(ledger, cgroups)
@@ -106,7 +131,7 @@ class LocalRuntime:
         self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
         self._access_bytes = self._access.tell()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
-                               span=host.span, workers=self.settings.gateway_workers)
+                               span=self._gathered_span, workers=self.settings.gateway_workers)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, host.state, self.settings.gateway_host, self.settings.gateway_port)
@@ -181,6 +206,8 @@ class LocalRuntime:
         await self.gateway.close()  # no request is answered after this: the last window is complete
         with contextlib.suppress(Exception):
             self._http_window()  # the requests of the last, partial window
+        with contextlib.suppress(Exception):
+            self._build_gathered(None)  # and their spans and access lines
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
         if self._access is not None:
@@ -217,11 +244,14 @@ class LocalRuntime:
                       == (replica.environment, replica.project, replica.component)), None)
             if d is None or run is None:
                 continue
-            self.host.task_run({
-                "id": run, "deployment": d.id, "environment": replica.environment, "project": replica.project,
-                "component": replica.component, "trigger": "manual" if run in manual else "schedule",
-                "state": "failed", "startedAt": None, "endedAt": now_iso(), "exitCode": None,
-                "message": "the data plane's agent stopped without ending the run (a crash); the next agent ended it"})
+            try:
+                self.host.task_run(TaskRunSent(
+                    id=run, deployment=d.id, environment=replica.environment, project=replica.project,
+                    component=replica.component, trigger="manual" if run in manual else "schedule", state="failed",
+                    startedAt=None, endedAt=now_iso(), exitCode=None,
+                    message="the data plane's agent stopped without ending the run (a crash); the next agent ended it"))
+            except ValidationError as e:
+                self._refused("task run", e)
 
     # -- applying ----------------------------------------------------------------------------------------------
 
@@ -343,9 +373,20 @@ class LocalRuntime:
             self.gateway.update(table)
 
     def system_line(self, d: DesiredDeployment, line: str, run: str | None = None) -> None:
-        self.host.log({"deployment": d.id, "run": run, "environment": d.environment, "project": d.project,
-                       "component": d.component, "replica": None, "stream": "system", "at": now_iso(),
-                       "line": line})
+        try:
+            self.host.log(LogLineSent(deployment=d.id, run=run, environment=d.environment, project=d.project,
+                                      component=d.component, replica=None, stream="system", at=now_iso(), line=line))
+        except ValidationError as e:
+            self._refused("event", e)
+
+    def _refused(self, what: str, error: ValidationError) -> None:
+        """An item the contract refused as it was built for the host: dropped (the control plane would refuse the
+        batch it came in), counted, and the first one said in the log; the runtime's work goes on. (A ``try`` at
+        each place, not a context manager: that would cost a log line 2 µs more.)"""
+        self.refused_items += 1
+        if self.refused_items == 1:
+            log.warning("a %s the control plane would refuse is not sent (%s); further ones are only counted",
+                        what, error)
 
     # -- events from the supervisor ----------------------------------------------------------------------------
 
@@ -385,17 +426,23 @@ class LocalRuntime:
             return
         w = self._workload_of(replica)
         run = identity.run
-        self.host.log({"deployment": w.id if w else None, "run": run, "environment": identity.environment,
-                       "project": identity.project, "component": identity.component,
-                       "replica": None if run else identity.index, "stream": stream, "at": now_iso(),
-                       "line": line.replace("\x00", "\ufffd")})
+        try:
+            self.host.log(LogLineSent(
+                deployment=w.id if w else None, run=run, environment=identity.environment, project=identity.project,
+                component=identity.component, replica=None if run else identity.index,
+                stream=cast(LogStream, stream),  # the supervisor's: "stdout" or "stderr"
+                at=now_iso(), line=line.replace("\x00", "\ufffd")))
+        except ValidationError as e:
+            self._refused("log line", e)
 
     def _access_line(self, entry: dict[str, Any]) -> None:
         """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept). Routed requests
-        go to the control plane too, up to access_log_rate lines per second."""
+        go to the control plane too, up to access_log_rate lines per second (gathered here, built later)."""
         if entry["component"] is not None:
             if self._access_bucket.take(time.monotonic()):
-                self.host.access_line(access_line(entry))
+                self._gathered_access.append(entry)
+                if self._build_timer is None:
+                    self._build_timer = self._loop.call_later(BUILD_DELAY, self._build_gathered)
             else:
                 self.access_unshipped += 1
         if self._access is None:
@@ -409,6 +456,34 @@ class LocalRuntime:
             path.replace(path.with_suffix(".log.1"))
             self._access = path.open("ab", buffering=1 << 16)
             self._access_bytes = 0
+
+    def _gathered_span(self, span: dict[str, Any]) -> None:
+        """The gateway's span of a sampled request (a ``SpanSent``'s keys), built later."""
+        self._gathered_spans.append(span)
+        if self._build_timer is None:
+            self._build_timer = self._loop.call_later(BUILD_DELAY, self._build_gathered)
+
+    def _build_gathered(self, step: int | None = BUILD_STEP) -> None:
+        """The batching step of the per-request items: the gathered access entries and spans, built into the
+        contract's models (off the request path) and handed to the host, ``step`` of each at a time (the rest at
+        the loop's next turn; None: all of them now)."""
+        if self._build_timer is not None:
+            self._build_timer.cancel()
+            self._build_timer = None
+        entries, spans = self._gathered_access[:step], self._gathered_spans[:step]
+        del self._gathered_access[:step], self._gathered_spans[:step]
+        for entry in entries:
+            try:
+                self.host.access_line(access_line(entry))
+            except ValidationError as e:
+                self._refused("access line", e)
+        for span in spans:
+            try:
+                self.host.span(SpanSent.model_validate(span))
+            except ValidationError as e:
+                self._refused("span", e)
+        if self._gathered_access or self._gathered_spans:
+            self._build_timer = self._loop.call_soon(self._build_gathered)
 
     # -- tasks -------------------------------------------------------------------------------------------------
 
@@ -424,38 +499,47 @@ class LocalRuntime:
         if w is not None:
             self.system_line(w.desired, f"scheduled run at {at.isoformat()} skipped: {reason}")
 
-    def _start_run(self, d: DesiredDeployment, run_id: str, trigger: str) -> None:
+    def _start_run(self, d: DesiredDeployment, run_id: str, trigger: Trigger) -> None:
         self.started_runs.add(run_id)
         self.host.state.save_started_runs(self.started_runs)
         task = asyncio.create_task(self._run_task(d, run_id, trigger), name=f"run-{run_id}")
         self._runs[run_id] = task
         task.add_done_callback(lambda _: self._runs.pop(run_id, None))
 
-    async def _run_task(self, d: DesiredDeployment, run_id: str, trigger: str) -> None:
-        report: dict[str, Any] = {
-            "id": run_id, "deployment": d.id, "environment": d.environment, "project": d.project,
-            "component": d.component, "trigger": trigger, "state": "running", "startedAt": now_iso(),
-            "endedAt": None, "exitCode": None, "message": ""}
-        self.host.task_run(dict(report))
+    async def _run_task(self, d: DesiredDeployment, run_id: str, trigger: Trigger) -> None:
+        started_at = now_iso()
+
+        def report(state: RunState, ended_at: str | None = None, code: int | None = None, message: str = "") -> None:
+            try:
+                self.host.task_run(TaskRunSent(
+                    id=run_id, deployment=d.id, environment=d.environment, project=d.project, component=d.component,
+                    trigger=trigger, state=state, startedAt=started_at, endedAt=ended_at, exitCode=code,
+                    message=message))
+            except ValidationError as e:
+                self._refused("task run", e)
+
+        report("running")
+        state: RunState = "failed"
+        code: int | None = None
+        message = ""
         started = time.monotonic()
         spec: ReplicaSpec | None = None
         try:
             tree = await self.artifact(d)
             spec = await self.replica_spec(d, tree, 0, run=run_id)
             replica = await self.supervisor.start(spec)
-            code = await replica.wait_exit()
+            exited = await replica.wait_exit()
             await self.supervisor.stop(replica)
-            report.update(state="succeeded" if code == 0 else "failed", exitCode=code,
-                          message=f"exited with {code} after {time.monotonic() - started:.1f}s")
+            state, code = "succeeded" if exited == 0 else "failed", exited
+            message = f"exited with {exited} after {time.monotonic() - started:.1f}s"
         except asyncio.CancelledError:
-            report.update(state="failed", message="the data plane stopped during the run")
+            message = "the data plane stopped during the run"
             raise
         except Exception as e:
-            report.update(state="failed", message=str(e) or type(e).__name__)
-            self.system_line(d, f"run {run_id} failed to start: {report['message']}", run=run_id)
+            message = str(e) or type(e).__name__
+            self.system_line(d, f"run {run_id} failed to start: {message}", run=run_id)
         finally:
-            report["endedAt"] = now_iso()
-            self.host.task_run(report)
+            report(state, now_iso(), code, message)
             if spec is not None and spec.run_dir is not None:  # a run's directory goes with it
                 await asyncio.to_thread(shutil.rmtree, spec.run_dir, True)
 
