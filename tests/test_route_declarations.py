@@ -39,6 +39,7 @@ from cellplane.controlplane.api.routing import API_PREFIX, add_routes, api_route
 from cellplane.controlplane.rbac import ROLES
 from cellplane.sealing import public_key_text
 from cellplane.store.tables import ApprovalRow
+from inprocess import AppClient
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that need no permission, each with why (a GET route answers HEAD too).
@@ -99,36 +100,11 @@ READ_PATH = {"org": ORG, "project": PROJECT, "component": COMPONENT, "environmen
              "digest": "sha256:" + "0" * 64}
 
 
-class Client:
-    """Requests to the app in this process, through httpx's ASGI transport, on one event loop."""
-
-    def __init__(self, app: FastAPI, runner: asyncio.Runner, token: str, raising: bool = True) -> None:
-        self.app, self.runner, self.token, self.raising = app, runner, token, raising
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=self.raising)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api" + API_PREFIX,
-                                         headers={"Authorization": f"Bearer {self.token}"}) as client:
-                return await client.request(method, path, **kwargs)
-
-        return self.runner.run(send())
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", path, **kwargs)
-
-
 @dataclass
 class World:
     app: FastAPI
-    admin: Client
-    callers: dict[str, Client]
+    admin: AppClient
+    callers: dict[str, AppClient]
     binding: str  # the viewer's own role binding
     token: str  # the admin's token id
 
@@ -143,7 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp_path_factory.mktemp("declared")
     app = create_app(data)
     runner = asyncio.Runner()
-    admin = Client(app, runner, (data / "admin.token").read_text().strip())
+    admin = AppClient(app, runner, (data / "admin.token").read_text().strip())
     docs = [{"kind": "Organization", "metadata": {"name": name}, "spec": {}} for name in (ORG, "elsewhere")] + [
         {"kind": "Environment", "metadata": {"name": env, "organization": ORG}, "spec": {}}
         for env in (ENV, "production")] + [
@@ -158,7 +134,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                             ("developer", "developer", ORG), ("approver", "approver", ORG), ("orgadmin", "admin", ORG)):
         _ok(admin.post("/users", json={"name": user}))
         _ok(admin.post(f"/organizations/{org}/rolebindings", json={"user": user, "role": role}))
-        callers[user] = Client(app, runner, _ok(admin.post(f"/users/{user}/tokens", json={}))["token"])
+        callers[user] = AppClient(app, runner, _ok(admin.post(f"/users/{user}/tokens", json={}))["token"])
     binding = next(b["id"] for b in _ok(admin.get(f"/organizations/{ORG}/rolebindings"))["items"]
                    if b["user"] == "viewer")
     token = _ok(admin.get("/users/admin/tokens"))["items"][0]["id"]
@@ -389,9 +365,9 @@ def test_an_async_read_that_never_checks_its_permission_answers_a_500_not_its_da
     app.state.platform = world.app.state.platform
     errors.install(app)
     add_routes(app, [router])
-    client = Client(app, world.admin.runner, world.admin.token, raising=False)  # as a server: the 500 it sends
+    client = AppClient(app, world.admin.runner, world.admin.token, raising=False)  # as a server: the 500 it sends
     answer = client.get(f"/forgetful/{ORG}/builds/b-00000000")
     assert answer.status_code == 500 and "never sent" not in answer.text
     assert client.get(f"/careful/{ORG}/builds/b-00000000").status_code == 404  # checked, then not found
-    refused = Client(app, world.admin.runner, world.callers["outsider"].token).get(f"/careful/{ORG}/builds/b-1")
+    refused = AppClient(app, world.admin.runner, world.callers["outsider"].token).get(f"/careful/{ORG}/builds/b-1")
     assert refused.status_code == 403 and "permission 'builds:get'" in refused.text
