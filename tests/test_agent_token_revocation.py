@@ -35,14 +35,15 @@ def poll(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
 
 
 def start_agent_with_token_file(url: str, token_file: Path, data_dir: Path, cache: Path) -> AgentProcess:
-    """`dataplane run` as `up` starts it: the token comes from a file only (no CELLPLANE_TOKEN)."""
+    """`dataplane run` as `up` starts it: the token comes from a file only (no CELLPLANE_TOKEN). A status report every
+    second when nothing changes (``--heartbeat``), so that waiting for one takes a second, not ten."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / "agent.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
     env["CELLPLANE_CONFIG"] = os.devnull + ".none"
     process = subprocess.Popen(
         [str(CELLPLANE), "dataplane", "run", "--controlplane", url, "--token-file", str(token_file),
-         "--data-dir", str(data_dir), "--cache-dir", str(cache)],
+         "--data-dir", str(data_dir), "--cache-dir", str(cache), "--heartbeat", "1"],
         stdout=log_path.open("a"), stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
     agent = AgentProcess(process, data_dir, log_path)
     poll(lambda: agent.gateway() or process.poll() is not None, "the agent reports its gateways")

@@ -87,6 +87,9 @@ def run(
                                    help="language runtimes and dependency caches (default: DATA_DIR/cache)"),
     python_installer: str = typer.Option("auto", "--python-installer", envvar="CELLPLANE_PYTHON_INSTALLER",
                                          help="auto (uv, else pip), uv or pip: how runtimes are installed"),
+    heartbeat: float = typer.Option(10.0, "--heartbeat", metavar="SECONDS", min=0.5, max=25,
+                                    help="seconds between status reports when nothing changes (the control plane "
+                                    "shows a data plane unreachable after 30 s without one)"),
     metrics_interval: float = typer.Option(10.0, "--metrics-interval", metavar="SECONDS", min=0.1, max=600,
                                            help="length of the metrics windows sent to the control plane"),
     metrics_port: int = typer.Option(0, "--metrics-port", metavar="PORT", min=0, max=65535,
@@ -120,7 +123,8 @@ def run(
         controlplane=url, token=secret, token_file=from_file.resolve() if from_file else None,
         data_dir=data_dir or default_data_dir() / "dataplane", name=name,
         organization=st.org, gateway_host=gateway_host, gateway_port=gateway_port,
-        bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, metrics_interval=metrics_interval,
+        bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, heartbeat=heartbeat,
+        metrics_interval=metrics_interval,
         metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate,
         gateway_workers=gateway_workers)
     raise typer.Exit(run_agent(settings))

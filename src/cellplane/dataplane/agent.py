@@ -53,7 +53,6 @@ from cellplane.sealing import load_or_create_private, public_key_text
 __all__ = ["Agent", "AgentSettings", "run_agent"]
 
 log = logging.getLogger("cellplane.dataplane")
-HEARTBEAT = 10.0
 RESYNC = 5.0
 LONG_POLL = 30
 TELEMETRY_INTERVAL = 2.0  # seconds between batches of access lines, spans and metric points
@@ -252,7 +251,7 @@ class Agent:
         sent_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), HEARTBEAT)
+                await asyncio.wait_for(self._dirty.wait(), self.settings.heartbeat)
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
             try:
@@ -260,7 +259,7 @@ class Agent:
             except ValidationError as e:  # what the control plane would refuse (422): said, tried again later
                 log.warning("status not sent: %s", e)
                 continue
-            if report == sent and time.monotonic() - sent_at < HEARTBEAT:
+            if report == sent and time.monotonic() - sent_at < self.settings.heartbeat:
                 continue  # nothing new, and the last report is recent enough
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self.state.save_status, {**wire(report), "at": now_iso(),

@@ -20,6 +20,7 @@ class AgentSettings:
     bind_unbound: bool = True
     cache_dir: Path | None = None
     python_installer: str = "auto"
+    heartbeat: float = 10.0  # seconds between status reports when nothing changes (STALE_AFTER is 30 s)
     metrics_interval: float = 10.0  # seconds per metrics window sent to the control plane
     metrics_port: int | None = 0  # the Prometheus endpoint on gateway_host (0: any free port; None: none)
     access_log_rate: float = 200.0  # access lines sent to the control plane per second at most (burst: 10 s worth)
