@@ -119,7 +119,7 @@ def translate(raws: list[Any]) -> Translation:
         key = (namespace, owner.get("projectName", ""), owner.get("componentName", ""))
         target = components.get(key)
         where = f"documents[{r.index}].spec.owner.componentName"
-        if r.problems or not owner.get("componentName") or not owner.get("projectName"):
+        if not owner.get("componentName") or not owner.get("projectName"):
             continue  # reported already
         if target is None:
             problems.append(FieldProblem(where, f"no Component '{key[2]}' of project '{key[1]}' in this apply: a "
@@ -127,6 +127,8 @@ def translate(raws: list[Any]) -> Translation:
                                                 "becomes part of"))
             continue
         index, component = target
+        if r.problems:
+            continue  # the request fails: nothing to merge
         if index in merged:
             problems.append(FieldProblem(where, f"Component '{key[2]}' has another Workload in this apply"))
             continue

@@ -1,0 +1,143 @@
+"""A team's OpenChoreo YAML (tests/fixtures/openchoreo/shop: environments, a pipeline, a project, two components
+with their workloads, one connected to the other) applied with the real ``cellplane apply -f`` to a live control
+plane, and read back through the API; refusals in the API's error shape, at the paths as written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from liveserver import LiveServer, doc, ok, run_cli
+
+SHOP = Path(__file__).parent / "fixtures" / "openchoreo" / "shop"
+ORG = "acme-oc"
+
+
+@pytest.fixture(scope="module")
+def live_server(shared_live_server: LiveServer) -> LiveServer:
+    """This module works in its own organization (acme-oc, and oc-errors): it shares the session's control plane."""
+    return shared_live_server
+
+
+@pytest.fixture(scope="module")
+def applied(live_server: LiveServer) -> tuple[str, str]:
+    """The shop applied once: the CLI's stdout and stderr."""
+    admin = live_server.client()
+    assert admin.post("/apply", json={"documents": [doc("Organization", ORG)]}).status_code == 200
+    result = ok(run_cli(live_server, "apply", "-f", str(SHOP)))
+    return result.stdout, result.stderr
+
+
+def get(server: LiveServer, path: str) -> dict[str, Any]:
+    r = server.client().get(path)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_every_document_is_applied_and_each_workload_as_part_of_its_component(applied: tuple[str, str]) -> None:
+    stdout, _ = applied
+    assert stdout.splitlines() == [
+        "environment/development configured", "environment/qa created", "environment/live created",
+        "deploymentpipeline/shop-pipeline created", "project/shop created", "component/catalog created",
+        "component/storefront created"]
+
+
+def test_what_has_no_equivalent_is_one_warning_line_each_naming_its_field(applied: tuple[str, str]) -> None:
+    _, stderr = applied
+    lines = stderr.splitlines()
+    assert all(line.startswith("warning: ") for line in lines), lines
+    fields = [line.removeprefix("warning: ").split(": ")[0] for line in lines]
+    assert fields == [
+        "spec.dataPlaneRef",
+        "Workload 'catalog-workload' spec.container.image",
+        "spec.workflow.parameters.buildEnv", "spec.traits[0]",
+        "Workload 'storefront-workload' spec.container.image",
+        "Workload 'storefront-workload' spec.container.env[0].valueFrom.secretKeyRef",
+        "Workload 'storefront-workload' spec.endpoints.web.port"]
+
+
+def test_the_platform_kinds_read_back_as_cellplanes(live_server: LiveServer, applied: tuple[str, str]) -> None:
+    base = f"/organizations/{ORG}"
+    live = get(live_server, f"{base}/environments/live")["spec"]
+    assert live["production"] is True and live["displayName"] == "Live"
+    assert get(live_server, f"{base}/environments/qa")["spec"]["description"] == "Integration tests run here"
+    pipeline = get(live_server, f"{base}/deploymentpipelines/shop-pipeline")["spec"]
+    assert [(p["source"], [t["name"] for t in p["targets"]]) for p in pipeline["promotionPaths"]] == [
+        ("development", ["qa"]), ("qa", ["live"])]
+    project = get(live_server, f"{base}/projects/shop")
+    assert project["spec"]["deploymentPipeline"] == "shop-pipeline"
+    assert project["spec"]["displayName"] == "Shop"
+    assert project["metadata"]["labels"] == {"openchoreo.dev/name": "shop"}
+
+
+def test_the_components_carry_their_workloads_endpoints_connection_and_configuration(
+        live_server: LiveServer, applied: tuple[str, str]) -> None:
+    base = f"/organizations/{ORG}/projects/shop/components"
+    catalog = get(live_server, f"{base}/catalog")["spec"]
+    assert catalog["type"] == "service" and catalog["replicas"] == 2
+    assert catalog["source"] == {"repository": "https://git.example.com/acme/shop.git", "branch": "main",
+                                 "path": "services/catalog"}
+    assert catalog["build"]["mode"] == "dockerfile"
+    assert catalog["tracks"] == [{"name": "main", "version": "1.0", "autoDeploy": True}]
+    [endpoint] = catalog["endpoints"]
+    assert (endpoint["name"], endpoint["port"], endpoint["type"], endpoint["basePath"], endpoint["visibility"]) == (
+        "http", 8080, "REST", "/catalog", ["Project", "Organization"])
+    assert [(e["name"], e.get("value")) for e in catalog["configuration"]["env"]] == [("LOG_LEVEL", "info")]
+
+    storefront = get(live_server, f"{base}/storefront")["spec"]
+    assert storefront["type"] == "web-app" and storefront["displayName"] == "Storefront"
+    assert storefront["build"]["run"] == "node server.js"
+    [web] = storefront["endpoints"]
+    assert (web["port"], web["visibility"]) == (3000, ["Project", "Public"])
+    [dependency] = storefront["dependencies"]
+    assert (dependency["component"], dependency["endpoint"], dependency["env"]) == (
+        "catalog", "http", [{"from": "ServiceURL", "to": "CATALOG_URL"}])
+    [secret] = storefront["configuration"]["env"]
+    assert secret["name"] == "SESSION_SECRET" and secret["secret"] is True and "value" not in secret
+
+
+def test_applying_the_same_files_again_changes_nothing(live_server: LiveServer, applied: tuple[str, str]) -> None:
+    result = ok(run_cli(live_server, "apply", "-f", str(SHOP)))
+    assert {line.rsplit(" ", 1)[1] for line in result.stdout.splitlines()} == {"unchanged"}
+
+
+def error_of(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def test_a_workload_whose_component_is_not_applied_with_it_is_refused_at_its_owner(live_server: LiveServer) -> None:
+    stray = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Workload",
+             "metadata": {"name": "ghost-workload", "namespace": ORG},
+             "spec": {"owner": {"projectName": "shop", "componentName": "ghost"},
+                      "container": {"image": "x"}, "endpots": {}}}
+    error = error_of(live_server.client().post("/apply", json={"documents": [stray]}))
+    assert error["details"] == [
+        {"field": "documents[0].spec.endpots", "problem": "unknown field (did you mean 'endpoints'?)"},
+        {"field": "documents[0].spec.owner.componentName", "problem": "no Component 'ghost' of project 'shop' in "
+         "this apply: a Workload is applied together with its Component, whose spec it becomes part of"}]
+
+
+def test_a_reference_refused_when_stored_is_reported_where_it_was_written(live_server: LiveServer,
+                                                                         applied: tuple[str, str]) -> None:
+    pipeline = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "DeploymentPipeline",
+                "metadata": {"name": "broken", "namespace": ORG},
+                "spec": {"promotionPaths": [{"sourceEnvironmentRef": {"name": "development"},
+                                             "targetEnvironmentRefs": [{"name": "nowhere"}]}]}}
+    error = error_of_any(live_server.client().post("/apply", json={"documents": [pipeline]}))
+    [detail] = error["details"]
+    assert detail["field"] == "documents[0].spec.promotionPaths[0].targetEnvironmentRefs[0].name"
+    assert "nowhere" in detail["problem"]
+
+
+def error_of_any(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code >= 400, r.text
+    error: dict[str, Any] = r.json()["error"]
+    return error
