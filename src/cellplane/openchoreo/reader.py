@@ -26,8 +26,9 @@ class Reader:
     Cellplane document or stored, is reported where the user wrote the value.
     """
 
-    def __init__(self, index: int, label: str = "") -> None:
+    def __init__(self, index: int, label: str = "", *, strict: bool = True) -> None:
         self.index = index
+        self.strict = strict  # unknown fields fail; else they warn (OpenChoreo's own reading of workload.yaml)
         self.label = label  # prefixes warnings, e.g. "Workload 'orders'" when they land on another document
         self.problems: list[FieldProblem] = []
         self.warnings: list[str] = []
@@ -51,14 +52,19 @@ class Reader:
         self.origins[cellplane_path] = (self.index, path)
 
     def fields(self, data: dict[Any, Any], path: str, known: Iterable[str]) -> None:
-        """Fail on each key OpenChoreo's schema does not define here, with a hint when it looks like a typo."""
+        """Fail (or warn, not ``strict``) on each key OpenChoreo's schema does not define here, with a hint when it
+        looks like a typo."""
         names = tuple(known)
         for key in data:
             if key in names:
                 continue
             shown = str(key)[:60]
             close = difflib.get_close_matches(shown, names, n=1)
-            self.fail(join_path(path, shown), "unknown field" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if self.strict:
+                self.fail(join_path(path, shown), f"unknown field{hint}")
+            else:
+                self.warn(join_path(path, shown), f"unknown field, ignored{hint}")
 
     def mapping(self, value: Any, path: str, *, required: bool = False) -> dict[Any, Any] | None:
         if value is None:
@@ -123,6 +129,19 @@ class Reader:
         for key in keys:
             if data.get(key) not in (None, {}, []):
                 self.warn(join_path(path, key), why)
+
+
+def written_at(origins: dict[str, tuple[int, str]], path: str) -> tuple[int, str] | None:
+    """Where the value at ``path`` of a mapped document was written: the longest recorded prefix of ``path``,
+    with what follows it kept (field names mostly coincide); None when nothing is recorded."""
+    probe = path
+    while probe:
+        if probe in origins:
+            j, written = origins[probe]
+            return j, written + path[len(probe):]
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return None
 
 
 def kind_of(value: Any) -> str:

@@ -25,7 +25,7 @@ from cellplane.openchoreo.platform import (
     pipeline_spec,
     project_spec,
 )
-from cellplane.openchoreo.reader import Reader
+from cellplane.openchoreo.reader import Reader, written_at
 from cellplane.openchoreo.workload import Parts, workload_spec
 
 GROUP = "openchoreo.dev/"
@@ -76,21 +76,9 @@ class Translation:
         for d in details:
             j, path = index, d.field
             if mapped is not None:
-                j, path = _origin(mapped.origins, index, d.field)
+                j, path = written_at(mapped.origins, d.field) or (index, d.field)
             out.append(FieldProblem(join_path(f"documents[{j}]", path), d.problem))
         return out
-
-
-def _origin(origins: dict[str, tuple[int, str]], index: int, path: str) -> tuple[int, str]:
-    """The longest recorded prefix of ``path``, with what follows it kept (field names mostly coincide)."""
-    probe = path
-    while probe:
-        if probe in origins:
-            j, written = origins[probe]
-            return j, written + path[len(probe):]
-        cut = max(probe.rfind("."), probe.rfind("["))
-        probe = probe[:cut] if cut > 0 else ""
-    return index, path
 
 
 def translate(raws: list[Any]) -> Translation:
