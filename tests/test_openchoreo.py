@@ -286,9 +286,30 @@ def test_a_workload_becomes_part_of_its_components_spec() -> None:
         "Workload 'orders-workload' spec.dependencies.resources[0]"]
 
 
-def test_a_workload_without_its_component_in_the_request_is_refused_at_its_owner() -> None:
-    [p] = problems(workload("orders"))
-    assert p.field == "documents[0].spec.owner.componentName" and "applied together with its Component" in p.problem
+def test_a_workload_without_its_component_in_the_request_waits_for_the_stored_one() -> None:
+    t = translate([workload("orders", endpoints={"api": {"type": "HTTP", "port": 8080}})])
+    assert t.problems == [] and t.documents == []
+    [pending] = t.pending
+    assert (pending.index, pending.organization, pending.project, pending.component) == (0, "acme", "shop", "orders")
+    stored = {"apiVersion": "cellplane.dev/v1alpha1", "kind": "Component",
+              "metadata": {"name": "orders", "organization": "acme", "project": "shop", "uid": "u-1"},
+              "spec": {"type": "service", "source": {"repository": "https://git.example.com/o.git"},
+                       "endpoints": [{"name": "old", "port": 1}]},
+              "status": {"latestBuild": None}}
+    t.with_workload(pending, stored)
+    [(index, document)] = t.documents
+    assert index == 0 and "status" not in document
+    assert document["spec"]["source"] == stored["spec"]["source"]
+    assert [e["name"] for e in document["spec"]["endpoints"]] == ["api"]
+    assert stored["spec"]["endpoints"] == [{"name": "old", "port": 1}]  # the stored document is left as it was
+    parse_document(document)
+
+
+def test_a_workload_whose_component_is_neither_in_the_request_nor_stored_is_refused_at_its_owner() -> None:
+    t = translate([workload("orders")])
+    t.with_workload(t.pending[0], None)
+    [p] = t.problems
+    assert p.field == "documents[0].spec.owner.componentName" and "in this apply or stored" in p.problem
 
 
 def test_two_workloads_for_one_component_are_refused_at_the_second() -> None:

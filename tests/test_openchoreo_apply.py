@@ -113,16 +113,42 @@ def error_of(r: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def test_a_workload_whose_component_is_not_applied_with_it_is_refused_at_its_owner(live_server: LiveServer) -> None:
+def test_a_workload_whose_component_is_neither_applied_nor_stored_is_refused_at_its_owner(
+        live_server: LiveServer) -> None:
     stray = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Workload",
              "metadata": {"name": "ghost-workload", "namespace": ORG},
              "spec": {"owner": {"projectName": "shop", "componentName": "ghost"},
                       "container": {"image": "x"}, "endpots": {}}}
     error = error_of(live_server.client().post("/apply", json={"documents": [stray]}))
     assert error["details"] == [
-        {"field": "documents[0].spec.endpots", "problem": "unknown field (did you mean 'endpoints'?)"},
+        {"field": "documents[0].spec.endpots", "problem": "unknown field (did you mean 'endpoints'?)"}]
+    del stray["spec"]["endpots"]
+    error = error_of(live_server.client().post("/apply", json={"documents": [stray]}))
+    assert error["details"] == [
         {"field": "documents[0].spec.owner.componentName", "problem": "no Component 'ghost' of project 'shop' in "
-         "this apply: a Workload is applied together with its Component, whose spec it becomes part of"}]
+         "this apply or stored: apply the Workload together with its Component, or after it"}]
+
+
+def test_a_workload_applied_alone_updates_its_stored_component(live_server: LiveServer,
+                                                               applied: tuple[str, str]) -> None:
+    """What an OpenChoreo build does: a new Workload for a Component that exists."""
+    newer = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Workload",
+             "metadata": {"name": "catalog-workload", "namespace": ORG},
+             "spec": {"owner": {"projectName": "shop", "componentName": "catalog"},
+                      "container": {"image": "registry.example.com/acme/catalog:v1.5.0",
+                                    "env": [{"key": "LOG_LEVEL", "value": "debug"}]},
+                      "endpoints": {"http": {"type": "HTTP", "port": 8081, "basePath": "/catalog"}}}}
+    r = live_server.client().post("/apply", json={"documents": [newer]})
+    assert r.status_code == 200, r.text
+    [result] = r.json()["results"]
+    assert (result["document"], result["kind"], result["name"], result["action"]) == (
+        0, "Component", "catalog", "configured")
+    assert result["warnings"][0].startswith("Workload 'catalog-workload' spec.container.image: ")
+    catalog = get(live_server, f"/organizations/{ORG}/projects/shop/components/catalog")["spec"]
+    assert [(e["port"], e["visibility"]) for e in catalog["endpoints"]] == [(8081, ["Project"])]
+    assert catalog["configuration"]["env"] == [{"name": "LOG_LEVEL", "value": "debug", "secret": False,
+                                                "environments": {}}]
+    assert catalog["replicas"] == 2 and catalog["build"]["mode"] == "dockerfile"  # the Component's, kept
 
 
 def test_a_reference_refused_when_stored_is_reported_where_it_was_written(live_server: LiveServer,

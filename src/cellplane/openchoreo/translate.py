@@ -2,7 +2,9 @@
 ``cellplane.dev/v1alpha1`` one, Workloads merged into their Components, the others passed on as they are.
 
 A Workload is not a resource of its own in Cellplane: what it says (endpoints, connections, env, files, start
-command) is part of its Component's spec, so it is merged into the Component of the same request that owns it.
+command) is part of its Component's spec, so it is merged into the Component of the same request that owns it, or,
+when the request has none, into the stored one (``Translation.pending``: the caller looks it up, as OpenChoreo's
+builds apply a new Workload to a Component that exists; ``with_workload`` merges).
 Problems are reported at ``documents[i].<path as written>``; ``Translation.locate`` takes a problem that the
 Cellplane document made from it has (found when it is validated or stored) back to where its value was written.
 Pure and linear in the request's size: one pass to map, one to merge.
@@ -10,6 +12,7 @@ Pure and linear in the request's size: one pass to map, one to merge.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,11 +62,37 @@ class Mapped:
     origins: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PendingWorkload:
+    """A Workload whose Component is not in the request: it applies to the stored one, if there is one."""
+
+    index: int
+    organization: str | None  # its namespace; None: the request's organization
+    project: str
+    component: str
+    spec: dict[str, Any]  # the Component spec fields it sets
+
+
 @dataclass
 class Translation:
     documents: list[tuple[int, Any]]  # (index in the request, a cellplane.dev document or what was given)
     mapped: dict[int, Mapped]
     problems: list[FieldProblem]  # at documents[i].<path as written>
+    pending: list[PendingWorkload] = field(default_factory=list)
+
+    def with_workload(self, workload: PendingWorkload, stored: dict[str, Any] | None) -> None:
+        """Add the stored Component document ``stored`` with ``workload``'s fields in its spec, as the Workload's
+        document; None (no such Component) is a problem at the Workload's owner."""
+        if stored is None:
+            self.problems.append(FieldProblem(
+                f"documents[{workload.index}].spec.owner.componentName",
+                f"no Component '{workload.component}' of project '{workload.project}' in this apply or stored: "
+                "apply the Workload together with its Component, or after it"))
+            return
+        spec = copy.deepcopy(stored.get("spec") or {})
+        _merge(spec, workload.spec)
+        document = {"apiVersion": API_VERSION, "kind": "Component", "metadata": stored["metadata"], "spec": spec}
+        self.documents.append((workload.index, document))
 
     def warnings(self, index: int) -> list[str]:
         return list(self.mapped[index].warnings) if index in self.mapped else []
@@ -102,29 +131,26 @@ def translate(raws: list[Any]) -> Translation:
         elif document is not None:
             out.append((i, document))
         mapped[i] = Mapped(r.all_warnings(), r.origins)
-    merged: set[int] = set()
+    merged: set[tuple[str | None, str, str]] = set()
+    pending = []
     for r, parts, owner, namespace in workloads:
         key = (namespace, owner.get("projectName", ""), owner.get("componentName", ""))
+        if r.problems or not key[1] or not key[2]:
+            continue  # the request fails: nothing to merge
+        if key in merged:
+            problems.append(FieldProblem(f"documents[{r.index}].spec.owner.componentName",
+                                         f"Component '{key[2]}' has another Workload in this apply"))
+            continue
+        merged.add(key)
         target = components.get(key)
-        where = f"documents[{r.index}].spec.owner.componentName"
-        if not owner.get("componentName") or not owner.get("projectName"):
-            continue  # reported already
         if target is None:
-            problems.append(FieldProblem(where, f"no Component '{key[2]}' of project '{key[1]}' in this apply: a "
-                                                "Workload is applied together with its Component, whose spec it "
-                                                "becomes part of"))
+            pending.append(PendingWorkload(r.index, namespace, key[1], key[2], parts.spec()))
             continue
         index, component = target
-        if r.problems:
-            continue  # the request fails: nothing to merge
-        if index in merged:
-            problems.append(FieldProblem(where, f"Component '{key[2]}' has another Workload in this apply"))
-            continue
-        merged.add(index)
         _merge(component["spec"], parts.spec())
         mapped[index].warnings += mapped[r.index].warnings
         mapped[index].origins.update(r.origins)
-    return Translation(out, mapped, problems)
+    return Translation(out, mapped, problems, pending)
 
 
 def _map_one(r: Reader, raw: dict[Any, Any], workloads: list[tuple[Reader, Parts, dict[str, str], str | None]]

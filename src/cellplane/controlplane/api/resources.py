@@ -291,7 +291,7 @@ def apply(c: Call[dict[str, Any]],
     """Create or update many documents in one transaction: all of them are stored, or none."""
     p, s, who = c.platform, c.session, c.who
     results = []
-    org, project, docs, translation = _parse_all(c.body)
+    org, project, docs, translation = _parse_all(s, c.body)
     c.work.name = f"{len(docs)} documents"
     for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
         try:
@@ -308,12 +308,17 @@ def apply(c: Call[dict[str, Any]],
     return {"dryRun": dryRun, "results": results}
 
 
-def _parse_all(body: dict[str, Any]) -> tuple[str | None, str | None, list[tuple[int, Document]], Translation]:
+def _parse_all(s: Session, body: dict[str, Any]
+               ) -> tuple[str | None, str | None, list[tuple[int, Document]], Translation]:
     """Every document is validated before any is stored; all problems are reported together. OpenChoreo's documents
     are mapped onto Cellplane's first (``cellplane.openchoreo``), and their problems reported where they were
-    written."""
+    written; a Workload without its Component in the request applies to the stored Component."""
     org, project, raws = _apply_body(body)
     translation = openchoreo.translate(raws)
+    for workload in translation.pending:
+        place = resources.Scope(KINDS["Component"], workload.organization or org or "", workload.project)
+        row = resources.find(s, place, workload.component)
+        translation.with_workload(workload, resources.to_document(row) if row is not None else None)
     docs, problems = [], list(translation.problems)
     for i, given in translation.documents:
         try:
