@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from buildkit import git_repo
 from liveserver import LiveServer, doc, ok, run_cli
 
 SHOP = Path(__file__).parent / "fixtures" / "openchoreo" / "shop"
@@ -167,3 +168,28 @@ def error_of_any(r: httpx.Response) -> dict[str, Any]:
     assert r.status_code >= 400, r.text
     error: dict[str, Any] = r.json()["error"]
     return error
+
+
+def test_the_control_plane_reads_a_workload_yaml_from_a_git_repository_at_a_branch_and_path(
+        live_server: LiveServer, applied: tuple[str, str], tmp_path: Path) -> None:
+    """POST component-imports without files: the control plane checks the repository out and reads the
+    descriptor in the component's directory, as OpenChoreo's build does at appPath."""
+    tree = tmp_path / "shop"
+    (tree / "services" / "reviews").mkdir(parents=True)
+    (tree / "services" / "reviews" / "workload.yaml").write_text(
+        "apiVersion: openchoreo.dev/v1alpha1\n"
+        "endpoints:\n  - {name: grpc, type: gRPC, port: 50051, visibility: [namespace]}\n"
+        "dependencies:\n  endpoints:\n"
+        "    - {component: catalog, name: http, visibility: project, envBindings: {address: CATALOG_ADDR}}\n")
+    repo = git_repo(tmp_path, tree, branch="trunk")
+    r = live_server.client().post(f"/organizations/{ORG}/projects/shop/component-imports", json={
+        "name": "reviews", "source": {"repository": f"file://{repo}", "branch": "trunk", "path": "services/reviews"}})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["descriptor"] == "workload.yaml" and body["warnings"] == []
+    spec = body["component"]["spec"]
+    assert spec["source"] == {"repository": f"file://{repo}", "branch": "trunk", "path": "services/reviews"}
+    assert [(e["name"], e["type"], e["port"], e["visibility"]) for e in spec["endpoints"]] == [
+        ("grpc", "gRPC", 50051, ["Project", "Organization"])]
+    assert [(d["component"], d["endpoint"], d["env"]) for d in spec["dependencies"]] == [
+        ("catalog", "http", [{"from": "ServiceURL", "to": "CATALOG_ADDR"}])]
