@@ -102,6 +102,13 @@ def test_the_namespace_becomes_the_organization_and_display_annotations_become_s
     assert warnings == []
 
 
+def test_missing_or_malformed_metadata_is_one_problem() -> None:
+    assert problems({"apiVersion": OC, "kind": "Project"}) == [FieldProblem("documents[0].metadata", "required")]
+    assert problems({**oc("Project", "p"), "metadata": "p"}) == [
+        FieldProblem("documents[0].metadata", "expected a mapping, got a string")]
+    assert problems(oc("Project", "")) == [FieldProblem("documents[0].metadata.name", "required")]
+
+
 def test_finalizers_have_no_equivalent_and_warn() -> None:
     _, warnings = one(oc("Project", "shop", finalizers=["openchoreo.dev/cleanup"]))
     assert warnings == ["metadata.finalizers: no equivalent in Cellplane; ignored"]

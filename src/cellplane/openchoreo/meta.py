@@ -39,7 +39,9 @@ class Meta:
 
 def read_metadata(r: Reader, raw: Any, *, namespaced: bool = True) -> Meta:
     """``metadata`` mapped: name, namespace as organization (for namespaced kinds), labels and annotations."""
-    data = r.mapping(raw, "metadata", required=True) or {}
+    data = r.mapping(raw, "metadata", required=True)
+    if data is None:
+        return Meta({}, None, None)
     r.fields(data, "metadata", ("name", "namespace", "labels", "annotations", *SERVER_SET, *NO_EQUIVALENT))
     r.text(data.get("name"), "metadata.name", required=True)
     out: dict[str, Any] = {"name": data.get("name")}  # validated as a Cellplane name later, at the same path
