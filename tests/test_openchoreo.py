@@ -331,6 +331,12 @@ def test_a_workload_problem_found_by_cellplane_is_reported_in_the_workload_docum
                                                      "documents[1].spec.endpoints.Web_UI"]
 
 
+def test_endpoints_on_a_task_are_reported_in_the_workload_that_declares_them() -> None:
+    t = translate([component(componentType={"name": "job/migrate"}), workload(endpoints={
+        "api": {"type": "HTTP", "port": 8080}})])
+    assert [p.field for p in validated(t)] == ["documents[1].spec.endpoints"]
+
+
 @pytest.mark.parametrize(("endpoint", "field"), [
     ({"type": "SOAP", "port": 1}, "type"), ({"type": "HTTP", "port": 0}, "port"), ({"type": "HTTP"}, "port"),
     ({"type": "HTTP", "port": 80, "visibility": ["world"]}, "visibility[0]"),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from buildkit import git_repo
-from liveserver import LiveServer, doc, ok, run_cli
+from liveserver import LiveServer, doc, fails, ok, run_cli
 
 SHOP = Path(__file__).parent / "fixtures" / "openchoreo" / "shop"
 ORG = "acme-oc"
@@ -193,3 +193,14 @@ def test_the_control_plane_reads_a_workload_yaml_from_a_git_repository_at_a_bran
         ("grpc", "gRPC", 50051, ["Project", "Organization"])]
     assert [(d["component"], d["endpoint"], d["env"]) for d in spec["dependencies"]] == [
         ("catalog", "http", [{"from": "ServiceURL", "to": "CATALOG_ADDR"}])]
+
+
+def test_the_cli_names_the_file_and_the_openchoreo_path_of_a_problem_on_one_line(live_server: LiveServer,
+                                                                                tmp_path: Path) -> None:
+    bad = tmp_path / "orders.yaml"
+    bad.write_text("apiVersion: openchoreo.dev/v1alpha1\nkind: Component\n"
+                   f"metadata: {{name: orders, namespace: {ORG}}}\n"
+                   "spec:\n  owner: {projectName: shop}\n  componentType: {name: deployment/service}\n"
+                   "  workflow: {name: dockerfile-builder}\n  parameters: {replicas: many}\n")
+    line = fails(run_cli(live_server, "apply", "-f", str(bad)))
+    assert f"{bad}: spec.parameters.replicas" in line and "expected a number" in line

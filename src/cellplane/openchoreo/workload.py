@@ -281,6 +281,10 @@ def workload_spec(r: Reader, spec: dict[Any, Any]) -> tuple[Parts, dict[str, str
             if value:
                 names[key] = value
     parts = Parts()
+    # Whole lists that only a Workload gives (a rule about the list, e.g. a task takes no endpoints, lands here).
+    for cellplane_path, path in (("spec.endpoints", "spec.endpoints"), ("spec.dependencies", "spec.dependencies"),
+                                 ("spec.configuration", "spec.container")):
+        r.origin(cellplane_path, path)
     container(r, parts, spec.get("container"), "spec.container")
     endpoints = r.mapping(spec.get("endpoints"), "spec.endpoints") or {}
     for name, raw in endpoints.items():
