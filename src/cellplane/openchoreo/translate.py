@@ -157,7 +157,7 @@ def _map_one(r: Reader, raw: dict[Any, Any], workloads: list[tuple[Reader, Parts
              ) -> dict[str, Any] | None:
     r.fields(raw, "", ("apiVersion", "kind", "metadata", "spec", "status"))
     if raw["apiVersion"] != OPENCHOREO_API_VERSION:
-        r.fail("apiVersion", f"'{raw['apiVersion']}' is not supported (OpenChoreo documents: "
+        r.fail("apiVersion", f"'{raw['apiVersion'][:80]}' is not supported (OpenChoreo documents: "
                              f"'{OPENCHOREO_API_VERSION}')")
         return None
     kind = raw.get("kind")
