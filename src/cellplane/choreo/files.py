@@ -27,12 +27,12 @@ def read_descriptor_files(directory: Path) -> dict[str, str]:
     return files
 
 
-def read_files(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """``({relative path: text}, {relative path: why it was refused})`` for the files present."""
+def read_files(directory: Path, names: tuple[str, ...] = DESCRIPTOR_FILES) -> tuple[dict[str, str], dict[str, str]]:
+    """``({relative path: text}, {relative path: why it was refused})`` for the files of ``names`` present."""
     root = directory.resolve()
     files: dict[str, str] = {}
     refused: dict[str, str] = {}
-    for rel in DESCRIPTOR_FILES:
+    for rel in names:
         path = directory / rel
         if not os.path.lexists(path):
             continue
@@ -40,7 +40,7 @@ def read_files(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
             text = _read_one(root, path)
         except (_Refused, OSError) as e:
             refused[rel] = str(e) if isinstance(e, _Refused) else f"cannot be read ({e.strerror})"
-            log.warning("Choreo descriptor %s skipped: %s", rel, refused[rel])
+            log.warning("descriptor %s skipped: %s", rel, refused[rel])
             continue
         files[rel] = text
     return files, refused

@@ -307,11 +307,12 @@ def create_component(
     base_path: str = typer.Option(None, "--base-path", help="with --port: the endpoint's base path (default /)"),
     output: Format = OUTPUT,
 ) -> None:
-    """Create a component from its source; `.choreo/` descriptors there give its endpoints and connections.
+    """Create a component from its source; `.choreo/` descriptors (or OpenChoreo's workload.yaml) there give its
+    endpoints and connections.
 
     A source without descriptors (a plain Flask or Express app) gets its endpoint from --port.
     """
-    from cellplane.choreo import read_descriptor_files
+    from cellplane.openchoreo.repository import read_source_descriptors
 
     st = state(ctx)
     proj = st.project(project)
@@ -323,7 +324,7 @@ def create_component(
         if not target.is_dir():
             raise CliError(f"--path {path}: no such directory in {root}")
         body["source"]["repository"] = str(root)
-        body["files"] = read_descriptor_files(target)
+        body["files"] = read_source_descriptors(target)
     elif local.is_dir():
         body["source"]["repository"] = str(local.resolve())
     for key, value in (("branch", branch), ("ref", ref)):

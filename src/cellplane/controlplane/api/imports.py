@@ -1,4 +1,5 @@
-"""Creating a component from its source: the repository's ``.choreo/`` descriptors become its spec."""
+"""Creating a component from its source: the repository's ``.choreo/`` descriptors, or OpenChoreo's
+``workload.yaml``, become its spec."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cellplane import API_VERSION
-from cellplane.choreo import import_choreo, import_directory
 from cellplane.controlplane import lifecycle, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import PROJECT, Call, Subject, requires
@@ -17,6 +17,7 @@ from cellplane.controlplane.sources import checkout
 from cellplane.errors import CellplaneError
 from cellplane.model import ComponentSpec, parse_document
 from cellplane.model.meta import LABELS_SCHEMA, NAME_SCHEMA
+from cellplane.openchoreo.repository import import_source, import_source_directory
 from cellplane.sourcetree import subdirectory
 
 router = api_router(tags=["components"])
@@ -38,7 +39,8 @@ class ComponentImport(schemas.JsonBody):
     name: schemas.NameText = Field(max_length=63)
     source: ImportSource
     files: dict[str, str] | None = Field(
-        default=None, description="descriptor files read by the client ({'.choreo/component.yaml': text}); "
+        default=None, description="descriptor files read by the client ({'.choreo/component.yaml': text}, or "
+        "{'workload.yaml': text}); "
         "when absent the control plane reads them from the source")
     spec: schemas.documented(ComponentSpec) = Field(  # type: ignore[valid-type]
         default_factory=dict, description="spec fields that override the descriptors")
@@ -56,9 +58,9 @@ def import_component(c: Call[ComponentImport], org: OwnerPath, project: OwnerPat
     s, body, work = c.session, c.body, c.work
     if body.files is None:
         with checkout(body.source.repository, body.source.branch, body.source.ref) as root:
-            found = import_directory(subdirectory(root, body.source.path))
+            found = import_source_directory(subdirectory(root, body.source.path))
     else:
-        found = import_choreo(body.files)
+        found = import_source(body.files)
     # Precedence, lowest first: what the descriptors say (component-config's build), the request's source,
     # the request's spec.source. Anything but a mapping is left for the spec's validation to report.
     source = {**found.spec.get("source", {}), **body.source.model_dump(exclude_none=True)}

@@ -9,7 +9,7 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from cellplane import API_VERSION
+from cellplane import API_VERSION, openchoreo
 from cellplane.controlplane import lifecycle, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
@@ -31,6 +31,7 @@ from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
 from cellplane.errors import CellplaneError, FieldProblem, InvalidError, NotFoundError
 from cellplane.model import KINDS, Document, KindInfo, dns_label_problem, parse_document
+from cellplane.openchoreo import Translation
 from cellplane.store.tables import ResourceRow
 
 router = api_router()
@@ -290,7 +291,7 @@ def apply(c: Call[dict[str, Any]],
     """Create or update many documents in one transaction: all of them are stored, or none."""
     p, s, who = c.platform, c.session, c.who
     results = []
-    org, project, docs = _parse_all(c.body)
+    org, project, docs, translation = _parse_all(s, c.body)
     c.work.name = f"{len(docs)} documents"
     for i, doc in sorted(docs, key=lambda d: (d[1].info.order, d[0])):
         try:
@@ -300,30 +301,44 @@ def apply(c: Call[dict[str, Any]],
                 results.append({"document": i if r.name == doc.name and r.kind == doc.kind else None,
                                 **r.as_dict()})
         except CellplaneError as e:
-            e = e.prefixed(f"documents[{i}]")
-            if not e.details:
-                e.details.append(FieldProblem(f"documents[{i}]", e.message))
+            e = type(e)(e.message, translation.locate(i, e), e.code, e.status)
             e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
             raise e from None
     c.work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
     return {"dryRun": dryRun, "results": results}
 
 
-def _parse_all(body: dict[str, Any]) -> tuple[str | None, str | None, list[tuple[int, Document]]]:
-    """Every document is validated before any is stored; all problems are reported together."""
+def _parse_all(s: Session, body: dict[str, Any]
+               ) -> tuple[str | None, str | None, list[tuple[int, Document]], Translation]:
+    """Every document is validated before any is stored; all problems are reported together. OpenChoreo's documents
+    are mapped onto Cellplane's first (``cellplane.openchoreo``), and their problems reported where they were
+    written; a Workload without its Component in the request applies to the stored Component."""
     org, project, raws = _apply_body(body)
-    docs, problems = [], []
-    for i, given in enumerate(raws):
+    translation = openchoreo.translate(raws)
+    for workload in translation.pending:
+        place = resources.Scope(KINDS["Component"], workload.organization or org or "", workload.project)
+        row = resources.find(s, place, workload.component)
+        translation.with_workload(workload, resources.to_document(row) if row is not None else None)
+    docs, problems = [], list(translation.problems)
+    for i, given in translation.documents:
         try:
-            docs.append((i, parse_document(given)))
+            doc = parse_document(given)
         except CellplaneError as e:
-            problems.extend(e.prefixed(f"documents[{i}]").details)
-            if not e.details:
-                problems.append(FieldProblem(f"documents[{i}]", e.message))
+            problems.extend(translation.locate(i, e))
+            continue
+        doc.warnings = translation.warnings(i)
+        docs.append((i, doc))
+    problems.sort(key=lambda p: _document_index(p.field))
     if problems:
         bad = len({p.field.split("]")[0] for p in problems})
         raise InvalidError(f"{bad} of {len(raws)} documents are not valid; nothing was applied", problems)
-    return org, project, docs
+    return org, project, docs, translation
+
+
+def _document_index(field: str) -> int:
+    """The ``i`` of ``documents[i]...``, to list problems in the order of the documents."""
+    head = field.partition("]")[0].removeprefix("documents[")
+    return int(head) if head.isdigit() else -1
 
 
 def _apply_body(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any]]:

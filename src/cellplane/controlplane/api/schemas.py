@@ -164,7 +164,12 @@ class ResourceDeleted(Out):
 
 
 class ApplyRequest(BaseModel):
-    """Documents to create or update in one transaction: all of them are stored, or none."""
+    """Documents to create or update in one transaction: all of them are stored, or none.
+
+    OpenChoreo's documents (``apiVersion: openchoreo.dev/v1alpha1``: Organization, DataPlane, Environment,
+    DeploymentPipeline, Project, Component, Workload) are accepted too, mapped onto these kinds first; a Workload
+    becomes part of its Component's spec. What has no equivalent is listed in the result's warnings (see
+    docs/openchoreo.md)."""
 
     model_config = ConfigDict(extra="forbid")
     organization: OptionalName = Field(default=None, description="owner of documents that name none")
