@@ -175,9 +175,11 @@ def _pom(text: str) -> _Pom:
 
 
 def _major(version: str) -> str:
-    """"1.8" -> "8", "17" -> "17", "21.0.2" -> "21"."""
-    parts = version.strip().split(".")
-    return parts[1] if parts[0] == "1" and len(parts) > 1 else parts[0]
+    """"1.8" -> "8", "17" -> "17", "21.0.2" -> "21", "[21,)" (a toolchain range) -> "21"."""
+    match = re.match(r"\D*(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        return version.strip()
+    return match.group(2) if match.group(1) == "1" and match.group(2) else match.group(1)
 
 
 def _pom_version(pom: _Pom) -> tuple[str, str] | None:
@@ -193,7 +195,7 @@ def _pom_version(pom: _Pom) -> tuple[str, str] | None:
     ]
     for value, where in candidates:
         if value and re.match(r"^\[?\d+(\.\d+)*", value):
-            return _major(value.lstrip("[")), f"pom.xml ({where})"
+            return _major(value), f"pom.xml ({where})"
     return None
 
 
