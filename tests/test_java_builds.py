@@ -109,6 +109,36 @@ def test_a_plain_java_task_builds_and_runs_to_exit_0(build_server: BuildServer, 
     assert "report total 55" in out.stdout and "report done, exit 0" in out.stdout
 
 
+def test_a_plain_jar_runs_with_its_runtime_dependencies_copied_beside_it(build_server: BuildServer,
+                                                                         dataplane: AgentProcess, jdk: None,
+                                                                         tmp_path: Path) -> None:
+    source = tmp_path / "with-lib"
+    shutil.copytree(APPS / "java-task", source)
+    pom = source / "pom.xml"
+    pom.write_text(pom.read_text().replace("  <build>", "  <dependencies>\n    <dependency>\n"
+                                           "      <groupId>org.apache.commons</groupId>\n"
+                                           "      <artifactId>commons-lang3</artifactId>\n"
+                                           "      <version>3.17.0</version>\n    </dependency>\n"
+                                           "  </dependencies>\n  <build>", 1))
+    main = source / "src/main/java/com/example/report/Report.java"
+    main.write_text(main.read_text().replace(
+        'System.out.println("report total " + total);',
+        'System.out.println("report total " + org.apache.commons.lang3.StringUtils.leftPad("" + total, 5, "*"));'))
+    c = build_server.client
+    info = _build(c, "jvm", "with-lib", {"type": "manual-task"}, source)
+    assert info["state"] == "succeeded", failed_why(c, info)
+    assert info["detection"]["run"].endswith("-cp 'report-1.0.0.jar:lib/*' com.example.report.Report")
+    manifest = _manifest(c, "jvm", info["artifact"])
+    assert manifest["dependencies"] == [
+        {"ecosystem": "Maven", "name": "org.apache.commons:commons-lang3", "version": "3.17.0"}]
+
+    deploy(c, "jvm", "with-lib")
+    wait_state(c, "jvm", "with-lib", states=("idle",))
+    out = run_cli(build_server.server, "run", "with-lib", "--env", "development", "-p", "jvm")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "report total ***55" in out.stdout
+
+
 def _one_line_failure(c: httpx.Client, project: str, name: str, spec: dict[str, Any], source: Path) -> str:
     info = _build(c, project, name, spec, source)
     assert info["state"] == "failed", info

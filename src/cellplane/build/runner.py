@@ -233,10 +233,15 @@ class Build:
         if self.java:
             self.java.build(lambda command, env: self.shell(command, self.workdir, f"the build ({command.split()[0]})",
                                                             env))
-            runnable = self.java.finish()
             if plan.run is None:
+                runnable = self.java.finish()
                 plan.run = runnable.run
                 plan.reason = plan.reason.rstrip(".") + f": {runnable.jar.name}."
+            else:  # a Procfile or build.run says what starts the app: the jar is looked for only for its pins
+                try:
+                    self.java.finish()
+                except BuildFailure as e:
+                    self.log(f"note: {e.message}; the start command is {plan.run}")
             self.detected(plan)
         for command in plan.build_commands:
             self.shell(command, self.workdir, f"build command '{command}'")
