@@ -24,7 +24,8 @@ modules below too): a jar whose manifest names a ``Main-Class`` (a Spring Boot f
 declares ``public static void main(String[])``, with ``java -cp``. The artifact holds that jar alone (plus
 ``lib/`` with a plain jar's runtime dependencies), and the manifest its exact dependency pins, read from each
 bundled jar's ``META-INF/maven/<group>/<artifact>/pom.properties``. Cost, measured on two cores: a warm Spring
-Boot rebuild is one Maven run of about 6 s; finding the jar and reading 20 nested jars' pins about 50 ms.
+Boot rebuild is one Maven run of 3 to 6 s; finding the jar and reading the pins of its 30 nested jars 0.35 s,
+most of it Python's zipfile reading their 13,000 directory entries.
 """
 
 from __future__ import annotations
@@ -513,7 +514,7 @@ def pins(jar: Path, lib: Path | None = None, repository: Path | None = None) -> 
     """Exact Maven coordinates of the dependencies that run with ``jar``: those bundled in a fat jar
     (``BOOT-INF/lib/``, ``WEB-INF/lib/``) and the jars in ``lib``, from their ``pom.properties``; a jar without
     one (those built by Gradle, Spring's own) is found by its file name in the local ``repository``, whose path
-    names its group (one walk of the repository's directories, about 20 ms for a Spring Boot app's)."""
+    names its group (one walk of the repository's directories, about 0.1 s for a Spring Boot app's)."""
     found: set[tuple[str, str]] = set()
     groups = _RepositoryIndex(repository)
     with zipfile.ZipFile(jar) as z:
