@@ -160,6 +160,17 @@ def test_a_jar_with_two_main_classes_and_no_main_class_is_refused_naming_them(
     assert "Main-Class" in error and "build.run" in error
 
 
+def test_a_compile_error_fails_the_build_with_one_line_naming_the_source_file_and_line(
+        build_server: BuildServer, jdk: None, tmp_path: Path) -> None:
+    source = tmp_path / "broken"
+    shutil.copytree(APPS / "java-task", source)
+    main = source / "src/main/java/com/example/report/Report.java"
+    main.write_text(main.read_text().replace("int total = 0;", "int total = missing;"))
+    error = _one_line_failure(build_server.client, "jvm", "broken", {"type": "manual-task"}, source)
+    assert error == ("mvn could not compile src/main/java/com/example/report/Report.java line 11: "
+                     "cannot find symbol"), error
+
+
 def test_a_project_asking_for_a_newer_jdk_than_the_machines_is_refused_in_one_line(
         build_server: BuildServer, jdk: None, tmp_path: Path) -> None:
     source = tmp_path / "newer"

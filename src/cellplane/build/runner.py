@@ -231,8 +231,7 @@ class Build:
         plan = self.plan
         assert plan
         if self.java:
-            self.java.build(lambda command, env: self.shell(command, self.workdir, f"the build ({command.split()[0]})",
-                                                            env))
+            self.java.build(self.env())
             if plan.run is None:
                 runnable = self.java.finish()
                 plan.run = runnable.run

@@ -45,10 +45,9 @@ from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from cellplane.build.plan import BuildFailure, Plan
-from cellplane.runtime.materialize import digest_of, locked
+from cellplane.runtime.materialize import digest_of, locked, run
 
 Log = Callable[[str], None]
-Shell = Callable[[str, dict[str, str]], None]  # run a command line in the work tree with extra environment
 
 GRADLE_FILES = ("build.gradle.kts", "build.gradle")
 # Flags every Java start command carries (before $JAVA_OPTS, which may override them): the serial collector
@@ -69,6 +68,22 @@ _GRADLE_VERSION = (
     re.compile(r"JavaVersion\.VERSION_(?:1_)?(\d+)"),
     re.compile(r"(?:source|target)Compatibility\s*=\s*[\"']?(?:1\.)?(\d+)"),
 )
+
+
+_COMPILE_ERROR = re.compile(r"^(\S+?\.(?:java|kt|groovy|scala)):\[(\d+)(?:,\d+)?\]\s*(.*)$")
+_JAVAC_ERROR = re.compile(r"^(\S+?\.java):(\d+): error: (.*)$")
+_OFFLINE_MISS = re.compile(r"offline mode|Cannot access .* in offline|has not been downloaded from it before")
+_ADVICE = ("-> [Help", "[Help", "To see the full stack trace", "Re-run Maven", "For more information about",
+           "After correcting the problems")
+
+
+class _ToolFailed(Exception):
+    """The tool's command failed: its output, and the one-line failure made of it."""
+
+    def __init__(self, lines: list[str], failure: BuildFailure) -> None:
+        super().__init__(failure.message)
+        self.lines = lines
+        self.failure = failure
 
 
 class Files(Protocol):
@@ -307,11 +322,13 @@ class JavaBuild:
         task = "bootJar" if "org.springframework.boot" in files.read(gradle) else "jar"
         return f"gradle --no-daemon -q -x test {task}"
 
-    def build(self, shell: Shell) -> None:
-        """Run the tool's command; Maven offline when the same poms were resolved before (online once more should
-        that fail), one Java build at a time on the shared repository."""
+    def build(self, env: dict[str, str]) -> None:
+        """Run the tool's command in the work tree with ``env`` (the build's, :meth:`env` included). Maven runs
+        offline when the same poms were resolved before (online once more should that fail for want of an
+        artifact), one Java build at a time on the shared repository. A failure is one line: the first compile
+        error's file (relative to the source) and line, else Maven's first error, never the build's directories."""
         if self.tool == "gradle":
-            shell(self.command, {})
+            self._run(self.command, env)
             return
         assert self.pom_digest
         marker = self.cache / "maven" / "resolved" / self.pom_digest.removeprefix("sha256:")[:40]
@@ -319,13 +336,49 @@ class JavaBuild:
             if marker.exists():
                 self.log("these pom files were resolved by an earlier build: Maven runs offline")
                 try:
-                    shell(self.command.replace(" -B ", " -B -o ", 1), {})
+                    self._run(self.command.replace(" -B ", " -B -o ", 1), env)
                     return
-                except BuildFailure as e:
-                    self.log(f"offline build failed ({e.message}); once more online")
-            shell(self.command, {})
+                except _ToolFailed as e:
+                    if not any(_OFFLINE_MISS.search(line) for line in e.lines):
+                        raise e.failure from None
+                    self.log("an artifact is missing from the shared repository: once more online")
+            try:
+                self._run(self.command, env)
+            except _ToolFailed as e:
+                raise e.failure from None
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(self.command + "\n")
+
+    def _run(self, command: str, env: dict[str, str]) -> None:
+        lines: list[str] = []
+
+        def log(line: str) -> None:
+            self.log(line)
+            if len(lines) < 2000:
+                lines.append(line)
+
+        self.log(f"$ {command}")
+        tool = command.split()[0]
+        try:
+            run(["/bin/sh", "-c", command], cwd=self.work, env=env, log=log, what=f"the build ({tool})")
+        except BuildFailure as e:
+            raise _ToolFailed(lines, self._failure(tool, lines, e)) from None
+
+    def _failure(self, tool: str, lines: list[str], failed: BuildFailure) -> BuildFailure:
+        """One line from the tool's output: the first compile error (file relative to the source, line, message),
+        else the first error that is not advice; else the runner's own (its exit code and last line)."""
+        root = str(self.work.resolve()) + "/"
+        shown = [line.replace(root, "").replace(str(self.work) + "/", "").replace("file://", "") for line in lines]
+        errors = [line.removeprefix("[ERROR]").strip() for line in shown if line.startswith("[ERROR]")]
+        for error in [*errors, *shown]:  # Maven's A.java:[12,9], javac's A.java:12: error:
+            match = _COMPILE_ERROR.match(error) or _JAVAC_ERROR.match(error)
+            if match:
+                path, number, message = match.groups()
+                return BuildFailure(f"{tool} could not compile {path} line {number}: {message}", where=path)
+        useful = [e for e in errors if e and not e.startswith(_ADVICE)]
+        if useful:
+            return BuildFailure(f"the build ({tool}) failed: {useful[0]}", where="build")
+        return BuildFailure(failed.message.replace(root, ""), where=failed.where or "build")
 
     def finish(self) -> Runnable:
         """Pick the runnable jar and its start command; read the dependency pins."""
