@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +26,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 from buildkit import APPS, component, upload, wait  # noqa: E402
 from liveserver import start_server  # noqa: E402
 
-DEFAULT_APPS = ("flask-procfile", "fastapi-pyproject", "flask-dockerfile", "express", "static-site")
+DEFAULT_APPS = ("flask-procfile", "fastapi-pyproject", "flask-dockerfile", "express", "static-site", "java-spring")
+WARM_TARGETS = {"java-spring": 30.0}  # seconds; every other app's warm rebuild: 3 s
+WRAPPER_PLUGIN = "org.apache.maven.plugins:maven-wrapper-plugin:3.3.4:wrapper"
+
+
+def source_of(app: str, tmp: Path) -> Path:
+    """The app's directory; for java-spring a copy with the Maven wrapper's script generated (with a Maven repository
+    of its own, so the build's cache stays empty: its cold build fetches Maven and every dependency)."""
+    if app != "java-spring":
+        return APPS / app
+    source = tmp / app
+    shutil.copytree(APPS / app, source)
+    env = {**os.environ, "MAVEN_OPTS": f"-Dmaven.repo.local={tmp / 'wrapper-repository'}"}
+    subprocess.run(["mvn", "-B", "-q", "-N", WRAPPER_PLUGIN, "-Dmaven=3.9.9", "-Dtype=only-script"], cwd=source,
+                   env=env, check=True, timeout=600, capture_output=True)
+    return source
 
 
 def timed_build(client, project: str, name: str, source: Path) -> tuple[float, float, str]:
@@ -39,10 +56,11 @@ def timed_build(client, project: str, name: str, source: Path) -> tuple[float, f
 def bench_app(client, app: str, tmp: Path) -> dict:
     name = app.replace("_", "-")
     component(client, "bench", name, {"type": "web-app"} if "static" in app else None)
-    cold = timed_build(client, "bench", name, APPS / app)
-    warm = timed_build(client, "bench", name, APPS / app)
+    source = source_of(app, tmp)
+    cold = timed_build(client, "bench", name, source)
+    warm = timed_build(client, "bench", name, source)
     changed = tmp / f"{app}-changed"
-    shutil.copytree(APPS / app, changed)
+    shutil.copytree(source, changed)
     (changed / "CHANGED.txt").write_text(f"{time.time()}\n")
     edit = timed_build(client, "bench", name, changed)
     return {"app": app, "cold": cold[0], "warm": warm[0], "sourceChange": edit[0], "coldClient": cold[1],
@@ -64,15 +82,17 @@ def build_times(apps: list[str]) -> list[dict]:
 
 
 def run(args: argparse.Namespace):  # -> common.Suite (imported here: this file also runs alone)
-    """The "builds" suite of `make bench`: the Flask and Express fixtures, cold and warm (target: warm <= 3 s)."""
+    """The "builds" suite of `make bench`: the Flask, Express and Spring Boot fixtures, cold and warm (targets: warm
+    <= 3 s; Spring Boot, a Maven build, <= 30 s)."""
     from common import Figure, Suite
 
-    apps = getattr(args, "build_apps", None) or ["flask-procfile", "express"]
+    apps = getattr(args, "build_apps", None) or ["flask-procfile", "express", "java-spring"]
     suite = Suite("builds")
     for r in build_times(apps):
         suite.figures += [
             Figure(f"{r['app']} cold build", round(r["cold"], 2), "s", "empty dependency caches"),
-            Figure(f"{r['app']} warm rebuild", round(r["warm"], 2), "s", f"cold: {r['cold']:.2f} s", "<=", 3.0),
+            Figure(f"{r['app']} warm rebuild", round(r["warm"], 2), "s", f"cold: {r['cold']:.2f} s", "<=",
+                   WARM_TARGETS.get(r["app"], 3.0)),
         ]
         suite.details[r["app"]] = r
     return suite

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps).
+# Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps),
+# a JDK and Maven (Java apps; Debian's openjdk-17-jdk-headless and maven).
 #
 # - Already on PATH: print their versions and do nothing else.
 # - Missing and root: apt-get install them from Debian's packages.
@@ -10,9 +11,12 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "ensure-build-tools: git $(git --version | awk '{print $3}'), node $(node --version), npm $(npm --version)"
+    echo "ensure-build-tools: git $(git --version | awk '{print $3}'), node $(node --version), npm $(npm --version)," \
+        "javac $(javac -version 2>&1 | awk '{print $2}'), mvn $(mvn -B -v 2>/dev/null | awk 'NR==1{print $3}')"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then

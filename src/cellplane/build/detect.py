@@ -7,6 +7,7 @@ a. explicit settings: ``build.mode`` "command", or ``build.run`` / ``build.comma
    A ``build.dockerfile`` path with mode "auto" also picks the Dockerfile strategy.
 b. a ``Procfile`` -> strategy "procfile" (its ``web`` process serves the endpoints).
 c. a ``Dockerfile`` -> strategy "dockerfile"; the caller translates it (``cellplane.build.dockerfile``).
+c2. a ``pom.xml`` or ``build.gradle[.kts]`` -> strategy "java" (``cellplane.build.languages.java``).
 d. Python files (requirements.txt, pyproject.toml, setup.py) -> strategy "python".
 e. a ``package.json`` -> strategy "node", or "static" for a web app with a build script.
 f. Python source files without any of the above -> strategy "python".
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from cellplane.build.languages import java
 from cellplane.build.plan import BuildFailure, Language, Plan
 from cellplane.model.component import TASK_TYPES
 
 SERVICE_TYPES = frozenset({"service", "web-app", "webhook", "api-proxy"})
 MODES = ("auto", "procfile", "dockerfile", "command")
-LANGUAGES: tuple[Language, ...] = ("python", "node", "static")
+LANGUAGES: tuple[Language, ...] = ("python", "node", "static", "java")
 MAX_FILE_BYTES = 1 << 20  # detection reads small declaration files only
 MAX_SCANNED_PACKAGES = 20
 
@@ -45,7 +47,8 @@ ASGI_FRAMEWORKS = frozenset({"FastAPI", "Starlette", "Quart", "Litestar"})
 NODE_LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json")
 OTHER_NODE_LOCKFILES = ("yarn.lock", "pnpm-lock.yaml", "bun.lockb")
 LOOKED_FOR = (
-    "a Procfile, a Dockerfile, requirements.txt, pyproject.toml, setup.py, *.py files, package.json or index.html"
+    "a Procfile, a Dockerfile, pom.xml, build.gradle, requirements.txt, pyproject.toml, setup.py, *.py files, "
+    "package.json or index.html"
 )
 
 _PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*)$")
@@ -193,6 +196,11 @@ def detect(source: Path, build: Mapping[str, Any] | None, component_type: str = 
     return detection
 
 
+def tree(source: Path) -> _Tree:
+    """Read-only access to ``source`` that never leaves it (what a language module reads build files through)."""
+    return _Tree(source)
+
+
 def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
     """Apply the rules in order; the first that matches decides."""
     if s.mode == "command" or (s.mode == "auto" and (s.run or s.command)):
@@ -207,6 +215,8 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
         return Detection(_procfile(tree, s, component_type))
     if tree.is_file("Dockerfile"):
         return _dockerfile(tree, s)
+    if java.is_java(tree):
+        return Detection(java.plan(tree, component_type))
     if any(tree.is_file(marker) for marker in PYTHON_MARKERS):
         return Detection(_python(tree))
     if tree.is_file("package.json"):
@@ -223,7 +233,9 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
 
 
 def _detect_language(tree: _Tree) -> Language | None:
-    """The runtime the files ask for: Python declarations, then package.json, Python files, index.html."""
+    """The runtime the files ask for: Maven or Gradle files, Python ones, package.json, Python files, index.html."""
+    if java.is_java(tree):
+        return "java"
     if any(tree.is_file(marker) for marker in PYTHON_MARKERS):
         return "python"
     if tree.is_file("package.json"):
@@ -240,7 +252,7 @@ def _language(tree: _Tree, s: _Settings, why: str) -> Language:
     if language is None:
         raise BuildFailure(
             f"{why}, but the files in {tree.shown} do not tell which language runtime it needs "
-            f"(no requirements.txt, pyproject.toml, *.py, package.json or index.html); "
+            f"(no pom.xml, build.gradle, requirements.txt, pyproject.toml, *.py, package.json or index.html); "
             f"set build.language to {', '.join(LANGUAGES)}",
             where="build.language",
         )
@@ -294,6 +306,8 @@ def _default_start(plan: Plan, tree: _Tree, component_type: str) -> str:
                                "set build.run", where="build.run")
         plan.run = run
         return f"the start command is {why}: {run}."
+    if plan.language == "java":
+        return "the runnable jar the build writes starts it."
     plan.static_root = None
     return "the static site is served from the build/ or dist/ directory it writes."
 
@@ -756,6 +770,9 @@ def port_in_command(command: str | None) -> int | None:
 
 
 def _language_version(tree: _Tree, plan: Plan) -> str | None:
+    if plan.language == "java":
+        asked = java.asked_version(tree)
+        return asked[0] if asked else None
     if plan.language == "python":
         return _python_version(tree)
     if plan.language == "node" or plan.node_install is not None or tree.is_file("package.json"):

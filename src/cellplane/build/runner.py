@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans
+from cellplane.build.languages.java import JavaBuild
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.digests import sha256_file
@@ -74,6 +75,7 @@ class Build:
         self.python_lock: str = ""
         self.commit: str | None = None
         self.findings: list[scans.Finding] = []
+        self.java: JavaBuild | None = None
         for sub in ("source", "work", "stage", "out", "home", "tmp"):
             shutil.rmtree(job.dir / sub, ignore_errors=True)
             (job.dir / sub).mkdir(parents=True)
@@ -95,6 +97,11 @@ class Build:
             raise
         emit("step", step=name, state="succeeded", seconds=round(time.monotonic() - started, 3))
 
+    def detected(self, plan: Plan) -> None:
+        """Report the plan (again, once the build knows more: a Dockerfile's, the jar that starts a Java app)."""
+        emit("detection", strategy=plan.strategy, reason=plan.reason, language=plan.language, run=plan.run,
+             port=plan.port, processes=plan.processes, notes=plan.notes, languageVersion=plan.language_version)
+
     def skip(self, name: str, why: str) -> None:
         emit("step", step=name, state="skipped", detail=why)
 
@@ -108,6 +115,8 @@ class Build:
             env["VIRTUAL_ENV"] = str(self.venv)
             env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.workdir / "src", self.workdir) if p.is_dir())
         env["PATH"] = os.pathsep.join([*path, env["PATH"]])
+        if self.java:
+            env.update(self.java.env())
         if self.plan:
             env.update(self.plan.env)
         return env
@@ -197,7 +206,13 @@ class Build:
             self.install_python(plan.python_inputs, plan.python_packages)
         if plan.node_install and (self.workdir / "package.json").exists():
             materialize.npm_install(self.workdir, plan.node_install, self.job.cache, self.log)
-        if not self.venv and not plan.node_install:
+        if plan.language == "java" and not plan.build_commands:  # build.command, when set, replaces the tool's
+            self.java = JavaBuild(self.workdir, self.job.cache.root, self.job.component.get("type") or "service",
+                                  self.log)
+            self.java.prepare(detect.tree(self.workdir))
+            self.log(f"dependencies: resolved by {self.java.command.split()[0]} in the build step, into the "
+                     "shared repository of the build cache")
+        elif not self.venv and not plan.node_install:
             self.log("no dependencies to install")
 
     def install_python(self, inputs: list[str], packages: list[str]) -> None:
@@ -215,6 +230,18 @@ class Build:
     def build_commands(self) -> bool:
         plan = self.plan
         assert plan
+        if self.java:
+            self.java.build(self.env())
+            if plan.run is None:
+                runnable = self.java.finish()
+                plan.run = runnable.run
+                plan.reason = plan.reason.rstrip(".") + f": {runnable.jar.name}."
+            else:  # a Procfile or build.run says what starts the app: the jar is looked for only for its pins
+                try:
+                    self.java.finish()
+                except BuildFailure as e:
+                    self.log(f"note: {e.message}; the start command is {plan.run}")
+            self.detected(plan)
         for command in plan.build_commands:
             self.shell(command, self.workdir, f"build command '{command}'")
         return bool(plan.build_commands)
@@ -268,10 +295,14 @@ class Build:
             "port": plan.port, "env": plan.env, "workdir": "files/" + plan.workdir if plan.workdir else "files",
             "lock": {}, "dependencies": [],
         }
+        java_jar = self.java is not None and self.java.runnable is not None and plan.run == self.java.runnable.run
         if plan.language == "static":
             root = self.static_root()
             shutil.copytree(root, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP))
             manifest.update(workdir="files", run=None, static={"root": "files", "spa": True})
+        elif self.java and java_jar:  # the runnable jar (and its lib/) is all that runs
+            self.java.package(files)
+            manifest["workdir"] = "files"
         else:
             shutil.copytree(self.work, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP, "*.pyc"))
         if self.python_lock:
@@ -280,6 +311,9 @@ class Build:
                                          for n, v, _ in scans.parse_requirements_pins(self.python_lock)]
         else:
             (stage / "requirements.lock").unlink(missing_ok=True)
+        if self.java:
+            manifest["java"] = self.java.record()
+            manifest["dependencies"] += self.java.dependencies
         node_lock = self.workdir / "package-lock.json"
         if plan.language == "node" and node_lock.is_file():
             manifest["lock"]["node"] = manifest["workdir"] + "/package-lock.json"
@@ -314,6 +348,8 @@ class Build:
         with self.stage("detect"):
             found = self.choose(source)
             self.log(f"strategy: {found.plan.strategy} — {found.plan.reason}")
+            if not found.dockerfile:  # recorded now, so a build failing in its dependencies still says it
+                self.detected(found.plan)
         with self.stage("dependencies"):
             if found.dockerfile:
                 self.log(f"running the steps of {found.dockerfile} without Docker")
@@ -324,9 +360,8 @@ class Build:
         assert plan
         for note in plan.notes:
             self.log(f"note: {note}")
-        emit("detection", strategy=plan.strategy, reason=plan.reason, language=plan.language, run=plan.run,
-             port=plan.port, processes=plan.processes, notes=plan.notes, languageVersion=plan.language_version)
-        if plan.build_commands:
+        self.detected(plan)
+        if plan.build_commands or self.java:
             with self.stage("build"):
                 self.build_commands()
         else:
