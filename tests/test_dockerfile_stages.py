@@ -368,6 +368,7 @@ def test_a_go_multi_stage_dockerfile_deploys_and_answers_through_the_gateway(bui
     log = log_text(c, info["id"])
     assert "stage 'build' (line 4, golang:1.22-alpine) built on this machine's toolchain" in log
     manifest = c.get(f"/organizations/default/projects/stages/artifacts/{info['artifact']}/manifest").json()
+    manifest = manifest["manifest"]
     assert manifest["labels"]["team"] == "payments" and manifest["readiness"]["path"] == "/healthz"
     url = _through_gateway(build_server, "stages", "greeter")
     r = httpx.get(url + "/hello", timeout=10)
