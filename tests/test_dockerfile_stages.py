@@ -213,6 +213,29 @@ def test_a_wrapper_must_be_copied_before_it_runs(build: Build) -> None:
     assert message == "Dockerfile line 3: RUN ./mvnw: there is no mvnw in /src at this point (COPY it first)"
 
 
+def test_build_tools_share_the_build_caches(build_cache: Path) -> None:
+    _require("go")
+    env = toolchains.build_env(build_cache, "/nowhere")
+    assert env["GOMODCACHE"] == str(build_cache / "go" / "mod") and env["GOCACHE"] == str(build_cache / "go" / "build")
+    assert env["MAVEN_OPTS"] == f"-Dmaven.repo.local={build_cache / 'maven' / 'repository'}"
+    assert env["GOTOOLCHAIN"] == "local" and env["PATH"].endswith(":/nowhere")
+    assert shutil.which("go", path=env["PATH"]) is not None  # found even where PATH lacks it
+
+
+def test_maven_steps_run_in_a_maven_stage(build: Build) -> None:
+    _require("mvn")
+    build.hooks.execute = False
+    build.write("pom.xml", "<project/>")
+    build.write("src/main/java/App.java", "class App {}")
+    build.write("target/app.jar", "")  # what `mvn package` would make (the steps are only recorded here)
+    plan = build.prepare(
+        "FROM maven:3.9-eclipse-temurin-17\nWORKDIR /src\nCOPY pom.xml .\nRUN mvn -B -q dependency:go-offline\n"
+        "COPY . .\nRUN mvn -B package -DskipTests\nCMD [\"java\", \"-jar\", \"/src/target/app.jar\"]\n"
+    )
+    assert [call[2] for call in build.hooks.calls] == ["mvn -B -q dependency:go-offline", "mvn -B package -DskipTests"]
+    assert (plan.language, plan.workdir, plan.run) == ("java", "src", "java -jar target/app.jar")
+
+
 def test_go_cross_compilation_is_dropped_with_a_note(build: Build) -> None:
     build.hooks.execute = False
     plan = build.prepare("FROM golang:1.22\nWORKDIR /src\nRUN GOARCH=riscv64 CGO_ENABLED=0 go build -o /app .\n")
@@ -285,6 +308,25 @@ def test_a_go_service_from_a_golang_stage_runs_as_its_binary_on_alpine(build: Bu
     assert "RUN apk add ca-certificates tzdata (line 17) skipped: the machine's own are used" in plan.notes
 
 
+def test_a_single_stage_golang_dockerfile_runs_what_it_built(build: Build) -> None:
+    _require("go")
+    build.write("go.mod", "module example.com/one\n\ngo 1.22\n")
+    build.write("main.go", 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("one") }\n')
+    plan = build.prepare("FROM golang:1.22\nWORKDIR /app\nCOPY . .\nRUN go build -o one .\nCMD [\"./one\"]\n")
+    assert (plan.language, plan.workdir, plan.run) == ("go", "app", "./one")
+    out = subprocess.run(["/bin/sh", "-c", plan.run], cwd=build.work / "app", capture_output=True, text=True)
+    assert out.stdout == "one\n"
+
+
+def test_distroless_nodejs_runs_node_with_its_cmd(build: Build) -> None:
+    build.write("server.js", "")
+    plan = build.prepare("FROM gcr.io/distroless/nodejs20-debian12\nWORKDIR /app\nCOPY server.js .\n"
+                         'CMD ["server.js"]\n')
+    assert (plan.language, plan.run) == ("node", "node server.js")
+    plan = build.prepare('FROM python:3.12\nWORKDIR /app\nCOPY server.js .\nCMD ["gunicorn", "app:app"]\n')
+    assert plan.run == "gunicorn app:app"  # only distroless images have an implicit ENTRYPOINT
+
+
 def test_a_native_binary_that_go_did_not_build_is_a_binary(build: Build) -> None:
     build.write("run.sh", "#!/bin/sh\necho hi\n").chmod(0o755)
     plan = build.prepare(
@@ -330,7 +372,7 @@ def test_a_spa_built_with_node_is_served_from_nginx_root_with_fallback(build: Bu
                               "  location / { try_files $uri $uri/ /index.html; } }\n")
     plan = build.prepare(
         "FROM node:20-alpine AS build\nWORKDIR /app\nCOPY package*.json ./\nRUN npm ci\nCOPY . .\nRUN npm run build\n"
-        "FROM nginx:1.27-alpine\nRUN rm -f /etc/nginx/conf.d/default.conf\n"
+        "FROM nginx:1.27-alpine\nRUN rm /etc/nginx/conf.d/default.conf\n"
         "COPY nginx.conf /etc/nginx/conf.d/default.conf\n"
         "COPY --from=build /app/dist /usr/share/nginx/html\nEXPOSE 80\nCMD [\"nginx\", \"-g\", \"daemon off;\"]\n"
     )
@@ -339,6 +381,8 @@ def test_a_spa_built_with_node_is_served_from_nginx_root_with_fallback(build: Bu
         "static", "", "usr/share/nginx/html", None, None)
     assert (build.work / "usr/share/nginx/html/assets/app-3f2a.js").is_file()
     assert any("try_files falls back to /index.html" in note for note in plan.notes)
+    assert ("RUN rm (line 8): /etc/nginx/conf.d/default.conf is not in the image's file tree here, nothing to remove"
+            in plan.notes)
 
 
 def test_a_web_server_stage_without_an_index_html_fails(build: Build) -> None:

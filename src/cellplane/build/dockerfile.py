@@ -795,6 +795,9 @@ class _Builder:
             return self._static_plan()
         if kind in ("python", "node") and not self._runs_java():
             language: Language = kind
+            if "/distroless/" in self.image.ref and self.entrypoint is None:
+                program = "node" if kind == "node" else "python"  # distroless images' implicit ENTRYPOINT
+                self.entrypoint = _StartForm([program], program)
         else:
             self._implicit_entrypoint()
             language = "java" if self._runs_java() else "go" if self._runs_go_binary() else "binary"
@@ -907,8 +910,11 @@ class _Builder:
         for path in candidates:
             text = path.read_text(errors="replace")
             shown = self.tree.image(path)
-            if re.search(r"try_files\s+[^;]*\$uri[^;]*/index\.html", text) or "try_files" in text:
+            if re.search(r"try_files\s+[^;]*\$uri[^;]*/index\.html", text):
                 self._note(f"{shown}: try_files falls back to /index.html: the static server's SPA fallback does that")
+            elif "try_files" in text:
+                self._note(f"{shown}: its try_files has no /index.html fallback, but the static server's SPA "
+                           "fallback still serves index.html for page routes")
             else:
                 self._note(f"{shown} copied in: the static server serves the files with SPA fallback, "
                            "not this configuration")
@@ -1403,6 +1409,10 @@ class _Builder:
         args = self._shell_args(name, command.words[1:], cwd, line)
         if name == "rm" and any(arg.rstrip("/") == str(self.tree.root) for arg in args):
             raise _fail(line, "RUN rm of / would delete the whole image file tree")
+        if name == "rm" and not any(re.fullmatch(r"-[a-zA-Z]*f[a-zA-Z]*|--force", arg) for arg in args):
+            args = self._existing_only(args, cwd, line)
+            if not any(not arg.startswith("-") for arg in args):
+                return
         text = shlex.join([program, *args])
         if command.redirect:
             operator, target = command.redirect
@@ -1411,6 +1421,17 @@ class _Builder:
         if self.image.kind == "go":  # the golang image's GOPATH, inside this stage's tree
             env["GOPATH"] = str(self.tree.check(self.tree.host(env.get("GOPATH") or "/go"), line, "GOPATH"))
         self.hooks.shell(cwd, text, env, line)
+
+    def _existing_only(self, args: list[str], cwd: Path, line: int) -> list[str]:
+        """``rm`` of files the base image would hold (nginx's default.conf) but this tree does not: left out."""
+        kept = []
+        for arg in args:
+            if arg.startswith("-") or os.path.lexists(cwd / arg):
+                kept.append(arg)
+            else:
+                shown = self.tree.image(Path(arg)) if Path(arg).is_relative_to(self.tree.root) else arg
+                self._note(f"RUN rm (line {line}): {shown} is not in the image's file tree here, nothing to remove")
+        return kept
 
     def _shell_args(self, name: str, words: list[_Word], cwd: Path, line: int) -> list[str]:
         texts = [word.text for word in words]
