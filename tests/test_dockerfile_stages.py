@@ -236,6 +236,22 @@ def test_maven_steps_run_in_a_maven_stage(build: Build) -> None:
     assert (plan.language, plan.workdir, plan.run) == ("java", "src", "java -jar target/app.jar")
 
 
+def test_a_maven_wrapper_runs_the_machines_maven_and_a_gradle_wrapper_needs_gradle(
+        build: Build, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _require("mvn")
+    build.hooks.execute = False
+    build.write("mvnw", "#!/bin/sh\n").chmod(0o755)
+    build.write("gradlew", "#!/bin/sh\n").chmod(0o755)
+    plan = build.prepare("FROM eclipse-temurin:17-jdk\nWORKDIR /src\nCOPY . .\nRUN ./mvnw -B package\n")
+    assert [call[2] for call in build.hooks.calls] == ["mvn -B package"]
+    assert "RUN ./mvnw (line 4) runs the machine's mvn" in plan.notes
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    message = build.fails("FROM eclipse-temurin:17-jdk\nWORKDIR /src\nCOPY . .\nRUN ./gradlew build\n")
+    assert message == ("Dockerfile line 4: RUN ./gradlew needs Gradle: the wrapper downloads it from "
+                       "services.gradle.org, which builds cannot reach; install Gradle on the build machine")
+
+
 def test_go_cross_compilation_is_dropped_with_a_note(build: Build) -> None:
     build.hooks.execute = False
     plan = build.prepare("FROM golang:1.22\nWORKDIR /src\nRUN GOARCH=riscv64 CGO_ENABLED=0 go build -o /app .\n")

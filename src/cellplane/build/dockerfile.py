@@ -1392,6 +1392,13 @@ class _Builder:
             if not wrapper.is_file():
                 raise _fail(line, f"RUN {argv[0]}: there is no {name} in {self.tree.image(cwd)} at this point "
                                   "(COPY it first)")
+            tool = "mvn" if name == "mvnw" else "gradle"
+            if toolchains.find(tool) is not None:  # the machine's, instead of one the wrapper would download
+                self._note(f"RUN {argv[0]} (line {line}) runs the machine's {tool}")
+                command = _Command([_Word(tool), *command.words[1:]], command.redirect)
+            elif name == "gradlew":
+                raise _fail(line, f"RUN {argv[0]} needs Gradle: the wrapper downloads it from services.gradle.org, "
+                                  "which builds cannot reach; install Gradle on the build machine")
         elif toolchains.find(name) is None:
             raise _fail(line, f"RUN {name} needs {toolchains.describe(name)}, which is not installed on this machine "
                               f"(install it, or build the app outside its Dockerfile)")

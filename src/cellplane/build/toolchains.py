@@ -63,4 +63,5 @@ def build_env(cache_root: Path, path: str) -> dict[str, str]:
         "GOFLAGS": "-modcacherw",
         "MAVEN_OPTS": f"-Dmaven.repo.local={cache_root / 'maven' / 'repository'}",
         "GRADLE_USER_HOME": str(cache_root / "gradle"),
+        "GRADLE_OPTS": "-Dorg.gradle.daemon=false",  # no daemon outliving the build
     }
