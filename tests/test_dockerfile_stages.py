@@ -316,6 +316,7 @@ def test_a_go_service_from_a_golang_stage_runs_as_its_binary_on_alpine(build: Bu
     assert re.fullmatch(r"go build -trimpath -ldflags=-s -w -o \S+/0-build/out/greeter \.", commands[1].replace(
         "'-ldflags=-s -w'", "-ldflags=-s -w")), commands[1]
     assert (plan.language, plan.workdir, plan.run) == ("go", "", "usr/local/bin/greeter")
+    assert plan.language_version == "1.22"  # golang:${GO_VERSION}-alpine, recorded
     assert plan.labels == {"org.opencontainers.image.title": "greeter", "team": "payments"}
     assert plan.readiness == {"path": "/healthz", "timeoutSeconds": 3.0}
     assert plan.port == 8080
@@ -364,7 +365,7 @@ def test_a_jar_built_with_the_jdk_runs_with_java_on_a_jre_image(build: Build) ->
         "FROM eclipse-temurin:17-jre-alpine\nWORKDIR /app\nCOPY --from=build /out/app.jar app.jar\n"
         'ENTRYPOINT ["/opt/java/openjdk/bin/java", "-jar", "/app/app.jar"]\n'
     )
-    assert (plan.language, plan.workdir, plan.run) == ("java", "app", "java -jar app.jar")
+    assert (plan.language, plan.workdir, plan.run, plan.language_version) == ("java", "app", "java -jar app.jar", "17")
     out = subprocess.run(["/bin/sh", "-c", plan.run], cwd=build.work / plan.workdir, capture_output=True, text=True)
     assert out.stdout == "hi\n", out.stderr
 

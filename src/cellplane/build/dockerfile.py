@@ -1809,4 +1809,9 @@ def _translate(
         built[index] = builder
     final = built[order[-1]]
     final.notes = [*notes, *final.notes]
-    return final._plan()
+    plan = final._plan()
+    if plan.language == "go" and plan.language_version is None:  # the Go the binary was asked to be built with
+        plan.language_version = next((b.image.version for b in built.values() if b.image.kind == "go"), None)
+    if plan.language == "java" and final.image.kind in ("jre", "jdk"):
+        plan.language_version = final.image.version  # eclipse-temurin:17-jre: Java 17, recorded; the machine's runs
+    return plan
