@@ -370,6 +370,38 @@ def test_a_jar_built_with_the_jdk_runs_with_java_on_a_jre_image(build: Build) ->
     assert out.stdout == "hi\n", out.stderr
 
 
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>example</groupId><artifactId>hello</artifactId><version>1.0</version>
+  <properties><maven.compiler.release>17</maven.compiler.release>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>
+  <build><finalName>hello</finalName><plugins>
+    <plugin><artifactId>maven-compiler-plugin</artifactId><version>3.13.0</version></plugin>
+    <plugin><artifactId>maven-jar-plugin</artifactId><version>3.4.2</version>
+      <configuration><archive><manifest><mainClass>hello.Main</mainClass></manifest></archive></configuration>
+    </plugin>
+  </plugins></build>
+</project>
+"""
+
+
+def test_a_maven_stage_packages_a_jar_that_a_jre_stage_runs(build: Build) -> None:
+    _require("mvn")
+    build.write("pom.xml", POM)
+    build.write("src/main/java/hello/Main.java", 'package hello;\n'
+                'public class Main { public static void main(String[] a) { System.out.println("mvn"); } }\n')
+    plan = build.prepare(
+        "FROM maven:3.9-eclipse-temurin-17 AS build\nWORKDIR /src\nCOPY pom.xml .\nCOPY src ./src\n"
+        "RUN mvn -B -q -DskipTests package\n"
+        "FROM eclipse-temurin:17-jre\nWORKDIR /app\nCOPY --from=build /src/target/hello.jar app.jar\n"
+        'ENTRYPOINT ["java", "-jar", "app.jar"]\n'
+    )
+    assert (plan.language, plan.run) == ("java", "java -jar app.jar")
+    out = subprocess.run(["/bin/sh", "-c", plan.run], cwd=build.work / "app", capture_output=True, text=True)
+    assert out.stdout == "mvn\n", out.stderr
+    assert (build.hooks.cache / "maven" / "repository" / "org" / "apache" / "maven" / "plugins").is_dir()
+
+
 def test_distroless_java_runs_the_jar_its_cmd_names(build: Build) -> None:
     build.write("target/app.jar", "not really a jar")
     plan = build.prepare(
