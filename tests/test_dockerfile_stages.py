@@ -329,7 +329,7 @@ def test_a_single_stage_golang_dockerfile_runs_what_it_built(build: Build) -> No
     _require("go")
     build.write("go.mod", "module example.com/one\n\ngo 1.22\n")
     build.write("main.go", 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("one") }\n')
-    plan = build.prepare("FROM golang:1.22\nWORKDIR /app\nCOPY . .\nRUN go build -o one .\nCMD [\"./one\"]\n")
+    plan = build.prepare("FROM golang:1.22\nWORKDIR /app\nCOPY . .\nRUN go build -trimpath -o one .\nCMD [\"./one\"]\n")
     assert (plan.language, plan.workdir, plan.run) == ("go", "app", "./one")
     out = subprocess.run(["/bin/sh", "-c", plan.run], cwd=build.work / "app", capture_output=True, text=True)
     assert out.stdout == "one\n"
