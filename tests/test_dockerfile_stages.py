@@ -298,6 +298,16 @@ def test_healthcheck_of_a_local_url_becomes_the_readiness_probe(build: Build, he
         assert any("HEALTHCHECK (line 2) not used" in note for note in plan.notes)
 
 
+def test_the_data_plane_probes_the_healthcheck_path_when_the_component_declares_no_readiness(tmp_path: Path) -> None:
+    from cellplane.dataplane.launchspec import manifest_probe
+    from cellplane.dataplane.probes import ProbeSpec
+
+    (tmp_path / "manifest.json").write_text('{"readiness": {"path": "/healthz", "timeoutSeconds": 3.0}}')
+    assert manifest_probe(tmp_path) == ProbeSpec(path="/healthz", timeout=3.0, failure_threshold=3)
+    (tmp_path / "manifest.json").write_text('{"run": "x"}')
+    assert manifest_probe(tmp_path) is None  # the default: a TCP connect
+
+
 def test_labels_are_recorded(build: Build) -> None:
     plan = build.prepare('FROM node:20\nARG V=1.2\nLABEL org.opencontainers.image.version=$V team="pay ments"\n')
     assert plan.labels == {"org.opencontainers.image.version": "1.2", "team": "pay ments"}
