@@ -201,7 +201,7 @@ def test_npm_install_without_lockfile_and_yarn(build: Build) -> None:
     assert any("yarn.lock is not used" in note for note in plan.notes)
 
 
-def test_multi_stage_builds_only_the_last_stage(build: Build) -> None:
+def test_stages_the_last_stage_does_not_need_are_skipped(build: Build) -> None:
     build.write("requirements.txt", "flask\n")
     build.write("main.py", "")
     plan = build.prepare(
@@ -218,23 +218,26 @@ def test_multi_stage_builds_only_the_last_stage(build: Build) -> None:
     assert plan.language_version == "3.12"
     assert plan.python_inputs == ["srv/requirements.txt"]
     assert plan.reason == "Dockerfile at Dockerfile (base image python:3.12-slim, last stage)"
-    assert any("1 earlier build stage(s) ignored" in note for note in plan.notes)
+    assert "stage 'assets' (line 1) is not needed by the last stage: skipped" in plan.notes
 
 
-def test_copy_from_another_stage_is_refused(build: Build) -> None:
-    message = build.fails(
-        "FROM python:3.11 AS builder\nRUN pip install wheel\nFROM python:3.11-slim\nWORKDIR /app\n"
-        "COPY --from=builder /install /usr/local\n"
-    )
+def test_copy_from_an_image_is_refused(build: Build) -> None:
+    message = build.fails("FROM python:3.11-slim\nWORKDIR /app\nCOPY --from=nginx:1.27 /etc/nginx/nginx.conf /app/\n")
     assert message == (
-        "Dockerfile line 5: COPY --from=builder copies from another image stage; only the last stage is built "
-        "without Docker"
+        "Dockerfile line 3: COPY --from=nginx:1.27 copies from the image nginx:1.27, which cannot be pulled without "
+        "Docker; build what you need in a stage of this Dockerfile, or COPY it from the repository"
     )
 
 
-def test_base_image_that_is_an_earlier_stage_is_refused(build: Build) -> None:
-    message = build.fails("FROM python:3.11 AS base\nFROM base\nCMD python app.py\n")
-    assert message.startswith("Dockerfile line 2: FROM base builds on an earlier stage")
+def test_a_stage_may_start_from_an_earlier_stage(build: Build) -> None:
+    build.write("requirements.txt", "flask\n")
+    build.write("app.py", "")
+    plan = build.prepare(
+        "FROM python:3.11 AS base\nWORKDIR /app\nENV MODE=prod\nCOPY requirements.txt .\n"
+        "FROM base\nCOPY app.py .\nCMD python app.py\n"
+    )
+    assert (plan.language, plan.workdir, plan.env, plan.run) == ("python", "app", {"MODE": "prod"}, "python app.py")
+    assert (build.work / "app" / "requirements.txt").is_file() and (build.work / "app" / "app.py").is_file()
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,20 +247,16 @@ def test_base_image_that_is_an_earlier_stage_is_refused(build: Build) -> None:
 @pytest.mark.parametrize(
     ("image", "shown"),
     [
-        ("ubuntu:22.04", "ubuntu:22.04"),
-        ("alpine", "alpine"),
-        ("golang:1.22 AS build", "golang:1.22"),
-        ("scratch", "scratch"),
-        ("nginx:alpine", "nginx:alpine"),
         ("someone/python:3.11", "someone/python:3.11"),
         ("tiangolo/uvicorn-gunicorn-fastapi:python3.11", "tiangolo/uvicorn-gunicorn-fastapi:python3.11"),
+        ("mcr.microsoft.com/dotnet/sdk:8.0", "mcr.microsoft.com/dotnet/sdk:8.0"),
+        ("rust:1.80", "rust:1.80"),
     ],
 )
 def test_other_base_images_are_refused(build: Build, image: str, shown: str) -> None:
     message = build.fails(f"# comment\nFROM {image}\nCMD run\n")
-    assert message == (
-        f"Dockerfile line 2: base image '{shown}' is not a Python or Node.js image; "
-        "Cellplane builds Dockerfiles without Docker only for python:* and node:* images"
+    assert message.startswith(
+        f"Dockerfile line 2: base image '{shown}' is not one Cellplane can build without Docker (supported: python:*"
     )
 
 
@@ -281,7 +280,7 @@ def test_base_image_from_arg(build: Build) -> None:
     dockerfile = "ARG PYTHON_VERSION=3.11\nFROM python:${PYTHON_VERSION}-slim\n"
     assert build.prepare(dockerfile).language_version == "3.11"
     assert build.prepare(dockerfile, {"PYTHON_VERSION": "3.13"}).language_version == "3.13"
-    assert "base image 'golang:3.11'" in build.fails("ARG IMAGE=golang\nFROM ${IMAGE}:3.11\n")
+    assert "base image 'ruby:3.3'" in build.fails("ARG IMAGE=ruby\nFROM ${IMAGE}:3.3\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,16 +295,16 @@ def test_unsupported_instruction_names_it_and_its_line(build: Build) -> None:
         "    gunicorn\n"
         "# a comment\n"
         "\n"
-        "HEALTHCHECK --interval=30s \\\n"
-        "  CMD curl -f http://localhost/ || exit 1\n"
+        "VOLUME \\\n"
+        "  /data\n"
     )
     assert message == (
-        "Dockerfile line 7: instruction HEALTHCHECK is not supported without Docker "
-        "(supported: FROM, WORKDIR, COPY, ADD, RUN, ENV, ARG, EXPOSE, USER, CMD, ENTRYPOINT)"
+        "Dockerfile line 7: instruction VOLUME is not supported without Docker "
+        "(supported: FROM, WORKDIR, COPY, ADD, RUN, ENV, ARG, EXPOSE, USER, CMD, ENTRYPOINT, LABEL, HEALTHCHECK)"
     )
 
 
-@pytest.mark.parametrize("instruction", ["VOLUME /data", "LABEL a=b", "STOPSIGNAL SIGTERM", 'SHELL ["bash", "-c"]'])
+@pytest.mark.parametrize("instruction", ["VOLUME /data", "ONBUILD RUN x", "STOPSIGNAL SIGTERM", 'SHELL ["bash", "-c"]'])
 def test_other_instructions_are_refused(build: Build, instruction: str) -> None:
     keyword = instruction.split()[0]
     assert build.fails(f"FROM node:20\n{instruction}\n").startswith(
@@ -478,7 +477,10 @@ def test_apt_get_is_refused_naming_the_line(build: Build) -> None:
     message = build.fails(
         "FROM python:3.11-slim\nWORKDIR /app\nRUN apt-get update && \\\n    apt-get install -y libpq-dev\n"
     )
-    assert message.startswith("Dockerfile line 3: RUN apt-get is not supported without Docker (")
+    assert message.startswith(
+        "Dockerfile line 3: RUN apt-get install libpq-dev is not supported without Docker: system packages cannot be "
+        "installed; only ca-certificates, curl, dumb-init, tini, tzdata, wget are accepted"
+    )
 
 
 @pytest.mark.parametrize(
@@ -488,7 +490,7 @@ def test_apt_get_is_refused_naming_the_line(build: Build) -> None:
         ("test -f x || exit 1", "RUN uses the shell operator '||'"),
         ("echo $(date) > /app/built", "command substitution $(...) is not supported"),
         ("wget https://example.com/file", "RUN wget is not supported without Docker (allowed: "),
-        ("apk add --no-cache git", "RUN apk is not supported without Docker"),
+        ("apk add --no-cache git", "RUN apk add git is not supported without Docker: system packages cannot"),
         ("npm install -g nodemon", "RUN npm needs a node:* base image"),
         ("pip freeze", "RUN pip freeze is not supported without Docker (only pip install is)"),
         ("pip install -r missing.txt", "pip install -r missing.txt: /app/missing.txt is not in the image"),

@@ -1,22 +1,29 @@
-"""Build a Dockerfile without Docker: translate its last stage into a file tree and a :class:`Plan`.
+"""Build a Dockerfile without Docker: replay its stages into file trees and return the last stage's :class:`Plan`.
 
 Cellplane runs applications as plain OS processes, so a Dockerfile is never executed in a
-container. :func:`prepare` replays the *last* stage against ``work``, a directory that models the
-image's filesystem root (image path ``/app/x.py`` is ``work/app/x.py``):
+container. :func:`prepare` works out which stages the last one needs (:mod:`cellplane.build.stages`),
+and replays each, in Dockerfile order, against a directory that models that stage's filesystem root
+(image path ``/app/x.py`` is ``<dir>/app/x.py``); the last stage's directory is ``work``, the artifact:
 
+* ``FROM`` names a base image whose *kind* (:mod:`cellplane.build.baseimages`) says which of the
+  machine's tools its RUN lines may use (:mod:`cellplane.build.toolchains`), or an earlier stage;
 * ``COPY`` / ``ADD`` copy local files from the build context; ``.git`` and what ``.dockerignore``
-  excludes are left out, no source may lead outside the context, nothing is written outside ``work``;
+  excludes are left out, no source may lead outside the context, nothing is written outside the
+  stage's directory; ``COPY --from`` copies from an earlier stage's directory;
 * ``WORKDIR`` creates directories; ``ARG`` / ``ENV`` values are substituted the way Docker does;
 * ``RUN`` is split into simple commands: ``pip install`` and ``npm ci`` / ``npm install`` / ``yarn``
-  become :class:`StepHooks` calls, user management (``adduser``, ``chown``...) is skipped with a
-  note, a short allow-list of file and script commands runs through ``hooks.shell`` with image
-  paths rewritten into ``work``, and anything else (system package managers, pipes...) fails;
-* ``EXPOSE``, ``CMD`` and ``ENTRYPOINT`` become the plan's port and start command; ``USER`` is noted.
+  become :class:`StepHooks` calls, user management (``adduser``, ``chown``...) and the system packages
+  a runtime image adds (``ca-certificates``, ``tzdata``...) are skipped with a note, build tools of the
+  stage's image (``go build``, ``mvn``...) and a short allow-list of file and script commands run
+  through ``hooks.shell`` with image paths rewritten into the stage's directory, and anything else
+  (other system packages, pipes...) fails;
+* ``EXPOSE``, ``CMD`` and ``ENTRYPOINT`` become the plan's port and start command; ``LABEL`` is
+  recorded, ``HEALTHCHECK`` of a local URL becomes the readiness probe; ``USER`` is noted.
 
-Only ``python:*`` and ``node:*`` base images qualify: the platform provides those runtimes and
-nothing else an image would contain. Every refusal is a :class:`BuildFailure` whose message starts
-with ``Dockerfile line N:`` and whose ``where`` names the Dockerfile.
-"""
+The last stage becomes what it is: a python or node app, a Go or other native binary, a jar run by
+the machine's java, or static files (nginx, httpd, caddy) served by the platform's static server.
+Every refusal is a :class:`BuildFailure` whose message starts with ``Dockerfile line N:`` and whose
+``where`` names the Dockerfile."""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import fnmatch
 import glob
 import json
 import os
+import platform
 import posixpath
 import re
 import shlex
@@ -31,13 +39,19 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from cellplane.build import toolchains
+from cellplane.build.baseimages import STATIC_ROOTS, BaseImage, classify
 from cellplane.build.plan import BuildFailure, Language, Plan, StepHooks
+from cellplane.build.stages import StageInfo, lineage, resolve_source, targets
 
 __all__ = ["SUPPORTED_INSTRUCTIONS", "Instruction", "parse", "prepare"]
 
-SUPPORTED_INSTRUCTIONS = ("FROM", "WORKDIR", "COPY", "ADD", "RUN", "ENV", "ARG", "EXPOSE", "USER", "CMD", "ENTRYPOINT")
+SUPPORTED_INSTRUCTIONS = (
+    "FROM", "WORKDIR", "COPY", "ADD", "RUN", "ENV", "ARG", "EXPOSE", "USER", "CMD", "ENTRYPOINT", "LABEL",
+    "HEALTHCHECK",
+)  # fmt: skip
 MAX_DOCKERFILE_BYTES = 1024 * 1024
 
 NodeInstall = Literal["ci", "install"]
@@ -54,6 +68,8 @@ _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])(.*))?", re.S)
 _RAW_WORD = re.compile(r"""(?:[^\s"'\\]|\\.?|"(?:[^"\\]|\\.)*"?|'[^']*'?)+""", re.S)
 _PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?", re.I)
 _VERSION = re.compile(r"v?(\d+(?:\.\d+)*)")
+_LOCAL_URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::\d+)?(/[^\s'\"|;&]*)?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _SHELL_PATH = re.compile(r"(?<![^\s='\"])/[^\s'\";&|<>()`]*")
 
 _PYTHON = re.compile(r"python(?:3(?:\.\d+)?)?")
@@ -64,12 +80,22 @@ _USER_COMMANDS = frozenset(
 _PACKAGE_MANAGERS = frozenset(
     {"apt-get", "apt", "aptitude", "dpkg", "apk", "yum", "dnf", "microdnf", "rpm", "zypper", "pacman"}
 )
+_SYSTEM_NOOPS = frozenset({"update-ca-certificates", "ldconfig"})
+_SYSTEM_MAINTENANCE = frozenset({"update", "upgrade", "clean", "autoclean", "autoremove", "cache", "makecache"})
+_SYSTEM_VALUE_OPTIONS = frozenset({"-t", "--virtual", "-o", "--option", "-X", "--repository", "--setopt"})
+# Packages a runtime image installs that the platform does not need: the machine has them, or (tini,
+# dumb-init: an init for PID 1) the platform's supervisor does their job.
+_RUNTIME_EXTRAS = frozenset({"ca-certificates", "tzdata", "curl", "wget", "tini", "dumb-init"})
 _FILE_COMMANDS = frozenset({"mkdir", "cp", "mv", "rm", "touch", "echo", "chmod", "ln", "ls", "cat", "sed"})
 _SCRIPT_COMMANDS = frozenset({"node", "npx"})
 _ALLOWED_RUN = (
     "pip install, npm ci/install, npm run, yarn install/build/run, npx, python, node, "
     "mkdir, cp, mv, rm, touch, echo, chmod, ln, cd, ls, cat, sed, true"
 )
+# What a base image holds that the machine has too: COPY --from of these, when a stage did not make them, is a no-op.
+_SYSTEM_PATHS = ("/etc/ssl/", "/etc/ca-certificates", "/usr/share/zoneinfo", "/usr/share/ca-certificates",
+                 "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/mime.types",
+                 "/usr/local/share/ca-certificates")
 _HOST_DEVICES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr"})
 _ARCHIVE_SUFFIXES = (
     ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.lzma",
@@ -432,53 +458,38 @@ def _shell_commands(text: str, env: Mapping[str, str], line: int, unknown: list[
 # Base images
 
 
-@dataclass
-class _BaseImage:
-    ref: str  # as written, after ARG substitution: "python:3.11-slim"
-    language: Language
-    version: str | None  # from the tag: "3.11", "20"
+# Tools a RUN line may use, by the kind of its stage's base image (see cellplane.build.baseimages).
+_STAGE_TOOLS: dict[str, frozenset[str]] = {
+    "go": frozenset({"go"}),
+    "maven": frozenset({"mvn", "mvnw", "java", "javac", "jar"}),
+    "gradle": frozenset({"gradle", "gradlew", "java", "javac", "jar"}),
+    "jdk": frozenset({"mvnw", "gradlew", "java", "javac", "jar"}),
+    "jre": frozenset({"java"}),
+}
+_TOOL_KINDS = {
+    "go": "a golang:* image",
+    "mvn": "a maven:* image",
+    "mvnw": "a JDK image (maven:*, eclipse-temurin:*, openjdk:*, amazoncorretto:*)",
+    "gradle": "a gradle:* image",
+    "gradlew": "a JDK image (gradle:*, eclipse-temurin:*, openjdk:*, amazoncorretto:*)",
+    "java": "a Java image", "javac": "a JDK image", "jar": "a JDK image",
+}
+_GO_SUBCOMMANDS = frozenset({"build", "mod", "install", "test", "vet", "generate", "env", "version", "list", "get"})
+_BASE_KINDS = (
+    "python:*, node:*, golang:*, maven:*, gradle:*, JDK and JRE images (eclipse-temurin, openjdk, amazoncorretto, "
+    "distroless/java), alpine/debian/ubuntu/busybox/distroless/scratch, nginx/nginx-unprivileged/httpd/caddy"
+)
 
 
-def _base_image(ref: str, earlier_stages: set[str], line: int) -> _BaseImage:
-    """The last stage's base image: ``python`` or ``node``, official or from a registry mirror.
-
-    On Docker Hub only the official images count (``python``, ``library/python``; ``someone/python``
-    could be anything); behind a registry host any path ending in ``/python`` or ``/node`` is taken
-    for a mirror of them.
-    """
-    if ref.lower() in earlier_stages:
+def _base_image(ref: str, line: int) -> BaseImage:
+    """The kind of a stage's base image; anything Cellplane cannot stand in for fails naming the line."""
+    image = classify(ref)
+    if image is None:
         raise _fail(
             line,
-            f"FROM {ref} builds on an earlier stage; only the last stage is built without Docker, "
-            "and it must start from a python:* or node:* image",
+            f"base image '{ref}' is not one Cellplane can build without Docker (supported: {_BASE_KINDS})",
         )
-    host, path, tag = _split_image(ref)
-    parts = path.lower().split("/")
-    official = host is not None or parts[:-1] in ([], ["library"])
-    if parts[-1] not in ("python", "node") or not official:
-        raise _fail(
-            line,
-            f"base image '{ref}' is not a Python or Node.js image; "
-            "Cellplane builds Dockerfiles without Docker only for python:* and node:* images",
-        )
-    version = _VERSION.match(tag) if tag else None
-    language: Language = "python" if parts[-1] == "python" else "node"
-    return _BaseImage(ref, language, version.group(1) if version else None)
-
-
-def _split_image(ref: str) -> tuple[str | None, str, str | None]:
-    """``(registry host or None, repository path, tag or None)`` of an image reference."""
-    name = ref.split("@", 1)[0]
-    tag = None
-    if ":" in name.rsplit("/", 1)[-1]:
-        name, tag = name.rsplit(":", 1)
-    parts = name.split("/")
-    host = None
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        host, parts = parts[0], parts[1:]
-    if host is not None and parts[:-1] in (["library"], ["docker", "library"]):
-        parts = parts[-1:]
-    return host, "/".join(parts), tag
+    return image
 
 
 # --------------------------------------------------------------------------------------------
@@ -702,21 +713,36 @@ class _StartForm:
 
 
 class _Builder:
-    """Replays the last stage of a Dockerfile against the work tree and collects the plan."""
+    """Replays one target stage of a Dockerfile (its lineage: ancestors first) against its own directory.
+
+    The last stage's directory is the work tree that becomes the artifact; a build stage's is a
+    scratch directory that later stages ``COPY --from``. ``built`` holds the finished targets.
+    """
 
     def __init__(
-        self, context: Path, work: Path, hooks: StepHooks, build_args: Mapping[str, str], display: str
+        self,
+        context: Path,
+        root: Path,
+        hooks: StepHooks,
+        build_args: Mapping[str, str],
+        display: str,
+        graph: list[StageInfo] | None = None,
+        built: Mapping[int, _Builder] | None = None,
     ) -> None:
-        self.tree = _Tree(work)
+        self.tree = _Tree(root)
         self.context = _Context(context, self.tree)
         self.hooks = hooks
         self.build_args = dict(build_args)
         self.display = display
+        self.graph = graph or []
+        self.built = built or {}
+        self.stage: StageInfo | None = None
+        self.last = True
         self.global_args: dict[str, str] = {}
         self.args: dict[str, str] = {}
         self.env: dict[str, str] = {}
         self.workdir = "/"
-        self.image = _BaseImage("", "python", None)
+        self.image = BaseImage("", "python", "python", None)
         self.port: int | None = None
         self.extra_ports: list[str] = []
         self.cmd: _StartForm | None = None
@@ -724,21 +750,14 @@ class _Builder:
         self.pip_inputs: list[str] = []
         self.pip_packages: list[str] = []
         self.node_install: NodeInstall | None = None
+        self.labels: dict[str, str] = {}
+        self.readiness: dict[str, Any] | None = None
         self.notes: list[str] = []
 
     # -- the whole file
 
-    def build(self, instructions: list[Instruction]) -> Plan:
-        preamble, stages = _stages(instructions)
-        for instruction in preamble:
-            self._declare_args(instruction, self.global_args, {}, {})
-        earlier = {name for stage in stages[:-1] if (name := self._stage_name(stage[0]))}
-        last = stages[-1]
-        self._from(last[0], earlier)
-        if len(stages) > 1:
-            self._note(
-                f"{len(stages) - 1} earlier build stage(s) ignored: only the last stage (line {last[0].line}) is built"
-            )
+    def replay(self, lineage: list[list[Instruction]], infos: list[StageInfo] | None = None) -> None:
+        """Run the instructions of a stage and its ancestors (oldest first) against this builder's tree."""
         handlers = {
             "WORKDIR": self._workdir,
             "COPY": self._copy,
@@ -750,38 +769,60 @@ class _Builder:
             "USER": self._user,
             "CMD": self._cmd,
             "ENTRYPOINT": self._entrypoint,
+            "LABEL": self._label,
+            "HEALTHCHECK": self._healthcheck,
         }
-        for instruction in last[1:]:
-            handler = handlers.get(instruction.keyword)
-            if handler is None:
-                raise _fail(
-                    instruction.line,
-                    f"instruction {instruction.keyword} is not supported without Docker "
-                    f"(supported: {', '.join(SUPPORTED_INSTRUCTIONS)})",
-                )
-            handler(instruction)
-        return self._plan()
+        for position, stage in enumerate(lineage):
+            self.stage = infos[position] if infos else None
+            self.args = {}  # ARGs are scoped to their stage; ENV, WORKDIR, CMD... carry over to children
+            if position == 0:
+                self._from(stage[0])
+            for instruction in stage[1:]:
+                handler = handlers.get(instruction.keyword)
+                if handler is None:
+                    raise _fail(
+                        instruction.line,
+                        f"instruction {instruction.keyword} is not supported without Docker "
+                        f"(supported: {', '.join(SUPPORTED_INSTRUCTIONS)})",
+                    )
+                handler(instruction)
 
     def _plan(self) -> Plan:
         if self.extra_ports:
             self._note(f"EXPOSE also lists {', '.join(self.extra_ports)}; only port {self.port} is used")
+        kind = self.image.kind
+        if kind == "web":
+            return self._static_plan()
+        if kind in ("python", "node") and not self._runs_java():
+            language: Language = kind
+            if "/distroless/" in self.image.ref and self.entrypoint is None:
+                program = "node" if kind == "node" else "python"  # distroless images' implicit ENTRYPOINT
+                self.entrypoint = _StartForm([program], program)
+        else:
+            self._implicit_entrypoint()
+            language = "java" if self._runs_java() else "go" if self._runs_go_binary() else "binary"
         run = self._start_command()
         if run is None:
             self._note("the Dockerfile has no CMD or ENTRYPOINT: there is no start command")
         self._env_path_notes()
+        return self._new_plan(language, run=run)
+
+    def _new_plan(self, language: Language, **fields: Any) -> Plan:
         return Plan(
             strategy="dockerfile",
             reason=f"Dockerfile at {self.display} (base image {self.image.ref}, last stage)",
-            language=self.image.language,
-            workdir=self.workdir.lstrip("/"),
+            language=language,
+            workdir=fields.pop("workdir", self.workdir.lstrip("/")),
             python_inputs=list(self.pip_inputs),
             python_packages=list(self.pip_packages),
             node_install=self.node_install,
-            run=run,
             port=self.port,
             env=dict(self.env),
-            language_version=self.image.version,
+            language_version=self.image.version if language == self.image.kind else None,
+            labels=dict(self.labels),
+            readiness=dict(self.readiness) if self.readiness else None,
             notes=list(self.notes),
+            **fields,
         )
 
     def _note(self, text: str) -> None:
@@ -798,11 +839,89 @@ class _Builder:
         words = [w for w in _words(instruction.args, self.global_args, instruction.line) if not w.startswith("--")]
         return words[2].lower() if len(words) == 3 and words[1].lower() == "as" else None
 
-    def _from(self, instruction: Instruction, earlier: set[str]) -> None:
-        words = [w for w in _words(instruction.args, self.global_args, instruction.line) if not w.startswith("--")]
-        if not (len(words) == 1 or (len(words) == 3 and words[1].lower() == "as")):
-            raise _fail(instruction.line, "FROM expects an image, optionally followed by AS <name>")
-        self.image = _base_image(words[0], earlier, instruction.line)
+    def _from(self, instruction: Instruction) -> None:
+        words = _from_words(instruction, self.global_args)
+        if any(w.startswith("--platform") for w in _words(instruction.args, self.global_args, instruction.line)):
+            self._note(f"FROM --platform (line {instruction.line}) ignored: stages build for this machine")
+        self.image = _base_image(words[0], instruction.line)
+
+    # -- what the last stage is
+
+    def _start_argv(self) -> list[str]:
+        """The start command's words (a shell form counts as its words), for telling what it runs."""
+        argv: list[str] = []
+        for form in (self.entrypoint, self.cmd):
+            if form is not None:
+                argv += form.argv if form.argv is not None else form.shell.split()
+        return argv
+
+    def _runs_java(self) -> bool:
+        argv = self._start_argv()
+        return bool(argv) and posixpath.basename(argv[0]) == "java" and "-jar" in argv
+
+    def _implicit_entrypoint(self) -> None:
+        """distroless/java images start ``java -jar`` with CMD as its arguments; the JDK's java is the machine's."""
+        if self.image.kind == "jre" and self.image.name.startswith("java") and self.entrypoint is None:
+            self.entrypoint = _StartForm(["java", "-jar"], "java -jar")
+        for form in (self.entrypoint, self.cmd):
+            java = form is not None and form.argv and posixpath.basename(form.argv[0]) == "java"
+            if form is not None and form.argv and java and not self.tree.points_into(form.argv[0]):
+                form.argv[0] = "java"  # /opt/java/openjdk/bin/java: the machine's java
+
+    def _runs_go_binary(self) -> bool:
+        argv = self._start_argv()
+        if not argv:
+            return False
+        program = argv[0]
+        host = self.tree.host(program) if program.startswith("/") else self.tree.host(
+            posixpath.join(self.workdir, program))
+        return _is_go_binary(host)
+
+    def _static_plan(self) -> Plan:
+        """nginx/httpd/caddy: the files copied to the server's root, served by the platform's static server."""
+        name = self.image.name
+        roots = list(STATIC_ROOTS.get(name, ("/usr/share/nginx/html",)))
+        configured = self._server_config_root()
+        if configured:
+            roots.insert(0, configured)
+        for root in roots:
+            if (self.tree.host(root) / "index.html").is_file():
+                break
+        else:
+            raise BuildFailure(
+                f"the last stage ({self.image.ref}) serves static files, but no index.html was copied to "
+                f"{roots[0]}; COPY the built site there"
+            )
+        if self.cmd is not None or self.entrypoint is not None:
+            self._note(f"{name}'s start command is not used: the platform's static server serves {root}")
+        if self.port is not None:
+            self._note(f"EXPOSE {self.port} is not used: the static server listens on the port the platform gives")
+        self._note(f"{name} serves {root} with the platform's static server (single-page-app fallback on)")
+        plan = self._new_plan("static", workdir="", static_root=_image_path(root).lstrip("/"))
+        plan.port = None
+        return plan
+
+    def _server_config_root(self) -> str | None:
+        """The ``root`` of an nginx.conf (or Caddyfile) the Dockerfile copied in, noting its SPA fallback."""
+        candidates = [*self.tree.root.joinpath("etc", "nginx").rglob("*.conf")] if (
+            self.tree.root / "etc" / "nginx").is_dir() else []
+        candidates += [p for p in (self.tree.host("/etc/caddy/Caddyfile"),) if p.is_file()]
+        root = None
+        for path in candidates:
+            text = path.read_text(errors="replace")
+            shown = self.tree.image(path)
+            if re.search(r"try_files\s+[^;]*\$uri[^;]*/index\.html", text):
+                self._note(f"{shown}: try_files falls back to /index.html: the static server's SPA fallback does that")
+            elif "try_files" in text:
+                self._note(f"{shown}: its try_files has no /index.html fallback, but the static server's SPA "
+                           "fallback still serves index.html for page routes")
+            else:
+                self._note(f"{shown} copied in: the static server serves the files with SPA fallback, "
+                           "not this configuration")
+            match = re.search(r"^\s*root\s+(?:\*\s+)?(/[^;\s]+)", text, re.M)
+            if match and root is None:
+                root = match.group(1)
+        return root
 
     def _arg(self, instruction: Instruction) -> None:
         self._declare_args(instruction, self.args, self.env, self.global_args)
@@ -870,6 +989,49 @@ class _Builder:
             else:
                 self.extra_ports.append(word)
 
+    def _label(self, instruction: Instruction) -> None:
+        """``LABEL key=value ...``: recorded in the artifact's manifest."""
+        scope, line = self._scope(), instruction.line
+        raws = _RAW_WORD.findall(instruction.args)
+        if not raws:
+            raise _fail(line, "LABEL needs key=value")
+        for raw in raws:
+            key, equals, value = raw.partition("=")
+            if not equals or not key:
+                raise _fail(line, f"LABEL expects key=value pairs, not '{raw}'")
+            self.labels[_expand(key, scope, line)] = _expand(value, scope, line)
+
+    def _healthcheck(self, instruction: Instruction) -> None:
+        """``HEALTHCHECK CMD curl/wget http://localhost[:port]/path`` becomes an HTTP readiness probe of that path."""
+        line = instruction.line
+        flags, rest = _split_flags(instruction.args)
+        keyword, command = _head(rest)
+        if keyword.upper() == "NONE":
+            self.readiness = None
+            return
+        if keyword.upper() != "CMD" or not command:
+            raise _fail(line, "HEALTHCHECK expects CMD <command> or NONE")
+        argv = _json_array(command)
+        text = " ".join(argv) if argv is not None else command
+        words = text.split()
+        program = posixpath.basename(words[0]) if words else ""
+        url = _LOCAL_URL.search(text)
+        if program not in ("curl", "wget") or url is None:
+            self._note(f"HEALTHCHECK (line {line}) not used: only curl or wget of a local URL becomes the "
+                       "readiness probe (the default probe connects to the port)")
+            self.readiness = None
+            return
+        probe: dict[str, Any] = {"path": url.group(1) or "/"}
+        for flag in flags:
+            name, _, value = flag.partition("=")
+            if name == "--timeout" and (seconds := _duration(value)):
+                probe["timeoutSeconds"] = min(seconds, 600.0)
+            elif name == "--retries" and value.isdigit() and 1 <= int(value) <= 100:
+                probe["failureThreshold"] = int(value)
+        self.readiness = probe
+        self._note(f"HEALTHCHECK (line {line}) becomes the readiness probe: HTTP GET {probe['path']} on the "
+                   "replica's port")
+
     def _user(self, instruction: Instruction) -> None:
         user = _expand(instruction.args, self._scope(), instruction.line)
         self._note(f"USER {user} (line {instruction.line}) ignored: processes run as the platform's user")
@@ -885,11 +1047,14 @@ class _Builder:
     def _copy(self, instruction: Instruction) -> None:
         keyword, line = instruction.keyword, instruction.line
         flags, rest = _split_flags(instruction.args)
-        self._copy_flags(keyword, flags, line)
+        source_stage = self._copy_flags(keyword, flags, line)
         words = instruction.json_form if instruction.json_form is not None else _words(rest, self._scope(), line)
         if len(words) < 2:
             raise _fail(line, f"{keyword} needs at least one source and a destination")
         *sources, dest = words
+        if source_stage is not None:
+            self._copy_from(source_stage, sources, dest, line)
+            return
         matches = []
         for source in sources:
             if keyword == "ADD" and ("://" in source or source.startswith("git@")):
@@ -905,16 +1070,62 @@ class _Builder:
                 )
             self.context.copy(rel, target, into_dir, keyword, line)
 
-    def _copy_flags(self, keyword: str, flags: list[str], line: int) -> None:
+    def _copy_flags(self, keyword: str, flags: list[str], line: int) -> _Builder | None:
+        """Check COPY/ADD options; returns the built stage a ``--from`` names (None: the build context)."""
+        source: _Builder | None = None
         for flag in flags:
-            name = flag.partition("=")[0]
-            if name == "--from":
-                raise _fail(
-                    line,
-                    f"{keyword} {flag} copies from another image stage; only the last stage is built without Docker",
-                )
-            if name not in ("--chown", "--chmod", "--link"):
+            name, _, value = flag.partition("=")
+            if name == "--from" and keyword == "COPY":
+                value = _expand(value, self._scope(), line)
+                index = resolve_source(self.graph, self.stage.index, value) if self.stage else None
+                if index is None or index not in self.built:
+                    raise _fail(
+                        line,
+                        f"COPY --from={value} copies from the image {value}, which cannot be pulled without Docker; "
+                        "build what you need in a stage of this Dockerfile, or COPY it from the repository",
+                    )
+                source = self.built[index]
+            elif name not in ("--chown", "--chmod", "--link"):
                 raise _fail(line, f"{keyword} option {name} is not supported without Docker")
+        return source
+
+    def _copy_from(self, stage: _Builder, sources: list[str], dest: str, line: int) -> None:
+        """``COPY --from=stage SRC... DEST``: sources are paths in that stage's file tree (relative: from its /)."""
+        shown = stage.stage.shown if stage.stage else "the earlier stage"
+        found: list[Path] = []
+        for source in sources:
+            image = _image_path(source)
+            if glob.has_magic(image):
+                matches = [Path(m) for m in sorted(glob.glob(glob.escape(str(stage.tree.root)) + image))]
+            else:
+                host = stage.tree.host(image)
+                matches = [host] if os.path.lexists(host) else []
+            if not matches and image.startswith(_SYSTEM_PATHS):
+                self._note(f"COPY --from={stage.stage.name if stage.stage else '?'} {source} (line {line}) skipped: "
+                           "the machine's own system files are used")
+                continue
+            if not matches:
+                raise _fail(line, f"COPY --from: the stage {shown} did not produce {image}")
+            for match in matches:
+                if not match.resolve().is_relative_to(stage.tree.root):
+                    raise _fail(line, f"COPY --from: {stage.tree.image(match)} leads outside the stage's file tree")
+            found.extend(matches)
+        if not found:
+            return
+        target, into_dir = self._copy_destination(dest, multiple=len(found) > 1 or len(sources) > 1)
+        for match in found:
+            real = match.resolve()
+            if real.is_dir():
+                self.tree.mkdir(target, line)
+                shutil.copytree(real, self.tree.check(target, line, dest), symlinks=True, dirs_exist_ok=True)
+            else:
+                file_target = target / match.name if into_dir else target
+                self.tree.mkdir(file_target.parent, line)
+                file_target = self.tree.check(file_target, line, dest)
+                if file_target.is_dir():
+                    raise _fail(line, f"cannot copy a file over the directory {self.tree.image(file_target)}")
+                shutil.copyfile(real, file_target)
+                shutil.copymode(real, file_target)
 
     def _copy_destination(self, dest: str, *, multiple: bool) -> tuple[Path, bool]:
         """Where a COPY writes, and whether that is a directory the sources go into."""
@@ -967,11 +1178,11 @@ class _Builder:
         elif name in _USER_COMMANDS:
             self._note(f"RUN {name} (line {line}) skipped: Cellplane runs processes as the platform's user")
         elif name in _PACKAGE_MANAGERS:
-            raise _fail(
-                line,
-                f"RUN {name} is not supported without Docker (system packages cannot be installed: "
-                f"the app runs as a plain process with the platform's {self.image.language} runtime)",
-            )
+            self._system_packages(name, argv, line)
+        elif name in _SYSTEM_NOOPS:
+            self._note(f"RUN {name} (line {line}) skipped: the machine's own system files are used")
+        elif name in _TOOL_KINDS:
+            self._tool(name, command, cwd, assignments, line)
         elif pip_args is not None:
             self._pip(pip_args, cwd, line)
         elif name == "virtualenv" or (_PYTHON.fullmatch(name) and argv[1:3] == ["-m", "venv"]):
@@ -998,6 +1209,9 @@ class _Builder:
 
     def _pip(self, args: list[str], cwd: Path, line: int) -> None:
         self._require("pip", "python", line)
+        if not self.last:
+            raise _fail(line, "RUN pip install in a build stage is not supported without Docker (the platform "
+                              "installs Python dependencies for the last stage only)")
         index = 0
         while index < len(args) and args[index].startswith("-"):  # pip's general options
             index += 2 if args[index] in _PIP_VALUE_OPTIONS else 1
@@ -1132,9 +1346,63 @@ class _Builder:
         self.node_install = kind
         self.hooks.npm(cwd, kind, line)
 
-    def _require(self, tool: str, language: Language, line: int) -> None:
-        if self.image.language != language:
-            raise _fail(line, f"RUN {tool} needs a {language}:* base image, not {self.image.ref}")
+    def _require(self, tool: str, kind: str, line: int) -> None:
+        if self.image.kind != kind:
+            raise _fail(line, f"RUN {tool} needs a {kind}:* base image, not {self.image.ref}")
+
+    # -- RUN: system packages and build tools
+
+    def _system_packages(self, name: str, argv: list[str], line: int) -> None:
+        """``apk add`` / ``apt-get install`` of what the machine has anyway is a no-op; anything else fails."""
+        positional = _positional(argv[1:], _SYSTEM_VALUE_OPTIONS)
+        subcommand = positional[0] if positional else ""
+        if subcommand in _SYSTEM_MAINTENANCE:
+            self._note(f"RUN {name} {subcommand} (line {line}) skipped: no system packages are installed")
+            return
+        if subcommand not in ("add", "install"):
+            raise _fail(line, f"RUN {name} {subcommand} is not supported without Docker (system packages cannot be "
+                              "installed)")
+        packages = [re.split(r"[=<>~]", package, maxsplit=1)[0] for package in positional[1:]]
+        refused = [package for package in packages if package not in _RUNTIME_EXTRAS]
+        if refused:
+            raise _fail(
+                line,
+                f"RUN {name} {subcommand} {' '.join(refused)} is not supported without Docker: system packages "
+                f"cannot be installed; only {', '.join(sorted(_RUNTIME_EXTRAS))} are accepted (as no-ops, the "
+                "machine has them or the platform does their job)",
+            )
+        self._note(f"RUN {name} {subcommand} {' '.join(packages)} (line {line}) skipped: the machine's own are used")
+
+    def _tool(self, name: str, command: _Command, cwd: Path, assignments: dict[str, str], line: int) -> None:
+        """``go build``, ``mvn package``, ``./mvnw``, ``gradle``, ``java``: on this machine's toolchain."""
+        if name not in _STAGE_TOOLS.get(self.image.kind, frozenset()):
+            raise _fail(line, f"RUN {name} needs {_TOOL_KINDS[name]} as the stage's base image, not {self.image.ref}")
+        argv = [word.text for word in command.words]
+        if name == "go":
+            subcommand = next((arg for arg in argv[1:] if not arg.startswith("-")), "")
+            if subcommand not in _GO_SUBCOMMANDS:
+                raise _fail(line, f"RUN go {subcommand} is not supported without Docker "
+                                  f"(supported: go {', go '.join(sorted(_GO_SUBCOMMANDS))})")
+            for variable, value in (("GOOS", "linux"), ("GOARCH", _go_arch())):
+                if assignments.get(variable, value) != value:
+                    self._note(f"RUN (line {line}): {variable}={assignments.pop(variable)} ignored: "
+                               "the binary is built for this machine")
+        if name in ("mvnw", "gradlew"):
+            wrapper = self._host_path(argv[0], cwd, line)
+            if not wrapper.is_file():
+                raise _fail(line, f"RUN {argv[0]}: there is no {name} in {self.tree.image(cwd)} at this point "
+                                  "(COPY it first)")
+            tool = "mvn" if name == "mvnw" else "gradle"
+            if toolchains.find(tool) is not None:  # the machine's, instead of one the wrapper would download
+                self._note(f"RUN {argv[0]} (line {line}) runs the machine's {tool}")
+                command = _Command([_Word(tool), *command.words[1:]], command.redirect)
+            elif name == "gradlew":
+                raise _fail(line, f"RUN {argv[0]} needs Gradle: the wrapper downloads it from services.gradle.org, "
+                                  "which builds cannot reach; install Gradle on the build machine")
+        elif toolchains.find(name) is None:
+            raise _fail(line, f"RUN {name} needs {toolchains.describe(name)}, which is not installed on this machine "
+                              f"(install it, or build the app outside its Dockerfile)")
+        self._shell(command, cwd, assignments, line)
 
     # -- RUN: allowed shell commands
 
@@ -1143,14 +1411,34 @@ class _Builder:
         first = command.words[0].text
         name = posixpath.basename(first)
         program = name if "/" in first else first
+        if name in ("mvnw", "gradlew"):
+            program = self._rewrite_arg(first, cwd, line)
         args = self._shell_args(name, command.words[1:], cwd, line)
         if name == "rm" and any(arg.rstrip("/") == str(self.tree.root) for arg in args):
             raise _fail(line, "RUN rm of / would delete the whole image file tree")
+        if name == "rm" and not any(re.fullmatch(r"-[a-zA-Z]*f[a-zA-Z]*|--force", arg) for arg in args):
+            args = self._existing_only(args, cwd, line)
+            if not any(not arg.startswith("-") for arg in args):
+                return
         text = shlex.join([program, *args])
         if command.redirect:
             operator, target = command.redirect
             text += f" {operator} {shlex.quote(self._rewrite_arg(target.text, cwd, line, path=True))}"
-        self.hooks.shell(cwd, text, {**self._scope(), **assignments}, line)
+        env = {**self._scope(), **assignments}
+        if self.image.kind == "go":  # the golang image's GOPATH, inside this stage's tree
+            env["GOPATH"] = str(self.tree.check(self.tree.host(env.get("GOPATH") or "/go"), line, "GOPATH"))
+        self.hooks.shell(cwd, text, env, line)
+
+    def _existing_only(self, args: list[str], cwd: Path, line: int) -> list[str]:
+        """``rm`` of files the base image would hold (nginx's default.conf) but this tree does not: left out."""
+        kept = []
+        for arg in args:
+            if arg.startswith("-") or os.path.lexists(cwd / arg):
+                kept.append(arg)
+            else:
+                shown = self.tree.image(Path(arg)) if Path(arg).is_relative_to(self.tree.root) else arg
+                self._note(f"RUN rm (line {line}): {shown} is not in the image's file tree here, nothing to remove")
+        return kept
 
     def _shell_args(self, name: str, words: list[_Word], cwd: Path, line: int) -> list[str]:
         texts = [word.text for word in words]
@@ -1383,6 +1671,39 @@ def _sed_roles(args: list[str], roles: list[str]) -> None:
         index += 1
 
 
+def _from_words(instruction: Instruction, global_args: Mapping[str, str]) -> list[str]:
+    """``[image]`` or ``[image, "AS", name]`` of a FROM line, ``--platform`` left out."""
+    words = [w for w in _words(instruction.args, global_args, instruction.line) if not w.startswith("--")]
+    if not (len(words) == 1 or (len(words) == 3 and words[1].lower() == "as")):
+        raise _fail(instruction.line, "FROM expects an image, optionally followed by AS <name>")
+    return words
+
+
+def _duration(text: str) -> float | None:
+    """Seconds in a Docker duration (``30s``, ``1m30s``, ``500ms``), None when it is not one."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def _go_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
+def _is_go_binary(path: Path) -> bool:
+    """Whether ``path`` is an executable built by Go: ELF with Go's build information (one read of the file)."""
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return False
+            return b"\xff Go buildinf:" in f.read()
+    except OSError:
+        return False
+
+
 def _display_path(dockerfile: Path, context: Path) -> str:
     real = dockerfile.resolve()
     return real.relative_to(context).as_posix() if real.is_relative_to(context) else dockerfile.name
@@ -1406,29 +1727,91 @@ def _read_dockerfile(path: Path) -> str:
 
 
 def prepare(
-    dockerfile: Path, context: Path, work: Path, hooks: StepHooks, build_args: dict[str, str] | None = None
+    dockerfile: Path,
+    context: Path,
+    work: Path,
+    hooks: StepHooks,
+    build_args: dict[str, str] | None = None,
+    stages_dir: Path | None = None,
 ) -> Plan:
-    """Build the last stage of ``dockerfile`` into ``work`` (the image's root) and return its plan.
+    """Build ``dockerfile`` into ``work`` (the last stage's root) and return its plan.
 
-    ``context`` is the build context COPY reads from; ``work`` an existing, empty directory.
-    ``hooks`` are called in Dockerfile order for dependency installs and allowed RUN commands;
-    ``build_args`` override ARG defaults. Anything that cannot be done faithfully without Docker
-    raises :class:`BuildFailure` (message ``Dockerfile line N: ...``, ``where`` the Dockerfile).
+    ``context`` is the build context COPY reads from; ``work`` an existing, empty directory. The build
+    stages the last stage needs are built first, each in a directory of its own under ``stages_dir``
+    (default: ``work``'s sibling ``<name>-stages``). ``hooks`` are called in build order for dependency
+    installs and allowed RUN commands; ``build_args`` override ARG defaults. Anything that cannot be
+    done faithfully without Docker raises :class:`BuildFailure` (``Dockerfile line N: ...``, ``where``
+    the Dockerfile).
     """
     context_root = Path(context).resolve()
     work_root = Path(work).resolve()
+    stages_root = Path(stages_dir).resolve() if stages_dir else work_root.with_name(work_root.name + "-stages")
     display = _display_path(Path(dockerfile), context_root)
     try:
         if not context_root.is_dir():
             raise BuildFailure(f"the build context {context} is not a directory")
         if not work_root.is_dir():
             raise BuildFailure(f"the work tree {work} is not a directory")
-        if context_root.is_relative_to(work_root):
+        if context_root.is_relative_to(work_root) or context_root.is_relative_to(stages_root):
             raise BuildFailure("the build context must not be inside the work tree")
         instructions = parse(_read_dockerfile(Path(dockerfile)))
-        builder = _Builder(context_root, work_root, hooks, build_args or {}, display)
-        return builder.build(instructions)
+        return _translate(instructions, context_root, work_root, stages_root, hooks, build_args or {}, display)
     except BuildFailure as e:
         if not e.where:
             e.where = display
         raise
+
+
+def _translate(
+    instructions: list[Instruction],
+    context: Path,
+    work: Path,
+    stages_root: Path,
+    hooks: StepHooks,
+    build_args: Mapping[str, str],
+    display: str,
+) -> Plan:
+    """Every needed stage in build order (see :mod:`cellplane.build.stages`), then the last stage's plan."""
+    preamble, stage_lists = _stages(instructions)
+    global_args: dict[str, str] = {}
+    declarer = _Builder(context, work, hooks, build_args, display)
+    for instruction in preamble:
+        declarer._declare_args(instruction, global_args, {}, {})
+    infos = []
+    for index, stage in enumerate(stage_lists):
+        words = _from_words(stage[0], global_args)
+        copies = [
+            (instruction.line, _expand(flag.partition("=")[2], global_args, instruction.line))
+            for instruction in stage[1:]
+            if instruction.keyword == "COPY"
+            for flag in _split_flags(instruction.args)[0]
+            if flag.startswith("--from=")
+        ]
+        infos.append(StageInfo(index, stage[0].line, words[0], words[2].lower() if len(words) == 3 else None, copies))
+    order, notes = targets(infos)
+    built: dict[int, _Builder] = {}
+    for index in order:
+        last = index == infos[-1].index
+        root = work
+        if not last:
+            root = stages_root / f"{index}-{infos[index].name or 'stage'}"
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+        builder = _Builder(context, root, hooks, build_args, display, infos, built)
+        builder.last = last
+        builder.global_args = dict(global_args)
+        chain = lineage(infos, index)
+        builder.replay([stage_lists[member.index] for member in chain], chain)
+        if not last:
+            notes.append(f"stage {infos[index].shown} (line {infos[index].line}, {builder.image.ref}) "
+                         "built on this machine's toolchain")
+            notes.extend(builder.notes)
+        built[index] = builder
+    final = built[order[-1]]
+    final.notes = [*notes, *final.notes]
+    plan = final._plan()
+    if plan.language == "go" and plan.language_version is None:  # the Go the binary was asked to be built with
+        plan.language_version = next((b.image.version for b in built.values() if b.image.kind == "go"), None)
+    if plan.language == "java" and final.image.kind in ("jre", "jdk"):
+        plan.language_version = final.image.version  # eclipse-temurin:17-jre: Java 17, recorded; the machine's runs
+    return plan

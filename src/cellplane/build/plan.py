@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Strategy = Literal["explicit", "procfile", "dockerfile", "python", "node", "static", "java"]
-Language = Literal["python", "node", "static", "java"]
+# go: a Go binary; java: a jar run with the machine's java; binary: any other native program (a Dockerfile's
+# last stage on alpine/debian/distroless/scratch...), started as its CMD/ENTRYPOINT says.
+Language = Literal["python", "node", "static", "go", "java", "binary"]
 
 
 class BuildFailure(Exception):
@@ -51,6 +53,9 @@ class Plan:
     test: str | None = None  # unit-test command line, run in `workdir` with the dependencies installed
     language_version: str | None = None  # what the source asks for ("3.11", "20"); informational
     notes: list[str] = field(default_factory=list)  # things the user should know (ignored instructions...)
+    labels: dict[str, str] = field(default_factory=dict)  # a Dockerfile's LABELs, recorded in the manifest
+    # A Dockerfile's HEALTHCHECK as a readiness probe: {"path", "timeoutSeconds"?, "failureThreshold"?}
+    readiness: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cellplane.build import archive, detect, isolation, scans
+from cellplane.build import archive, detect, isolation, scans, toolchains
 from cellplane.build.languages.java import JavaBuild
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
@@ -296,6 +296,10 @@ class Build:
             "lock": {}, "dependencies": [],
         }
         java_jar = self.java is not None and self.java.runnable is not None and plan.run == self.java.runnable.run
+        if plan.labels:
+            manifest["labels"] = plan.labels
+        if plan.readiness:
+            manifest["readiness"] = plan.readiness
         if plan.language == "static":
             root = self.static_root()
             shutil.copytree(root, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP))
@@ -400,7 +404,8 @@ class _Hooks:
         materialize.npm_install(cwd, install, self.build.job.cache, self.build.log)
 
     def shell(self, cwd: Path, command: str, env: dict[str, str], line: int) -> None:
-        self.build.shell(command, cwd, f"Dockerfile line {line}", env)
+        tools = toolchains.build_env(self.build.job.cache.root, self.build.env()["PATH"])
+        self.build.shell(command, cwd, f"Dockerfile line {line}", {**tools, **env})
 
 
 def _become_subreaper() -> None:
