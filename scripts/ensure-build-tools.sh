@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps).
+# Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps),
+# Go (Go modules; the official tarball's /usr/local/go/bin/go counts), php-cli (PHP apps) and ruby (Ruby apps).
 #
 # - Already on PATH: print their versions and do nothing else.
 # - Missing and root: apt-get install them from Debian's packages.
@@ -10,9 +11,14 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || missing+=(golang-go)
+command -v php >/dev/null || missing+=(php-cli)
+command -v ruby >/dev/null || missing+=(ruby)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "ensure-build-tools: git $(git --version | awk '{print $3}'), node $(node --version), npm $(npm --version)"
+    go=$(command -v go || echo /usr/local/go/bin/go)
+    echo "ensure-build-tools: git $(git --version | awk '{print $3}'), node $(node --version), npm $(npm --version)," \
+        "$("$go" env GOVERSION), php $(php -r 'echo PHP_VERSION;'), ruby $(ruby -e 'print RUBY_VERSION')"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-Strategy = Literal["explicit", "procfile", "dockerfile", "python", "node", "static"]
-Language = Literal["python", "node", "static"]
+Strategy = Literal["explicit", "procfile", "dockerfile", "python", "node", "static", "go", "php"]
+Language = Literal["python", "node", "static", "go", "php", "ruby"]
 
 
 class BuildFailure(Exception):
