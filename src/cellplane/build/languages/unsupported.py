@@ -9,17 +9,17 @@ from cellplane.build.plan import BuildFailure
 
 # (file name or suffix, language, what the machine lacks)
 MARKERS: tuple[tuple[str, str, str], ...] = (
-    (".csproj", ".NET (C#)", "a .NET SDK"),
-    (".fsproj", ".NET (F#)", "a .NET SDK"),
-    (".vbproj", ".NET (Visual Basic)", "a .NET SDK"),
-    (".sln", ".NET", "a .NET SDK"),
-    ("Ballerina.toml", "Ballerina", "the Ballerina tool (bal)"),
-    ("Cargo.toml", "Rust", "a Rust build strategy"),
-    ("mix.exs", "Elixir", "Elixir and a build strategy for it"),
-    ("Package.swift", "Swift", "a Swift toolchain"),
-    ("stack.yaml", "Haskell", "a Haskell toolchain"),
+    (".csproj", ".NET (C#)", ".NET SDK"),
+    (".fsproj", ".NET (F#)", ".NET SDK"),
+    (".vbproj", ".NET (Visual Basic)", ".NET SDK"),
+    (".sln", ".NET", ".NET SDK"),
+    ("Ballerina.toml", "Ballerina", "Ballerina tool (bal)"),
+    ("Cargo.toml", "Rust", "Rust build strategy"),
+    ("mix.exs", "Elixir", "Elixir toolchain"),
+    ("Package.swift", "Swift", "Swift toolchain"),
+    ("stack.yaml", "Haskell", "Haskell toolchain"),
     ("build.sbt", "Scala (sbt)", "sbt"),
-    ("pubspec.yaml", "Dart", "a Dart SDK"),
+    ("pubspec.yaml", "Dart", "Dart SDK"),
     ("deno.json", "Deno", "Deno"),
 )
 SUPPORTED = "Go, Java, Node.js, PHP, Python, Ruby (with a Procfile) and static sites"

@@ -1,0 +1,63 @@
+"""PHP and Ruby end to end: a PHP service (composer.json, no Packagist packages) served by PHP's built-in
+server, and a Ruby service started by its Procfile, each built by a real control plane, deployed on a real
+data plane and answering through the gateway; a composer.json that needs Packagist fails with one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from buildkit import APPS, component, upload, wait
+from conftest import _in_ci
+from dataplanekit import AgentProcess, build_app, deploy, service, wait_state
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _needs(program: str) -> None:
+    if shutil.which(program) is None:
+        message = f"{program} is not installed (make buildtools installs it)"
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def test_a_php_service_is_served_by_phps_built_in_server_through_the_gateway(build_server: Any,
+                                                                            dataplane: AgentProcess) -> None:
+    _needs("php")
+    c = build_server.client
+    info = build_app(c, "langs", "orders", service(port=8000), app="php-service")
+    assert info["detection"]["strategy"] == "php"
+    assert info["detection"]["run"] == "php -S 0.0.0.0:$PORT -t public"
+    assert info["detection"]["languageVersion"] == ">=8.1"
+    deploy(c, "langs", "orders")
+    url = wait_state(c, "langs", "orders")["endpoints"][0]["urls"]["external"]
+    assert httpx.get(url + "/", timeout=10).json() == {"app": "php-service"}
+    assert httpx.get(url + "/orders/42", timeout=10).json() == {"app": "php-service", "order": 42}
+
+
+def test_a_ruby_service_starts_from_its_procfile_through_the_gateway(build_server: Any,
+                                                                    dataplane: AgentProcess) -> None:
+    _needs("ruby")
+    c = build_server.client
+    info = build_app(c, "langs", "rubyweb", service(port=8000), app="ruby-procfile")
+    assert (info["detection"]["strategy"], info["detection"]["language"]) == ("procfile", "ruby")
+    deploy(c, "langs", "rubyweb")
+    url = wait_state(c, "langs", "rubyweb")["endpoints"][0]["urls"]["external"]
+    assert httpx.get(url + "/hello", timeout=10).json() == {"app": "ruby-procfile", "path": "/hello"}
+
+
+def test_packages_from_packagist_fail_the_build_with_one_line(build_server: Any, tmp_path: Path) -> None:
+    source = tmp_path / "slim"
+    shutil.copytree(APPS / "php-service", source)
+    (source / "composer.json").write_text('{"require": {"php": ">=8.1", "slim/slim": "^4.12"}}')
+    c = build_server.client
+    component(c, "langs", "slim")
+    info = wait(c, upload(c, "langs", "slim", source))
+    assert info["state"] == "failed"
+    assert info["error"] == ("composer.json requires slim/slim from Packagist, which the build machine cannot reach; "
+                             "commit vendor/ (composer install, then add it) or remove the requirement")
