@@ -24,7 +24,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from buildkit import APPS, component, upload, wait  # noqa: E402
 from liveserver import start_server  # noqa: E402
 
-DEFAULT_APPS = ("flask-procfile", "fastapi-pyproject", "flask-dockerfile", "express", "static-site")
+DEFAULT_APPS = ("flask-procfile", "fastapi-pyproject", "flask-dockerfile", "express", "static-site", "go-chi")
+# Warm-rebuild targets (seconds) where an app's differs from WARM_TARGET: Go compiles, from a warm GOCACHE.
+WARM_TARGET = 3.0
+WARM_TARGETS = {"go-chi": 5.0}
 
 
 def timed_build(client, project: str, name: str, source: Path) -> tuple[float, float, str]:
@@ -64,15 +67,18 @@ def build_times(apps: list[str]) -> list[dict]:
 
 
 def run(args: argparse.Namespace):  # -> common.Suite (imported here: this file also runs alone)
-    """The "builds" suite of `make bench`: the Flask and Express fixtures, cold and warm (target: warm <= 3 s)."""
+    """The "builds" suite of `make bench`: the Flask, Express and Go (chi) fixtures, cold and warm (targets: warm
+    <= 3 s, Go's <= 5 s). Go's cold build starts from an empty module cache and an empty GOCACHE, so it compiles
+    the standard library too."""
     from common import Figure, Suite
 
-    apps = getattr(args, "build_apps", None) or ["flask-procfile", "express"]
+    apps = getattr(args, "build_apps", None) or ["flask-procfile", "express", "go-chi"]
     suite = Suite("builds")
     for r in build_times(apps):
         suite.figures += [
             Figure(f"{r['app']} cold build", round(r["cold"], 2), "s", "empty dependency caches"),
-            Figure(f"{r['app']} warm rebuild", round(r["warm"], 2), "s", f"cold: {r['cold']:.2f} s", "<=", 3.0),
+            Figure(f"{r['app']} warm rebuild", round(r["warm"], 2), "s", f"cold: {r['cold']:.2f} s", "<=",
+                   WARM_TARGETS.get(r["app"], WARM_TARGET)),
         ]
         suite.details[r["app"]] = r
     return suite

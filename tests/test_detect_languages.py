@@ -159,3 +159,9 @@ def test_a_language_that_is_not_built_here_fails_with_one_line_saying_what_would
     error = str(failure(tmp_path))
     assert error.startswith(named) and "set build.command and build.run" in error and "\n" not in error
     assert str(tmp_path) not in error
+
+
+def test_a_ruby_script_beside_a_python_app_leaves_it_python(tmp_path):
+    tree(tmp_path, {"Procfile": "web: gunicorn app:app\n", "requirements.txt": "gunicorn\n", "tools/x.rb": "",
+                    "seed.rb": "puts 1\n"})
+    assert detect(tmp_path, {}).plan.language == "python"

@@ -240,20 +240,20 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
 
 
 def _detect_language(tree: _Tree) -> Language | None:
-    """The runtime the files ask for: go.mod, PHP's and Ruby's files, Python declarations, then package.json,
-    Python files, index.html."""
+    """The runtime the files ask for: go.mod, PHP's files, Python declarations, package.json, Python files, Ruby's
+    files (a stray script or a docs Gemfile must not turn a Python or Node.js app into Ruby), index.html."""
     if tree.is_file("go.mod"):
         return "go"
     if php.found(tree):
         return "php"
-    if ruby.found(tree):
-        return "ruby"
     if any(tree.is_file(marker) for marker in PYTHON_MARKERS):
         return "python"
     if tree.is_file("package.json"):
         return "node"
     if tree.top_level(".py"):
         return "python"
+    if ruby.found(tree):
+        return "ruby"
     if tree.is_file("index.html"):
         return "static"
     return None
