@@ -48,7 +48,7 @@ def test_a_go_rest_service_builds_with_its_module_dependency_pinned(build_server
     assert {"ecosystem": "Go", "name": "github.com/go-chi/chi/v5", "version": "v5.2.1"} in manifest["dependencies"]
     assert manifest["lock"] == {"go": "files/go.sum"}
     log = log_text(c, greeter["id"])
-    assert "CGO_ENABLED=0 go build -trimpath -o bin/greeter ." in log
+    assert "CGO_ENABLED=0 go build -trimpath -ldflags=\"-s -w\" -o bin/greeter ." in log
     shown = run_cli(build_server.server, "build", "show", greeter["id"])
     assert shown.returncode == 0 and "Go module example.com/greeter" in shown.stdout, shown.stdout + shown.stderr
 
@@ -102,7 +102,7 @@ def test_two_main_packages_without_a_procfile_fail_with_one_line(build_server: A
     c = build_server.client
     info = wait(c, upload(c, "go", "two", source))
     assert info["state"] == "succeeded", failed_why(c, info)
-    assert "go build -trimpath -o bin/cleanup ./cmd/cleanup" in log_text(c, info["id"])
+    assert "go build -trimpath -ldflags=\"-s -w\" -o bin/cleanup ./cmd/cleanup" in log_text(c, info["id"])
 
 
 def test_a_compile_error_names_the_file_as_the_repository_has_it(build_server: Any, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_a_go_module_with_a_top_level_main_builds_it_into_bin(tmp_path):
                     "requirements.txt": "flask\n"})  # go.mod wins over Python files
     plan = detect(tmp_path, {}).plan
     assert (plan.strategy, plan.language, plan.run) == ("go", "go", "bin/orders")
-    assert plan.build_commands == ["CGO_ENABLED=0 go build -trimpath -o bin/orders ."]
+    assert plan.build_commands == ["CGO_ENABLED=0 go build -trimpath -ldflags=\"-s -w\" -o bin/orders ."]
     assert plan.language_version == "1.22 (toolchain 1.22.3)"
 
 
@@ -44,7 +44,7 @@ def test_a_source_that_imports_c_is_built_with_cgo(tmp_path):
     cgo = 'package native\n\n// #include <x.h>\nimport "C"\n'
     tree(tmp_path, {"go.mod": "module m\n", "main.go": MAIN, "native/c.go": cgo})
     plan = detect(tmp_path, {}).plan
-    assert plan.build_commands == ["CGO_ENABLED=1 go build -trimpath -o bin/m ."]
+    assert plan.build_commands == ["CGO_ENABLED=1 go build -trimpath -ldflags=\"-s -w\" -o bin/m ."]
     assert plan.notes == ['native/c.go imports "C", so the binary is built with cgo (CGO_ENABLED=1)']
 
 
@@ -58,8 +58,8 @@ def test_a_go_task_with_a_procfile_builds_every_main_and_runs_the_procfiles_comm
     tree(tmp_path, {"go.mod": "module m\n", "cmd/a/main.go": MAIN, "cmd/b/main.go": MAIN, "Procfile": "job: bin/b\n"})
     plan = detect(tmp_path, {}, "scheduled-task").plan
     assert (plan.strategy, plan.language, plan.run) == ("procfile", "go", "bin/b")
-    assert plan.build_commands == ["CGO_ENABLED=0 go build -trimpath -o bin/a ./cmd/a",
-                                   "CGO_ENABLED=0 go build -trimpath -o bin/b ./cmd/b"]
+    assert plan.build_commands == ["CGO_ENABLED=0 go build -trimpath -ldflags=\"-s -w\" -o bin/a ./cmd/a",
+                                   "CGO_ENABLED=0 go build -trimpath -ldflags=\"-s -w\" -o bin/b ./cmd/b"]
 
 
 def test_a_go_module_without_a_go_line_has_no_version(tmp_path):

@@ -4,7 +4,9 @@ Detection reads ``go.mod`` (module path, the ``go`` and ``toolchain`` lines) and
 package: the module root's, else a single ``cmd/<name>`` (a Procfile builds every one, as Heroku's Go
 buildpack does). The binary is written to ``bin/<name>`` in the work tree, where a Procfile expects
 it. ``CGO_ENABLED=0`` unless a ``.go`` file imports "C"; ``-trimpath`` and no VCS stamp, so the same
-source gives the same bytes.
+source gives the same bytes; ``-ldflags="-s -w"`` leaves out the symbol table and DWARF (panics still name
+file and line), which makes the link, the one step a warm rebuild always runs, about 1 s shorter for a
+small service (0.6 s instead of 1.6 s here) and the binary a third smaller.
 
 Caches: the module cache (``GOMODCACHE``) and the build cache (``GOCACHE``) live under the build
 cache directory and are shared by every build. A module graph (``go.mod`` + ``go.sum``) downloaded
@@ -144,7 +146,8 @@ def binary_name(module: GoModule, main: str) -> str:
 
 def build_command(module: GoModule, main: str, cgo: bool) -> str:
     target = "." if main == "." else f"./{main}"
-    return f"CGO_ENABLED={1 if cgo else 0} go build -trimpath -o bin/{binary_name(module, main)} {target}"
+    flags = '-trimpath -ldflags="-s -w"'
+    return f"CGO_ENABLED={1 if cgo else 0} go build {flags} -o bin/{binary_name(module, main)} {target}"
 
 
 def _binary_clash(files: Files, module: GoModule, mains: list[str]) -> None:
@@ -231,28 +234,36 @@ def download(go: str, work: Path, env: dict[str, str], cache_root: Path, log: Lo
     """Fetch the module graph of ``work/go.mod`` into the shared module cache, once per graph; returns the
     environment the build then runs with (``GOPROXY=off`` when this graph was fetched by an earlier build)."""
     mod, sums = work / "go.mod", work / "go.sum"
+    workspace = workspace_env(work)
+    env = {**env, **workspace}
     if (work / "vendor" / "modules.txt").is_file():
         log("vendor/modules.txt is present: the build uses vendor/ and downloads nothing")
-        return {}
+        return workspace
     text = mod.read_text(errors="replace")
     if not _REQUIRE.search(text):
         log("go.mod requires no modules: nothing to download")
-        return {}
+        return workspace
     if not sums.is_file():
         log("note: go.mod requires modules but there is no go.sum: they are resolved during the build "
             "(-mod=mod); commit go.sum for reproducible builds")
-        return {"GOFLAGS": env.get("GOFLAGS", "") + " -mod=mod"}
+        return {**workspace, "GOFLAGS": env.get("GOFLAGS", "") + " -mod=mod"}
     key = digest_of(mod.read_bytes(), sums.read_bytes())[:40]
     marker = cache_root / "go" / "graphs" / key
     if marker.exists():
         log(f"module graph unchanged since an earlier build (go.mod + go.sum {key[:12]}): the module cache holds "
             "it, so the build runs with GOPROXY=off")
-        return {"GOPROXY": "off"}
+        return {**workspace, "GOPROXY": "off"}
     log("$ go mod download")
     run([go, "mod", "download"], cwd=work, env=env, log=log, what="go mod download")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    return {}
+    return workspace
+
+
+def workspace_env(work: Path) -> dict[str, str]:
+    """The source's own go.work when it has one; otherwise none, so that a go.work in a directory above the
+    build's (go looks upwards) is never used."""
+    return {"GOWORK": str(work / "go.work")} if (work / "go.work").is_file() else {"GOWORK": "off"}
 
 
 def machine_version(go: str, env: dict[str, str]) -> str:
