@@ -4,6 +4,7 @@ the gateway, the task runs to exit 0. The same source builds the same artifact a
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,24 @@ def test_a_go_line_newer_than_the_machines_go_fails_with_one_line(build_server: 
     (source / "go.mod").write_text("module example.com/future\n\ngo 1.99\n")
     error = _failure(build_server, "future", source)
     assert error.startswith("go.mod asks for go 1.99, newer than the build machine's go1."), error
+
+
+def test_the_modules_in_the_binary_are_checked_against_the_offline_osv_database(build_server: Any,
+                                                                                 tmp_path: Path) -> None:
+    """Last in the module: the advisory stays in the module's OSV directory (high: found, not blocking)."""
+    (build_server.osv / "chi-test.json").write_text(json.dumps({
+        "id": "CELLPLANE-TEST-CHI", "summary": "test advisory against chi before 5.2.2",
+        "affected": [{"package": {"ecosystem": "Go", "name": "github.com/go-chi/chi/v5"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "5.0.0"}, {"fixed": "5.2.2"}]}]}],
+        "database_specific": {"severity": "HIGH"}}))
+    source = tmp_path / "scanned"
+    shutil.copytree(APPS / "go-chi", source)
+    (source / "NOTES.md").write_text("a change, so the build is new\n")
+    c = build_server.client
+    component(c, "go", "scanned", service(port=8080))
+    info = wait(c, upload(c, "go", "scanned", source))
+    assert info["state"] == "succeeded", failed_why(c, info)
+    found = [f for f in info["findings"] if f["kind"] == "vulnerability"]
+    assert [(f["rule"], f["severity"], f["file"]) for f in found] == [("CELLPLANE-TEST-CHI", "high", "go.sum")]
+    assert found[0]["message"] == "github.com/go-chi/chi/v5@5.2.1: test advisory against chi before 5.2.2 " \
+                                  "(fixed in 5.2.2)"

@@ -299,7 +299,7 @@ class Build:
         node_lock = self.workdir / "package-lock.json"
         python_lock = self.job.dir / "stage" / "requirements.lock"
         found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
-                                         node_lock if node_lock.is_file() else None)
+                                         node_lock if node_lock.is_file() else None, self.go_pins)
         self.findings.extend(found)
         for f in self.findings:
             where = f" {f.file}:{f.line}" if f.file else ""
