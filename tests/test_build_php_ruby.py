@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from buildkit import APPS, component, upload, wait
+from buildkit import APPS, component, git_repo, start, upload, wait
 from conftest import _in_ci
 from dataplanekit import AgentProcess, build_app, deploy, service, wait_state
 
@@ -61,3 +61,26 @@ def test_packages_from_packagist_fail_the_build_with_one_line(build_server: Any,
     assert info["state"] == "failed"
     assert info["error"] == ("composer.json requires slim/slim from Packagist, which the build machine cannot reach; "
                              "commit vendor/ (composer install, then add it) or remove the requirement")
+
+
+def test_sources_that_cannot_be_built_fail_naming_paths_as_the_repository_has_them(build_server: Any,
+                                                                                    tmp_path: Path) -> None:
+    """A .NET project and a directory of documents, at a source.path of a git repository: the failure names the
+    project file and the sub-path, never the build machine's directories."""
+    repo = tmp_path / "repo"
+    (repo / "services" / "orders").mkdir(parents=True)
+    (repo / "services" / "orders" / "Orders.csproj").write_text("<Project Sdk=\"Microsoft.NET.Sdk.Web\"/>\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "README.md").write_text("# notes\n")
+    git_repo_dir = git_repo(tmp_path, repo)
+    c = build_server.client
+    errors = []
+    for name, path in (("dotnet", "services/orders"), ("notes", "docs")):
+        component(c, "langs", name, {"source": {"repository": f"file://{git_repo_dir}", "path": path}})
+        info = wait(c, start(c, "langs", name))
+        assert info["state"] == "failed"
+        errors.append(info["error"])
+    assert errors[0].startswith("Orders.csproj makes this a .NET (C#) project, and this build machine has no "
+                                ".NET SDK: Cellplane builds Go, Java, Node.js, PHP, Python, Ruby"), errors[0]
+    assert errors[1].startswith("cannot tell how to build docs (source.path): looked for a Procfile"), errors[1]
+    assert not any("/builds/" in e or str(tmp_path) in e for e in errors), errors
