@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the tools builds use are installed: git (sources), Node.js and npm (Node.js and static apps),
-# Go (Go modules; the official tarball's /usr/local/go/bin/go counts), php-cli (PHP apps) and ruby (Ruby apps).
+# Go (Go modules; the official tarball's /usr/local/go/bin/go counts), php-cli (PHP apps), ruby and bundler
+# (Ruby apps, vendored gems).
 #
 # - Already on PATH: print their versions and do nothing else.
 # - Missing and root: apt-get install them from Debian's packages.
@@ -14,6 +15,7 @@ command -v npm >/dev/null || missing+=(npm)
 command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || missing+=(golang-go)
 command -v php >/dev/null || missing+=(php-cli)
 command -v ruby >/dev/null || missing+=(ruby)
+command -v bundle >/dev/null || missing+=(ruby-bundler)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     go=$(command -v go || echo /usr/local/go/bin/go)

@@ -5,13 +5,14 @@ data plane and answering through the gateway; a composer.json that needs Packagi
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from buildkit import APPS, component, git_repo, start, upload, wait
+from buildkit import APPS, component, failed_why, git_repo, start, upload, wait
 from conftest import _in_ci
 from dataplanekit import AgentProcess, build_app, deploy, service, wait_state
 
@@ -49,6 +50,35 @@ def test_a_ruby_service_starts_from_its_procfile_through_the_gateway(build_serve
     deploy(c, "langs", "rubyweb")
     url = wait_state(c, "langs", "rubyweb")["endpoints"][0]["urls"]["external"]
     assert httpx.get(url + "/hello", timeout=10).json() == {"app": "ruby-procfile", "path": "/hello"}
+
+
+def test_vendored_gems_are_installed_by_the_build_and_pinned_and_unvendored_ones_are_refused(
+        build_server: Any, dataplane: AgentProcess, tmp_path: Path) -> None:
+    _needs("ruby")
+    _needs("bundle")
+    c = build_server.client
+    component(c, "langs", "gems", service(port=8000))
+    refused = wait(c, upload(c, "langs", "gems", APPS / "ruby-gems"))
+    assert refused["state"] == "failed"
+    assert refused["error"].startswith("the Gemfile asks for greeting from rubygems.org, which the build machine "
+                                       "cannot reach; vendor them (bundle cache, then commit vendor/cache)")
+
+    source = tmp_path / "ruby-gems"
+    shutil.copytree(APPS / "ruby-gems", source)
+    (source / "vendor" / "cache").mkdir(parents=True)
+    gem = subprocess.run(["gem", "build", "greeting.gemspec"], cwd=source / "gems" / "greeting", capture_output=True,
+                         text=True, check=False)
+    assert gem.returncode == 0, gem.stdout + gem.stderr
+    shutil.move(source / "gems" / "greeting" / "greeting-0.1.0.gem", source / "vendor" / "cache")
+    info = wait(c, upload(c, "langs", "gems", source))
+    assert info["state"] == "succeeded", failed_why(c, info)
+    assert info["detection"]["languageVersion"] == "3.1.2"
+    manifest = c.get(f"/organizations/default/projects/langs/artifacts/{info['artifact']}/manifest").json()["manifest"]
+    assert {"ecosystem": "RubyGems", "name": "greeting", "version": "0.1.0"} in manifest["dependencies"]
+    assert manifest["lock"] == {"ruby": "files/Gemfile.lock"}
+    deploy(c, "langs", "gems")
+    url = wait_state(c, "langs", "gems")["endpoints"][0]["urls"]["external"]
+    assert httpx.get(url + "/ada", timeout=10).json() == {"app": "ruby-gems", "greeting": "hello ada"}
 
 
 def test_packages_from_packagist_fail_the_build_with_one_line(build_server: Any, tmp_path: Path) -> None:

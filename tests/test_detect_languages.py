@@ -135,8 +135,10 @@ def test_ruby_gems_from_rubygems_fail_with_one_line_unless_vendored(tmp_path):
     error = failure(tmp_path)
     assert str(error).startswith("the Gemfile asks for sinatra, puma from rubygems.org, which the build machine "
                                  "cannot reach; vendor them"), error
-    tree(tmp_path, {"vendor/cache/sinatra-4.0.0.gem": ""})
-    assert detect(tmp_path, {}).plan.language == "ruby"
+    tree(tmp_path, {"vendor/cache/sinatra-4.0.0.gem": "", ".ruby-version": "ruby-3.3.1\n"})
+    plan = detect(tmp_path, {}).plan
+    assert (plan.language, plan.language_version) == ("ruby", "3.3.1")
+    assert plan.build_commands == ["bundle config set --local path vendor/bundle", "bundle install --local"]
 
 
 def test_a_ruby_app_without_a_procfile_is_told_to_add_one(tmp_path):

@@ -766,7 +766,7 @@ def _install_dependencies(plan: Plan, tree: _Tree) -> None:
     elif plan.language == "php":
         php.check_dependencies(tree)
     elif plan.language == "ruby":
-        ruby.check_dependencies(tree)
+        ruby.add_build(plan, tree)
 
 
 def _static(tree: _Tree, component_type: str) -> Plan:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans
-from cellplane.build.languages import golang
+from cellplane.build.languages import golang, ruby
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.digests import sha256_file
@@ -244,7 +244,15 @@ class Build:
         version = subprocess.run([found, "-v"] if language == "php" else [found, "--version"], capture_output=True,
                                  text=True, check=False).stdout.splitlines()
         self.toolchain = version[0] if version else program
-        self.log(f"runs on the machine's {self.toolchain}; no dependencies to install")
+        assert self.plan
+        if any(c.startswith("bundle ") for c in self.plan.build_commands):
+            if shutil.which("bundle", path=self.env()["PATH"]) is None:
+                raise BuildFailure("the Gemfile's vendored gems are installed with bundler, which is not installed on "
+                                   "the build machine; install it (Debian: apt-get install ruby-bundler; make "
+                                   "buildtools does)", "Gemfile")
+            self.log(f"runs on the machine's {self.toolchain}; the gems in vendor/cache are installed by the build")
+        else:
+            self.log(f"runs on the machine's {self.toolchain}; no dependencies to install")
 
     def install_python(self, inputs: list[str], packages: list[str]) -> None:
         files = [self.work / p for p in inputs]
@@ -335,6 +343,10 @@ class Build:
             if (self.workdir / "go.sum").is_file():
                 manifest["lock"]["go"] = manifest["workdir"] + "/go.sum"
             manifest["dependencies"] += [{"ecosystem": "Go", "name": n, "version": v} for n, v in self.go_pins]
+        if plan.language == "ruby" and (self.workdir / "Gemfile.lock").is_file():
+            manifest["lock"]["ruby"] = manifest["workdir"] + "/Gemfile.lock"
+            manifest["dependencies"] += [{"ecosystem": "RubyGems", "name": n, "version": v}
+                                         for n, v in ruby.locked_gems((self.workdir / "Gemfile.lock").read_text())]
         if self.toolchain:
             manifest["toolchain"] = self.toolchain
         node_lock = self.workdir / "package-lock.json"
