@@ -2,7 +2,9 @@
 
 Detection: a ``composer.json``, or an ``index.php`` at the top or in ``public/``. The document root is
 ``public/`` when it holds ``index.php``, else the top; a request for a path that is not a file falls
-back to the nearest ``index.php``, so front controllers work without a router script. Packagist is not
+back to the nearest ``index.php``, so front controllers work without a router script. The server forks
+``PHP_CLI_SERVER_WORKERS`` (4) workers, so a slow request does not hold up the others (a readiness probe
+included); each is a php-cli process of about 10 MiB. Packagist is not
 reachable from the build machines: a ``composer.json`` that requires packages (anything but ``php`` and
 ``ext-*``/``lib-*`` platform entries) fails with one line unless ``vendor/autoload.php`` is committed.
 Nothing is installed, so the build costs a file copy; ``composer.json``'s ``require.php`` is recorded as
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 from cellplane.build.plan import BuildFailure, Plan
 
 PLATFORM = ("php", "composer-plugin-api", "composer-runtime-api")
+WORKERS = 4
 
 
 class Files(Protocol):
@@ -68,7 +71,7 @@ def plan(files: Files, component_type: str) -> Plan:
     run = f"php -S 0.0.0.0:$PORT -t {docroot}"
     why = "composer.json" if files.is_file("composer.json") else f"{'public/' if docroot != '.' else ''}index.php"
     vendored = " with its committed vendor/" if files.is_file("vendor/autoload.php") else ""
-    result = Plan(strategy="php", language="php", run=run,
+    result = Plan(strategy="php", language="php", run=run, env={"PHP_CLI_SERVER_WORKERS": str(WORKERS)},
                   reason=f"PHP app ({why}): PHP's built-in server serves {docroot if docroot != '.' else 'the top'}"
                          f"{vendored} on $PORT.")
     require = data.get("require") or {}
