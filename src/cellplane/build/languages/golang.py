@@ -31,7 +31,7 @@ from cellplane.runtime.materialize import Log, digest_of, run
 
 GO_FALLBACK = "/usr/local/go/bin/go"  # where the official tarball installs it, often not on a service's PATH
 MAX_SCANNED_FILES = 2000
-PASSED = ("GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOINSECURE", "GOAUTH")
+PASSED = ("GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GOSUMDB", "GOINSECURE", "GOAUTH")
 _MODULE = re.compile(r"^module\s+(\S+)", re.M)
 _GO_LINE = re.compile(r"^go\s+(\d+(?:\.\d+){0,2}\S*)", re.M)
 _TOOLCHAIN = re.compile(r"^toolchain\s+go(\S+)", re.M)
