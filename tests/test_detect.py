@@ -235,7 +235,7 @@ def test_explicit_without_a_detectable_language_asks_for_build_language(tmp_path
 
 @pytest.mark.parametrize(("build", "where"), [
     ({"mode": "magic"}, "build.mode"),
-    ({"language": "ruby", "run": "x"}, "build.language"),
+    ({"language": "cobol", "run": "x"}, "build.language"),
     ({"run": 42}, "build.run"),
 ])
 def test_invalid_settings(tmp_path, build, where):
@@ -338,7 +338,7 @@ def test_procfile_without_language_files_needs_build_language(tmp_path):
 def test_mode_procfile_requires_a_procfile(tmp_path):
     tree(tmp_path, {"app.py": ""})
     error = failure(tmp_path, {"mode": "procfile"})
-    assert str(error) == f"build.mode is procfile but there is no Procfile in {tmp_path}"
+    assert str(error) == "build.mode is procfile but there is no Procfile in the source"  # never the machine's path
     assert error.where == "build.mode"
 
 
@@ -386,7 +386,7 @@ def test_mode_dockerfile_beats_a_procfile_and_carries_overrides(tmp_path):
 def test_mode_dockerfile_requires_a_dockerfile(tmp_path):
     tree(tmp_path, {"app.py": ""})
     error = failure(tmp_path, {"mode": "dockerfile"})
-    assert str(error) == f"build.mode is dockerfile but there is no Dockerfile in {tmp_path}"
+    assert str(error) == "build.mode is dockerfile but there is no Dockerfile in the source"
 
 
 @pytest.mark.parametrize("path", ["docker/missing", "../Dockerfile", "/etc/Dockerfile"])
@@ -688,9 +688,18 @@ def test_static_site_cannot_be_a_task(tmp_path, ctype):
 def test_nothing_to_build(tmp_path):
     tree(tmp_path, {"README.md": "# hi", "docs/index.html": ""})
     error = failure(tmp_path)
-    assert str(error).startswith(f"cannot tell how to build {tmp_path}: looked for a Procfile, a Dockerfile")
+    assert str(error).startswith("cannot tell how to build the source: looked for a Procfile, a Dockerfile")
+    assert str(tmp_path) not in str(error)  # the user's words, not the build machine's directory
+    shown = detect_failure_shown(tmp_path)
+    assert shown.startswith("cannot tell how to build services/api (source.path): "), shown
     for name in ("requirements.txt", "pyproject.toml", "package.json", "index.html", "build.run"):
         assert name in str(error)
+
+
+def detect_failure_shown(source: Path) -> str:
+    with pytest.raises(BuildFailure) as info:
+        detect(source, {}, shown="services/api (source.path)")
+    return str(info.value)
 
 
 def test_missing_source_directory(tmp_path):

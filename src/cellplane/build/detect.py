@@ -8,10 +8,18 @@ a. explicit settings: ``build.mode`` "command", or ``build.run`` / ``build.comma
 b. a ``Procfile`` -> strategy "procfile" (its ``web`` process serves the endpoints).
 c. a ``Dockerfile`` -> strategy "dockerfile"; the caller translates it (``cellplane.build.dockerfile``).
 c2. a ``pom.xml`` or ``build.gradle[.kts]`` -> strategy "java" (``cellplane.build.languages.java``).
+c3. a ``go.mod`` -> strategy "go" (``cellplane.build.languages.golang``).
+c4. a ``composer.json`` or ``index.php`` -> strategy "php" (``cellplane.build.languages.php``); a Ruby app
+   without a Procfile is refused with the line that says what to add.
 d. Python files (requirements.txt, pyproject.toml, setup.py) -> strategy "python".
 e. a ``package.json`` -> strategy "node", or "static" for a web app with a build script.
 f. Python source files without any of the above -> strategy "python".
 g. an ``index.html`` -> strategy "static".
+h. nothing fits: a project file of a language that is not built here (``*.csproj``, ``Cargo.toml``, ...)
+   is named in the one-line failure (``cellplane.build.languages.unsupported``).
+
+Messages name files relative to the source, and the source as the user knows it (``shown``), never the
+build machine's directories.
 
 Detection only reads files (never runs anything), never follows a path out of the source tree,
 and reports malformed inputs as a :class:`BuildFailure` naming the file.
@@ -29,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from cellplane.build.languages import java
+from cellplane.build.languages import commands, golang, java, php, ruby, unsupported
 from cellplane.build.plan import BuildFailure, Language, Plan
 from cellplane.model.component import TASK_TYPES
 
 SERVICE_TYPES = frozenset({"service", "web-app", "webhook", "api-proxy"})
 MODES = ("auto", "procfile", "dockerfile", "command")
-LANGUAGES: tuple[Language, ...] = ("python", "node", "static", "java")
+LANGUAGES: tuple[Language, ...] = ("python", "node", "static", "go", "java", "php", "ruby")
 MAX_FILE_BYTES = 1 << 20  # detection reads small declaration files only
 MAX_SCANNED_PACKAGES = 20
 
@@ -47,8 +55,8 @@ ASGI_FRAMEWORKS = frozenset({"FastAPI", "Starlette", "Quart", "Litestar"})
 NODE_LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json")
 OTHER_NODE_LOCKFILES = ("yarn.lock", "pnpm-lock.yaml", "bun.lockb")
 LOOKED_FOR = (
-    "a Procfile, a Dockerfile, pom.xml, build.gradle, requirements.txt, pyproject.toml, setup.py, *.py files, "
-    "package.json or index.html"
+    "a Procfile, a Dockerfile, pom.xml, build.gradle, go.mod, composer.json, index.php, requirements.txt, "
+    "pyproject.toml, setup.py, *.py files, package.json or index.html"
 )
 
 _PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*)$")
@@ -118,10 +126,10 @@ class _Settings:
 class _Tree:
     """Read-only access to the source tree that never leaves it (symlinks included)."""
 
-    def __init__(self, source: Path) -> None:
-        self.shown = str(source)
+    def __init__(self, source: Path, shown: str = "the source") -> None:
+        self.shown = shown  # the source as the user knows it: never the build machine's directory
         if not source.is_dir():
-            raise BuildFailure(f"the source directory {source} does not exist", where="source.path")
+            raise BuildFailure(f"{shown} does not exist as a directory", where="source.path")
         self.root = source.resolve()
 
     def _inside(self, rel: str, strict: bool = True) -> Path | None:
@@ -182,15 +190,16 @@ class _Tree:
 
 
 def detect(source: Path, build: Mapping[str, Any] | None, component_type: str = "service",
-           endpoint_port: int | None = None) -> Detection:
+           endpoint_port: int | None = None, shown: str = "the source") -> Detection:
     """Decide how to build and start the component whose source (sub-path applied) is ``source``.
 
     ``build`` is the component spec's ``build`` mapping (mode, dockerfile, command, run, language,
     languageVersion, test; all optional). Raises :class:`BuildFailure` with a one-line message when
-    nothing fits or a declaration file is malformed.
+    nothing fits or a declaration file is malformed; ``shown`` names the source in it ("the source",
+    "services/api (source.path)").
     """
     settings = _Settings.parse(build)
-    tree = _Tree(source)
+    tree = _Tree(source, shown)
     detection = _choose(tree, settings, component_type)
     _finish(detection.plan, tree, settings, endpoint_port)
     return detection
@@ -217,6 +226,10 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
         return _dockerfile(tree, s)
     if java.is_java(tree):
         return Detection(java.plan(tree, component_type))
+    if tree.is_file("go.mod"):
+        return Detection(golang.plan(tree))
+    if php.found(tree):
+        return Detection(php.plan(tree, component_type))
     if any(tree.is_file(marker) for marker in PYTHON_MARKERS):
         return Detection(_python(tree))
     if tree.is_file("package.json"):
@@ -225,6 +238,8 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
         return Detection(_python(tree))
     if tree.is_file("index.html"):
         return Detection(_static(tree, component_type))
+    ruby.refuse_without_procfile(tree)
+    unsupported.refuse(tree)
     raise BuildFailure(
         f"cannot tell how to build {tree.shown}: looked for {LOOKED_FOR} and found none; "
         "add one, or set build.run and build.language",
@@ -233,30 +248,48 @@ def _choose(tree: _Tree, s: _Settings, component_type: str) -> Detection:
 
 
 def _detect_language(tree: _Tree) -> Language | None:
-    """The runtime the files ask for: Maven or Gradle files, Python ones, package.json, Python files, index.html."""
+    """The runtime the files ask for: Maven or Gradle files, go.mod, PHP's files, Python declarations, package.json,
+    Python files, Ruby's files (a stray script or a docs Gemfile must not turn a Python or Node.js app into Ruby),
+    index.html."""
     if java.is_java(tree):
         return "java"
+    if tree.is_file("go.mod"):
+        return "go"
+    if php.found(tree):
+        return "php"
     if any(tree.is_file(marker) for marker in PYTHON_MARKERS):
         return "python"
     if tree.is_file("package.json"):
         return "node"
     if tree.top_level(".py"):
         return "python"
+    if ruby.found(tree):
+        return "ruby"
     if tree.is_file("index.html"):
         return "static"
     return None
 
 
-def _language(tree: _Tree, s: _Settings, why: str) -> Language:
-    language = s.language or _detect_language(tree)
+def _language(tree: _Tree, s: _Settings, why: str, commands_run: tuple[str, ...] = ()) -> Language:
+    """The language the settings name, else the one the files ask for, else the one the start commands
+    (a Procfile's, ``build.run``) need."""
+    language = s.language or _detect_language(tree) or _command_language(commands_run)
     if language is None:
         raise BuildFailure(
-            f"{why}, but the files in {tree.shown} do not tell which language runtime it needs "
-            f"(no pom.xml, build.gradle, requirements.txt, pyproject.toml, *.py, package.json or index.html); "
-            f"set build.language to {', '.join(LANGUAGES)}",
+            f"{why}, but neither the files in {tree.shown} nor its commands tell which language runtime it needs "
+            f"(no pom.xml, build.gradle, go.mod, composer.json, Gemfile, requirements.txt, pyproject.toml, *.py, "
+            f"package.json or index.html); set build.language to {', '.join(LANGUAGES)}",
             where="build.language",
         )
     return language
+
+
+def _command_language(commands_run: tuple[str, ...]) -> Language | None:
+    for command in commands_run:
+        language = commands.language_of(command)
+        if language in LANGUAGES:
+            return language
+    return None
 
 
 # --- a. explicit settings ---------------------------------------------------------------------------------------
@@ -269,7 +302,7 @@ def _explicit(tree: _Tree, s: _Settings, component_type: str) -> Plan:
         setting = "build.mode is command"
     else:
         setting = "build.run is set" if s.run else "build.command is set"
-    language = _language(tree, s, setting)
+    language = _language(tree, s, setting, tuple(c for c in (s.run,) if c))
     plan = Plan(strategy="explicit", reason="", language=language)
     _install_dependencies(plan, tree)
     if s.command:
@@ -308,6 +341,16 @@ def _default_start(plan: Plan, tree: _Tree, component_type: str) -> str:
         return f"the start command is {why}: {run}."
     if plan.language == "java":
         return "the runnable jar the build writes starts it."
+    if plan.language == "go":
+        module = golang.read_module(tree)
+        plan.run = f"bin/{golang.binary_name(module, golang.single_main(module))}"
+        return f"the start command is the binary go build writes: {plan.run}."
+    if plan.language == "php":
+        plan.run = php.plan(tree, component_type).run
+        return f"the start command is PHP's built-in server: {plan.run}."
+    if plan.language == "ruby":
+        raise BuildFailure("cannot tell how to start this Ruby app; set build.run or add a Procfile "
+                           "(web: ruby app.rb)", where="build.run")
     plan.static_root = None
     return "the static site is served from the build/ or dist/ directory it writes."
 
@@ -340,7 +383,7 @@ def _procfile(tree: _Tree, s: _Settings, component_type: str) -> Plan:
     if not processes:
         raise BuildFailure("the Procfile declares no processes (expected lines like 'web: <command>')",
                            where="Procfile")
-    language = _language(tree, s, "a Procfile was found")
+    language = _language(tree, s, "a Procfile was found", tuple(processes.values()))
     first = next(iter(processes))
     if "web" in processes:
         run, reason = processes["web"], "A Procfile was found with a web process, which starts the app."
@@ -731,6 +774,12 @@ def _install_dependencies(plan: Plan, tree: _Tree) -> None:
         package = _package_json(tree)
         if package is not None:
             _node_dependencies(plan, tree, package)
+    elif plan.language == "go" and tree.is_file("go.mod"):
+        golang.add_build(plan, tree, every_main=True)
+    elif plan.language == "php":
+        php.check_dependencies(tree)
+    elif plan.language == "ruby":
+        ruby.add_build(plan, tree)
 
 
 def _static(tree: _Tree, component_type: str) -> Plan:
@@ -773,6 +822,8 @@ def _language_version(tree: _Tree, plan: Plan) -> str | None:
     if plan.language == "java":
         asked = java.asked_version(tree)
         return asked[0] if asked else None
+    if plan.language in ("go", "php", "ruby"):
+        return plan.language_version  # set by the language's module (go.mod's go line, composer.json, ...)
     if plan.language == "python":
         return _python_version(tree)
     if plan.language == "node" or plan.node_install is not None or tree.is_file("package.json"):

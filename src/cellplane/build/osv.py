@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 from cellplane.build.plan import BuildFailure
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
-ECOSYSTEMS = ("PyPI", "npm")
+ECOSYSTEMS = ("PyPI", "npm", "Go")
 
 # Words advisories use for severities, mapped to ours (GitHub says MODERATE, others MEDIUM or IMPORTANT).
 _SEVERITY_WORDS = {
@@ -109,7 +109,7 @@ def _pypi_version(text: str) -> Version:
 
 def _parser(ecosystem: str, range_type: str) -> Callable[[str], Any]:
     """How versions of a range are compared: SEMVER ranges always by SemVer, else by ecosystem rules."""
-    if range_type == "SEMVER" or ecosystem == "npm":
+    if range_type == "SEMVER" or ecosystem in ("npm", "Go"):
         return SemVer.parse
     return _pypi_version
 

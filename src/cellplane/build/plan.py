@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-Strategy = Literal["explicit", "procfile", "dockerfile", "python", "node", "static", "java"]
-# go: a Go binary; java: a jar run with the machine's java; binary: any other native program (a Dockerfile's
-# last stage on alpine/debian/distroless/scratch...), started as its CMD/ENTRYPOINT says.
-Language = Literal["python", "node", "static", "go", "java", "binary"]
+Strategy = Literal["explicit", "procfile", "dockerfile", "python", "node", "static", "go", "java", "php"]
+# go: a Go binary; java: a jar run with the machine's java; php, ruby: their interpreter; binary: any other native
+# program (a Dockerfile's last stage on alpine/debian/distroless/scratch...), started as its CMD/ENTRYPOINT says.
+Language = Literal["python", "node", "static", "go", "java", "php", "ruby", "binary"]
 
 
 class BuildFailure(Exception):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans, toolchains
+from cellplane.build.languages import golang, ruby
 from cellplane.build.languages.java import JavaBuild
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
@@ -76,6 +77,10 @@ class Build:
         self.commit: str | None = None
         self.findings: list[scans.Finding] = []
         self.java: JavaBuild | None = None
+        self.go: str | None = None  # the machine's go, for Go builds
+        self.go_env: dict[str, str] = {}  # what the module download decided (GOPROXY=off for a known graph)
+        self.go_pins: list[tuple[str, str]] = []
+        self.toolchain: str | None = None  # the compiler version that built the artifact, when it matters
         for sub in ("source", "work", "stage", "out", "home", "tmp"):
             shutil.rmtree(job.dir / sub, ignore_errors=True)
             (job.dir / sub).mkdir(parents=True)
@@ -114,6 +119,11 @@ class Build:
             path.insert(0, str(self.venv / "bin"))
             env["VIRTUAL_ENV"] = str(self.venv)
             env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.workdir / "src", self.workdir) if p.is_dir())
+        if self.plan and self.plan.language == "go":
+            env.update(golang.build_env(self.job.cache.root))
+            env.update(self.go_env)
+            if self.go:
+                path.append(str(Path(self.go).parent))
         env["PATH"] = os.pathsep.join([*path, env["PATH"]])
         if self.java:
             env.update(self.java.env())
@@ -177,9 +187,15 @@ class Build:
         ports = [e.get("port") for e in self.job.component.get("endpoints") or [] if isinstance(e, dict)]
         return ports[0] if ports else None
 
+    def shown(self) -> str:
+        """The source as its user knows it, for messages: never this machine's build directory."""
+        path = (self.job.source.get("path") or ".").strip("/") or "."
+        return "the source" if path == "." else f"{path} (source.path)"
+
     def choose(self, source: Path) -> detect.Detection:
         c = self.job.component
-        return detect.detect(source, c.get("build") or {}, c.get("type") or "service", self.endpoint_port())
+        return detect.detect(source, c.get("build") or {}, c.get("type") or "service", self.endpoint_port(),
+                             shown=self.shown())
 
     def prepare_tree(self, source: Path, found: detect.Detection) -> None:
         if found.dockerfile:
@@ -212,8 +228,46 @@ class Build:
             self.java.prepare(detect.tree(self.workdir))
             self.log(f"dependencies: resolved by {self.java.command.split()[0]} in the build step, into the "
                      "shared repository of the build cache")
+        elif plan.language == "go":
+            self.install_go()
+        elif plan.language in ("php", "ruby"):
+            self.interpreter(plan.language)
         elif not self.venv and not plan.node_install:
             self.log("no dependencies to install")
+
+    def install_go(self) -> None:
+        """The machine's Go, checked against go.mod's go line, and the module graph in the shared cache."""
+        plan = self.plan
+        assert plan
+        self.go = golang.require_go(self.env()["PATH"])
+        env = self.env()
+        self.toolchain = golang.machine_version(self.go, env)
+        asked = golang.asked_version(self.workdir)
+        golang.check_version(asked, self.toolchain)
+        self.log(f"Go: go.mod asks for go {asked or '(no go line)'}; built with this machine's {self.toolchain}")
+        if (self.workdir / "go.mod").is_file():
+            self.go_env = golang.download(self.go, self.workdir, env, self.job.cache.root, self.log)
+
+    def interpreter(self, language: str) -> None:
+        """PHP and Ruby apps run on the machine's interpreter: it must be there; nothing is installed."""
+        program = {"php": "php", "ruby": "ruby"}[language]
+        found = shutil.which(program, path=self.env()["PATH"])
+        if found is None:
+            raise BuildFailure(f"this is a {language.upper() if language == 'php' else 'Ruby'} app, and {program} is "
+                               f"not installed on the build machine; install it (Debian: apt-get install "
+                               f"{'php-cli' if language == 'php' else 'ruby'}; make buildtools does)", "build")
+        version = subprocess.run([found, "-v"] if language == "php" else [found, "--version"], capture_output=True,
+                                 text=True, check=False).stdout.splitlines()
+        self.toolchain = version[0] if version else program
+        assert self.plan
+        if any(c.startswith("bundle ") for c in self.plan.build_commands):
+            if shutil.which("bundle", path=self.env()["PATH"]) is None:
+                raise BuildFailure("the Gemfile's vendored gems are installed with bundler, which is not installed on "
+                                   "the build machine; install it (Debian: apt-get install ruby-bundler; make "
+                                   "buildtools does)", "Gemfile")
+            self.log(f"runs on the machine's {self.toolchain}; the gems in vendor/cache are installed by the build")
+        else:
+            self.log(f"runs on the machine's {self.toolchain}; no dependencies to install")
 
     def install_python(self, inputs: list[str], packages: list[str]) -> None:
         files = [self.work / p for p in inputs]
@@ -244,6 +298,11 @@ class Build:
             self.detected(plan)
         for command in plan.build_commands:
             self.shell(command, self.workdir, f"build command '{command}'")
+        if plan.language == "go" and self.go:
+            binaries = sorted(p for p in (self.workdir / "bin").glob("*") if p.is_file())
+            self.go_pins = golang.pins(self.go, binaries, self.env())
+            for name, version in self.go_pins:
+                self.log(f"  {name} {version}")
         return bool(plan.build_commands)
 
     def run_tests(self) -> bool:
@@ -275,7 +334,7 @@ class Build:
         node_lock = self.workdir / "package-lock.json"
         python_lock = self.job.dir / "stage" / "requirements.lock"
         found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
-                                         node_lock if node_lock.is_file() else None)
+                                         node_lock if node_lock.is_file() else None, self.go_pins)
         self.findings.extend(found)
         for f in self.findings:
             where = f" {f.file}:{f.line}" if f.file else ""
@@ -318,6 +377,16 @@ class Build:
         if self.java:
             manifest["java"] = self.java.record()
             manifest["dependencies"] += self.java.dependencies
+        if plan.language == "go":
+            if (self.workdir / "go.sum").is_file():
+                manifest["lock"]["go"] = manifest["workdir"] + "/go.sum"
+            manifest["dependencies"] += [{"ecosystem": "Go", "name": n, "version": v} for n, v in self.go_pins]
+        if plan.language == "ruby" and (self.workdir / "Gemfile.lock").is_file():
+            manifest["lock"]["ruby"] = manifest["workdir"] + "/Gemfile.lock"
+            manifest["dependencies"] += [{"ecosystem": "RubyGems", "name": n, "version": v}
+                                         for n, v in ruby.locked_gems((self.workdir / "Gemfile.lock").read_text())]
+        if self.toolchain:
+            manifest["toolchain"] = self.toolchain
         node_lock = self.workdir / "package-lock.json"
         if plan.language == "node" and node_lock.is_file():
             manifest["lock"]["node"] = manifest["workdir"] + "/package-lock.json"
@@ -408,6 +477,14 @@ class _Hooks:
         self.build.shell(command, cwd, f"Dockerfile line {line}", {**tools, **env})
 
 
+def relative(message: str, job: Job) -> str:
+    """``message`` with this machine's build directories taken out: files are named relative to the source
+    (``work/`` and ``source/`` are copies of it), anything else of the build as ``<build>``."""
+    for tree in (job.dir / "work", job.dir / "source"):
+        message = message.replace(f"{tree}/", "").replace(str(tree), ".")
+    return message.replace(str(job.dir), "<build>")
+
+
 def _become_subreaper() -> None:
     """Orphaned grandchildren are re-parented to this process, so the worker can find and stop all of them."""
     with contextlib.suppress(OSError, AttributeError):
@@ -451,11 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = build.run()
     except BuildFailure as e:
-        emit("result", ok=False, step=build.step, error=e.message, where=e.where, commit=build.commit)
+        emit("result", ok=False, step=build.step, error=relative(e.message, job), where=relative(e.where, job),
+             commit=build.commit)
         return 1
     except Exception as e:  # a bug in the runner: report it as a failed build, never a silent exit
         emit("log", step=build.step, line=f"internal error: {type(e).__name__}: {e}")
-        emit("result", ok=False, step=build.step, error=f"internal error in step {build.step}: {e}",
+        emit("result", ok=False, step=build.step, error=relative(f"internal error in step {build.step}: {e}", job),
              commit=build.commit)
         return 1
     emit("result", ok=True, commit=build.commit, **result)

@@ -318,11 +318,16 @@ def _vulnerability_findings(
     return findings
 
 
-def scan_dependencies(db: OsvDatabase | None, python_lock: Path | None, node_lock: Path | None) -> list[Finding]:
-    """Known vulnerabilities of the pinned versions in a requirements lock and/or a package-lock.json."""
+def scan_dependencies(db: OsvDatabase | None, python_lock: Path | None, node_lock: Path | None,
+                      go_modules: list[tuple[str, str]] | None = None) -> list[Finding]:
+    """Known vulnerabilities of the pinned versions in a requirements lock, a package-lock.json and/or the Go
+    modules compiled into a build's binaries (``(path, "v1.2.3")``, reported against go.sum)."""
     if db is None:
         return []
     findings: list[Finding] = []
+    if go_modules:
+        pins = [(name, version.removeprefix("v"), 0) for name, version in go_modules]
+        findings += _vulnerability_findings(db, "Go", pins, "go.sum")
     if python_lock is not None:
         pins = parse_requirements_pins(_read_lock(python_lock))
         findings += _vulnerability_findings(db, "PyPI", pins, Path(python_lock).name)
