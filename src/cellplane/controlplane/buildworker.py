@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from cellplane.controlplane import audit, blobs, builds, deployments, resources
+from cellplane.controlplane import audit, blobs, buildimages, builds, deployments, registries, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import CellplaneError
 from cellplane.model import KINDS
@@ -128,9 +128,14 @@ class BuildWorkers:
             project = resources.find(s, resources.Scope(KINDS["Project"], row.organization), row.project)
             component = resources.find(s, resources.Scope(KINDS["Component"], row.organization, row.project),
                                        row.component)
+            targets = registries.targets(s, self.keyring, row.organization) if self.keyring is not None else []
+            key = (registries.signing_key_pem(s, self.keyring, row.organization)
+                   if self.keyring is not None and any(t.sign for t in targets) else None)
             return {"id": row.id, "source": dict(row.source or {}), "upload": row.upload,
                     "timeout": row.timeout_seconds, "policy": ((project.spec or {}).get("buildPolicy") or {})
-                    .get("failOn") if project else {}, "component": dict(component.spec or {}) if component else {}}
+                    .get("failOn") if project else {}, "component": dict(component.spec or {}) if component else {},
+                    "place": (row.organization, row.project, row.component), "registries": targets,
+                    "signingKey": key}
 
     # -- one build -----------------------------------------------------------------------------------------
 
@@ -183,9 +188,31 @@ class BuildWorkers:
                 await watchdog
             await asyncio.to_thread(self._kill_tree, run)  # whatever the runner left behind
             self.running.pop(build_id, None)
-        await asyncio.to_thread(sink.finish, self._outcome(run, sink))
+        forced = self._outcome(run, sink)
+        if forced is None and claimed["registries"] and (sink.result or {}).get("ok"):
+            await asyncio.to_thread(self._image, claimed, sink)
+        await asyncio.to_thread(sink.finish, forced)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
         self.wake()
+
+    def _image(self, claimed: dict[str, Any], sink: _Sink) -> None:
+        """Push the artifact's image (``buildimages``): a step of its own; a failure fails the build."""
+        assert sink.result is not None
+        organization, project, component = claimed["place"]
+        sink.feed(json.dumps({"e": "step", "step": "image", "state": "running"}))
+        started = time.monotonic()
+        try:
+            sink.image = buildimages.push(
+                Path(sink.result["artifact"]), str(sink.result.get("digest")), build_id=claimed["id"],
+                organization=organization, project=project, component=component, commit=sink.commit,
+                targets=claimed["registries"], key_pem=claimed["signingKey"], log=lambda line: sink.log("image", line))
+            state = "succeeded"
+        except buildimages.ImageFailure as e:
+            sink.result = {"ok": False, "error": str(e)}
+            sink.log("image", str(e))
+            state = "failed"
+        sink.feed(json.dumps({"e": "step", "step": "image", "state": state,
+                              "seconds": round(time.monotonic() - started, 3)}))
 
     def _outcome(self, run: _Running, sink: _Sink) -> tuple[str, str] | None:
         reason = run.stop_reason
@@ -295,9 +322,13 @@ class _Sink:
         self.findings: list[dict[str, Any]] | None = None
         self.commit: str | None = None
         self.result: dict[str, Any] | None = None
+        self.image: dict[str, Any] | None = None  # the pushed image (buildimages.push), when a registry is set
         self.tail: list[str] = []
         self.dirty = False
         self.last_beat = 0.0
+
+    def log(self, step: str, line: str) -> None:
+        self.pending.append((step, line))
 
     def note(self, line: str) -> None:
         self.pending.append((self.step or "build", "cellplane: " + line))
@@ -387,13 +418,15 @@ class _Sink:
                         state, error = "failed", f"the artifact's digest {digest} differs from {result.get('digest')}"
                     else:
                         builds.record_artifact(s, row, digest, result.get("manifest") or {})
+                        row.image = self.image
             row.steps = [dict(x) for x in self.steps]
             builds.finish(row, state, error)
             row.steps = [dict(x) for x in row.steps]
             if row.upload:
                 builds.release_upload(s, row)
             line = f"build {state}" + (f": {error}" if error else "") + (
-                f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "")
+                f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "") + (
+                f", image {row.image['reference']}" if row.image and state == "succeeded" else "")
             self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line)])
         if state == "succeeded" and self.keyring is not None:
             self._deploy()

@@ -19,7 +19,6 @@ DEFAULT_USER = "10014"  # Choreo's non-root uid: images made for Choreo expect i
 LABEL_COMPONENT = "dev.cellplane.component"
 LABEL_COMMIT = "dev.cellplane.commit"
 LABEL_ARTIFACT = "dev.cellplane.artifact"
-LABEL_BUILD = "dev.cellplane.build"
 _SHELL = set("$|&;<>()`*?[]{}~\\\"'\n")
 
 
