@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -140,3 +141,35 @@ def test_the_registry_password_is_not_in_the_spec_the_database_or_the_logs(
     for path in [*data.glob("*.db*"), configured.server.log_path]:
         assert PASSWORD.encode() not in path.read_bytes(), path
     assert PASSWORD not in log_text(c, two_builds[0]["id"])
+
+
+def test_a_push_the_registry_refuses_fails_the_build_with_one_line_naming_the_registry(
+        configured: BuildServer, token_registry: LocalRegistry) -> None:
+    c = configured.client
+    r = c.post("/apply", json={"documents": [
+        doc("Organization", "broken", {"registry": {"url": token_registry.url, "baseImages": {"python": BASE},
+                                                    "credentials": {"username": USER, "password": "not-it"}}}),
+        doc("Project", "p", organization="broken"),
+        doc("Component", "echo", {"type": "service", "endpoints": [{"name": "http", "port": 8080}]},
+            organization="broken", project="p")]})
+    assert r.status_code == 200, r.text
+    from cellplane.build.archive import default_exclude, pack
+    archive = APPS.parent / ".echo-broken-upload.tar.gz"
+    pack(APPS / "echo", archive, exclude=default_exclude)
+    try:
+        r = c.post("/organizations/broken/projects/p/components/echo/builds", content=archive.read_bytes(),
+                   headers={"Content-Type": "application/gzip"})
+    finally:
+        archive.unlink()
+    assert r.status_code == 201, r.text
+    build = r.json()
+    for _ in range(600):
+        build = c.get(f"/organizations/broken/builds/{build['id']}").json()
+        if build["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.3)
+    assert build["state"] == "failed"
+    assert build["error"].startswith(f"image: pushing to {token_registry.url} (organization registry) failed: ")
+    assert "answered 401" in build["error"] and "\n" not in build["error"] and "not-it" not in build["error"]
+    assert [s["state"] for s in build["steps"] if s["name"] == "image"] == ["failed"]
+    assert build["image"] is None and build["artifact"] is None
