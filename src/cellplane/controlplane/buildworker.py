@@ -190,10 +190,26 @@ class BuildWorkers:
             self.running.pop(build_id, None)
         forced = self._outcome(run, sink)
         if forced is None and claimed["registries"] and (sink.result or {}).get("ok"):
-            await asyncio.to_thread(self._image, claimed, sink)
+            forced = await self._image_step(claimed, sink)
         await asyncio.to_thread(sink.finish, forced)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
         self.wake()
+
+    async def _image_step(self, claimed: dict[str, Any], sink: _Sink) -> tuple[str, str] | None:
+        """The image step in a thread, with the build's heartbeat and log kept up while it runs (a slow registry
+        must not look like a dead worker). A cancel asked for meanwhile takes effect when the push returns (an
+        HTTP call is not interrupted): the build ends cancelled, its image pushed but not recorded."""
+        push = asyncio.create_task(asyncio.to_thread(self._image, claimed, sink))
+        cancelled = False
+        while not push.done():
+            await asyncio.wait({push}, timeout=1.0)
+            with contextlib.suppress(Exception):  # a database hiccup must not lose the push
+                cancelled = await asyncio.to_thread(sink.flush, True) or cancelled
+        await push
+        if cancelled:
+            sink.image = None
+            return "cancelled", "cancelled by a user"
+        return None
 
     def _image(self, claimed: dict[str, Any], sink: _Sink) -> None:
         """Push the artifact's image (``buildimages``): a step of its own; a failure fails the build."""
@@ -374,9 +390,9 @@ class _Sink:
             row = s.get(BuildRow, self.build_id)
             if row is None:  # deleted with its component: stop the build
                 return True
-            if self.pending:
-                self.seq = builds.add_logs(s, self.build_id, self.seq, self.pending)
-                self.pending = []
+            if self.pending:  # taken first: the image step's thread may add lines meanwhile
+                pending, self.pending = self.pending, []
+                self.seq = builds.add_logs(s, self.build_id, self.seq, pending)
             if self.dirty:
                 row.steps = [dict(x) for x in self.steps]
                 if self.detection is not None:
