@@ -10,45 +10,38 @@ configuration storage (``controlplane/registries``), and reads show it masked; `
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, StrictBool, WithJsonSchema
 
 from cellplane.model.meta import Strict
 
 RUNTIMES = ("python", "node", "static", "go", "java", "php", "ruby")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+REPOSITORY = re.compile(rf"^(?:{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)?$")
 REFERENCE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
                        r"|@sha256:[a-f0-9]{64})?$")
+# The schema states the whole rule (tests/test_schemathesis.py checks that nothing valid by it is refused): https to
+# any host name, plain http to this machine's loopback only, an optional port, nothing after the host.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PORT = r"(?::[0-9]{1,5})?"
+URL = re.compile(rf"^(?:https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?{_PORT}"
+                 rf"|http://(?:localhost|127\.{_OCTET}\.{_OCTET}\.{_OCTET}|\[::1\]){_PORT})/?$")
 
 
 def _registry_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"'{value}' is not a registry URL: use https://host[:port]")
-    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"'{value}': give the registry's base URL only (https://host[:port]); "
-                         "the repository goes in repositoryPrefix")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ValueError(f"'{value}': plain http is only for a registry on this machine's loopback; use https://")
-    return value.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if URL.fullmatch(value):
+        return value.rstrip("/")
+    if value.startswith("http://") and "/" not in value[len("http://"):].rstrip("/"):
+        raise ValueError(f"'{value}': plain http is only for a registry on this machine's loopback "
+                         "(127.0.0.1, localhost, [::1]); use https://")
+    raise ValueError(f"'{value}' is not a registry URL: give https://host[:port] only (the repository goes in "
+                     "repositoryPrefix)")
 
 
 def _repository(value: str) -> str:
-    if value and not REPOSITORY.fullmatch(value):
+    if not REPOSITORY.fullmatch(value):
         raise ValueError(f"'{value}' is not a repository path: lower-case letters, digits, '.', '_', '-', "
                          "separated by '/'")
     return value
@@ -60,17 +53,24 @@ def _reference(value: str) -> str:
     return value
 
 
-def _runtimes(value: dict[str, str]) -> dict[str, str]:
-    unknown = sorted(set(value) - set(RUNTIMES))
-    if unknown:
-        raise ValueError(f"unknown runtime {', '.join(unknown)}: one of {', '.join(RUNTIMES)}")
-    return value
-
-
 RegistryUrl = Annotated[str, Field(max_length=500), AfterValidator(_registry_url),
-                        WithJsonSchema({"type": "string", "pattern": "^https?://"})]
-RepositoryPath = Annotated[str, Field(max_length=200), AfterValidator(_repository)]
-ImageReference = Annotated[str, Field(max_length=300), AfterValidator(_reference)]
+                        WithJsonSchema({"type": "string", "maxLength": 500, "pattern": URL.pattern})]
+RepositoryPath = Annotated[str, Field(max_length=200), AfterValidator(_repository),
+                           WithJsonSchema({"type": "string", "maxLength": 200, "pattern": REPOSITORY.pattern})]
+ImageReference = Annotated[str, Field(max_length=300), AfterValidator(_reference),
+                           WithJsonSchema({"type": "string", "maxLength": 300, "pattern": REFERENCE.pattern})]
+
+
+class BaseImages(Strict):
+    """A runtime's base image, as a reference in the same registry; a runtime not given takes the default."""
+
+    python: ImageReference | None = None
+    node: ImageReference | None = None
+    static: ImageReference | None = None
+    go: ImageReference | None = None
+    java: ImageReference | None = None
+    php: ImageReference | None = None
+    ruby: ImageReference | None = None
 
 
 class RegistryCredentials(Strict):
@@ -83,6 +83,6 @@ class RegistrySpec(Strict):
     url: RegistryUrl
     repositoryPrefix: RepositoryPath = ""
     credentials: RegistryCredentials | None = None
-    baseImages: Annotated[dict[str, ImageReference], AfterValidator(_runtimes)] = Field(
-        default_factory=dict, description="runtime -> base image reference in this registry")
-    sign: bool = Field(default=True, description="sign each image with the organization's key")
+    baseImages: BaseImages = Field(default_factory=BaseImages,
+                                   description="runtime -> base image reference in this registry")
+    sign: StrictBool = Field(default=True, description="sign each image with the organization's key")
