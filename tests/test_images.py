@@ -161,4 +161,8 @@ def test_bearer_token_auth_gets_one_token_per_repository_and_the_registry_accept
         assert sign.verify(r, "acme/shop/api", image.digest, sign.public_pem(key))
     with Registry(token_registry.url, Credentials(USER, "wrong")) as r, pytest.raises(RegistryError) as e:
         publish(r, path, digest, repository="acme/shop/api", tag="b-2", base_images=BASES, labels=LABELS)
-    assert "401" in e.value.message and "credentials" in e.value.message and "wrong" not in e.value.message
+    assert "401" in e.value.message and "refused the credentials" in e.value.message
+    assert "wrong" not in e.value.message
+    with Registry(token_registry.url) as r, pytest.raises(RegistryError) as e:
+        publish(r, path, digest, repository="acme/shop/api", tag="b-3", base_images=BASES, labels=LABELS)
+    assert e.value.message.endswith("(the registry wants credentials: set registry.credentials)")

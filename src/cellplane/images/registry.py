@@ -237,7 +237,9 @@ class Registry:
         except ValueError:
             pass
         if r.status_code == 401:
-            detail += " (the registry refused the credentials: check the registry's credentials secret)"
+            detail += (" (the registry refused the credentials: check registry.credentials)"
+                       if self.auth.credentials is not None else
+                       " (the registry wants credentials: set registry.credentials)")
         raise RegistryError(f"{method} {r.request.url.path} answered {r.status_code}{detail}", r.status_code)
 
 
