@@ -16,7 +16,7 @@ import pytest
 from buildkit import APPS, BuildServer, component, log_text, upload, wait
 from cellplane.images import sign
 from cellplane.images.registry import Credentials, Registry
-from liveserver import doc, run_cli
+from liveserver import doc, free_port, run_cli
 from registrykit import BASE_REPOSITORY, BASE_TAG, PASSWORD, USER, LocalRegistry
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
@@ -143,33 +143,46 @@ def test_the_registry_password_is_not_in_the_spec_the_database_or_the_logs(
     assert PASSWORD not in log_text(c, two_builds[0]["id"])
 
 
-def test_a_push_the_registry_refuses_fails_the_build_with_one_line_naming_the_registry(
-        configured: BuildServer, token_registry: LocalRegistry) -> None:
-    c = configured.client
+def build_in(c: Any, organization: str, registry_spec: dict[str, Any]) -> dict[str, Any]:
+    """Build the echo app in a new organization with ``registry_spec``; the build once it ended."""
     r = c.post("/apply", json={"documents": [
-        doc("Organization", "broken", {"registry": {"url": token_registry.url, "baseImages": {"python": BASE},
-                                                    "credentials": {"username": USER, "password": "not-it"}}}),
-        doc("Project", "p", organization="broken"),
+        doc("Organization", organization, {"registry": registry_spec}),
+        doc("Project", "p", organization=organization),
         doc("Component", "echo", {"type": "service", "endpoints": [{"name": "http", "port": 8080}]},
-            organization="broken", project="p")]})
+            organization=organization, project="p")]})
     assert r.status_code == 200, r.text
     from cellplane.build.archive import default_exclude, pack
-    archive = APPS.parent / ".echo-broken-upload.tar.gz"
+    archive = APPS.parent / f".echo-{organization}-upload.tar.gz"
     pack(APPS / "echo", archive, exclude=default_exclude)
     try:
-        r = c.post("/organizations/broken/projects/p/components/echo/builds", content=archive.read_bytes(),
+        r = c.post(f"/organizations/{organization}/projects/p/components/echo/builds", content=archive.read_bytes(),
                    headers={"Content-Type": "application/gzip"})
     finally:
         archive.unlink()
     assert r.status_code == 201, r.text
-    build = r.json()
+    build: dict[str, Any] = r.json()
     for _ in range(600):
-        build = c.get(f"/organizations/broken/builds/{build['id']}").json()
+        build = c.get(f"/organizations/{organization}/builds/{build['id']}").json()
         if build["state"] in ("succeeded", "failed"):
             break
         time.sleep(0.3)
+    return build
+
+
+def test_a_push_the_registry_refuses_fails_the_build_with_one_line_naming_the_registry(
+        configured: BuildServer, token_registry: LocalRegistry) -> None:
+    build = build_in(configured.client, "broken", {"url": token_registry.url, "baseImages": {"python": BASE},
+                                                   "credentials": {"username": USER, "password": "not-it"}})
     assert build["state"] == "failed"
     assert build["error"].startswith(f"image: pushing to {token_registry.url} (organization registry) failed: ")
     assert "answered 401" in build["error"] and "\n" not in build["error"] and "not-it" not in build["error"]
     assert [s["state"] for s in build["steps"] if s["name"] == "image"] == ["failed"]
     assert build["image"] is None and build["artifact"] is None
+
+
+def test_a_registry_nobody_answers_at_fails_the_build_with_one_line(configured: BuildServer) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    build = build_in(configured.client, "unreachable", {"url": url, "baseImages": {"python": BASE}})
+    assert build["state"] == "failed"
+    assert build["error"].startswith(f"image: pushing to {url} (organization registry) failed: ConnectError: ")
+    assert "\n" not in build["error"]

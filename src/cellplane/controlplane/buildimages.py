@@ -14,14 +14,19 @@ loopback for a small artifact; benchmarks/bench_images.py).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from cellplane.controlplane.registries import Target
 from cellplane.images import config as image_config
+from cellplane.images import layer as image_layer
 from cellplane.images import sign as signing
-from cellplane.images.publish import publish, repository_for
+from cellplane.images.publish import Published, publish, repository_for
 from cellplane.images.registry import Credentials, Registry, RegistryError
 
 
@@ -40,23 +45,34 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
         labels["org.opencontainers.image.revision"] = commit
     key = signing.load_private(key_pem) if key_pem else None
     record: dict[str, Any] = {}
-    for target in targets:
-        credentials = Credentials(target.username, target.password or "") if target.username else None
-        repository = repository_for(target.repository_prefix, organization, project, component)
-        try:
-            with Registry(target.url, credentials) as registry:
-                image = publish(registry, artifact, artifact_digest, repository=repository, tag=build_id,
-                                base_images=target.base_images, labels=labels, key=key if target.sign else None)
-        except RegistryError as e:
-            raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: {e.message}") from e
-        except OSError as e:  # refused connection, name resolution, an artifact that cannot be read
-            raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: {e}") from e
-        for step in image.steps:
-            log(f"{target.where}: {step}")
-        if not record:
-            record = {"reference": image.reference, "digest": image.digest, "repository": image.repository,
-                      "tag": image.tag, "signature": image.signature, "pushedTo": []}
-        elif image.digest != record["digest"]:
-            log(f"{target.where}: its base images differ from the first registry's: digest {image.digest}")
-        record["pushedTo"].append(image.reference)
+    with tempfile.TemporaryDirectory(prefix="cellplane-image-") as tmp:
+        layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
+        for target in targets:
+            image = _push_one(artifact, artifact_digest, target, layer, build_id=build_id, repository=repository_for(
+                target.repository_prefix, organization, project, component), labels=labels, key=key)
+            for step in image.steps:
+                log(f"{target.where}: {step}")
+            if not record:
+                record = {"reference": image.reference, "digest": image.digest, "repository": image.repository,
+                          "tag": image.tag, "signature": image.signature, "pushedTo": []}
+            elif image.digest != record["digest"]:
+                log(f"{target.where}: its base images differ from the first registry's: digest {image.digest}")
+            record["pushedTo"].append(image.reference)
     return record
+
+
+def _push_one(artifact: Path, artifact_digest: str, target: Target, layer: image_layer.Layer, *, build_id: str,
+              repository: str, labels: dict[str, str], key: ec.EllipticCurvePrivateKey | None) -> Published:
+    credentials = Credentials(target.username, target.password or "") if target.username else None
+    try:
+        with Registry(target.url, credentials) as registry:
+            return publish(registry, artifact, artifact_digest, repository=repository, tag=build_id,
+                           base_images=target.base_images, labels=labels, key=key if target.sign else None,
+                           layer=layer)
+    except RegistryError as e:
+        raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: {e.message}") from e
+    except httpx.HTTPError as e:  # refused connection, timeout, name resolution, TLS
+        raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: "
+                           f"{type(e).__name__}: {e}") from e
+    except OSError as e:  # an artifact that cannot be read
+        raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: {e}") from e

@@ -227,6 +227,11 @@ class BuildWorkers:
             sink.result = {"ok": False, "error": str(e)}
             sink.log("image", str(e))
             state = "failed"
+        except Exception as e:  # whatever else: the build still ends, failed, with one line
+            log.exception("build %s: image step", claimed["id"])
+            sink.result = {"ok": False, "error": f"image: {type(e).__name__}: {e}"}
+            sink.log("image", sink.result["error"])
+            state = "failed"
         sink.feed(json.dumps({"e": "step", "step": "image", "state": state,
                               "seconds": round(time.monotonic() - started, 3)}))
 

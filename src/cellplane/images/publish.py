@@ -76,7 +76,9 @@ def artifact_manifest(artifact: Path) -> dict[str, Any]:
 
 def publish(registry: Registry, artifact: Path, artifact_digest: str, *, repository: str, tag: str,
             base_images: Mapping[str, str], labels: Mapping[str, str],
-            key: ec.EllipticCurvePrivateKey | None = None) -> Published:
+            key: ec.EllipticCurvePrivateKey | None = None, layer: image_layer.Layer | None = None) -> Published:
+    """Publish ``artifact`` as ``repository:tag`` (``layer``: the artifact's layer when the caller built it already,
+    for several registries)."""
     meta = artifact_manifest(artifact)
     language = str(meta.get("language") or "")
     base = base_images.get(language) or DEFAULT_BASE_IMAGES.get(language)
@@ -110,7 +112,8 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
     run = meta.get("run")  # None for a static site: the base image's own command serves it (docs/images.md)
     uploaded = 0
     with tempfile.TemporaryDirectory(prefix="cellplane-layer-") as tmp:
-        layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")
+        if layer is None:
+            layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")
         config = image_config.image_config(
             base_config, layer.diff_id, run=run,
             env={str(k): str(v) for k, v in (meta.get("env") or {}).items()},
