@@ -68,7 +68,7 @@ test: venv postgres buildtools registrytools bytecode
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
 
-bench: venv buildtools
+bench: venv buildtools registrytools
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 run: venv
