@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the tools the image tests use are installed: Debian's docker-registry (the OCI distribution
-# registry the tests start on 127.0.0.1), skopeo (inspects what was pushed) and umoci (unpacks an image).
+# registry the tests start on 127.0.0.1), skopeo (inspects what was pushed), umoci (unpacks an image) and
+# htpasswd (apache2-utils: the bcrypt password file of a registry with basic auth).
 #
 # - Already on PATH: print what is there and do nothing else.
 # - Missing and root: apt-get install them from Debian's packages. The package's own service is not
@@ -13,9 +14,10 @@ missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v umoci >/dev/null || missing+=(umoci)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "ensure-registry-tools: docker-registry, $(skopeo --version), $(umoci --version)"
+    echo "ensure-registry-tools: docker-registry, $(skopeo --version), $(umoci --version), htpasswd"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then

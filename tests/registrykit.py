@@ -2,9 +2,10 @@
 own pushed first (base images cannot be pulled here), and optionally a token server for Bearer auth.
 
 ``registry`` (module scope) starts ``docker-registry serve`` on a free port over a temporary storage directory,
-without auth. ``token_registry`` starts one whose ``auth: token`` section trusts a self-signed certificate; the
-test's token endpoint (a thread on loopback) checks basic credentials and answers ES256 JWTs signed with that
-certificate's key (``x5c`` header), as a real token service does: the registry verifies them itself.
+without auth; ``basic_registry`` one with an htpasswd file (basic auth). ``token_registry`` starts one whose
+``auth: token`` section trusts a self-signed certificate; the test's token endpoint (a thread on loopback) checks
+basic credentials and answers ES256 JWTs signed with that certificate's key (``x5c`` header), as a real token
+service does: the registry verifies them itself.
 Missing tools fail under CI (``make test`` installs them: scripts/ensure-registry-tools.sh) and skip elsewhere.
 """
 
@@ -66,7 +67,7 @@ class LocalRegistry:
 
 
 def _start(tmp: Path, auth: dict[str, Any] | None = None) -> LocalRegistry:
-    need("docker-registry", "skopeo", "umoci")
+    need("docker-registry", "skopeo", "umoci", "htpasswd")
     port = free_port()
     storage = tmp / "storage"
     storage.mkdir()
@@ -108,6 +109,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
     started = _start(tmp_path_factory.mktemp("registry"))
     try:
         push_tiny_base(started.url)
+        yield started
+    finally:
+        _stop(started)
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A registry with HTTP basic auth (an htpasswd file with ``USER``'s bcrypt hash)."""
+    tmp = tmp_path_factory.mktemp("basic-registry")
+    need("htpasswd")
+    line = subprocess.run(["htpasswd", "-nbB", USER, PASSWORD], capture_output=True, text=True, check=True).stdout
+    (tmp / "htpasswd").write_text(line.strip() + "\n")
+    started = _start(tmp, {"htpasswd": {"realm": "cellplane-test", "path": str(tmp / "htpasswd")}})
+    try:
+        push_tiny_base(started.url, (USER, PASSWORD))
         yield started
     finally:
         _stop(started)

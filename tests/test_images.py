@@ -166,3 +166,16 @@ def test_bearer_token_auth_gets_one_token_per_repository_and_the_registry_accept
     with Registry(token_registry.url) as r, pytest.raises(RegistryError) as e:
         publish(r, path, digest, repository="acme/shop/api", tag="b-3", base_images=BASES, labels=LABELS)
     assert e.value.message.endswith("(the registry wants credentials: set registry.credentials)")
+
+
+def test_basic_auth_is_sent_after_the_registrys_challenge_and_a_wrong_password_is_refused(
+        basic_registry: LocalRegistry, tmp_path: Path) -> None:
+    path, digest = artifact(tmp_path)
+    with Registry(basic_registry.url, Credentials(USER, PASSWORD)) as r:
+        image = publish(r, path, digest, repository="acme/shop/api", tag="b-1", base_images=BASES, labels=LABELS)
+        assert r.auth.basic and r.auth.token_requests == 0
+    seen = skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{image.reference}")
+    assert seen["Digest"] == image.digest
+    with Registry(basic_registry.url, Credentials(USER, "wrong")) as r, pytest.raises(RegistryError) as e:
+        publish(r, path, digest, repository="acme/shop/api", tag="b-2", base_images=BASES, labels=LABELS)
+    assert "answered 401" in e.value.message and "refused the credentials" in e.value.message
