@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from buildkit import APPS, BuildServer, component, log_text, upload, wait
+from buildkit import APPS, BuildServer, component, git, git_repo, log_text, start, upload, wait
 from cellplane.images import sign
 from cellplane.images.registry import Credentials, Registry
 from liveserver import doc, free_port, run_cli
@@ -186,3 +187,16 @@ def test_a_registry_nobody_answers_at_fails_the_build_with_one_line(configured: 
     assert build["state"] == "failed"
     assert build["error"].startswith(f"image: pushing to {url} (organization registry) failed: ConnectError: ")
     assert "\n" not in build["error"]
+
+
+def test_a_build_from_git_labels_its_image_with_the_commit(configured: BuildServer, tmp_path: Path) -> None:
+    c = configured.client
+    repo = git_repo(tmp_path, APPS / "echo")
+    component(c, "imgs", "echo-git", {"type": "service", "endpoints": [{"name": "http", "port": 8080}],
+                                      "source": {"repository": f"file://{repo}", "branch": "main"}})
+    info = wait(c, start(c, "imgs", "echo-git"))
+    assert info["state"] == "succeeded", info.get("error")
+    seen = skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                  f"docker://{info['image']['reference']}")
+    assert seen["Labels"]["dev.cellplane.commit"] == git(repo, "rev-parse", "HEAD") == info["commit"]
+    assert seen["Labels"]["org.opencontainers.image.revision"] == info["commit"]
