@@ -34,6 +34,7 @@ DEFAULT_BASE_IMAGES: dict[str, str] = {
     "python": "python:3.12-slim", "node": "node:20-slim", "static": "python:3.12-slim",
     "go": "distroless/static-debian12:nonroot", "java": "eclipse-temurin:17-jre",
     "php": "php:8.3-cli", "ruby": "ruby:3.3-slim",
+    "binary": "distroless/base-debian12:nonroot",  # a Dockerfile's compiled binary: glibc, in case it links it
 }
 
 

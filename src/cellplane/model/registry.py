@@ -4,7 +4,7 @@
 ``repositoryPrefix`` comes before ``<organization>/<project>/<component>`` in each image's repository;
 ``credentials.password`` is write-only: ``lifecycle`` moves it out of the stored spec into encrypted
 configuration storage (``controlplane/registries``), and reads show it masked; ``baseImages`` maps a runtime
-(``python``, ``node``, ``static``, ``go``, ``java``, ``php``, ``ruby``) to a reference in the same registry;
+(``python``, ``node``, ``static``, ``go``, ``java``, ``php``, ``ruby``, ``binary``) to a reference in the same registry;
 ``sign`` (default on) signs every image with the organization's key.
 """
 
@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, StrictBool, WithJsonSchema
 
 from cellplane.model.meta import Strict
 
-RUNTIMES = ("python", "node", "static", "go", "java", "php", "ruby")
+RUNTIMES = ("python", "node", "static", "go", "java", "php", "ruby", "binary")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY = re.compile(rf"^(?:{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)?$")
 REFERENCE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
@@ -71,6 +71,7 @@ class BaseImages(Strict):
     java: ImageReference | None = None
     php: ImageReference | None = None
     ruby: ImageReference | None = None
+    binary: ImageReference | None = Field(default=None, description="a Dockerfile's compiled binary")
 
 
 class RegistryCredentials(Strict):
