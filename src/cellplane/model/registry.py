@@ -3,7 +3,7 @@
 ``url`` is the registry's base URL (``https://``; ``http://`` only for a registry on this machine's loopback);
 ``repositoryPrefix`` comes before ``<organization>/<project>/<component>`` in each image's repository;
 ``credentials.password`` is write-only: ``lifecycle`` moves it out of the stored spec into encrypted
-configuration storage (``controlplane/registries``), and reads show it masked; ``baseImages`` maps a runtime
+configuration storage (``controlplane/registries``), and reads leave it out; ``baseImages`` maps a runtime
 (``python``, ``node``, ``static``, ``go``, ``java``, ``php``, ``ruby``, ``binary``) to a reference in the same registry;
 ``sign`` (default on) signs every image with the organization's key.
 """
