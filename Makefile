@@ -3,6 +3,7 @@
 #   make venv       create .venv and install the package editable with its test extras
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make buildtools make sure git, Node.js and npm are installed (builds use them)
+#   make registrytools make sure docker-registry, skopeo and umoci are installed (the image tests use them)
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
@@ -28,7 +29,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools bytecode test lint run bench clean
+.PHONY: venv postgres buildtools registrytools bytecode test lint run bench clean
 
 venv: $(STAMP)
 
@@ -45,6 +46,9 @@ postgres:
 buildtools:
 	bash scripts/ensure-build-tools.sh
 
+registrytools:
+	bash scripts/ensure-registry-tools.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -56,7 +60,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools bytecode
+test: venv postgres buildtools registrytools bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
@@ -64,7 +68,7 @@ test: venv postgres buildtools bytecode
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
 
-bench: venv buildtools
+bench: venv buildtools registrytools
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 run: venv

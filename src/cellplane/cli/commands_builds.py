@@ -222,6 +222,11 @@ def show(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
         for note in det.get("notes") or []:
             rows.append(("Note", note))
     rows.append(("Artifact", b.get("artifact") or "-"))
+    image = b.get("image") or {}
+    if image:
+        rows.append(("Image", image["reference"]))
+        rows += [("Also pushed to", ref) for ref in image.get("pushedTo") or [] if ref != image["reference"]]
+        rows.append(("Signature", image.get("signature") or "not signed"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         out.print(f"{k + ':':<{width + 1}} {escape(str(v))}")

@@ -26,6 +26,9 @@ class DesiredEnvironment(Served):
 
 class DesiredArtifact(Served):
     digest: str
+    # The artifact's image by digest (host/repository@sha256:...) in the registry this data plane pulls from, when
+    # the organization has a registry (docs/images.md); absent otherwise. A runtime that runs images uses it.
+    image: str | None = None
 
 
 class DesiredEndpoint(Served):

@@ -241,5 +241,6 @@ def to_dict(row: BuildRow) -> dict[str, Any]:
         "createdAt": iso(row.created_at), "startedAt": iso(row.started_at), "finishedAt": iso(row.finished_at),
         "durationSeconds": duration, "timeoutSeconds": row.timeout_seconds,
         "cancelRequested": row.cancel_requested, "detection": row.detection or {}, "steps": row.steps or [],
-        "findings": row.findings or [], "findingCounts": summary, "artifact": row.artifact, "error": row.error or None,
+        "findings": row.findings or [], "findingCounts": summary, "artifact": row.artifact, "image": row.image or None,
+        "error": row.error or None,
     }

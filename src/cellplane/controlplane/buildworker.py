@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from cellplane.controlplane import audit, blobs, builds, deployments, resources
+from cellplane.controlplane import audit, blobs, buildimages, builds, deployments, registries, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.errors import CellplaneError
 from cellplane.model import KINDS
@@ -128,9 +128,14 @@ class BuildWorkers:
             project = resources.find(s, resources.Scope(KINDS["Project"], row.organization), row.project)
             component = resources.find(s, resources.Scope(KINDS["Component"], row.organization, row.project),
                                        row.component)
+            targets = registries.targets(s, self.keyring, row.organization) if self.keyring is not None else []
+            key = (registries.signing_key_pem(s, self.keyring, row.organization)
+                   if self.keyring is not None and any(t.sign for t in targets) else None)
             return {"id": row.id, "source": dict(row.source or {}), "upload": row.upload,
                     "timeout": row.timeout_seconds, "policy": ((project.spec or {}).get("buildPolicy") or {})
-                    .get("failOn") if project else {}, "component": dict(component.spec or {}) if component else {}}
+                    .get("failOn") if project else {}, "component": dict(component.spec or {}) if component else {},
+                    "place": (row.organization, row.project, row.component), "registries": targets,
+                    "signingKey": key}
 
     # -- one build -----------------------------------------------------------------------------------------
 
@@ -183,9 +188,52 @@ class BuildWorkers:
                 await watchdog
             await asyncio.to_thread(self._kill_tree, run)  # whatever the runner left behind
             self.running.pop(build_id, None)
-        await asyncio.to_thread(sink.finish, self._outcome(run, sink))
+        forced = self._outcome(run, sink)
+        if forced is None and claimed["registries"] and (sink.result or {}).get("ok"):
+            forced = await self._image_step(claimed, sink)
+        await asyncio.to_thread(sink.finish, forced)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
         self.wake()
+
+    async def _image_step(self, claimed: dict[str, Any], sink: _Sink) -> tuple[str, str] | None:
+        """The image step in a thread, with the build's heartbeat and log kept up while it runs (a slow registry
+        must not look like a dead worker). A cancel asked for meanwhile takes effect when the push returns (an
+        HTTP call is not interrupted): the build ends cancelled, its image pushed but not recorded."""
+        push = asyncio.create_task(asyncio.to_thread(self._image, claimed, sink))
+        cancelled = False
+        while not push.done():
+            await asyncio.wait({push}, timeout=1.0)
+            with contextlib.suppress(Exception):  # a database hiccup must not lose the push
+                cancelled = await asyncio.to_thread(sink.flush, True) or cancelled
+        await push
+        if cancelled:
+            sink.image = None
+            return "cancelled", "cancelled by a user"
+        return None
+
+    def _image(self, claimed: dict[str, Any], sink: _Sink) -> None:
+        """Push the artifact's image (``buildimages``): a step of its own; a failure fails the build."""
+        assert sink.result is not None
+        organization, project, component = claimed["place"]
+        sink.feed(json.dumps({"e": "step", "step": "image", "state": "running"}))
+        started = time.monotonic()
+        try:
+            sink.image = buildimages.push(
+                Path(sink.result["artifact"]), str(sink.result.get("digest")), build_id=claimed["id"],
+                organization=organization, project=project, component=component, commit=sink.commit,
+                targets=claimed["registries"], key_pem=claimed["signingKey"], log=lambda line: sink.log("image", line))
+            state = "succeeded"
+        except buildimages.ImageFailure as e:
+            sink.result = {"ok": False, "error": str(e)}
+            sink.log("image", str(e))
+            state = "failed"
+        except Exception as e:  # whatever else: the build still ends, failed, with one line
+            log.exception("build %s: image step", claimed["id"])
+            sink.result = {"ok": False, "error": f"image: {type(e).__name__}: {e}"}
+            sink.log("image", sink.result["error"])
+            state = "failed"
+        sink.feed(json.dumps({"e": "step", "step": "image", "state": state,
+                              "seconds": round(time.monotonic() - started, 3)}))
 
     def _outcome(self, run: _Running, sink: _Sink) -> tuple[str, str] | None:
         reason = run.stop_reason
@@ -295,9 +343,13 @@ class _Sink:
         self.findings: list[dict[str, Any]] | None = None
         self.commit: str | None = None
         self.result: dict[str, Any] | None = None
+        self.image: dict[str, Any] | None = None  # the pushed image (buildimages.push), when a registry is set
         self.tail: list[str] = []
         self.dirty = False
         self.last_beat = 0.0
+
+    def log(self, step: str, line: str) -> None:
+        self.pending.append((step, line))
 
     def note(self, line: str) -> None:
         self.pending.append((self.step or "build", "cellplane: " + line))
@@ -343,9 +395,9 @@ class _Sink:
             row = s.get(BuildRow, self.build_id)
             if row is None:  # deleted with its component: stop the build
                 return True
-            if self.pending:
-                self.seq = builds.add_logs(s, self.build_id, self.seq, self.pending)
-                self.pending = []
+            if self.pending:  # taken first: the image step's thread may add lines meanwhile
+                pending, self.pending = self.pending, []
+                self.seq = builds.add_logs(s, self.build_id, self.seq, pending)
             if self.dirty:
                 row.steps = [dict(x) for x in self.steps]
                 if self.detection is not None:
@@ -387,13 +439,15 @@ class _Sink:
                         state, error = "failed", f"the artifact's digest {digest} differs from {result.get('digest')}"
                     else:
                         builds.record_artifact(s, row, digest, result.get("manifest") or {})
+                        row.image = self.image
             row.steps = [dict(x) for x in self.steps]
             builds.finish(row, state, error)
             row.steps = [dict(x) for x in row.steps]
             if row.upload:
                 builds.release_upload(s, row)
             line = f"build {state}" + (f": {error}" if error else "") + (
-                f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "")
+                f" — artifact {row.artifact}" if row.artifact and state == "succeeded" else "") + (
+                f", image {row.image['reference']}" if row.image and state == "succeeded" else "")
             self.seq = builds.add_logs(s, self.build_id, self.seq, [("result", line)])
         if state == "succeeded" and self.keyring is not None:
             self._deploy()

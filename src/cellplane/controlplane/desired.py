@@ -51,7 +51,7 @@ from cellplane.contract.desired import (
     SealedValue,
 )
 from cellplane.contract.wire import ConnectionVia
-from cellplane.controlplane import config, connections, dataplanes, releases, taskruns, tracks
+from cellplane.controlplane import config, connections, dataplanes, registries, releases, taskruns, tracks
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.sealing import seal
@@ -111,8 +111,20 @@ def endpoints_of(spec: dict[str, Any]) -> list[DesiredEndpoint]:
             for e in spec.get("endpoints") or []]
 
 
+def image_in(record: dict[str, Any] | None, registry_url: str | None) -> str | None:
+    """The image's reference in the registry at ``registry_url`` (the one a data plane pulls from), else the build's
+    own reference; None without an image. Always by digest."""
+    if not record:
+        return None
+    host = registry_url.split("://", 1)[-1].rstrip("/") + "/" if registry_url else None
+    for reference in record.get("pushedTo") or []:
+        if host and str(reference).startswith(host):
+            return str(reference)
+    return str(record["reference"])
+
+
 def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, component: ResourceRow, *,
-         credentials: bool, registered: bool, release: ReleaseRow | None = None) -> Plan:
+         credentials: bool, registered: bool, release: ReleaseRow | None = None, registry: str | None = None) -> Plan:
     """The desired state of one deployment: its release (artifact, spec, configuration), with its connections
     resolved now. ``credentials``: create and carry connection credentials (for the agent; a view only needs
     where connections go). ``release``: the deployment's release, when the caller has read it already."""
@@ -188,7 +200,8 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
     document = DesiredDeployment(
         id=dep.id, environment=env, project=project, component=name, track=dep.track,
         type=spec.get("type") or "service", release=rollout, version=tracks.major(version),
-        artifact=DesiredArtifact(digest=rel.artifact), replicas=spec.get("replicas", 1),
+        artifact=DesiredArtifact(digest=rel.artifact, **(
+            {"image": image_in(rel.image, registry)} if rel.image else {})), replicas=spec.get("replicas", 1),
         resources=DesiredResources.model_validate(spec.get("resources") or {}),
         health=DesiredHealth.model_validate(spec["health"]) if spec.get("health") is not None else None,
         endpoints=endpoints_of(spec), env=env_items, files=file_items, connections=conns, blocked=blocked,
@@ -257,6 +270,7 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> Unsealed:
         .order_by(DeploymentRow.environment, DeploymentRow.project, DeploymentRow.component)).all() if envs else []
     lookup = Lookup(s, org)
     lookup.prefetch({(d.project, d.component) for d in deps})
+    registry = registries.registry_of_dataplane(s, org, name)
     release_ids = sorted({d.release_id for d in deps if d.release_id is not None})
     rels: dict[str, ReleaseRow] = {}
     for chunk in in_chunks(release_ids):
@@ -267,7 +281,8 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> Unsealed:
         component = lookup.component(dep.project, dep.component)
         if component is not None and dep.id not in losers:
             plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None,
-                              release=rels.get(dep.release_id) if dep.release_id is not None else None))
+                              release=rels.get(dep.release_id) if dep.release_id is not None else None,
+                              registry=registry))
     runs = taskruns.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
     document = DesiredState(
         revision="", organization=org, dataPlane=name,

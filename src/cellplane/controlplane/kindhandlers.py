@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import builds, cascade, config, deployments, previews, resources
+from cellplane.controlplane import builds, cascade, config, deployments, previews, registries, resources
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.resources import ApplyResult, Reference, Scope
 from cellplane.errors import ConflictError
@@ -59,6 +59,12 @@ def handler(kind: str) -> KindHandler:
 
 def _organization_created(s: Session, row: ResourceRow) -> list[ApplyResult]:
     return resources.create_organization_defaults(s, row.name)
+
+
+def _organization_prepare(s: Session, keyring: KeyRing, scope: Scope, name: str, spec: dict[str, Any],
+                          actor: str) -> tuple[dict[str, Any], bool]:
+    """The registry's password leaves the spec for encrypted storage (``registries``)."""
+    return registries.absorb(s, keyring, name, registries.ORGANIZATION, spec, actor)
 
 
 def _delete_organization(s: Session, scope: Scope, name: str) -> list[str]:
@@ -172,16 +178,23 @@ def _pipeline_references(spec: Any) -> list[Reference]:
 # -- DataPlane ------------------------------------------------------------------------------------------------------
 
 
+def _dataplane_prepare(s: Session, keyring: KeyRing, scope: Scope, name: str, spec: dict[str, Any],
+                       actor: str) -> tuple[dict[str, Any], bool]:
+    return registries.absorb(s, keyring, scope.organization, registries.dataplane_key(name), spec, actor)
+
+
 def _delete_dataplane(s: Session, scope: Scope, name: str) -> list[str]:
-    """Its agent's tokens stop working; a later namesake gets new ones."""
+    """Its agent's tokens stop working (a later namesake gets new ones); its registry password goes."""
+    registries.forget_dataplane(s, scope.organization, name)
     s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == scope.organization,
                                            RoleBindingRow.dataplane == name))
     return []
 
 
 HANDLERS: dict[str, KindHandler] = {
-    "Organization": KindHandler(created=_organization_created, deleting=_delete_organization),
-    "DataPlane": KindHandler(used_by=("Environment", lambda spec: {spec.get("dataPlane")}),
+    "Organization": KindHandler(prepare=_organization_prepare, created=_organization_created,
+                                deleting=_delete_organization),
+    "DataPlane": KindHandler(prepare=_dataplane_prepare, used_by=("Environment", lambda spec: {spec.get("dataPlane")}),
                              deleting=_delete_dataplane),
     "Environment": KindHandler(references=_environment_references,
                                used_by=("DeploymentPipeline", _environments_of_pipeline),

@@ -63,6 +63,8 @@ def make(s: Session, keyring: KeyRing, slot: Slot, *, build_id: str, artifact: s
                else {"key": v.key, "secret": False, "value": v.value} for v in resolved]
     release_digest = digest({"place": slot.__dict__, "artifact": artifact, "spec": runtime_spec(spec),
                              "declared": spec.get("configuration"), "configuration": markers})
+    build = s.get(BuildRow, build_id)
+    image = build.image if build is not None and build.artifact == artifact else None
     release_id = ""
     for length in ID_LENGTHS:  # a short id; a longer one in the unlikely case that the short one is taken
         release_id = "r" + release_digest[:length]
@@ -70,6 +72,8 @@ def make(s: Session, keyring: KeyRing, slot: Slot, *, build_id: str, artifact: s
         if existing is None:
             break
         if existing.digest == release_digest:
+            if existing.image is None and image is not None:  # made before the image was: the same artifact's
+                existing.image = image
             return existing
     else:
         raise ConflictError(f"release id {release_id} is taken by another release", code="release-id-taken")
@@ -81,7 +85,7 @@ def make(s: Session, keyring: KeyRing, slot: Slot, *, build_id: str, artifact: s
         configuration.append(item)
     row = ReleaseRow(id=release_id, organization=slot.organization, project=slot.project,
                      component=slot.component, environment=slot.environment, track=slot.track,
-                     build_id=build_id, artifact=artifact, spec=spec, configuration=configuration,
+                     build_id=build_id, artifact=artifact, image=image, spec=spec, configuration=configuration,
                      digest=release_digest, origin=origin, created_by=actor, created_at=now())
     try:
         with s.begin_nested():  # a concurrent transaction may make the same release first: then it is that one
@@ -204,6 +208,8 @@ def view(release: ReleaseRow, build_number: int | None = None, detail: bool = Fa
         "build": {"id": release.build_id, "number": build_number}, "artifact": release.artifact,
         "origin": release.origin, "createdBy": release.created_by, "createdAt": release.created_at.isoformat(),
     }
+    if release.image:
+        out["image"] = release.image["reference"]
     if detail:
         out["spec"] = release.spec
         out["configuration"] = configuration_view(release)
@@ -218,6 +224,7 @@ def event_view(event: ReleaseEventRow, release: ReleaseRow | None, build_number:
         "artifact": release.artifact if release else None,
         "build": {"id": release.build_id if release else None, "number": build_number},
         "origin": release.origin if release else "", "current": current,
+        **({"image": release.image["reference"]} if release is not None and release.image else {}),
     }
 
 

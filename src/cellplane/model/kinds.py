@@ -8,11 +8,13 @@ from pydantic import Field
 
 from cellplane.errors import FieldProblem
 from cellplane.model.meta import Name, Strict
+from cellplane.model.registry import RegistrySpec
 
 
 class OrganizationSpec(Strict):
     displayName: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    registry: RegistrySpec | None = Field(default=None, description="where built images are pushed (docs/images.md)")
 
 
 Threshold = Literal["critical", "high", "medium", "low", "none"]
@@ -92,6 +94,8 @@ class DataPlaneSpec(Strict):
     displayName: str | None = Field(default=None, max_length=200)
     gateway: Gateway = Field(default_factory=Gateway)
     kubernetes: KubernetesTarget | None = None
+    registry: RegistrySpec | None = Field(default=None, description="the registry this data plane pulls from, "
+                                          "instead of its organization's (docs/images.md)")
 
     def problems(self) -> list[FieldProblem]:
         if self.type == "local" and self.kubernetes is not None:

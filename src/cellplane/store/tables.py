@@ -187,6 +187,9 @@ class BuildRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     upload: Mapped[str | None] = mapped_column(String(80), nullable=True)  # blob digest of an uploaded archive
     deploy_to: Mapped[str | None] = mapped_column(String(63), nullable=True)  # environment to deploy on success
+    # The image pushed after the build succeeded (docs/images.md): reference (by digest), digest, repository, tag,
+    # signature, pushedTo (every registry's reference). None: no registry configured.
+    image: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("organization", "project", "component", "number", name="uq_builds_number"),
@@ -297,6 +300,7 @@ class ReleaseRow(Base):
     track: Mapped[str] = mapped_column(String(100), default="default")
     build_id: Mapped[str] = mapped_column(String(20))
     artifact: Mapped[str] = mapped_column(String(80))
+    image: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the build's image: digest, reference, pushedTo
     spec: Mapped[dict] = mapped_column(JSON, default=dict)
     configuration: Mapped[list] = mapped_column(JSON, default=list)
     digest: Mapped[str] = mapped_column(String(64))

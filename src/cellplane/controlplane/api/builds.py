@@ -17,9 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cellplane import digests
 from cellplane.build import archive
-from cellplane.controlplane import blobs, builds, resources
+from cellplane.controlplane import blobs, builds, registries, resources
 from cellplane.controlplane.api import ndjson, schemas
-from cellplane.controlplane.api.declare import COMPONENT_SUBJECT, PROJECT, Call, Subject, looked_up, requires
+from cellplane.controlplane.api.declare import (
+    COMPONENT_SUBJECT,
+    ORGANIZATION,
+    PROJECT,
+    Call,
+    Subject,
+    found,
+    looked_up,
+    reads,
+    requires,
+)
 from cellplane.controlplane.api.deps import DigestPath, NamePath, Work, audited, require
 from cellplane.controlplane.api.routing import api_router
 from cellplane.controlplane.rbac import Principal, Target
@@ -253,3 +263,14 @@ def artifact_manifest(c: Call[None], org: NamePath, project: NamePath, digest: D
 def _check_digest(digest: str) -> None:
     if not digests.valid(digest):
         raise InvalidError(f"'{digest}' is not a sha256 digest", [FieldProblem("digest", "sha256:<64 hex digits>")])
+
+
+@router.read("/organizations/{org}/image-signing-key", reads("organizations:get"), found(ORGANIZATION),
+             session="transaction", tags=["images"], response_model=schemas.SigningKey)
+def image_signing_key(c: Call[None], org: NamePath) -> dict[str, Any]:
+    """The public half of the organization's image signing key (made on first use): give it to ``cosign verify
+    --key`` or a cluster's policy-controller (docs/images.md)."""
+    registries.signing_key_pem(c.session, c.platform.keyring, org, c.who.user)
+    public = registries.public_key(c.session, c.platform.keyring, org)
+    assert public is not None
+    return {"organization": org, "algorithm": "ecdsa-p256-sha256", "publicKey": public.decode()}

@@ -348,6 +348,21 @@ class BuildFinding(Out):
     message: str
 
 
+class BuildImage(Out):
+    reference: str = Field(description="host/repository@sha256:...: what a data plane pulls (never the tag)")
+    digest: str = Field(description="the image manifest's digest")
+    repository: str
+    tag: str = Field(description="the build's id, for people; deploys use the digest")
+    signature: str | None = Field(default=None, description="the cosign signature's tag (sha256-<hex>.sig)")
+    pushedTo: list[str] = Field(default_factory=list, description="the image's reference in every registry")
+
+
+class SigningKey(Out):
+    organization: str
+    algorithm: str = Field(description="ecdsa-p256-sha256: cosign's default")
+    publicKey: str = Field(description="PEM (SubjectPublicKeyInfo): cosign verify --key")
+
+
 class BuildInfo(Out):
     id: str
     number: int = Field(description="per component, from 1")
@@ -371,6 +386,7 @@ class BuildInfo(Out):
     findings: list[BuildFinding]
     findingCounts: dict[str, int]
     artifact: str | None = Field(description="sha256 digest of the artifact, once the build succeeded")
+    image: BuildImage | None = Field(default=None, description="the image pushed, when a registry is configured")
     error: str | None
 
 
@@ -747,6 +763,7 @@ class Release(Out):
     track: str
     build: ReleaseBuild
     artifact: str
+    image: str = absent("the build's image by digest, when a registry is configured")
     origin: str
     createdBy: str
     createdAt: Timestamp
@@ -765,6 +782,7 @@ class ReleaseEvent(Out):
     at: Timestamp
     note: str
     artifact: str | None
+    image: str = absent("the build's image by digest, when a registry is configured")
     build: ReleaseBuild
     origin: str
     current: bool = Field(description="whether the deployment runs this release now")

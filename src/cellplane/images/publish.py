@@ -1,0 +1,143 @@
+"""Publish one build artifact as an image: its runtime's base image plus one layer, pushed and signed.
+
+``publish`` reads the base (by reference in the same registry: ``python:3.12-slim`` is repository ``python``,
+tag ``3.12-slim``; ``repo@sha256:..`` pins a digest), links the base's layers into the target repository by
+cross-repository mount (no bytes move), uploads the artifact's layer and the config only when the registry does
+not hold them yet (a rebuild of the same source sends nothing but the manifest), writes the manifest under the
+build's tag and signs its digest. The result names the image by digest: that is what is deployed, never the tag.
+Cost with the base already in the registry: one manifest and one config read, a mount per base layer, a HEAD per
+new blob, the layer's upload, one manifest PUT, and for the signature three small uploads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cellplane.images import config as image_config
+from cellplane.images import layer as image_layer
+from cellplane.images import manifest as manifests
+from cellplane.images import sign as signing
+from cellplane.images.registry import Registry, RegistryError
+
+# The base image per runtime, as references in the organization's registry (mirror these there, or set
+# registry.baseImages). Static sites and Python both need a Python: the platform's static server is Python.
+DEFAULT_BASE_IMAGES: dict[str, str] = {
+    "python": "python:3.12-slim", "node": "node:20-slim", "static": "python:3.12-slim",
+    "go": "distroless/static-debian12:nonroot", "java": "eclipse-temurin:17-jre",
+    "php": "php:8.3-cli", "ruby": "ruby:3.3-slim",
+    "binary": "distroless/base-debian12:nonroot",  # a Dockerfile's compiled binary: glibc, in case it links it
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    reference: str  # host/repository@sha256:...
+    digest: str
+    repository: str
+    tag: str
+    base: str
+    layer_digest: str
+    uploaded_bytes: int
+    signature: str | None = None  # the signature's tag, when signed
+    steps: list[str] = field(default_factory=list)  # what was done, for the build's log
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """``name:tag`` / ``name@sha256:..`` / ``name`` -> (repository, tag or digest)."""
+    if "@" in reference:
+        name, _, digest = reference.partition("@")
+        return name, digest
+    name, colon, tag = reference.rpartition(":")
+    if colon and "/" not in tag:
+        return name, tag
+    return reference, "latest"
+
+
+def repository_for(prefix: str, organization: str, project: str, component: str) -> str:
+    return "/".join(p.strip("/") for p in (prefix, organization, project, component) if p.strip("/")).lower()
+
+
+def artifact_manifest(artifact: Path) -> dict[str, Any]:
+    with tarfile.open(artifact, "r:gz") as tar:
+        member = tar.extractfile("manifest.json")
+        if member is None:
+            raise ValueError("the artifact has no manifest.json")
+        value: dict[str, Any] = json.loads(member.read())
+        return value
+
+
+def publish(registry: Registry, artifact: Path, artifact_digest: str, *, repository: str, tag: str,
+            base_images: Mapping[str, str], labels: Mapping[str, str],
+            key: ec.EllipticCurvePrivateKey | None = None, layer: image_layer.Layer | None = None) -> Published:
+    """Publish ``artifact`` as ``repository:tag`` (``layer``: the artifact's layer when the caller built it already,
+    for several registries)."""
+    meta = artifact_manifest(artifact)
+    language = str(meta.get("language") or "")
+    base = base_images.get(language) or DEFAULT_BASE_IMAGES.get(language)
+    if not base:
+        raise RegistryError(f"no base image for runtime {language!r}: set registry.baseImages.{language}")
+    base_repository, base_reference = split_reference(base)
+    steps: list[str] = []
+    try:
+        body, media_type, _ = registry.manifest(base_repository, base_reference)
+    except RegistryError as e:
+        if e.status == 404:
+            raise RegistryError(f"the base image {base} ({language}) is not in the registry {registry.host}: "
+                                f"push it there or set registry.baseImages.{language}", 404) from e
+        raise
+    base_manifest = manifests.parse(body)
+    if media_type in manifests.INDEXES or base_manifest.get("manifests"):
+        entry = manifests.platform_of(base_manifest)
+        if entry is None:
+            raise RegistryError(f"the base image {base} has no linux/amd64 image")
+        body, media_type, _ = registry.manifest(base_repository, entry)
+        base_manifest = manifests.parse(body)
+    base_config = json.loads(registry.blob(base_repository, manifests.config_of(base_manifest).digest))
+    base_layers = manifests.layers_of(base_manifest)
+    for d in base_layers:
+        if base_repository != repository and not registry.mount(repository, d.digest, base_repository) \
+                and not registry.blob_exists(repository, d.digest):
+            raise RegistryError(f"the registry would not link layer {d.digest} of {base} into {repository}")
+    steps.append(f"base {base}: {len(base_layers)} layer(s) linked into {repository}")
+
+    workdir = f"/{image_layer.ROOT}/{meta.get('workdir') or 'files'}"
+    run = meta.get("run")  # None for a static site: the base image's own command serves it (docs/images.md)
+    uploaded = 0
+    with tempfile.TemporaryDirectory(prefix="cellplane-layer-") as tmp:
+        if layer is None:
+            layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")
+        config = image_config.image_config(
+            base_config, layer.diff_id, run=run,
+            env={str(k): str(v) for k, v in (meta.get("env") or {}).items()},
+            workdir=workdir, port=meta.get("port"),
+            labels={**labels, image_config.LABEL_ARTIFACT: artifact_digest})
+        if registry.blob_exists(repository, layer.digest):
+            steps.append(f"layer {layer.digest} already in the registry")
+        else:
+            registry.upload(repository, layer.digest, layer.path)
+            uploaded += layer.size
+            steps.append(f"layer {layer.digest} uploaded ({layer.size} bytes)")
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    if not registry.blob_exists(repository, config_digest):
+        registry.upload(repository, config_digest, config)
+        uploaded += len(config)
+    body = manifests.image_manifest(
+        manifests.Descriptor(image_config.MEDIA_TYPE, config_digest, len(config)),
+        [*base_layers, manifests.Descriptor(image_layer.MEDIA_TYPE, layer.digest, layer.size)])
+    digest = registry.put_manifest(repository, tag, body, manifests.OCI_MANIFEST)
+    steps.append(f"image {registry.host}/{repository}@{digest} (tag {tag})")
+    signature = None
+    if key is not None:
+        signature = signing.sign(registry, repository, digest, key).tag
+        steps.append(f"signed: {signature}")
+    return Published(f"{registry.host}/{repository}@{digest}", digest, repository, tag, base, layer.digest,
+                     uploaded, signature, steps)
