@@ -1,0 +1,122 @@
+"""Images that start on their own: a Python or Node.js build's image carries its installed dependencies in a layer
+between the base and the application. A real control plane builds the flask and express fixtures and pushes to
+Debian's docker-registry on loopback; skopeo reads the layers and config, umoci unpacks the files, and the
+machine's Python imports flask from the unpacked packages (the tiny test base names no Python version in its tag,
+so the packages are installed for the machine's Python)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildkit import APPS, BuildServer, component, log_text, upload, wait
+from cellplane.images.dependencies import python_version
+from liveserver import doc
+from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
+
+BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
+
+
+@pytest.fixture(scope="module")
+def configured(build_server: BuildServer, registry: LocalRegistry) -> BuildServer:
+    r = build_server.client.post("/apply", json={"documents": [
+        doc("Organization", "default", {"registry": {
+            "url": registry.url, "repositoryPrefix": "deps", "baseImages": {"python": BASE, "node": BASE}}}),
+    ]})
+    assert r.status_code == 200, r.text
+    return build_server
+
+
+def built(server: BuildServer, name: str, app: str) -> dict[str, Any]:
+    c = server.client
+    component(c, "deps", name, {"type": "service", "endpoints": [{"name": "http", "port": 8080}]})
+    build = wait(c, upload(c, "deps", name, APPS / app))
+    assert build["state"] == "succeeded", f"{build.get('error')}\n{log_text(c, build['id'])[-3000:]}"
+    return build
+
+
+@pytest.fixture(scope="module")
+def flask_builds(configured: BuildServer) -> tuple[dict[str, Any], dict[str, Any]]:
+    return built(configured, "api", "flask-procfile"), built(configured, "api", "flask-procfile")
+
+
+@pytest.fixture(scope="module")
+def express_build(configured: BuildServer) -> dict[str, Any]:
+    return built(configured, "web", "express")
+
+
+def skopeo(*args: str) -> Any:
+    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def unpack(reference: str, tmp: Path) -> Path:
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{reference}",
+                    f"oci:{tmp / 'layout'}:img"], check=True, capture_output=True, timeout=120)
+    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{tmp / 'layout'}:img", str(tmp / "bundle")],
+                   check=True, capture_output=True, timeout=120)
+    return tmp / "bundle" / "rootfs"
+
+
+def test_the_python_version_of_a_base_is_read_from_its_tag() -> None:
+    assert python_version("python:3.12-slim") == "3.12"
+    assert python_version("mirror/python:3.11.9-bookworm") == "3.11"
+    assert python_version("registry.example:5000/python:3.13") == "3.13"
+    assert python_version("base/tiny:1") is None
+    assert python_version("python@sha256:" + "0" * 64) is None
+
+
+def test_a_flask_image_has_a_dependency_layer_between_the_base_and_the_app_and_pythonpath_names_it(
+        flask_builds: tuple[dict[str, Any], dict[str, Any]], configured: BuildServer) -> None:
+    first, _ = flask_builds
+    reference = first["image"]["reference"]
+    seen = skopeo("inspect", "--tls-verify=false", f"docker://{reference}")
+    assert len(seen["Layers"]) == 3  # the tiny base's one, the packages, the application
+    config = skopeo("inspect", "--tls-verify=false", "--config", f"docker://{reference}")
+    assert "PYTHONPATH=/app/.python-packages" in config["config"]["Env"]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"  # the tiny base's tag names no Python
+    assert f"Python {version} packages" in config["history"][-2]["created_by"]
+    assert "PATH=/app/.python-packages/bin:/usr/local/bin:/usr/bin:/bin" in config["config"]["Env"]
+    assert "dependencies (Python" in log_text(configured.client, first["id"])
+
+
+def test_the_same_lock_gives_the_same_dependency_layer_and_the_same_image(
+        flask_builds: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    first, second = flask_builds
+    layers = [skopeo("inspect", "--tls-verify=false", f"docker://{b['image']['reference']}")["Layers"]
+              for b in (first, second)]
+    assert layers[0][1] == layers[1][1]
+    assert first["image"]["digest"] == second["image"]["digest"]
+
+
+def test_the_unpacked_image_holds_flask_and_the_machines_python_imports_it_from_there(
+        flask_builds: tuple[dict[str, Any], dict[str, Any]], tmp_path: Path) -> None:
+    rootfs = unpack(flask_builds[0]["image"]["reference"], tmp_path)
+    packages = rootfs / "app" / ".python-packages"
+    assert (packages / "flask" / "__init__.py").is_file()
+    assert any(p.name.startswith("gunicorn-") and p.name.endswith(".dist-info") for p in packages.iterdir())
+    assert (packages / "bin" / "gunicorn").read_text().startswith("#!/usr/bin/env python3\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(packages), "PYTHONNOUSERSITE": "1"}
+    out = subprocess.run([sys.executable, "-S", "-c",
+                          "import flask, werkzeug; print(flask.__file__)"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(packages))
+
+
+def test_an_express_image_holds_node_modules_beside_the_server(express_build: dict[str, Any], tmp_path: Path) -> None:
+    reference = express_build["image"]["reference"]
+    assert len(skopeo("inspect", "--tls-verify=false", f"docker://{reference}")["Layers"]) == 3
+    rootfs = unpack(reference, tmp_path)
+    workdir = json.loads((rootfs / "app" / "manifest.json").read_text()).get("workdir") or "files"
+    express = rootfs / "app" / workdir / "node_modules" / "express" / "package.json"
+    assert json.loads(express.read_text())["name"] == "express"
+    config = skopeo("inspect", "--tls-verify=false", "--config", f"docker://{reference}")["config"]
+    assert "NODE_ENV=production" in config["Env"]
