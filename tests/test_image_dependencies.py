@@ -10,13 +10,16 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from buildkit import APPS, BuildServer, component, log_text, upload, wait
-from cellplane.images.dependencies import python_version
+from cellplane.build.archive import pack
+from cellplane.images.dependencies import for_artifact, python_version
+from cellplane.images.publish import artifact_manifest
 from liveserver import doc
 from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
 
@@ -120,3 +123,37 @@ def test_an_express_image_holds_node_modules_beside_the_server(express_build: di
     assert json.loads(express.read_text())["name"] == "express"
     config = skopeo("inspect", "--tls-verify=false", "--config", f"docker://{reference}")["config"]
     assert "NODE_ENV=production" in config["Env"]
+
+
+def artifact_with(tmp: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> Path:
+    stage = tmp / "stage"
+    for name, body in files.items():
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage / name).write_bytes(body)
+    (stage / "manifest.json").write_text(json.dumps({"schema": 1, "workdir": "files", **manifest}, sort_keys=True))
+    pack(stage, tmp / "artifact.tar.gz")
+    return tmp / "artifact.tar.gz"
+
+
+def test_the_same_lock_installed_on_two_empty_caches_gives_the_same_layer_bytes(tmp_path: Path) -> None:
+    python = artifact_with(tmp_path / "py", {"language": "python", "lock": {"python": "requirements.lock"}},
+                           {"requirements.lock": b"itsdangerous==2.2.0\nblinker==1.9.0\n", "files/app.py": b""})
+    express = {f"files/{n}": (APPS / "express" / n).read_bytes() for n in ("package.json", "package-lock.json")}
+    node = artifact_with(tmp_path / "node", {"language": "node", "lock": {"node": "files/package-lock.json"}}, express)
+    for path in (python, node):
+        meta = artifact_manifest(path)
+        one = for_artifact(path, meta, "python:3.12-slim", tmp_path / "cache-one")
+        two = for_artifact(path, meta, "python:3.12-slim", tmp_path / "cache-two")
+        assert one is not None and two is not None
+        assert one.layer.digest == two.layer.digest and one.layer.diff_id == two.layer.diff_id
+        assert one.layer.path.read_bytes() == two.layer.path.read_bytes()
+    python_layer = for_artifact(python, artifact_manifest(python), "python:3.12-slim", tmp_path / "cache-one")
+    assert python_layer is not None
+    with tarfile.open(python_layer.layer.path) as tar:
+        names = tar.getnames()
+    assert "app/.python-packages/blinker/__init__.py" in names
+
+
+def test_an_artifact_without_a_lock_gets_no_dependency_layer(tmp_path: Path) -> None:
+    path = artifact_with(tmp_path, {"language": "python", "lock": {}}, {"files/app.py": b""})
+    assert for_artifact(path, {"language": "python", "lock": {}}, "python:3.12-slim", tmp_path / "cache") is None
