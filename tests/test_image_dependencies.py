@@ -18,6 +18,7 @@ import pytest
 
 from buildkit import APPS, BuildServer, component, log_text, upload, wait
 from cellplane.build.archive import pack
+from cellplane.build.plan import BuildFailure
 from cellplane.images.dependencies import for_artifact, python_version
 from cellplane.images.publish import artifact_manifest
 from liveserver import doc
@@ -157,3 +158,14 @@ def test_the_same_lock_installed_on_two_empty_caches_gives_the_same_layer_bytes(
 def test_an_artifact_without_a_lock_gets_no_dependency_layer(tmp_path: Path) -> None:
     path = artifact_with(tmp_path, {"language": "python", "lock": {}}, {"files/app.py": b""})
     assert for_artifact(path, {"language": "python", "lock": {}}, "python:3.12-slim", tmp_path / "cache") is None
+
+
+def test_a_lock_with_no_wheel_for_the_images_python_fails_with_one_line_naming_the_package(tmp_path: Path) -> None:
+    path = artifact_with(tmp_path, {"language": "python", "lock": {"python": "requirements.lock"}},
+                         {"requirements.lock": b"pyyaml==5.4.1\n", "files/app.py": b""})  # sdist only on 3.12
+    with pytest.raises(BuildFailure) as e:
+        for_artifact(path, artifact_manifest(path), "python:3.12-slim", tmp_path / "cache")
+    assert "\n" not in e.value.message and str(tmp_path) not in e.value.message
+    assert e.value.message.startswith("image: the packages of requirements.lock cannot be installed for Python 3.12 "
+                                      "(x86_64-manylinux_2_28, wheels only): ")
+    assert "pyyaml==5.4.1 has no usable wheels" in e.value.message

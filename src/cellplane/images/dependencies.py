@@ -65,7 +65,7 @@ def for_artifact(artifact: Path, meta: dict[str, Any], base: str, cache_root: Pa
     if language == "python" and lock.get("python"):
         version = python_version(base) or f"{sys.version_info.major}.{sys.version_info.minor}"
         text = _member(artifact, lock["python"])
-        layer = _python(text, version, DependencyCache(cache_root))
+        layer = _python(text, version, DependencyCache(cache_root), lock["python"])
         return Dependencies(layer, {"PYTHONPATH": f"/{PYTHON_PACKAGES}"}, f"/{PYTHON_PACKAGES}/bin",
                             f"Python {version} packages of {lock['python']} at /{PYTHON_PACKAGES}")
     if language == "node" and lock.get("node"):
@@ -102,7 +102,7 @@ def _cached(cache: DependencyCache, key: str, build: Any) -> image_layer.Layer:
     return image_layer.Layer(blob, seen["digest"], seen["diff_id"], int(seen["size"]))
 
 
-def _python(lock: bytes, version: str, cache: DependencyCache) -> image_layer.Layer:
+def _python(lock: bytes, version: str, cache: DependencyCache, name: str = "requirements.lock") -> image_layer.Layer:
     key = "python-" + digest_of(lock, version.encode(), PYTHON_PLATFORM.encode())[:40]
 
     def build(tmp: Path, dest: Path) -> image_layer.Layer:
@@ -111,9 +111,15 @@ def _python(lock: bytes, version: str, cache: DependencyCache) -> image_layer.La
             raise BuildFailure("image: uv is not installed, so the Python packages cannot be installed for the image")
         (tmp / "requirements.lock").write_bytes(lock)
         target = tmp / "packages"
-        run([uv, "pip", "install", "--target", str(target), "--python-version", version, "--python-platform",
-             PYTHON_PLATFORM, "--no-deps", "--only-binary", ":all:", "-r", str(tmp / "requirements.lock")],
-            cwd=tmp, env=base_env(cache), log=lambda _: None, what=f"installing the packages for Python {version}")
+        said: list[str] = []
+        try:
+            run([uv, "pip", "install", "--target", str(target), "--python-version", version, "--python-platform",
+                 PYTHON_PLATFORM, "--no-deps", "--only-binary", ":all:", "-r", str(tmp / "requirements.lock")],
+                cwd=tmp, env=base_env(cache), log=said.append, what=f"installing the packages for Python {version}")
+        except BuildFailure as e:
+            cause = next((ln.strip().removeprefix("cause: ") for ln in said if ln.strip().startswith("cause:")), None)
+            raise BuildFailure(f"image: the packages of {name} cannot be installed for Python {version} "
+                               f"({PYTHON_PLATFORM}, wheels only): {cause or e.message}", where=name) from None
         _portable_scripts(target / "bin")
         return image_layer.from_tree(target, PYTHON_PACKAGES, dest)
 
