@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from buildkit import APPS, BuildServer, component, log_text, upload, wait
@@ -21,7 +25,8 @@ from cellplane.build.archive import pack
 from cellplane.build.plan import BuildFailure
 from cellplane.images.dependencies import for_artifact, python_version
 from cellplane.images.publish import artifact_manifest
-from liveserver import doc
+from cellplane.runtime.materialize import base_python
+from liveserver import doc, free_port
 from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
@@ -62,6 +67,7 @@ def skopeo(*args: str) -> Any:
 
 
 def unpack(reference: str, tmp: Path) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{reference}",
                     f"oci:{tmp / 'layout'}:img"], check=True, capture_output=True, timeout=120)
     subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{tmp / 'layout'}:img", str(tmp / "bundle")],
@@ -169,3 +175,36 @@ def test_a_lock_with_no_wheel_for_the_images_python_fails_with_one_line_naming_t
     assert e.value.message.startswith("image: the packages of requirements.lock cannot be installed for Python 3.12 "
                                       "(x86_64-manylinux_2_28, wheels only): ")
     assert "pyyaml==5.4.1 has no usable wheels" in e.value.message
+
+
+def started(reference: str, rootfs: Path) -> str:
+    """Run the image's Cmd with its Env and WorkingDir from the unpacked rootfs (``/app`` -> the rootfs's, this
+    machine's interpreters after the image's PATH, as the base image would give them) and GET / once it listens."""
+    config = skopeo("inspect", "--tls-verify=false", "--config", f"docker://{reference}")["config"]
+    env = {k: v.replace("/app", f"{rootfs}/app") for k, _, v in (e.partition("=") for e in config["Env"])}
+    port = free_port()
+    interpreters = ":".join(str(Path(p).parent) for p in (base_python(), shutil.which("node") or "/usr/bin/node"))
+    env.update(PORT=str(port), PATH=f"{env['PATH']}:{interpreters}", PYTHONNOUSERSITE="1")  # no gunicorn there
+    process = subprocess.Popen(config["Cmd"], cwd=rootfs / config["WorkingDir"].lstrip("/"), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise AssertionError(f"the image's command exited {process.returncode}: "
+                                     f"{process.stderr.read().decode()[-2000:] if process.stderr else ''}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("the image's command did not listen on $PORT within 30 s")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_the_flask_and_express_images_commands_start_from_the_unpacked_files_and_answer(
+        flask_builds: tuple[dict[str, Any], dict[str, Any]], express_build: dict[str, Any], tmp_path: Path) -> None:
+    for name, build in (("flask", flask_builds[0]), ("express", express_build)):
+        reference = build["image"]["reference"]
+        answer = started(reference, unpack(reference, tmp_path / name))
+        assert answer, f"{name}: an empty answer"
