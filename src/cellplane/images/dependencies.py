@@ -62,6 +62,7 @@ def for_artifact(artifact: Path, meta: dict[str, Any], base: str, cache_root: Pa
     """The dependency layer of ``artifact`` (``meta``: its manifest) on ``base``, or None when it needs none."""
     lock = meta.get("lock") or {}
     language = meta.get("language")
+    cache_root = cache_root.resolve()  # the installers run in a staging directory: relative paths would move
     if language == "python" and lock.get("python"):
         version = python_version(base) or f"{sys.version_info.major}.{sys.version_info.minor}"
         text = _member(artifact, lock["python"])
