@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cellplane.build.plan import BuildFailure
 from cellplane.controlplane.registries import Target
 from cellplane.images import config as image_config
 from cellplane.images import layer as image_layer
@@ -36,8 +37,9 @@ class ImageFailure(Exception):
 
 def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: str, project: str, component: str,
          commit: str | None, targets: list[Target], key_pem: bytes | None,
-         log: Callable[[str], None]) -> dict[str, Any]:
-    """Publish to each target; returns the build's ``image`` record."""
+         log: Callable[[str], None], cache: Path | None = None) -> dict[str, Any]:
+    """Publish to each target; returns the build's ``image`` record. ``cache``: the dependency cache, where the
+    Python packages / node_modules layer is installed and kept (``images.dependencies``)."""
     # No build id among the labels: the same source must give the same image (the build's tag names the build).
     labels = {image_config.LABEL_COMPONENT: f"{organization}/{project}/{component}"}
     if commit:
@@ -49,7 +51,7 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
         layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
         for target in targets:
             image = _push_one(artifact, artifact_digest, target, layer, build_id=build_id, repository=repository_for(
-                target.repository_prefix, organization, project, component), labels=labels, key=key)
+                target.repository_prefix, organization, project, component), labels=labels, key=key, cache=cache)
             for step in image.steps:
                 log(f"{target.where}: {step}")
             if not record:
@@ -62,13 +64,16 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
 
 
 def _push_one(artifact: Path, artifact_digest: str, target: Target, layer: image_layer.Layer, *, build_id: str,
-              repository: str, labels: dict[str, str], key: ec.EllipticCurvePrivateKey | None) -> Published:
+              repository: str, labels: dict[str, str], key: ec.EllipticCurvePrivateKey | None,
+              cache: Path | None = None) -> Published:
     credentials = Credentials(target.username, target.password or "") if target.username else None
     try:
         with Registry(target.url, credentials) as registry:
             return publish(registry, artifact, artifact_digest, repository=repository, tag=build_id,
                            base_images=target.base_images, labels=labels, key=key if target.sign else None,
-                           layer=layer)
+                           layer=layer, cache=cache)
+    except BuildFailure as e:  # the dependency layer could not be installed
+        raise ImageFailure(f"image: {e.message.removeprefix('image: ')}") from e
     except RegistryError as e:
         raise ImageFailure(f"image: pushing to {target.url} ({target.where} registry) failed: {e.message}") from e
     except httpx.HTTPError as e:  # refused connection, timeout, name resolution, TLS

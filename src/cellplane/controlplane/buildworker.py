@@ -221,7 +221,8 @@ class BuildWorkers:
             sink.image = buildimages.push(
                 Path(sink.result["artifact"]), str(sink.result.get("digest")), build_id=claimed["id"],
                 organization=organization, project=project, component=component, commit=sink.commit,
-                targets=claimed["registries"], key_pem=claimed["signingKey"], log=lambda line: sink.log("image", line))
+                targets=claimed["registries"], key_pem=claimed["signingKey"], log=lambda line: sink.log("image", line),
+                cache=self.cache_dir)
             state = "succeeded"
         except buildimages.ImageFailure as e:
             sink.result = {"ok": False, "error": str(e)}

@@ -35,8 +35,10 @@ def command(run: str) -> list[str]:
 
 
 def image_config(base: dict[str, Any], diff_id: str, *, run: str | None, env: dict[str, str], workdir: str,
-                 port: int | None, labels: dict[str, str], user: str = DEFAULT_USER) -> bytes:
-    """The config of ``base`` (a parsed OCI or Docker image config) with one more layer, ``diff_id``."""
+                 port: int | None, labels: dict[str, str], user: str = DEFAULT_USER,
+                 dependencies: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The config of ``base`` (a parsed OCI or Docker image config) with one more layer, ``diff_id``, after the
+    ``dependencies`` layers (``(diff_id, what it holds)`` each: ``images.dependencies``)."""
     inherited = dict(base.get("config") or {})
     merged: dict[str, str] = {}
     for item in inherited.get("Env") or []:
@@ -52,11 +54,13 @@ def image_config(base: dict[str, Any], diff_id: str, *, run: str | None, env: di
     if port is not None:
         settings["ExposedPorts"] = {f"{port}/tcp": {}}
     rootfs = dict(base.get("rootfs") or {"type": "layers", "diff_ids": []})
-    history = [*(base.get("history") or []), {"created_by": "cellplane: the build artifact at /app",
+    history = [*(base.get("history") or []), *({"created_by": f"cellplane: {what}"} for _, what in dependencies),
+               {"created_by": "cellplane: the build artifact at /app",
                                                "comment": labels.get(LABEL_ARTIFACT, "")}]
     return canonical({
         "architecture": base.get("architecture") or "amd64", "os": base.get("os") or "linux",
         "config": settings,
-        "rootfs": {"type": "layers", "diff_ids": [*(rootfs.get("diff_ids") or []), diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [*(rootfs.get("diff_ids") or []),
+                                                      *(d for d, _ in dependencies), diff_id]},
         "history": history,
     })

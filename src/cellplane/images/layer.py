@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,46 @@ def from_artifact(artifact: Path, dest: Path) -> Layer:
                     else:
                         tar.addfile(info)
     return Layer(dest, "sha256:" + blob.hash.hexdigest(), "sha256:" + tar_stream.hash.hexdigest(), blob.size)
+
+
+def from_tree(tree: Path, under: str, dest: Path) -> Layer:
+    """Write a layer holding the files of ``tree`` at ``/<under>`` (its parents as directories), as deterministic as
+    ``from_artifact``: entries in sorted path order, times 0, owner root, the same modes. Links are kept as links;
+    other special files are left out. Cost: one walk and one gzip pass over the tree."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        blob = _Hashing(out)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6) as gz:
+            tar_stream = _Hashing(gz)
+            with tarfile.open(fileobj=tar_stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                parts = under.strip("/").split("/")
+                for i in range(1, len(parts) + 1):
+                    tar.addfile(_header("/".join(parts[:i]), tarfile.DIRTYPE))
+                for path in _walk(tree):
+                    name = f"{'/'.join(parts)}/{path.relative_to(tree).as_posix()}"
+                    member = tarfile.TarInfo(name)
+                    st = path.lstat()
+                    member.mode = st.st_mode
+                    if path.is_symlink():
+                        member.type, member.linkname = tarfile.SYMTYPE, os.readlink(path)
+                        tar.addfile(_header(name, tarfile.SYMTYPE, member))
+                    elif path.is_dir():
+                        tar.addfile(_header(name, tarfile.DIRTYPE))
+                    elif path.is_file():
+                        member.size = st.st_size
+                        with path.open("rb") as f:
+                            tar.addfile(_header(name, tarfile.REGTYPE, member), f)
+    return Layer(dest, "sha256:" + blob.hash.hexdigest(), "sha256:" + tar_stream.hash.hexdigest(), blob.size)
+
+
+def _walk(tree: Path) -> list[Path]:
+    """Every path under ``tree`` (not following links), parents before children, in sorted order."""
+    found: list[Path] = []
+    for entry in sorted(tree.iterdir(), key=lambda p: p.name):
+        found.append(entry)
+        if entry.is_dir() and not entry.is_symlink():
+            found.extend(_walk(entry))
+    return found
 
 
 def _header(name: str, kind: bytes, member: tarfile.TarInfo | None = None) -> tarfile.TarInfo:

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cellplane.images import config as image_config
+from cellplane.images import dependencies as image_dependencies
 from cellplane.images import layer as image_layer
 from cellplane.images import manifest as manifests
 from cellplane.images import sign as signing
@@ -49,6 +50,7 @@ class Published:
     uploaded_bytes: int
     signature: str | None = None  # the signature's tag, when signed
     steps: list[str] = field(default_factory=list)  # what was done, for the build's log
+    dependency_layers: list[str] = field(default_factory=list)  # digests of the dependency layers, base side first
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -77,9 +79,11 @@ def artifact_manifest(artifact: Path) -> dict[str, Any]:
 
 def publish(registry: Registry, artifact: Path, artifact_digest: str, *, repository: str, tag: str,
             base_images: Mapping[str, str], labels: Mapping[str, str],
-            key: ec.EllipticCurvePrivateKey | None = None, layer: image_layer.Layer | None = None) -> Published:
+            key: ec.EllipticCurvePrivateKey | None = None, layer: image_layer.Layer | None = None,
+            cache: Path | None = None) -> Published:
     """Publish ``artifact`` as ``repository:tag`` (``layer``: the artifact's layer when the caller built it already,
-    for several registries)."""
+    for several registries). ``cache``: where dependency layers are installed and kept (``images.dependencies``);
+    without it a Python or Node.js image holds its lock but not its packages."""
     meta = artifact_manifest(artifact)
     language = str(meta.get("language") or "")
     base = base_images.get(language) or DEFAULT_BASE_IMAGES.get(language)
@@ -112,14 +116,29 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
     workdir = f"/{image_layer.ROOT}/{meta.get('workdir') or 'files'}"
     run = meta.get("run")  # None for a static site: the base image's own command serves it (docs/images.md)
     uploaded = 0
+    env = {str(k): str(v) for k, v in (meta.get("env") or {}).items()}
+    extra: list[image_dependencies.Dependencies] = []
+    if cache is not None:
+        found = image_dependencies.for_artifact(artifact, meta, base, cache)
+        if found is not None:
+            extra.append(found)
+            base_path = next((str(e).partition("=")[2] for e in (base_config.get("config") or {}).get("Env") or []
+                              if str(e).startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+            env = {**found.env, "PATH": f"{found.path}:{base_path}", **env}
+            if registry.blob_exists(repository, found.layer.digest):
+                steps.append(f"dependencies ({found.what}): layer {found.layer.digest} already in the registry")
+            else:
+                registry.upload(repository, found.layer.digest, found.layer.path)
+                uploaded += found.layer.size
+                steps.append(f"dependencies ({found.what}): layer {found.layer.digest} uploaded "
+                             f"({found.layer.size} bytes)")
     with tempfile.TemporaryDirectory(prefix="cellplane-layer-") as tmp:
         if layer is None:
             layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")
         config = image_config.image_config(
-            base_config, layer.diff_id, run=run,
-            env={str(k): str(v) for k, v in (meta.get("env") or {}).items()},
-            workdir=workdir, port=meta.get("port"),
-            labels={**labels, image_config.LABEL_ARTIFACT: artifact_digest})
+            base_config, layer.diff_id, run=run, env=env, workdir=workdir, port=meta.get("port"),
+            labels={**labels, image_config.LABEL_ARTIFACT: artifact_digest},
+            dependencies=tuple((d.layer.diff_id, d.what) for d in extra))
         if registry.blob_exists(repository, layer.digest):
             steps.append(f"layer {layer.digest} already in the registry")
         else:
@@ -132,7 +151,8 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
         uploaded += len(config)
     body = manifests.image_manifest(
         manifests.Descriptor(image_config.MEDIA_TYPE, config_digest, len(config)),
-        [*base_layers, manifests.Descriptor(image_layer.MEDIA_TYPE, layer.digest, layer.size)])
+        [*base_layers, *(manifests.Descriptor(image_layer.MEDIA_TYPE, d.layer.digest, d.layer.size) for d in extra),
+         manifests.Descriptor(image_layer.MEDIA_TYPE, layer.digest, layer.size)])
     digest = registry.put_manifest(repository, tag, body, manifests.OCI_MANIFEST)
     steps.append(f"image {registry.host}/{repository}@{digest} (tag {tag})")
     signature = None
@@ -140,4 +160,4 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
         signature = signing.sign(registry, repository, digest, key).tag
         steps.append(f"signed: {signature}")
     return Published(f"{registry.host}/{repository}@{digest}", digest, repository, tag, base, layer.digest,
-                     uploaded, signature, steps)
+                     uploaded, signature, steps, [d.layer.digest for d in extra])
