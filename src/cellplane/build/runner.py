@@ -334,7 +334,9 @@ class Build:
         node_lock = self.workdir / "package-lock.json"
         python_lock = self.job.dir / "stage" / "requirements.lock"
         found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
-                                         node_lock if node_lock.is_file() else None, self.go_pins)
+                                         node_lock if node_lock.is_file() else None, self.go_pins,
+                                         self.java.maven_pins() if self.java else None,
+                                         self.java.build_file if self.java else "pom.xml")
         self.findings.extend(found)
         for f in self.findings:
             where = f" {f.file}:{f.line}" if f.file else ""

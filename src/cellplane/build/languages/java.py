@@ -263,6 +263,17 @@ class JavaBuild:
     def repository(self) -> Path:
         return self.cache / "maven" / "repository"
 
+    @property
+    def build_file(self) -> str:
+        """The file that declares the dependencies (pom.xml or build.gradle[.kts]): where scan findings point."""
+        if self.tool == "maven":
+            return "pom.xml"
+        return next((name for name in GRADLE_FILES if (self.work / name).is_file()), "build.gradle")
+
+    def maven_pins(self) -> list[tuple[str, str]]:
+        """The pinned dependencies as ``("group:artifact", "version")`` pairs, for the vulnerability scan."""
+        return [(d["name"], d["version"]) for d in self.dependencies if d.get("ecosystem") == "Maven"]
+
     def env(self) -> dict[str, str]:
         """Environment for the build and test commands: the shared Maven repository and wrapper distributions,
         Gradle's home, under the cache."""
