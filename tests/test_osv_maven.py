@@ -6,6 +6,7 @@ with a vulnerable commons-lang3, reported against pom.xml exactly as a Python or
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 from pathlib import Path
@@ -114,3 +115,45 @@ def test_a_java_build_whose_jar_runs_with_a_vulnerable_artifact_reports_it_again
     assert info["state"] == "succeeded", failed_why(c, info)  # medium: found, not blocking
     found = [(f["rule"], f["severity"], f["file"]) for f in info["findings"] if f["kind"] == "vulnerability"]
     assert found == [("CELLPLANE-TEST-MAVEN-0001", "medium", "pom.xml")]
+
+
+def test_the_jar_a_multi_stage_dockerfile_starts_is_pinned_and_scanned_like_a_maven_build(
+        build_server: BuildServer, jdk: None, tmp_path: Path) -> None:
+    (build_server.osv / "webmvc-test.json").write_text(json.dumps({
+        "id": "CELLPLANE-TEST-MAVEN-WEBMVC", "summary": "test advisory against spring-webmvc 6 before 7.0.0",
+        "affected": [{"package": {"ecosystem": "Maven", "name": "org.springframework:spring-webmvc"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "6.0.0-M1"}, {"fixed": "7.0.0"}]}]}],
+        "database_specific": {"severity": "HIGH"}}))
+    source = tmp_path / "spring-docker"
+    shutil.copytree(APPS / "java-spring", source)
+    (source / "Dockerfile").write_text(
+        "FROM maven:3.9-eclipse-temurin-17 AS build\nWORKDIR /src\nCOPY pom.xml .\nCOPY src src\n"
+        "RUN mvn -B -q package -DskipTests\n\n"
+        "FROM eclipse-temurin:17-jre\nWORKDIR /app\nCOPY --from=build /src/target/greeting-1.0.0.jar app.jar\n"
+        "EXPOSE 8080\nCMD [\"java\", \"-jar\", \"/app/app.jar\"]\n")
+    c = build_server.client
+    component(c, "jvm", "spring-docker", {"type": "service"})
+    info = wait(c, upload(c, "jvm", "spring-docker", source), timeout=600)
+    assert info["state"] == "succeeded", failed_why(c, info)
+    found = [(f["rule"], f["severity"], f["file"]) for f in info["findings"] if f["kind"] == "vulnerability"]
+    assert found == [("CELLPLANE-TEST-MAVEN-WEBMVC", "high", "pom.xml")]
+    r = c.get(f"/organizations/default/projects/jvm/artifacts/{info['artifact']}/manifest")
+    assert r.status_code == 200, r.text
+    pins = {d["name"]: d["version"] for d in r.json()["manifest"]["dependencies"] if d["ecosystem"] == "Maven"}
+    assert pins["org.springframework.boot:spring-boot"] == "3.5.7" and "org.springframework:spring-webmvc" in pins
+
+
+def test_the_started_jar_is_read_from_java_jar_and_java_cp_and_never_outside_the_tree(tmp_path: Path) -> None:
+    from cellplane.build.languages.java import started_jar
+
+    root = tmp_path / "image"
+    (root / "app" / "lib").mkdir(parents=True)
+    (root / "app" / "app.jar").write_bytes(b"PK")
+    (tmp_path / "outside.jar").write_bytes(b"PK")
+    app = root / "app"
+    assert started_jar("java -jar app.jar", app, root) == (app / "app.jar").resolve()
+    assert started_jar("java -XX:+UseSerialGC -jar /app/app.jar --port=1", app, root) == (app / "app.jar").resolve()
+    assert started_jar("java -cp 'app.jar:lib/*' com.example.Main", app, root) == (app / "app.jar").resolve()
+    assert started_jar("java -jar ../../outside.jar", app, root) is None
+    assert started_jar("java -jar missing.jar", app, root) is None and started_jar("./server", app, root) is None
+    assert started_jar("java -jar 'unclosed", app, root) is None

@@ -592,6 +592,22 @@ def pins(jar: Path, lib: Path | None = None, repository: Path | None = None) -> 
     return [{"ecosystem": "Maven", "name": n, "version": v} for n, v in sorted(found)]
 
 
+def started_jar(run: str, workdir: Path, root: Path) -> Path | None:
+    """The jar ``run`` starts (``java -jar app.jar``, ``java -cp app.jar:lib/* Main``): relative to ``workdir``,
+    absolute ones inside ``root`` (a Dockerfile's image tree); None for anything else or a jar outside ``root``."""
+    try:
+        words = shlex.split(run)
+    except ValueError:
+        return None
+    for flag in ("-jar", "-cp", "-classpath", "--class-path"):
+        if flag in words[:-1]:
+            first = words[words.index(flag) + 1].split(":")[0]
+            jar = (root / first.lstrip("/") if first.startswith("/") else workdir / first).resolve()
+            if jar.suffix == ".jar" and jar.is_file() and jar.is_relative_to(root.resolve()):
+                return jar
+    return None
+
+
 class _RepositoryIndex:
     """A Maven repository's jars by file name -> (group:artifact, version), read on first use."""
 
