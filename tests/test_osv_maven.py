@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buildkit import APPS, OSV, BuildServer, component, failed_why, upload, wait
+from buildkit import APPS, OSV, BuildServer, component, failed_why, log_text, upload, wait
 from cellplane.build import scans
 from cellplane.build.osv import MavenVersion, OsvDatabase
 
@@ -157,3 +157,18 @@ def test_the_started_jar_is_read_from_java_jar_and_java_cp_and_never_outside_the
     assert started_jar("java -jar ../../outside.jar", app, root) is None
     assert started_jar("java -jar missing.jar", app, root) is None and started_jar("./server", app, root) is None
     assert started_jar("java -jar 'unclosed", app, root) is None
+
+
+def test_a_dockerfile_jar_that_is_not_a_zip_gets_no_pins_and_a_note_not_a_traceback(
+        build_server: BuildServer, jdk: None, tmp_path: Path) -> None:
+    source = tmp_path / "not-a-jar"
+    source.mkdir()
+    (source / "app.jar").write_text("not a zip\n")
+    (source / "Dockerfile").write_text("FROM eclipse-temurin:17-jre\nWORKDIR /app\nCOPY app.jar app.jar\n"
+                                       "CMD [\"java\", \"-jar\", \"/app/app.jar\"]\n")
+    c = build_server.client
+    component(c, "jvm", "not-a-jar", {"type": "manual-task"})
+    info = wait(c, upload(c, "jvm", "not-a-jar", source), timeout=300)
+    assert info["state"] == "succeeded", failed_why(c, info)
+    logs = log_text(c, info["id"])
+    assert "app/app.jar cannot be read as a jar" in logs and str(tmp_path) not in logs

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -292,7 +293,11 @@ class Build:
         if jar is None:
             return
         lib = jar.parent / "lib"
-        self.jar_pins = java.pins(jar, lib if lib.is_dir() else None, self.job.cache.root / "maven" / "repository")
+        try:
+            self.jar_pins = java.pins(jar, lib if lib.is_dir() else None, self.job.cache.root / "maven" / "repository")
+        except (zipfile.BadZipFile, OSError) as e:  # not a jar after all: nothing to pin, the start says the rest
+            self.log(f"note: {jar.relative_to(self.work)} cannot be read as a jar ({e}); no Maven pins recorded")
+            return
         self.maven_file = build_file
         self.log(f"{jar.relative_to(self.work)}: {len(self.jar_pins)} pinned dependencies")
 
