@@ -99,9 +99,10 @@ def jdk() -> None:
         pytest.skip(message)
 
 
-def test_a_java_build_whose_jar_runs_with_a_vulnerable_artifact_reports_it_against_pom_xml(
-        build_server: BuildServer, jdk: None, tmp_path: Path) -> None:
-    source = tmp_path / "lang3"
+@pytest.fixture(scope="module")
+def lang3_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The java-task fixture with commons-lang3 3.17.0 (CELLPLANE-TEST-MAVEN-0001, medium) beside its jar."""
+    source = tmp_path_factory.mktemp("maven") / "lang3"
     shutil.copytree(APPS / "java-task", source)
     pom = source / "pom.xml"
     pom.write_text(pom.read_text().replace("  <build>", "  <dependencies>\n    <dependency>\n"
@@ -109,12 +110,32 @@ def test_a_java_build_whose_jar_runs_with_a_vulnerable_artifact_reports_it_again
                                            "      <artifactId>commons-lang3</artifactId>\n"
                                            "      <version>3.17.0</version>\n    </dependency>\n"
                                            "  </dependencies>\n  <build>", 1))
+    return source
+
+
+def test_a_java_build_whose_jar_runs_with_a_vulnerable_artifact_reports_it_against_pom_xml(
+        build_server: BuildServer, jdk: None, lang3_source: Path) -> None:
     c = build_server.client
     component(c, "jvm", "lang3", {"type": "manual-task"})
-    info = wait(c, upload(c, "jvm", "lang3", source), timeout=600)
+    info = wait(c, upload(c, "jvm", "lang3", lang3_source), timeout=600)
     assert info["state"] == "succeeded", failed_why(c, info)  # medium: found, not blocking
     found = [(f["rule"], f["severity"], f["file"]) for f in info["findings"] if f["kind"] == "vulnerability"]
     assert found == [("CELLPLANE-TEST-MAVEN-0001", "medium", "pom.xml")]
+
+
+def test_a_project_failing_on_medium_vulnerabilities_fails_that_java_build_naming_the_advisory(
+        build_server: BuildServer, jdk: None, lang3_source: Path) -> None:
+    c = build_server.client
+    r = c.post("/apply", json={"documents": [
+        {"apiVersion": "cellplane.dev/v1alpha1", "kind": "Project",
+         "metadata": {"name": "strict-jvm", "organization": "default"},
+         "spec": {"buildPolicy": {"failOn": {"vulnerabilities": "medium"}}}}]})
+    assert r.status_code == 200, r.text
+    component(c, "strict-jvm", "lang3", {"type": "manual-task"})
+    info = wait(c, upload(c, "strict-jvm", "lang3", lang3_source), timeout=600)
+    assert info["state"] == "failed", failed_why(c, info)
+    assert "CELLPLANE-TEST-MAVEN-0001" in info["error"] and "\n" not in info["error"], info["error"]
+    assert str(lang3_source) not in info["error"]
 
 
 def test_the_jar_a_multi_stage_dockerfile_starts_is_pinned_and_scanned_like_a_maven_build(
