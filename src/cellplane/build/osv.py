@@ -1,14 +1,17 @@
 """An offline vulnerability database in the OSV format (https://ossf.github.io/osv-schema/).
 
-The database is loaded from files osv.dev publishes (``PyPI/all.zip``, ``npm/all.zip``), single OSV
-JSON files, or a directory of either; nothing here touches the network. :meth:`OsvDatabase.match`
-answers "which known vulnerabilities affect this package at this version" for the PyPI and npm
-ecosystems, following the OSV rules for ``versions`` lists and ``ECOSYSTEM``/``SEMVER`` ranges.
+The database is loaded from files osv.dev publishes (``PyPI/all.zip``, ``npm/all.zip``, ``Go/all.zip``,
+``Maven/all.zip``), single OSV JSON files, or a directory of either; nothing here touches the network.
+:meth:`OsvDatabase.match` answers "which known vulnerabilities affect this package at this version" for the
+PyPI, npm, Go and Maven ecosystems, following the OSV rules for ``versions`` lists and ``ECOSYSTEM``/``SEMVER``
+ranges. Versions compare by each ecosystem's own rules: PEP 440 for PyPI, SemVer for npm and Go, Maven's
+``ComparableVersion`` for Maven (:class:`MavenVersion`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -23,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 from cellplane.build.plan import BuildFailure
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
-ECOSYSTEMS = ("PyPI", "npm", "Go")
+ECOSYSTEMS = ("PyPI", "npm", "Go", "Maven")
 
 # Words advisories use for severities, mapped to ours (GitHub says MODERATE, others MEDIUM or IMPORTANT).
 _SEVERITY_WORDS = {
@@ -64,7 +67,7 @@ class Vulnerability:
 
 
 def normalise_name(ecosystem: str, name: str) -> str:
-    """The name packages are indexed under: PEP 503 for PyPI, unchanged for npm."""
+    """The name packages are indexed under: PEP 503 for PyPI, unchanged otherwise (Maven: ``group:artifact``)."""
     if ecosystem == "PyPI":
         return re.sub(r"[-_.]+", "-", name).lower()
     return name
@@ -100,6 +103,152 @@ class SemVer:
         return cls(int(m["major"]), int(m["minor"]), int(m["patch"]), pre)
 
 
+# Maven's qualifiers in release order; "" is the release itself. Aliases first map onto these; any other
+# qualifier sorts after all of them, alphabetically (ComparableVersion's "unknown qualifier" rule).
+_MAVEN_QUALIFIERS = ("alpha", "beta", "milestone", "rc", "snapshot", "", "sp")
+_MAVEN_ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
+_MAVEN_LETTERS = {"a": "alpha", "b": "beta", "m": "milestone"}  # only when a number follows: 1.0a1, 2.0-m3
+_MAVEN_TOKEN = re.compile(r"\d+|[^\d.\-]+|[.\-]")
+
+# An item of a parsed Maven version: ("int", n), ("str", qualifier) or ("list", items).
+_MavenItem = tuple[str, Any]
+
+
+def _maven_qualifier_key(qualifier: str) -> tuple[int, str]:
+    if qualifier in _MAVEN_QUALIFIERS:
+        return (_MAVEN_QUALIFIERS.index(qualifier), "")
+    return (len(_MAVEN_QUALIFIERS), qualifier)
+
+
+def _maven_item_cmp(left: _MavenItem | None, right: _MavenItem | None) -> int:
+    """ComparableVersion's Item.compareTo: -1, 0 or 1; ``None`` stands for a missing item (a padding zero)."""
+    if left is None:
+        return 0 if right is None else -_maven_item_cmp(right, None)
+    kind, value = left
+    if kind == "int":
+        if right is None:
+            return 1 if value else 0
+        if right[0] == "int":
+            return (value > right[1]) - (value < right[1])
+        return 1  # a number is newer than a qualifier or a sub-list: 1.0.1 > 1.0-1 > 1.0-rc
+    if kind == "str":
+        mine = _maven_qualifier_key(value)
+        if right is None:
+            theirs = _maven_qualifier_key("")
+        elif right[0] == "str":
+            theirs = _maven_qualifier_key(right[1])
+        else:
+            return -1
+        return (mine > theirs) - (mine < theirs)
+    if right is None:
+        for item in value:
+            result = _maven_item_cmp(item, None)
+            if result:
+                return result
+        return 0
+    if right[0] == "int":
+        return -1
+    if right[0] == "str":
+        return 1
+    for i in range(max(len(value), len(right[1]))):
+        mine_item = value[i] if i < len(value) else None
+        theirs_item = right[1][i] if i < len(right[1]) else None
+        result = _maven_item_cmp(mine_item, theirs_item)
+        if result:
+            return result
+    return 0
+
+
+def _maven_normalise(items: list[_MavenItem]) -> None:
+    """ComparableVersion's ListItem.normalize: drop trailing null items (0, release "", empty lists)."""
+    for i in range(len(items) - 1, -1, -1):
+        if _maven_item_cmp(items[i], None) == 0 and (items[i][0] != "list" or not items[i][1]):
+            del items[i]
+        elif items[i][0] != "list":
+            break
+
+
+@functools.total_ordering
+class MavenVersion:
+    """A Maven version ordered like Maven's ``ComparableVersion`` (what Maven itself uses for ranges).
+
+    Case is ignored; ``.`` separates items, ``-`` and each change between digits and letters open a sub-list;
+    numbers compare numerically (trailing zeros do not count: 1.0 == 1); qualifiers order alpha < beta <
+    milestone < rc (= cr) < snapshot < "" (release, = ga, final) < sp < any other, alphabetically; ``a1``,
+    ``b1``, ``m1`` mean alpha, beta, milestone. Parsing is linear in the text's length; never fails.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.items: list[_MavenItem] = self._parse(text.strip().lower())
+
+    @classmethod
+    def parse(cls, text: str) -> MavenVersion:
+        if not text.strip():
+            raise ValueError("empty Maven version")
+        return cls(text)
+
+    @staticmethod
+    def _parse(text: str) -> list[_MavenItem]:
+        root: list[_MavenItem] = []
+        current = root
+        stack = [root]
+        tokens = _MAVEN_TOKEN.findall(text)
+        previous = ""  # the previous token, to tell a separator-less digit/letter change
+        for i, token in enumerate(tokens):
+            if token == ".":
+                if previous in ("", ".", "-"):
+                    current.append(("int", 0))
+            elif token == "-":
+                if previous in ("", ".", "-"):
+                    current.append(("int", 0))
+                sub: list[_MavenItem] = []
+                current.append(("list", sub))
+                current, previous = sub, token
+                stack.append(sub)
+                continue
+            else:
+                if previous not in ("", ".", "-"):  # 1.0alpha1: a digit/letter change opens a sub-list
+                    sub = []
+                    current.append(("list", sub))
+                    current = sub
+                    stack.append(sub)
+                if token.isdigit():
+                    current.append(("int", int(token)))
+                else:
+                    followed_by_digit = i + 1 < len(tokens) and tokens[i + 1].isdigit()
+                    if current and (followed_by_digit or i + 1 == len(tokens)):
+                        sub = []  # 1.0.x1, 2.0.a: a qualifier after "." counts as after "-"
+                        current.append(("list", sub))
+                        current = sub
+                        stack.append(sub)
+                    word = _MAVEN_LETTERS.get(token, token) if followed_by_digit else token
+                    current.append(("str", _MAVEN_ALIASES.get(word, word)))
+            previous = token
+        for items in reversed(stack):
+            _maven_normalise(items)
+        return root
+
+    def _cmp(self, other: MavenVersion) -> int:
+        return _maven_item_cmp(("list", self.items), ("list", other.items))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MavenVersion):
+            return NotImplemented
+        return self._cmp(other) == 0
+
+    def __lt__(self, other: MavenVersion) -> bool:
+        if not isinstance(other, MavenVersion):
+            return NotImplemented
+        return self._cmp(other) < 0
+
+    def __hash__(self) -> int:
+        return hash(repr(self.items))
+
+    def __repr__(self) -> str:
+        return f"MavenVersion({self.text!r})"
+
+
 def _pypi_version(text: str) -> Version:
     try:
         return Version(text)
@@ -111,6 +260,8 @@ def _parser(ecosystem: str, range_type: str) -> Callable[[str], Any]:
     """How versions of a range are compared: SEMVER ranges always by SemVer, else by ecosystem rules."""
     if range_type == "SEMVER" or ecosystem in ("npm", "Go"):
         return SemVer.parse
+    if ecosystem == "Maven":
+        return MavenVersion.parse
     return _pypi_version
 
 
@@ -259,6 +410,9 @@ def _fixed_above(version: str, affected: dict[str, Any], ecosystem: str) -> list
 def _version_listed(version: str, listed: list[Any], ecosystem: str) -> bool:
     if version in listed:
         return True
+    if ecosystem == "Maven":
+        wanted_maven = MavenVersion(version)
+        return any(isinstance(item, str) and MavenVersion(item) == wanted_maven for item in listed)
     if ecosystem != "PyPI":
         return False
     try:
@@ -339,7 +493,7 @@ def _database_files(path: Path) -> list[Path]:
 
 
 def _index_keys(record: dict[str, Any]) -> list[tuple[str, str]]:
-    """(ecosystem, normalised name) of each PyPI/npm package a record's ``affected`` entries name."""
+    """(ecosystem, normalised name) of each PyPI/npm/Go/Maven package a record's ``affected`` entries name."""
     keys = []
     for affected in _list(record.get("affected")):
         package = _dict(_dict(affected).get("package"))
@@ -396,7 +550,7 @@ class OsvDatabase:
                 self._index.pop(key, None)
 
     def match(self, ecosystem: str, name: str, version: str) -> list[Vulnerability]:
-        """Vulnerabilities affecting ``name`` at ``version`` in ``ecosystem`` ("PyPI" or "npm"), by id.
+        """Vulnerabilities affecting ``name`` at ``version`` in ``ecosystem`` (one of ECOSYSTEMS), by id.
 
         Records that are aliases of one another (a PYSEC and a GHSA advisory for the same flaw) are
         reported once, under the id that sorts first, with the most severe rating either gives.

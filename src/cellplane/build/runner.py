@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans, toolchains
-from cellplane.build.languages import golang, ruby
+from cellplane.build.languages import golang, java, ruby
 from cellplane.build.languages.java import JavaBuild
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
@@ -80,6 +81,8 @@ class Build:
         self.go: str | None = None  # the machine's go, for Go builds
         self.go_env: dict[str, str] = {}  # what the module download decided (GOPROXY=off for a known graph)
         self.go_pins: list[tuple[str, str]] = []
+        self.jar_pins: list[dict[str, str]] = []  # a Dockerfile's jar: the Maven pins it runs with
+        self.maven_file = "pom.xml"  # where Maven findings point
         self.toolchain: str | None = None  # the compiler version that built the artifact, when it matters
         for sub in ("source", "work", "stage", "out", "home", "tmp"):
             shutil.rmtree(job.dir / sub, ignore_errors=True)
@@ -210,6 +213,8 @@ class Build:
             if build.get("command"):
                 plan.build_commands.append(build["command"])
             self.plan = plan
+            if plan.language == "java" and plan.run:
+                self.dockerfile_jar_pins(plan.run, "pom.xml" if (source / "pom.xml").is_file() else found.dockerfile)
         else:
             shutil.copytree(source, self.work, symlinks=True, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns(".git", "node_modules", ".venv", "__pycache__"))
@@ -281,6 +286,21 @@ class Build:
             self.log(f"  {name}=={version}")
         self.venv = materialize.python_venv(lock, self.job.cache, self.log)
 
+    def dockerfile_jar_pins(self, run: str, build_file: str) -> None:
+        """The Maven pins of the jar a Dockerfile's last stage starts (bundled jars and ``lib/``, as for a Maven
+        build), for the manifest and the scan; a jar the command does not name plainly has none."""
+        jar = java.started_jar(run, self.workdir, self.work)
+        if jar is None:
+            return
+        lib = jar.parent / "lib"
+        try:
+            self.jar_pins = java.pins(jar, lib if lib.is_dir() else None, self.job.cache.root / "maven" / "repository")
+        except (zipfile.BadZipFile, OSError) as e:  # not a jar after all: nothing to pin, the start says the rest
+            self.log(f"note: {jar.relative_to(self.work)} cannot be read as a jar ({e}); no Maven pins recorded")
+            return
+        self.maven_file = build_file
+        self.log(f"{jar.relative_to(self.work)}: {len(self.jar_pins)} pinned dependencies")
+
     def build_commands(self) -> bool:
         plan = self.plan
         assert plan
@@ -334,7 +354,10 @@ class Build:
         node_lock = self.workdir / "package-lock.json"
         python_lock = self.job.dir / "stage" / "requirements.lock"
         found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
-                                         node_lock if node_lock.is_file() else None, self.go_pins)
+                                         node_lock if node_lock.is_file() else None, self.go_pins,
+                                         self.java.maven_pins() if self.java else
+                                         [(d["name"], d["version"]) for d in self.jar_pins],
+                                         self.java.build_file if self.java else self.maven_file)
         self.findings.extend(found)
         for f in self.findings:
             where = f" {f.file}:{f.line}" if f.file else ""
@@ -377,6 +400,7 @@ class Build:
         if self.java:
             manifest["java"] = self.java.record()
             manifest["dependencies"] += self.java.dependencies
+        manifest["dependencies"] += self.jar_pins
         if plan.language == "go":
             if (self.workdir / "go.sum").is_file():
                 manifest["lock"]["go"] = manifest["workdir"] + "/go.sum"

@@ -319,15 +319,20 @@ def _vulnerability_findings(
 
 
 def scan_dependencies(db: OsvDatabase | None, python_lock: Path | None, node_lock: Path | None,
-                      go_modules: list[tuple[str, str]] | None = None) -> list[Finding]:
-    """Known vulnerabilities of the pinned versions in a requirements lock, a package-lock.json and/or the Go
-    modules compiled into a build's binaries (``(path, "v1.2.3")``, reported against go.sum)."""
+                      go_modules: list[tuple[str, str]] | None = None,
+                      maven_pins: list[tuple[str, str]] | None = None, maven_file: str = "pom.xml") -> list[Finding]:
+    """Known vulnerabilities of the pinned versions in a requirements lock, a package-lock.json, the Go
+    modules compiled into a build's binaries (``(path, "v1.2.3")``, reported against go.sum) and/or the Maven
+    artifacts a Java build's jar runs with (``("group:artifact", "1.2.3")``, reported against ``maven_file``,
+    the build file that declared them: pom.xml or build.gradle). One index look-up per pin."""
     if db is None:
         return []
     findings: list[Finding] = []
     if go_modules:
         pins = [(name, version.removeprefix("v"), 0) for name, version in go_modules]
         findings += _vulnerability_findings(db, "Go", pins, "go.sum")
+    if maven_pins:
+        findings += _vulnerability_findings(db, "Maven", [(n, v, 0) for n, v in maven_pins], maven_file)
     if python_lock is not None:
         pins = parse_requirements_pins(_read_lock(python_lock))
         findings += _vulnerability_findings(db, "PyPI", pins, Path(python_lock).name)

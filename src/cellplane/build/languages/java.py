@@ -263,6 +263,17 @@ class JavaBuild:
     def repository(self) -> Path:
         return self.cache / "maven" / "repository"
 
+    @property
+    def build_file(self) -> str:
+        """The file that declares the dependencies (pom.xml or build.gradle[.kts]): where scan findings point."""
+        if self.tool == "maven":
+            return "pom.xml"
+        return next((name for name in GRADLE_FILES if (self.work / name).is_file()), "build.gradle")
+
+    def maven_pins(self) -> list[tuple[str, str]]:
+        """The pinned dependencies as ``("group:artifact", "version")`` pairs, for the vulnerability scan."""
+        return [(d["name"], d["version"]) for d in self.dependencies if d.get("ecosystem") == "Maven"]
+
     def env(self) -> dict[str, str]:
         """Environment for the build and test commands: the shared Maven repository and wrapper distributions,
         Gradle's home, under the cache."""
@@ -579,6 +590,22 @@ def pins(jar: Path, lib: Path | None = None, repository: Path | None = None) -> 
         with zipfile.ZipFile(dependency) as z:
             found |= _coordinates(z, dependency.name, groups)
     return [{"ecosystem": "Maven", "name": n, "version": v} for n, v in sorted(found)]
+
+
+def started_jar(run: str, workdir: Path, root: Path) -> Path | None:
+    """The jar ``run`` starts (``java -jar app.jar``, ``java -cp app.jar:lib/* Main``): relative to ``workdir``,
+    absolute ones inside ``root`` (a Dockerfile's image tree); None for anything else or a jar outside ``root``."""
+    try:
+        words = shlex.split(run)
+    except ValueError:
+        return None
+    for flag in ("-jar", "-cp", "-classpath", "--class-path"):
+        if flag in words[:-1]:
+            first = words[words.index(flag) + 1].split(":")[0]
+            jar = (root / first.lstrip("/") if first.startswith("/") else workdir / first).resolve()
+            if jar.suffix == ".jar" and jar.is_file() and jar.is_relative_to(root.resolve()):
+                return jar
+    return None
 
 
 class _RepositoryIndex:
