@@ -13,7 +13,34 @@ from cellplane.model.component import ENV_NAME
 MAX_WARNINGS = 200  # a generated file with thousands of unknown keys should not bury the rest
 
 
-class Walker:
+class ShapedReads:
+    """Reads of a parsed YAML value's shape that record a problem (``fail``) and go on: shared by Choreo's
+    descriptors (``Walker``) and OpenChoreo's documents (``cellplane.openchoreo.reader.Reader``)."""
+
+    def fail(self, path: str, problem: str) -> None:
+        raise NotImplementedError
+
+    def mapping(self, value: Any, path: str, *, required: bool = False) -> dict[Any, Any] | None:
+        if value is None:
+            if required:
+                self.fail(path, "required")
+            return None
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping, got {kind_of(value)}")
+            return None
+        return value
+
+    def items(self, value: Any, path: str) -> list[tuple[str, Any]]:
+        """A list's items with their paths; a missing list is an empty one."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list, got {kind_of(value)}")
+            return []
+        return [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+
+
+class Walker(ShapedReads):
     """Collects the problems (which fail the import) and warnings (which do not) of one file."""
 
     def __init__(self, file: str) -> None:
@@ -45,25 +72,6 @@ class Walker:
             close = difflib.get_close_matches(shown, names, n=1) if len(shown) <= 40 else []
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             self.warn(join_path(path, shown), f"unknown key, ignored{hint}")
-
-    def mapping(self, value: Any, path: str, *, required: bool = False) -> dict[Any, Any] | None:
-        if value is None:
-            if required:
-                self.fail(path, "required")
-            return None
-        if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping, got {kind_of(value)}")
-            return None
-        return value
-
-    def items(self, value: Any, path: str) -> list[tuple[str, Any]]:
-        """A list's items with their paths; a missing list is an empty one."""
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(path, f"expected a list, got {kind_of(value)}")
-            return []
-        return [(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
     def text(self, value: Any, path: str, *, required: bool = False) -> str | None:
         """A string; numbers are accepted as their text, as Choreo's validator does."""

@@ -16,9 +16,10 @@ import yaml
 
 from cellplane import yamlload
 from cellplane.choreo import ChoreoImport
+from cellplane.choreo.walker import kind_of
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.model.document import validate_spec
-from cellplane.openchoreo.reader import Reader, kind_of, written_at
+from cellplane.openchoreo.reader import Reader, written_at
 from cellplane.openchoreo.workload import Parts, dependencies, endpoint, env_var, file_var
 
 WORKLOAD_YAML = "workload.yaml"

@@ -12,13 +12,14 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from cellplane.choreo.walker import ShapedReads, kind_of
 from cellplane.errors import FieldProblem, join_path
 from cellplane.model.meta import DNS_LABEL
 
 MAX_WARNINGS = 200  # per document: a generated file with thousands of parameters should not bury the rest
 
 
-class Reader:
+class Reader(ShapedReads):
     """The problems, warnings and field origins of one document (``index`` in the apply request).
 
     ``origins`` maps a field path of the Cellplane document made from it (``spec.endpoints[0]``) to the path it
@@ -65,25 +66,6 @@ class Reader:
                 self.fail(join_path(path, shown), f"unknown field{hint}")
             else:
                 self.warn(join_path(path, shown), f"unknown field, ignored{hint}")
-
-    def mapping(self, value: Any, path: str, *, required: bool = False) -> dict[Any, Any] | None:
-        if value is None:
-            if required:
-                self.fail(path, "required")
-            return None
-        if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping, got {kind_of(value)}")
-            return None
-        return value
-
-    def items(self, value: Any, path: str) -> list[tuple[str, Any]]:
-        """A list's items with their paths; a missing list is an empty one."""
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(path, f"expected a list, got {kind_of(value)}")
-            return []
-        return [(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
     def text(self, value: Any, path: str, *, required: bool = False) -> str | None:
         if value is None or value == "":
@@ -142,10 +124,3 @@ def written_at(origins: dict[str, tuple[int, str]], path: str) -> tuple[int, str
         cut = max(probe.rfind("."), probe.rfind("["))
         probe = probe[:cut] if cut > 0 else ""
     return None
-
-
-def kind_of(value: Any) -> str:
-    """What a YAML value is, for a message: ``a mapping``, ``a list``, ``a number``..."""
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "nothing"}
-    return names.get(type(value), type(value).__name__)
