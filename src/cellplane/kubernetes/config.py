@@ -31,7 +31,7 @@ from cellplane.kubernetes.opener import Opener
 from cellplane.sealing import SealError
 
 _KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
-PortOf = Callable[[DesiredTarget], "int | None"]
+PortOf = Callable[[DesiredTarget], int | None]  # a target endpoint's port, None when not in this data plane
 
 
 class Blocked(Exception):

@@ -20,12 +20,12 @@ building dicts.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from cellplane.contract import DesiredDeployment, DesiredTarget
 from cellplane.kubernetes import names
+from cellplane.kubernetes.config import PortOf
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.workloads import TASK_TYPES, port_name, protocol
 
@@ -70,7 +70,7 @@ def _ports(pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 
 def deployment_policy(d: DesiredDeployment, organization: str, namespace: str, labels: dict[str, str],
-                      layout: ClusterLayout, port_of: Callable[[DesiredTarget], int | None]) -> dict[str, Any] | None:
+                      layout: ClusterLayout, port_of: PortOf) -> dict[str, Any] | None:
     """The deployment's own NetworkPolicy (None when it needs none)."""
     ingress: list[dict[str, Any]] = []
     endpoints = [] if d.type in TASK_TYPES else d.endpoints
@@ -100,8 +100,7 @@ def deployment_policy(d: DesiredDeployment, organization: str, namespace: str, l
 
 
 def _egress(d: DesiredDeployment, via: str | None, target: DesiredTarget | None, url: str | None,
-            organization: str, layout: ClusterLayout,
-            port_of: Callable[[DesiredTarget], int | None]) -> list[dict[str, Any]]:
+            organization: str, layout: ClusterLayout, port_of: PortOf) -> list[dict[str, Any]]:
     if via in ("internal", "external"):
         return [{"to": [_gateway_peer(layout, via)], "ports": [{"protocol": "TCP", "port": layout.gateway_port}]}]
     if via == "cell" and target is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from cellplane.contract import DesiredDeployment, DesiredState, DesiredTarget
 from cellplane.kubernetes import names, network, routes, workloads
-from cellplane.kubernetes.config import Blocked, Configuration, configuration
+from cellplane.kubernetes.config import Blocked, Configuration, PortOf, configuration
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.opener import Opener
 
@@ -56,7 +56,7 @@ class _Targets:
         self.ports = {(d.environment, d.project, d.component, d.version, ep.name): ep.port
                       for d in state.deployments for ep in d.endpoints}
 
-    def port_of(self, environment: str) -> Any:
+    def port_of(self, environment: str) -> PortOf:
         def port(target: DesiredTarget) -> int | None:
             return self.ports.get((environment, target.project, target.component, target.version, target.endpoint))
         return port
