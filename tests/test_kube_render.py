@@ -318,3 +318,22 @@ def test_a_cluster_layout_moves_the_gateways_and_the_dns_the_cell_points_at():
     for obj in objects:
         if obj["kind"] in gatewayapi.CRDS:
             gatewayapi.validate(obj)
+
+
+def test_a_worker_without_endpoints_gets_a_deployment_but_no_service_route_probe_or_policy_of_its_own():
+    state = shop_state(KEY)
+    worker = deployment("shop", "mailer", type_="worker")
+    udp = deployment("shop", "syslog", endpoints=[endpoint("logs", 5140, "Project", "UDP")])
+    objects = render_state(state.model_copy(update={"deployments": [*state.deployments, worker, udp]}), OPENER)
+    (container,) = find(objects, "Deployment", "mailer--v1")["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container and "readinessProbe" not in container and "PORT" not in env_of(container)
+    assert not [o for o in objects if o["metadata"]["name"].startswith("mailer") and o["kind"] != "Deployment"]
+    assert find(objects, "Service", "syslog--v1--logs")["spec"]["ports"][0]["protocol"] == "UDP"
+    (udp_container,) = find(objects, "Deployment", "syslog--v1")["spec"]["template"]["spec"]["containers"]
+    assert "readinessProbe" not in udp_container  # no TCP connect to wait for
+    assert find(objects, "NetworkPolicy", "syslog--v1")["spec"]["ingress"][0]["ports"] == [
+        {"protocol": "UDP", "port": 5140}]
+    assert not [o for o in objects if o["kind"] == "HTTPRoute" and "syslog" in o["metadata"]["name"]]
+    for obj in objects:
+        if obj["metadata"]["name"].startswith(("mailer", "syslog")):
+            kubernetes_validate.validate(obj, "1.37", strict=True)

@@ -9,8 +9,9 @@ a file or a secret (which a pod does not see by itself) rolls new pods, as a new
 
 Probes map the desired ones (``DesiredHealth``) with Kubernetes' whole seconds (a period or timeout under one
 second becomes one); without a readiness probe a service is ready once its first endpoint's port accepts a TCP
-connection, as on the local data plane. A rollout starts a new pod before it stops an old one (``maxSurge`` 1,
-``maxUnavailable`` 0): the local data plane's start-new, ready, switch, drain-old. Cost: building dicts.
+connection, as on the local data plane (a UDP one: none). A rollout starts a new pod before it stops an old one
+(``maxSurge`` 1, ``maxUnavailable`` 0): the local data plane's start-new, ready, switch, drain-old. Cost: building
+dicts.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _container(d: DesiredDeployment, config: Configuration, serving: bool) -> di
         first = d.endpoints[0].port if d.endpoints else None
         health = d.health
         readiness = probe(health.readiness if health is not None else None, first)
-        if readiness is None and first is not None:
+        if readiness is None and first is not None and d.endpoints[0].type != "UDP":  # (UDP: nothing to connect)
             readiness = {"tcpSocket": {"port": first}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3}
         if readiness is not None:
             container["readinessProbe"] = readiness
