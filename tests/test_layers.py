@@ -18,7 +18,7 @@ SRC = Path(cellplane.__file__).resolve().parent
 
 # (packages that must not import, the package they must not import)
 RULES = (
-    (("dataplane", "build", "gateway", "runtime", "images"), "cellplane.controlplane"),
+    (("dataplane", "kubernetes", "build", "gateway", "runtime", "images"), "cellplane.controlplane"),
     (("controlplane",), "cellplane.gateway"),
 )
 
