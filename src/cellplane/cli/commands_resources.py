@@ -98,14 +98,17 @@ def apply(
         return dump(result, output)
     suffix = " (dry run)" if dry_run else ""
     for r in result["results"]:
-        out.print(f"{r['kind'].lower()}/{r['name']} {r['action']}{suffix}")
+        detail = f" ({r['detail']})" if r.get("detail") else ""
+        out.print(escape(f"{r['kind'].lower()}/{r['name']} {r['action']}{detail}{suffix}"))
         for w in r.get("warnings") or []:
             err.print(f"[yellow]warning:[/] {escape(w)}")
+    for w in result.get("warnings") or []:  # documents that applied nothing (OpenChoreo's SecretReference, ...)
+        err.print(f"[yellow]warning:[/] {escape(_with_labels(w, labels))}")
 
 
 def _with_labels(message: str, labels: list[str]) -> str:
     """Name the file of a document instead of its index in the request."""
-    return re.sub(r"documents\[(\d+)\]\.?",
+    return re.sub(r"documents\[(\d+)\](?:\.|: )?",
                   lambda m: f"{labels[int(m.group(1))]}: " if int(m.group(1)) < len(labels) else m.group(0), message)
 
 

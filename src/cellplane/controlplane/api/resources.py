@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION, openchoreo
-from cellplane.controlplane import lifecycle, resources
+from cellplane.controlplane import bindings, lifecycle, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
     ORGANIZATION,
@@ -304,8 +304,32 @@ def apply(c: Call[dict[str, Any]],
             e = type(e)(e.message, translation.locate(i, e), e.code, e.status)
             e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
             raise e from None
+    results += [_bind(c, b, org, translation) for b in translation.bindings]
     c.work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
-    return {"dryRun": dryRun, "results": results}
+    notes = translation.notes()
+    return {"dryRun": dryRun, "results": results, **({"warnings": notes} if notes else {})}
+
+
+def _bind(c: Call[dict[str, Any]], b: openchoreo.Binding, org: str | None, translation: Translation
+          ) -> dict[str, Any]:
+    """An OpenChoreo ReleaseBinding, after every document is stored: a deploy, promotion or undeploy, which needs
+    ``deployments:create`` in its environment, as ``cellplane deploy`` does."""
+    where = b.organization or org or ""
+    try:
+        if not where:
+            raise InvalidError("it has no organization", [FieldProblem("metadata.organization",
+                                                                        "required (or give --org)")])
+        require(c.who, "deployments:create", Target(where, b.project, b.environment))
+        component = resources.get_component(c.session, where, b.project, b.component)
+        bound = bindings.bind(c.session, c.platform.keyring, component, b.environment, c.who.user,
+                              undeploy=b.undeploy)
+    except CellplaneError as e:
+        e = type(e)(e.message, translation.locate(b.index, e), e.code, e.status)
+        e.message = f"ReleaseBinding '{b.name}': {e.message}; nothing was applied"
+        raise e from None
+    return {"document": b.index, "kind": "ReleaseBinding", "name": b.name, "organization": where,
+            "project": b.project, "action": bound.action, "detail": bound.detail,
+            "warnings": translation.warnings(b.index)}
 
 
 def _parse_all(s: Session, body: dict[str, Any]

@@ -1,0 +1,144 @@
+"""OpenChoreo's ReleaseBinding, SecretReference and the kinds Cellplane has no equivalent for, applied with the real
+``cellplane apply -f`` (tests/fixtures/openchoreo/release) to a control plane that builds: a binding deploys the
+component's build, or promotes what runs in the environment before it, through the same functions as ``cellplane
+deploy`` and ``promote``; what cannot be bound refuses the whole apply; the rest is one warning line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildkit import APPS, BuildServer, failed_why, upload, wait
+from liveserver import LiveServer, doc, fails, ok, run_cli
+
+RELEASE = Path(__file__).parent / "fixtures" / "openchoreo" / "release"
+BINDINGS = RELEASE / "bindings"
+SITE = "/organizations/default/projects/ocrel/components/site"
+
+
+@pytest.fixture(scope="module")
+def server(build_server: BuildServer) -> LiveServer:
+    return build_server.server
+
+
+@pytest.fixture(scope="module")
+def applied(server: LiveServer) -> tuple[str, str]:
+    """The platform and the extras applied once, before any build: the CLI's stdout and stderr."""
+    result = ok(run_cli(server, "apply", "-f", str(RELEASE / "platform.yaml"), "-f", str(RELEASE / "extras.yaml")))
+    return result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def built(server: LiveServer, applied: tuple[str, str]) -> dict[str, Any]:
+    """One build of the site (a static site, uploaded)."""
+    c = server.client()
+    info = wait(c, upload(c, "ocrel", "site", APPS / "static-site"))
+    assert info["state"] == "succeeded", failed_why(c, info)
+    return info
+
+
+def deployments(server: LiveServer) -> dict[str, dict[str, Any]]:
+    r = server.client().get(f"{SITE}/deployments")
+    assert r.status_code == 200, r.text
+    return {d["environment"]: d for d in r.json()["items"]}
+
+
+def test_kinds_without_an_equivalent_are_one_warning_line_each_and_apply_nothing(applied: tuple[str, str]) -> None:
+    stdout, stderr = applied
+    assert stdout.splitlines() == [
+        "dataplane/oc-plane created", "environment/oc-dev created", "environment/oc-qa created",
+        "environment/oc-live created", "deploymentpipeline/oc-pipeline created", "project/ocrel created",
+        "component/site created"]
+    lines = stderr.splitlines()
+    assert all(line.startswith("warning: ") for line in lines), lines
+    extras = [line for line in lines if "extras.yaml" in line]
+    assert len(extras) == 4, extras
+    assert extras[0].endswith("extras.yaml (document 1): ComponentType 'web-application' has no equivalent in "
+                              "Cellplane; not applied (Cellplane's component types are built in (spec.type: service, "
+                              "web-app, worker, scheduled-task, manual-task, api-proxy))")
+    assert "Trait 'api-management' has no equivalent" in extras[1]
+    assert "WorkflowRun 'site-build-1' has no equivalent" in extras[2] and "`cellplane build COMPONENT`" in extras[2]
+    assert "SecretReference 'site-secrets': its values (SESSION_KEY, API_TOKEN) are in an external store" in extras[3]
+    assert "`cellplane config set COMPONENT SESSION_KEY=- --secret`" in extras[3]
+
+
+def test_a_dataplane_says_how_its_agent_registers(applied: tuple[str, str]) -> None:
+    _, stderr = applied
+    [hint] = [line for line in stderr.splitlines() if "DataPlane 'oc-plane'" in line]
+    assert "`cellplane dataplane token --name oc-plane --output FILE`" in hint
+
+
+def test_a_binding_without_a_build_refuses_the_whole_apply_naming_its_file(server: LiveServer,
+                                                                          applied: tuple[str, str],
+                                                                          tmp_path: Path) -> None:
+    extra = tmp_path / "project.yaml"
+    extra.write_text("apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata: {name: ocrel-two, "
+                     "namespace: default}\nspec: {deploymentPipelineRef: {name: oc-pipeline}}\n")
+    line = fails(run_cli(server, "apply", "-f", str(extra), "-f", str(BINDINGS / "dev.yaml")))
+    assert "ReleaseBinding 'site-oc-dev': component 'ocrel/site' has no succeeded build to deploy" in line
+    assert "nothing was applied" in line and "dev.yaml" in line
+    assert server.client().get("/organizations/default/projects/ocrel-two").status_code == 404
+
+
+def test_a_binding_deploys_the_latest_build_and_the_next_ones_promote_it(server: LiveServer,
+                                                                        built: dict[str, Any]) -> None:
+    dry = ok(run_cli(server, "apply", "-f", str(BINDINGS / "dev.yaml"), "--dry-run"))
+    assert dry.stdout.startswith("releasebinding/site-oc-dev deployed (to oc-dev: release ")
+    assert deployments(server) == {}
+    result = ok(run_cli(server, "apply", "-f", str(BINDINGS / "dev.yaml")))
+    [line] = result.stdout.splitlines()
+    assert line.startswith("releasebinding/site-oc-dev deployed (to oc-dev: release ")
+    assert "spec.releaseName: OpenChoreo's release 'site-20260101-1' does not carry over" in result.stderr
+    dev = deployments(server)["oc-dev"]
+    assert dev["build"]["id"] == built["id"]
+
+    result = ok(run_cli(server, "apply", "-f", str(BINDINGS / "qa.yaml")))
+    qa_line, live_line = result.stdout.splitlines()
+    assert qa_line.startswith("releasebinding/site-oc-qa promoted (from oc-dev to oc-qa: release ")
+    assert live_line.startswith("releasebinding/site-oc-live pending (from oc-qa to oc-live: release ")
+    assert "waits for approval" in live_line
+    assert ("spec.workloadOverrides.container.env[0]: a value for 'oc-qa' only is not applied: set it with "
+            "`cellplane config set site LOG_LEVEL=... --env oc-qa`") in result.stderr
+    now = deployments(server)
+    assert set(now) == {"oc-dev", "oc-qa"}  # oc-live waits for its approval
+    assert now["oc-qa"]["artifact"] == now["oc-dev"]["artifact"]  # build once, deploy many
+
+    again = ok(run_cli(server, "apply", "-f", str(BINDINGS / "dev.yaml")))
+    assert again.stdout.startswith("releasebinding/site-oc-dev unchanged (to oc-dev: release ")
+
+
+def test_an_undeploy_binding_removes_the_deployment(server: LiveServer, built: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    binding = tmp_path / "undeploy.yaml"
+    binding.write_text("apiVersion: openchoreo.dev/v1alpha1\nkind: ReleaseBinding\nmetadata: {name: gone, "
+                       "namespace: default}\nspec: {owner: {projectName: ocrel, componentName: site}, "
+                       "environment: oc-qa, state: Undeploy}\n")
+    ok(run_cli(server, "apply", "-f", str(BINDINGS / "qa.yaml")))
+    assert "oc-qa" in deployments(server)
+    result = ok(run_cli(server, "apply", "-f", str(binding)))
+    assert result.stdout.strip() == "releasebinding/gone undeployed (deployment/site[main]@oc-qa)"
+    assert "oc-qa" not in deployments(server)
+    again = ok(run_cli(server, "apply", "-f", str(binding)))
+    assert again.stdout.strip() == "releasebinding/gone unchanged (not deployed in oc-qa)"
+
+
+def test_a_bad_binding_is_refused_at_its_fields_with_the_other_documents(server: LiveServer,
+                                                                        applied: tuple[str, str]) -> None:
+    bad = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ReleaseBinding",
+           "metadata": {"name": "b", "namespace": "default"},
+           "spec": {"owner": {"projectName": "ocrel"}, "environment": "oc-dev", "state": "Paused", "enviroment": 1}}
+    typo = {**bad, "kind": "ReleaseBindng"}
+    r = server.client().post("/apply", json={"documents": [doc("Project", "never", organization="default"),
+                                                            bad, typo]})
+    assert r.status_code == 422, r.text
+    fields = {d["field"]: d["problem"] for d in r.json()["error"]["details"]}
+    assert fields == {
+        "documents[1].spec.enviroment": "unknown field (did you mean 'environment'?)",
+        "documents[1].spec.owner.componentName": "required",
+        "documents[1].spec.state": "'Paused' is not Active or Undeploy",
+        "documents[2].kind": "'ReleaseBindng' is not an OpenChoreo kind (did you mean 'ReleaseBinding'?); the kinds "
+                             "Cellplane maps are Organization, DataPlane, Environment, DeploymentPipeline, Project, "
+                             "Component, Workload, ReleaseBinding, SecretReference"}
+    assert server.client().get("/organizations/default/projects/never").status_code == 404
