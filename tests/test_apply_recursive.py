@@ -13,12 +13,11 @@ import pytest
 import yaml
 
 from liveserver import LiveServer, doc, fails, ok, run_cli
-
-OC = "openchoreo.dev/v1alpha1"
+from openchoreokit import oc
 
 
 def oc_project(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": OC, "kind": "Project", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    return oc("Project", name, spec, namespace="default")
 
 
 def write(path: Path, *docs: dict[str, Any]) -> None:

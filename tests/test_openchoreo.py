@@ -13,24 +13,7 @@ import pytest
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.model import parse_document
 from cellplane.openchoreo import Translation, is_openchoreo, translate
-
-OC = "openchoreo.dev/v1alpha1"
-
-
-def oc(kind: str, name: str, spec: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
-    return {"apiVersion": OC, "kind": kind, "metadata": {"name": name, "namespace": "acme", **metadata},
-            "spec": spec or {}}
-
-
-def component(name: str = "orders", **spec: Any) -> dict[str, Any]:
-    return oc("Component", name, {"owner": {"projectName": "shop"},
-                                  "componentType": {"kind": "ClusterComponentType", "name": "deployment/service"},
-                                  **spec})
-
-
-def workload(name: str = "orders", **spec: Any) -> dict[str, Any]:
-    return oc("Workload", f"{name}-workload", {"owner": {"projectName": "shop", "componentName": name},
-                                              "container": {"image": "ghcr.io/acme/orders:1"}, **spec})
+from openchoreokit import OC, component, oc, workload
 
 
 def one(*raws: Any) -> tuple[dict[str, Any], list[str]]:
