@@ -5,6 +5,7 @@ deploy`` and ``promote``; what cannot be bound refuses the whole apply; the rest
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_a_binding_without_a_build_refuses_the_whole_apply_naming_its_file(serve
                      "namespace: default}\nspec: {deploymentPipelineRef: {name: oc-pipeline}}\n")
     line = fails(run_cli(server, "apply", "-f", str(extra), "-f", str(BINDINGS / "dev.yaml")))
     assert "ReleaseBinding 'site-oc-dev': component 'ocrel/site' has no succeeded build to deploy" in line
-    assert "nothing was applied" in line and "dev.yaml" in line
+    assert line.endswith(f"; nothing was applied: {BINDINGS / 'dev.yaml'}: this binding")
     assert server.client().get("/organizations/default/projects/ocrel-two").status_code == 404
 
 
@@ -142,3 +143,18 @@ def test_a_bad_binding_is_refused_at_its_fields_with_the_other_documents(server:
                              "Cellplane maps are Organization, DataPlane, Environment, DeploymentPipeline, Project, "
                              "Component, Workload, ReleaseBinding, SecretReference"}
     assert server.client().get("/organizations/default/projects/never").status_code == 404
+
+
+def test_a_binding_needs_the_right_to_deploy_in_its_environment(server: LiveServer, built: dict[str, Any]) -> None:
+    admin = server.client()
+    name = f"oc-viewer-{uuid.uuid4().hex[:6]}"
+    assert admin.post("/users", json={"name": name}).status_code == 201
+    token = admin.post(f"/users/{name}/tokens", json={"name": "t"}).json()["token"]
+    r = admin.post("/organizations/default/rolebindings", json={"user": name, "role": "viewer"})
+    assert r.status_code == 201, r.text
+    before = deployments(server)
+    line = fails(run_cli(server, "apply", "-f", str(BINDINGS / "dev.yaml"), token=token))
+    assert line.startswith("error: ReleaseBinding 'site-oc-dev': permission 'deployments:create' is required on "
+                           "project 'default/ocrel', environment 'oc-dev'")
+    assert line.endswith(f"nothing was applied: {BINDINGS / 'dev.yaml'}: this binding")
+    assert deployments(server) == before

@@ -324,7 +324,9 @@ def _bind(c: Call[dict[str, Any]], b: openchoreo.Binding, org: str | None, trans
         bound = bindings.bind(c.session, c.platform.keyring, component, b.environment, c.who.user,
                               undeploy=b.undeploy)
     except CellplaneError as e:
-        e = type(e)(e.message, translation.locate(b.index, e), e.code, e.status)
+        details = translation.locate(b.index, e) if e.details else [FieldProblem(f"documents[{b.index}]",
+                                                                                 "this binding")]
+        e = type(e)(e.message, details, e.code, e.status)
         e.message = f"ReleaseBinding '{b.name}': {e.message}; nothing was applied"
         raise e from None
     return {"document": b.index, "kind": "ReleaseBinding", "name": b.name, "organization": where,
