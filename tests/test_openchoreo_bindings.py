@@ -98,10 +98,13 @@ def test_a_binding_deploys_the_latest_build_and_the_next_ones_promote_it(server:
     result = ok(run_cli(server, "apply", "-f", str(BINDINGS / "qa.yaml")))
     qa_line, live_line = result.stdout.splitlines()
     assert qa_line.startswith("releasebinding/site-oc-qa promoted (from oc-dev to oc-qa: release ")
+    assert qa_line.endswith("; LOG_LEVEL set in oc-qa)")  # its workloadOverrides, as config set --env sets them
     assert live_line.startswith("releasebinding/site-oc-live pending (from oc-qa to oc-live: release ")
     assert "waits for approval" in live_line
-    assert ("spec.workloadOverrides.container.env[0]: a value for 'oc-qa' only is not applied: set it with "
-            "`cellplane config set site LOG_LEVEL=... --env oc-qa`") in result.stderr
+    assert "workloadOverrides" not in result.stderr
+    config = server.client().get(f"{SITE}/config", params={"env": "oc-qa"}).json()["items"]
+    assert [(i["key"], i["value"], i["environment"]) for i in config] == [("LOG_LEVEL", "debug", "oc-qa")]
+    assert server.client().get(f"{SITE}/config", params={"env": "oc-dev"}).json()["items"] == []
     now = deployments(server)
     assert set(now) == {"oc-dev", "oc-qa"}  # oc-live waits for its approval
     assert now["oc-qa"]["artifact"] == now["oc-dev"]["artifact"]  # build once, deploy many
@@ -127,9 +130,11 @@ def test_an_undeploy_binding_removes_the_deployment(server: LiveServer, built: d
 
 def test_a_bad_binding_is_refused_at_its_fields_with_the_other_documents(server: LiveServer,
                                                                         applied: tuple[str, str]) -> None:
+    overrides = {"container": {"env": [{"key": "1BAD", "value": "x"}, {"key": "EMPTY"}]}}
     bad = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ReleaseBinding",
            "metadata": {"name": "b", "namespace": "default"},
-           "spec": {"owner": {"projectName": "ocrel"}, "environment": "oc-dev", "state": "Paused", "enviroment": 1}}
+           "spec": {"owner": {"projectName": "ocrel"}, "environment": "oc-dev", "state": "Paused", "enviroment": 1,
+                    "workloadOverrides": overrides}}
     typo = {**bad, "kind": "ReleaseBindng"}
     r = server.client().post("/apply", json={"documents": [doc("Project", "never", organization="default"),
                                                             bad, typo]})
@@ -139,6 +144,9 @@ def test_a_bad_binding_is_refused_at_its_fields_with_the_other_documents(server:
         "documents[1].spec.enviroment": "unknown field (did you mean 'environment'?)",
         "documents[1].spec.owner.componentName": "required",
         "documents[1].spec.state": "'Paused' is not Active or Undeploy",
+        "documents[1].spec.workloadOverrides.container.env[0].key": "'1BAD' is not an environment variable name "
+                                                                     "([A-Za-z_][A-Za-z0-9_]*)",
+        "documents[1].spec.workloadOverrides.container.env[1].value": "required: a string",
         "documents[2].kind": "'ReleaseBindng' is not an OpenChoreo kind (did you mean 'ReleaseBinding'?); the kinds "
                              "Cellplane maps are Organization, DataPlane, Environment, DeploymentPipeline, Project, "
                              "Component, Workload, ReleaseBinding, SecretReference"}

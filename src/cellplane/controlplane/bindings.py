@@ -10,11 +10,12 @@ and the deploy's own writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import deployments, pipelines
+from cellplane.controlplane import config, deployments, pipelines
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.store.tables import ResourceRow
 
@@ -29,7 +30,21 @@ class Bound:
 
 
 def bind(s: Session, keyring: KeyRing, component: ResourceRow, env: str, actor: str, *,
-         undeploy: bool = False) -> Bound:
+         undeploy: bool = False, values: Sequence[tuple[str, str]] = ()) -> Bound:
+    """Run (or, ``undeploy``, stop) ``component`` in ``env``; ``values`` (environment variables) are set as its
+    configuration in ``env`` first, as ``cellplane config set --env`` sets them, so the release carries them."""
+    org = component.organization
+    changed = [key for key, value in values
+               if config.set_value(s, keyring, org, component.project, component.name, env, key, value, False,
+                                   actor)[1]]
+    if changed and not undeploy:
+        bound = _run(s, keyring, component, env, actor)
+        return Bound(bound.action, f"{bound.detail}; {', '.join(changed)} set in {env}")
+    return _run(s, keyring, component, env, actor, undeploy)
+
+
+def _run(s: Session, keyring: KeyRing, component: ResourceRow, env: str, actor: str, undeploy: bool = False
+         ) -> Bound:
     org = component.organization
     if undeploy:
         deployments.environment(s, org, env)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cellplane.model.component import ENV_NAME
 from cellplane.openchoreo.reader import Reader
 
 # Every kind of openchoreo.dev/v1alpha1 (OpenChoreo's api/v1alpha1, and older releases' BuildPlane, Release, Build,
@@ -74,6 +75,7 @@ class Binding:
     component: str
     environment: str
     undeploy: bool
+    env: tuple[tuple[str, str], ...] = ()  # workloadOverrides' env values: configuration in this environment
 
 
 def no_equivalent(r: Reader, kind: str, name: str | None) -> None:
@@ -126,6 +128,7 @@ def release_binding(r: Reader, spec: dict[Any, Any], name: str, organization: st
     r.origin("path.component", "spec.owner.componentName")
     r.origin("path.project", "spec.owner.projectName")
     r.origin("path.organization", "metadata.namespace")
+    r.origin("key", "spec.workloadOverrides.container.env")
     release = r.text(spec.get("releaseName"), "spec.releaseName")
     if release and state != UNDEPLOY:
         r.warn("spec.releaseName", f"OpenChoreo's release '{release[:80]}' does not carry over: Cellplane runs what "
@@ -133,27 +136,49 @@ def release_binding(r: Reader, spec: dict[Any, Any], name: str, organization: st
     r.no_equivalent(spec, "spec", ("componentTypeEnvironmentConfigs", "traitEnvironmentConfigs"),
                     "per-environment parameters have no equivalent in Cellplane (replicas and resources are the "
                     "Component's); ignored")
-    _overrides(r, spec.get("workloadOverrides"), component or "COMPONENT", environment or "ENV")
+    values = _overrides(r, spec.get("workloadOverrides"), component or "COMPONENT", environment or "ENV")
+    if values and state == UNDEPLOY:
+        r.warn("spec.workloadOverrides", "ignored: the binding undeploys")
+        values = ()
     if project is None or component is None or environment is None:
         return None
-    return Binding(r.index, name, organization, project, component, environment, state == UNDEPLOY)
+    return Binding(r.index, name, organization, project, component, environment, state == UNDEPLOY, values)
 
 
-def _overrides(r: Reader, raw: Any, component: str, environment: str) -> None:
-    """``workloadOverrides.container`` env and files: per-environment values, which Cellplane keeps as the
-    component's configuration in that environment (set with the CLI, not by apply)."""
+def _overrides(r: Reader, raw: Any, component: str, environment: str) -> tuple[tuple[str, str], ...]:
+    """``workloadOverrides.container``: its env values are the component's configuration in that environment (set
+    as ``cellplane config set --env`` sets them, before the deploy); a secret reference or a file's value there is a
+    warning naming the command that sets it."""
     overrides = r.mapping(raw, "spec.workloadOverrides")
     if overrides is None:
-        return
+        return ()
     r.fields(overrides, "spec.workloadOverrides", ("container",))
     container = r.mapping(overrides.get("container"), "spec.workloadOverrides.container") or {}
     r.fields(container, "spec.workloadOverrides.container", ("env", "files"))
-    for key, field in (("env", "key"), ("files", "key")):
-        for path, raw_item in r.items(container.get(key), f"spec.workloadOverrides.container.{key}"):
-            item = r.mapping(raw_item, path, required=True)
-            if item is None:
-                continue
-            name = r.text(item.get(field), f"{path}.{field}", required=True) or "KEY"
-            prefix = "file:" if key == "files" else ""
-            r.warn(path, f"a value for '{environment}' only is not applied: set it with `cellplane config set "
-                   f"{component} {prefix}{name}=... --env {environment}`")
+    values: dict[str, str] = {}
+    for path, raw_item in r.items(container.get("env"), "spec.workloadOverrides.container.env"):
+        item = r.mapping(raw_item, path, required=True)
+        if item is None:
+            continue
+        r.fields(item, path, ("key", "value", "valueFrom"))
+        key = r.text(item.get("key"), f"{path}.key", required=True)
+        if key is not None and not (ENV_NAME.fullmatch(key) and len(key) <= 255):
+            r.fail(f"{path}.key", f"'{key[:80]}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            continue
+        value = item.get("value")
+        if item.get("valueFrom") is not None:
+            r.warn(f"{path}.valueFrom", f"the value is in a secret, which is not imported: set it with `cellplane "
+                   f"config set {component} {key or 'KEY'}=- --env {environment} --secret`")
+        elif isinstance(value, bool) or not isinstance(value, str | int | float):
+            r.fail(f"{path}.value", "required: a string" if value is None else "expected a string")
+        elif key is not None:
+            values[key] = str(value)
+    for path, raw_item in r.items(container.get("files"), "spec.workloadOverrides.container.files"):
+        item = r.mapping(raw_item, path, required=True)
+        if item is None:
+            continue
+        name = r.text(item.get("key"), f"{path}.key", required=True) or "KEY"
+        r.warn(path, f"a file for '{environment}' only is not applied: set its content with `cellplane config set "
+               f"{component} file:<name>=- --env {environment}` (<name>: the file's name in the component's spec, "
+               f"from '{name[:60]}')")
+    return tuple(values.items())

@@ -313,16 +313,19 @@ def apply(c: Call[dict[str, Any]],
 def _bind(c: Call[dict[str, Any]], b: openchoreo.Binding, org: str | None, translation: Translation
           ) -> dict[str, Any]:
     """An OpenChoreo ReleaseBinding, after every document is stored: a deploy, promotion or undeploy, which needs
-    ``deployments:create`` in its environment, as ``cellplane deploy`` does."""
+    ``deployments:create`` in its environment, as ``cellplane deploy`` does (and ``config:write`` when it sets
+    configuration there)."""
     where = b.organization or org or ""
     try:
         if not where:
             raise InvalidError("it has no organization", [FieldProblem("metadata.organization",
                                                                         "required (or give --org)")])
         require(c.who, "deployments:create", Target(where, b.project, b.environment))
+        if b.env:
+            require(c.who, "config:write", Target(where, b.project, b.environment))
         component = resources.get_component(c.session, where, b.project, b.component)
         bound = bindings.bind(c.session, c.platform.keyring, component, b.environment, c.who.user,
-                              undeploy=b.undeploy)
+                              undeploy=b.undeploy, values=b.env)
     except CellplaneError as e:
         details = translation.locate(b.index, e) if e.details else [FieldProblem(f"documents[{b.index}]",
                                                                                  "this binding")]
