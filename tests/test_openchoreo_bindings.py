@@ -166,3 +166,36 @@ def test_a_binding_needs_the_right_to_deploy_in_its_environment(server: LiveServ
                            "project 'default/ocrel', environment 'oc-dev'")
     assert line.endswith(f"nothing was applied: {BINDINGS / 'dev.yaml'}: this binding")
     assert deployments(server) == before
+
+
+def binding(name: str, environment: str, component: str = "site") -> dict[str, Any]:
+    return {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ReleaseBinding",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"owner": {"projectName": "ocrel", "componentName": component}, "environment": environment}}
+
+
+def test_what_a_binding_names_is_checked_with_every_other_document_before_anything_is_stored(
+        server: LiveServer, applied: tuple[str, str]) -> None:
+    bad_project = doc("Project", "never-two", {"deploymentPipelin": "x"}, organization="default")
+    r = server.client().post("/apply", json={"documents": [
+        bad_project, binding("to-nowhere", "nowhere"), binding("of-a-ghost", "oc-dev", "ghost")]})
+    assert r.status_code == 422, r.text
+    fields = {d["field"]: d["problem"] for d in r.json()["error"]["details"]}
+    assert fields == {
+        "documents[0].spec.deploymentPipelin": "unknown field",
+        "documents[1].spec.environment": "no Environment 'nowhere' in organization 'default', in this apply or "
+                                         "stored",
+        "documents[2].spec.owner.componentName": "no Component 'ghost' of project 'ocrel' in organization 'default', "
+                                                 "in this apply or stored"}
+
+
+def test_a_binding_may_name_an_environment_of_the_same_apply(server: LiveServer, built: dict[str, Any]) -> None:
+    extra = doc("Environment", "oc-extra", {"dataPlane": "oc-plane"}, organization="default")
+    r = server.client().post("/apply", params={"dryRun": "true"},
+                             json={"documents": [binding("to-extra", "oc-extra"), extra]})
+    assert r.status_code == 200, r.text
+    results = {(x["kind"], x["name"]): x for x in r.json()["results"]}
+    assert results[("Environment", "oc-extra")]["action"] == "created"
+    assert results[("ReleaseBinding", "to-extra")]["action"] == "deployed"  # not on the pipeline: the latest build
+    assert results[("ReleaseBinding", "to-extra")]["detail"].startswith("to oc-extra: release ")
+    assert server.client().get("/organizations/default/environments/oc-extra").status_code == 404  # a dry run

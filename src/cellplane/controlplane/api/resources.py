@@ -357,11 +357,38 @@ def _parse_all(s: Session, body: dict[str, Any]
             continue
         doc.warnings = translation.warnings(i)
         docs.append((i, doc))
+    problems += _binding_problems(s, org, project, docs, translation.bindings)
     problems.sort(key=lambda p: _document_index(p.field))
     if problems:
         bad = len({p.field.split("]")[0] for p in problems})
         raise InvalidError(f"{bad} of {len(raws)} documents are not valid; nothing was applied", problems)
     return org, project, docs, translation
+
+
+def _binding_problems(s: Session, org: str | None, project: str | None, docs: list[tuple[int, Document]],
+                      bindings: list[openchoreo.Binding]) -> list[FieldProblem]:
+    """A ReleaseBinding's environment and component must be in the request or stored: checked with the other
+    documents, so every such problem is listed at once (what only the deploy can find comes after storing)."""
+    if not bindings:
+        return []
+    given = set()
+    for _, doc in docs:
+        if doc.kind in ("Environment", "Component"):
+            given.add((doc.kind, doc.metadata.organization or org or "",
+                       (doc.metadata.project or project or "") if doc.kind == "Component" else "", doc.name))
+    out = []
+    for b in bindings:
+        where = b.organization or org or ""
+        for kind, scope_project, name, path in (("Environment", "", b.environment, "spec.environment"),
+                                                ("Component", b.project, b.component, "spec.owner.componentName")):
+            if (kind, where, scope_project, name) in given:
+                continue
+            if where and resources.exists(s, resources.Scope(KINDS[kind], where, scope_project), name):
+                continue
+            of = f" of project '{b.project}'" if kind == "Component" else ""
+            out.append(FieldProblem(f"documents[{b.index}].{path}", f"no {kind} '{name}'{of} in organization "
+                                    f"'{where or '?'}', in this apply or stored"))
+    return out
 
 
 def _document_index(field: str) -> int:
