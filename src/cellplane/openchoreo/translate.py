@@ -4,7 +4,9 @@
 A Workload is not a resource of its own in Cellplane: what it says (endpoints, connections, env, files, start
 command) is part of its Component's spec, so it is merged into the Component of the same request that owns it, or,
 when the request has none, into the stored one (``Translation.pending``: the caller looks it up, as OpenChoreo's
-builds apply a new Workload to a Component that exists; ``with_workload`` merges).
+builds apply a new Workload to a Component that exists; ``with_workload`` merges). A ReleaseBinding is a deploy
+request the caller makes once the documents are stored (``Translation.bindings``); a SecretReference and the kinds
+with no equivalent make nothing but a warning (``Translation.notes``).
 Problems are reported at ``documents[i].<path as written>``; ``Translation.locate`` takes a problem that the
 Cellplane document made from it has (found when it is validated or stored) back to where its value was written.
 Pure and linear in the request's size: one pass to map, one to merge.
@@ -132,8 +134,7 @@ def translate(raws: list[Any]) -> Translation:
             continue
         r = Reader(i)
         document = _map_one(r, raw, workloads, bindings)
-        if document is None and isinstance(raw.get("kind"), str) and raw["kind"] not in ("Workload",
-                                                                                       "ReleaseBinding"):
+        if raw.get("kind") == "SecretReference" or raw.get("kind") in NO_EQUIVALENT:
             skipped.append(i)
         if document is not None and document["kind"] == "Component":
             meta = document["metadata"]
