@@ -13,6 +13,7 @@ import pytest
 
 from buildkit import APPS, BuildServer, failed_why, upload, wait
 from liveserver import LiveServer, doc, fails, ok, run_cli
+from openchoreokit import error_of, oc
 
 RELEASE = Path(__file__).parent / "fixtures" / "openchoreo" / "release"
 BINDINGS = RELEASE / "bindings"
@@ -131,15 +132,12 @@ def test_an_undeploy_binding_removes_the_deployment(server: LiveServer, built: d
 def test_a_bad_binding_is_refused_at_its_fields_with_the_other_documents(server: LiveServer,
                                                                         applied: tuple[str, str]) -> None:
     overrides = {"container": {"env": [{"key": "1BAD", "value": "x"}, {"key": "EMPTY"}]}}
-    bad = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ReleaseBinding",
-           "metadata": {"name": "b", "namespace": "default"},
-           "spec": {"owner": {"projectName": "ocrel"}, "environment": "oc-dev", "state": "Paused", "enviroment": 1,
-                    "workloadOverrides": overrides}}
+    bad = oc("ReleaseBinding", "b", {"owner": {"projectName": "ocrel"}, "environment": "oc-dev", "state": "Paused",
+                                     "enviroment": 1, "workloadOverrides": overrides}, namespace="default")
     typo = {**bad, "kind": "ReleaseBindng"}
     r = server.client().post("/apply", json={"documents": [doc("Project", "never", organization="default"),
                                                             bad, typo]})
-    assert r.status_code == 422, r.text
-    fields = {d["field"]: d["problem"] for d in r.json()["error"]["details"]}
+    fields = {d["field"]: d["problem"] for d in error_of(r)["details"]}
     assert fields == {
         "documents[1].spec.enviroment": "unknown field (did you mean 'environment'?)",
         "documents[1].spec.owner.componentName": "required",
@@ -169,9 +167,8 @@ def test_a_binding_needs_the_right_to_deploy_in_its_environment(server: LiveServ
 
 
 def binding(name: str, environment: str, component: str = "site") -> dict[str, Any]:
-    return {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ReleaseBinding",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"owner": {"projectName": "ocrel", "componentName": component}, "environment": environment}}
+    return oc("ReleaseBinding", name, {"owner": {"projectName": "ocrel", "componentName": component},
+                                       "environment": environment}, namespace="default")
 
 
 def test_what_a_binding_names_is_checked_with_every_other_document_before_anything_is_stored(
@@ -179,8 +176,7 @@ def test_what_a_binding_names_is_checked_with_every_other_document_before_anythi
     bad_project = doc("Project", "never-two", {"deploymentPipelin": "x"}, organization="default")
     r = server.client().post("/apply", json={"documents": [
         bad_project, binding("to-nowhere", "nowhere"), binding("of-a-ghost", "oc-dev", "ghost")]})
-    assert r.status_code == 422, r.text
-    fields = {d["field"]: d["problem"] for d in r.json()["error"]["details"]}
+    fields = {d["field"]: d["problem"] for d in error_of(r)["details"]}
     assert fields == {
         "documents[0].spec.deploymentPipelin": "unknown field",
         "documents[1].spec.environment": "no Environment 'nowhere' in organization 'default', in this apply or "
