@@ -168,8 +168,8 @@ class ApplyRequest(BaseModel):
 
     OpenChoreo's documents (``apiVersion: openchoreo.dev/v1alpha1``: Organization, DataPlane, Environment,
     DeploymentPipeline, Project, Component, Workload) are accepted too, mapped onto these kinds first; a Workload
-    becomes part of its Component's spec. What has no equivalent is listed in the result's warnings (see
-    docs/openchoreo.md)."""
+    becomes part of its Component's spec, a ReleaseBinding a deploy (or promotion) once the documents are stored.
+    What has no equivalent is listed in the result's warnings (see docs/openchoreo.md)."""
 
     model_config = ConfigDict(extra="forbid")
     organization: OptionalName = Field(default=None, description="owner of documents that name none")
@@ -184,13 +184,18 @@ class AppliedResource(Out):
     name: str
     organization: str | None
     project: str | None
-    action: Literal["created", "configured", "unchanged"]
+    action: Literal["created", "configured", "unchanged", "deployed", "promoted", "pending", "undeployed"] = Field(
+        description="a resource: created, configured or unchanged; an OpenChoreo ReleaseBinding: deployed, promoted, "
+                    "pending (an approval request), undeployed or unchanged")
+    detail: str | None = Field(None, description="a ReleaseBinding: where, which release, or which approval")
     warnings: list[str]
 
 
 class ApplyResponse(Out):
     dryRun: bool = Field(description="true when nothing was stored")
     results: list[AppliedResource]
+    warnings: list[str] = Field(default_factory=list, description="documents that applied nothing (an OpenChoreo "
+                                "SecretReference, a kind with no equivalent), one line each: 'documents[i]: ...'")
 
 
 class ComponentImportResult(Out):
