@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -97,7 +98,7 @@ class KubeCluster:
         """An httpx client for the API server that trusts its CA, authenticated with ``token`` (the admin's
         by default). The caller closes it."""
         return httpx.Client(
-            base_url=self.server, verify=str(self.ca_path), timeout=30,
+            base_url=self.server, verify=ssl.create_default_context(cafile=self.ca_path), timeout=30,
             headers={"Authorization": f"Bearer {token or self.admin_token}"},
         )
 
@@ -326,6 +327,7 @@ def start_cluster(tools: Path, root: Path) -> KubeCluster:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",  # as envtest: 127.0.0.1 cannot be the `kubernetes` Endpoints
             "--v=0",
         ])
         _ready(cluster, "kube-apiserver /readyz", lambda: _readyz(cluster))
@@ -389,3 +391,26 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         yield cluster
     finally:
         cluster.stop()
+
+
+def main() -> None:
+    """`python tests/kubecluster.py`: start a test cluster by hand, print its kubeconfig, stop it on Ctrl-C."""
+    import tempfile
+
+    tools = kube_tools_dir()
+    if tools is None:
+        raise SystemExit("kubecluster: the test cluster's programs are not built; run `make kubetools`")
+    started = time.monotonic()
+    cluster = start_cluster(tools, Path(tempfile.mkdtemp(prefix="cellplane-kube-")))
+    print(f"kubecluster: up in {time.monotonic() - started:.1f} s at {cluster.server}")
+    print(f"export KUBECONFIG={cluster.kubeconfig}   # logs: {cluster.root / 'logs'}; Ctrl-C stops it")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
