@@ -9,10 +9,10 @@
 #   kwok/stages.yaml              kwok's default node and pod stages, from the sigs.k8s.io/kwok module
 # Versions: tools/kube/versions.env; the modules' go.mod/go.sum are committed (tools/kube/gen-gomod.py makes
 # Kubernetes'). The cache dir is ${CELLPLANE_KUBE_CACHE:-$HOME/.cache/cellplane/kube}/<version>-<hash of those
-# files and the Go version>; it is written under a temporary name and renamed when complete, so a present
+# files, this script and the Go version>; it is written under a temporary name and renamed when complete, so a present
 # dir is a complete one.
 #
-# - Present: print the dir and exit (a few milliseconds: hashing six small files and `go env GOVERSION`).
+# - Present: print the dir and exit (about 15 ms: hashing seven small files and `go env GOVERSION`).
 # - Missing: build with the shared Go module and build caches. Cold (nothing compiled yet) on 2 cores this
 #   takes long (see docs/development.md, "The test cluster"); Go's build cache makes a rebuild after a
 #   version bump recompile only what changed.
@@ -21,14 +21,14 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kube="$root/tools/kube"
-# The machine's own Go: never let a toolchain line switch it silently.
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# The machine's own Go (never a toolchain switch), go.mod/go.sum as committed, no VCS stamp of this repository.
+export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false"
 command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "ensure-kube-tools: go not found (install Go 1.26 or newer)" >&2; exit 1; }
 
 # shellcheck source=/dev/null
 source "$kube/versions.env"
-hash=$( { cat "$kube/versions.env" "$kube/kubernetes/go.mod" "$kube/kubernetes/go.sum" \
+hash=$( { cat "${BASH_SOURCE[0]}" "$kube/versions.env" "$kube/kubernetes/go.mod" "$kube/kubernetes/go.sum" \
             "$kube/kubernetes/cmd/etcd/main.go" "$kube/kwok/go.mod" "$kube/kwok/go.sum"
           go env GOVERSION; } | sha256sum | cut -c1-12)
 cache=${CELLPLANE_KUBE_CACHE:-$HOME/.cache/cellplane/kube}
