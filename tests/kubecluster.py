@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import datetime
 import ipaddress
 import json
@@ -35,6 +36,7 @@ import secrets
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,6 +126,13 @@ class KubeCluster:
 
     def delete(self, path: str, *, token: str | None = None) -> Any:
         return self.request("DELETE", path, token=token)
+
+    def apply(self, path: str, obj: dict[str, Any], *, field_manager: str = "cellplane-tests",
+              token: str | None = None) -> Any:
+        """Server-side apply of ``obj`` at its object ``path`` (``.../namespaces/N/deployments/NAME``), forcing
+        conflicts, as the agent will: creates or updates it and answers the object as stored."""
+        return self.request("PATCH", f"{path}?fieldManager={field_manager}&force=true", obj, token=token,
+                            content_type="application/apply-patch+yaml")
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
@@ -242,11 +251,18 @@ def _kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
 # --- start-up ---------------------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: Linux's PR_SET_PDEATHSIG, so that a test run killed outright (no teardown)
+    leaves no cluster process behind: the kernel sends SIGKILL when the thread that started it exits."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def _spawn(cluster: KubeCluster, program: str, args: list[str]) -> None:
     log = (cluster.root / "logs" / f"{program}.log").open("wb")
     cluster.processes[program] = subprocess.Popen(
         [str(cluster.tools / "bin" / program), *args], stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True, cwd=cluster.root,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     log.close()
 

@@ -44,7 +44,8 @@ def test_the_cluster_serves_readyz_and_the_gateway_api_crds_are_established(kube
 
 def test_a_deployment_of_two_replicas_on_the_fake_node_becomes_available(kube_cluster: KubeCluster) -> None:
     ns = _namespace(kube_cluster)
-    kube_cluster.post(f"/apis/apps/v1/namespaces/{ns}/deployments", _deployment("web", 2))
+    applied = kube_cluster.apply(f"/apis/apps/v1/namespaces/{ns}/deployments/web", _deployment("web", 2))
+    assert {m["manager"] for m in applied["metadata"]["managedFields"]} == {"cellplane-tests"}
 
     def available() -> dict[str, Any] | None:
         d = kube_cluster.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web")
