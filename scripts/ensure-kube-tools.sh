@@ -44,6 +44,16 @@ if [[ -d $dir ]]; then
     exit 0
 fi
 
+# k8s.io/kubernetes names the Go it needs in its go.mod (`go 1.26.0` for v1.37): say so in one line rather
+# than let the first `go build` fail on it.
+need=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube/kubernetes/go.mod")
+have=$(go env GOVERSION | sed 's/^go//')
+if [[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) != "$need" ]]; then
+    echo "ensure-kube-tools: Kubernetes $KUBERNETES_VERSION needs Go $need or newer, this machine has go$have" \
+         "($(command -v go)); install a newer Go or pin an older Kubernetes in tools/kube/versions.env" >&2
+    exit 1
+fi
+
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
