@@ -53,6 +53,11 @@ if [[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) != "$need" ]]; th
          "($(command -v go)); install a newer Go or pin an older Kubernetes in tools/kube/versions.env" >&2
     exit 1
 fi
+[[ $(cd "$kube/kwok" && go list -m -f '{{.Version}}' sigs.k8s.io/kwok) == "$KWOK_VERSION" ]] || {
+    echo "ensure-kube-tools: tools/kube/kwok/go.mod does not require sigs.k8s.io/kwok $KWOK_VERSION" \
+         "(tools/kube/versions.env); run \`go get sigs.k8s.io/kwok@$KWOK_VERSION && go mod tidy\` there" >&2
+    exit 1
+}
 
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.build-XXXXXX")
