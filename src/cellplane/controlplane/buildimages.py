@@ -27,7 +27,7 @@ from cellplane.controlplane.registries import Target
 from cellplane.images import config as image_config
 from cellplane.images import layer as image_layer
 from cellplane.images import sign as signing
-from cellplane.images.publish import Published, publish, repository_for
+from cellplane.images.publish import Published, application_layer, publish, repository_for
 from cellplane.images.registry import Credentials, Registry, RegistryError
 
 
@@ -48,7 +48,7 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
     key = signing.load_private(key_pem) if key_pem else None
     record: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cellplane-image-") as tmp:
-        layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
+        layer = application_layer(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
         for target in targets:
             image = _push_one(artifact, artifact_digest, target, layer, build_id=build_id, repository=repository_for(
                 target.repository_prefix, organization, project, component), labels=labels, key=key, cache=cache)
