@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cellplane.build.plan import BuildFailure
+from cellplane.images import gems
 from cellplane.images import layer as image_layer
 from cellplane.runtime.materialize import DependencyCache, base_env, digest_of, locked, run
 
@@ -75,6 +76,20 @@ def for_artifact(artifact: Path, meta: dict[str, Any], base: str, cache_root: Pa
         layer = _node(package_json, _member(artifact, lock["node"]), workdir, DependencyCache(cache_root))
         return Dependencies(layer, {"NODE_ENV": "production"}, f"/{image_layer.ROOT}/{workdir}/node_modules/.bin",
                             f"node_modules of {lock['node']} at /{image_layer.ROOT}/{workdir}/node_modules")
+    if language == "ruby" and lock.get("ruby"):
+        machine = gems.machine_ruby()
+        wanted = gems.ruby_version(base)
+        gems.check_asked(meta.get("languageVersion"), wanted, base)
+        target = gems.abi(wanted) if wanted else machine
+        folder = str(lock["ruby"]).rpartition("/")[0] or "."
+        inputs = (_member(artifact, lock["ruby"]), _member(artifact, f"{folder}/Gemfile"), target.encode(),
+                  machine.encode())
+        key = "ruby-" + digest_of(*inputs)[:40]
+        layer = _cached(DependencyCache(cache_root), key, lambda tmp, dest: gems.install(
+            artifact, folder, lock["ruby"], target, machine, DependencyCache(cache_root), tmp, dest))
+        return Dependencies(layer, gems.env(f"/{image_layer.ROOT}/{folder}/Gemfile"),
+                            f"/{gems.RUBY_GEMS}/ruby/{target}/bin",
+                            f"Ruby {target} gems of {lock['ruby']} at /{gems.RUBY_GEMS}")
     return None
 
 
