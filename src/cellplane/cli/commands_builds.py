@@ -227,6 +227,9 @@ def show(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
         rows.append(("Image", image["reference"]))
         rows += [("Also pushed to", ref) for ref in image.get("pushedTo") or [] if ref != image["reference"]]
         rows.append(("Signature", image.get("signature") or "not signed"))
+        if image.get("python"):
+            python = image["python"]
+            rows.append(("Image Python", f"{python['version']} ({python['platform']}, from {python['from']})"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         out.print(f"{k + ':':<{width + 1}} {escape(str(v))}")

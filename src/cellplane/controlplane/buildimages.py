@@ -57,6 +57,8 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
             if not record:
                 record = {"reference": image.reference, "digest": image.digest, "repository": image.repository,
                           "tag": image.tag, "signature": image.signature, "pushedTo": []}
+                if image.python:
+                    record["python"] = image.python
             elif image.digest != record["digest"]:
                 log(f"{target.where}: its base images differ from the first registry's: digest {image.digest}")
             record["pushedTo"].append(image.reference)

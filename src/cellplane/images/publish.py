@@ -52,6 +52,7 @@ class Published:
     signature: str | None = None  # the signature's tag, when signed
     steps: list[str] = field(default_factory=list)  # what was done, for the build's log
     dependency_layers: list[str] = field(default_factory=list)  # digests of the dependency layers, base side first
+    python: dict[str, str] | None = None  # a Python dependency layer's version, platform and where it was read
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -131,7 +132,7 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
     env = {str(k): str(v) for k, v in (meta.get("env") or {}).items()}
     extra: list[image_dependencies.Dependencies] = []
     if cache is not None:
-        found = image_dependencies.for_artifact(artifact, meta, base, cache)
+        found = image_dependencies.for_artifact(artifact, meta, base, cache, base_config)
         if found is not None:
             extra.append(found)
             base_path = next((str(e).partition("=")[2] for e in (base_config.get("config") or {}).get("Env") or []
@@ -173,4 +174,5 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
         signature = signing.sign(registry, repository, digest, key).tag
         steps.append(f"signed: {signature}")
     return Published(f"{registry.host}/{repository}@{digest}", digest, repository, tag, base, layer.digest,
-                     uploaded, signature, steps, [d.layer.digest for d in extra])
+                     uploaded, signature, steps, [d.layer.digest for d in extra],
+                     next((d.python for d in extra if d.python), None))

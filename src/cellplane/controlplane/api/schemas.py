@@ -355,6 +355,8 @@ class BuildImage(Out):
     tag: str = Field(description="the build's id, for people; deploys use the digest")
     signature: str | None = Field(default=None, description="the cosign signature's tag (sha256-<hex>.sig)")
     pushedTo: list[str] = Field(default_factory=list, description="the image's reference in every registry")
+    python: dict[str, str] | None = Field(default=None, description="the Python its packages were installed for: "
+                                          "version, platform, and from (where the version was read)")
 
 
 class SigningKey(Out):
