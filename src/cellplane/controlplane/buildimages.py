@@ -26,6 +26,7 @@ from cellplane.build.plan import BuildFailure
 from cellplane.controlplane.registries import Target
 from cellplane.images import config as image_config
 from cellplane.images import layer as image_layer
+from cellplane.images import layercache
 from cellplane.images import sign as signing
 from cellplane.images.publish import Published, application_layer, publish, repository_for
 from cellplane.images.registry import Credentials, Registry, RegistryError
@@ -62,6 +63,12 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
             elif image.digest != record["digest"]:
                 log(f"{target.where}: its base images differ from the first registry's: digest {image.digest}")
             record["pushedTo"].append(image.reference)
+    if cache is not None:
+        max_age, max_bytes = layercache.settings()
+        pruned = layercache.prune(cache, max_age, max_bytes)
+        if pruned.removed:
+            log(f"image-layers cache: {pruned.removed} layer(s) not used lately removed ({pruned.freed} bytes), "
+                f"{pruned.kept} kept ({pruned.kept_bytes} bytes)")
     return record
 
 

@@ -23,6 +23,7 @@ has the same digest and the registry already holds it. Installs use the shared p
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -152,6 +153,8 @@ def _cached(cache: DependencyCache, key: str, build: Any) -> image_layer.Layer:
             with tempfile.TemporaryDirectory(prefix="cellplane-deps-", dir=folder) as tmp:
                 made: image_layer.Layer = build(Path(tmp), blob)
             record.write_text(json.dumps({"digest": made.digest, "diff_id": made.diff_id, "size": made.size}))
+        else:
+            os.utime(record)  # its last use, which layercache.prune goes by
     seen = json.loads(record.read_text())
     return image_layer.Layer(blob, seen["digest"], seen["diff_id"], int(seen["size"]))
 
