@@ -363,6 +363,9 @@ class SigningKey(Out):
     organization: str
     algorithm: str = Field(description="ecdsa-p256-sha256: cosign's default")
     publicKey: str = Field(description="PEM (SubjectPublicKeyInfo): cosign verify --key")
+    keyId: str | None = Field(default=None, description="the current key's id: 16 hex digits of its SHA-256")
+    keys: list[dict[str, Any]] = Field(default_factory=list, description="the current key, then the retired ones "
+                                       "kept for verifying, newest first: keyId, publicKey, current, since")
 
 
 class BuildInfo(Out):
