@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session
 from cellplane.controlplane import config
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.images import sign as signing
-from cellplane.store.tables import ConfigValueRow, ResourceRow, now
+from cellplane.store.tables import (
+    ApprovalRow,
+    BuildRow,
+    ConfigValueRow,
+    DeploymentRow,
+    ReleaseRow,
+    ResourceRow,
+    now,
+)
 
 ORGANIZATION = "registry:organization"
 SIGNING_KEY = "signing-key"
@@ -52,6 +60,7 @@ class Target:
     password: str | None = field(repr=False)
     base_images: dict[str, str]
     sign: bool
+    keep_tags: int | None = None  # keep the last N builds' images per repository (images.retention)
 
     @property
     def same_as(self) -> tuple[str, str, str | None]:
@@ -114,7 +123,8 @@ def _target(s: Session, keyring: KeyRing, organization: str, where: str, key: st
     credentials = registry.get("credentials") or {}
     return Target(where, registry["url"], registry.get("repositoryPrefix") or "", credentials.get("username"),
                   _read(s, keyring, organization, key) if credentials else None,
-                  dict(registry.get("baseImages") or {}), bool(registry.get("sign", True)))
+                  dict(registry.get("baseImages") or {}), bool(registry.get("sign", True)),
+                  int(registry["keepTags"]) if registry.get("keepTags") else None)
 
 
 def targets(s: Session, keyring: KeyRing, organization: str) -> list[Target]:
@@ -145,6 +155,25 @@ def registry_of_dataplane(s: Session, organization: str, dataplane: str | None) 
     if org is not None and (org.spec or {}).get("registry"):
         return str(org.spec["registry"]["url"])
     return None
+
+
+def retention(s: Session, organization: str, project: str, component: str) -> tuple[list[str], set[str]]:
+    """What tag cleanup keeps (``images.retention``): the component's builds with an image, newest first, and the
+    image digests its deployments run or wait for approval to run."""
+    place = (BuildRow.organization == organization, BuildRow.project == project, BuildRow.component == component)
+    builds = list(s.scalars(select(BuildRow.id).where(*place, BuildRow.image.is_not(None))
+                            .order_by(BuildRow.number.desc())))
+    running = select(DeploymentRow.release_id).where(
+        DeploymentRow.organization == organization, DeploymentRow.project == project,
+        DeploymentRow.component == component, DeploymentRow.release_id.is_not(None))
+    waiting = select(ApprovalRow.release_id).where(
+        ApprovalRow.organization == organization, ApprovalRow.project == project,
+        ApprovalRow.component == component, ApprovalRow.state == "pending")
+    deployed: set[str] = set()
+    for image in s.scalars(select(ReleaseRow.image).where(ReleaseRow.id.in_(running.union(waiting)))):
+        if image and image.get("digest"):
+            deployed.add(str(image["digest"]))
+    return builds, deployed
 
 
 def signing_key_pem(s: Session, keyring: KeyRing, organization: str, actor: str = "system") -> bytes:
