@@ -295,7 +295,8 @@ def rotate_image_signing_key(c: Call[None], org: NamePath) -> dict[str, Any]:
                  found(ORGANIZATION), action="image-signing-key.forget", subject=Subject("Organization", "org", ""),
                  tags=["images"], response_model=schemas.SigningKey)
 def forget_image_signing_key(c: Call[None], org: NamePath,
-                             key: Annotated[str, PathParam(pattern="^[0-9a-f]{16}$")]) -> dict[str, Any]:
+                             key: Annotated[str, PathParam(max_length=64, description="a kept key's id")]
+                             ) -> dict[str, Any]:
     """Stop keeping a retired public key: images signed only with it no longer verify with the listed keys."""
     if not registries.forget_signing_key(c.session, org, key):
         current = registries.signing_keys(c.session, c.platform.keyring, org)
