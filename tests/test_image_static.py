@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from buildkit import APPS, BuildServer, component, failed_why, upload, wait
 from cellplane.build.archive import pack
 from cellplane.digests import sha256_file
 from cellplane.images import static as image_static
 from cellplane.images.publish import publish
 from cellplane.images.registry import Registry
-from liveserver import free_port
+from liveserver import doc, free_port
 from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, need
 
 BASES = {"static": f"{BASE_REPOSITORY}:{BASE_TAG}"}
@@ -146,3 +147,23 @@ def test_without_the_spa_fallback_or_with_a_privileged_port_the_config_says_so()
     assert "try_files $uri $uri/ =404;" in image_static.nginx_conf(8080, spa=False)
     assert image_static.listen_port(80) == 8080 and image_static.listen_port(None) == 8080
     assert image_static.listen_port(3000) == 3000
+
+
+def test_a_static_site_built_by_the_control_plane_gets_the_nginx_image(
+        build_server: BuildServer, registry: LocalRegistry, tmp_path: Path) -> None:
+    c = build_server.client
+    r = c.post("/apply", json={"documents": [doc("Organization", "default", {"registry": {
+        "url": registry.url, "repositoryPrefix": "sites", "baseImages": BASES}})]})
+    assert r.status_code == 200, r.text
+    component(c, "sites", "web", {"type": "web-app", "endpoints": [{"name": "http", "port": 8080}]})
+    info = wait(c, upload(c, "sites", "web", APPS / "static-site"))
+    assert info["state"] == "succeeded", failed_why(c, info)
+    reference = info["image"]["reference"]
+    config = skopeo("inspect", "--tls-verify=false", "--config", f"docker://{reference}")["config"]
+    assert config["Cmd"] == ["nginx", "-g", "daemon off;"] and config["WorkingDir"] == "/usr/share/nginx/html"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{reference}",
+                    f"oci:{tmp_path / 'layout'}:img"], check=True, capture_output=True, timeout=60)
+    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'layout'}:img",
+                    str(tmp_path / "bundle")], check=True, capture_output=True, timeout=60)
+    docroot = tmp_path / "bundle" / "rootfs" / "usr" / "share" / "nginx" / "html"
+    assert (docroot / "index.html").read_bytes() == (APPS / "static-site" / "index.html").read_bytes()
