@@ -360,12 +360,17 @@ class BuildImage(Out):
     tag: str = Field(description="the build's id, for people; deploys use the digest")
     signature: str | None = Field(default=None, description="the cosign signature's tag (sha256-<hex>.sig)")
     pushedTo: list[str] = Field(default_factory=list, description="the image's reference in every registry")
+    python: dict[str, str] | None = Field(default=None, description="the Python its packages were installed for: "
+                                          "version, platform, and from (where the version was read)")
 
 
 class SigningKey(Out):
     organization: str
     algorithm: str = Field(description="ecdsa-p256-sha256: cosign's default")
     publicKey: str = Field(description="PEM (SubjectPublicKeyInfo): cosign verify --key")
+    keyId: str | None = Field(default=None, description="the current key's id: 16 hex digits of its SHA-256")
+    keys: list[dict[str, Any]] = Field(default_factory=list, description="the current key, then the retired ones "
+                                       "kept for verifying, newest first: keyId, publicKey, current, since")
 
 
 class BuildInfo(Out):
