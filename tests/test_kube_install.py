@@ -152,13 +152,16 @@ def test_the_cli_prints_the_manifest_with_the_token_only_when_given_a_token_file
     token_file = tmp_path / "agent.token"
     token_file.write_text(TOKEN + "\n")
     done = cli("dataplane", "manifest", "--kubernetes", "--name", "cluster-1", "--token-file", str(token_file),
-               "--namespace", "platform", "--control-plane", "https://cp.internal:8780")
+               "--namespace", "platform", "--control-plane", "https://cp.internal:8780",
+               "--external-url", "https://apps.example.com")
     assert done.returncode == 0, done.stderr
     docs = list(yaml.safe_load_all(done.stdout))
     secret = find(docs, "Secret", TOKEN_SECRET)
     assert base64.b64decode(secret["data"]["token"]).decode() == TOKEN and secret["metadata"]["namespace"] == "platform"
     assert TOKEN not in done.stderr
-    assert "https://cp.internal:8780" in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--controlplane") + 1] == "https://cp.internal:8780"
+    assert args[args.index("--external-url") + 1] == "https://apps.example.com" and "--internal-url" not in args
     refused = cli("dataplane", "manifest", "--name", "cluster-1")
     assert refused.returncode != 0 and "--kubernetes" in refused.stderr
 
@@ -261,3 +264,29 @@ def test_the_agents_token_is_refused_rbac_writes_secrets_by_name_nodes_crds_and_
         assert not allowed(kube_cluster, installed, verb, resource, namespace=SYSTEM, subresource=subresource), \
             f"{verb} {resource}/{subresource}"
     assert allowed(kube_cluster, installed, "list", "secrets", namespace="kube-system")  # said in the docs
+
+
+def test_server_side_apply_of_a_new_object_needs_create_so_the_role_grants_it(
+        kube_cluster: KubeCluster, installed: str) -> None:
+    """Why ``create`` is in the role: without it, the agent's first apply of an object is refused."""
+    role = find(manifest(OPTIONS), "ClusterRole")
+    narrower = {**role, "metadata": {"name": "agent-without-create"},
+                "rules": [{**r, "verbs": [v for v in r["verbs"] if v != "create"]} for r in role["rules"]]}
+    kube_cluster.apply(path_of(narrower), narrower)
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "agent-without-create"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "agent-without-create"},
+               "subjects": [{"kind": "ServiceAccount", "name": "no-create", "namespace": SYSTEM}]}
+    kube_cluster.apply(path_of(binding), binding)
+    token = kube_cluster.mint_token(SYSTEM, "no-create")
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe", "namespace": SYSTEM},
+              "data": {"a": "1"}}
+    try:
+        assert refused(lambda: kube_cluster.apply(path_of(config), config, token=token)) == 403
+        kube_cluster.apply(path_of(config), config, field_manager="cellplane", token=installed)
+        config["data"] = {"a": "2"}  # an object that exists: patch alone is enough
+        kube_cluster.apply(path_of(config), config, field_manager="cellplane", token=token)
+    finally:
+        for obj in (config, binding, narrower):
+            kube_cluster.delete(path_of(obj))

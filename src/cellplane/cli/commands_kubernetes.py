@@ -44,6 +44,10 @@ def manifest_command(
     token_file: Path = typer.Option(None, "--token-file", metavar="FILE",
                                     help="put this agent token (`dataplane token --output FILE`) in the manifest as "
                                     f"the Secret {TOKEN_SECRET}; without it, create that Secret yourself"),
+    external_url: str = typer.Option(None, "--external-url", metavar="URL",
+                                     help="the agent's --external-url: the base URL under which users reach the "
+                                     "external gateway (the cluster's Gateway or load balancer)"),
+    internal_url: str = typer.Option(None, "--internal-url", metavar="URL", help="the agent's --internal-url"),
     environment: list[str] = typer.Option([], "--environment", metavar="ENV",
                                           help="an environment whose two gateway Services to install (repeat)"),
     ephemeral_data: bool = typer.Option(False, "--ephemeral-data",
@@ -64,8 +68,12 @@ def manifest_command(
     if "127.0.0.1" in url or "localhost" in url:
         err.print(f"warning: the agent's pod reaches {url} inside its own network namespace; give --control-plane "
                   "a URL the cluster reaches")
+    for flag, given in (("--external-url", external_url), ("--internal-url", internal_url)):
+        if given is not None and not given.startswith(("http://", "https://")):
+            raise CliError(f"{flag} {given}: give a URL such as https://apps.example.com")
     token = _read_token(token_file) if token_file else None
     options = InstallOptions(name=name, organization=st.org, controlplane=url, image=image, token=token,
+                             external_url=external_url, internal_url=internal_url,
                              environments=tuple(dict.fromkeys(environment)), persistent=not ephemeral_data,
                              storage_class=storage_class, layout=ClusterLayout(system_namespace=namespace))
     sys.stdout.write(yaml.safe_dump_all(manifest(options), sort_keys=False, explicit_start=True))

@@ -37,15 +37,16 @@ TMP = "/tmp"  # noqa: S108 (the container's own, an emptyDir)
 INSTALL = "cellplane.dev/install"
 GATEWAY_KINDS = ("external", "internal")
 
-_WRITE = ["list", "create", "patch", "delete"]  # server-side apply (patch; create when the object is new),
-# the drift and pruning reads (a list by label per kind and namespace), pruning (delete)
+# server-side apply is a patch, and also needs create when the object is new (test_kube_install shows it); the
+# drift and pruning reads are lists by label per kind and namespace; pruning deletes
+_WRITE = ["list", "create", "patch", "delete"]
 
 # (API group, resources, verbs): what the Kubernetes runtime calls (kubernetes/apply.py, prune.py, runtime.py,
 # health.py, podlogs.py), and nothing else
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("", ("namespaces",), ("get", "list", "create", "patch", "delete")),  # cells; get: a restarted agent's look
     ("", ("configmaps", "secrets", "services"), tuple(_WRITE)),
-    ("", ("pods",), ("get", "list")),  # health: a deployment's pods, their container states
+    ("", ("pods",), ("list",)),  # health: a deployment's pods, their container states
     ("", ("pods/log",), ("get",)),  # the last log lines of a failing pod, log shipping
     ("apps", ("deployments",), tuple(_WRITE)),
     ("batch", ("cronjobs", "jobs"), tuple(_WRITE)),
@@ -63,6 +64,8 @@ class InstallOptions:
     controlplane: str  # the control plane's URL, as the agent's pod reaches it
     image: str  # the agent's image (``make agent-image``), best by digest
     token: str | None = None  # the agent's control-plane token; None: a Secret the user creates
+    external_url: str | None = None  # the agent's --external-url / --internal-url (how users reach the gateways)
+    internal_url: str | None = None
     environments: tuple[str, ...] = ()  # the environments whose gateway Services to install
     persistent: bool = True  # the data directory on a PersistentVolumeClaim (else an emptyDir)
     storage: str = "1Gi"
@@ -121,10 +124,14 @@ def cluster_role(options: InstallOptions) -> dict[str, Any]:
 def agent_args(options: InstallOptions) -> list[str]:
     """The agent's command line after ``cellplane`` (the image's ``Cmd`` is ``cellplane dataplane run
     --kubernetes``; the Deployment names everything itself)."""
-    return ["--org", options.organization, "dataplane", "run", "--kubernetes", "--name", options.name,
+    args = ["--org", options.organization, "dataplane", "run", "--kubernetes", "--name", options.name,
             "--controlplane", options.controlplane, "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}",
             "--data-dir", f"{DATA_DIR}/dataplane", "--gateway-host", "0.0.0.0",  # noqa: S104  (the pod's address)
             "--metrics-port", str(METRICS_PORT)]
+    for flag, url in (("--external-url", options.external_url), ("--internal-url", options.internal_url)):
+        if url:
+            args += [flag, url]
+    return args
 
 
 def agent_deployment(options: InstallOptions) -> dict[str, Any]:
