@@ -170,10 +170,16 @@ def test_the_cli_prints_the_manifest_with_the_token_only_when_given_a_token_file
 
 
 @pytest.fixture(scope="module")
-def installed(kube_cluster: KubeCluster) -> Iterator[str]:
-    """The manifest applied (server-side, as `kubectl apply --server-side` would) by the admin; the agent's
-    ServiceAccount token minted through the TokenRequest API."""
-    objects = manifest(InstallOptions(**{**OPTIONS.__dict__, "token": TOKEN}))
+def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The manifest the CLI prints, applied document by document (server-side, as `kubectl apply --server-side`)
+    by the admin; the agent's ServiceAccount token minted through the TokenRequest API."""
+    token_file = tmp_path_factory.mktemp("install") / "agent.token"
+    token_file.write_text(TOKEN)
+    printed = cli("dataplane", "manifest", "--kubernetes", "--name", OPTIONS.name, "--image", OPTIONS.image,
+                  "--token-file", str(token_file), *(f"--environment={e}" for e in OPTIONS.environments))
+    assert printed.returncode == 0, printed.stderr
+    objects = list(yaml.safe_load_all(printed.stdout))
+    assert objects == manifest(InstallOptions(**{**OPTIONS.__dict__, "token": TOKEN}))
     for obj in objects:
         kube_cluster.apply(path_of(obj), obj)
     yield kube_cluster.mint_token(SYSTEM, AGENT)
