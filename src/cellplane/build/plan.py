@@ -56,6 +56,8 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)  # a Dockerfile's LABELs, recorded in the manifest
     # A Dockerfile's HEALTHCHECK as a readiness probe: {"path", "timeoutSeconds"?, "failureThreshold"?}
     readiness: dict[str, Any] | None = None
+    # ... and, when it has --retries, as the liveness probe: the same, with "periodSeconds", "initialDelaySeconds"
+    liveness: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

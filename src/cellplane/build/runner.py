@@ -311,6 +311,8 @@ class Build:
             manifest["labels"] = plan.labels
         if plan.readiness:
             manifest["readiness"] = plan.readiness
+        if plan.liveness:
+            manifest["liveness"] = plan.liveness
         if not self.steps.package(files, manifest):
             shutil.copytree(self.work, files, symlinks=True, ignore=shutil.ignore_patterns(*SKIP, "*.pyc"))
         if self.python_lock:

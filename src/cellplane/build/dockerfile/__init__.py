@@ -18,7 +18,8 @@ and replays each, in Dockerfile order, against a directory that models that stag
   through ``hooks.shell`` with image paths rewritten into the stage's directory, and anything else
   (other system packages, pipes...) fails;
 * ``EXPOSE``, ``CMD`` and ``ENTRYPOINT`` become the plan's port and start command; ``LABEL`` is
-  recorded, ``HEALTHCHECK`` of a local URL becomes the readiness probe; ``USER`` is noted.
+  recorded, ``HEALTHCHECK`` of a local URL becomes the readiness probe (with ``--retries``, the liveness
+  probe too); ``USER`` is noted.
 
 The last stage becomes what it is: a python or node app, a Go or other native binary, a jar run by
 the machine's java, or static files (nginx, httpd, caddy) served by the platform's static server.

@@ -53,6 +53,7 @@ class LastStage(StartCommand):
             language_version=self.image.version if language == self.image.kind else None,
             labels=dict(self.labels),
             readiness=dict(self.readiness) if self.readiness else None,
+            liveness=dict(self.liveness) if self.liveness else None,
             notes=list(self.notes),
             **fields,
         )

@@ -106,12 +106,14 @@ class Settings(StageBuilder):
             self.labels[expand(key, scope, line)] = expand(value, scope, line)
 
     def _healthcheck(self, instruction: Instruction) -> None:
-        """``HEALTHCHECK CMD curl/wget http://localhost[:port]/path`` becomes an HTTP readiness probe of that path."""
+        """``HEALTHCHECK CMD curl/wget http://localhost[:port]/path`` becomes an HTTP readiness probe of that path,
+        and with ``--retries`` the liveness probe too: Docker marks the container unhealthy after that many failures
+        in a row, which is when an orchestrator replaces it; the data plane restarts the replica."""
         line = instruction.line
         flags, rest = split_flags(instruction.args)
         keyword, command = head(rest)
         if keyword.upper() == "NONE":
-            self.readiness = None
+            self.readiness = self.liveness = None
             return
         if keyword.upper() != "CMD" or not command:
             raise fail(line, "HEALTHCHECK expects CMD <command> or NONE")
@@ -123,18 +125,27 @@ class Settings(StageBuilder):
         if program not in ("curl", "wget") or url is None:
             self._note(f"HEALTHCHECK (line {line}) not used: only curl or wget of a local URL becomes the "
                        "readiness probe (the default probe connects to the port)")
-            self.readiness = None
+            self.readiness = self.liveness = None
             return
         probe: dict[str, Any] = {"path": url.group(1) or "/"}
+        timing: dict[str, float] = {}  # what Docker's liveness has that readiness does not use
         for flag in flags:
             name, _, value = flag.partition("=")
             if name == "--timeout" and (seconds := _duration(value)):
                 probe["timeoutSeconds"] = min(seconds, 600.0)
             elif name == "--retries" and value.isdigit() and 1 <= int(value) <= 100:
                 probe["failureThreshold"] = int(value)
+            elif name == "--interval" and (seconds := _duration(value)):
+                timing["periodSeconds"] = min(seconds, 3600.0)
+            elif name == "--start-period" and (seconds := _duration(value)):
+                timing["initialDelaySeconds"] = min(seconds, 3600.0)
         self.readiness = probe
         self._note(f"HEALTHCHECK (line {line}) becomes the readiness probe: HTTP GET {probe['path']} on the "
                    "replica's port")
+        self.liveness = {**probe, **timing} if "failureThreshold" in probe else None
+        if self.liveness:
+            self._note(f"HEALTHCHECK (line {line}) has --retries, so it is the liveness probe too: "
+                       f"{probe['failureThreshold']} failures in a row restart the replica")
 
     def _user(self, instruction: Instruction) -> None:
         user = expand(instruction.args, self._scope(), instruction.line)

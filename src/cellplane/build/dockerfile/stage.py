@@ -67,6 +67,7 @@ class StageBuilder:
         self.node_install: NodeInstall | None = None
         self.labels: dict[str, str] = {}
         self.readiness: dict[str, Any] | None = None
+        self.liveness: dict[str, Any] | None = None
         self.notes: list[str] = []
 
     def _note(self, text: str) -> None:
