@@ -44,6 +44,7 @@ class Plan:
     # For static sites: the directory (relative to `workdir`) that holds the site once built;
     # None with language "static" means "build/ or dist/, whichever exists after the build commands".
     static_root: str | None = None
+    spa: bool = True  # static sites: unknown pages fall back to index.html (a Dockerfile's `serve` without -s: not)
     # The start command (a shell command line; $PORT is set at run time); None for static sites.
     run: str | None = None
     # Named processes (a Procfile's, for example): name -> command line. "web" serves the endpoints.

@@ -22,7 +22,8 @@ and replays each, in Dockerfile order, against a directory that models that stag
   probe too); ``USER`` is noted.
 
 The last stage becomes what it is: a python or node app, a Go or other native binary, a jar run by
-the machine's java, or static files (nginx, httpd, caddy) served by the platform's static server.
+the machine's java, or static files (nginx, httpd, caddy; a node stage's ``serve`` / ``http-server``) served by the
+platform's static server.
 Every refusal is a :class:`BuildFailure` whose message starts with ``Dockerfile line N:`` and whose
 ``where`` names the Dockerfile.
 
@@ -33,8 +34,8 @@ The package, a module per part (each names what it holds):
 * :mod:`.context`, :mod:`.tree`: the build context COPY reads from, and a stage's file tree;
 * :mod:`.bases`: base images and the tools their RUN lines may use;
 * :mod:`.stage` (the state), :mod:`.settings`, :mod:`.copying`, :mod:`.run` (with :mod:`.shell`, :mod:`.pip`,
-  :mod:`.node`, :mod:`.tools`), :mod:`.start`, :mod:`.laststage`: the per-instruction builder, a mixin per
-  family joined in :mod:`.builder`;
+  :mod:`.node`, :mod:`.tools`), :mod:`.start`, :mod:`.laststage` (with :mod:`.fileservers`): the
+  per-instruction builder, a mixin per family joined in :mod:`.builder`;
 * :mod:`.translate`: :func:`prepare`, the entry point."""
 
 from cellplane.build.dockerfile.parsing import SUPPORTED_INSTRUCTIONS, Instruction, parse

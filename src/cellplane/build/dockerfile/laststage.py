@@ -10,6 +10,7 @@ from typing import Any
 
 from cellplane.build.baseimages import STATIC_ROOTS
 from cellplane.build.dockerfile.bases import is_go_binary
+from cellplane.build.dockerfile.fileservers import Served, served
 from cellplane.build.dockerfile.stage import StartForm
 from cellplane.build.dockerfile.start import StartCommand
 from cellplane.build.dockerfile.tree import image_abspath
@@ -25,6 +26,8 @@ class LastStage(StartCommand):
         kind = self.image.kind
         if kind == "web":
             return self._static_plan()
+        if kind == "node" and (files := served(self._start_argv())) is not None:
+            return self._served_plan(files)
         if kind in ("python", "node") and not self._runs_java():
             language: Language = kind
             if "/distroless/" in self.image.ref and self.entrypoint is None:
@@ -101,6 +104,26 @@ class LastStage(StartCommand):
             self._note(f"EXPOSE {self.port} is not used: the static server listens on the port the platform gives")
         self._note(f"{name} serves {root} with the platform's static server (single-page-app fallback on)")
         plan = self._new_plan("static", workdir="", static_root=image_abspath(root).lstrip("/"))
+        plan.port = None
+        return plan
+
+    def _served_plan(self, files: Served) -> Plan:
+        """A node stage starting ``serve`` / ``http-server``: what it serves, by the platform's static server."""
+        directory = files.directory
+        if directory is None:
+            public = self.tree.host(posixpath.join(self.workdir, "public")).is_dir()
+            directory = "public" if files.program == "http-server" and public else "."
+        root = image_abspath(posixpath.join(self.workdir, directory))
+        if not (self.tree.host(root) / "index.html").is_file():
+            raise BuildFailure(
+                f"the last stage starts {files.program}, which serves {root}, but there is no index.html there; "
+                "build the site into it (RUN npm run build) or COPY it there"
+            )
+        fallback = "single-page-app fallback on, as -s asks" if files.spa else "no single-page-app fallback: no -s"
+        self._note(f"{files.program} serves {root}: the platform's static server serves it instead ({fallback})")
+        if self.port is not None:
+            self._note(f"EXPOSE {self.port} is not used: the static server listens on the port the platform gives")
+        plan = self._new_plan("static", workdir="", static_root=root.lstrip("/"), spa=files.spa)
         plan.port = None
         return plan
 

@@ -48,7 +48,7 @@ class StaticBuild(LanguageBuild):
 
     def package(self, files: Path, manifest: dict[str, Any]) -> bool:
         shutil.copytree(self.root(), files, symlinks=True, ignore=shutil.ignore_patterns(*SKIP))
-        manifest.update(workdir="files", run=None, static={"root": "files", "spa": True})
+        manifest.update(workdir="files", run=None, static={"root": "files", "spa": self.plan.spa})
         return True
 
     def root(self) -> Path:
