@@ -12,7 +12,8 @@ and replays each, in Dockerfile order, against a directory that models that stag
   stage's directory; ``COPY --from`` copies from an earlier stage's directory;
 * ``WORKDIR`` creates directories; ``ARG`` / ``ENV`` values are substituted the way Docker does;
 * ``RUN`` is split into simple commands: ``pip install`` and ``npm ci`` / ``npm install`` / ``yarn``
-  become :class:`StepHooks` calls, user management (``adduser``, ``chown``...) and the system packages
+  become :class:`StepHooks` calls (a build stage's pip into a directory a later stage copies: that
+  stage's, at its ``COPY --from``), user management (``adduser``, ``chown``...) and the system packages
   a runtime image adds (``ca-certificates``, ``tzdata``...) are skipped with a note, build tools of the
   stage's image (``go build``, ``mvn``...) and a short allow-list of file and script commands run
   through ``hooks.shell`` with image paths rewritten into the stage's directory, and anything else

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from cellplane.build.dockerfile.parsing import Instruction, fail, split_flags
-from cellplane.build.dockerfile.stage import StageBuilder
+from cellplane.build.dockerfile.stage import PipOutput, StageBuilder
 from cellplane.build.dockerfile.tree import image_abspath
 from cellplane.build.dockerfile.words import expand, split_words
 from cellplane.build.stages import resolve_source
@@ -97,6 +97,8 @@ class Copies(StageBuilder):
         if not found:
             return
         target, into_dir = self._copy_destination(dest, multiple=len(found) > 1 or len(sources) > 1)
+        for source in sources:
+            self._adopt_pip_output(stage, image_abspath(source), self.tree.image(target), line)
         for match in found:
             real = match.resolve()
             if real.is_dir():
@@ -117,3 +119,37 @@ class Copies(StageBuilder):
         path = self.tree.host(image)
         into_dir = multiple or dest.endswith("/") or posixpath.basename(dest) in (".", "..") or path.is_dir()
         return path, into_dir
+
+    def _adopt_pip_output(self, stage: StageBuilder, source: str, dest: str, line: int) -> None:
+        """A COPY --from of (part of) a directory a build stage's pip installed into: in the last stage, the
+        requirement files pip read are where they were (copied from that stage when missing) and the platform
+        installs them; in another build stage, the record moves with the copy."""
+        for directory, made in stage.pip_outputs.items():
+            covers = source == directory or directory.startswith(source.rstrip("/") + "/")
+            if not covers and not source.startswith(directory.rstrip("/") + "/"):
+                continue
+            if not self.last:
+                self.pip_outputs.setdefault(dest, made)
+                continue
+            if self.image.kind != "python":
+                raise fail(line, f"COPY --from: {source} holds Python packages pip installed in stage {made.stage} "
+                                 f"(line {made.line}); they need a python:* last stage, not {self.image.ref}")
+            inputs = [self._adopt_requirement(made, path, line) for path in made.requirements]
+            self.pip_adopted.append(dest)
+            listed = ", ".join([*made.requirements, *made.packages])
+            self._note(f"COPY --from (line {line}) of {source}: the Python dependencies pip installed there in stage "
+                       f"{made.stage} (line {made.line}: {listed}) are installed by the platform")
+            self._add_python_dependencies(inputs, made.packages, line)
+
+    def _adopt_requirement(self, made: PipOutput, path: str, line: int) -> str:
+        """A requirement file a build stage's pip read, at the same image path in this tree (relative to it)."""
+        there, here = made.tree.host(path), self.tree.host(path)
+        if here.is_file():
+            if here.read_bytes() != there.read_bytes():
+                raise fail(line, f"COPY --from: the Python dependencies come from {path} as stage {made.stage} had it "
+                                 f"(line {made.line}), and this stage has a different {path}; copy the same file")
+        else:
+            self.tree.mkdir(here.parent, line)
+            shutil.copyfile(there, self.tree.check(here, line, path))
+            self._note(f"{path} copied from stage {made.stage}: the platform installs the Python dependencies it lists")
+        return self.tree.relative(here)

@@ -50,6 +50,14 @@ class Runs(PipInstalls, NodeInstalls, Toolchains):
         for command in commands:
             cwd = self._run_command(command, cwd, line)
 
+    def _remember_venv(self, args: list[str], cwd: Path, line: int) -> None:
+        """A build stage's virtual environment: its directory is made (empty), for pip and a later COPY --from."""
+        where = next((arg for arg in args if not arg.startswith("-")), None)
+        if where is not None:
+            directory = self._host_path(where, cwd, line)
+            self.tree.mkdir(directory, line)
+            self.venvs.append(self.tree.image(directory))
+
     def _run_command(self, command: Command, cwd: Path, line: int) -> Path:
         """Translate one simple command; returns the directory the next command of the RUN starts in."""
         words = list(command.words)
@@ -79,6 +87,8 @@ class Runs(PipInstalls, NodeInstalls, Toolchains):
             self._pip(pip_args, cwd, line)
         elif name == "virtualenv" or (PYTHON.fullmatch(name) and argv[1:3] == ["-m", "venv"]):
             self._note(f"RUN {name} (line {line}) skipped: the platform provides the virtual environment")
+            if not self.last:
+                self._remember_venv(argv[1:] if name == "virtualenv" else argv[3:], cwd, line)
         elif name == "npm":
             self._npm(command, cwd, assignments, line)
         elif name == "yarn":

@@ -21,6 +21,18 @@ NodeInstall = Literal["ci", "install"]
 
 
 @dataclass
+class PipOutput:
+    """What a build stage's ``pip install --prefix/--target/--user`` (or ``pip wheel -w``) put in a directory, not
+    run: the requirement files it read (image paths in ``tree``, the stage's), the specifiers, and its line."""
+
+    tree: Tree
+    stage: str
+    line: int
+    requirements: list[str]
+    packages: list[str]
+
+
+@dataclass
 class StartForm:
     """A CMD or ENTRYPOINT: exec form (``argv``) or shell form (``shell``)."""
 
@@ -64,6 +76,9 @@ class StageBuilder:
         self.entrypoint: StartForm | None = None
         self.pip_inputs: list[str] = []
         self.pip_packages: list[str] = []
+        self.pip_outputs: dict[str, PipOutput] = {}  # image directory -> what a build stage's pip put there
+        self.pip_adopted: list[str] = []  # image directories a COPY --from of pip's output wrote (last stage)
+        self.venvs: list[str] = []  # virtual environments a build stage made (python -m venv DIR)
         self.node_install: NodeInstall | None = None
         self.labels: dict[str, str] = {}
         self.readiness: dict[str, Any] | None = None
@@ -77,6 +92,16 @@ class StageBuilder:
     def _scope(self) -> dict[str, str]:
         """What ``$VAR`` means at this point: ARG values, overridden by ENV values."""
         return {**self.args, **self.env}
+
+    def _add_python_dependencies(self, inputs: list[str], packages: list[str], line: int) -> None:
+        """Requirement files (relative to the tree) and specifiers the platform installs for the last stage."""
+        for item in inputs:
+            if item not in self.pip_inputs:
+                self.pip_inputs.append(item)
+        for package in packages:
+            if package not in self.pip_packages:
+                self.pip_packages.append(package)
+        self.hooks.pip(list(self.pip_inputs), list(self.pip_packages), line)
 
     def _require(self, tool: str, kind: str, line: int) -> None:
         if self.image.kind != kind:
