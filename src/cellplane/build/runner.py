@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans, toolchains
 from cellplane.build.languages import builds
-from cellplane.build.languages.interface import SKIP, LanguageBuild
+from cellplane.build.languages.interface import SKIP, LanguageBuild, SourceFiles
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.digests import sha256_file
@@ -137,6 +137,9 @@ class Build:
     @property
     def component_type(self) -> str:
         return self.job.component.get("type") or "service"
+
+    def files(self) -> SourceFiles:
+        return detect.tree(self.workdir)
 
     @property
     def steps(self) -> LanguageBuild:

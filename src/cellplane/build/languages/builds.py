@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cellplane.build import detect, scans
+from cellplane.build import scans
 from cellplane.build.languages import golang, java, ruby
 from cellplane.build.languages.interface import SKIP, BuildSite, LanguageBuild, ScanInputs
 from cellplane.build.languages.java import JavaBuild
@@ -139,7 +139,7 @@ class JavaLanguageBuild(LanguageBuild):
         if self.plan.build_commands:  # build.command, when set, replaces the tool's
             return
         self.java = JavaBuild(self.site.workdir, self.site.cache_root, self.site.component_type, self.site.log)
-        self.java.prepare(detect.tree(self.site.workdir))
+        self.java.prepare(self.site.files())
 
     def install(self) -> bool:
         if self.java is None:

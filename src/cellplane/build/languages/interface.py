@@ -25,6 +25,14 @@ from cellplane.build.plan import Plan
 SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
+class SourceFiles(Protocol):
+    """Read-only access to a tree that never leaves it (what a language reads build files through)."""
+
+    def is_file(self, rel: str, strict: bool = True) -> bool: ...
+
+    def read(self, rel: str) -> str: ...
+
+
 class BuildSite(Protocol):
     """What a language sees of the build it is part of (``cellplane.build.runner.Build``)."""
 
@@ -47,6 +55,9 @@ class BuildSite(Protocol):
     def component_type(self) -> str: ...
 
     def log(self, line: str) -> None: ...
+
+    def files(self) -> SourceFiles:
+        """The workdir's files, read-only."""
 
     def env(self) -> dict[str, str]:
         """The environment the build's commands run with (this language's :meth:`LanguageBuild.env` included)."""
