@@ -1,11 +1,14 @@
 """A Go binary built by a multi-stage Dockerfile (golang -> alpine) carries its module pins like a plain Go build:
 a real control plane builds the go-multistage fixture (github.com/google/uuid through the module proxy), the
-artifact's manifest lists the modules compiled into the binary, and the offline OSV scan reads them."""
+artifact's manifest lists the modules compiled into the binary (the build stage's go.sum is its Go lock), and
+the offline OSV scan reads them."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import tarfile
 from typing import Any
 
 import pytest
@@ -54,6 +57,17 @@ def test_the_manifest_of_a_golang_to_alpine_dockerfile_build_lists_the_go_module
     assert dependencies == [{"ecosystem": "Go", "name": "github.com/google/uuid", "version": "v1.6.0"}]
     log = log_text(c, scanned["id"])
     assert "usr/local/bin/greeter: 1 pinned Go modules" in log
+
+
+def test_the_go_sum_of_the_build_stage_s_module_is_the_artifact_s_go_lock(build_server: Any,
+                                                                          scanned: dict[str, Any]) -> None:
+    c = build_server.client
+    base = f"/organizations/default/projects/gopins/artifacts/{scanned['artifact']}"
+    assert c.get(base + "/manifest").json()["manifest"]["lock"] == {"go": "go.sum"}
+    with tarfile.open(fileobj=io.BytesIO(c.get(base).content), mode="r:gz") as artifact:
+        member = artifact.extractfile("go.sum")
+        assert member is not None and member.read() == (APPS / "go-multistage" / "go.sum").read_bytes()
+        assert not any(name.startswith("files/src") for name in artifact.getnames())  # the sources stay out
 
 
 def test_the_vulnerability_scan_reads_the_go_pins_of_the_dockerfile_binary(scanned: dict[str, Any]) -> None:

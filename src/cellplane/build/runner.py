@@ -138,6 +138,11 @@ class Build:
     def component_type(self) -> str:
         return self.job.component.get("type") or "service"
 
+    @property
+    def stages(self) -> Path:
+        """Where a Dockerfile's build stages are built, one directory each."""
+        return self.job.dir / "work-stages"
+
     def files(self) -> SourceFiles:
         return detect.tree(self.workdir)
 
@@ -210,7 +215,8 @@ class Build:
             from cellplane.build import dockerfile  # only Dockerfile builds need the translator
 
             build = self.job.component.get("build") or {}
-            plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self))
+            plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self),
+                                      stages_dir=self.stages)
             plan.test = plan.test or build.get("test")
             plan.port = self.endpoint_port() or plan.port
             if build.get("run"):

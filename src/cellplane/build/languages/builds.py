@@ -73,6 +73,7 @@ class GoBuild(LanguageBuild):
         self.go: str | None = None  # the machine's go, once checked
         self.go_env: dict[str, str] = {}  # what the module download decided (GOPROXY=off for a known graph)
         self.go_pins: list[tuple[str, str]] = []
+        self.stage_sums: Path | None = None  # a Dockerfile's binary: the go.sum of its module in a build stage
 
     def env(self) -> dict[str, str]:
         return {**golang.build_env(self.site.cache_root), **self.go_env}
@@ -96,15 +97,26 @@ class GoBuild(LanguageBuild):
 
     def from_dockerfile(self, source: Path, dockerfile: str) -> None:
         """A Go binary a Dockerfile's last stage starts (built in a golang stage, copied onto alpine, distroless,
-        scratch...): its modules read back with the machine's go, as for a Go build's binaries."""
+        scratch...): its modules read back with the machine's go, as for a Go build's binaries, and the go.sum of
+        its module in the build stage kept as the artifact's Go lock."""
         binary = _started_program(self.plan.run, self.site.workdir, self.site.work)
         go = golang.go_binary(self.site.env()["PATH"])
         if binary is None or go is None:
             return
-        self.go_pins = golang.pins(go, [binary], self.site.env())
+        env = self.site.env()
+        self.go_pins = golang.pins(go, [binary], env)
         self.site.log(f"{binary.relative_to(self.site.work.resolve())}: {len(self.go_pins)} pinned Go modules")
         for name, version in self.go_pins:
             self.site.log(f"  {name} {version}")
+        module = golang.main_module(go, binary, env)
+        if module and self.site.stages.is_dir():
+            self.stage_sums = golang.module_sums(self.site.stages, module)
+
+    def package(self, files: Path, manifest: dict[str, Any]) -> bool:
+        if self.stage_sums is not None and not (self.site.workdir / "go.sum").is_file():
+            files.parent.joinpath("go.sum").write_bytes(self.stage_sums.read_bytes())
+            manifest["lock"]["go"] = "go.sum"
+        return False
 
     def built(self) -> None:
         if self.go:

@@ -48,6 +48,10 @@ class BuildSite(Protocol):
         """Where the plan's commands run: ``work / plan.workdir``."""
 
     @property
+    def stages(self) -> Path:
+        """Where a Dockerfile's build stages were built, one directory each."""
+
+    @property
     def cache_root(self) -> Path:
         """The build cache shared between builds (Go's module cache, Maven's repository...)."""
 
