@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +107,7 @@ class Applier:
         for key in keys:
             self.applied.pop(key, None)
 
-    async def apply(self, objects: list[dict[str, Any]], *, only_changed: bool = True,
-                    on_done: Callable[[Key], None] | None = None) -> ApplyResult:
+    async def apply(self, objects: list[dict[str, Any]], *, only_changed: bool = True) -> ApplyResult:
         """Apply ``objects`` (in the renderer's order) that changed since they were last applied, or all of them
         with ``only_changed=False``. A failed object is reported in the result; the rest still go."""
         out = ApplyResult()
@@ -130,8 +129,6 @@ class Applier:
                     return
             self.applied[key] = Applied(digest(obj), digest(project(_apply_shape(answer), _apply_shape(obj))))
             out.written.append(key)
-            if on_done is not None:
-                on_done(key)
 
         kind = None
         batch: list[dict[str, Any]] = []

@@ -197,6 +197,10 @@ class KubernetesRuntime:
 
     # -- applying ----------------------------------------------------------------------------------------------
 
+    def drift_now(self) -> None:
+        """Make the next ``apply`` read everything back (drift, leftovers), whenever the last read was."""
+        self._next_drift = 0.0
+
     @staticmethod
     def _labels(desired: DesiredState) -> dict[str, str]:
         return prune.selector(desired.organization, desired.dataPlane)
