@@ -11,6 +11,7 @@ HTTP/1.1 connection pool (lightkube over httpx) kept for the agent's life.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def load_config(kubeconfig: Path | None) -> KubeConfig:
 
 
 def connect(kubeconfig: Path | None) -> AsyncClient:
-    """A client for the cluster (lazy: nothing sent yet)."""
+    """A client for the cluster (lazy: nothing sent yet). Its HTTP library's per-request lines stay out of the
+    agent's log, as httpx's do."""
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     return AsyncClient(load_config(kubeconfig), field_manager=MANAGER, trust_env=False)
 
 
