@@ -317,6 +317,21 @@ def test_a_scheduled_task_is_a_cronjob_and_the_jobs_it_spawns_are_reported_as_ru
     assert (done[0].deployment, done[0].component, done[0].exitCode) == ("dep_00000000cron", "nightly", 0)
 
 
+def test_a_namespace_that_exists_without_the_data_planes_labels_is_never_taken_over(kube: Kube) -> None:
+    theirs = names.namespace("acme", "theirs", "development")
+    kube.cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": theirs}})
+    other = deployment_wire(id="dep_00000000their", project="theirs", component="web",
+                            artifact={"digest": "sha256:" + "4" * 64, "image": IMAGE})
+    kube.apply(state(service(kube.host.key, release="r2", greeting="hi"), other))
+    report = kube.report("dep_00000000their")
+    assert report is not None and report.state == "failed"
+    assert report.message == (f"the namespace {theirs} exists and is not this data plane's (it has no "
+                              f"{names.DATA_PLANE} label): remove or rename it")
+    assert names.DATA_PLANE not in kube.cluster.get(f"/api/v1/namespaces/{theirs}")["metadata"].get("labels", {})
+    assert kube.cluster.get(f"/apis/networking.k8s.io/v1/namespaces/{theirs}/networkpolicies")["items"] == []
+    assert kube.report("dep_000000000api").state == "crash-loop"  # type: ignore[union-attr]  # the rest applied
+
+
 def test_undeploying_prunes_every_object_of_the_cell_and_leaves_objects_without_the_label_alone(
         kube: Kube) -> None:
     kube.cluster.post(f"/api/v1/namespaces/{SYSTEM}/configmaps", {
