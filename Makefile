@@ -4,6 +4,9 @@
 #   make postgres   make sure PostgreSQL server binaries are installed (tests start their own server)
 #   make buildtools make sure git, Node.js and npm are installed (builds use them)
 #   make registrytools make sure docker-registry, skopeo and umoci are installed (the image tests use them)
+#   make kubetools  build the test cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok) from the
+#                   Go module proxy into a cache keyed by version (scripts/ensure-kube-tools.sh; cold: see
+#                   docs/development.md, "The test cluster"; a no-op once built)
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
@@ -29,7 +32,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools bytecode test lint run bench clean
+.PHONY: venv postgres buildtools registrytools kubetools bytecode test lint run bench clean
 
 venv: $(STAMP)
 
@@ -49,6 +52,9 @@ buildtools:
 registrytools:
 	bash scripts/ensure-registry-tools.sh
 
+kubetools:
+	bash scripts/ensure-kube-tools.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -60,7 +66,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools registrytools bytecode
+test: venv postgres buildtools registrytools kubetools bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the tools the image tests use are installed: Debian's docker-registry (the OCI distribution
 # registry the tests start on 127.0.0.1), skopeo (inspects what was pushed), umoci (unpacks an image) and
-# htpasswd (apache2-utils: the bcrypt password file of a registry with basic auth).
+# htpasswd (apache2-utils: the bcrypt password file of a registry with basic auth) and nginx (runs the server
+# config of a static site's image, tests/test_image_static.py).
 #
 # - Already on PATH: print what is there and do nothing else.
 # - Missing and root: apt-get install them from Debian's packages. The package's own service is not
@@ -15,9 +16,10 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "ensure-registry-tools: docker-registry, $(skopeo --version), $(umoci --version), htpasswd"
+    echo "ensure-registry-tools: docker-registry, $(skopeo --version), $(umoci --version), htpasswd, nginx"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -30,6 +32,8 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 |
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
-if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
-    systemctl stop docker-registry || true
-fi
+for service in docker-registry nginx; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+        systemctl stop "$service" || true
+    fi
+done

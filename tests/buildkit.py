@@ -20,6 +20,8 @@ import httpx
 import psutil
 import pytest
 
+from cellplane.build.detect import detect
+from cellplane.build.plan import BuildFailure
 from liveserver import CELLPLANE, LiveServer, doc, free_port, start_server
 
 APPS = Path(__file__).parent / "fixtures" / "apps"
@@ -207,3 +209,50 @@ def tarball(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
         for info, data in members:
             tf.addfile(info, io.BytesIO(data) if data is not None else None)
     return buf.getvalue()
+
+
+# -- Java ------------------------------------------------------------------------------------------------------------
+
+WRAPPER_PLUGIN = "org.apache.maven.plugins:maven-wrapper-plugin:3.3.4:wrapper"
+
+
+@pytest.fixture(scope="module")
+def jdk() -> None:
+    """Java builds need the machine's JDK and Maven (``make buildtools`` installs them): a failure under CI, a skip
+    elsewhere."""
+    missing = [tool for tool in ("java", "javac", "mvn") if not shutil.which(tool)]
+    if missing:
+        message = f"Java builds need {', '.join(missing)} (make buildtools installs them)"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def with_maven_wrapper(source: Path, cache: Path) -> Path:
+    """Generate the Maven wrapper's ``mvnw`` script in ``source`` (``mvn -N wrapper:wrapper``, the plugin from Maven
+    Central into the build cache's Maven repository), as a project that keeps its wrapper has it; never committed."""
+    env = {**os.environ, "MAVEN_OPTS": f"-Dmaven.repo.local={cache / 'maven' / 'repository'}"}
+    out = subprocess.run(["mvn", "-B", "-q", "-N", WRAPPER_PLUGIN, "-Dmaven=3.9.9", "-Dtype=only-script"],
+                         cwd=source, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and (source / "mvnw").is_file(), out.stdout + out.stderr
+    return source
+
+
+# -- detection -------------------------------------------------------------------------------------------------------
+
+
+def tree(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (relative path -> text) under ``root`` and return it."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def detect_failure(source: Path, build: dict[str, Any] | None = None, component_type: str = "service"
+                   ) -> BuildFailure:
+    """The ``BuildFailure`` detecting ``source`` raises (the test fails when it raises none)."""
+    with pytest.raises(BuildFailure) as info:
+        detect(source, build or {}, component_type)
+    return info.value

@@ -3,7 +3,7 @@ every key the control plane always sends filled in, so a test names only what it
 
 The documents are the JSON the control plane serves (``to_wire`` of its models), parsed with
 ``DesiredState.from_wire`` as the agent parses them; keys the control plane leaves out when they do not apply are
-left out here too unless given.
+left out here too unless given. ``RecordingRuntime`` is a runtime for the agent's loop that runs nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cellplane.contract import DesiredDeployment, DesiredState
+from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 
 DIGEST = "sha256:" + "0" * 64
 
@@ -40,3 +41,30 @@ def state_wire(deployments: list[dict[str, Any]], **fields: Any) -> dict[str, An
 def desired_state(deployments: list[dict[str, Any]], **fields: Any) -> DesiredState:
     """``state_wire(deployments, **fields)``, parsed as the agent parses it."""
     return DesiredState.from_wire(state_wire(deployments, **fields))
+
+
+class RecordingRuntime:
+    """A ``Runtime`` that runs nothing and keeps what the agent's loop hands it: the cached desired state at start,
+    and every desired state applied, in order (as the contract's models)."""
+
+    def __init__(self) -> None:
+        self.cached: object = None
+        self.applied: list[object] = []
+
+    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
+        self.cached = cached
+
+    async def apply(self, desired: DesiredState) -> None:
+        self.applied.append(desired)
+
+    async def status(self) -> RuntimeStatus:
+        return RuntimeStatus({}, [])
+
+    async def stop(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "nothing runs"

@@ -21,7 +21,10 @@ import jsonschema
 import pytest
 import yaml
 
-VERSION = "v1.4.0"  # the last release the machine's Go (1.26) downloads; its v1 Gateway and HTTPRoute are GA
+# One pin for the whole project: the version the test cluster installs (tools/kube/versions.env).
+_PINS = Path(__file__).resolve().parent.parent / "tools" / "kube" / "versions.env"
+VERSION = next(line.split("=", 1)[1].strip() for line in _PINS.read_text().splitlines()
+               if line.startswith("GATEWAY_API_VERSION="))
 MODULE = "sigs.k8s.io/gateway-api"
 CRDS = {"Gateway": "gateway.networking.k8s.io_gateways.yaml", "HTTPRoute": "gateway.networking.k8s.io_httproutes.yaml"}
 

@@ -21,6 +21,7 @@ import uvloop
 from cellplane.gateway.auth import cell_credential
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway, GatewaySettings
+from liveserver import free_port as free_port  # re-exported: a port nothing listens on
 
 T = TypeVar("T")
 BLOCK = bytes(range(256)) * 256  # 64 KiB of a known pattern, for large bodies
@@ -43,11 +44,9 @@ def pattern_digest(n: int) -> str:
     return h.hexdigest()
 
 
-def free_port() -> int:
-    """A port nothing listens on (for a replica that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def port_of(url: str) -> int:
+    """The port of a listener's URL (``http://127.0.0.1:PORT``)."""
+    return int(url.rsplit(":", 1)[1])
 
 
 class App:

@@ -66,14 +66,14 @@ class LocalRegistry:
         return self.url.removeprefix("http://")
 
 
-def _start(tmp: Path, auth: dict[str, Any] | None = None) -> LocalRegistry:
+def _start(tmp: Path, auth: dict[str, Any] | None = None, *, delete: bool = True) -> LocalRegistry:
     need("docker-registry", "skopeo", "umoci", "htpasswd")
     port = free_port()
     storage = tmp / "storage"
     storage.mkdir()
     config: dict[str, Any] = {
         "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": delete}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
     }
     if auth:

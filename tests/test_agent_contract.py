@@ -22,38 +22,12 @@ import uvloop
 from cellplane.contract import DesiredDeployment, DesiredState
 from cellplane.dataplane.agent import Agent, AgentSettings
 from cellplane.dataplane.localstate import LocalState, write_json
-from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.runtimes.local import LocalRuntime
 from cellplane.errors import CellplaneError
+from desiredkit import RecordingRuntime
 from liveserver import free_port
 
 GOLDEN = Path(__file__).parent / "fixtures" / "contract" / "desired-state.json"
-
-
-class RecordingRuntime:
-    """Runs nothing; keeps what the loop hands it."""
-
-    def __init__(self) -> None:
-        self.cached: object = None
-        self.applied: list[object] = []
-
-    async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
-        self.cached = cached
-
-    async def apply(self, desired: DesiredState) -> None:
-        self.applied.append(desired)
-
-    async def status(self) -> RuntimeStatus:
-        return RuntimeStatus({}, [])
-
-    async def stop(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "nothing runs"
 
 
 def settings(data: Path) -> AgentSettings:

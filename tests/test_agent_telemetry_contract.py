@@ -44,10 +44,9 @@ from cellplane.contract import (
 )
 from cellplane.dataplane.agent import Agent, AgentSettings
 from cellplane.dataplane.cpclient import wire
-from cellplane.dataplane.runtimes.base import RuntimeStatus
 from cellplane.dataplane.runtimes.local import BUILD_DELAY, BUILD_STEP, LocalRuntime
 from cellplane.digests import sha256_file
-from desiredkit import deployment_wire, state_wire
+from desiredkit import RecordingRuntime, deployment_wire, state_wire
 
 GOLDEN = Path(__file__).parent / "fixtures" / "contract" / "agent-telemetry.json"
 SPOOL = GOLDEN.with_name("spool")  # what an agent spooled before the contract's models
@@ -269,28 +268,6 @@ def test_every_batch_a_real_agent_sends_parses_with_the_control_planes_model_as_
                for s in spans)
 
 
-class NothingRuns:
-    """A runtime that runs nothing (the spool is the loop's, whatever the runtime)."""
-
-    async def start(self, host: Any, cached: Any) -> None:
-        pass
-
-    async def apply(self, desired: Any) -> None:
-        pass
-
-    async def status(self) -> RuntimeStatus:
-        return RuntimeStatus({}, [])
-
-    async def stop(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "nothing runs"
-
-
 def test_what_an_agent_spooled_before_the_contracts_models_is_sent_by_the_agent_after_them_as_it_was_written(
         recorder: Recorder, tmp_path: Path) -> None:
     """The spool files in fixtures/contract/spool are what an outbox wrote while the control plane was away, when
@@ -305,7 +282,7 @@ def test_what_an_agent_spooled_before_the_contracts_models_is_sent_by_the_agent_
     settings = AgentSettings(controlplane=recorder.url, token="t", data_dir=data, metrics_port=None)
 
     async def body() -> None:
-        agent = Agent(settings, NothingRuns())
+        agent = Agent(settings, RecordingRuntime())
         await agent.start()
         try:
             deadline = asyncio.get_running_loop().time() + 30

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from buildkit import detect_failure as failure
+from buildkit import tree
 from cellplane.build.detect import (
     Detection,
     detect,
@@ -28,21 +30,6 @@ APPS = Path(__file__).parent / "fixtures" / "apps"
 
 FLASK_APP = 'from flask import Flask\n\napp = Flask(__name__)\n\n@app.get("/")\ndef index():\n    return "hi"\n'
 FASTAPI_APP = 'from fastapi import FastAPI\n\napp = FastAPI()\n'
-
-
-def tree(root: Path, files: dict[str, str]) -> Path:
-    """Write ``files`` (relative path -> text) under ``root`` and return it."""
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
-def failure(source: Path, build: dict | None = None, component_type: str = "service") -> BuildFailure:
-    with pytest.raises(BuildFailure) as info:
-        detect(source, build or {}, component_type)
-    return info.value
 
 
 # --- the fixture apps ------------------------------------------------------------------------------------------

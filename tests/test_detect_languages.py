@@ -3,29 +3,14 @@ source in a language that is not built here gets. Pure file reading: no toolchai
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from buildkit import detect_failure as failure
+from buildkit import tree
 from cellplane.build.detect import detect
 from cellplane.build.languages.commands import language_of
-from cellplane.build.plan import BuildFailure
 
 MAIN = "package main\n\nfunc main() {}\n"
-
-
-def tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
-def failure(source: Path, build: dict | None = None, component_type: str = "service") -> BuildFailure:
-    with pytest.raises(BuildFailure) as info:
-        detect(source, build or {}, component_type)
-    return info.value
 
 
 # --- Go ---------------------------------------------------------------------------------------------------------

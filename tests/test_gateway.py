@@ -23,7 +23,7 @@ import pytest
 from cellplane.gateway.auth import secret_digest
 from cellplane.gateway.routes import Grant, Upstream
 from cellplane.gateway.server import GatewaySettings
-from gatewaykit import App, Harness, backend, frame, free_port, pattern, pattern_digest, raw_request
+from gatewaykit import App, Harness, backend, frame, free_port, pattern, pattern_digest, port_of, raw_request
 
 MB = 1024 * 1024
 KEY = "the-api-key-of-shop-front"
@@ -39,10 +39,6 @@ def h() -> Iterator[Harness]:
 
 def make(**settings: Any) -> Harness:
     return Harness(GatewaySettings(**settings))
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 # -- routing ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from cellplane.gateway.auth import secret_digest
 from cellplane.gateway.routes import Grant, Upstream
-from gatewaykit import Harness, backend, free_port, raw_request
+from gatewaykit import Harness, backend, free_port, port_of, raw_request
 
 KEY = "the-api-key-of-shop-front"
 GRANT = Grant("ck_front", secret_digest(KEY.encode()), "dev", "shop", "front", ("sales", "orders", "api"))
@@ -25,10 +25,6 @@ def h() -> Iterator[Harness]:
     harness = Harness()
     yield harness
     harness.close()
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:

@@ -95,6 +95,8 @@ def test_a_flask_image_has_a_dependency_layer_between_the_base_and_the_app_and_p
     assert f"Python {version} packages" in config["history"][-2]["created_by"]
     assert "PATH=/app/.python-packages/bin:/usr/local/bin:/usr/bin:/bin" in config["config"]["Env"]
     assert "dependencies (Python" in log_text(configured.client, first["id"])
+    assert first["image"]["python"] == {"version": version, "platform": "x86_64-manylinux_2_28",
+                                        "from": "the control plane's Python"}  # recorded on the build
 
 
 def test_the_same_lock_gives_the_same_dependency_layer_and_the_same_image(

@@ -7,9 +7,7 @@ wrapper's ``mvnw`` script is generated here (``mvn -N wrapper:wrapper``), never 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from buildkit import APPS, BuildServer, component, failed_why, upload, wait, with_maven_wrapper
 from dataplanekit import ORG, AgentProcess, deploy, service, wait_state
 from liveserver import run_cli
-
-WRAPPER_PLUGIN = "org.apache.maven.plugins:maven-wrapper-plugin:3.3.4:wrapper"
-
-
-@pytest.fixture(scope="module")
-def jdk() -> None:
-    missing = [tool for tool in ("java", "javac", "mvn") if not shutil.which(tool)]
-    if missing:
-        message = f"Java builds need {', '.join(missing)} (make buildtools installs them)"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +25,7 @@ def spring_source(jdk: None, tmp_path_factory: pytest.TempPathFactory, build_cac
     """The java-spring fixture with its Maven wrapper script generated (Maven Central serves the plugin)."""
     source = tmp_path_factory.mktemp("java") / "java-spring"
     shutil.copytree(APPS / "java-spring", source)
-    env = {**os.environ, "MAVEN_OPTS": f"-Dmaven.repo.local={build_cache / 'maven' / 'repository'}"}
-    out = subprocess.run(["mvn", "-B", "-q", "-N", WRAPPER_PLUGIN, "-Dmaven=3.9.9", "-Dtype=only-script"],
-                         cwd=source, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and (source / "mvnw").is_file(), out.stdout + out.stderr
-    return source
+    return with_maven_wrapper(source, build_cache)
 
 
 def _build(c: httpx.Client, project: str, name: str, spec: dict[str, Any], source: Path) -> dict[str, Any]:

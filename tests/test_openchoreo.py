@@ -13,24 +13,7 @@ import pytest
 from cellplane.errors import FieldProblem, InvalidError
 from cellplane.model import parse_document
 from cellplane.openchoreo import Translation, is_openchoreo, translate
-
-OC = "openchoreo.dev/v1alpha1"
-
-
-def oc(kind: str, name: str, spec: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
-    return {"apiVersion": OC, "kind": kind, "metadata": {"name": name, "namespace": "acme", **metadata},
-            "spec": spec or {}}
-
-
-def component(name: str = "orders", **spec: Any) -> dict[str, Any]:
-    return oc("Component", name, {"owner": {"projectName": "shop"},
-                                  "componentType": {"kind": "ClusterComponentType", "name": "deployment/service"},
-                                  **spec})
-
-
-def workload(name: str = "orders", **spec: Any) -> dict[str, Any]:
-    return oc("Workload", f"{name}-workload", {"owner": {"projectName": "shop", "componentName": name},
-                                              "container": {"image": "ghcr.io/acme/orders:1"}, **spec})
+from openchoreokit import OC, component, oc, workload
 
 
 def one(*raws: Any) -> tuple[dict[str, Any], list[str]]:
@@ -77,10 +60,17 @@ def test_another_version_of_the_openchoreo_group_is_refused_at_apiVersion() -> N
                                           "(OpenChoreo documents: 'openchoreo.dev/v1alpha1')")]
 
 
-def test_a_kind_without_an_equivalent_is_refused_naming_what_to_do_instead() -> None:
-    [p] = problems(oc("WorkflowRun", "build-1"))
+def test_a_kind_without_an_equivalent_is_one_note_naming_what_to_do_instead_and_makes_nothing() -> None:
+    t = translate([oc("WorkflowRun", "build-1"), oc("Project", "q")])
+    assert t.problems == [] and [i for i, _ in t.documents] == [1]
+    assert t.notes() == ["documents[0]: WorkflowRun 'build-1' has no equivalent in Cellplane; not applied (start a "
+                         "build with `cellplane build COMPONENT`)"]
+
+
+def test_a_kind_openchoreo_does_not_have_is_refused_with_a_hint() -> None:
+    [p] = problems(oc("Enviroment", "dev"))
     assert p.field == "documents[0].kind"
-    assert "start a build with `cellplane build`" in p.problem and "Workload" in p.problem
+    assert p.problem.startswith("'Enviroment' is not an OpenChoreo kind (did you mean 'Environment'?)")
 
 
 def test_unknown_fields_are_errors_with_a_hint_and_status_is_ignored() -> None:
@@ -173,7 +163,9 @@ def test_a_data_plane_becomes_a_kubernetes_one_with_its_gateway_hosts_as_urls() 
     assert document["spec"] == {"type": "kubernetes", "gateway": {"externalUrl": "https://apps.example.com",
                                                                   "internalUrl": "http://internal.example.com:8080"}}
     assert [w.split(":")[0] for w in warnings] == ["spec.planeID", "spec.gateway.ingress.external.name",
-                                                   "spec.gateway.ingress.external.namespace"]
+                                                   "spec.gateway.ingress.external.namespace",
+                                                   "DataPlane 'eu' runs deployments once its agent registers"]
+    assert "`cellplane dataplane token --name eu --output FILE`" in warnings[-1]
 
 
 def test_an_organization_of_older_releases_is_cluster_scoped() -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from buildkit import git_repo
 from liveserver import LiveServer, doc, fails, ok, run_cli
+from openchoreokit import error_of
 
 SHOP = Path(__file__).parent / "fixtures" / "openchoreo" / "shop"
 ORG = "acme-oc"
@@ -106,14 +106,6 @@ def test_applying_the_same_files_again_changes_nothing(live_server: LiveServer, 
     assert {line.rsplit(" ", 1)[1] for line in result.stdout.splitlines()} == {"unchanged"}
 
 
-def error_of(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code == 422, r.text
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
-    error: dict[str, Any] = body["error"]
-    return error
-
-
 def test_a_workload_whose_component_is_neither_applied_nor_stored_is_refused_at_its_owner(
         live_server: LiveServer) -> None:
     stray = {"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Workload",
@@ -158,16 +150,10 @@ def test_a_reference_refused_when_stored_is_reported_where_it_was_written(live_s
                 "metadata": {"name": "broken", "namespace": ORG},
                 "spec": {"promotionPaths": [{"sourceEnvironmentRef": {"name": "development"},
                                              "targetEnvironmentRefs": [{"name": "nowhere"}]}]}}
-    error = error_of_any(live_server.client().post("/apply", json={"documents": [pipeline]}))
+    error = error_of(live_server.client().post("/apply", json={"documents": [pipeline]}), None)
     [detail] = error["details"]
     assert detail["field"] == "documents[0].spec.promotionPaths[0].targetEnvironmentRefs[0].name"
     assert "nowhere" in detail["problem"]
-
-
-def error_of_any(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code >= 400, r.text
-    error: dict[str, Any] = r.json()["error"]
-    return error
 
 
 def test_the_control_plane_reads_a_workload_yaml_from_a_git_repository_at_a_branch_and_path(

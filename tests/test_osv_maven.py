@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -87,16 +86,6 @@ def test_maven_pins_are_scanned_against_the_build_file_and_blocked_by_the_same_p
     assert [f.rule for f in scans.Policy().blocking(found)] == ["CELLPLANE-TEST-MAVEN-0002"]
     gradle = scans.scan_dependencies(db, None, None, maven_pins=pins[:1], maven_file="build.gradle.kts")
     assert [f.file for f in gradle] == ["build.gradle.kts"]
-
-
-@pytest.fixture(scope="module")
-def jdk() -> None:
-    missing = [tool for tool in ("java", "javac", "mvn") if not shutil.which(tool)]
-    if missing:
-        message = f"Java builds need {', '.join(missing)} (make buildtools installs them)"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from liveserver import free_port
+
 # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal so supervisors see why it stopped.
 STOPPED = (0, -signal.SIGTERM)
 INDEX = "<!doctype html><title>app</title><div id=root></div>\n"
@@ -42,12 +44,6 @@ class Server:
                 self.process.wait()
                 return -999
         return self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(root: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> Server:

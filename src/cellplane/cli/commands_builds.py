@@ -227,6 +227,9 @@ def show(ctx: typer.Context, build_id: str = typer.Argument(..., metavar="BUILD"
         rows.append(("Image", image["reference"]))
         rows += [("Also pushed to", ref) for ref in image.get("pushedTo") or [] if ref != image["reference"]]
         rows.append(("Signature", image.get("signature") or "not signed"))
+        if image.get("python"):
+            python = image["python"]
+            rows.append(("Image Python", f"{python['version']} ({python['platform']}, from {python['from']})"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         out.print(f"{k + ':':<{width + 1}} {escape(str(v))}")
@@ -353,3 +356,40 @@ def run(ctx: typer.Context, digest: str = typer.Argument(...), project: str = PR
     err.print(f"running {escape(' '.join(cmd.argv))} on http://{host}:{cmd.port}/  (Ctrl-C stops it)")
     os.chdir(cmd.cwd)
     os.execvpe(cmd.argv[0], cmd.argv, cmd.env)  # noqa: S606  (the app replaces the CLI, as `exec` would)
+
+
+signing_key = typer.Typer(no_args_is_help=True, help="The organization's image signing key: show, rotate, forget.")
+app.add_typer(signing_key, name="signing-key")
+
+
+def _print_keys(result: dict[str, Any], output: Format) -> None:
+    if output != Format.table:
+        dump(result, output)
+        return
+    table(result.get("keys") or [], [("KEY", lambda k: k["keyId"]),
+                                     ("STATE", lambda k: "current: signs" if k["current"] else "kept: verifies"),
+                                     ("SINCE", lambda k: k["since"][:19].replace("T", " "))], empty="No keys.")
+
+
+@signing_key.command("show")
+def signing_key_show(ctx: typer.Context, output: Format = typer.Option(Format.table, "-o", "--output")) -> None:
+    """The current key and the retired ones kept for verifying (-o json: their public keys, for cosign)."""
+    st = state(ctx)
+    _print_keys(st.client.get(f"/organizations/{st.org}/image-signing-key"), output)
+
+
+@signing_key.command("rotate")
+def signing_key_rotate(ctx: typer.Context) -> None:
+    """A new key signs every image from now on; the old public key is kept, so its signatures still verify."""
+    st = state(ctx)
+    result = st.client.post(f"/organizations/{st.org}/image-signing-key/rotate", {})
+    kept = [k["keyId"] for k in result["keys"] if not k["current"]]
+    out.print(f"signing key rotated: new key {result['keyId']}; kept for verifying: {', '.join(kept) or 'none'}")
+
+
+@signing_key.command("forget")
+def signing_key_forget(ctx: typer.Context, key: str = typer.Argument(..., help="a kept key's id")) -> None:
+    """Stop keeping a retired key: images signed only with it no longer verify with the organization's keys."""
+    st = state(ctx)
+    st.client.delete(f"/organizations/{st.org}/image-signing-key/keys/{key}")
+    out.print(f"signing key {key} forgotten")

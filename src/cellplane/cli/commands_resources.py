@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,8 +39,12 @@ OUTPUT = typer.Option(Format.table, "-o", "--output", help="table, json or yaml"
 PROJECT = typer.Option(None, "--project", "-p", help="project (default: the context's)")
 
 
-def read_documents(sources: list[str]) -> tuple[list[Any], list[str]]:
-    """Documents from files, directories and '-' (stdin), with a label per document for error messages."""
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_documents(sources: list[str], recursive: bool = False) -> tuple[list[Any], list[str]]:
+    """Documents from files, directories (``recursive``: and their subdirectories) and '-' (stdin), with a label
+    per document for error messages."""
     docs, labels = [], []
     for source in sources:
         if source == "-":
@@ -47,9 +52,11 @@ def read_documents(sources: list[str]) -> tuple[list[Any], list[str]]:
         else:
             path = Path(source)
             if path.is_dir():
-                files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+                files = directory_files(path, recursive)
                 if not files:
-                    raise CliError(f"{source}: no .yaml, .yml or .json files in this directory")
+                    deeper = "" if recursive or not directory_files(path, True) else " (its subdirectories have "\
+                        "some: add -R)"
+                    raise CliError(f"{source}: no .yaml, .yml or .json files in this directory{deeper}")
             elif path.is_file():
                 files = [path]
             else:
@@ -71,6 +78,18 @@ def read_documents(sources: list[str]) -> tuple[list[Any], list[str]]:
     return docs, labels
 
 
+def directory_files(root: Path, recursive: bool) -> list[Path]:
+    """The .yaml, .yml and .json files of ``root`` (``recursive``: of its whole tree, not following symbolic links
+    to directories), in a stable order: by path, a directory's files and subdirectories by name, as kubectl walks.
+    Cost: one directory listing per directory."""
+    if not recursive:
+        return sorted(p for p in root.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [Path(folder, n) for n in names if Path(n).suffix in SUFFIXES and Path(folder, n).is_file()]
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -82,13 +101,17 @@ def _read(path: Path) -> str:
 def apply(
     ctx: typer.Context,
     filename: list[str] = typer.Option(..., "-f", "--filename", help="YAML file, directory, or - for stdin"),
+    recursive: bool = typer.Option(False, "-R", "--recursive", help="read the directories' subdirectories too"),
     project: str = PROJECT,
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and show what would change"),
     output: Format = OUTPUT,
 ) -> None:
-    """Create or update resources from YAML documents: all of them, or none."""
+    """Create or update resources from YAML documents: all of them, or none.
+
+    Cellplane's documents and OpenChoreo's (docs/openchoreo.md) are all checked before any is stored: a bad field
+    anywhere refuses the whole set, naming the file and the field."""
     st = state(ctx)
-    docs, labels = read_documents(filename)
+    docs, labels = read_documents(filename, recursive)
     body = {"organization": st.org, "project": st.project(project, required=False), "documents": docs}
     try:
         result = st.client.post("/apply", body, dryRun=dry_run or None)
@@ -98,14 +121,17 @@ def apply(
         return dump(result, output)
     suffix = " (dry run)" if dry_run else ""
     for r in result["results"]:
-        out.print(f"{r['kind'].lower()}/{r['name']} {r['action']}{suffix}")
+        detail = f" ({r['detail']})" if r.get("detail") else ""
+        out.print(escape(f"{r['kind'].lower()}/{r['name']} {r['action']}{detail}{suffix}"))
         for w in r.get("warnings") or []:
             err.print(f"[yellow]warning:[/] {escape(w)}")
+    for w in result.get("warnings") or []:  # documents that applied nothing (OpenChoreo's SecretReference, ...)
+        err.print(f"[yellow]warning:[/] {escape(_with_labels(w, labels))}")
 
 
 def _with_labels(message: str, labels: list[str]) -> str:
     """Name the file of a document instead of its index in the request."""
-    return re.sub(r"documents\[(\d+)\]\.?",
+    return re.sub(r"documents\[(\d+)\](?:\.|: )?",
                   lambda m: f"{labels[int(m.group(1))]}: " if int(m.group(1)) < len(labels) else m.group(0), message)
 
 

@@ -26,8 +26,10 @@ from cellplane.build.plan import BuildFailure
 from cellplane.controlplane.registries import Target
 from cellplane.images import config as image_config
 from cellplane.images import layer as image_layer
+from cellplane.images import layercache
+from cellplane.images import retention as image_retention
 from cellplane.images import sign as signing
-from cellplane.images.publish import Published, publish, repository_for
+from cellplane.images.publish import Published, application_layer, publish, repository_for
 from cellplane.images.registry import Credentials, Registry, RegistryError
 
 
@@ -37,9 +39,12 @@ class ImageFailure(Exception):
 
 def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: str, project: str, component: str,
          commit: str | None, targets: list[Target], key_pem: bytes | None,
-         log: Callable[[str], None], cache: Path | None = None) -> dict[str, Any]:
+         log: Callable[[str], None], cache: Path | None = None,
+         retention: Callable[[], tuple[list[str], set[str]]] | None = None) -> dict[str, Any]:
     """Publish to each target; returns the build's ``image`` record. ``cache``: the dependency cache, where the
-    Python packages / node_modules layer is installed and kept (``images.dependencies``)."""
+    Python packages / node_modules layer is installed and kept (``images.dependencies``). ``retention``: reads
+    (the component's builds newest first, the deployed digests) from the store, for a target with ``keepTags``
+    (``images.retention``); read after the push, just before deleting."""
     # No build id among the labels: the same source must give the same image (the build's tag names the build).
     labels = {image_config.LABEL_COMPONENT: f"{organization}/{project}/{component}"}
     if commit:
@@ -48,7 +53,7 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
     key = signing.load_private(key_pem) if key_pem else None
     record: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cellplane-image-") as tmp:
-        layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
+        layer = application_layer(artifact, Path(tmp) / "layer.tar.gz")  # once, whatever the registries
         for target in targets:
             image = _push_one(artifact, artifact_digest, target, layer, build_id=build_id, repository=repository_for(
                 target.repository_prefix, organization, project, component), labels=labels, key=key, cache=cache)
@@ -57,10 +62,42 @@ def push(artifact: Path, artifact_digest: str, *, build_id: str, organization: s
             if not record:
                 record = {"reference": image.reference, "digest": image.digest, "repository": image.repository,
                           "tag": image.tag, "signature": image.signature, "pushedTo": []}
+                if image.python:
+                    record["python"] = image.python
             elif image.digest != record["digest"]:
                 log(f"{target.where}: its base images differ from the first registry's: digest {image.digest}")
             record["pushedTo"].append(image.reference)
+            if target.keep_tags and retention is not None:
+                _clean(target, image.repository, build_id, retention, log)
+    if cache is not None:
+        max_age, max_bytes = layercache.settings()
+        pruned = layercache.prune(cache, max_age, max_bytes)
+        if pruned.removed:
+            log(f"image-layers cache: {pruned.removed} layer(s) not used lately removed ({pruned.freed} bytes), "
+                f"{pruned.kept} kept ({pruned.kept_bytes} bytes)")
     return record
+
+
+def _clean(target: Target, repository: str, build_id: str, retention: Callable[[], tuple[list[str], set[str]]],
+           log: Callable[[str], None]) -> None:
+    """Tag cleanup after a push; a failure is logged, not the build's: the image is pushed and recorded. This
+    build is the newest (its image is not in the store yet)."""
+    assert target.keep_tags
+    credentials = Credentials(target.username, target.password or "") if target.username else None
+    try:
+        builds, deployed = retention()
+        builds = [build_id, *(b for b in builds if b != build_id)]
+        with Registry(target.url, credentials) as registry:
+            cleaned = image_retention.clean(registry, repository, builds, deployed, target.keep_tags)
+    except (RegistryError, httpx.HTTPError) as e:
+        log(f"{target.where}: tag cleanup failed (the images are kept): {getattr(e, 'message', None) or e}")
+        return
+    if cleaned.unsupported:
+        log(f"{target.where}: tag cleanup: the registry does not allow deletes (docker-registry: "
+            "storage.delete.enabled), so every image is kept")
+    elif cleaned.deleted:
+        log(f"{target.where}: tag cleanup: deleted the images of {', '.join(cleaned.deleted)} "
+            f"(keepTags {target.keep_tags}; deployed images are kept)")
 
 
 def _push_one(artifact: Path, artifact_digest: str, target: Target, layer: image_layer.Layer, *, build_id: str,

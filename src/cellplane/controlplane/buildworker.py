@@ -211,6 +211,11 @@ class BuildWorkers:
             return "cancelled", "cancelled by a user"
         return None
 
+    def _retention(self, organization: str, project: str, component: str) -> tuple[list[str], set[str]]:
+        """What tag cleanup keeps, read now (``registries.retention``)."""
+        with self.store.transaction() as s:
+            return registries.retention(s, organization, project, component)
+
     def _image(self, claimed: dict[str, Any], sink: _Sink) -> None:
         """Push the artifact's image (``buildimages``): a step of its own; a failure fails the build."""
         assert sink.result is not None
@@ -222,7 +227,7 @@ class BuildWorkers:
                 Path(sink.result["artifact"]), str(sink.result.get("digest")), build_id=claimed["id"],
                 organization=organization, project=project, component=component, commit=sink.commit,
                 targets=claimed["registries"], key_pem=claimed["signingKey"], log=lambda line: sink.log("image", line),
-                cache=self.cache_dir)
+                cache=self.cache_dir, retention=lambda: self._retention(organization, project, component))
             state = "succeeded"
         except buildimages.ImageFailure as e:
             sink.result = {"ok": False, "error": str(e)}

@@ -36,9 +36,11 @@ def command(run: str) -> list[str]:
 
 def image_config(base: dict[str, Any], diff_id: str, *, run: str | None, env: dict[str, str], workdir: str,
                  port: int | None, labels: dict[str, str], user: str = DEFAULT_USER,
-                 dependencies: tuple[tuple[str, str], ...] = ()) -> bytes:
+                 dependencies: tuple[tuple[str, str], ...] = (), cmd: list[str] | None = None,
+                 stop_signal: str | None = None) -> bytes:
     """The config of ``base`` (a parsed OCI or Docker image config) with one more layer, ``diff_id``, after the
-    ``dependencies`` layers (``(diff_id, what it holds)`` each: ``images.dependencies``)."""
+    ``dependencies`` layers (``(diff_id, what it holds)`` each: ``images.dependencies``). ``cmd`` is the ``Cmd``
+    as it is (a static site's nginx), instead of one made from ``run``."""
     inherited = dict(base.get("config") or {})
     merged: dict[str, str] = {}
     for item in inherited.get("Env") or []:
@@ -49,13 +51,17 @@ def image_config(base: dict[str, Any], diff_id: str, *, run: str | None, env: di
         merged["PORT"] = str(port)
     settings: dict[str, Any] = {"Env": [f"{k}={v}" for k, v in sorted(merged.items())], "WorkingDir": workdir,
                                 "User": user, "Labels": {**(inherited.get("Labels") or {}), **labels}}
-    if run:
+    if cmd:
+        settings["Cmd"] = list(cmd)
+    elif run:
         settings["Cmd"] = command(run)
+    if stop_signal:
+        settings["StopSignal"] = stop_signal
     if port is not None:
         settings["ExposedPorts"] = {f"{port}/tcp": {}}
     rootfs = dict(base.get("rootfs") or {"type": "layers", "diff_ids": []})
     history = [*(base.get("history") or []), *({"created_by": f"cellplane: {what}"} for _, what in dependencies),
-               {"created_by": "cellplane: the build artifact at /app",
+               {"created_by": "cellplane: the build artifact" + (" (a static site for nginx)" if cmd else " at /app"),
                                                "comment": labels.get(LABEL_ARTIFACT, "")}]
     return canonical({
         "architecture": base.get("architecture") or "amd64", "os": base.get("os") or "linux",

@@ -23,6 +23,7 @@ has the same digest and the registry already holds it. Installs use the shared p
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cellplane.build.plan import BuildFailure
+from cellplane.images import gems
 from cellplane.images import layer as image_layer
 from cellplane.runtime.materialize import DependencyCache, base_env, digest_of, locked, run
 
@@ -41,12 +43,47 @@ PYTHON_PLATFORM = "x86_64-manylinux_2_28"
 _VERSION = re.compile(r"(?<![\d.])(3\.\d{1,2})(?![\d])")
 
 
+SUPPORTED_PYTHONS = ((3, 8), (3, 14))  # the versions uv installs wheels for here (--python-version)
+
+
 @dataclass(frozen=True)
 class Dependencies:
     layer: image_layer.Layer
     env: dict[str, str]  # what the image's Env gains
     path: str  # what goes in front of the base's PATH: the packages' commands (gunicorn, ...)
     what: str  # for the build's log
+    python: dict[str, str] | None = None  # Python layers: version, platform, and where the version was read
+
+
+def python_target(base: str, base_config: dict[str, Any] | None) -> dict[str, str]:
+    """The Python (and platform) the packages of an image on ``base`` are installed for: the base's
+    ``PYTHON_VERSION`` (official python images set it), else its tag's ``3.N``, else this machine's. Raises a
+    one-line BuildFailure when this machine cannot produce packages the base runs: a platform other than
+    linux/amd64, an Alpine (musl) base, a tag and a ``PYTHON_VERSION`` that disagree, a version outside
+    ``SUPPORTED_PYTHONS``: an image whose packages do not import is worse than no image."""
+    config = base_config or {}
+    platform = f"{config.get('os') or 'linux'}/{config.get('architecture') or 'amd64'}"
+    if platform != "linux/amd64":
+        raise BuildFailure(f"image: the base image {base} is {platform}, and an image's Python packages are "
+                           f"installed for x86_64 only ({PYTHON_PLATFORM}): use a linux/amd64 base")
+    env = dict(str(e).partition("=")[::2] for e in (config.get("config") or {}).get("Env") or [])
+    tag = base.partition("@")[0].rpartition(":")[2]
+    if "alpine" in tag.lower():
+        raise BuildFailure(f"image: the base image {base} is Alpine (musl libc), and an image's Python packages are "
+                           f"manylinux wheels (glibc): use a Debian-based base such as python:3.12-slim")
+    tagged = python_version(base)
+    found = _VERSION.match(env.get("PYTHON_VERSION", ""))
+    declared = found.group(1) if found else None
+    if tagged and declared and tagged != declared:
+        raise BuildFailure(f"image: the base image {base} names Python {tagged} in its tag and holds Python "
+                           f"{declared} (its PYTHON_VERSION): fix the tag, or set registry.baseImages.python")
+    version = declared or tagged or f"{sys.version_info.major}.{sys.version_info.minor}"
+    source = "the base's PYTHON_VERSION" if declared else "the base's tag" if tagged else "the control plane's Python"
+    low, high = SUPPORTED_PYTHONS
+    if not low <= tuple(int(n) for n in version.split(".")) <= high:
+        raise BuildFailure(f"image: the base image {base} runs Python {version}, and packages are installed here for "
+                           f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]} only: use a base with one of those")
+    return {"version": version, "platform": PYTHON_PLATFORM, "from": source}
 
 
 def python_version(base: str) -> str | None:
@@ -58,23 +95,40 @@ def python_version(base: str) -> str | None:
     return found.group(1) if found else None
 
 
-def for_artifact(artifact: Path, meta: dict[str, Any], base: str, cache_root: Path) -> Dependencies | None:
-    """The dependency layer of ``artifact`` (``meta``: its manifest) on ``base``, or None when it needs none."""
+def for_artifact(artifact: Path, meta: dict[str, Any], base: str, cache_root: Path,
+                 base_config: dict[str, Any] | None = None) -> Dependencies | None:
+    """The dependency layer of ``artifact`` (``meta``: its manifest) on ``base`` (``base_config``: its image
+    config, when read), or None when it needs none."""
     lock = meta.get("lock") or {}
     language = meta.get("language")
     cache_root = cache_root.resolve()  # the installers run in a staging directory: relative paths would move
     if language == "python" and lock.get("python"):
-        version = python_version(base) or f"{sys.version_info.major}.{sys.version_info.minor}"
+        target = python_target(base, base_config)
+        version = target["version"]
         text = _member(artifact, lock["python"])
         layer = _python(text, version, DependencyCache(cache_root), lock["python"])
         return Dependencies(layer, {"PYTHONPATH": f"/{PYTHON_PACKAGES}"}, f"/{PYTHON_PACKAGES}/bin",
-                            f"Python {version} packages of {lock['python']} at /{PYTHON_PACKAGES}")
+                            f"Python {version} packages of {lock['python']} at /{PYTHON_PACKAGES}", target)
     if language == "node" and lock.get("node"):
         workdir = str(meta.get("workdir") or "files")
         package_json = _member(artifact, f"{workdir}/package.json")
         layer = _node(package_json, _member(artifact, lock["node"]), workdir, DependencyCache(cache_root))
         return Dependencies(layer, {"NODE_ENV": "production"}, f"/{image_layer.ROOT}/{workdir}/node_modules/.bin",
                             f"node_modules of {lock['node']} at /{image_layer.ROOT}/{workdir}/node_modules")
+    if language == "ruby" and lock.get("ruby"):
+        machine = gems.machine_ruby()
+        wanted = gems.ruby_version(base)
+        gems.check_asked(meta.get("languageVersion"), wanted, base)
+        ruby_abi = gems.abi(wanted) if wanted else machine
+        folder = str(lock["ruby"]).rpartition("/")[0] or "."
+        inputs = (_member(artifact, lock["ruby"]), _member(artifact, f"{folder}/Gemfile"), ruby_abi.encode(),
+                  machine.encode())
+        key = "ruby-" + digest_of(*inputs)[:40]
+        layer = _cached(DependencyCache(cache_root), key, lambda tmp, dest: gems.install(
+            artifact, folder, lock["ruby"], ruby_abi, machine, DependencyCache(cache_root), tmp, dest))
+        return Dependencies(layer, gems.env(f"/{image_layer.ROOT}/{folder}/Gemfile"),
+                            f"/{gems.RUBY_GEMS}/ruby/{ruby_abi}/bin",
+                            f"Ruby {ruby_abi} gems of {lock['ruby']} at /{gems.RUBY_GEMS}")
     return None
 
 
@@ -99,6 +153,8 @@ def _cached(cache: DependencyCache, key: str, build: Any) -> image_layer.Layer:
             with tempfile.TemporaryDirectory(prefix="cellplane-deps-", dir=folder) as tmp:
                 made: image_layer.Layer = build(Path(tmp), blob)
             record.write_text(json.dumps({"digest": made.digest, "diff_id": made.diff_id, "size": made.size}))
+        else:
+            os.utime(record)  # its last use, which layercache.prune goes by
     seen = json.loads(record.read_text())
     return image_layer.Layer(blob, seen["digest"], seen["diff_id"], int(seen["size"]))
 

@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -51,8 +52,11 @@ class _Hashing(io.RawIOBase):
         return len(data)
 
 
-def from_artifact(artifact: Path, dest: Path) -> Layer:
-    """Write the layer of ``artifact`` to ``dest`` and return its digests."""
+def from_artifact(artifact: Path, dest: Path, *, place: Callable[[str], str | None] | None = None,
+                  extra: Sequence[tuple[str, bytes | None]] = ()) -> Layer:
+    """Write the layer of ``artifact`` to ``dest`` and return its digests. By default every member lands under
+    ``/app``; ``place`` maps a member's name to its path in the image instead (None leaves it out), after the
+    ``extra`` entries (``(path, bytes)`` a file, ``(path, None)`` a directory), which come first as given."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as out:
         blob = _Hashing(out)
@@ -60,14 +64,25 @@ def from_artifact(artifact: Path, dest: Path) -> Layer:
             tar_stream = _Hashing(gz)
             with tarfile.open(fileobj=tar_stream, mode="w|", format=tarfile.PAX_FORMAT) as tar, \
                     tarfile.open(artifact, mode="r:gz") as source:
-                tar.addfile(_header(ROOT, tarfile.DIRTYPE))
+                if place is None:
+                    tar.addfile(_header(ROOT, tarfile.DIRTYPE))
+                for path, body in extra:
+                    if body is None:
+                        tar.addfile(_header(path, tarfile.DIRTYPE))
+                    else:
+                        file = tarfile.TarInfo(path)
+                        file.size, file.mode = len(body), 0o644
+                        tar.addfile(_header(path, tarfile.REGTYPE, file), io.BytesIO(body))
                 for member in source:
                     if not (member.isdir() or member.isreg() or member.issym()):
                         continue
                     name = member.name.removeprefix("./").rstrip("/")
                     if not name or name.startswith("/") or ".." in name.split("/"):
                         continue  # archive.pack never writes these; an artifact is checked when stored
-                    info = _header(f"{ROOT}/{name}", member.type, member)
+                    where = f"{ROOT}/{name}" if place is None else place(name)
+                    if where is None:
+                        continue
+                    info = _header(where, member.type, member)
                     if member.isreg():
                         tar.addfile(info, source.extractfile(member))
                     else:

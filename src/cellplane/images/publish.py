@@ -27,12 +27,13 @@ from cellplane.images import dependencies as image_dependencies
 from cellplane.images import layer as image_layer
 from cellplane.images import manifest as manifests
 from cellplane.images import sign as signing
+from cellplane.images import static as image_static
 from cellplane.images.registry import Registry, RegistryError
 
 # The base image per runtime, as references in the organization's registry (mirror these there, or set
-# registry.baseImages). Static sites and Python both need a Python: the platform's static server is Python.
+# registry.baseImages). A static site's base is nginx-class: its nginx serves the site (images.static).
 DEFAULT_BASE_IMAGES: dict[str, str] = {
-    "python": "python:3.12-slim", "node": "node:20-slim", "static": "python:3.12-slim",
+    "python": "python:3.12-slim", "node": "node:20-slim", "static": "nginx:1.27-alpine",
     "go": "distroless/static-debian12:nonroot", "java": "eclipse-temurin:17-jre",
     "php": "php:8.3-cli", "ruby": "ruby:3.3-slim",
     "binary": "distroless/base-debian12:nonroot",  # a Dockerfile's compiled binary: glibc, in case it links it
@@ -51,6 +52,7 @@ class Published:
     signature: str | None = None  # the signature's tag, when signed
     steps: list[str] = field(default_factory=list)  # what was done, for the build's log
     dependency_layers: list[str] = field(default_factory=list)  # digests of the dependency layers, base side first
+    python: dict[str, str] | None = None  # a Python dependency layer's version, platform and where it was read
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -75,6 +77,15 @@ def artifact_manifest(artifact: Path) -> dict[str, Any]:
             raise ValueError("the artifact has no manifest.json")
         value: dict[str, Any] = json.loads(member.read())
         return value
+
+
+def application_layer(artifact: Path, dest: Path, meta: dict[str, Any] | None = None) -> image_layer.Layer:
+    """The image's top layer: the artifact under ``/app``, or for a static site its files at nginx's docroot with
+    the server's config (``images.static``)."""
+    meta = artifact_manifest(artifact) if meta is None else meta
+    if image_static.is_static(meta):
+        return image_static.site_layer(artifact, meta, dest)
+    return image_layer.from_artifact(artifact, dest)
 
 
 def publish(registry: Registry, artifact: Path, artifact_digest: str, *, repository: str, tag: str,
@@ -113,13 +124,15 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
             raise RegistryError(f"the registry would not link layer {d.digest} of {base} into {repository}")
     steps.append(f"base {base}: {len(base_layers)} layer(s) linked into {repository}")
 
-    workdir = f"/{image_layer.ROOT}/{meta.get('workdir') or 'files'}"
-    run = meta.get("run")  # None for a static site: the base image's own command serves it (docs/images.md)
+    static = image_static.is_static(meta)
+    workdir = f"/{image_static.DOCROOT}" if static else f"/{image_layer.ROOT}/{meta.get('workdir') or 'files'}"
+    run = meta.get("run")  # None for a static site: the base's nginx serves it (images.static)
+    port = image_static.listen_port(meta.get("port")) if static else meta.get("port")
     uploaded = 0
     env = {str(k): str(v) for k, v in (meta.get("env") or {}).items()}
     extra: list[image_dependencies.Dependencies] = []
     if cache is not None:
-        found = image_dependencies.for_artifact(artifact, meta, base, cache)
+        found = image_dependencies.for_artifact(artifact, meta, base, cache, base_config)
         if found is not None:
             extra.append(found)
             base_path = next((str(e).partition("=")[2] for e in (base_config.get("config") or {}).get("Env") or []
@@ -134,11 +147,12 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
                              f"({found.layer.size} bytes)")
     with tempfile.TemporaryDirectory(prefix="cellplane-layer-") as tmp:
         if layer is None:
-            layer = image_layer.from_artifact(artifact, Path(tmp) / "layer.tar.gz")
+            layer = application_layer(artifact, Path(tmp) / "layer.tar.gz", meta)
         config = image_config.image_config(
-            base_config, layer.diff_id, run=run, env=env, workdir=workdir, port=meta.get("port"),
+            base_config, layer.diff_id, run=run, env=env, workdir=workdir, port=port,
             labels={**labels, image_config.LABEL_ARTIFACT: artifact_digest},
-            dependencies=tuple((d.layer.diff_id, d.what) for d in extra))
+            dependencies=tuple((d.layer.diff_id, d.what) for d in extra),
+            cmd=image_static.COMMAND if static else None, stop_signal=image_static.STOP_SIGNAL if static else None)
         if registry.blob_exists(repository, layer.digest):
             steps.append(f"layer {layer.digest} already in the registry")
         else:
@@ -160,4 +174,5 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
         signature = signing.sign(registry, repository, digest, key).tag
         steps.append(f"signed: {signature}")
     return Published(f"{registry.host}/{repository}@{digest}", digest, repository, tag, base, layer.digest,
-                     uploaded, signature, steps, [d.layer.digest for d in extra])
+                     uploaded, signature, steps, [d.layer.digest for d in extra],
+                     next((d.python for d in extra if d.python), None))

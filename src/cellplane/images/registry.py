@@ -217,6 +217,30 @@ class Registry:
         self._check(r, "PUT")
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository`` (``GET /v2/<name>/tags/list``, following ``Link`` pages); [] when the
+        repository does not exist."""
+        found: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        while url:
+            r = self.client.get(url)
+            if r.status_code == 404:
+                return found
+            self._check(r, "GET")
+            found += [str(t) for t in (r.json().get("tags") or [])]
+            url = r.links.get("next", {}).get("url")
+        return found
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (and so every tag naming it). False when the registry does not allow
+        deletes (``405``: docker-registry without ``storage.delete.enabled``); a manifest already gone is done."""
+        r = self.client.delete(f"/v2/{repository}/manifests/{digest}")
+        if r.status_code == 405:
+            return False
+        if r.status_code != 404:
+            self._check(r, "DELETE")
+        return True
+
     # -- helpers -------------------------------------------------------------------------------------------
 
     def _location(self, r: httpx.Response) -> str:

@@ -87,3 +87,6 @@ class RegistrySpec(Strict):
     baseImages: BaseImages = Field(default_factory=BaseImages,
                                    description="runtime -> base image reference in this registry")
     sign: StrictBool = Field(default=True, description="sign each image with the organization's key")
+    keepTags: int | None = Field(default=None, ge=1, le=100000,
+                                 description="keep the images of each component's last N builds (and every deployed "
+                                 "one); older ones are deleted when the registry allows deletes. Unset: keep all")

@@ -44,6 +44,14 @@ def dataplane_spec(r: Reader, spec: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def dataplane_hint(r: Reader, name: str) -> None:
+    """How the data plane comes to run deployments: OpenChoreo's control plane reaches the cluster through its
+    agent's credentials; Cellplane's agent calls the control plane with a token of its own, made by the CLI."""
+    r.warn("", f"DataPlane '{name}' runs deployments once its agent registers: make its token with `cellplane "
+           f"dataplane token --name {name} --output FILE`, then start `cellplane dataplane run --token-file FILE` "
+           "where it runs")
+
+
 def _gateway_url(r: Reader, raw: Any, path: str) -> str | None:
     data = r.mapping(raw, path)
     if data is None:

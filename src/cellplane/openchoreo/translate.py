@@ -4,7 +4,9 @@
 A Workload is not a resource of its own in Cellplane: what it says (endpoints, connections, env, files, start
 command) is part of its Component's spec, so it is merged into the Component of the same request that owns it, or,
 when the request has none, into the stored one (``Translation.pending``: the caller looks it up, as OpenChoreo's
-builds apply a new Workload to a Component that exists; ``with_workload`` merges).
+builds apply a new Workload to a Component that exists; ``with_workload`` merges). A ReleaseBinding is a deploy
+request the caller makes once the documents are stored (``Translation.bindings``); a SecretReference and the kinds
+with no equivalent make nothing but a warning (``Translation.notes``).
 Problems are reported at ``documents[i].<path as written>``; ``Translation.locate`` takes a problem that the
 Cellplane document made from it has (found when it is validated or stored) back to where its value was written.
 Pure and linear in the request's size: one pass to map, one to merge.
@@ -13,15 +15,18 @@ Pure and linear in the request's size: one pass to map, one to merge.
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cellplane import API_VERSION
 from cellplane.errors import CellplaneError, FieldProblem, join_path
+from cellplane.openchoreo.actions import NO_EQUIVALENT, Binding, no_equivalent, release_binding, secret_reference
 from cellplane.openchoreo.component import component_spec
 from cellplane.openchoreo.meta import read_metadata
 from cellplane.openchoreo.platform import (
+    dataplane_hint,
     dataplane_spec,
     environment_spec,
     organization_spec,
@@ -42,11 +47,8 @@ PLATFORM_KINDS: dict[str, _SpecMapper] = {
     "Project": project_spec,
 }
 KINDS = (*PLATFORM_KINDS, "Component", "Workload")
-# OpenChoreo kinds that say what to do rather than what is: the Cellplane command that does it.
-ACTIONS = {"WorkflowRun": "start a build with `cellplane build`",
-           "ReleaseBinding": "deploy with `cellplane deploy` (or promote with `cellplane promote`)",
-           "ProjectReleaseBinding": "a project is in every environment of its pipeline already",
-           "SecretReference": "set secret values with `cellplane config set --secret`"}
+# Kinds read that make no Cellplane document: a deploy request, and a warning naming what to set.
+REQUESTS = ("ReleaseBinding", "SecretReference")
 
 
 def is_openchoreo(raw: Any) -> bool:
@@ -79,6 +81,8 @@ class Translation:
     mapped: dict[int, Mapped]
     problems: list[FieldProblem]  # at documents[i].<path as written>
     pending: list[PendingWorkload] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)  # ReleaseBindings: deploys, after the documents are stored
+    skipped: list[int] = field(default_factory=list)  # documents that make nothing: their warnings are notes()
 
     def with_workload(self, workload: PendingWorkload, stored: dict[str, Any] | None) -> None:
         """Add the stored Component document ``stored`` with ``workload``'s fields in its spec, as the Workload's
@@ -96,6 +100,11 @@ class Translation:
 
     def warnings(self, index: int) -> list[str]:
         return list(self.mapped[index].warnings) if index in self.mapped else []
+
+    def notes(self) -> list[str]:
+        """The warnings of the documents that make nothing (a SecretReference, a kind with no equivalent), one line
+        each, prefixed ``documents[i]: ``."""
+        return [f"documents[{i}]: {w}" for i in self.skipped for w in self.warnings(i)]
 
     def locate(self, index: int, error: CellplaneError) -> list[FieldProblem]:
         """``error``'s problems with document ``index``, each at ``documents[j].<path>`` where it was written."""
@@ -117,12 +126,16 @@ def translate(raws: list[Any]) -> Translation:
     problems: list[FieldProblem] = []
     workloads: list[tuple[Reader, Parts, dict[str, str], str | None]] = []
     components: dict[tuple[str | None, str, str], tuple[int, dict[str, Any]]] = {}
+    bindings: list[Binding] = []
+    skipped: list[int] = []
     for i, raw in enumerate(raws):
         if not is_openchoreo(raw):
             out.append((i, raw))
             continue
         r = Reader(i)
-        document = _map_one(r, raw, workloads)
+        document = _map_one(r, raw, workloads, bindings)
+        if raw.get("kind") == "SecretReference" or raw.get("kind") in NO_EQUIVALENT:
+            skipped.append(i)
         if document is not None and document["kind"] == "Component":
             meta = document["metadata"]
             components[(meta.get("organization"), meta.get("project") or "", meta.get("name") or "")] = (i, document)
@@ -150,24 +163,39 @@ def translate(raws: list[Any]) -> Translation:
         _merge(component["spec"], parts.spec())
         mapped[index].warnings += mapped[r.index].warnings
         mapped[index].origins.update(r.origins)
-    return Translation(out, mapped, problems, pending)
+    return Translation(out, mapped, problems, pending, bindings, skipped)
 
 
-def _map_one(r: Reader, raw: dict[Any, Any], workloads: list[tuple[Reader, Parts, dict[str, str], str | None]]
-             ) -> dict[str, Any] | None:
+def _map_one(r: Reader, raw: dict[Any, Any], workloads: list[tuple[Reader, Parts, dict[str, str], str | None]],
+             bindings: list[Binding]) -> dict[str, Any] | None:
     r.fields(raw, "", ("apiVersion", "kind", "metadata", "spec", "status"))
     if raw["apiVersion"] != OPENCHOREO_API_VERSION:
         r.fail("apiVersion", f"'{raw['apiVersion'][:80]}' is not supported (OpenChoreo documents: "
                              f"'{OPENCHOREO_API_VERSION}')")
         return None
     kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
-        hint = f": {ACTIONS[kind]}" if isinstance(kind, str) and kind in ACTIONS else ""
-        r.fail("kind", f"'{str(kind)[:60]}' has no equivalent in Cellplane{hint}; the OpenChoreo kinds read are "
-                       f"{', '.join(KINDS)}")
+    if isinstance(kind, str) and kind in NO_EQUIVALENT:
+        metadata = raw.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        no_equivalent(r, kind, str(name)[:63] if name is not None else None)
+        return None
+    if not isinstance(kind, str) or (kind not in KINDS and kind not in REQUESTS):
+        known = (*KINDS, *REQUESTS, *NO_EQUIVALENT)
+        close = difflib.get_close_matches(str(kind), known, n=1) if isinstance(kind, str) else []
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        r.fail("kind", f"'{str(kind)[:60]}' is not an OpenChoreo kind{hint}; the kinds Cellplane maps are "
+                       f"{', '.join((*KINDS, *REQUESTS))}")
         return None
     meta = read_metadata(r, raw.get("metadata"), namespaced=kind != "Organization")
     spec = r.mapping(raw.get("spec"), "spec") or {}
+    if kind == "SecretReference":
+        secret_reference(r, spec, meta.name)
+        return None
+    if kind == "ReleaseBinding":
+        binding = release_binding(r, spec, meta.name or "", meta.metadata.get("organization"))
+        if binding is not None and not r.problems:
+            bindings.append(binding)
+        return None
     if kind == "Workload":
         r.label = f"Workload '{meta.name}'"
         parts, owner = workload_spec(r, spec)
@@ -178,7 +206,10 @@ def _map_one(r: Reader, raw: dict[Any, Any], workloads: list[tuple[Reader, Parts
         metadata = {**meta.metadata, "project": project}
         r.origin("metadata.project", "spec.owner.projectName")
         return _document("Component", metadata, cellplane_spec)
-    return _document(kind, meta.metadata, PLATFORM_KINDS[kind](r, spec, meta.titles()))
+    document = _document(kind, meta.metadata, PLATFORM_KINDS[kind](r, spec, meta.titles()))
+    if kind == "DataPlane":
+        dataplane_hint(r, meta.name or "NAME")
+    return document
 
 
 def _document(kind: str, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

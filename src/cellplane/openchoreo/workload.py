@@ -154,17 +154,7 @@ def env_var(r: Reader, parts: Parts, raw: Any, path: str, key_field: str) -> Non
     r.origin(f"spec.configuration.env[{len(parts.env)}]", path)
     r.origin(f"spec.configuration.env[{len(parts.env)}].name", f"{path}.{key_field}")
     out: dict[str, Any] = {"name": name}
-    source = r.mapping(data.get("valueFrom"), f"{path}.valueFrom")
-    if source is not None:
-        if value is not None:
-            r.fail(f"{path}.valueFrom", "value and valueFrom are mutually exclusive")
-        secret = _secret_ref(r, source, f"{path}.valueFrom")
-        if secret:
-            out["secret"] = True
-            r.warn(f"{path}.valueFrom.secretKeyRef", f"the value is in secret {secret}, which is not imported: set it "
-                   f"with `cellplane config set COMPONENT {name}=... --secret`")
-    elif value is not None:
-        out["value"] = value
+    _value(r, data, path, value, out, "value", str(name))
     parts.env.append(out)
 
 
@@ -184,21 +174,30 @@ def file_var(r: Reader, parts: Parts, raw: Any, path: str, key_field: str) -> No
     r.origin(f"{at}.mountPath", f"{path}.mountPath")
     name = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", key.lower())).strip("-")[:63].strip("-") or "file"
     out: dict[str, Any] = {"name": name, "mountPath": mount.rstrip("/") + "/" + key}
-    source = r.mapping(data.get("valueFrom"), f"{path}.valueFrom")
-    if source is not None:
-        if value is not None:
-            r.fail(f"{path}.valueFrom", "value and valueFrom are mutually exclusive")
-        secret = _secret_ref(r, source, f"{path}.valueFrom")
-        if secret:
-            out["secret"] = True
-            r.warn(f"{path}.valueFrom.secretKeyRef", f"the content is in secret {secret}, which is not imported: "
-                   f"set it with `cellplane config set COMPONENT file:{name}=... --secret`")
-        elif source.get("path"):
-            r.warn(f"{path}.valueFrom.path", "file content read from the repository at build time has no "
-                   "equivalent; give it as content, or set it with `cellplane config set`")
-    elif value is not None:
-        out["content"] = value
+    _value(r, data, path, value, out, "content", f"file:{name}")
     parts.files.append(out)
+
+
+def _value(r: Reader, data: dict[Any, Any], path: str, value: str | None, out: dict[str, Any], field: str,
+           setting: str) -> None:
+    """An env entry's or a file's ``value`` (as ``out[field]``), or its ``valueFrom``: a secret reference makes it
+    a secret without a value (a warning naming the ``cellplane config set`` of ``setting`` that gives it), content
+    read from the repository at build time (older releases' ``path``) has no equivalent (a warning)."""
+    source = r.mapping(data.get("valueFrom"), f"{path}.valueFrom")
+    if source is None:
+        if value is not None:
+            out[field] = value
+        return
+    if value is not None:
+        r.fail(f"{path}.valueFrom", "value and valueFrom are mutually exclusive")
+    secret = _secret_ref(r, source, f"{path}.valueFrom")
+    if secret:
+        out["secret"] = True
+        r.warn(f"{path}.valueFrom.secretKeyRef", f"the {field} is in secret {secret}, which is not imported: set it "
+               f"with `cellplane config set COMPONENT {setting}=... --secret`")
+    elif source.get("path"):
+        r.warn(f"{path}.valueFrom.path", f"the {field} read from the repository at build time has no equivalent; give "
+               "it inline, or set it with `cellplane config set`")
 
 
 def _secret_ref(r: Reader, source: dict[Any, Any], path: str) -> str | None:

@@ -271,6 +271,39 @@ def image_signing_key(c: Call[None], org: NamePath) -> dict[str, Any]:
     """The public half of the organization's image signing key (made on first use): give it to ``cosign verify
     --key`` or a cluster's policy-controller (docs/images.md)."""
     registries.signing_key_pem(c.session, c.platform.keyring, org, c.who.user)
-    public = registries.public_key(c.session, c.platform.keyring, org)
-    assert public is not None
-    return {"organization": org, "algorithm": "ecdsa-p256-sha256", "publicKey": public.decode()}
+    return _signing_keys(c, org)
+
+
+def _signing_keys(c: Call[None], org: str) -> dict[str, Any]:
+    keys = registries.signing_keys(c.session, c.platform.keyring, org)
+    return {"organization": org, "algorithm": "ecdsa-p256-sha256", "publicKey": keys[0]["publicKey"],
+            "keyId": keys[0]["keyId"], "keys": keys}
+
+
+@router.mutation("POST", "/organizations/{org}/image-signing-key/rotate", requires("organizations:update"),
+                 found(ORGANIZATION), action="image-signing-key.rotate", subject=Subject("Organization", "org", ""),
+                 tags=["images"], response_model=schemas.SigningKey)
+def rotate_image_signing_key(c: Call[None], org: NamePath) -> dict[str, Any]:
+    """A new signing key signs every image from now on; the old one's public key is kept (``keys``), so the images
+    it signed still verify until it is forgotten (docs/images.md)."""
+    new, old = registries.rotate_signing_key(c.session, c.platform.keyring, org, c.who.user)
+    c.work.message = f"new key {new}" + (f", {old} kept for verifying" if old else "")
+    return _signing_keys(c, org)
+
+
+@router.mutation("DELETE", "/organizations/{org}/image-signing-key/keys/{key}", requires("organizations:update"),
+                 found(ORGANIZATION), action="image-signing-key.forget", subject=Subject("Organization", "org", ""),
+                 tags=["images"], response_model=schemas.SigningKey)
+def forget_image_signing_key(c: Call[None], org: NamePath,
+                             key: Annotated[str, PathParam(max_length=64, description="a kept key's id")]
+                             ) -> dict[str, Any]:
+    """Stop keeping a retired public key: images signed only with it no longer verify with the listed keys."""
+    if not registries.forget_signing_key(c.session, org, key):
+        current = registries.signing_keys(c.session, c.platform.keyring, org)
+        if current and current[0]["keyId"] == key:
+            raise CellplaneError(f"key {key} is the current signing key: rotate first",
+                                 [FieldProblem("path.key", "the current key")], "conflict", 409)
+        raise CellplaneError(f"key {key} is not a kept signing key of {org}",
+                             [FieldProblem("path.key", "no such kept key")], "not-found", 404)
+    c.work.message = f"key {key} forgotten"
+    return _signing_keys(c, org)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cellplane import API_VERSION, openchoreo
-from cellplane.controlplane import lifecycle, resources
+from cellplane.controlplane import bindings, lifecycle, resources
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
     ORGANIZATION,
@@ -304,8 +304,37 @@ def apply(c: Call[dict[str, Any]],
             e = type(e)(e.message, translation.locate(i, e), e.code, e.status)
             e.message = f"{doc.kind} '{doc.name}': {e.message}; nothing was applied"
             raise e from None
+    results += [_bind(c, b, org, translation) for b in translation.bindings]
     c.work.message = ", ".join(f"{r['kind'].lower()}/{r['name']} {r['action']}" for r in results)
-    return {"dryRun": dryRun, "results": results}
+    notes = translation.notes()
+    return {"dryRun": dryRun, "results": results, **({"warnings": notes} if notes else {})}
+
+
+def _bind(c: Call[dict[str, Any]], b: openchoreo.Binding, org: str | None, translation: Translation
+          ) -> dict[str, Any]:
+    """An OpenChoreo ReleaseBinding, after every document is stored: a deploy, promotion or undeploy, which needs
+    ``deployments:create`` in its environment, as ``cellplane deploy`` does (and ``config:write`` when it sets
+    configuration there)."""
+    where = b.organization or org or ""
+    try:
+        if not where:
+            raise InvalidError("it has no organization", [FieldProblem("metadata.organization",
+                                                                        "required (or give --org)")])
+        require(c.who, "deployments:create", Target(where, b.project, b.environment))
+        if b.env:
+            require(c.who, "config:write", Target(where, b.project, b.environment))
+        component = resources.get_component(c.session, where, b.project, b.component)
+        bound = bindings.bind(c.session, c.platform.keyring, component, b.environment, c.who.user,
+                              undeploy=b.undeploy, values=b.env)
+    except CellplaneError as e:
+        details = translation.locate(b.index, e) if e.details else [FieldProblem(f"documents[{b.index}]",
+                                                                                 "this binding")]
+        e = type(e)(e.message, details, e.code, e.status)
+        e.message = f"ReleaseBinding '{b.name}': {e.message}; nothing was applied"
+        raise e from None
+    return {"document": b.index, "kind": "ReleaseBinding", "name": b.name, "organization": where,
+            "project": b.project, "action": bound.action, "detail": bound.detail,
+            "warnings": translation.warnings(b.index)}
 
 
 def _parse_all(s: Session, body: dict[str, Any]
@@ -328,11 +357,38 @@ def _parse_all(s: Session, body: dict[str, Any]
             continue
         doc.warnings = translation.warnings(i)
         docs.append((i, doc))
+    problems += _binding_problems(s, org, project, docs, translation.bindings)
     problems.sort(key=lambda p: _document_index(p.field))
     if problems:
         bad = len({p.field.split("]")[0] for p in problems})
         raise InvalidError(f"{bad} of {len(raws)} documents are not valid; nothing was applied", problems)
     return org, project, docs, translation
+
+
+def _binding_problems(s: Session, org: str | None, project: str | None, docs: list[tuple[int, Document]],
+                      bindings: list[openchoreo.Binding]) -> list[FieldProblem]:
+    """A ReleaseBinding's environment and component must be in the request or stored: checked with the other
+    documents, so every such problem is listed at once (what only the deploy can find comes after storing)."""
+    if not bindings:
+        return []
+    given = set()
+    for _, doc in docs:
+        if doc.kind in ("Environment", "Component"):
+            given.add((doc.kind, doc.metadata.organization or org or "",
+                       (doc.metadata.project or project or "") if doc.kind == "Component" else "", doc.name))
+    out = []
+    for b in bindings:
+        where = b.organization or org or ""
+        for kind, scope_project, name, path in (("Environment", "", b.environment, "spec.environment"),
+                                                ("Component", b.project, b.component, "spec.owner.componentName")):
+            if (kind, where, scope_project, name) in given:
+                continue
+            if where and resources.exists(s, resources.Scope(KINDS[kind], where, scope_project), name):
+                continue
+            of = f" of project '{b.project}'" if kind == "Component" else ""
+            out.append(FieldProblem(f"documents[{b.index}].{path}", f"no {kind} '{name}'{of} in organization "
+                                    f"'{where or '?'}', in this apply or stored"))
+    return out
 
 
 def _document_index(field: str) -> int:

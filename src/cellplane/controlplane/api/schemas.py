@@ -168,8 +168,8 @@ class ApplyRequest(BaseModel):
 
     OpenChoreo's documents (``apiVersion: openchoreo.dev/v1alpha1``: Organization, DataPlane, Environment,
     DeploymentPipeline, Project, Component, Workload) are accepted too, mapped onto these kinds first; a Workload
-    becomes part of its Component's spec. What has no equivalent is listed in the result's warnings (see
-    docs/openchoreo.md)."""
+    becomes part of its Component's spec, a ReleaseBinding a deploy (or promotion) once the documents are stored.
+    What has no equivalent is listed in the result's warnings (see docs/openchoreo.md)."""
 
     model_config = ConfigDict(extra="forbid")
     organization: OptionalName = Field(default=None, description="owner of documents that name none")
@@ -184,13 +184,18 @@ class AppliedResource(Out):
     name: str
     organization: str | None
     project: str | None
-    action: Literal["created", "configured", "unchanged"]
+    action: Literal["created", "configured", "unchanged", "deployed", "promoted", "pending", "undeployed"] = Field(
+        description="a resource: created, configured or unchanged; an OpenChoreo ReleaseBinding: deployed, promoted, "
+                    "pending (an approval request), undeployed or unchanged")
+    detail: str | None = Field(None, description="a ReleaseBinding: where, which release, or which approval")
     warnings: list[str]
 
 
 class ApplyResponse(Out):
     dryRun: bool = Field(description="true when nothing was stored")
     results: list[AppliedResource]
+    warnings: list[str] = Field(default_factory=list, description="documents that applied nothing (an OpenChoreo "
+                                "SecretReference, a kind with no equivalent), one line each: 'documents[i]: ...'")
 
 
 class ComponentImportResult(Out):
@@ -355,12 +360,17 @@ class BuildImage(Out):
     tag: str = Field(description="the build's id, for people; deploys use the digest")
     signature: str | None = Field(default=None, description="the cosign signature's tag (sha256-<hex>.sig)")
     pushedTo: list[str] = Field(default_factory=list, description="the image's reference in every registry")
+    python: dict[str, str] | None = Field(default=None, description="the Python its packages were installed for: "
+                                          "version, platform, and from (where the version was read)")
 
 
 class SigningKey(Out):
     organization: str
     algorithm: str = Field(description="ecdsa-p256-sha256: cosign's default")
     publicKey: str = Field(description="PEM (SubjectPublicKeyInfo): cosign verify --key")
+    keyId: str | None = Field(default=None, description="the current key's id: 16 hex digits of its SHA-256")
+    keys: list[dict[str, Any]] = Field(default_factory=list, description="the current key, then the retired ones "
+                                       "kept for verifying, newest first: keyId, publicKey, current, since")
 
 
 class BuildInfo(Out):
