@@ -8,7 +8,8 @@ NetworkPolicy and two HTTPRoutes each, plus the cell's namespace and policies). 
 object sent); with ``--wait-ready`` the time until every deployment reports ready (kwok's fake node runs the
 pods); a no-op reconcile (the agent's every-5-s pass: render and compare; target <= 1 s, 0 requests, no
 resourceVersion moved but the Deployments', whose status the controllers write while pods start); a read-back
-of everything (the drift pass); one observation pass (status); tracemalloc's peak over a no-op reconcile. Prints one JSON document.
+of everything (the drift pass); one observation pass (status); tracemalloc's peak over a no-op reconcile.
+Prints one JSON document.
 """
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ def kube_agent(build_server: BuildServer, registry: LocalRegistry, kube_cluster:
         yield agent
     finally:
         agent.stop()
+        # the routes stay with the stopped agent (the cluster keeps serving); the session's other modules expect none
+        kube_cluster.delete("/apis/gateway.networking.k8s.io/v1/namespaces/cellplane-system/httproutes"
+                            f"?labelSelector={names.DATA_PLANE}%3Dkube")
 
 
 def test_a_build_promoted_from_another_data_plane_runs_in_the_cluster_by_the_same_digest_with_its_urls(

@@ -133,13 +133,19 @@ class KubernetesRuntime:
         before = self.rendered
         self.rendered = {key_of(o): o for o in rendering.objects}
         errors: dict[str, str] = {}
+        live = None
         if time.monotonic() >= self._next_drift:
             try:
                 live = await prune.read_live(self.client, self._labels(desired),
                                              {k[2] for k in keys if k[2]} | {self.layout.system_namespace})
+            except ApiError as e:  # (refused: what changed is still applied; the read-back is tried again soon)
+                log.warning("reading back the data plane's objects failed (%s); trying again in %g s", message(e),
+                            RETRY)
+                self._next_drift = time.monotonic() + RETRY
             except Exception as e:  # (the API server away: said once, tried again)
                 self._unreachable(e)
                 return
+        if live is not None:
             self.drift_passes += 1
             self._next_drift = time.monotonic() + self.kube.drift_interval
             todo = []
