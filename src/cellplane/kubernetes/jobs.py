@@ -9,20 +9,33 @@ the CronJob); each is reported as a run of trigger ``schedule`` with an id deriv
 
 ``RunBook`` keeps, in ``kube-runs.json`` beside it, the runs being followed and the state last told for each, so a
 restarted agent tells the end of a run it told the start of, and nothing twice. Finished runs are kept for
-``KEEP_FINISHED`` seconds (as long as their Job may still be listed), then dropped. Cost: a small JSON file
+``KEEP_FINISHED`` seconds (as long as their Job may still be listed), then dropped. ``Runs`` is what the runtime
+holds: which rendered Jobs to send, and each observation's Jobs turned into ``TaskRunSent`` reports (running, then
+succeeded or failed with the exit code: ``health.run_outcome``) handed to the host. Cost: a small JSON file
 rewritten when a run's told state changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from cellplane.contract import DesiredState, TaskRunSent
+from cellplane.contract.wire import RunState
 from cellplane.dataplane.localstate import read_json, write_json
-from cellplane.kubernetes import names
+from cellplane.dataplane.runtimes.base import RuntimeHost
+from cellplane.kubernetes import health, names
+from cellplane.kubernetes.render import Key
+
+log = logging.getLogger("cellplane.dataplane")
 
 KEEP_FINISHED = 2 * 3600.0
 FILE = "kube-runs.json"
@@ -75,3 +88,100 @@ class RunBook:
         now = time.time()
         self.runs = {k: v for k, v in self.runs.items() if not v.finished or now - v.finished < KEEP_FINISHED}
         write_json(self.path, {k: asdict(v) for k, v in self.runs.items()})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Runs:
+    """The data plane's task runs (see the module's docstring)."""
+
+    def __init__(self, host: RuntimeHost) -> None:
+        self.host = host
+        self.started = host.state.started_runs()
+        self.book = RunBook(host.state.root)
+
+    def to_apply(self, desired: DesiredState, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rendered objects to apply: every one but the Jobs of runs already started. A run seen for the first
+        time is recorded as started (on disk) before its Job is sent: it never runs twice."""
+        out = []
+        new_runs = set()
+        for obj in objects:
+            run = (obj["metadata"].get("labels") or {}).get(names.RUN) if obj["kind"] == "Job" else None
+            if run is not None:
+                if run in self.started:
+                    continue
+                new_runs.add(run)
+            out.append(obj)
+        if new_runs:
+            self.started |= new_runs
+            self.host.state.save_started_runs(self.started)
+            deployments = {d.id for d in desired.deployments}
+            for r in desired.runs:
+                if r.id in new_runs and r.deployment in deployments:
+                    self.book.runs[r.id] = Followed(r.id, r.deployment, r.environment, r.project, r.component,
+                                                    "manual", now_iso(), "")
+            self.book.save()
+        return out
+
+    def not_created(self, desired: DesiredState, failed: dict[Key, str]) -> None:
+        """A run whose Job could not be created ends failed (it is never tried twice)."""
+        for r in desired.runs:
+            key = ("batch/v1", "Job", names.namespace(desired.organization, r.project, r.environment), names.run(r.id))
+            followed = self.book.runs.get(r.id)
+            if key in failed and followed is not None and not followed.finished:
+                self.tell(followed, "failed", None, f"its Job could not be created: {failed[key]}")
+
+    def namespaces(self, organization: str) -> set[str]:
+        """The namespaces of the runs not finished yet (observed even when their deployment is gone)."""
+        return {names.namespace(organization, f.project, f.environment) for f in self.book.runs.values()
+                if not f.finished}
+
+    def follow(self, desired: DesiredState, jobs: list[dict[str, Any]],
+               job_pods: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+        """Tell what changed of the runs among ``jobs`` (with their pods by (namespace, Job name))."""
+        by_label = {names.label_value(d.id): d for d in desired.deployments}
+        changed = False
+        for job in jobs:
+            which = run_id_of(job)
+            if which is None:
+                continue
+            run_id, trigger = which
+            meta = job["metadata"]
+            followed = self.book.runs.get(run_id)
+            if followed is None:
+                if trigger == "manual":
+                    continue  # a run this agent did not start (another agent's, or one from before its data dir)
+                d = by_label.get((meta.get("labels") or {}).get(names.DEPLOYMENT, ""))
+                if d is None:
+                    continue
+                started = (job.get("status") or {}).get("startTime") or meta.get("creationTimestamp") or now_iso()
+                followed = self.book.runs[run_id] = Followed(run_id, d.id, d.environment, d.project, d.component,
+                                                             "schedule", started, "")
+                changed = True
+            if followed.finished:
+                continue
+            outcome = health.run_outcome(job, job_pods.get((meta["namespace"], meta["name"]), []))
+            if outcome.state != followed.told:
+                self.tell(followed, outcome.state, outcome.exit_code, outcome.message)
+                changed = True
+        if changed:
+            with contextlib.suppress(OSError):
+                self.book.save()
+
+    def tell(self, followed: Followed, state: RunState, code: int | None, text: str) -> None:
+        ended = state in ("succeeded", "failed")
+        if ended and followed.told in ("", "queued"):  # its start was not told yet: tell it first
+            self.tell(followed, "running", None, "")
+        try:
+            self.host.task_run(TaskRunSent(
+                id=followed.id, deployment=followed.deployment, environment=followed.environment,
+                project=followed.project, component=followed.component,
+                trigger="manual" if followed.trigger == "manual" else "schedule", state=state,
+                startedAt=followed.startedAt, endedAt=now_iso() if ended else None, exitCode=code, message=text))
+        except ValidationError as e:
+            log.warning("a task run the control plane would refuse is not sent (%s)", e)
+        followed.told = state
+        if ended:
+            followed.finished = time.time()

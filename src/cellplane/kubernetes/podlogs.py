@@ -10,10 +10,13 @@ at or before that timestamp skipped, so a line is shipped once. The marks (the l
 kept in ``kube-logmarks.json`` in the agent's data directory, so a restarted agent resumes too, instead of shipping
 the containers' whole logs again; a container it never saw starts at the agent's start.
 
+``LastLines`` reads, for a failing pod's report, the last ``TAIL_LINES`` lines of its container (``tailLines``),
+once per pod and restart count, in the background: a pod whose node does not answer (a fake node has no kubelet)
+must not hold up the observation.
+
 Bounded cost: at most ``MAX_STREAMS`` streams (one HTTP connection each to the API server, which proxies it to the
 kubelet), further containers are not followed (said once); lines past ``MAX_LINES_PER_SECOND`` per stream wait
-(the stream is read more slowly, the kubelet buffers). ``last_lines`` reads ``tailLines`` lines of a container
-once per restart count, for a failing pod's report. Cost: one task and one connection per followed container.
+(the stream is read more slowly, the kubelet buffers). Cost: one task and one connection per followed container.
 """
 
 from __future__ import annotations
@@ -156,3 +159,42 @@ class LogFollower:
         self.streams.clear()
         with contextlib.suppress(OSError):
             write_json(self.path, self.marks)
+
+
+class LastLines:
+    """The last lines of failing pods (see the module's docstring); ``changed`` is called when some came."""
+
+    def __init__(self, follower: LogFollower, changed: Callable[[], None]) -> None:
+        self.follower, self.changed = follower, changed
+        self.lines: dict[tuple[str, int], tuple[str, str]] = {}  # (pod uid, restarts) -> (pod name, text)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def want(self, pods: list[dict[str, Any]]) -> None:
+        """Read the lines of these pods (not read yet at their restart count); forget the others'."""
+        keys = set()
+        for pod in pods:
+            meta = pod["metadata"]
+            key = (meta.get("uid", ""), sum(int(cs.get("restartCount") or 0)
+                                            for cs in (pod.get("status") or {}).get("containerStatuses") or []))
+            keys.add(key)
+            if key not in self.lines:
+                self.lines[key] = (meta["name"], "")
+                task = asyncio.create_task(self._read(key, meta["namespace"], meta["name"]))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        self.lines = {k: v for k, v in self.lines.items() if k in keys}
+
+    def by_pod(self) -> dict[str, str]:
+        return {name: text for name, text in self.lines.values() if text}
+
+    async def _read(self, key: tuple[str, int], namespace: str, pod: str) -> None:
+        text = await self.follower.last_lines(namespace, pod)
+        if text and key in self.lines:
+            self.lines[key] = (pod, text)
+            self.changed()
+
+    async def close(self) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

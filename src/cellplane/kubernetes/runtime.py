@@ -15,9 +15,10 @@ A manual run's Job is applied once (``jobs``: its id kept in ``started-runs.json
 follows it, and the Jobs of the scheduled tasks' CronJobs, to their end and hands ``TaskRunSent`` reports to the
 host (running, then succeeded or failed with the container's exit code).
 
-Every ``observe_interval`` seconds an observation pass lists, per cell namespace, the data plane's Deployments,
-Jobs and pods (three requests per namespace); ``status()`` maps them onto the contract's reports (``health``) and
-the pass tells the host when a report changed. It also keeps the service pods' log streams (``podlogs``). The
+Every ``observe_interval`` seconds an observation pass (``observe``) lists, per cell namespace, the data plane's
+Deployments, Jobs and pods (three requests per namespace); ``status()`` maps them onto the contract's reports
+(``health``) and the pass tells the host when a report changed. It also keeps the service pods' log streams and
+reads failing pods' last lines (``podlogs``). The
 gateway URLs reported per environment are the ``--external-url`` and ``--internal-url`` the agent was given (the
 base URLs under which the cluster's Gateway or load balancer exposes the data plane's Cellplane gateways); none
 given, none reported.
@@ -32,30 +33,27 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from pydantic import ValidationError
 
-from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, TaskRunSent
-from cellplane.contract.wire import RunState
+from cellplane.contract import DeploymentReport, DesiredState, GatewayReport
 from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.settings import AgentSettings
-from cellplane.kubernetes import health, names, prune
+from cellplane.kubernetes import names, prune
+from cellplane.kubernetes import observe as observation
 from cellplane.kubernetes.apply import Applier, key_of
 from cellplane.kubernetes.client import check, connect, message, resource
-from cellplane.kubernetes.jobs import Followed, RunBook, run_id_of
+from cellplane.kubernetes.jobs import Runs
 from cellplane.kubernetes.layout import ClusterLayout
+from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.opener import KeyOpener
-from cellplane.kubernetes.podlogs import LogFollower
+from cellplane.kubernetes.podlogs import LastLines, LogFollower
 from cellplane.kubernetes.render import Key, Rendering, inventory, render
-from cellplane.kubernetes.workloads import TASK_TYPES
 
 log = logging.getLogger("cellplane.dataplane")
 RETRY = 5.0  # seconds before a failed apply is tried again
-JOB_NAME = "batch.kubernetes.io/job-name"
 
 
 @dataclass(frozen=True)
@@ -69,20 +67,6 @@ class KubernetesSettings:
     observe_interval: float = 2.0  # seconds between status observations (Deployments, Jobs, pods)
     layout: ClusterLayout = field(default_factory=ClusterLayout)
     follow_logs: bool = True
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-@dataclass
-class Observed:
-    """One observation pass's live objects."""
-
-    deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (namespace, name) -> obj
-    pods: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (namespace, instance) -> pods
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    job_pods: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (namespace, job) -> pods
 
 
 class KubernetesRuntime:
@@ -101,9 +85,7 @@ class KubernetesRuntime:
         self.observed = Observed()
         self._next_drift = 0.0
         self._reports: list[DeploymentReport] = []
-        self._last_lines: dict[tuple[str, int], str] = {}  # (pod uid, restarts) -> its container's last lines
         self._tasks: list[asyncio.Task[Any]] = []
-        self._reading: set[asyncio.Task[None]] = set()
         self._said_unreachable = False
         self.drift_passes = 0
         self.pruned = 0
@@ -118,16 +100,16 @@ class KubernetesRuntime:
         await check(self.client)
         self.opener = KeyOpener(host.key)
         self.applier = Applier(self.client)
-        self.started_runs = host.state.started_runs()
-        self.runbook = RunBook(host.state.root)
+        self.runs = Runs(host)
         self.logs = LogFollower(self.client, host.state.root, host.log)
+        self.last_lines = LastLines(self.logs, host.changed)
         self._next_drift = 0.0  # the first apply reads everything back: what a predecessor left, what drifted
         self._tasks = [asyncio.create_task(self._observe_loop(), name="kube-observe")]
 
     async def apply(self, desired: DesiredState) -> None:
         self.desired = desired
         rendering = render(desired, self.opener, self.layout)
-        objects = self._new_objects(desired, rendering)
+        objects = self.runs.to_apply(desired, rendering.objects)
         self.rendering = rendering
         keys = inventory(rendering.objects)
         before = self.rendered
@@ -182,7 +164,7 @@ class KubernetesRuntime:
         self.applier.forget(k for k in gone if k not in failed_deletes)
         for key, why in failed_deletes.items():
             log.warning("cannot delete %s %s/%s: %s", key[1], key[2], key[3], why)
-        self._runs_not_started(desired, result.failed)
+        self.runs.not_created(desired, result.failed)
         errors.pop("", None)
         self.errors = errors
         if result.failed or failed_deletes or foreign:
@@ -196,12 +178,12 @@ class KubernetesRuntime:
         return RuntimeStatus(self._gateways(), self._report())
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._reading]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if hasattr(self, "logs"):
+            await self.last_lines.close()
             await self.logs.close()
 
     async def close(self) -> None:
@@ -249,37 +231,6 @@ class KubernetesRuntime:
                 out.add(name)
         return out
 
-    def _new_objects(self, desired: DesiredState, rendering: Rendering) -> list[dict[str, Any]]:
-        """The rendered objects to apply: every one but the Jobs of runs already started. A run seen for the first
-        time is recorded as started (on disk) before its Job is sent: it never runs twice."""
-        out = []
-        new_runs = set()
-        for obj in rendering.objects:
-            run = (obj["metadata"].get("labels") or {}).get(names.RUN) if obj["kind"] == "Job" else None
-            if run is not None:
-                if run in self.started_runs:
-                    continue
-                new_runs.add(run)
-            out.append(obj)
-        if new_runs:
-            self.started_runs |= new_runs
-            self.host.state.save_started_runs(self.started_runs)
-            deployments = {d.id: d for d in desired.deployments}
-            for r in desired.runs:
-                if r.id in new_runs and r.deployment in deployments:
-                    self.runbook.runs[r.id] = Followed(r.id, r.deployment, r.environment, r.project, r.component,
-                                                       "manual", now_iso(), "")
-            self.runbook.save()
-        return out
-
-    def _runs_not_started(self, desired: DesiredState, failed: dict[Key, str]) -> None:
-        """A run whose Job could not be created ends failed (it is never tried twice)."""
-        for r in desired.runs:
-            key = ("batch/v1", "Job", names.namespace(desired.organization, r.project, r.environment), names.run(r.id))
-            followed = self.runbook.runs.get(r.id)
-            if key in failed and followed is not None and not followed.finished:
-                self._tell_run(followed, "failed", None, f"its Job could not be created: {failed[key]}")
-
     def _unreachable(self, error: BaseException) -> None:
         if not self._said_unreachable:
             log.warning("the Kubernetes API server cannot be reached (%s); the workloads keep running, the agent "
@@ -304,113 +255,29 @@ class KubernetesRuntime:
             await asyncio.sleep(max(self.kube.observe_interval, 2 * (time.monotonic() - started)))
 
     async def observe(self) -> None:
-        """One observation pass (see the module's docstring)."""
+        """One observation pass (``observe``): the runs followed, the log streams kept, the host told when the
+        status report changed."""
         desired = self.desired
         if desired is None:
             return
-        labels = self._labels(desired)
         namespaces = sorted({names.namespace(desired.organization, d.project, d.environment)
-                             for d in desired.deployments}
-                            | {names.namespace(desired.organization, f.project, f.environment)
-                               for f in self.runbook.runs.values() if not f.finished})
-        lists = await asyncio.gather(*(asyncio.gather(
-            prune.list_kind(self.client, "apps/v1", "Deployment", labels, ns),
-            prune.list_kind(self.client, "v1", "Pod", labels, ns),
-            prune.list_kind(self.client, "batch/v1", "Job", labels, ns)) for ns in namespaces))
-        seen = Observed()
-        for deployments, pods, jobs in lists:
-            for obj in deployments:
-                seen.deployments[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
-            for pod in pods:
-                meta = pod["metadata"]
-                pod_labels = meta.get("labels") or {}
-                if JOB_NAME in pod_labels or "job-name" in pod_labels:
-                    job = pod_labels.get(JOB_NAME) or pod_labels["job-name"]
-                    seen.job_pods.setdefault((meta["namespace"], job), []).append(pod)
-                elif names.INSTANCE in pod_labels:
-                    seen.pods.setdefault((meta["namespace"], pod_labels[names.INSTANCE]), []).append(pod)
-            seen.jobs += jobs
+                             for d in desired.deployments} | self.runs.namespaces(desired.organization))
+        seen = await observation.observe(self.client, self._labels(desired), namespaces)
         self.observed = seen
-        self._read_last_lines(desired, seen)
-        self._follow_runs(desired, seen)
+        self.last_lines.want(observation.failing_pods(desired, seen))
+        self.runs.follow(desired, seen.jobs, seen.job_pods)
         if self.kube.follow_logs:
-            self.logs.sync(self._running_pods(desired, seen))
+            self.logs.sync(observation.running_pods(desired, seen))
         reports = self._report()
         if reports != self._reports:
             self._reports = reports
             self.host.changed()
 
-    def _pods_of(self, desired: DesiredState, d: DesiredDeployment, seen: Observed) -> list[dict[str, Any]]:
-        namespace = names.namespace(desired.organization, d.project, d.environment)
-        return seen.pods.get((namespace, names.workload(d.component, d.version)), [])
-
-    def _running_pods(self, desired: DesiredState, seen: Observed) -> list[tuple[dict[str, Any], DesiredDeployment,
-                                                                                 int]]:
-        out = []
-        for d in desired.deployments:
-            if d.type in TASK_TYPES:
-                continue
-            release = names.label_value(d.release)
-            pods = sorted((p for p in self._pods_of(desired, d, seen)
-                           if (p["metadata"].get("labels") or {}).get(names.RELEASE) == release),
-                          key=lambda p: p["metadata"]["name"])
-            out += [(p, d, i) for i, p in enumerate(pods) if (p.get("status") or {}).get("phase") == "Running"]
-        return out
-
-    def _read_last_lines(self, desired: DesiredState, seen: Observed) -> None:
-        """The last log lines of each failing pod of a service, read once per pod and restart count, in the
-        background (a pod's node may not answer: the pass does not wait); a status change once they came."""
-        wanted = set()
-        for d in desired.deployments:
-            if d.type in TASK_TYPES:
-                continue
-            for pod in self._pods_of(desired, d, seen):
-                if health.pod_problem(pod) is None:
-                    continue
-                key = (pod["metadata"].get("uid", ""), health.restarts(pod))
-                wanted.add(key)
-                if key not in self._last_lines:
-                    self._last_lines[key] = ""
-                    self._reading.add(asyncio.create_task(self._read_lines(key, pod["metadata"]["namespace"],
-                                                                           pod["metadata"]["name"])))
-        self._last_lines = {k: v for k, v in self._last_lines.items() if k in wanted}
-
-    async def _read_lines(self, key: tuple[str, int], namespace: str, pod: str) -> None:
-        try:
-            text = await self.logs.last_lines(namespace, pod)
-            if text and key in self._last_lines:
-                self._last_lines[key] = text
-                self.host.changed()
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._reading.discard(task)
-
-    def _lines_by_pod(self, pods: list[dict[str, Any]]) -> dict[str, str]:
-        out = {}
-        for pod in pods:
-            text = self._last_lines.get((pod["metadata"].get("uid", ""), health.restarts(pod)))
-            if text:
-                out[pod["metadata"]["name"]] = text
-        return out
-
     def _report(self) -> list[DeploymentReport]:
-        desired = self.desired
-        if desired is None:
+        if self.desired is None:
             return []
-        out = []
-        for d in desired.deployments:
-            namespace = names.namespace(desired.organization, d.project, d.environment)
-            name = names.workload(d.component, d.version)
-            blocked, error = self.rendering.blocked.get(d.id), self.errors.get(d.id)
-            if d.type in TASK_TYPES:
-                applied = ("batch/v1", "CronJob", namespace, name) in self.applier.applied
-                out.append(health.task_report(d, {} if applied else None, blocked=blocked, error=error))
-                continue
-            pods = self._pods_of(desired, d, self.observed)
-            out.append(health.service_report(d, self.observed.deployments.get((namespace, name)), pods,
-                                             blocked=blocked, error=error, last_lines=self._lines_by_pod(pods)))
-        return out
+        return observation.reports(self.desired, self.observed, blocked=self.rendering.blocked, errors=self.errors,
+                               applied=self.applier.applied, last_lines=self.last_lines.by_pod())
 
     def _gateways(self) -> dict[str, GatewayReport]:
         if self.desired is None or not (self.kube.external_url or self.kube.internal_url):
@@ -418,54 +285,6 @@ class KubernetesRuntime:
         environments = {e.name for e in self.desired.environments} | {d.environment for d in self.desired.deployments}
         return {env: GatewayReport(external=self.kube.external_url, internal=self.kube.internal_url)
                 for env in sorted(environments)}
-
-    # -- task runs ---------------------------------------------------------------------------------------------
-
-    def _follow_runs(self, desired: DesiredState, seen: Observed) -> None:
-        by_label = {names.label_value(d.id): d for d in desired.deployments}
-        changed = False
-        for job in seen.jobs:
-            which = run_id_of(job)
-            if which is None:
-                continue
-            run_id, trigger = which
-            meta = job["metadata"]
-            followed = self.runbook.runs.get(run_id)
-            if followed is None:
-                if trigger == "manual":
-                    continue  # a run this agent did not start (another agent's, or one from before its data dir)
-                d = by_label.get((meta.get("labels") or {}).get(names.DEPLOYMENT, ""))
-                if d is None:
-                    continue
-                started = (job.get("status") or {}).get("startTime") or meta.get("creationTimestamp") or now_iso()
-                followed = self.runbook.runs[run_id] = Followed(run_id, d.id, d.environment, d.project, d.component,
-                                                                "schedule", started, "")
-                changed = True
-            if followed.finished:
-                continue
-            outcome = health.run_outcome(job, seen.job_pods.get((meta["namespace"], meta["name"]), []))
-            if outcome.state != followed.told:
-                self._tell_run(followed, outcome.state, outcome.exit_code, outcome.message)
-                changed = True
-        if changed:
-            with contextlib.suppress(OSError):
-                self.runbook.save()
-
-    def _tell_run(self, followed: Followed, state: RunState, code: int | None, text: str) -> None:
-        ended = state in ("succeeded", "failed")
-        if ended and followed.told in ("", "queued"):  # its start was not told yet: tell it first
-            self._tell_run(followed, "running", None, "")
-        try:
-            self.host.task_run(TaskRunSent(
-                id=followed.id, deployment=followed.deployment, environment=followed.environment,
-                project=followed.project, component=followed.component,
-                trigger="manual" if followed.trigger == "manual" else "schedule", state=state,
-                startedAt=followed.startedAt, endedAt=now_iso() if ended else None, exitCode=code, message=text))
-        except ValidationError as e:
-            log.warning("a task run the control plane would refuse is not sent (%s)", e)
-        followed.told = state
-        if ended:
-            followed.finished = time.time()
 
 
 def runtime_factory(kube: KubernetesSettings) -> Any:
