@@ -171,9 +171,9 @@ def service(host_key: X25519PrivateKey, *, release: str = "r1", greeting: str = 
         files=[{"name": "app.conf", "mountPath": "/etc/app/app.conf", "content": "workers = 2\n"}], **fields)
 
 
-def state(*deployments: dict[str, Any], runs: list[dict[str, Any]] | None = None, revision: str = "rev") -> (
-        DesiredState):
-    return DesiredState.from_wire(state_wire(list(deployments), organization="acme", dataPlane=PLANE,
+def state(*deployments: dict[str, Any], runs: list[dict[str, Any]] | None = None, revision: str = "rev",
+          plane: str = PLANE) -> DesiredState:
+    return DesiredState.from_wire(state_wire(list(deployments), organization="acme", dataPlane=plane,
                                              revision=revision, runs=runs or []))
 
 

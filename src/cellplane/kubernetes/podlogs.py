@@ -54,9 +54,17 @@ def _parse(raw: str) -> tuple[str, str]:
     return stamp, text
 
 
-def _seconds_since(stamp: str) -> int:
+def sortable(stamp: str) -> str:
+    """A log timestamp (RFC 3339 in UTC, its fraction of a second with trailing zeros trimmed, as the kubelet
+    writes it) as text that sorts in time order: the fraction padded to nine digits."""
+    head, dot, rest = stamp.rstrip("Z").partition(".")
+    return f"{head}.{rest if dot else '':0<9}"
+
+
+def _seconds_since(mark: str) -> int:
+    """``sinceSeconds`` that reaches back to a ``sortable`` mark (a second more: the API takes whole seconds)."""
     try:
-        then = datetime.fromisoformat(stamp)
+        then = datetime.strptime(mark[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     except ValueError:
         return 0
     return max(1, math.ceil(time.time() - then.timestamp()) + 1)
@@ -111,15 +119,16 @@ class LogFollower:
     async def _follow(self, key: StreamKey, d: DesiredDeployment, index: int) -> None:
         namespace, pod, container = key
         mark_key = "/".join(key)
-        mark = self.marks.get(mark_key) or self.started
+        mark = sortable(self.marks.get(mark_key) or self.started.replace("+00:00", "Z"))
         budget, window = MAX_LINES_PER_SECOND, time.monotonic()
         try:
             async for raw in self.client.log(pod, namespace=namespace, container=container, follow=True,
                                              timestamps=True, since=_seconds_since(mark), newlines=False):
                 stamp, text = _parse(raw)
-                if stamp <= mark:
+                if sortable(stamp) <= mark:
                     continue
-                mark = self.marks[mark_key] = stamp
+                mark = sortable(stamp)
+                self.marks[mark_key] = stamp
                 self._dirty = True
                 try:
                     self.ship(LogLineSent(deployment=d.id, run=None, environment=d.environment, project=d.project,
