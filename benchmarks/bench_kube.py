@@ -8,7 +8,10 @@ NetworkPolicy and two HTTPRoutes each, plus the cell's namespace and policies). 
 object sent); with ``--wait-ready`` the time until every deployment reports ready (kwok's fake node runs the
 pods); a no-op reconcile (the agent's every-5-s pass: render and compare; target <= 1 s, 0 requests, no
 resourceVersion moved but the Deployments', whose status the controllers write while pods start); a read-back
-of everything (the drift pass); one observation pass (status); tracemalloc's peak over a no-op reconcile.
+of everything (the drift pass); one observation pass (status); tracemalloc's peak over a no-op reconcile; the
+process's resident memory then (the runtime, its client and the desired state: about what the agent holds); and,
+first, the time from applying one deployment to its report saying ready (the observation interval, 2 s, included;
+the control plane's long-poll is not), median of 10.
 Prints one JSON document.
 """
 
@@ -17,12 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,13 +43,20 @@ from test_kube_runtime import Host, managed  # noqa: E402
 IMAGE = "registry.cellplane.test/acme/bench@sha256:" + "cd" * 32
 
 
-def desired(n: int) -> DesiredState:
+def desired(n: int, project: str | None = None) -> DesiredState:
     deployments = [deployment_wire(
-        id=f"dep_{i:012d}", project=f"p{i % 10}", component=f"svc{i}", release="r1",
+        id=f"dep_{project or ''}{i:08d}", project=project or f"p{i % 10}", component=f"svc{i}", release="r1",
         artifact={"digest": "sha256:" + "0" * 64, "image": IMAGE}, env=[{"name": "MODE", "value": "bench"}],
         endpoints=[{"name": "http", "port": 8080, "type": "REST", "basePath": "/", "visibility": ["Public"]}])
         for i in range(n)]
     return DesiredState.from_wire(state_wire(deployments, organization="bench", dataPlane="bench", revision="b1"))
+
+
+def versions(cluster: kubecluster.KubeCluster) -> dict[tuple[str, str, str], str]:
+    """The resourceVersions of the managed objects but the Deployments (their status moves while pods start) and
+    what is being deleted (the cells of the single deployments measured first)."""
+    return {k: o["metadata"]["resourceVersion"] for k, o in managed(cluster, "bench").items()
+            if k[0] != "Deployment" and not o["metadata"].get("deletionTimestamp") and "solo" not in k[1] + k[2]}
 
 
 async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_ready: bool) -> dict[str, Any]:
@@ -53,6 +66,14 @@ async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_rea
     runtime = KubernetesRuntime(settings, KubernetesSettings(kubeconfig=cluster.kubeconfig, drift_interval=3600,
                                                              observe_interval=2.0, follow_logs=False))
     await runtime.start(host, None)
+    one = []  # one deployment, in a cell of its own, applied until it reports ready (the fake node idle): 10 times
+    for i in range(10):
+        solo = desired(1, f"solo{i}")
+        t = time.perf_counter()
+        await runtime.apply(solo)
+        while (await runtime.status()).deployments[0].state != "ready":
+            await asyncio.sleep(0.05)
+        one.append(time.perf_counter() - t)
     state = desired(n)
     started = time.perf_counter()
     await runtime.apply(state)
@@ -67,8 +88,7 @@ async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_rea
         if time.perf_counter() - started > 1800:
             raise SystemExit(f"not ready after 30 min: {sum(r.state == 'ready' for r in reports)}/{n}")
         await asyncio.sleep(1)
-    before = await asyncio.to_thread(lambda: {k: o["metadata"]["resourceVersion"]
-                                              for k, o in managed(cluster, "bench").items() if k[0] != "Deployment"})
+    before = await asyncio.to_thread(versions, cluster)
     noop = []
     for _ in range(5):
         t = time.perf_counter()
@@ -85,8 +105,8 @@ async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_rea
     t = time.perf_counter()
     await runtime.apply(state)
     drift = time.perf_counter() - t
-    after = await asyncio.to_thread(lambda: {k: o["metadata"]["resourceVersion"]
-                                             for k, o in managed(cluster, "bench").items() if k[0] != "Deployment"})
+    after = await asyncio.to_thread(versions, cluster)
+    rss = psutil.Process().memory_info().rss
     await runtime.stop()
     await runtime.close()
     return {"deployments": n, "objects_applied": objects, "first_apply_s": round(applied, 2),
@@ -94,7 +114,8 @@ async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_rea
             "noop_reconcile_s": round(sorted(noop)[2], 3), "observation_pass_s": round(observe, 3),
             "noop_requests": runtime.applier.requests - objects, "resource_versions_moved":
             sum(1 for k, v in before.items() if after.get(k) != v), "read_back_s": round(drift, 2),
-            "noop_peak_mib": round(peak / 2**20, 1)}
+            "noop_peak_mib": round(peak / 2**20, 1), "process_rss_mib": round(rss / 2**20, 1),
+            "one_deployment_to_ready_s": round(statistics.median(one), 2)}
 
 
 def main() -> None:

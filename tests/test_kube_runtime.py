@@ -322,7 +322,14 @@ def test_a_namespace_that_exists_without_the_data_planes_labels_is_never_taken_o
     kube.cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": theirs}})
     other = deployment_wire(id="dep_00000000their", project="theirs", component="web",
                             artifact={"digest": "sha256:" + "4" * 64, "image": IMAGE})
-    kube.apply(state(service(kube.host.key, release="r2", greeting="hi"), other))
+    task = deployment_wire(id="dep_00000000theit", project="theirs", component="once", type="manual-task",
+                           artifact={"digest": "sha256:" + "4" * 64, "image": IMAGE})
+    run = {"id": "run_00000000000000b2", "deployment": "dep_00000000theit", "environment": "development",
+           "project": "theirs", "component": "once", "requestedAt": "2026-12-07T10:00:00+00:00"}
+    kube.apply(state(service(kube.host.key, release="r2", greeting="hi"), other, task, runs=[run]))
+    told = [(r.state, r.message) for r in kube.host.runs if r.id == run["id"]]
+    assert told == [("running", ""), ("failed", "its Job could not be created: its namespace is not this data "
+                                               "plane's")]  # started (never run twice), so ended
     report = kube.report("dep_00000000their")
     assert report is not None and report.state == "failed"
     assert report.message == (f"the namespace {theirs} exists and is not this data plane's (it has no "

@@ -75,6 +75,7 @@ class ApplyResult:
     written: list[Key] = field(default_factory=list)
     failed: dict[Key, str] = field(default_factory=dict)  # key -> the API server's reason
     unreachable: BaseException | None = None  # a failure to reach the API server (those objects are not in failed)
+    unsent: dict[Key, str] = field(default_factory=dict)  # key -> why it did not reach the API server
 
 
 class Applier:
@@ -125,6 +126,7 @@ class Applier:
                     return
                 except Exception as e:  # (the API server cannot be reached: tried again)
                     out.unreachable = e
+                    out.unsent[key] = message(e)
                     self.applied.pop(key, None)
                     return
             self.applied[key] = Applied(digest(obj), digest(project(_apply_shape(answer), _apply_shape(obj))))

@@ -147,8 +147,11 @@ class KubernetesRuntime:
         except Exception as e:  # (the API server away: said once, tried again)
             self._unreachable(e)
             return
+        refused: dict[Key, str] = {}
         if foreign:
-            todo = [o for o in todo if o["metadata"].get("namespace", o["metadata"]["name"]) not in foreign]
+            refused = {key_of(o): "its namespace is not this data plane's" for o in todo
+                       if o["metadata"].get("namespace", o["metadata"]["name"]) in foreign}
+            todo = [o for o in todo if key_of(o) not in refused]
             for d in desired.deployments:
                 namespace = names.namespace(desired.organization, d.project, d.environment)
                 if namespace in foreign:
@@ -164,7 +167,7 @@ class KubernetesRuntime:
         self.applier.forget(k for k in gone if k not in failed_deletes)
         for key, why in failed_deletes.items():
             log.warning("cannot delete %s %s/%s: %s", key[1], key[2], key[3], why)
-        self.runs.not_created(desired, result.failed)
+        self.runs.not_created(desired, {**refused, **result.unsent, **result.failed})
         errors.pop("", None)
         self.errors = errors
         if result.failed or failed_deletes or foreign:
