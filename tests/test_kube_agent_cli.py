@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from buildkit import BuildServer
 from cellplane.sealing import public_key_text
+from kubecluster import KubeCluster
 
 ORG = "/organizations/default"
 
@@ -37,6 +38,18 @@ def test_a_missing_or_unreadable_kubeconfig_is_one_line_and_a_non_zero_exit(tmp_
     assert nothing.stderr.strip() == ("error: no Kubernetes configuration: pass --kubeconfig FILE, or run the agent "
                                       "in a pod with a service account")
     assert "go with --kubernetes" in _run("--kubeconfig", str(broken)).stderr
+
+
+def test_an_api_server_that_refuses_the_agents_credentials_is_one_line_and_a_non_zero_exit(
+        kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    refused = tmp_path / "refused.kubeconfig"
+    refused.write_text(kube_cluster.kubeconfig.read_text().replace(kube_cluster.admin_token, "not-a-token"))
+    result = _run("--kubernetes", "--kubeconfig", str(refused), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the Kubernetes API server at {kube_cluster.server} cannot be used: 401 Unauthorized: "
+                      "Unauthorized"], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_an_agent_registering_with_the_kubernetes_runtime_makes_its_data_plane_of_type_kubernetes(
