@@ -118,12 +118,8 @@ async def measure(cluster: kubecluster.KubeCluster, n: int, root: Path, wait_rea
             "one_deployment_to_ready_s": round(statistics.median(one), 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--deployments", type=int, default=500)
-    parser.add_argument("--wait-ready", action="store_true", help="also time every deployment ready (kwok's fake "
-                        "node starts some 20 pods a minute on a busy 2-core machine)")
-    args = parser.parse_args()
+def measured(n: int, wait_ready: bool = False) -> dict[str, Any]:
+    """Start the test cluster, measure, stop it; the figures as ``measure`` returns them."""
     tools = kubecluster.kube_tools_dir()
     if tools is None:
         raise SystemExit("bench_kube: the test cluster is not built; run `make kubetools`")
@@ -132,10 +128,41 @@ def main() -> None:
         try:
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": "cellplane-system"}})
-            print(json.dumps(asyncio.run(measure(cluster, args.deployments, Path(tmp), args.wait_ready)), indent=2))
+            return asyncio.run(measure(cluster, n, Path(tmp), wait_ready))
         finally:
             cluster.stop()
 
+
+def run(args: argparse.Namespace):  # -> common.Suite (imported here: this file also runs alone)
+    """The "kubernetes" suite of `make bench`: against the test cluster, one deployment applied until it reports
+    ready (median of 10), a no-op reconcile of 500 deployments (target <= 1 s and no write), the agent's memory."""
+    from common import Figure, Suite
+
+    n = 100 if args.quick else 500
+    r = measured(n)
+    suite = Suite("kubernetes")
+    suite.figures += [
+        Figure("one deployment applied until ready: median of 10", r["one_deployment_to_ready_s"], "s",
+               note="kwok's fake node; the agent's 2 s observation interval included"),
+        Figure(f"no-op reconcile, {n} deployments", r["noop_reconcile_s"], "s",
+               f"first apply: {r['first_apply_s']} s ({r['objects_applied']} objects)", "<=", 1.0,
+               f"{r['noop_requests']} requests, {r['resource_versions_moved']} resourceVersions moved"),
+        Figure(f"no-op reconcile, {n} deployments: writes", r["noop_requests"], "requests", op="<=", target=0),
+        Figure(f"agent memory, {n} deployments", r["process_rss_mib"], "MiB",
+               f"peak allocated in a no-op reconcile: {r['noop_peak_mib']} MiB",
+               note="the whole benchmark process: runtime, client, desired state"),
+    ]
+    suite.details.update(r)
+    return suite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deployments", type=int, default=500)
+    parser.add_argument("--wait-ready", action="store_true", help="also time every deployment ready (kwok's fake "
+                        "node starts some 20 pods a minute on a busy 2-core machine)")
+    args = parser.parse_args()
+    print(json.dumps(measured(args.deployments, args.wait_ready), indent=2))
 
 if __name__ == "__main__":
     main()
