@@ -10,7 +10,7 @@
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
-#   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, control plane): bench/results/, docs/performance.md
+#   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, images, Kubernetes, control plane): bench/results/, docs/performance.md
 #   make lint       ruff check and the mypy type check (config: [tool.mypy] in pyproject.toml)
 #   make clean      remove .venv and caches (never the data dir)
 
@@ -74,7 +74,7 @@ test: venv postgres buildtools registrytools kubetools bytecode
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
 
-bench: venv buildtools registrytools
+bench: venv buildtools registrytools kubetools
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The Kubernetes agent's image, built without Docker and pushed (docs/kubernetes.md): prints its reference by digest.

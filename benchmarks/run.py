@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, Figure, Suite, cpu_probe, wake_probe
 
-SUITES = ("gateway", "deploy", "zero-downtime", "builds", "images", "controlplane")
+SUITES = ("gateway", "deploy", "zero-downtime", "builds", "images", "kubernetes", "controlplane")
 DOC = ROOT / "docs" / "performance.md"
 # cpu_probe() on this machine at its fastest seen (2026-11-22): the probes of a run are read against it.
 QUIET_PROBE_MS = 40.0
@@ -56,6 +56,10 @@ def _suite(name: str) -> Callable[[argparse.Namespace], Suite]:
         import bench_images
 
         return bench_images.run
+    if name == "kubernetes":
+        import bench_kube
+
+        return bench_kube.run
     import bench_controlplane
 
     return bench_controlplane.run

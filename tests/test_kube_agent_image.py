@@ -70,7 +70,7 @@ def test_the_unpacked_image_holds_cellplane_and_its_dependencies_importable_and_
     assert script.startswith("#!/usr/bin/env python3\n")
     python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(packages), "HOME": str(tmp_path)}
-    probe = ("import cellplane, cellplane.kubernetes.install, cellplane.dataplane.agent, httpx, yaml, cryptography; "
+    probe = ("import cellplane, cellplane.kubernetes.runtime, cellplane.dataplane.agent, lightkube, httpx, yaml; "
              "print(cellplane.__file__)")
     done = subprocess.run([str(python), "-s", "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -78,7 +78,7 @@ def test_the_unpacked_image_holds_cellplane_and_its_dependencies_importable_and_
     done = subprocess.run([str(python), "-s", str(packages / "bin" / "cellplane"), "dataplane", "run", "--help"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "--token-file" in done.stdout
+    assert "--token-file" in done.stdout and "--kubernetes" in done.stdout
 
 
 def test_a_second_build_of_the_same_tree_gives_the_same_image(registry: LocalRegistry, image: str) -> None:

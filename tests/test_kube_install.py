@@ -6,6 +6,7 @@ Secret reads by name, nodes, CRDs and pods/exec."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import subprocess
@@ -20,8 +21,14 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cellplane.kubernetes import KeyOpener, render_state
+from cellplane.contract import DesiredState
+from cellplane.dataplane.localstate import LocalState
+from cellplane.dataplane.settings import AgentSettings
+from cellplane.kubernetes import KeyOpener, names, render_state
 from cellplane.kubernetes.install import AGENT, RULES, TOKEN_SECRET, InstallOptions, manifest
+from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
+from cellplane.sealing import public_key_text, seal
+from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster, KubeError
 from kubestates import shop_state
 
@@ -296,3 +303,107 @@ def test_server_side_apply_of_a_new_object_needs_create_so_the_role_grants_it(
     finally:
         for obj in (config, binding, narrower):
             kube_cluster.delete(path_of(obj))
+
+
+# --- the Kubernetes runtime with the agent's token: least privilege proven by use ---------------------------
+
+
+class Host:
+    """The agent's ``RuntimeHost`` in memory (its data directory and key; what the runtime hands back is kept)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.state = LocalState(root)
+        self.key = X25519PrivateKey.generate()
+        self.logs: list[Any] = []
+        self.runs: list[Any] = []
+
+    def fetch_artifact(self, project: str, digest: str, dest: Path) -> None:
+        raise AssertionError("a Kubernetes data plane runs images")
+
+    def changed(self) -> None:
+        pass
+
+    def reconcile_later(self, seconds: float) -> None:
+        pass
+
+    def log(self, line: Any) -> None:
+        self.logs.append(line)
+
+    def task_run(self, report: Any) -> None:
+        self.runs.append(report)
+
+    def access_line(self, line: Any) -> None:
+        pass
+
+    def metric(self, point: Any) -> None:
+        pass
+
+    def span(self, span: Any) -> None:
+        pass
+
+
+def agent_kubeconfig(cluster: KubeCluster, token: str, path: Path) -> Path:
+    """A kubeconfig holding the agent's ServiceAccount token (what the pod's in-cluster configuration amounts to)."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "agent",
+        "clusters": [{"name": "test", "cluster": {"server": cluster.server, "certificate-authority-data":
+                                                  base64.b64encode(cluster.ca_bytes).decode()}}],
+        "users": [{"name": "agent", "user": {"token": token}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "test", "user": "agent"}}]}))
+    path.chmod(0o600)
+    return path
+
+
+def test_the_kubernetes_runtime_with_the_agents_token_deploys_a_service_to_ready_and_prunes_it(
+        kube_cluster: KubeCluster, installed: str, tmp_path: Path) -> None:
+    host = Host(tmp_path / "agent")
+    settings = AgentSettings(controlplane="http://127.0.0.1:9", token="t", data_dir=host.state.root,
+                             name=OPTIONS.name, organization=OPTIONS.organization, runtime="kubernetes")
+    runtime = KubernetesRuntime(settings, KubernetesSettings(
+        kubeconfig=agent_kubeconfig(kube_cluster, installed, tmp_path / "agent.kubeconfig"),
+        drift_interval=3600, observe_interval=0.3))
+    password = seal(public_key_text(host.key), "s3cret", "development/shop/api/DB_PASSWORD")
+    wire = deployment_wire(
+        id="dep_00000000inst", release="r1",
+        artifact={"digest": "sha256:" + "0" * 64, "image": "registry.example.com/acme/api@sha256:" + "ab" * 32},
+        endpoints=[{"name": "api", "port": 8080, "type": "REST", "basePath": "/", "visibility": ["Public"]}],
+        env=[{"name": "DB_PASSWORD", "sealed": password}],
+        files=[{"name": "app.conf", "mountPath": "/etc/app/app.conf", "content": "workers = 2\n"}])
+
+    def desired(deployments: list[dict[str, Any]], revision: str) -> DesiredState:
+        return DesiredState.from_wire(state_wire(deployments, organization=OPTIONS.organization,
+                                                 dataPlane=OPTIONS.name, revision=revision))
+
+    async def scenario() -> tuple[Any, Any]:
+        await runtime.start(host, None)
+        try:
+            await runtime.apply(desired([wire], "one"))
+            assert runtime.errors == {}
+            deadline = asyncio.get_running_loop().time() + 90
+            while True:
+                report = next((d for d in (await runtime.status()).deployments if d.id == "dep_00000000inst"), None)
+                if report is not None and report.state == "ready":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"not ready: {report}"
+                await asyncio.sleep(0.3)
+            await runtime.apply(desired([], "two"))
+            return report, runtime.pruned
+        finally:
+            await runtime.stop()
+            await runtime.close()
+
+    report, pruned = asyncio.run(scenario())
+    assert [r.state for r in report.replicas] == ["ready"]
+    assert pruned > 0
+    ns = names.namespace("acme", "shop", "development")
+    assert kube_cluster.wait_for("the cell pruned", lambda: _gone_or_terminating(kube_cluster, ns))
+    for obj in manifest(OPTIONS):  # and nothing of the install was taken for a leftover
+        kube_cluster.get(path_of(obj))
+
+
+def _gone_or_terminating(cluster: KubeCluster, namespace: str) -> bool:
+    try:
+        return cluster.get(f"/api/v1/namespaces/{namespace}").get("status", {}).get("phase") == "Terminating"
+    except KubeError as e:
+        return e.status == 404

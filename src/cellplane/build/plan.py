@@ -44,6 +44,7 @@ class Plan:
     # For static sites: the directory (relative to `workdir`) that holds the site once built;
     # None with language "static" means "build/ or dist/, whichever exists after the build commands".
     static_root: str | None = None
+    spa: bool = True  # static sites: unknown pages fall back to index.html (a Dockerfile's `serve` without -s: not)
     # The start command (a shell command line; $PORT is set at run time); None for static sites.
     run: str | None = None
     # Named processes (a Procfile's, for example): name -> command line. "web" serves the endpoints.
@@ -56,6 +57,8 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)  # a Dockerfile's LABELs, recorded in the manifest
     # A Dockerfile's HEALTHCHECK as a readiness probe: {"path", "timeoutSeconds"?, "failureThreshold"?}
     readiness: dict[str, Any] | None = None
+    # ... and, when it has --retries, as the liveness probe: the same, with "periodSeconds", "initialDelaySeconds"
+    liveness: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellplane.build import archive, detect, isolation, scans, toolchains
-from cellplane.build.languages import golang, java, ruby
-from cellplane.build.languages.java import JavaBuild
+from cellplane.build.languages import builds
+from cellplane.build.languages.interface import SKIP, LanguageBuild, SourceFiles
 from cellplane.build.osv import OsvDatabase
 from cellplane.build.plan import BuildFailure, Plan
 from cellplane.digests import sha256_file
@@ -39,7 +38,6 @@ STEPS = ("source", "detect", "dependencies", "build", "test", "scan", "package")
 MANIFEST = "manifest.json"
 SCHEMA = "cellplane.dev/artifact/v1"
 GIT_TIMEOUT = 300
-_SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -77,13 +75,7 @@ class Build:
         self.python_lock: str = ""
         self.commit: str | None = None
         self.findings: list[scans.Finding] = []
-        self.java: JavaBuild | None = None
-        self.go: str | None = None  # the machine's go, for Go builds
-        self.go_env: dict[str, str] = {}  # what the module download decided (GOPROXY=off for a known graph)
-        self.go_pins: list[tuple[str, str]] = []
-        self.jar_pins: list[dict[str, str]] = []  # a Dockerfile's jar: the Maven pins it runs with
-        self.maven_file = "pom.xml"  # where Maven findings point
-        self.toolchain: str | None = None  # the compiler version that built the artifact, when it matters
+        self.language: LanguageBuild | None = None  # the plan's language's steps, once there is a plan
         for sub in ("source", "work", "stage", "out", "home", "tmp"):
             shutil.rmtree(job.dir / sub, ignore_errors=True)
             (job.dir / sub).mkdir(parents=True)
@@ -122,14 +114,10 @@ class Build:
             path.insert(0, str(self.venv / "bin"))
             env["VIRTUAL_ENV"] = str(self.venv)
             env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.workdir / "src", self.workdir) if p.is_dir())
-        if self.plan and self.plan.language == "go":
-            env.update(golang.build_env(self.job.cache.root))
-            env.update(self.go_env)
-            if self.go:
-                path.append(str(Path(self.go).parent))
+        if self.language:
+            env.update(self.language.env())
+            path += self.language.path()
         env["PATH"] = os.pathsep.join([*path, env["PATH"]])
-        if self.java:
-            env.update(self.java.env())
         if self.plan:
             env.update(self.plan.env)
         return env
@@ -141,6 +129,28 @@ class Build:
     @property
     def workdir(self) -> Path:
         return self.work / (self.plan.workdir if self.plan else "")
+
+    @property
+    def cache_root(self) -> Path:
+        return self.job.cache.root
+
+    @property
+    def component_type(self) -> str:
+        return self.job.component.get("type") or "service"
+
+    @property
+    def stages(self) -> Path:
+        """Where a Dockerfile's build stages are built, one directory each."""
+        return self.job.dir / "work-stages"
+
+    def files(self) -> SourceFiles:
+        return detect.tree(self.workdir)
+
+    @property
+    def steps(self) -> LanguageBuild:
+        """The steps of the plan's language (:mod:`cellplane.build.languages.builds`)."""
+        assert self.language is not None
+        return self.language
 
     def shell(self, command: str, cwd: Path, what: str, extra_env: dict[str, str] | None = None) -> None:
         self.log(f"$ {command}")
@@ -205,7 +215,8 @@ class Build:
             from cellplane.build import dockerfile  # only Dockerfile builds need the translator
 
             build = self.job.component.get("build") or {}
-            plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self))
+            plan = dockerfile.prepare(source / found.dockerfile, source, self.work, _Hooks(self),
+                                      stages_dir=self.stages)
             plan.test = plan.test or build.get("test")
             plan.port = self.endpoint_port() or plan.port
             if build.get("run"):
@@ -213,66 +224,24 @@ class Build:
             if build.get("command"):
                 plan.build_commands.append(build["command"])
             self.plan = plan
-            if plan.language == "java" and plan.run:
-                self.dockerfile_jar_pins(plan.run, "pom.xml" if (source / "pom.xml").is_file() else found.dockerfile)
+            self.language = builds.for_plan(plan, self)
+            self.steps.from_dockerfile(source, found.dockerfile)
         else:
             shutil.copytree(source, self.work, symlinks=True, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns(".git", "node_modules", ".venv", "__pycache__"))
             self.plan = found.plan
+            self.language = builds.for_plan(found.plan, self)
 
     def install(self) -> None:
         plan = self.plan
         assert plan
-        if plan.language == "python" or plan.python_inputs or plan.python_packages:
+        if self.steps.uses_python():
             self.install_python(plan.python_inputs, plan.python_packages)
         if plan.node_install and (self.workdir / "package.json").exists():
             materialize.npm_install(self.workdir, plan.node_install, self.job.cache, self.log)
-        if plan.language == "java" and not plan.build_commands:  # build.command, when set, replaces the tool's
-            self.java = JavaBuild(self.workdir, self.job.cache.root, self.job.component.get("type") or "service",
-                                  self.log)
-            self.java.prepare(detect.tree(self.workdir))
-            self.log(f"dependencies: resolved by {self.java.command.split()[0]} in the build step, into the "
-                     "shared repository of the build cache")
-        elif plan.language == "go":
-            self.install_go()
-        elif plan.language in ("php", "ruby"):
-            self.interpreter(plan.language)
-        elif not self.venv and not plan.node_install:
+        self.steps.check_toolchain()
+        if not self.steps.install() and not self.venv and not plan.node_install:
             self.log("no dependencies to install")
-
-    def install_go(self) -> None:
-        """The machine's Go, checked against go.mod's go line, and the module graph in the shared cache."""
-        plan = self.plan
-        assert plan
-        self.go = golang.require_go(self.env()["PATH"])
-        env = self.env()
-        self.toolchain = golang.machine_version(self.go, env)
-        asked = golang.asked_version(self.workdir)
-        golang.check_version(asked, self.toolchain)
-        self.log(f"Go: go.mod asks for go {asked or '(no go line)'}; built with this machine's {self.toolchain}")
-        if (self.workdir / "go.mod").is_file():
-            self.go_env = golang.download(self.go, self.workdir, env, self.job.cache.root, self.log)
-
-    def interpreter(self, language: str) -> None:
-        """PHP and Ruby apps run on the machine's interpreter: it must be there; nothing is installed."""
-        program = {"php": "php", "ruby": "ruby"}[language]
-        found = shutil.which(program, path=self.env()["PATH"])
-        if found is None:
-            raise BuildFailure(f"this is a {language.upper() if language == 'php' else 'Ruby'} app, and {program} is "
-                               f"not installed on the build machine; install it (Debian: apt-get install "
-                               f"{'php-cli' if language == 'php' else 'ruby'}; make buildtools does)", "build")
-        version = subprocess.run([found, "-v"] if language == "php" else [found, "--version"], capture_output=True,
-                                 text=True, check=False).stdout.splitlines()
-        self.toolchain = version[0] if version else program
-        assert self.plan
-        if any(c.startswith("bundle ") for c in self.plan.build_commands):
-            if shutil.which("bundle", path=self.env()["PATH"]) is None:
-                raise BuildFailure("the Gemfile's vendored gems are installed with bundler, which is not installed on "
-                                   "the build machine; install it (Debian: apt-get install ruby-bundler; make "
-                                   "buildtools does)", "Gemfile")
-            self.log(f"runs on the machine's {self.toolchain}; the gems in vendor/cache are installed by the build")
-        else:
-            self.log(f"runs on the machine's {self.toolchain}; no dependencies to install")
 
     def install_python(self, inputs: list[str], packages: list[str]) -> None:
         files = [self.work / p for p in inputs]
@@ -286,43 +255,14 @@ class Build:
             self.log(f"  {name}=={version}")
         self.venv = materialize.python_venv(lock, self.job.cache, self.log)
 
-    def dockerfile_jar_pins(self, run: str, build_file: str) -> None:
-        """The Maven pins of the jar a Dockerfile's last stage starts (bundled jars and ``lib/``, as for a Maven
-        build), for the manifest and the scan; a jar the command does not name plainly has none."""
-        jar = java.started_jar(run, self.workdir, self.work)
-        if jar is None:
-            return
-        lib = jar.parent / "lib"
-        try:
-            self.jar_pins = java.pins(jar, lib if lib.is_dir() else None, self.job.cache.root / "maven" / "repository")
-        except (zipfile.BadZipFile, OSError) as e:  # not a jar after all: nothing to pin, the start says the rest
-            self.log(f"note: {jar.relative_to(self.work)} cannot be read as a jar ({e}); no Maven pins recorded")
-            return
-        self.maven_file = build_file
-        self.log(f"{jar.relative_to(self.work)}: {len(self.jar_pins)} pinned dependencies")
-
     def build_commands(self) -> bool:
         plan = self.plan
         assert plan
-        if self.java:
-            self.java.build(self.env())
-            if plan.run is None:
-                runnable = self.java.finish()
-                plan.run = runnable.run
-                plan.reason = plan.reason.rstrip(".") + f": {runnable.jar.name}."
-            else:  # a Procfile or build.run says what starts the app: the jar is looked for only for its pins
-                try:
-                    self.java.finish()
-                except BuildFailure as e:
-                    self.log(f"note: {e.message}; the start command is {plan.run}")
+        if self.steps.build():
             self.detected(plan)
         for command in plan.build_commands:
             self.shell(command, self.workdir, f"build command '{command}'")
-        if plan.language == "go" and self.go:
-            binaries = sorted(p for p in (self.workdir / "bin").glob("*") if p.is_file())
-            self.go_pins = golang.pins(self.go, binaries, self.env())
-            for name, version in self.go_pins:
-                self.log(f"  {name} {version}")
+        self.steps.built()
         return bool(plan.build_commands)
 
     def run_tests(self) -> bool:
@@ -342,7 +282,7 @@ class Build:
         assert plan
         self.log("scanning for secrets (detect-secrets)")
         found = scans.scan_secrets(self.work)
-        if plan.language == "python" or any(self.work.rglob("*.py")):
+        if self.steps.scans_python_code() or any(self.work.rglob("*.py")):
             self.log("static analysis (bandit)")
             found += scans.scan_python(self.workdir)
         db = None
@@ -353,11 +293,10 @@ class Build:
             self.log("dependency vulnerabilities: no OSV database configured, skipped")
         node_lock = self.workdir / "package-lock.json"
         python_lock = self.job.dir / "stage" / "requirements.lock"
+        pins = self.steps.scan_inputs()
         found += scans.scan_dependencies(db, python_lock if self.python_lock else None,
-                                         node_lock if node_lock.is_file() else None, self.go_pins,
-                                         self.java.maven_pins() if self.java else
-                                         [(d["name"], d["version"]) for d in self.jar_pins],
-                                         self.java.build_file if self.java else self.maven_file)
+                                         node_lock if node_lock.is_file() else None, pins.go_pins,
+                                         pins.maven_pins, pins.maven_file)
         self.findings.extend(found)
         for f in self.findings:
             where = f" {f.file}:{f.line}" if f.file else ""
@@ -377,45 +316,23 @@ class Build:
             "port": plan.port, "env": plan.env, "workdir": "files/" + plan.workdir if plan.workdir else "files",
             "lock": {}, "dependencies": [],
         }
-        java_jar = self.java is not None and self.java.runnable is not None and plan.run == self.java.runnable.run
         if plan.labels:
             manifest["labels"] = plan.labels
         if plan.readiness:
             manifest["readiness"] = plan.readiness
-        if plan.language == "static":
-            root = self.static_root()
-            shutil.copytree(root, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP))
-            manifest.update(workdir="files", run=None, static={"root": "files", "spa": True})
-        elif self.java and java_jar:  # the runnable jar (and its lib/) is all that runs
-            self.java.package(files)
-            manifest["workdir"] = "files"
-        else:
-            shutil.copytree(self.work, files, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP, "*.pyc"))
+        if plan.liveness:
+            manifest["liveness"] = plan.liveness
+        if not self.steps.package(files, manifest):
+            shutil.copytree(self.work, files, symlinks=True, ignore=shutil.ignore_patterns(*SKIP, "*.pyc"))
         if self.python_lock:
             manifest["lock"]["python"] = "requirements.lock"
             manifest["dependencies"] += [{"ecosystem": "PyPI", "name": n, "version": v}
                                          for n, v, _ in scans.parse_requirements_pins(self.python_lock)]
         else:
             (stage / "requirements.lock").unlink(missing_ok=True)
-        if self.java:
-            manifest["java"] = self.java.record()
-            manifest["dependencies"] += self.java.dependencies
-        manifest["dependencies"] += self.jar_pins
-        if plan.language == "go":
-            if (self.workdir / "go.sum").is_file():
-                manifest["lock"]["go"] = manifest["workdir"] + "/go.sum"
-            manifest["dependencies"] += [{"ecosystem": "Go", "name": n, "version": v} for n, v in self.go_pins]
-        if plan.language == "ruby" and (self.workdir / "Gemfile.lock").is_file():
-            manifest["lock"]["ruby"] = manifest["workdir"] + "/Gemfile.lock"
-            manifest["dependencies"] += [{"ecosystem": "RubyGems", "name": n, "version": v}
-                                         for n, v in ruby.locked_gems((self.workdir / "Gemfile.lock").read_text())]
-        if self.toolchain:
-            manifest["toolchain"] = self.toolchain
-        node_lock = self.workdir / "package-lock.json"
-        if plan.language == "node" and node_lock.is_file():
-            manifest["lock"]["node"] = manifest["workdir"] + "/package-lock.json"
-            manifest["dependencies"] += [{"ecosystem": "npm", "name": n, "version": v}
-                                         for n, v, _ in sorted(set(scans.parse_package_lock(node_lock.read_text())))]
+        self.steps.pins(manifest)
+        if self.steps.toolchain:
+            manifest["toolchain"] = self.steps.toolchain
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         out = self.job.dir / "out" / "artifact.tar.gz"
         archive.pack(stage, out)
@@ -423,19 +340,6 @@ class Build:
         size = out.stat().st_size
         self.log(f"artifact {digest} ({size} bytes, {len(manifest['dependencies'])} pinned dependencies)")
         return out, digest, manifest
-
-    def static_root(self) -> Path:
-        plan = self.plan
-        assert plan
-        if plan.static_root is not None:
-            root = self.workdir / plan.static_root
-        else:
-            root = next((self.workdir / d for d in ("build", "dist") if (self.workdir / d).is_dir()), self.workdir)
-            if root == self.workdir and not (root / "index.html").is_file():
-                raise BuildFailure("the build script produced neither build/ nor dist/", "build")
-        if not (root / "index.html").is_file():
-            raise BuildFailure(f"the static site has no index.html in {root.relative_to(self.work) or '.'}")
-        return root
 
     # -- the whole build -----------------------------------------------------------------------------------
 
@@ -458,7 +362,7 @@ class Build:
         for note in plan.notes:
             self.log(f"note: {note}")
         self.detected(plan)
-        if plan.build_commands or self.java:
+        if plan.build_commands or self.steps.has_build_tool():
             with self.stage("build"):
                 self.build_commands()
         else:

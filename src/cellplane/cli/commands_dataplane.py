@@ -103,6 +103,20 @@ def run(
     gateway_workers: int = typer.Option(0, "--gateway-workers", metavar="N", min=0, max=64,
                                         help="gateway processes besides the agent's own, sharing its listeners "
                                         "(default 0: the agent serves alone; see docs/performance.md)"),
+    kubernetes: bool = typer.Option(False, "--kubernetes",
+                                    help="run the workloads in a Kubernetes cluster instead of on this machine "
+                                    "(docs/kubernetes.md): the data plane registers as type kubernetes"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", metavar="FILE",
+                                    help="with --kubernetes: the cluster's kubeconfig (its current context; default: "
+                                    "the pod's service account when the agent runs in the cluster)"),
+    external_url: str = typer.Option(None, "--external-url", metavar="URL",
+                                     help="with --kubernetes: the base URL of the data plane's external gateway as "
+                                     "users reach it (reported as the environments' external gateway)"),
+    internal_url: str = typer.Option(None, "--internal-url", metavar="URL",
+                                     help="with --kubernetes: the base URL of its internal gateway"),
+    drift_interval: float = typer.Option(30.0, "--drift-interval", metavar="SECONDS", min=1, max=3600,
+                                         help="with --kubernetes: seconds between reads of every object the agent "
+                                         "manages (objects edited or deleted by hand are applied again)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)
@@ -118,6 +132,9 @@ def run(
                        "or set CELLPLANE_TOKEN")
     from cellplane.dataplane.agent import AgentSettings, run_agent
 
+    make_runtime = _kubernetes_runtime(kubeconfig, external_url, internal_url, drift_interval) if kubernetes else None
+    if not kubernetes and (kubeconfig or external_url or internal_url):
+        raise CliError("--kubeconfig, --external-url and --internal-url go with --kubernetes")
     use_private_umask()  # its data directory's files, and its replicas' unless they say otherwise
     settings = AgentSettings(
         controlplane=url, token=secret, token_file=from_file.resolve() if from_file else None,
@@ -126,8 +143,28 @@ def run(
         bind_unbound=not no_bind, cache_dir=cache_dir, python_installer=installer, heartbeat=heartbeat,
         metrics_interval=metrics_interval,
         metrics_port=None if no_metrics_endpoint else metrics_port, access_log_rate=access_log_rate,
-        gateway_workers=gateway_workers)
-    raise typer.Exit(run_agent(settings))
+        gateway_workers=gateway_workers, runtime="kubernetes" if kubernetes else "local")
+    raise typer.Exit(run_agent(settings, make_runtime))
+
+
+def _kubernetes_runtime(kubeconfig: Path | None, external_url: str | None, internal_url: str | None,
+                        drift_interval: float) -> Any:
+    """The Kubernetes runtime's factory; the configuration is read here, so that a bad one is one line."""
+    from cellplane.errors import CellplaneError
+    from cellplane.kubernetes.client import load_config
+    from cellplane.kubernetes.runtime import KubernetesSettings, runtime_factory
+
+    for flag, url in (("--external-url", external_url), ("--internal-url", internal_url)):
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise CliError(f"{flag} {url}: give a URL such as https://apps.example.com")
+    try:
+        load_config(kubeconfig)
+    except CellplaneError as e:
+        raise CliError(e.message) from None
+    return runtime_factory(KubernetesSettings(
+        kubeconfig=kubeconfig.resolve() if kubeconfig else None, drift_interval=drift_interval,
+        external_url=external_url.rstrip("/") if external_url else None,
+        internal_url=internal_url.rstrip("/") if internal_url else None))
 
 
 @dataplane.command("token")

@@ -37,6 +37,8 @@ class AgentRegistration(Report):
     publicKey: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}=?$"})] = Field(
         min_length=1, max_length=100, description="base64url of the agent's X25519 public key (32 bytes)")
     bindUnbound: bool = Field(default=False, description="bind every environment without a data plane to this one")
+    runtime: Literal["local", "kubernetes"] = Field(
+        default="local", description="what runs the workloads: the DataPlane's type is set to it")
 
 
 class GatewayReport(Report):

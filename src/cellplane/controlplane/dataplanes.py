@@ -92,10 +92,17 @@ def bind_unbound(s: Session, org: str, name: str) -> None:
             env.updated_at = t
 
 
-def register(s: Session, org: str, name: str, agent: dict[str, Any], bind: bool) -> dict[str, Any]:
-    """Record the agent (creating the DataPlane when absent); returns the environments bound to it."""
+def register(s: Session, org: str, name: str, agent: dict[str, Any], bind: bool,
+             runtime: str = "local") -> dict[str, Any]:
+    """Record the agent (creating the DataPlane when absent); returns the environments bound to it. The DataPlane's
+    type becomes ``runtime``, what the agent says runs its workloads (``local`` or ``kubernetes``)."""
     row = ensure(s, org, name)
     t = now()
+    spec = row.spec or {}
+    if spec.get("type", "local") != runtime and not (runtime == "local" and spec.get("kubernetes")):
+        row.spec = {**(row.spec or {}), "type": runtime}
+        row.generation += 1
+        row.updated_at = t
     status = dict(row.status or {})
     status["agent"] = {**agent, "registeredAt": t.isoformat(), "lastSeen": t.isoformat()}
     row.status = status

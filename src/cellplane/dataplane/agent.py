@@ -123,7 +123,8 @@ class Agent:
         try:
             answer = await self.cp.register(AgentRegistration(
                 agentId=self.agent_id, version=__version__, hostname=socket.gethostname(),
-                publicKey=public_key_text(self.key), bindUnbound=self.settings.bind_unbound))
+                publicKey=public_key_text(self.key), bindUnbound=self.settings.bind_unbound,
+                runtime="kubernetes" if self.settings.runtime == "kubernetes" else "local"))
         except CredentialRefused:
             raise
         except ApiRefused as e:

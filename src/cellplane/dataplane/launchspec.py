@@ -117,14 +117,16 @@ def probe(raw: DesiredProbe | None) -> ProbeSpec | None:
                      timeout=raw.timeoutSeconds, failure_threshold=raw.failureThreshold)
 
 
-def manifest_probe(tree: Path) -> ProbeSpec | None:
-    """The readiness probe the artifact's manifest carries (a Dockerfile's HEALTHCHECK), for a component that
-    declares none: an HTTP GET of its path on the replica's port."""
-    raw = read_manifest(tree).get("readiness")
+def manifest_probe(tree: Path, kind: str = "readiness") -> ProbeSpec | None:
+    """The readiness (or liveness) probe the artifact's manifest carries (a Dockerfile's HEALTHCHECK), for a
+    component that declares none: an HTTP GET of its path on the replica's port."""
+    raw = read_manifest(tree).get(kind)
     if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
         return None
     return ProbeSpec(path=raw["path"], timeout=float(raw.get("timeoutSeconds") or 1),
-                     failure_threshold=int(raw.get("failureThreshold") or 3))
+                     failure_threshold=int(raw.get("failureThreshold") or 3),
+                     period=float(raw.get("periodSeconds") or 1),
+                     initial_delay=float(raw.get("initialDelaySeconds") or 0))
 
 
 def limits(d: DesiredDeployment) -> Limits:
@@ -173,7 +175,8 @@ def replica_spec(d: DesiredDeployment, index: int, launch: Launch, tree: Path, n
         declared_port=declared_port(d, tree) if has_port else None,
         readiness=(probe(health.readiness if health is not None else None) or manifest_probe(tree)) if has_port
         else None,
-        liveness=probe(health.liveness if health is not None else None),
+        liveness=probe(health.liveness if health is not None else None) or (
+            manifest_probe(tree, "liveness") if has_port else None),
         restart="never" if task else "always",
         grace=float(health.gracePeriodSeconds if health is not None else 10),
         limits=limits(d), files=files, run_dir=run_dir, sandbox=sandbox,

@@ -27,3 +27,4 @@ class AgentSettings:
     # gateway processes besides the agent's own; 0 by default: inside the agent they do not pay off yet
     # (docs/performance.md, "What limits the figures")
     gateway_workers: int = 0
+    runtime: str = "local"  # what runs the workloads (local or kubernetes): the DataPlane's type, sent at registration

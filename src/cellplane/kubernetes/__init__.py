@@ -1,10 +1,12 @@
-"""The Kubernetes data plane: the desired state rendered as Kubernetes objects (docs/kubernetes.md).
+"""The Kubernetes data plane: the desired state rendered as Kubernetes objects, and the runtime that applies them
+(docs/kubernetes.md).
 
 ``render``/``render_state`` turn a ``contract.DesiredState`` into plain dicts (``names``: the names and labels;
 ``config``: environment, files, secrets and connections; ``workloads``: Deployments, CronJobs, Jobs;
 ``network``: Services and NetworkPolicies; ``routes``: Gateway API objects; ``layout``: the cluster-wide names they
-point at; ``opener``: what opens sealed values). The runtime that applies them comes beside
-``cellplane.dataplane.runtimes.local``.
+point at; ``opener``: what opens sealed values). ``runtime.KubernetesRuntime``, the agent's second ``Runtime``,
+applies them: ``client`` (lightkube, generic resources), ``apply`` (server-side apply of what changed), ``prune``
+(what is live and what goes), ``observe`` and ``health`` (status), ``jobs`` (task runs), ``podlogs`` (logs).
 """
 
 from cellplane.kubernetes.layout import ClusterLayout

@@ -292,6 +292,29 @@ def check_version(asked: str | None, machine: str) -> None:
                            "line in go.mod or install a newer Go on the build machine", where="go.mod")
 
 
+def main_module(go: str, binary: Path, env: dict[str, str]) -> str | None:
+    """The path of the module a binary's main package is in (``go version -m``'s ``mod`` line), or None."""
+    out = subprocess.run([go, "version", "-m", str(binary)], capture_output=True, text=True, env=env, check=False)
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("\t")
+        if len(parts) >= 2 and parts[0] == "mod":
+            return parts[1]
+    return None
+
+
+def module_sums(tree: Path, module: str) -> Path | None:
+    """The go.sum beside the go.mod in ``tree`` that declares ``module`` (module caches and vendor/ left out)."""
+    for directory, subdirs, names in os.walk(tree):
+        cache = Path(directory).name == "go"  # a golang stage's GOPATH: /go/pkg/mod is a module cache
+        skipped = {".git", "node_modules", "vendor", *(("pkg",) if cache else ())}
+        subdirs[:] = sorted(d for d in subdirs if d not in skipped)
+        if "go.mod" in names and "go.sum" in names:
+            found = _MODULE.search((Path(directory) / "go.mod").read_text(errors="replace"))
+            if found and found.group(1) == module:
+                return Path(directory) / "go.sum"
+    return None
+
+
 def pins(go: str, binaries: list[Path], env: dict[str, str]) -> list[tuple[str, str]]:
     """(module, version) of every module compiled into the binaries, as ``go version -m`` reads them back."""
     found: set[tuple[str, str]] = set()

@@ -71,7 +71,7 @@ def _registration(c: Call[Any]) -> None:
                  subject=Subject("DataPlane", "name", project=""), body=raw(AgentRegistration, "the agent"),
                  before=_registration, response_model=schemas.AgentRegistered, response_model_exclude_unset=True)
 def register(c: Call[AgentRegistration], org: NamePath, name: NamePath) -> dict[str, Any]:
-    """Register the agent of a data plane (creating the DataPlane, type local, when absent)."""
+    """Register the agent of a data plane (creating the DataPlane when absent; its type is the agent's runtime)."""
     s, who, req = c.session, c.who, c.body
     resources.require_owner(s, resources.Scope(KINDS["DataPlane"], org), field_path="path")
     if dataplanes.find(s, org, name) is None:
@@ -79,7 +79,8 @@ def register(c: Call[AgentRegistration], org: NamePath, name: NamePath) -> dict[
     # Binding environments to a data plane is an admin's decision: an agent token's bindUnbound is ignored.
     bind = req.bindUnbound and who.can("dataplanes:update", Target(org))
     result = dataplanes.register(s, org, name, {"agentId": req.agentId, "version": req.version,
-                                                "hostname": req.hostname, "publicKey": req.publicKey}, bind)
+                                                "hostname": req.hostname, "publicKey": req.publicKey}, bind,
+                                 req.runtime)
     c.work.message = (f"agent {req.agentId} on {req.hostname or '?'} (version {req.version or '?'}); environments: "
                       + (", ".join(result["environments"]) or "none")
                       + ("" if bind or not req.bindUnbound else "; bindUnbound ignored (an agent token)"))
