@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools kubetools bytecode test lint run bench clean
+.PHONY: venv postgres buildtools registrytools kubetools bytecode test lint run bench clean agent-image
 
 venv: $(STAMP)
 
@@ -76,6 +76,12 @@ test: venv postgres buildtools registrytools kubetools bytecode
 
 bench: venv buildtools registrytools kubetools
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# The Kubernetes agent's image, built without Docker and pushed (docs/kubernetes.md): prints its reference by digest.
+# make agent-image REGISTRY=https://registry.example.com [AGENT_BASE=python:3.12-slim] (the base must be in it)
+agent-image: venv
+	@test -n "$(REGISTRY)" || { echo "make agent-image: give REGISTRY=URL (the base image must be in it)" >&2; exit 2; }
+	$(BIN)/python -m cellplane.kubernetes.agentimage --registry $(REGISTRY) $(if $(AGENT_BASE),--base $(AGENT_BASE))
 
 run: venv
 	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2
