@@ -228,6 +228,18 @@ def jdk() -> None:
         pytest.skip(message)
 
 
+@pytest.fixture(scope="module")
+def go_installed() -> None:
+    """Go builds need the machine's Go (``make buildtools`` installs it): a failure under CI, a skip elsewhere."""
+    from cellplane.build.languages.golang import go_binary
+
+    if go_binary(None) is None:
+        message = "Go is not installed (make buildtools installs it)"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 def with_maven_wrapper(source: Path, cache: Path) -> Path:
     """Generate the Maven wrapper's ``mvnw`` script in ``source`` (``mvn -N wrapper:wrapper``, the plugin from Maven
     Central into the build cache's Maven repository), as a project that keeps its wrapper has it; never committed."""

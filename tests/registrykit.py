@@ -66,6 +66,13 @@ class LocalRegistry:
         return self.url.removeprefix("http://")
 
 
+def skopeo(*args: str) -> Any:
+    """``skopeo`` with ``args`` (inspect ...), its JSON answer; an assertion error with its stderr when it fails."""
+    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def _start(tmp: Path, auth: dict[str, Any] | None = None, *, delete: bool = True) -> LocalRegistry:
     need("docker-registry", "skopeo", "umoci", "htpasswd")
     port = free_port()

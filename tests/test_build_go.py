@@ -13,22 +13,10 @@ import httpx
 import pytest
 
 from buildkit import APPS, component, failed_why, log_text, upload, wait
-from conftest import _in_ci
 from dataplanekit import AgentProcess, build_app, deploy, service, wait_state
 from liveserver import run_cli
 
-pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def go_installed() -> None:
-    from cellplane.build.languages.golang import go_binary
-
-    if go_binary(None) is None:
-        message = "Go is not installed (make buildtools installs it)"
-        if _in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("go_installed")]
 
 
 @pytest.fixture(scope="module")

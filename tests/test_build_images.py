@@ -6,8 +6,6 @@ gives; the registry password is nowhere in the database or the API."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from buildkit import APPS, BuildServer, component, git, git_repo, log_text, star
 from cellplane.images import sign
 from cellplane.images.registry import Credentials, Registry
 from liveserver import doc, free_port, run_cli
-from registrykit import BASE_REPOSITORY, BASE_TAG, PASSWORD, USER, LocalRegistry
+from registrykit import BASE_REPOSITORY, BASE_TAG, PASSWORD, USER, LocalRegistry, skopeo
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 
@@ -50,12 +48,6 @@ def two_builds(configured: BuildServer) -> tuple[dict[str, Any], dict[str, Any]]
     second = wait(c, upload(c, "imgs", "echo", APPS / "echo"))
     assert second["state"] == "succeeded", second.get("error")
     return first, second
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_a_succeeded_build_pushes_its_image_and_records_it_by_digest(

@@ -27,7 +27,7 @@ from cellplane.images.dependencies import for_artifact, python_version
 from cellplane.images.publish import artifact_manifest
 from cellplane.runtime.materialize import base_python
 from liveserver import doc, free_port
-from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
+from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, skopeo
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 
@@ -58,12 +58,6 @@ def flask_builds(configured: BuildServer) -> tuple[dict[str, Any], dict[str, Any
 @pytest.fixture(scope="module")
 def express_build(configured: BuildServer) -> dict[str, Any]:
     return built(configured, "web", "express")
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def unpack(reference: str, tmp: Path) -> Path:

@@ -27,7 +27,7 @@ from cellplane.images.dependencies import for_artifact
 from cellplane.images.publish import artifact_manifest
 from conftest import _in_ci
 from liveserver import doc, free_port
-from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
+from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, skopeo
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 
@@ -67,12 +67,6 @@ def ruby_build(build_server: BuildServer, registry: LocalRegistry,
     build = wait(c, upload(c, "gems", "greeter", vendored(tmp_path_factory.mktemp("src"))))
     assert build["state"] == "succeeded", failed_why(c, build)
     return build
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_a_ruby_image_has_a_gems_layer_and_the_bundle_settings_that_find_it(

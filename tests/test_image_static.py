@@ -25,7 +25,7 @@ from cellplane.images import static as image_static
 from cellplane.images.publish import publish
 from cellplane.images.registry import Registry
 from liveserver import doc, free_port
-from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, need
+from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, need, skopeo
 
 BASES = {"static": f"{BASE_REPOSITORY}:{BASE_TAG}"}
 UID = 10014
@@ -43,12 +43,6 @@ def site(tmp: Path, port: int | None, spa: bool = True) -> tuple[Path, str]:
     out = tmp / "artifact.tar.gz"
     pack(stage, out)
     return out, sha256_file(out)
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from cellplane.images import registry as registry_module
 from cellplane.images import sign
 from cellplane.images.publish import publish
 from cellplane.images.registry import Credentials, Registry, RegistryError
-from registrykit import BASE_REPOSITORY, BASE_TAG, PASSWORD, USER, LocalRegistry
+from registrykit import BASE_REPOSITORY, BASE_TAG, PASSWORD, USER, LocalRegistry, skopeo
 
 BASES = {"python": f"{BASE_REPOSITORY}:{BASE_TAG}"}
 LABELS = {"dev.cellplane.component": "default/shop/api", "dev.cellplane.commit": "0123abcd"}
@@ -40,12 +40,6 @@ def artifact(tmp: Path, body: str = "print('hello')\n", extra: bytes = b"") -> t
     out = tmp / "artifact.tar.gz"
     pack(stage, out)
     return out, sha256_file(out)
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,16 @@ the test cluster's kwok nodes run no containers.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cellplane import __version__
 from cellplane.kubernetes.agentimage import COMMAND, PACKAGES
-from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
+from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry, skopeo
 
 BASE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 
@@ -33,12 +31,6 @@ def image(registry: LocalRegistry) -> str:
     done = build(registry)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
-
-
-def skopeo(*args: str) -> Any:
-    out = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_the_agent_image_is_pushed_by_digest_with_its_command_a_non_root_user_and_labels(
