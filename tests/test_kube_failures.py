@@ -1,8 +1,10 @@
 """Failures the test cluster's fake node shows by itself (kwok stages of our own, tools/kube/stages/, selected by an
 image repository marker: ``/never-pulls``, ``/exits-N``): the Kubernetes runtime reports them from what the cluster
 says, nothing written by the test. A module of its own (one runtime, data plane ``kube-failures``, project
-``faults``) beside test_kube_runtime.py's cell; the crash loop is there (``/crash-loops``). Cost: about ten seconds
-on the session's cluster.
+``faults``) beside test_kube_runtime.py's cell; the crash loop is there (``/crash-loops``). The last test goes the
+whole way: a manual task component named ``exits-3`` (so its image's repository ends in ``/exits-3``) built and
+pushed by a real control plane, run with ``cellplane run`` through the agent process of test_kube_pipeline.py's
+fixture. Cost: about ten seconds on the session's cluster, plus one build.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from typing import Any
 
 import pytest
 
+from buildkit import BuildServer
 from cellplane.contract import DesiredState, TaskRunSent
 from cellplane.dataplane.agent import AgentSettings
 from cellplane.kubernetes import names
 from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
+from dataplanekit import ORG, AgentProcess, build_app, deploy, wait_state
 from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster
+from liveserver import run_cli
+from test_kube_pipeline import kube_agent  # noqa: F401  # the agent process bound to staging, as a fixture
 from test_kube_runtime import Host, Kube, Loop
 
 PLANE = "kube-failures"
@@ -98,3 +104,22 @@ def test_a_manual_run_whose_pod_exits_3_is_told_failed_with_exit_code_3(kube: Ku
     job = kube.cluster.get(f"/apis/batch/v1/namespaces/{NS}/jobs/{names.run(run['id'])}")
     assert any(c["type"] == "Failed" and c["status"] == "True" for c in job["status"]["conditions"])
     assert kube.report("dep_00000000ex3t").state == "idle"  # type: ignore[union-attr]  # a run, not the task
+
+
+def test_cellplane_run_of_a_task_whose_pod_exits_3_on_the_cluster_ends_with_exit_code_3(
+        build_server: BuildServer, kube_agent: AgentProcess, kube_cluster: KubeCluster) -> None:  # noqa: F811
+    c = build_server.client
+    build = build_app(c, "kfail", "exits-3", {"type": "manual-task"}, app="task")
+    assert build["image"]["reference"].partition("@")[0].endswith("/exits-3")
+    deploy(c, "kfail", "exits-3", "staging", build=build["id"])
+    wait_state(c, "kfail", "exits-3", states=("idle",), env="staging")
+    out = run_cli(build_server.server, "run", "exits-3", "--env", "staging", "-p", "kfail")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "exit code 3" in out.stderr
+    r = c.get(f"{ORG}/projects/kfail/components/exits-3/runs", params={"environment": "staging"})
+    assert r.status_code == 200, r.text
+    [run] = r.json()["items"]
+    assert (run["trigger"], run["state"], run["exitCode"]) == ("manual", "failed", 3)
+    namespace = names.namespace("default", "kfail", "staging")
+    pods = kube_cluster.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Failed"]
