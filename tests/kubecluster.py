@@ -12,7 +12,10 @@ own, on free ports:
 - kube-controller-manager and kube-scheduler with the admin kubeconfig, no leader election and no serving
   port of their own;
 - kwok with its default stages (node Ready with a Lease heartbeat; pods Running/Ready, Succeeded when their
-  containers are done, gone when deleted), managing every node; the fixture creates one node, ``kwok-node``.
+  containers are done, gone when deleted) and ours from tools/kube/stages/ (:func:`kwok_stages`: an image
+  repository ending in ``/never-pulls`` stays Pending in ErrImagePull/ImagePullBackOff, ``/exits-N`` makes a
+  Job's pod exit N, ``/crash-loops`` crash loops), managing every node; the fixture creates one node,
+  ``kwok-node``.
 
 Then it waits for ``/readyz``, installs the Gateway API standard CRDs (copied from the sigs.k8s.io/gateway-api
 module at build time) and waits until they are Established. Cost once built: about ten seconds of start-up on
@@ -55,6 +58,7 @@ from liveserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ENSURE = ROOT / "scripts" / "ensure-kube-tools.sh"
+STAGES = ROOT / "tools" / "kube" / "stages"  # our kwok stages: failures the fake node shows on request
 PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_NAME = "kwok-node"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -311,6 +315,16 @@ def gateway_crd_names(tools: Path) -> list[str]:
     return names
 
 
+def kwok_stages(tools: Path) -> str:
+    """kwok's configuration: its default stages (from the build cache) and then ours (tools/kube/stages/*.yaml,
+    read from the repository at each start, so they are outside the build's cache key). Ours have weight 1 and
+    select pods by an image repository marker (``/never-pulls``, ``/exits-N``, ``/crash-loops``): where one
+    matches, kwok takes it over a default stage (weight 0); every other pod follows the defaults."""
+    ours = sorted(STAGES.glob("*.yaml"))
+    defaults = (tools / "kwok" / "stages.yaml").read_text().rstrip().removesuffix("---")
+    return "\n---\n".join([defaults.rstrip(), *(p.read_text().strip() for p in ours)]) + "\n"
+
+
 def start_cluster(tools: Path, root: Path) -> KubeCluster:
     """Start the whole cluster under ``root``; on any failure stop what was started and raise."""
     (root / "logs").mkdir(parents=True)
@@ -353,7 +367,7 @@ def start_cluster(tools: Path, root: Path) -> KubeCluster:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=false",
         ])
         _spawn(cluster, "kube-scheduler", common)
-        (root / "kwok.yaml").write_text((tools / "kwok" / "stages.yaml").read_text())
+        (root / "kwok.yaml").write_text(kwok_stages(tools))
         _spawn(cluster, "kwok", [
             f"--kubeconfig={cluster.kubeconfig}", f"--config={root / 'kwok.yaml'}", "--manage-all-nodes=true",
             "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/24", "--node-ip=192.0.2.1",

@@ -6,9 +6,9 @@ restarted without its control plane changing nothing.
 One cluster for the session, one runtime for the module (its asyncio loop in a thread of its own, as the agent's
 loop runs it), the tests in order on one cell. The runtime's host is the agent's ``RuntimeHost`` interface kept in
 memory (log lines and task runs gathered); the last test runs the real agent loop on a data directory, its control
-plane down. What the fake nodes cannot show (a container that crashes, an image that never pulls, a Job's pod that
-fails) is said in the tests that act as the kubelet (they set a pod's status through the API) and in
-test_kube_runtime_health.py.
+plane down. A container that crash loops is the test cluster's own kwok stage (tools/kube/stages/, selected by an
+image repository ending in ``/crash-loops``); an image that never pulls and a Job's pod that exits non-zero are in
+test_kube_failures.py.
 """
 
 from __future__ import annotations
@@ -253,20 +253,17 @@ def test_a_pod_no_node_can_take_reports_unschedulable(kube: Kube) -> None:
     assert report.replicas[0].state == "failed"
 
 
-def test_a_crash_looping_container_reported_by_the_kubelet_is_a_crash_loop(kube: Kube) -> None:
-    # kwok's fast stages never crash a container: the test plays the kubelet and reports one
-    pod = next(p for p in kube.cluster.get(f"/api/v1/namespaces/{NS}/pods?labelSelector={names.RELEASE}%3Dr2")["items"]
-               if p["metadata"].get("labels", {}).get(names.INSTANCE) == API)
-    kube.cluster.request("PATCH", f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}/status", {"status": {
-        "conditions": [{"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}],
-        "containerStatuses": [{"name": "app", "image": IMAGE, "imageID": "", "ready": False, "restartCount": 5,
-                               "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                                     "message": "back-off 5m0s restarting failed container"}},
-                               "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}},
-        content_type="application/merge-patch+json")
-    report = kube.wait_report("dep_000000000api", lambda r: r.state == "crash-loop", "the service in a crash loop")
-    assert report.message.startswith("replica 0: CrashLoopBackOff: exited with 3, restarted 5 times"), report.message
-    assert report.replicas[0].restarts == 5
+def test_a_container_that_keeps_exiting_is_a_crash_loop_with_its_restarts_growing(kube: Kube) -> None:
+    # the test cluster's crash-loops stage (tools/kube/stages/): exit 1, CrashLoopBackOff, one restart more every 2 s
+    crashy = deployment_wire(id="dep_00000000crsh", component="crashy", artifact={
+        "digest": "sha256:" + "5" * 64, "image": "registry.cellplane.test/acme/crash-loops@sha256:" + "5" * 64})
+    kube.apply(state(service(kube.host.key, release="r2", greeting="hi"), crashy))
+    first = kube.wait_report("dep_00000000crsh", lambda r: r.state == "crash-loop", "the service in a crash loop")
+    assert first.message.startswith("replica 0: CrashLoopBackOff: exited with 1, restarted "), first.message
+    later = kube.wait_report("dep_00000000crsh", lambda r: r.replicas[0].restarts > first.replicas[0].restarts,
+                             "one restart more", timeout=30)
+    assert later.state == "crash-loop" and later.replicas[0].state == "crash-loop"
+    assert kube.report("dep_000000000api").state == "ready"  # type: ignore[union-attr]  # the rest as it was
 
 
 def test_a_manual_run_becomes_one_job_followed_to_its_exit_code_and_never_runs_twice(kube: Kube) -> None:
@@ -336,7 +333,7 @@ def test_a_namespace_that_exists_without_the_data_planes_labels_is_never_taken_o
                               f"{names.DATA_PLANE} label): remove or rename it")
     assert names.DATA_PLANE not in kube.cluster.get(f"/api/v1/namespaces/{theirs}")["metadata"].get("labels", {})
     assert kube.cluster.get(f"/apis/networking.k8s.io/v1/namespaces/{theirs}/networkpolicies")["items"] == []
-    assert kube.report("dep_000000000api").state == "crash-loop"  # type: ignore[union-attr]  # the rest applied
+    assert kube.report("dep_000000000api").state == "ready"  # type: ignore[union-attr]  # the rest applied
 
 
 def test_undeploying_prunes_every_object_of_the_cell_and_leaves_objects_without_the_label_alone(

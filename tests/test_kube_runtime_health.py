@@ -1,7 +1,8 @@
 """The Kubernetes runtime's pure parts: live objects (as the API server returns them) mapped onto the deployment
 states the local data plane reports, Jobs onto task runs, what drift and pruning pick. The same code runs against
-the real test cluster in test_kube_runtime.py; here each state is written out, including those the fake nodes
-cannot produce (a Job's pod failing with an exit code, an image that never pulls)."""
+the real test cluster in test_kube_runtime.py and test_kube_failures.py (an image that never pulls, a Job's pod
+exiting 3, a crash loop: the cluster's own kwok stages); here each state is written out, including those the fake
+nodes cannot produce (configuration errors, a deadline exceeded)."""
 
 from __future__ import annotations
 
