@@ -199,3 +199,33 @@ def test_undeploying_removes_the_route(cell: Cell) -> None:
     cell.run(cell.runtime.apply(state(revision="gone")))  # the environment stays, the deployment goes
     r = httpx.get(cell.url("external", "/sales/orders/v1/hello"), timeout=10)
     assert r.status_code == 404
+
+
+def test_each_environment_takes_the_next_pair_of_ports_and_keeps_it_across_restarts(tmp_path: Path) -> None:
+    """No cluster needed: the listeners are opened from the desired state alone."""
+    from cellplane.kubernetes.gateways import ClusterGateways
+    from cellplane.kubernetes.layout import ClusterLayout
+    from cellplane.kubernetes.observe import Observed
+    from liveserver import free_port
+
+    first = free_port()  # and the three after it, free on the test machine in practice
+    settings = AgentSettings(controlplane="http://127.0.0.1:9", token="t", data_dir=tmp_path, name=PLANE,
+                             organization="acme", runtime="kubernetes")
+    two = DesiredState.from_wire(state_wire([], organization="acme", dataPlane=PLANE, environments=[
+        {"name": "staging", "production": False}, {"name": "production", "production": True}]))
+
+    async def listeners(desired: DesiredState) -> dict[str, int]:
+        g = ClusterGateways(settings, ServeGateways("127.0.0.1", first, first + 1), ClusterLayout())
+        await g.start(Host(tmp_path))
+        try:
+            await g.update(desired, Observed())
+            return g.gateway.listeners()
+        finally:
+            await g.close()
+
+    opened = asyncio.run(listeners(two))
+    assert opened == {"external/production": first, "internal/production": first + 1,
+                      "external/staging": first + 2, "internal/staging": first + 3}
+    only_staging = DesiredState.from_wire(state_wire([], organization="acme", dataPlane=PLANE,
+                                                     environments=[{"name": "staging", "production": False}]))
+    assert asyncio.run(listeners(only_staging)) == {"external/staging": first + 2, "internal/staging": first + 3}

@@ -6,7 +6,7 @@ plane (``cellplane.dataplane.gatewayfeed`` hands them to the host, the code the 
 environment it opens an external and an internal listener (the gateway's listeners are per environment: the URL
 scheme ``/{project}/{component}/{version}`` does not name one); the first environment's take ``external_port`` and
 ``internal_port`` (8080 and 8081 by default), each further one the next pair (+2, +4, ...), kept in the data
-directory's ``ports.json`` so that a restarted agent listens where the gateway Services send.
+directory's ``ports.json`` (``slot/<environment>``) so that a restarted agent listens where it listened before.
 
 The route table is built from the desired state and the last observation: every HTTP endpoint of a service is
 routed (its visibility as on the local data plane), to one upstream, the endpoint's Service in its cell namespace
@@ -122,7 +122,7 @@ class ClusterGateways(GatewayFeed):
         wanted = {f"{kind}/{env}" for env in environments for kind in KINDS}
         for key in [k for k in open_now if k not in wanted]:
             await self.gateway.close_listener(key)
-        changed = False
+        before = dict(self.ports)
         for env in sorted(environments):
             slot = self._slot(env)
             pairs: tuple[tuple[ListenerKind, int], ...] = (("external", self.options.external_port),
@@ -132,23 +132,26 @@ class ClusterGateways(GatewayFeed):
                 if key in open_now:
                     continue
                 port = first + 2 * slot if first else 0
-                got = await self.gateway.ensure_listener(ListenerSpec(kind, env, host=self.options.host, port=port))
-                if self.ports.get(key) != got:
-                    self.ports[key] = got
-                    changed = True
-        if changed:
+                try:
+                    got = await self.gateway.ensure_listener(ListenerSpec(kind, env, host=self.options.host,
+                                                                          port=port))
+                except OSError as e:  # (another process has the port: said, tried again at the next apply)
+                    log.warning("the %s gateway of %s cannot listen on %s port %s: %s", kind, env,
+                                self.options.host, port, e.strerror or e)
+                    self.host.reconcile_later(5.0)
+                    continue
+                self.ports[key] = got
+        if self.ports != before:
             self.host.state.save_ports(self.ports)
 
     def _slot(self, environment: str) -> int:
-        """The environment's place in the port pairs: kept from ports.json, else the first free one."""
-        saved = self.ports.get(f"external/{environment}")
-        first = self.options.external_port
-        if not first:
-            return 0
-        if saved and (saved - first) % 2 == 0 and saved >= first:
-            return (saved - first) // 2
-        taken = {(p - first) // 2 for k, p in self.ports.items() if k.startswith("external/") and p >= first}
-        return next(i for i in range(len(taken) + 1) if i not in taken)
+        """The environment's place in the port pairs: kept in ports.json (``slot/<environment>``), else the first
+        free one."""
+        key = f"slot/{environment}"
+        if key not in self.ports:
+            taken = {p for k, p in self.ports.items() if k.startswith("slot/")}
+            self.ports[key] = next(i for i in range(len(taken) + 1) if i not in taken)
+        return self.ports[key]
 
     def port(self, kind: str, environment: str) -> int | None:
         """The port a listener listens on (None: not open)."""
