@@ -11,6 +11,8 @@ agent's ``RuntimeHost`` kept in memory, as in test_kube_runtime.py). One cluster
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from desiredkit import deployment_wire, state_wire
 from gatewaykit import App
 from kubecluster import KubeCluster, KubeError
+from liveserver import free_port
 
 T = TypeVar("T")
 IMAGE = "registry.cellplane.test/acme/orders@sha256:" + "cd" * 32
@@ -201,14 +204,28 @@ def test_undeploying_removes_the_route(cell: Cell) -> None:
     assert r.status_code == 404
 
 
+def four_free_ports() -> int:
+    """A port such that it and the three after it are free now."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + 4):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError("no four free ports in a row")
+
+
 def test_each_environment_takes_the_next_pair_of_ports_and_keeps_it_across_restarts(tmp_path: Path) -> None:
     """No cluster needed: the listeners are opened from the desired state alone."""
     from cellplane.kubernetes.gateways import ClusterGateways
     from cellplane.kubernetes.layout import ClusterLayout
     from cellplane.kubernetes.observe import Observed
-    from liveserver import free_port
 
-    first = free_port()  # and the three after it, free on the test machine in practice
+    first = four_free_ports()
     settings = AgentSettings(controlplane="http://127.0.0.1:9", token="t", data_dir=tmp_path, name=PLANE,
                              organization="acme", runtime="kubernetes")
     two = DesiredState.from_wire(state_wire([], organization="acme", dataPlane=PLANE, environments=[
@@ -229,3 +246,44 @@ def test_each_environment_takes_the_next_pair_of_ports_and_keeps_it_across_resta
     only_staging = DesiredState.from_wire(state_wire([], organization="acme", dataPlane=PLANE,
                                                      environments=[{"name": "staging", "production": False}]))
     assert asyncio.run(listeners(only_staging)) == {"external/staging": first + 2, "internal/staging": first + 3}
+
+
+def test_the_install_with_gateways_makes_the_agents_pod_every_gateway_services_endpoint(
+        kube_cluster: KubeCluster) -> None:
+    """The manifest asked for gateways validates strictly, and applied to the cluster, the gateway Services' endpoint
+    slices list the agent's pod on the ports its ``--serve-gateways`` listeners take (first pair, then +2)."""
+    import kubernetes_validate
+
+    from cellplane.kubernetes.install import InstallOptions, manifest
+    from cellplane.kubernetes.layout import ClusterLayout
+    from test_kube_install import path_of
+
+    system = "cellplane-gw-install"
+    options = InstallOptions(name="gw-install", organization="acme", controlplane="https://cp.example.com",
+                             image="registry.example.com/cellplane/agent@sha256:" + "cd" * 32, token="t",
+                             environments=("development", "production"), persistent=False, serve_gateways=True,
+                             layout=ClusterLayout(system_namespace=system))
+    objects = manifest(options)
+    for obj in objects:
+        for version in ("1.30", "1.37"):
+            kubernetes_validate.validate(obj, version, strict=True)
+    (agent,) = [o for o in objects if o["kind"] == "Deployment"]
+    args = agent["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--serve-gateways"):] == [
+        "--serve-gateways", "--external-port", "8080", "--internal-port", "8081",
+        "--gateway-environment", "development", "--gateway-environment", "production"]
+    for obj in objects:
+        kube_cluster.apply(path_of(obj), obj)
+    try:
+        def served() -> dict[str, set[int]] | None:
+            slices = kube_cluster.get(f"/apis/discovery.k8s.io/v1/namespaces/{system}/endpointslices")["items"]
+            out = {s["metadata"]["labels"]["kubernetes.io/service-name"]: {p["port"] for p in s.get("ports") or []}
+                   for s in slices if s.get("endpoints")}
+            return out if len(out) == 4 else None
+        assert kube_cluster.wait_for("the gateway Services' endpoints: the agent's pod", served, 90) == {
+            "gateway--development--external": {8080}, "gateway--development--internal": {8081},
+            "gateway--production--external": {8082}, "gateway--production--internal": {8083}}
+    finally:
+        for obj in reversed(objects):
+            if obj["kind"] != "Namespace":
+                kube_cluster.delete(path_of(obj))

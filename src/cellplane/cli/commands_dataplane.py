@@ -125,6 +125,9 @@ def run(
                                       "(each further environment the next port but one; 0: free ports)"),
     internal_port: int = typer.Option(8081, "--internal-port", min=0, max=65535,
                                       help="with --serve-gateways: the first environment's internal listener"),
+    gateway_environment: list[str] = typer.Option([], "--gateway-environment", metavar="ENV",
+                                                  help="with --serve-gateways: an environment taking the next pair "
+                                                  "of ports, in order (repeat; the install manifest passes them)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)
@@ -143,7 +146,8 @@ def run(
     serve = None
     if serve_gateways:
         from cellplane.kubernetes.gateways import ServeGateways
-        serve = ServeGateways(gateway_host, external_port, internal_port)
+        serve = ServeGateways(gateway_host, external_port, internal_port,
+                              environments=tuple(dict.fromkeys(gateway_environment)))
     make_runtime = (_kubernetes_runtime(kubeconfig, external_url, internal_url, drift_interval, serve)
                     if kubernetes else None)
     if not kubernetes and (kubeconfig or external_url or internal_url or serve_gateways):

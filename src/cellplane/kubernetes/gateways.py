@@ -5,8 +5,10 @@ runtime, so API keys, OAuth2 tokens, visibility, access logs, metrics and spans 
 plane (``cellplane.dataplane.gatewayfeed`` hands them to the host, the code the local runtime uses). Per
 environment it opens an external and an internal listener (the gateway's listeners are per environment: the URL
 scheme ``/{project}/{component}/{version}`` does not name one); the first environment's take ``external_port`` and
-``internal_port`` (8080 and 8081 by default), each further one the next pair (+2, +4, ...), kept in the data
-directory's ``ports.json`` (``slot/<environment>``) so that a restarted agent listens where it listened before.
+``internal_port`` (8080 and 8081 by default), each further one the next pair (+2, +4, ...). The environments the
+install named (``--gateway-environment``, in order) take the first pairs, the ports the agent's pod names and the
+gateway Services target (``install``); others take the next free pair, kept in the data directory's
+``ports.json`` (``slot/<environment>``) so that a restarted agent listens where it listened before.
 
 The route table is built from the desired state and the last observation: every HTTP endpoint of a service is
 routed (its visibility as on the local data plane), to one upstream, the endpoint's Service in its cell namespace
@@ -57,6 +59,7 @@ class ServeGateways:
     external_port: int = 8080  # the first environment's external listener (0: any free port)
     internal_port: int = 8081  # and its internal one
     resolver: Resolver | None = None  # None: cluster DNS
+    environments: tuple[str, ...] = ()  # --gateway-environment: these take the slots 0, 1, ... in this order
 
 
 def grants(desired: DesiredState) -> tuple[Grant, ...]:
@@ -145,11 +148,14 @@ class ClusterGateways(GatewayFeed):
             self.host.state.save_ports(self.ports)
 
     def _slot(self, environment: str) -> int:
-        """The environment's place in the port pairs: kept in ports.json (``slot/<environment>``), else the first
-        free one."""
+        """The environment's place in the port pairs: its place in ``environments`` (the install's order: the
+        ports its pod names), else kept in ports.json (``slot/<environment>``), else the first free one."""
+        given = self.options.environments
+        if environment in given:
+            return given.index(environment)
         key = f"slot/{environment}"
         if key not in self.ports:
-            taken = {p for k, p in self.ports.items() if k.startswith("slot/")}
+            taken = {p for k, p in self.ports.items() if k.startswith("slot/")} | set(range(len(given)))
             self.ports[key] = next(i for i in range(len(taken) + 1) if i not in taken)
         return self.ports[key]
 
