@@ -21,7 +21,8 @@ Deployments, Jobs and pods (three requests per namespace); ``status()`` maps the
 reads failing pods' last lines (``podlogs``). The
 gateway URLs reported per environment are the ``--external-url`` and ``--internal-url`` the agent was given (the
 base URLs under which the cluster's Gateway or load balancer exposes the data plane's Cellplane gateways); none
-given, none reported.
+given, the gateway Services' in-cluster URLs when the agent serves the gateways itself (``--serve-gateways``:
+``gateways``, whose route table each apply and observation pass updates), else none.
 
 ``stop`` ends the agent's own work only: the cluster keeps running the workloads without it.
 """
