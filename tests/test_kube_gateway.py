@@ -185,7 +185,8 @@ def test_an_organization_endpoint_is_refused_outside_and_served_inside_with_a_co
     assert inside.json()["path"] == "/admin/users"
 
 
-def test_routed_requests_reach_the_host_as_access_lines_and_http_metrics(cell: Cell) -> None:
+def test_routed_requests_reach_the_host_as_access_lines_and_http_metrics_and_prometheus_scrapes_them(
+        cell: Cell) -> None:
     def shipped() -> list[AccessLineSent]:
         lines = [a for a in cell.host.access if a.component == "orders"]
         return lines if any(a.endpoint == "admin" and a.consumer == "shop/front" for a in lines) else []
@@ -194,8 +195,14 @@ def test_routed_requests_reach_the_host_as_access_lines_and_http_metrics(cell: C
     assert any(a.status == 200 and a.endpoint == "api" for a in lines)
     assert (cell.cluster.wait_for("http metrics handed to the host",
                                   lambda: [p for p in cell.host.metrics if "orders" in str(p)], 10))
-    assert (cell.run(cell.runtime.status()).gateways["development"].internal
+    status = cell.run(cell.runtime.status())
+    assert (status.gateways["development"].internal
             == "http://gateway--development--internal.cellplane-system.svc.cluster.local:8080")
+    assert status.metrics_url is not None  # the agent's Prometheus endpoint, its bearer token as on a local agent
+    assert httpx.get(status.metrics_url, timeout=10).status_code == 401
+    scraped = httpx.get(status.metrics_url, headers={"Authorization": f"Bearer {cell.host.state.metrics_token()}"},
+                        timeout=10)
+    assert scraped.status_code == 200 and 'component="orders"' in scraped.text
 
 
 def test_undeploying_removes_the_route(cell: Cell) -> None:

@@ -15,8 +15,10 @@ routed (its visibility as on the local data plane), to one upstream, the endpoin
 (the Service balances over the ready pods), once at least one of the deployment's pods is ready; until then it is
 routed to nothing (the gateway's usual 503). Grants come from the desired state as the local runtime builds them.
 The upstream's address is the ``Resolver``'s, by default cluster DNS (``<service>.<namespace>.svc.<domain>``);
-tests give one that maps to servers on 127.0.0.1. Cost: a table rebuilt per apply and per observation pass (a
-pass over the deployments), swapped into the gateway only when it changed.
+tests give one that maps to servers on 127.0.0.1. With a ``metrics_port`` the agent's Prometheus endpoint serves
+the gateway's counters (its bearer token as on the local data plane; the install's probes connect to that port).
+Cost: a table rebuilt per apply and per observation pass (a pass over the deployments), swapped into the gateway
+only when it changed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from cellplane.contract import DesiredState
 from cellplane.dataplane.gatewayfeed import GatewayFeed
 from cellplane.dataplane.runtimes.base import RuntimeHost
 from cellplane.dataplane.settings import AgentSettings
+from cellplane.dataplane.telemetry import MetricsEndpoint, counter
+from cellplane.errors import CellplaneError
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.kubernetes import health, names
@@ -98,6 +102,7 @@ class ClusterGateways(GatewayFeed):
         self.resolve = options.resolver or cluster_dns(layout.cluster_domain)
         self._table: RouteTable | None = None
         self._task: asyncio.Task[None] | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
         self.feed_init(settings)
 
     async def start(self, host: RuntimeHost) -> None:
@@ -109,6 +114,21 @@ class ClusterGateways(GatewayFeed):
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self._task = asyncio.create_task(self._metrics_loop(), name="kube-gateway-metrics")
+        if self.settings.metrics_port is not None:
+            endpoint = MetricsEndpoint(self.prometheus, host.state.metrics_token())
+            try:
+                await endpoint.start(self.options.host, self.settings.metrics_port)
+            except OSError as e:
+                raise CellplaneError(f"the metrics endpoint cannot listen on {self.options.host} port "
+                                     f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
+            self.metrics_endpoint = endpoint
+
+    def prometheus(self) -> str:
+        """What the agent's Prometheus endpoint serves: the gateway's counters, as the local runtime's."""
+        return self.gateway.metrics.prometheus() + counter(
+            "cellplane_agent_access_lines_unshipped_total",
+            "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
+            self.access_unshipped)
 
     async def update(self, desired: DesiredState, seen: Observed) -> None:
         """The listeners of the desired state's environments opened (the others closed) and the route table
@@ -181,6 +201,8 @@ class ClusterGateways(GatewayFeed):
         if hasattr(self, "gateway"):
             await self.gateway.close()
         self.feed_close()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
 
     def describe(self) -> str:
         return "gateways: " + ", ".join(f"{k} :{p}" for k, p in sorted(self.gateway.listeners().items()))

@@ -187,7 +187,8 @@ class KubernetesRuntime:
         self.host.changed()
 
     async def status(self) -> RuntimeStatus:
-        return RuntimeStatus(self._gateways(), self._report())
+        endpoint = self.gateways.metrics_endpoint if self.gateways is not None else None
+        return RuntimeStatus(self._gateways(), self._report(), endpoint.url if endpoint is not None else None)
 
     async def stop(self) -> None:
         for task in self._tasks:
