@@ -6,19 +6,25 @@ node. Cluster DNS does not exist on the test machine and kwok runs no container,
 that maps the endpoints' Services to the test's own HTTP servers on 127.0.0.1: that is the only stand-in. Requests
 go over real HTTP to the runtime's external and internal listeners; access lines reach the runtime's host (the
 agent's ``RuntimeHost`` kept in memory, as in test_kube_runtime.py). One cluster, one runtime, the tests in order.
+Then: the listeners' port pairs per environment (no cluster), the install manifest with ``serve_gateways`` applied
+(the gateway Services' endpoints are the agent's pod), and ``cellplane dataplane run --kubernetes --serve-gateways``
+as a process against a real control plane.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import kubernetes_validate
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -28,12 +34,17 @@ from cellplane.dataplane.localstate import LocalState
 from cellplane.gateway.auth import secret_digest
 from cellplane.gateway.routes import Upstream
 from cellplane.kubernetes import names
-from cellplane.kubernetes.gateways import ServeGateways
+from cellplane.kubernetes.gateways import ClusterGateways, ServeGateways
+from cellplane.kubernetes.install import InstallOptions, manifest
+from cellplane.kubernetes.layout import ClusterLayout
+from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
+from dataplanekit import AgentProcess, poll
 from desiredkit import deployment_wire, state_wire
 from gatewaykit import App
 from kubecluster import KubeCluster, KubeError
-from liveserver import free_port
+from liveserver import CELLPLANE, LiveServer, doc, free_port
+from test_kube_install import path_of
 
 T = TypeVar("T")
 IMAGE = "registry.cellplane.test/acme/orders@sha256:" + "cd" * 32
@@ -228,10 +239,6 @@ def four_free_ports() -> int:
 
 def test_each_environment_takes_the_next_pair_of_ports_and_keeps_it_across_restarts(tmp_path: Path) -> None:
     """No cluster needed: the listeners are opened from the desired state alone."""
-    from cellplane.kubernetes.gateways import ClusterGateways
-    from cellplane.kubernetes.layout import ClusterLayout
-    from cellplane.kubernetes.observe import Observed
-
     first = four_free_ports()
     settings = AgentSettings(controlplane="http://127.0.0.1:9", token="t", data_dir=tmp_path, name=PLANE,
                              organization="acme", runtime="kubernetes")
@@ -259,12 +266,6 @@ def test_the_install_with_gateways_makes_the_agents_pod_every_gateway_services_e
         kube_cluster: KubeCluster) -> None:
     """The manifest asked for gateways validates strictly, and applied to the cluster, the gateway Services' endpoint
     slices list the agent's pod on the ports its ``--serve-gateways`` listeners take (first pair, then +2)."""
-    import kubernetes_validate
-
-    from cellplane.kubernetes.install import InstallOptions, manifest
-    from cellplane.kubernetes.layout import ClusterLayout
-    from test_kube_install import path_of
-
     system = "cellplane-gw-install"
     options = InstallOptions(name="gw-install", organization="acme", controlplane="https://cp.example.com",
                              image="registry.example.com/cellplane/agent@sha256:" + "cd" * 32, token="t",
@@ -294,3 +295,37 @@ def test_the_install_with_gateways_makes_the_agents_pod_every_gateway_services_e
         for obj in reversed(objects):
             if obj["kind"] != "Namespace":
                 kube_cluster.delete(path_of(obj))
+
+
+def test_the_agent_process_with_serve_gateways_listens_and_reports_the_gateway_services_urls(
+        live_server: LiveServer, kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    """`cellplane dataplane run --kubernetes --serve-gateways` as a process against a real control plane: its
+    listeners answer (the gateway's 404 for a path nothing is routed at) and it reports the gateway Services'
+    in-cluster URLs."""
+    c = live_server.client()
+    r = c.post("/apply", json={"documents": [
+        doc("Organization", "gwtest", {}), doc("DataPlane", "kubegw", {}, organization="gwtest"),
+        doc("Environment", "qa", {"dataPlane": "kubegw"}, organization="gwtest")]})
+    assert r.status_code == 200, r.text
+    first = four_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
+    env.update({"CELLPLANE_TOKEN": live_server.admin_token, "CELLPLANE_CONFIG": os.devnull + ".none"})
+    log_path = tmp_path / "agent.log"
+    process = subprocess.Popen(
+        [str(CELLPLANE), "--org", "gwtest", "dataplane", "run", "--controlplane", live_server.url,
+         "--data-dir", str(tmp_path / "data"), "--kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig),
+         "--name", "kubegw", "--no-bind", "--serve-gateways", "--gateway-host", "127.0.0.1",
+         "--external-port", str(first), "--internal-port", str(first + 1), "--gateway-environment", "qa"],
+        stdout=log_path.open("a"), stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
+    agent = AgentProcess(process, tmp_path / "data", log_path)
+    try:
+        try:
+            gateway = poll(lambda: process.poll() is None and agent.gateway("qa"), bool, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"the agent did not report qa's gateways:\n{agent.log()[-3000:]}") from None
+        assert gateway["external"] == "http://gateway--qa--external.cellplane-system.svc.cluster.local:8080"
+        for port in (first, first + 1):
+            r = httpx.get(f"http://127.0.0.1:{port}/sales/orders/v1/", timeout=10)
+            assert r.status_code == 404 and "nothing is routed" in r.text
+    finally:
+        assert agent.stop() == 0, agent.log()[-3000:]
