@@ -194,18 +194,18 @@ def test_the_cell_denies_everything_but_dns_and_what_each_deployment_declares(ob
     same_cell, internal, external = orders["ingress"]
     assert same_cell["from"] == [{"podSelector": {}}]
     assert [p["port"] for p in same_cell["ports"]] == [8080, 8083, 8081, 9090, 8082, 9100]
-    assert internal["from"][0]["podSelector"]["matchLabels"]["cellplane.dev/gateway"] == "internal"
+    assert internal["from"][0]["podSelector"]["matchLabels"] == {"cellplane.dev/gateway-internal": "true"}
     assert internal["from"][0]["namespaceSelector"] == {"matchLabels": {
         "kubernetes.io/metadata.name": "cellplane-system"}}
     assert [p["port"] for p in internal["ports"]] == [8080, 8083, 8081, 9090]
-    assert external["from"][0]["podSelector"]["matchLabels"]["cellplane.dev/gateway"] == "external"
+    assert external["from"][0]["podSelector"]["matchLabels"] == {"cellplane.dev/gateway-external": "true"}
     assert [p["port"] for p in external["ports"]] == [8080, 8083]
     to_inventory, to_gateway, to_weather, to_legacy = orders["egress"]
     assert to_inventory == {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "inventory",
                                                                     "app.kubernetes.io/instance": "inventory--v1"}}}],
                             "ports": [{"protocol": "TCP", "port": 8080}]}
-    assert to_gateway["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert to_gateway["to"][0]["podSelector"]["matchLabels"]["cellplane.dev/gateway"] == "internal"
+    assert to_gateway["ports"] == [{"protocol": "TCP", "port": "i-development"}]  # the gateway pods' named port
+    assert to_gateway["to"][0]["podSelector"]["matchLabels"] == {"cellplane.dev/gateway-internal": "true"}
     assert to_weather == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
                           "ports": [{"protocol": "TCP", "port": 443}]}
     assert to_legacy == {"to": [{"ipBlock": {"cidr": "10.20.30.40/32"}}], "ports": [{"protocol": "TCP", "port": 5432}]}

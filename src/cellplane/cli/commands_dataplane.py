@@ -117,6 +117,17 @@ def run(
     drift_interval: float = typer.Option(30.0, "--drift-interval", metavar="SECONDS", min=1, max=3600,
                                          help="with --kubernetes: seconds between reads of every object the agent "
                                          "manages (objects edited or deleted by hand are applied again)"),
+    serve_gateways: bool = typer.Option(False, "--serve-gateways",
+                                        help="with --kubernetes: the agent serves the data plane's external and "
+                                        "internal Cellplane gateways itself, on --gateway-host (docs/kubernetes.md)"),
+    external_port: int = typer.Option(8080, "--external-port", min=0, max=65535,
+                                      help="with --serve-gateways: the first environment's external listener "
+                                      "(each further environment the next port but one; 0: free ports)"),
+    internal_port: int = typer.Option(8081, "--internal-port", min=0, max=65535,
+                                      help="with --serve-gateways: the first environment's internal listener"),
+    gateway_environment: list[str] = typer.Option([], "--gateway-environment", metavar="ENV",
+                                                  help="with --serve-gateways: an environment taking the next pair "
+                                                  "of ports, in order (repeat; the install manifest passes them)"),
 ) -> None:
     st = state(ctx)
     installer = _installer(python_installer)
@@ -132,9 +143,15 @@ def run(
                        "or set CELLPLANE_TOKEN")
     from cellplane.dataplane.agent import AgentSettings, run_agent
 
-    make_runtime = _kubernetes_runtime(kubeconfig, external_url, internal_url, drift_interval) if kubernetes else None
-    if not kubernetes and (kubeconfig or external_url or internal_url):
-        raise CliError("--kubeconfig, --external-url and --internal-url go with --kubernetes")
+    serve = None
+    if serve_gateways:
+        from cellplane.kubernetes.gateways import ServeGateways
+        serve = ServeGateways(gateway_host, external_port, internal_port,
+                              environments=tuple(dict.fromkeys(gateway_environment)))
+    make_runtime = (_kubernetes_runtime(kubeconfig, external_url, internal_url, drift_interval, serve)
+                    if kubernetes else None)
+    if not kubernetes and (kubeconfig or external_url or internal_url or serve_gateways):
+        raise CliError("--kubeconfig, --external-url, --internal-url and --serve-gateways go with --kubernetes")
     use_private_umask()  # its data directory's files, and its replicas' unless they say otherwise
     settings = AgentSettings(
         controlplane=url, token=secret, token_file=from_file.resolve() if from_file else None,
@@ -148,7 +165,7 @@ def run(
 
 
 def _kubernetes_runtime(kubeconfig: Path | None, external_url: str | None, internal_url: str | None,
-                        drift_interval: float) -> Any:
+                        drift_interval: float, gateways: Any = None) -> Any:
     """The Kubernetes runtime's factory; the configuration is read here, so that a bad one is one line."""
     from cellplane.errors import CellplaneError
     from cellplane.kubernetes.client import load_config
@@ -164,7 +181,7 @@ def _kubernetes_runtime(kubeconfig: Path | None, external_url: str | None, inter
     return runtime_factory(KubernetesSettings(
         kubeconfig=kubeconfig.resolve() if kubeconfig else None, drift_interval=drift_interval,
         external_url=external_url.rstrip("/") if external_url else None,
-        internal_url=internal_url.rstrip("/") if internal_url else None))
+        internal_url=internal_url.rstrip("/") if internal_url else None, gateways=gateways))
 
 
 @dataplane.command("token")

@@ -56,6 +56,9 @@ def manifest_command(
                                         "desired state: it waits for the control plane)"),
     storage_class: str = typer.Option(None, "--storage-class", help="the data volume's StorageClass "
                                       "(default: the cluster's default class)"),
+    serve_gateways: bool = typer.Option(False, "--serve-gateways",
+                                        help="the agent's pod serves the Cellplane gateways the gateway Services "
+                                        "select (docs/kubernetes.md, 'The gateways in the cluster')"),
 ) -> None:
     if not kubernetes:
         raise CliError("dataplane manifest: only Kubernetes data planes have one; pass --kubernetes")
@@ -75,7 +78,8 @@ def manifest_command(
     options = InstallOptions(name=name, organization=st.org, controlplane=url, image=image, token=token,
                              external_url=external_url, internal_url=internal_url,
                              environments=tuple(dict.fromkeys(environment)), persistent=not ephemeral_data,
-                             storage_class=storage_class, layout=ClusterLayout(system_namespace=namespace))
+                             storage_class=storage_class, layout=ClusterLayout(system_namespace=namespace),
+                             serve_gateways=serve_gateways)
     sys.stdout.write(yaml.safe_dump_all(manifest(options), sort_keys=False, explicit_start=True))
     if token is None:
         err.print(f"the agent reads its token from the Secret {namespace}/{TOKEN_SECRET} (key {TOKEN_KEY}): create "

@@ -9,7 +9,9 @@ restart: with the control plane away, a restarted agent renders that cache and c
 ``emptyDir`` loses it, so it is only an option); the agent's Deployment (one replica, ``Recreate``: two agents of
 one data plane must never run at once); and per environment the two Cellplane gateway Services the rendered
 NetworkPolicies, connection URLs and HTTPRoutes point at (``ClusterLayout``), selecting the pods labelled as
-gateways.
+gateways on the port named for the environment and kind. With ``serve_gateways`` the agent's pod is that gateway
+(``kubernetes.gateways``): it carries both gateway labels, runs with ``--serve-gateways`` and names its listeners'
+ports, one pair per environment in the order given.
 
 The install's objects are labelled ``app.kubernetes.io/part-of: cellplane`` and ``cellplane.dev/install: <data
 plane>``, never with the agent's own ``managed-by: cellplane`` + organization + data-plane set, so the agent's
@@ -31,6 +33,8 @@ TOKEN_KEY = "token"
 DATA_CLAIM = "cellplane-agent-data"
 AGENT_USER = 10014  # the numeric non-root user of Cellplane's images (images.config.DEFAULT_USER)
 METRICS_PORT = 9090
+EXTERNAL_PORT = 8080  # the first environment's gateway listeners in the agent's pod (--serve-gateways)
+INTERNAL_PORT = 8081
 TOKEN_DIR = "/var/run/cellplane/token"
 DATA_DIR = "/var/lib/cellplane"
 TMP = "/tmp"  # noqa: S108 (the container's own, an emptyDir)
@@ -67,6 +71,7 @@ class InstallOptions:
     external_url: str | None = None  # the agent's --external-url / --internal-url (how users reach the gateways)
     internal_url: str | None = None
     environments: tuple[str, ...] = ()  # the environments whose gateway Services to install
+    serve_gateways: bool = False  # the agent's pod is the Cellplane gateway the Services select (--serve-gateways)
     persistent: bool = True  # the data directory on a PersistentVolumeClaim (else an emptyDir)
     storage: str = "1Gi"
     storage_class: str | None = None
@@ -131,7 +136,22 @@ def agent_args(options: InstallOptions) -> list[str]:
     for flag, url in (("--external-url", options.external_url), ("--internal-url", options.internal_url)):
         if url:
             args += [flag, url]
+    if options.serve_gateways:
+        args += ["--serve-gateways", "--external-port", str(EXTERNAL_PORT), "--internal-port", str(INTERNAL_PORT)]
+        for environment in options.environments:
+            args += ["--gateway-environment", environment]
     return args
+
+
+def gateway_ports(options: InstallOptions) -> list[dict[str, Any]]:
+    """The agent's gateway listeners as container ports: the i-th environment's external and internal listener on
+    ``EXTERNAL_PORT + 2i`` and ``INTERNAL_PORT + 2i`` (the slots the agent takes for ``--gateway-environment``
+    in this order), named as the gateway Services target them."""
+    layout = options.layout
+    return [{"name": layout.gateway_port_name(kind, environment), "containerPort": first + 2 * slot,
+             "protocol": "TCP"}
+            for slot, environment in enumerate(options.environments)
+            for kind, first in (("external", EXTERNAL_PORT), ("internal", INTERNAL_PORT))]
 
 
 def agent_deployment(options: InstallOptions) -> dict[str, Any]:
@@ -143,12 +163,15 @@ def agent_deployment(options: InstallOptions) -> dict[str, Any]:
     data: dict[str, Any] = ({"persistentVolumeClaim": {"claimName": DATA_CLAIM}} if options.persistent
                             else {"emptyDir": {}})
     probe = {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 3}
+    gateway_labels = ({k: v for kind in GATEWAY_KINDS for k, v in options.layout.gateway_pods(kind).items()}
+                      if options.serve_gateways else {})
     container = {
         "name": "agent", "image": options.image, "imagePullPolicy": "IfNotPresent",
         "command": ["cellplane"], "args": agent_args(options),
         "env": [{"name": "CELLPLANE_HOME", "value": DATA_DIR}, {"name": "HOME", "value": TMP},
                 {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+                  *(gateway_ports(options) if options.serve_gateways else [])],
         "startupProbe": {**probe, "failureThreshold": 30},
         "livenessProbe": {**probe, "failureThreshold": 3},
         "readinessProbe": {**probe, "failureThreshold": 1},
@@ -162,7 +185,7 @@ def agent_deployment(options: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": AGENT, "namespace": ns, "labels": pod_labels},
             "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector},
-                     "template": {"metadata": {"labels": pod_labels}, "spec": {
+                     "template": {"metadata": {"labels": {**pod_labels, **gateway_labels}}, "spec": {
                          "serviceAccountName": AGENT, "automountServiceAccountToken": True,
                          "enableServiceLinks": False, "terminationGracePeriodSeconds": 30,
                          "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_USER,
@@ -187,5 +210,6 @@ def gateway_services(options: InstallOptions) -> list[dict[str, Any]]:
                                                 names.ENVIRONMENT: names.label_value(environment)}},
                         "spec": {"type": "ClusterIP", "selector": layout.gateway_pods(kind),
                                  "ports": [{"name": "http", "port": layout.gateway_port,
-                                            "targetPort": layout.gateway_port, "protocol": "TCP"}]}})
+                                            "targetPort": layout.gateway_port_name(kind, environment),
+                                            "protocol": "TCP"}]}})
     return out

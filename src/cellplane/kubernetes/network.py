@@ -102,7 +102,8 @@ def deployment_policy(d: DesiredDeployment, organization: str, namespace: str, l
 def _egress(d: DesiredDeployment, via: str | None, target: DesiredTarget | None, url: str | None,
             organization: str, layout: ClusterLayout, port_of: PortOf) -> list[dict[str, Any]]:
     if via in ("internal", "external"):
-        return [{"to": [_gateway_peer(layout, via)], "ports": [{"protocol": "TCP", "port": layout.gateway_port}]}]
+        return [{"to": [_gateway_peer(layout, via)],
+                 "ports": [{"protocol": "TCP", "port": layout.gateway_port_name(via, d.environment)}]}]
     if via == "cell" and target is not None:
         peer: dict[str, Any] = {"podSelector": {"matchLabels": names.selector(target.component, target.version)}}
         target_ns = names.namespace(organization, target.project, d.environment)

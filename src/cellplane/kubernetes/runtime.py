@@ -21,7 +21,8 @@ Deployments, Jobs and pods (three requests per namespace); ``status()`` maps the
 reads failing pods' last lines (``podlogs``). The
 gateway URLs reported per environment are the ``--external-url`` and ``--internal-url`` the agent was given (the
 base URLs under which the cluster's Gateway or load balancer exposes the data plane's Cellplane gateways); none
-given, none reported.
+given, the gateway Services' in-cluster URLs when the agent serves the gateways itself (``--serve-gateways``:
+``gateways``, whose route table each apply and observation pass updates), else none.
 
 ``stop`` ends the agent's own work only: the cluster keeps running the workloads without it.
 """
@@ -45,6 +46,7 @@ from cellplane.kubernetes import names, prune
 from cellplane.kubernetes import observe as observation
 from cellplane.kubernetes.apply import Applier, key_of
 from cellplane.kubernetes.client import check, connect, message, resource
+from cellplane.kubernetes.gateways import ClusterGateways, ServeGateways
 from cellplane.kubernetes.jobs import Runs
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.observe import Observed
@@ -67,6 +69,7 @@ class KubernetesSettings:
     observe_interval: float = 2.0  # seconds between status observations (Deployments, Jobs, pods)
     layout: ClusterLayout = field(default_factory=ClusterLayout)
     follow_logs: bool = True
+    gateways: ServeGateways | None = None  # --serve-gateways: the agent's pod is the Cellplane gateway (``gateways``)
 
 
 class KubernetesRuntime:
@@ -89,6 +92,8 @@ class KubernetesRuntime:
         self._said_unreachable = False
         self.drift_passes = 0
         self.pruned = 0
+        self.gateways = (ClusterGateways(settings, self.kube.gateways, self.layout)
+                         if self.kube.gateways is not None else None)
 
     # -- Runtime -----------------------------------------------------------------------------------------------
 
@@ -104,10 +109,14 @@ class KubernetesRuntime:
         self.logs = LogFollower(self.client, host.state.root, host.log)
         self.last_lines = LastLines(self.logs, host.changed)
         self._next_drift = 0.0  # the first apply reads everything back: what a predecessor left, what drifted
+        if self.gateways is not None:
+            await self.gateways.start(host)
         self._tasks = [asyncio.create_task(self._observe_loop(), name="kube-observe")]
 
     async def apply(self, desired: DesiredState) -> None:
         self.desired = desired
+        if self.gateways is not None:  # what is gone leaves the route table before its objects are pruned
+            await self.gateways.update(desired, self.observed)
         rendering = render(desired, self.opener, self.layout)
         objects = self.runs.to_apply(desired, rendering.objects)
         self.rendering = rendering
@@ -178,7 +187,8 @@ class KubernetesRuntime:
         self.host.changed()
 
     async def status(self) -> RuntimeStatus:
-        return RuntimeStatus(self._gateways(), self._report())
+        endpoint = self.gateways.metrics_endpoint if self.gateways is not None else None
+        return RuntimeStatus(self._gateways(), self._report(), endpoint.url if endpoint is not None else None)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -190,13 +200,17 @@ class KubernetesRuntime:
             await self.logs.close()
 
     async def close(self) -> None:
+        if self.gateways is not None:
+            await self.gateways.close()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
 
     def describe(self) -> str:
         server = self.client.config.cluster.server if self._client is not None else "?"
-        return f"Kubernetes: {server} (field manager cellplane; drift read every {self.kube.drift_interval:g}s)"
+        gateways = f"; {self.gateways.describe()}" if self.gateways is not None else ""
+        return (f"Kubernetes: {server} (field manager cellplane; drift read every {self.kube.drift_interval:g}s)"
+                f"{gateways}")
 
     # -- applying ----------------------------------------------------------------------------------------------
 
@@ -267,6 +281,8 @@ class KubernetesRuntime:
                              for d in desired.deployments} | self.runs.namespaces(desired.organization))
         seen = await observation.observe(self.client, self._labels(desired), namespaces)
         self.observed = seen
+        if self.gateways is not None and self.desired is desired:
+            await self.gateways.update(desired, seen)
         self.last_lines.want(observation.failing_pods(desired, seen))
         self.runs.follow(desired, seen.jobs, seen.job_pods)
         if self.kube.follow_logs:
@@ -283,10 +299,15 @@ class KubernetesRuntime:
                                applied=self.applier.applied, last_lines=self.last_lines.by_pod())
 
     def _gateways(self) -> dict[str, GatewayReport]:
-        if self.desired is None or not (self.kube.external_url or self.kube.internal_url):
+        """Every environment's gateway URLs: ``--external-url``/``--internal-url`` when given, else, when the agent
+        serves the gateways, the gateway Services' in-cluster URLs (``ClusterLayout.gateway_base``)."""
+        serving = self.gateways is not None
+        if self.desired is None or not (self.kube.external_url or self.kube.internal_url or serving):
             return {}
         environments = {e.name for e in self.desired.environments} | {d.environment for d in self.desired.deployments}
-        return {env: GatewayReport(external=self.kube.external_url, internal=self.kube.internal_url)
+        return {env: GatewayReport(
+                    external=self.kube.external_url or (self.layout.gateway_base(env, "external") if serving else None),
+                    internal=self.kube.internal_url or (self.layout.gateway_base(env, "internal") if serving else None))
                 for env in sorted(environments)}
 
 

@@ -16,7 +16,8 @@ What it hands the host are the contract's models (``LogLineSent``, ``TaskRunSent
 spans and the access entries to ship are gathered as they come (a list append) and built a batch at a time,
 ``BUILD_DELAY`` seconds after the first of a batch, ``BUILD_STEP`` at each turn of the event loop (6 to 10 µs each;
 the outbox sends them every 2 s anyway). An item the contract refuses (the control plane would refuse its whole
-batch) is dropped, counted and said once.
+batch) is dropped, counted and said once. That part is ``cellplane.dataplane.gatewayfeed``, shared with the
+Kubernetes runtime's gateway.
 
 It is the agent's ``WorkloadHost`` too: the only thing a workload reaches.
 """
@@ -24,7 +25,6 @@ It is the agent's ``WorkloadHost`` too: the only thing a workload reaches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
@@ -32,9 +32,8 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, Literal, cast
 
-import orjson
 from pydantic import ValidationError
 
 from cellplane.contract import (
@@ -42,12 +41,12 @@ from cellplane.contract import (
     DesiredEndpoint,
     DesiredState,
     LogLineSent,
-    SpanSent,
     TaskRunSent,
 )
 from cellplane.contract.wire import LogStream, RunState
 from cellplane.dataplane import launchspec, leftovers
 from cellplane.dataplane.cpclient import ApiRefused, Unreachable
+from cellplane.dataplane.gatewayfeed import ACCESS_LOG_BYTES, BUILD_DELAY, BUILD_STEP, GatewayFeed  # noqa: F401
 from cellplane.dataplane.leftovers import Ledger
 from cellplane.dataplane.limits import CgroupManager
 from cellplane.dataplane.network import Network
@@ -61,11 +60,7 @@ from cellplane.dataplane.tasks import cancel_all
 from cellplane.dataplane.telemetry import (
     MetricsEndpoint,
     ReplicaTelemetry,
-    TokenBucket,
-    access_line,
     counter,
-    http_points,
-    iso,
 )
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from cellplane.errors import CellplaneError
@@ -77,9 +72,6 @@ from cellplane.runtime.materialize import DependencyCache
 
 log = logging.getLogger("cellplane.dataplane")
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
-ACCESS_LOG_BYTES = 64 << 20
-BUILD_DELAY = 0.25  # seconds the gateway's spans and access entries wait to be built into the contract's models
-BUILD_STEP = 100  # of them built at a time (about 1 ms), requests answered in between
 Trigger = Literal["manual", "schedule"]
 
 
@@ -87,7 +79,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class LocalRuntime:
+class LocalRuntime(GatewayFeed):
     """``Runtime`` and ``WorkloadHost`` for processes on this machine (see the module's docstring)."""
 
     def __init__(self, settings: AgentSettings) -> None:
@@ -99,7 +91,6 @@ class LocalRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._grants: tuple[Grant, ...] = ()
-        self._access: BinaryIO | None = None
         self._unschedulable: set[Job] = set()  # jobs already said to be invalid
         self._route_table: RouteTable | None = None  # what the gateway routes now
         self._told: dict[ReplicaId, tuple[str, str]] = {}  # replica -> the (state, message) last told as an event
@@ -107,20 +98,12 @@ class LocalRuntime:
         self._stopping: dict[str, tuple[asyncio.Task[None], tuple[str, str, str]]] = {}
         self.replica_telemetry = ReplicaTelemetry()
         self.metrics_endpoint: MetricsEndpoint | None = None
-        self.access_unshipped = 0  # routed access lines not sent (over access_log_rate)
-        self._access_bucket = TokenBucket(settings.access_log_rate, settings.access_log_rate * 10, time.monotonic())
-        self._window = (time.time(), time.monotonic())  # the current metrics window's start
-        # the gateway's spans and the access entries to ship, not built into models yet (``_build_gathered``)
-        self._gathered_spans: list[dict[str, Any]] = []
-        self._gathered_access: list[dict[str, Any]] = []
-        self._build_timer: asyncio.Handle | None = None
-        self.refused_items = 0  # items the contract refused (dropped; the first one is said in the log)
+        self.feed_init(settings)
 
     # -- Runtime -----------------------------------------------------------------------------------------------
 
     async def start(self, host: RuntimeHost, cached: DesiredState | None) -> None:
         self.host = host
-        self._loop = asyncio.get_running_loop()
         cgroups = CgroupManager(namespace=str(self.settings.data_dir))
         ledger = Ledger(self.settings.data_dir / "replicas")
         left = await self._sweep(ledger, cgroups)
@@ -128,8 +111,7 @@ class LocalRuntime:
         if why := await asyncio.to_thread(self.isolation.check):
             log.warning("WORKLOADS ARE NOT ISOLATED: they run as the agent's user and can read its keys, its data "
                         "directory and each other's secrets (%s); run the agent as root to isolate them", why)
-        self._access = (self.settings.data_dir / "access.log").open("ab", buffering=1 << 16)
-        self._access_bytes = self._access.tell()
+        self.feed_open()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
                                span=self._gathered_span, workers=self.settings.gateway_workers)
         await self.gateway.start()
@@ -204,14 +186,9 @@ class LocalRuntime:
 
     async def close(self) -> None:
         await self.gateway.close()  # no request is answered after this: the last window is complete
-        with contextlib.suppress(Exception):
-            self._http_window()  # the requests of the last, partial window
-        with contextlib.suppress(Exception):
-            self._build_gathered(None)  # and their spans and access lines
+        self.feed_close()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
-        if self._access is not None:
-            self._access.close()
 
     def describe(self) -> str:
         """The listeners and endpoints, as the agent's start line shows them."""
@@ -379,15 +356,6 @@ class LocalRuntime:
         except ValidationError as e:
             self._refused("event", e)
 
-    def _refused(self, what: str, error: ValidationError) -> None:
-        """An item the contract refused as it was built for the host: dropped (the control plane would refuse the
-        batch it came in), counted, and the first one said in the log; the runtime's work goes on. (A ``try`` at
-        each place, not a context manager: that would cost a log line 2 µs more.)"""
-        self.refused_items += 1
-        if self.refused_items == 1:
-            log.warning("a %s the control plane would refuse is not sent (%s); further ones are only counted",
-                        what, error)
-
     # -- events from the supervisor ----------------------------------------------------------------------------
 
     def _workload_of(self, replica: Replica) -> Workload | None:
@@ -434,56 +402,6 @@ class LocalRuntime:
                 at=now_iso(), line=line.replace("\x00", "\ufffd")))
         except ValidationError as e:
             self._refused("log line", e)
-
-    def _access_line(self, entry: dict[str, Any]) -> None:
-        """One JSON line per request; the file is rotated at ACCESS_LOG_BYTES (one old file is kept). Routed requests
-        go to the control plane too, up to access_log_rate lines per second (gathered here, built later)."""
-        if entry["component"] is not None:
-            if self._access_bucket.take(time.monotonic()):
-                self._gathered_access.append(entry)
-                if self._build_timer is None:
-                    self._build_timer = self._loop.call_later(BUILD_DELAY, self._build_gathered)
-            else:
-                self.access_unshipped += 1
-        if self._access is None:
-            return
-        line = orjson.dumps(entry) + b"\n"  # a tenth of json.dumps' time: this runs for every request
-        self._access.write(line)
-        self._access_bytes += len(line)
-        if self._access_bytes > ACCESS_LOG_BYTES:
-            path = self.settings.data_dir / "access.log"
-            self._access.close()
-            path.replace(path.with_suffix(".log.1"))
-            self._access = path.open("ab", buffering=1 << 16)
-            self._access_bytes = 0
-
-    def _gathered_span(self, span: dict[str, Any]) -> None:
-        """The gateway's span of a sampled request (a ``SpanSent``'s keys), built later."""
-        self._gathered_spans.append(span)
-        if self._build_timer is None:
-            self._build_timer = self._loop.call_later(BUILD_DELAY, self._build_gathered)
-
-    def _build_gathered(self, step: int | None = BUILD_STEP) -> None:
-        """The batching step of the per-request items: the gathered access entries and spans, built into the
-        contract's models (off the request path) and handed to the host, ``step`` of each at a time (the rest at
-        the loop's next turn; None: all of them now)."""
-        if self._build_timer is not None:
-            self._build_timer.cancel()
-            self._build_timer = None
-        entries, spans = self._gathered_access[:step], self._gathered_spans[:step]
-        del self._gathered_access[:step], self._gathered_spans[:step]
-        for entry in entries:
-            try:
-                self.host.access_line(access_line(entry))
-            except ValidationError as e:
-                self._refused("access line", e)
-        for span in spans:
-            try:
-                self.host.span(SpanSent.model_validate(span))
-            except ValidationError as e:
-                self._refused("span", e)
-        if self._gathered_access or self._gathered_spans:
-            self._build_timer = self._loop.call_soon(self._build_gathered)
 
     # -- tasks -------------------------------------------------------------------------------------------------
 
@@ -549,16 +467,6 @@ class LocalRuntime:
         """The replicas of the service workloads (serving or rolling out) that are not stopped; no task runs."""
         return [r for w in self.workloads.values() if not w.is_task for rs in (w.active, w.rolling)
                 if rs is not None for r in rs.replicas if r.state != "stopped"]
-
-    def _http_window(self) -> tuple[str, float]:
-        """Close the current metrics window: its http points go to the host; returns its (start, length)."""
-        started_wall, started = self._window
-        now = time.monotonic()
-        self._window = (time.time(), now)
-        at, seconds = iso(started_wall), now - started
-        for point in http_points(self.gateway.metrics.delta(), at, seconds):
-            self.host.metric(point)
-        return at, seconds
 
     async def metrics_window(self) -> None:
         """One window: the gateway's counters since the last one, and each service replica's CPU, memory and
