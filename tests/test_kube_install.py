@@ -123,6 +123,11 @@ def test_the_agent_runs_non_root_read_only_with_its_cached_state_on_a_volume_cla
         "metadata"]["name"]
     assert volumes["token"]["secret"]["secretName"] == TOKEN_SECRET
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
+    assert container["startupProbe"]["tcpSocket"] == {"port": "metrics"} and "--metrics-port" in args
+    bare = find(manifest(InstallOptions(**{**OPTIONS.__dict__, "serve_gateways": False})), "Deployment")
+    (alone,) = bare["spec"]["template"]["spec"]["containers"]
+    # without the gateways nothing listens in the agent's pod (no metrics endpoint either): no port to probe
+    assert not {"ports", "startupProbe", "livenessProbe", "readinessProbe"} & set(alone)
     ephemeral = manifest(InstallOptions(**{**OPTIONS.__dict__, "persistent": False}))
     assert not [o for o in ephemeral if o["kind"] == "PersistentVolumeClaim"]
     assert {v["name"]: v for v in find(ephemeral, "Deployment")["spec"]["template"]["spec"]["volumes"]}[

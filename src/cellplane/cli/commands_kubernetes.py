@@ -56,9 +56,10 @@ def manifest_command(
                                         "desired state: it waits for the control plane)"),
     storage_class: str = typer.Option(None, "--storage-class", help="the data volume's StorageClass "
                                       "(default: the cluster's default class)"),
-    serve_gateways: bool = typer.Option(False, "--serve-gateways",
+    serve_gateways: bool = typer.Option(True, "--serve-gateways/--no-serve-gateways",
                                         help="the agent's pod serves the Cellplane gateways the gateway Services "
-                                        "select (docs/kubernetes.md, 'The gateways in the cluster')"),
+                                        "select (docs/kubernetes.md, 'The gateways in the cluster'); without, the "
+                                        "Services have no endpoints until something else serves them"),
 ) -> None:
     if not kubernetes:
         raise CliError("dataplane manifest: only Kubernetes data planes have one; pass --kubernetes")

@@ -71,7 +71,7 @@ class InstallOptions:
     external_url: str | None = None  # the agent's --external-url / --internal-url (how users reach the gateways)
     internal_url: str | None = None
     environments: tuple[str, ...] = ()  # the environments whose gateway Services to install
-    serve_gateways: bool = False  # the agent's pod is the Cellplane gateway the Services select (--serve-gateways)
+    serve_gateways: bool = True  # the agent's pod is the Cellplane gateway the Services select (--serve-gateways)
     persistent: bool = True  # the data directory on a PersistentVolumeClaim (else an emptyDir)
     storage: str = "1Gi"
     storage_class: str | None = None
@@ -155,8 +155,9 @@ def gateway_ports(options: InstallOptions) -> list[dict[str, Any]]:
 
 
 def agent_deployment(options: InstallOptions) -> dict[str, Any]:
-    """The agent: non-root, read-only root file system, no privilege escalation, its token and data mounted;
-    probed on its metrics port (a TCP connect: the endpoint itself wants a bearer token)."""
+    """The agent: non-root, read-only root file system, no privilege escalation, its token and data mounted.
+    Serving the gateways, it is probed on its metrics port (a TCP connect: the endpoint itself wants a bearer
+    token), which only then listens; otherwise it has no port and no probe (the kubelet restarts it if it exits)."""
     ns = options.layout.system_namespace
     selector = {names.NAME: AGENT, INSTALL: names.label_value(options.name)}
     pod_labels = {**labels(options, "agent"), **selector}
@@ -170,11 +171,10 @@ def agent_deployment(options: InstallOptions) -> dict[str, Any]:
         "command": ["cellplane"], "args": agent_args(options),
         "env": [{"name": "CELLPLANE_HOME", "value": DATA_DIR}, {"name": "HOME", "value": TMP},
                 {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
-                  *(gateway_ports(options) if options.serve_gateways else [])],
-        "startupProbe": {**probe, "failureThreshold": 30},
-        "livenessProbe": {**probe, "failureThreshold": 3},
-        "readinessProbe": {**probe, "failureThreshold": 1},
+        **({"ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}, *gateway_ports(options)],
+            "startupProbe": {**probe, "failureThreshold": 30},
+            "livenessProbe": {**probe, "failureThreshold": 3},
+            "readinessProbe": {**probe, "failureThreshold": 1}} if options.serve_gateways else {}),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_USER, "runAsGroup": AGENT_USER,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
