@@ -163,18 +163,21 @@ def agent_deployment(options: InstallOptions) -> dict[str, Any]:
     pod_labels = {**labels(options, "agent"), **selector}
     data: dict[str, Any] = ({"persistentVolumeClaim": {"claimName": DATA_CLAIM}} if options.persistent
                             else {"emptyDir": {}})
-    probe = {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 3}
+    probe: dict[str, Any] = {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 3}
     gateway_labels = ({k: v for kind in GATEWAY_KINDS for k, v in options.layout.gateway_pods(kind).items()}
                       if options.serve_gateways else {})
+    listening: dict[str, Any] = {
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}, *gateway_ports(options)],
+        "startupProbe": {**probe, "failureThreshold": 30},
+        "livenessProbe": {**probe, "failureThreshold": 3},
+        "readinessProbe": {**probe, "failureThreshold": 1},
+    } if options.serve_gateways else {}
     container = {
         "name": "agent", "image": options.image, "imagePullPolicy": "IfNotPresent",
         "command": ["cellplane"], "args": agent_args(options),
         "env": [{"name": "CELLPLANE_HOME", "value": DATA_DIR}, {"name": "HOME", "value": TMP},
                 {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
-        **({"ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}, *gateway_ports(options)],
-            "startupProbe": {**probe, "failureThreshold": 30},
-            "livenessProbe": {**probe, "failureThreshold": 3},
-            "readinessProbe": {**probe, "failureThreshold": 1}} if options.serve_gateways else {}),
+        **listening,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_USER, "runAsGroup": AGENT_USER,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
