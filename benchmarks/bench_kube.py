@@ -38,7 +38,7 @@ from cellplane.contract import DesiredState  # noqa: E402
 from cellplane.dataplane.settings import AgentSettings  # noqa: E402
 from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings  # noqa: E402
 from desiredkit import deployment_wire, state_wire  # noqa: E402
-from test_kube_runtime import Host, managed  # noqa: E402
+from kuberuntimekit import Host, managed  # noqa: E402
 
 IMAGE = "registry.cellplane.test/acme/bench@sha256:" + "cd" * 32
 

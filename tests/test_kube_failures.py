@@ -22,9 +22,9 @@ from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from dataplanekit import ORG, AgentProcess, build_app, deploy, wait_state
 from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster
+from kuberuntimekit import Host, Kube, Loop
 from liveserver import run_cli
 from test_kube_pipeline import kube_agent  # noqa: F401  # the agent process bound to staging, as a fixture
-from test_kube_runtime import Host, Kube, Loop
 
 PLANE = "kube-failures"
 NS = names.namespace("acme", "faults", "development")

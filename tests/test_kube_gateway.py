@@ -26,11 +26,9 @@ from typing import Any, TypeVar
 import httpx
 import kubernetes_validate
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cellplane.contract import AccessLineSent, DesiredState, LogLineSent, TaskRunSent
+from cellplane.contract import AccessLineSent, DesiredState
 from cellplane.dataplane.agent import AgentSettings
-from cellplane.dataplane.localstate import LocalState
 from cellplane.gateway.auth import secret_digest
 from cellplane.gateway.routes import Upstream
 from cellplane.kubernetes import names
@@ -43,6 +41,7 @@ from dataplanekit import AgentProcess, poll
 from desiredkit import deployment_wire, state_wire
 from gatewaykit import App
 from kubecluster import KubeCluster, KubeError
+from kuberuntimekit import Host
 from liveserver import CELLPLANE, LiveServer, doc, free_port
 from test_kube_install import path_of
 
@@ -52,40 +51,6 @@ PLANE = "kube-gateway-test"
 NS = names.namespace("acme", "sales", "development")
 KEY = "the-api-key-of-shop-front"
 DEPLOYMENT = "dep_00000orders"
-
-
-class Host:
-    """The agent's ``RuntimeHost``, in memory: what the runtime hands back is gathered."""
-
-    def __init__(self, root: Path) -> None:
-        self.state = LocalState(root)
-        self.key = X25519PrivateKey.generate()
-        self.access: list[AccessLineSent] = []
-        self.metrics: list[Any] = []
-
-    def fetch_artifact(self, project: str, digest: str, dest: Path) -> None:
-        raise AssertionError("a Kubernetes data plane runs images, never artifacts")
-
-    def changed(self) -> None:
-        pass
-
-    def reconcile_later(self, seconds: float) -> None:
-        pass
-
-    def log(self, line: LogLineSent) -> None:
-        pass
-
-    def task_run(self, report: TaskRunSent) -> None:
-        pass
-
-    def access_line(self, line: AccessLineSent) -> None:
-        self.access.append(line)
-
-    def metric(self, point: Any) -> None:
-        self.metrics.append(point)
-
-    def span(self, span: Any) -> None:
-        pass
 
 
 class Cell:

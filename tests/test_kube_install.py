@@ -22,7 +22,6 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cellplane.contract import DesiredState
-from cellplane.dataplane.localstate import LocalState
 from cellplane.dataplane.settings import AgentSettings
 from cellplane.kubernetes import KeyOpener, names, render_state
 from cellplane.kubernetes.install import AGENT, RULES, TOKEN_SECRET, InstallOptions, manifest
@@ -30,6 +29,7 @@ from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from cellplane.sealing import public_key_text, seal
 from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster, KubeError
+from kuberuntimekit import Host
 from kubestates import shop_state
 
 KEY = X25519PrivateKey.generate()
@@ -311,41 +311,6 @@ def test_server_side_apply_of_a_new_object_needs_create_so_the_role_grants_it(
 
 
 # --- the Kubernetes runtime with the agent's token: least privilege proven by use ---------------------------
-
-
-class Host:
-    """The agent's ``RuntimeHost`` in memory (its data directory and key; what the runtime hands back is kept)."""
-
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.state = LocalState(root)
-        self.key = X25519PrivateKey.generate()
-        self.logs: list[Any] = []
-        self.runs: list[Any] = []
-
-    def fetch_artifact(self, project: str, digest: str, dest: Path) -> None:
-        raise AssertionError("a Kubernetes data plane runs images")
-
-    def changed(self) -> None:
-        pass
-
-    def reconcile_later(self, seconds: float) -> None:
-        pass
-
-    def log(self, line: Any) -> None:
-        self.logs.append(line)
-
-    def task_run(self, report: Any) -> None:
-        self.runs.append(report)
-
-    def access_line(self, line: Any) -> None:
-        pass
-
-    def metric(self, point: Any) -> None:
-        pass
-
-    def span(self, span: Any) -> None:
-        pass
 
 
 def agent_kubeconfig(cluster: KubeCluster, token: str, path: Path) -> Path:

@@ -27,8 +27,8 @@ from cellplane.kubernetes import names
 from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from desiredkit import deployment_wire
 from kubecluster import NODE_NAME, KubeCluster, KubeError
+from kuberuntimekit import IMAGE, Host, Kube, Loop, state
 from liveserver import free_port
-from test_kube_runtime import IMAGE, Host, Kube, Loop, state
 
 NODE = "logs-node"
 
