@@ -29,6 +29,7 @@ import psutil
 from cellplane.contract import AccessLineSent, MetricPointSent
 from cellplane.dataplane.replicaid import ReplicaId
 from cellplane.dataplane.supervisor import Replica
+from cellplane.errors import CellplaneError
 from cellplane.gateway.metrics import Labels, Window, escape_label
 from cellplane.gateway.tracing import TokenBucket
 
@@ -335,3 +336,14 @@ class MetricsEndpoint:
         values = [line.partition(b":")[2].strip() for line in headers.split(b"\r\n")
                   if line[:14].lower() == b"authorization:"]
         return len(values) == 1 and hmac.compare_digest(values[0][:7].lower() + values[0][7:], self._authorization)
+
+    @classmethod
+    async def open(cls, render: Callable[[], str], token: str, host: str, port: int) -> MetricsEndpoint:
+        """A started endpoint on ``host``:``port``; ``CellplaneError`` (one line) when it cannot listen there."""
+        endpoint = cls(render, token)
+        try:
+            await endpoint.start(host, port)
+        except OSError as e:
+            raise CellplaneError(f"the metrics endpoint cannot listen on {host} port {port}: {e.strerror or e}",
+                                 code="unavailable") from None
+        return endpoint

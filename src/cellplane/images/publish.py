@@ -88,6 +88,20 @@ def application_layer(artifact: Path, dest: Path, meta: dict[str, Any] | None = 
     return image_layer.from_artifact(artifact, dest)
 
 
+def read_base(registry: Registry, repository: str, reference: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """A base image's manifest and config, read from ``registry``: through its index to the linux/amd64 image when
+    it has one (manifest None, config empty: the index holds no such image). ``RegistryError`` as the registry
+    answers (404: not there)."""
+    body, media_type, _ = registry.manifest(repository, reference)
+    manifest = manifests.parse(body)
+    if media_type in manifests.INDEXES or manifest.get("manifests"):
+        entry = manifests.platform_of(manifest)
+        if entry is None:
+            return None, {}
+        manifest = manifests.parse(registry.manifest(repository, entry)[0])
+    return manifest, json.loads(registry.blob(repository, manifests.config_of(manifest).digest))
+
+
 def publish(registry: Registry, artifact: Path, artifact_digest: str, *, repository: str, tag: str,
             base_images: Mapping[str, str], labels: Mapping[str, str],
             key: ec.EllipticCurvePrivateKey | None = None, layer: image_layer.Layer | None = None,
@@ -103,20 +117,14 @@ def publish(registry: Registry, artifact: Path, artifact_digest: str, *, reposit
     base_repository, base_reference = split_reference(base)
     steps: list[str] = []
     try:
-        body, media_type, _ = registry.manifest(base_repository, base_reference)
+        base_manifest, base_config = read_base(registry, base_repository, base_reference)
     except RegistryError as e:
         if e.status == 404:
             raise RegistryError(f"the base image {base} ({language}) is not in the registry {registry.host}: "
                                 f"push it there or set registry.baseImages.{language}", 404) from e
         raise
-    base_manifest = manifests.parse(body)
-    if media_type in manifests.INDEXES or base_manifest.get("manifests"):
-        entry = manifests.platform_of(base_manifest)
-        if entry is None:
-            raise RegistryError(f"the base image {base} has no linux/amd64 image")
-        body, media_type, _ = registry.manifest(base_repository, entry)
-        base_manifest = manifests.parse(body)
-    base_config = json.loads(registry.blob(base_repository, manifests.config_of(base_manifest).digest))
+    if base_manifest is None:
+        raise RegistryError(f"the base image {base} has no linux/amd64 image")
     base_layers = manifests.layers_of(base_manifest)
     for d in base_layers:
         if base_repository != repository and not registry.mount(repository, d.digest, base_repository) \

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ from cellplane.images import config as image_config
 from cellplane.images import dependencies as image_dependencies
 from cellplane.images import layer as image_layer
 from cellplane.images import manifest as manifests
-from cellplane.images.publish import split_reference
+from cellplane.images.publish import read_base, split_reference
 from cellplane.images.registry import Credentials, Registry, RegistryError
 
 COMMAND = ["cellplane", "dataplane", "run", "--kubernetes"]
@@ -130,19 +129,14 @@ def build_agent_image(registry: Registry, *, repository: str = DEFAULT_REPOSITOR
     """Build the agent's image on ``base`` (a reference in ``registry``) and push it as ``repository:tag``."""
     base_repository, base_reference = split_reference(base)
     try:
-        body, media_type, _ = registry.manifest(base_repository, base_reference)
+        base_manifest, base_config = read_base(registry, base_repository, base_reference)
     except RegistryError as e:
         if e.status == 404:
             raise AgentImageError(f"agent image: the base image {base} is not in the registry {registry.host}: "
                                   "push it there (skopeo copy) or give --base") from None
         raise
-    base_manifest = manifests.parse(body)
-    if media_type in manifests.INDEXES or base_manifest.get("manifests"):
-        entry = manifests.platform_of(base_manifest)
-        if entry is None:
-            raise AgentImageError(f"agent image: the base image {base} has no linux/amd64 image")
-        base_manifest = manifests.parse(registry.manifest(base_repository, entry)[0])
-    base_config = json.loads(registry.blob(base_repository, manifests.config_of(base_manifest).digest))
+    if base_manifest is None:
+        raise AgentImageError(f"agent image: the base image {base} has no linux/amd64 image")
     target = image_dependencies.python_target(base, base_config)
     steps = []
     base_layers = manifests.layers_of(base_manifest)

@@ -35,7 +35,6 @@ from cellplane.dataplane.gatewayfeed import GatewayFeed
 from cellplane.dataplane.runtimes.base import RuntimeHost
 from cellplane.dataplane.settings import AgentSettings
 from cellplane.dataplane.telemetry import MetricsEndpoint, counter
-from cellplane.errors import CellplaneError
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.kubernetes import health, names
@@ -115,13 +114,8 @@ class ClusterGateways(GatewayFeed):
         self._window = (time.time(), time.monotonic())
         self._task = asyncio.create_task(self._metrics_loop(), name="kube-gateway-metrics")
         if self.settings.metrics_port is not None:
-            endpoint = MetricsEndpoint(self.prometheus, host.state.metrics_token())
-            try:
-                await endpoint.start(self.options.host, self.settings.metrics_port)
-            except OSError as e:
-                raise CellplaneError(f"the metrics endpoint cannot listen on {self.options.host} port "
-                                     f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
-            self.metrics_endpoint = endpoint
+            self.metrics_endpoint = await MetricsEndpoint.open(self.prometheus, host.state.metrics_token(),
+                                                               self.options.host, self.settings.metrics_port)
 
     def prometheus(self) -> str:
         """What the agent's Prometheus endpoint serves: the gateway's counters, as the local runtime's."""

@@ -122,13 +122,8 @@ class LocalRuntime(GatewayFeed):
         self.scheduler = Scheduler(self._scheduled_run, on_skip=self._skipped_run)
         await self.scheduler.start()
         if self.settings.metrics_port is not None:
-            endpoint = MetricsEndpoint(self.prometheus, host.state.metrics_token())
-            try:
-                await endpoint.start(self.settings.gateway_host, self.settings.metrics_port)
-            except OSError as e:
-                raise CellplaneError(f"the metrics endpoint cannot listen on {self.settings.gateway_host} port "
-                                     f"{self.settings.metrics_port}: {e.strerror or e}", code="unavailable") from None
-            self.metrics_endpoint = endpoint
+            self.metrics_endpoint = await MetricsEndpoint.open(self.prometheus, host.state.metrics_token(),
+                                                               self.settings.gateway_host, self.settings.metrics_port)
         self._runs_left(left, cached)
         self._tasks = [asyncio.create_task(self._metrics_loop(), name="metrics")]
 
