@@ -127,3 +127,19 @@ def state(*deployments: dict[str, Any], runs: list[dict[str, Any]] | None = None
           plane: str = PLANE) -> DesiredState:
     return DesiredState.from_wire(state_wire(list(deployments), organization="acme", dataPlane=plane,
                                              revision=revision, runs=runs or []))
+
+
+PLURALS = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets",
+           "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
+           "Pod": "pods", "Deployment": "deployments", "CronJob": "cronjobs", "Job": "jobs",
+           "NetworkPolicy": "networkpolicies", "ClusterRole": "clusterroles",
+           "ClusterRoleBinding": "clusterrolebindings", "Gateway": "gateways", "HTTPRoute": "httproutes"}
+
+
+def path_of(obj: dict[str, Any]) -> str:
+    """The API path of an object (its collection's path and its name)."""
+    group_version = obj["apiVersion"]
+    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    namespace = obj["metadata"].get("namespace")
+    where = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{where}/{PLURALS[obj['kind']]}/{obj['metadata']['name']}"

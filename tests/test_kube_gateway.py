@@ -41,9 +41,8 @@ from dataplanekit import AgentProcess, poll
 from desiredkit import deployment_wire, state_wire
 from gatewaykit import App
 from kubecluster import KubeCluster, KubeError
-from kuberuntimekit import Host
+from kuberuntimekit import Host, path_of
 from liveserver import CELLPLANE, LiveServer, doc, free_port
-from test_kube_install import path_of
 
 T = TypeVar("T")
 IMAGE = "registry.cellplane.test/acme/orders@sha256:" + "cd" * 32

@@ -29,7 +29,7 @@ from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from cellplane.sealing import public_key_text, seal
 from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster, KubeError
-from kuberuntimekit import Host
+from kuberuntimekit import Host, path_of
 from kubestates import shop_state
 
 KEY = X25519PrivateKey.generate()
@@ -39,11 +39,6 @@ TOKEN = "cp_agent-token-3b9d1f-plaintext"
 OPTIONS = InstallOptions(name="cluster-1", organization="acme", controlplane="https://cp.example.com",
                          image="registry.example.com/cellplane/agent@sha256:" + "cd" * 32,
                          environments=("development", "production"))
-PLURALS = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets",
-           "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
-           "Pod": "pods", "Deployment": "deployments", "CronJob": "cronjobs", "Job": "jobs",
-           "NetworkPolicy": "networkpolicies", "ClusterRole": "clusterroles",
-           "ClusterRoleBinding": "clusterrolebindings", "Gateway": "gateways", "HTTPRoute": "httproutes"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,15 +48,6 @@ def schemas_read_once() -> Iterator[None]:
         patch.setattr(kubernetes_validate.utils, "schema_contents",
                       functools.cache(kubernetes_validate.utils.schema_contents))
         yield
-
-
-def path_of(obj: dict[str, Any]) -> str:
-    """The API path of an object (its collection's path and its name)."""
-    group_version = obj["apiVersion"]
-    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
-    namespace = obj["metadata"].get("namespace")
-    where = f"/namespaces/{namespace}" if namespace else ""
-    return f"{base}{where}/{PLURALS[obj['kind']]}/{obj['metadata']['name']}"
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
