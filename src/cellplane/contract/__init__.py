@@ -24,6 +24,7 @@ from cellplane.contract.desired import (
     DesiredProbe,
     DesiredResources,
     DesiredRun,
+    DesiredScaling,
     DesiredSchedule,
     DesiredState,
     DesiredTarget,
@@ -36,6 +37,7 @@ from cellplane.contract.status import (
     DeploymentReport,
     GatewayReport,
     ReplicaReport,
+    ScalingReport,
     StatusReport,
     TaskRunBatch,
     TaskRunReport,
@@ -58,11 +60,11 @@ from cellplane.contract.telemetry import (
 from cellplane.contract.urlscheme import route_prefix
 
 __all__ = [
-    "BUCKETS", "CELL_CONSUMER", "AccessBatch", "AccessLine", "AccessLineSent", "AgentRegistration", "DeploymentReport",
-    "DesiredArtifact", "DesiredConnection", "DesiredConnectionEnv", "DesiredCredentials", "DesiredDeployment",
-    "DesiredEndpoint", "DesiredEnv", "DesiredEnvironment", "DesiredFile", "DesiredGrant", "DesiredHealth",
-    "DesiredProbe", "DesiredResources", "DesiredRun", "DesiredSchedule", "DesiredState", "DesiredTarget",
-    "GatewayReport", "GrantTarget", "LogBatch", "LogLineReport", "LogLineSent", "MetricBatch", "MetricPoint",
-    "MetricPointSent", "ReplicaReport", "SealedValue", "Span", "SpanBatch", "SpanSent", "StatusReport",
-    "TaskRunBatch", "TaskRunReport", "TaskRunSent", "route_prefix",
+    "BUCKETS", "CELL_CONSUMER", "AccessBatch", "AccessLine", "AccessLineSent", "AgentRegistration",
+    "DeploymentReport", "DesiredArtifact", "DesiredConnection", "DesiredConnectionEnv", "DesiredCredentials",
+    "DesiredDeployment", "DesiredEndpoint", "DesiredEnv", "DesiredEnvironment", "DesiredFile", "DesiredGrant",
+    "DesiredHealth", "DesiredProbe", "DesiredResources", "DesiredRun", "DesiredScaling", "DesiredSchedule",
+    "DesiredState", "DesiredTarget", "GatewayReport", "GrantTarget", "LogBatch", "LogLineReport", "LogLineSent",
+    "MetricBatch", "MetricPoint", "MetricPointSent", "ReplicaReport", "ScalingReport", "SealedValue", "Span",
+    "SpanBatch", "SpanSent", "StatusReport", "TaskRunBatch", "TaskRunReport", "TaskRunSent", "route_prefix",
 ]

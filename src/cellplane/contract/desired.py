@@ -112,6 +112,21 @@ class DesiredSchedule(Served):
     concurrencyPolicy: str = Field(default="Forbid", description="Forbid (skip a run while one runs) or Allow")
 
 
+class DesiredScaling(Served):
+    """How many replicas a service runs, from its load (docs/scaling.md). A deployment without it runs a fixed
+    ``replicas``. The agent starts ``max(minReplicas, 1)`` replicas on a rollout; its scaler then owns the count
+    within [minReplicas, maxReplicas], fed by the gateway's requests in flight. ``minReplicas`` 0: the deployment
+    goes to zero after ``idleSeconds`` with nothing in flight, and the gateway's activator wakes it."""
+
+    minReplicas: int = Field(ge=0, description="0: scaled to zero when idle")
+    maxReplicas: int = Field(ge=1)
+    targetConcurrency: float = Field(gt=0, description="requests in flight per replica the scaler aims at")
+    targetRps: Absent[float] = absent("requests per second per replica the scaler aims at, when given")
+    idleSeconds: float = Field(ge=0, description="with minReplicas 0: idle this long (nothing in flight, no "
+                               "request), the deployment goes to zero")
+    scaleDownDelaySeconds: float = Field(ge=0, description="load must stay low this long before replicas are removed")
+
+
 class DesiredDeployment(Served):
     id: str
     environment: str
@@ -123,6 +138,8 @@ class DesiredDeployment(Served):
     version: str
     artifact: DesiredArtifact
     replicas: int
+    scaling: Absent[DesiredScaling] = absent("the replica count follows the load (a service); absent: a fixed "
+                                             "``replicas``")
     resources: DesiredResources
     health: DesiredHealth | None
     endpoints: list[DesiredEndpoint]

@@ -57,12 +57,21 @@ class ReplicaReport(Report):
     message: Message = ""
 
 
+class ScalingReport(Report):
+    """The scaler's view of an autoscaled deployment: the replicas it runs, the count it wants, and why."""
+
+    current: int = Field(ge=0, le=10000, description="replicas running (ready or starting)")
+    desired: int = Field(ge=0, le=10000, description="replicas the scaler wants")
+    reason: Message = Field(default="", description="why: the load, idle, a wake-up, minReplicas or maxReplicas")
+
+
 class DeploymentReport(Report):
     id: str = Field(min_length=1, max_length=20)
     release: str | None = Field(default=None, max_length=20)
     state: ReportedState
     message: Message = ""
     replicas: list[ReplicaReport] = Field(default_factory=list, max_length=1000)
+    scaling: ScalingReport | None = Field(default=None, description="set for an autoscaled deployment")
 
 
 class StatusReport(Report):

@@ -98,7 +98,7 @@ class AccessBatch(Report):
 
 
 class MetricPointOf(Report, Generic[When]):
-    kind: Literal["http", "replica"]
+    kind: Literal["http", "replica", "scaling"]
     environment: Label
     project: Label
     component: Label
@@ -119,15 +119,24 @@ class MetricPointOf(Report, Generic[When]):
     memory: int | None = Field(default=None, ge=0, le=JSON_SAFE_MAX)
     restarts: Count = 0
     state: str = Field(default="", max_length=40)
+    # scaling (an autoscaled deployment, once per window)
+    replicas: int | None = Field(default=None, ge=0, le=10000, description="replicas running at the window's end")
+    desiredReplicas: int | None = Field(default=None, ge=0, le=10000)
+    coldStarts: Count = Field(default=0, description="wake-ups from zero that ended in the window")
+    coldStartSeconds: float = Field(default=0.0, ge=0, le=1e9, description="their summed duration")
 
 
 class MetricPoint(MetricPointOf[Recorded]):
-    # What ``_complete`` checks, in the JSON schema: an http point has endpoint and buckets, a replica point replica.
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"kind": {"const": "http"}}},
-        "then": {"required": ["endpoint", "buckets"],
-                 "properties": {"endpoint": {"type": "string"}, "buckets": {"type": "array"}}},
-        "else": {"required": ["replica"], "properties": {"replica": {"type": "integer"}}}})
+    # What ``_complete`` checks, in the JSON schema: an http point has endpoint and buckets, a replica point replica,
+    # a scaling point replicas.
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"properties": {"kind": {"const": "http"}}},
+         "then": {"required": ["endpoint", "buckets"],
+                  "properties": {"endpoint": {"type": "string"}, "buckets": {"type": "array"}}}},
+        {"if": {"properties": {"kind": {"const": "replica"}}},
+         "then": {"required": ["replica"], "properties": {"replica": {"type": "integer"}}}},
+        {"if": {"properties": {"kind": {"const": "scaling"}}},
+         "then": {"required": ["replicas"], "properties": {"replicas": {"type": "integer"}}}}]})
 
 
 # The keys of each kind of point in the order the agent has always sent them (the model's order is the schema's).
@@ -136,6 +145,8 @@ POINT_KEYS = {
              "errors", "clientErrors", "durationSum", "buckets"),
     "replica": ("kind", "environment", "project", "component", "release", "replica", "at", "seconds", "cpu",
                 "memory", "restarts", "state"),
+    "scaling": ("kind", "environment", "project", "component", "at", "seconds", "replicas", "desiredReplicas",
+                "coldStarts", "coldStartSeconds"),
 }
 
 
@@ -153,6 +164,8 @@ def _complete(point: MetricPoint) -> MetricPoint:
         raise ValueError("an http point needs endpoint and buckets")
     if point.kind == "replica" and point.replica is None:
         raise ValueError("a replica point needs replica")
+    if point.kind == "scaling" and point.replicas is None:
+        raise ValueError("a scaling point needs replicas")
     return point
 
 

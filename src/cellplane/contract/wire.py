@@ -171,7 +171,7 @@ Label = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.patt
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 ReportedState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked", "scheduled",
-                        "idle"]
+                        "idle", "scaled-to-zero"]
 ConnectionVia = Literal["cell", "internal", "external", "url"]
 RunState = Literal["queued", "running", "succeeded", "failed"]
 LogStream = Literal["stdout", "stderr", "system"]
