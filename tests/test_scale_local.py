@@ -114,6 +114,8 @@ def test_an_autoscaled_service_runs_min_replicas_grows_drains_as_it_shrinks_and_
                 await until(lambda: w.state == "ready", lambda: f"not woken: {w.state} {w.message}")
                 assert len(runtime.supervisor.replicas) == 1, "twenty wakes start one replica"
                 assert len(await answered_by(3)) == 1
+                (point,) = runtime.scaling_points("2026-12-07T20:00:00+00:00", 0.5)
+                assert (point.kind, point.component, point.replicas, point.desiredReplicas) == ("scaling", "api", 1, 1)
 
             def system() -> list[str]:
                 return [x["line"] for x in logs(c, "scaled", "api") if x["stream"] == "system"]

@@ -379,6 +379,8 @@ class Workload:
             self.scaling_desired, self.scaling_reason = n, reason
             d = self.desired
             if n > current:
+                if self._literal and self._retiring:  # its declared port is free once the replica leaving is gone
+                    await asyncio.shield(asyncio.gather(*self._retiring, return_exceptions=True))
                 used = {_index(r, i) for i, r in enumerate(rs.replicas)} | self._leaving_indices()
                 free = (i for i in range(10000) if i not in used)
                 for index in [next(free) for _ in range(n - current)]:
