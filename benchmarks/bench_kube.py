@@ -48,6 +48,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,26 +95,31 @@ def cli_deploy(server: LiveServer, agent: AgentProcess, build: str, env: str, ti
     wall, started = time.time(), time.perf_counter()
 
     def watch() -> None:
-        c = server.client()
-        while not done.is_set():
-            r = c.get(f"{ORG}/projects/{PROJECT}/components/{COMPONENT}/deployments/{env}")
-            d = r.json() if r.status_code == 200 else {}
-            if ((d.get("build") or {}).get("id") == build and d.get("observedRelease") == d.get("rollout")
-                    and d.get("state") == "ready"):
-                reported.append(time.perf_counter() - started)
-                return
-            done.wait(0.05)
+        with httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {server.admin_token}"}) as c:
+            while not done.is_set():
+                try:
+                    r = c.get(f"{ORG}/projects/{PROJECT}/components/{COMPONENT}/deployments/{env}")
+                    d = r.json() if r.status_code == 200 else {}
+                except (httpx.HTTPError, ValueError):
+                    d = {}
+                if ((d.get("build") or {}).get("id") == build and d.get("observedRelease") == d.get("rollout")
+                        and d.get("state") == "ready"):
+                    reported.append(time.perf_counter() - started)
+                    return
+                done.wait(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    process = subprocess.Popen([str(CELLPLANE), "deploy", COMPONENT, "--env", env, "-p", PROJECT, "--build", build,
-                                "--timeout", str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env_)
-    assert process.stdout is not None
-    lines = [(time.perf_counter() - started, line.rstrip()) for line in process.stdout]
-    process.wait(30)
-    done.set()
-    watcher.join(10)
+    try:
+        process = subprocess.Popen([str(CELLPLANE), "deploy", COMPONENT, "--env", env, "-p", PROJECT, "--build",
+                                    build, "--timeout", str(timeout)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env=env_)
+        assert process.stdout is not None
+        lines = [(time.perf_counter() - started, line.rstrip()) for line in process.stdout]
+        process.wait(30)
+    finally:
+        done.set()
+        watcher.join(10)
     ready = next((at for at, text in lines if text.startswith("Deployed ")), None)
     recorded = next((at for at, text in lines if text.startswith("deploying ")), None)
     if process.returncode != 0 or ready is None:
