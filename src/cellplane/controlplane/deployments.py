@@ -415,6 +415,7 @@ class Viewer:
         plane = self.plane(plane_name) if plane_name else None
         p = desired.plan(self.s, self.keyring, self.lookup, dep, component, credentials=False,
                          registered=dataplanes.public_key(plane) is not None,
+                         production=bool(((env_row.spec if env_row is not None else None) or {}).get("production")),
                          release=self._releases.get(dep.release_id) if dep.release_id is not None else None)
         observed = dep.status or {}
         observed_release = observed.get("release")
