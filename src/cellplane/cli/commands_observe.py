@@ -19,7 +19,8 @@ from cellplane.cli.commands_deploy import ENV, OUTPUT, PROJECT
 from cellplane.cli.output import Format, dump, out
 
 SINCE = typer.Option("1h", "--since", help="the time range: 10m, 1h, 2d, ... back from now, or an ISO 8601 time")
-STATE_STYLE = {"ready": "green", "idle": "green", "scheduled": "green", "failed": "red", "crash-loop": "red",
+STATE_STYLE = {"ready": "green", "idle": "green", "scheduled": "green", "scaled-to-zero": "green", "failed": "red",
+               "crash-loop": "red",
                "blocked": "red", "unreachable": "red"}
 BAR = 30  # columns of a trace's waterfall
 CHART_MIN, CHART_PIPED, CHART_SCALE = 20, 120, 30  # a chart's columns: at least; the width of piped output; its scale
@@ -113,7 +114,14 @@ def _health(name: str, env: str, dep: dict[str, Any] | None, s: dict[str, Any], 
     recent = s.get("restarts") or 0
     if replicas or recent:
         text += f", {charts.plural(total, 'restart')}" + (f" ([red]{recent} {window}[/])" if recent else "")
-    if dep.get("message") and state_ not in ("ready", "idle", "scheduled"):
+    status = dep.get("scalingStatus") or {}
+    if state_ == "scaled-to-zero":
+        text += ": no replica runs, the next request wakes one"
+    elif status and status.get("desired") != status.get("current"):
+        text += f", scaling to {status.get('desired')}"
+    if status.get("reason"):
+        text += f" ({escape(str(status['reason']))})"
+    if dep.get("message") and state_ not in ("ready", "idle", "scheduled", "scaled-to-zero"):
         text += f": {escape(dep['message'])}"
     return text
 

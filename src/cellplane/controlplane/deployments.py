@@ -439,6 +439,9 @@ class Viewer:
             "observedRelease": observed_release if isinstance(observed_release, str) else None,
             "observedAt": dep.observed_at.isoformat() if dep.observed_at else None,
             "replicas": list(observed.get("replicas") or []),
+            "scaling": p.document.scaling.model_dump(mode="json", exclude_none=True)
+            if p.document.scaling is not None else None,
+            "scalingStatus": observed.get("scaling") if observed.get("release") == p.release else None,
             "endpoints": [{"name": e.name, "type": e.type, "visibility": e.visibility, "basePath": e.basePath,
                            "urls": endpoint_urls(gateways, dep.project, dep.component, p.document.version, e)}
                           for e in p.document.endpoints],
