@@ -190,3 +190,28 @@ def test_a_deployment_scaled_to_zero_shows_as_such_with_its_replicas_and_why(wor
     health = world.cli("metrics", "web", "-p", "shop", "--env", "development")
     assert health.returncode == 0, health.stderr
     assert "scaled-to-zero: no replica runs, the next request wakes one (idle for 300 s)" in health.stdout
+
+
+def test_scaling_points_from_the_data_plane_are_served_as_replicas_over_time_and_cold_starts(world: World) -> None:
+    now = time.time()
+
+    def at(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - seconds_ago))
+
+    key = {"kind": "scaling", "environment": "development", "project": "shop", "component": "web", "seconds": 10.0}
+    r = world.client.post(world.plane + "/metrics", json={"points": [
+        {**key, "at": at(300), "replicas": 0, "desiredReplicas": 0, "coldStarts": 0, "coldStartSeconds": 0.0},
+        {**key, "at": at(200), "replicas": 1, "desiredReplicas": 1, "coldStarts": 1, "coldStartSeconds": 0.42},
+        {**key, "at": at(100), "replicas": 3, "desiredReplicas": 3, "coldStarts": 0, "coldStartSeconds": 0.0}]})
+    assert r.status_code == 200 and r.json() == {"accepted": 3}, r.text
+    r = world.client.post(world.plane + "/metrics", json={"points": [{**key, "at": at(10)}]})
+    assert r.status_code == 422, r.text  # a scaling point needs replicas
+    m = world.client.get(f"{ORG}/projects/shop/components/web/metrics",
+                         params={"environment": "development", "since": "10m", "step": 60}).json()
+    assert m["scaling"] == {"replicas": 3, "desiredReplicas": 3, "coldStarts": 1, "coldStartMeanSeconds": 0.42,
+                            "coldStartMaxSeconds": 0.42}
+    assert [p["replicas"] for p in m["series"] if "replicas" in p] == [0, 1, 3]
+    shown = world.cli("metrics", "web", "-p", "shop", "--env", "development", "--since", "10m")
+    assert shown.returncode == 0, shown.stderr
+    assert "scaling: 3 replicas (wants 3); 1 cold start in the last 10m, mean 0.42s, max 0.42s" in shown.stdout
+    assert any(line.startswith("replicas") for line in shown.stdout.splitlines())

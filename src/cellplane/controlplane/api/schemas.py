@@ -688,6 +688,9 @@ class ComponentMetrics(Out):
     endpoints: list[dict[str, Any]]
     replicas: list[dict[str, Any]]
     series: list[dict[str, Any]]
+    scaling: dict[str, Any] | None = Field(description="an autoscaled deployment: its replicas (running, wanted) at "
+                                           "the last point, and the range's cold starts (count, mean and max "
+                                           "seconds); null without scaling points")
 
 
 class Span(Out):
