@@ -83,7 +83,8 @@ def show_scaling(items: list[dict[str, Any]]) -> None:
         return lambda i: f"{i['scaling'][key]:g}{unit}" if i.get("scaling") and key in i["scaling"] else None
 
     table(items, [
-        ("ENVIRONMENT", lambda i: i["environment"] + (" (production)" if i.get("production") else "")),
+        ("ENVIRONMENT", lambda i: i["environment"] + (" (production)" if i.get("production") and
+                                                      i["environment"] != "production" else "")),
         ("REPLICAS", lambda i: scaling_range(i.get("scaling")) if i.get("scaling") else f"fixed {i.get('replicas')}"),
         ("TARGET", setting("targetConcurrency", " in flight")), ("RPS", setting("targetRps", "/s")),
         ("IDLE", lambda i: f"{i['scaling']['idleSeconds']:g}s" if i.get("scaling") and
