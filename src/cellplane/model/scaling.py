@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import Field
 
 from cellplane.errors import FieldProblem
-from cellplane.model.meta import Name, Strict
+from cellplane.model.meta import DNS_LABEL, NAME_SCHEMA, Name, Strict
 
 NEVER_SCALED = {"scheduled-task", "manual-task", "api-proxy"}
 DEFAULT_SCALED = {"service", "web-app", "webhook"}
@@ -56,9 +56,19 @@ class ScalingSettings(Strict):
     fixed: bool | None = Field(default=None, description="true: no scaling here, the fixed replicas run")
 
 
+def _name_keys(schema: dict[str, Any]) -> None:
+    """Keys documented as names (``propertyNames``): pydantic writes a key pattern as ``patternProperties``, which
+    leaves other keys allowed by the schema."""
+    values = schema.pop("patternProperties", {}).get(DNS_LABEL.pattern)
+    schema["propertyNames"] = NAME_SCHEMA
+    if values is not None:
+        schema["additionalProperties"] = values
+
+
 class Scaling(ScalingSettings):
     environments: dict[Name, ScalingSettings] = Field(
-        default_factory=dict, description="per-environment overrides of the fields above, keyed by environment name")
+        default_factory=dict, description="per-environment overrides of the fields above, keyed by environment name",
+        json_schema_extra=_name_keys)
 
 
 @dataclass(frozen=True)
