@@ -11,7 +11,8 @@ previous call (the agent's metrics windows) without touching them. A gateway wor
 ``take`` instead, and the agent ``add``s them to its own, so the agent's counters cover every process.
 
 Cold starts (``cellplane.gateway.activator``) are counted per deployment, (environment, project, component), in
-the agent's gateway only (it sees every wake-up once): how many, and their seconds summed.
+the agent's gateway only (it sees every wake-up once): how many, and their seconds summed; forgotten when the
+component leaves the route table.
 
 The series of an endpoint that left the route table are forgotten (``routed``) once ``delta`` has read all they
 counted, so an agent that lives through many deploys does not keep every endpoint it ever served. Prometheus
@@ -92,6 +93,9 @@ class Metrics:
         """The endpoints the route table now holds: the series of others are forgotten once read."""
         self._routed = endpoints
         self._forget()
+        components = {endpoint[:3] for endpoint in endpoints}
+        for gone in [deployment for deployment in self._cold if deployment not in components]:
+            del self._cold[gone]
 
     def _forget(self) -> None:
         routed = self._routed
