@@ -330,6 +330,17 @@ def _websocket(port: int, path: str) -> socket.socket:
     return s
 
 
+def _frame_of(data: bytes) -> tuple[int, bytes]:
+    """The one WebSocket frame in ``data``."""
+    loop = asyncio.new_event_loop()
+    try:
+        reader = asyncio.StreamReader(loop=loop)
+        reader.feed_data(data)
+        return loop.run_until_complete(read_frame(reader))
+    finally:
+        loop.close()
+
+
 def test_demand_counts_requests_in_flight_websocket_tunnels_and_held_requests(h: Harness, plane: WakePlane) -> None:
     app = h.app("warm")
     other = h.app("other")
@@ -344,13 +355,7 @@ def test_demand_counts_requests_in_flight_websocket_tunnels_and_held_requests(h:
     _wait(lambda: totals.read().inflight == 3)
     assert totals.last.held == 0
     ws.sendall(frame(1, b"hi"))
-    loop = asyncio.new_event_loop()
-    try:
-        reader = asyncio.StreamReader(loop=loop)
-        reader.feed_data(ws.recv(1024))
-        assert loop.run_until_complete(read_frame(reader)) == (1, b"echo: hi")
-    finally:
-        loop.close()
+    assert _frame_of(ws.recv(1024)) == (1, b"echo: hi")
     ws.close()
     for request in slow:
         assert request.result().status_code == 200
@@ -387,3 +392,29 @@ def test_a_request_the_listener_refuses_never_wakes_the_deployment(h: Harness, p
     assert httpx.get(h.listen("external") + "/shop/nothing/v1/").status_code == 404
     assert plane.wakes == []
     assert h.call(h.gateway.activator.held) == {}
+
+
+def test_a_connection_from_another_component_wakes_the_deployment_through_the_cell_listener(
+        h: Harness, plane: WakePlane) -> None:
+    cell = h.listen("cell", project="shop")
+    responses = _get_many(cell + PATH, 5)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert plane.wakes == ["dep-1"]
+
+
+def test_a_websocket_upgrade_is_held_then_tunnelled_to_the_woken_replica(h: Harness, plane: WakePlane) -> None:
+    port = int(h.listen("external").rsplit(":", 1)[1])
+    ws = _websocket(port, "/shop/api/v1/ws")
+    try:
+        ws.sendall(frame(1, b"after the cold start"))
+        expected = b"echo: after the cold start"
+        data = b""
+        while len(data) < 2 + len(expected):  # a server's frame: two head bytes, no mask
+            piece = ws.recv(1024)
+            assert piece, "the tunnel closed"
+            data += piece
+        assert _frame_of(data) == (1, expected)
+    finally:
+        ws.close()
+    assert plane.wakes == ["dep-1"]
+    _wait(lambda: Totals(h).read().inflight == 0)
