@@ -413,7 +413,11 @@ class Workload:
         """A request is held for this deployment at zero: start one replica. A no-op while one is starting (or
         runs), while a rollout is under way (its replicas serve), and for a deployment that is not autoscaled; a
         wake while the starting replica has already failed fails the held requests again at once."""
-        if self.is_task or self.active is None or self._busy():
+        if self.is_task:
+            return
+        if self.active is None or self._busy():  # its release is on its way (or failing: then say why at once)
+            if self.state in ("failed", "crash-loop"):
+                self.host.wake_failed(self.desired, self.message)
             return
         if self.active.replicas:
             if self._wake_failure:

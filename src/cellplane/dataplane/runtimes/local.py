@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
@@ -71,6 +71,7 @@ from cellplane.dataplane.telemetry import (
 )
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from cellplane.errors import CellplaneError
+from cellplane.gateway.demand import Demand
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.runtime.artifacts import LocalArtifacts
@@ -81,22 +82,6 @@ log = logging.getLogger("cellplane.dataplane")
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
 SCALE_TICK = 0.5  # seconds between the scaler's looks at the gateway's demand
 Trigger = Literal["manual", "schedule"]
-
-
-class Demand(Protocol):
-    """What the scaler reads of the gateway's demand for one deployment (``Gateway.demand()``, summed over its
-    processes): in flight now (proxied, tunnelled, held), held now, requests and wake-ups since the last call."""
-
-    @property
-    def inflight(self) -> int: ...
-    @property
-    def held(self) -> int: ...
-    @property
-    def requests(self) -> int: ...
-    @property
-    def cold_starts(self) -> int: ...
-    @property
-    def cold_start_seconds(self) -> float: ...
 
 
 def now_iso() -> str:
@@ -138,7 +123,7 @@ class LocalRuntime(GatewayFeed):
                         "directory and each other's secrets (%s); run the agent as root to isolate them", why)
         self.feed_open()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
-                               span=self._gathered_span, workers=self.settings.gateway_workers)
+                               span=self._gathered_span, workers=self.settings.gateway_workers, wake=self._wake)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, host.state, self.settings.gateway_host, self.settings.gateway_port)
@@ -287,7 +272,7 @@ class LocalRuntime(GatewayFeed):
         self.host.reconcile_later(seconds)
 
     def wake_failed(self, d: DesiredDeployment, reason: str) -> None:
-        self._gateway_wake_failed(d.id, reason)
+        self.gateway.wake_failed(d.id, reason)  # every request held for it is answered at once, with the reason
 
     async def artifact(self, d: DesiredDeployment) -> Path:
         digest = d.artifact.digest
@@ -377,7 +362,8 @@ class LocalRuntime(GatewayFeed):
         """The route of one endpoint. A deployment that scales to zero is woken by a request when it has no
         upstream (``wake``) instead of answering 503."""
         return Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
-                       frozenset(ep.visibility or ["Project"]), ups)
+                       frozenset(ep.visibility or ["Project"]), ups, deployment=d.id,
+                       wake=d.scaling is not None and d.scaling.minReplicas == 0)
 
     def system_line(self, d: DesiredDeployment, line: str, run: str | None = None) -> None:
         try:
@@ -493,27 +479,16 @@ class LocalRuntime(GatewayFeed):
 
     # -- scaling -----------------------------------------------------------------------------------------------
 
-    def _demand(self) -> dict[str, Demand] | None:
-        """The gateway's demand per deployment since the last call (None: no activator to report it, so nothing
-        is scaled by load)."""
-        return None
-
     def _wake(self, deployment: str) -> None:
         """The gateway holds a request for a deployment with no upstream: start a replica."""
         w = self.workloads.get(deployment)
         if w is not None:
             w.wake()
 
-    def _gateway_wake_failed(self, deployment: str, reason: str) -> None:
-        """Fail the requests the gateway holds for ``deployment`` at once, with ``reason``."""
-        log.warning("deployment %s: the wake-up failed: %s", deployment, reason)
-
     async def scale_tick(self) -> None:
         """One look at the demand: every autoscaled workload observes its deployment's and scales to what its
         autoscaler decides; the cold starts are kept for the metrics window."""
-        demand = self._demand()
-        if demand is None:
-            return
+        demand: dict[str, Demand] = self.gateway.demand()  # since the last tick, summed over the gateway processes
         now = time.monotonic()
         for dep_id, d in demand.items():
             if d.cold_starts:
