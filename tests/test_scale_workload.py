@@ -297,3 +297,20 @@ def test_a_deployment_whose_scaling_is_removed_runs_its_fixed_replicas_without_a
         assert "scaled to 2 replicas: replicas 2" in host.lines
 
     run(tmp_path, body)
+
+
+def test_a_wake_for_a_blocked_or_failing_deployment_fails_the_held_requests_at_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        host = Host(tmp_path)
+        blocked = desired_deployment(id="dep_1", release="r1", blocked="dependency ledger: sales/ledger is not "
+                                     "deployed in development", scaling={
+                                         "minReplicas": 0, "maxReplicas": 1, "targetConcurrency": 10,
+                                         "idleSeconds": 5, "scaleDownDelaySeconds": 1})
+        w = Workload(host, blocked)
+        host.workload = w
+        w.apply(blocked)
+        w.wake()
+        assert host.failed == ["dependency ledger: sales/ledger is not deployed in development"] and not host.replicas
+        await w.stop()
+
+    uvloop.run(main())

@@ -415,8 +415,8 @@ class Workload:
         wake while the starting replica has already failed fails the held requests again at once."""
         if self.is_task:
             return
-        if self.active is None or self._busy():  # its release is on its way (or failing: then say why at once)
-            if self.state in ("failed", "crash-loop"):
+        if self.active is None or self._busy():  # its release is on its way (or blocked or failing: say why at once)
+            if self.state in ("failed", "crash-loop", "blocked"):
                 self.host.wake_failed(self.desired, self.message)
             return
         if self.active.replicas:
