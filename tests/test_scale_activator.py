@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,19 +108,30 @@ def test_an_idle_component_goes_to_zero_and_the_next_request_wakes_it(build_serv
                 x.startswith("woken by a request: replica ready in ") for x in s))
             assert "scaled to zero: idle for 1 s" in lines
 
+            def scaling() -> dict[str, Any] | None:
+                r = c.get("/organizations/default/projects/idle/components/api/metrics",
+                          params={"environment": "development", "since": "1h"})
+                assert r.status_code == 200, r.text
+                return r.json().get("scaling")
+
+            seen = await asyncio.to_thread(poll, scaling, lambda s: bool(s and s["coldStarts"] >= 1))
+            assert 0 < seen["coldStartMeanSeconds"] < 30, seen  # the wake-up's time, from the gateway's demand
+
     uvloop.run(body())
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 def test_under_load_it_grows_to_max_replicas_and_shrinks_back_after_without_a_failed_request(
-        build_server: BuildServer, tmp_path: Path) -> None:
-    build_app(build_server.client, "load", "api", service())
+        build_server: BuildServer, tmp_path: Path, workers: int) -> None:
+    project = f"load{workers}"
+    build_app(build_server.client, project, "api", service())
     scaling = {"minReplicas": 1, "maxReplicas": 3, "targetConcurrency": 2, "idleSeconds": 300,
                "scaleDownDelaySeconds": 1}
 
     async def body() -> None:
         async with scaling_agent(build_server.server, build_server.cache, tmp_path / "dp",
-                                 {"api": scaling}) as (_, runtime):
-            w, url = await deployed(build_server, runtime, "load")
+                                 {"api": scaling}, gateway_workers=workers) as (_, runtime):
+            w, url = await deployed(build_server, runtime, project)
             failures: list[str] = []
             counts: list[int] = []
             stop_load, stop_all = asyncio.Event(), asyncio.Event()
