@@ -494,11 +494,16 @@ class LocalRuntime(GatewayFeed):
             if d.cold_starts:
                 count, seconds = self._cold_starts.get(dep_id, (0, 0.0))
                 self._cold_starts[dep_id] = (count + d.cold_starts, seconds + d.cold_start_seconds)
-        for w in list(self.workloads.values()):
-            if w.desired.scaling is None or w.is_task:
-                continue
-            seen = demand.get(w.id)
-            await w.autoscale(now, seen.inflight if seen else 0, seen.requests if seen else 0)
+        scaled = [w for w in self.workloads.values() if w.desired.scaling is not None and not w.is_task]
+        # side by side: one workload that waits (an app binding its declared port waits for its leaving replica to
+        # stop) must not hold up the others' scaling
+        none = Demand()
+        results = await asyncio.gather(*(w.autoscale(now, demand.get(w.id, none).inflight,
+                                                     demand.get(w.id, none).requests) for w in scaled),
+                                       return_exceptions=True)
+        for w, result in zip(scaled, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("scaling deployment %s failed: %s", w.id, result, exc_info=result)
 
     async def _scale_loop(self) -> None:
         while True:
