@@ -12,7 +12,8 @@ gateway Services target (``install``); others take the next free pair, kept in t
 
 The route table is built from the desired state and the last observation: every HTTP endpoint of a service is
 routed (its visibility as on the local data plane), to one upstream, the endpoint's Service in its cell namespace
-(the Service balances over the ready pods), once at least one of the deployment's pods is ready; until then it is
+(the Service balances over the ready pods), once at least one of the deployment's pods is ready and not
+terminating (scaled to zero: the route is empty as soon as the last pod is being deleted); until then it is
 routed to nothing (the gateway's usual 503). Grants come from the desired state as the local runtime builds them.
 The upstream's address is the ``Resolver``'s, by default cluster DNS (``<service>.<namespace>.svc.<domain>``);
 tests give one that maps to servers on 127.0.0.1. With a ``metrics_port`` the agent's Prometheus endpoint serves
@@ -78,7 +79,8 @@ def route_table(desired: DesiredState, seen: Observed, resolve: Resolver) -> Rou
     for d in desired.deployments:
         if d.type in TASK_TYPES:
             continue
-        ready = any(health.pod_ready(p) for p in seen.pods_of(desired.organization, d))
+        ready = any(health.pod_ready(p) and not p["metadata"].get("deletionTimestamp")
+                    for p in seen.pods_of(desired.organization, d))  # (a terminating pod leaves the Endpoints)
         namespace = names.namespace(desired.organization, d.project, d.environment)
         paths: set[str] = set()
         for ep in d.endpoints:

@@ -24,6 +24,12 @@ base URLs under which the cluster's Gateway or load balancer exposes the data pl
 given, the gateway Services' in-cluster URLs when the agent serves the gateways itself (``--serve-gateways``:
 ``gateways``, whose route table each apply and observation pass updates), else none.
 
+A deployment with ``scaling`` has a HorizontalPodAutoscaler for 1..N (``autoscaling``); 0 <-> 1 is the agent's:
+``scale(deployment, replicas, reason)`` sets its Deployment's ``/scale`` subresource, says it in the deployment's
+system log and keeps the reason for its report until the HPA sets another count. Each observation pass puts a
+Deployment found at 0 that may not be there (``minReplicas`` above 0, or no gateway of the agent's to wake it:
+nothing else would, an HPA does nothing while its target is at 0) back to ``max(minReplicas, 1)``.
+
 ``stop`` ends the agent's own work only: the cluster keeps running the workloads without it.
 """
 
@@ -39,15 +45,15 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 
-from cellplane.contract import DeploymentReport, DesiredState, GatewayReport
+from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, LogLineSent
 from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.settings import AgentSettings
-from cellplane.kubernetes import names, prune
+from cellplane.kubernetes import autoscaling, names, prune
 from cellplane.kubernetes import observe as observation
 from cellplane.kubernetes.apply import Applier, key_of
-from cellplane.kubernetes.client import check, connect, message, resource
+from cellplane.kubernetes.client import MANAGER, check, connect, message, resource, scale
 from cellplane.kubernetes.gateways import ClusterGateways, ServeGateways
-from cellplane.kubernetes.jobs import Runs
+from cellplane.kubernetes.jobs import Runs, now_iso
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.opener import KeyOpener
@@ -92,6 +98,7 @@ class KubernetesRuntime:
         self._said_unreachable = False
         self.drift_passes = 0
         self.pruned = 0
+        self.decisions: dict[str, autoscaling.Decision] = {}  # deployment id -> the agent's last /scale, and why
         self.gateways = (ClusterGateways(settings, self.kube.gateways, self.layout)
                          if self.kube.gateways is not None else None)
 
@@ -166,6 +173,7 @@ class KubernetesRuntime:
                 if namespace in foreign:
                     errors[d.id] = (f"the namespace {namespace} exists and is not this data plane's (it has no "
                                     f"{names.DATA_PLANE} label): remove or rename it")
+        await self._hand_over_replicas(todo, before, live)
         result = await self.applier.apply(todo, only_changed=False)
         if result.unreachable:
             self._unreachable(result.unreachable)
@@ -255,6 +263,77 @@ class KubernetesRuntime:
             self._said_unreachable = True
         self.host.reconcile_later(RETRY)
 
+    # -- scaling -----------------------------------------------------------------------------------------------
+
+    def deployment(self, deployment: str) -> DesiredDeployment | None:
+        """The desired deployment with this id, if it is in the desired state."""
+        return next((d for d in self.desired.deployments if d.id == deployment), None) if self.desired else None
+
+    async def scale(self, deployment: str, replicas: int, reason: str) -> None:
+        """Set an autoscaled deployment's replica count through its Deployment's ``/scale`` (the agent's 0 <-> 1;
+        see the module's docstring), said in its system log. Raises the API server's error (``ApiError``)."""
+        d = self.deployment(deployment)
+        if d is None or self.desired is None or not autoscaling.autoscaled(d):
+            raise ValueError(f"{deployment} is not an autoscaled deployment of the desired state")
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        await scale(self.client, namespace, names.workload(d.component, d.version), replicas)
+        self.decisions[d.id] = autoscaling.Decision(replicas, reason)
+        count = "zero" if replicas == 0 else f"{replicas} replica{'s' if replicas > 1 else ''}"
+        self.system_line(d, f"scaled to {count}: {reason}")
+        self.host.changed()
+
+    def system_line(self, d: DesiredDeployment, line: str) -> None:
+        """An event in the deployment's log (stream ``system``), as the local runtime writes them."""
+        self.host.log(LogLineSent(deployment=d.id, environment=d.environment, project=d.project,
+                                  component=d.component, replica=None, stream="system",
+                                  at=now_iso(), line=line))
+
+    async def _hand_over_replicas(self, todo: list[dict[str, Any]], before: dict[Key, dict[str, Any]],
+                                  live: dict[Key, dict[str, Any]] | None) -> None:
+        """Before a Deployment whose ``replicas`` the agent's apply owned is applied without them (its deployment
+        got ``scaling``), its count is written through ``/scale``: server-side apply would otherwise remove the
+        field its only owner no longer sends, and the API server would default it to 1 until the HPA scales back
+        (a service at 5 replicas dropping to 1). The ``/scale`` write's field manager (``client.SCALE_MANAGER``) keeps
+        owning the count until the HPA or the agent's next ``/scale`` changes it."""
+        for obj in todo:
+            if obj["kind"] != "Deployment" or "replicas" in obj["spec"]:
+                continue
+            key = key_of(obj)
+            namespace, name = key[2], key[3]
+            current = (live or {}).get(key) or self.observed.deployments.get((namespace, name))
+            if current is None or not _apply_owns_replicas(current):
+                continue
+            replicas = (before.get(key) or {}).get("spec", {}).get("replicas",
+                                                                   (current.get("spec") or {}).get("replicas", 1))
+            try:
+                await scale(self.client, namespace, name, int(replicas))
+            except Exception as e:  # (said; the apply goes on: the HPA scales back from the default)
+                log.warning("cannot hand the replicas of %s/%s over to its autoscaler: %s", namespace, name,
+                            message(e))
+
+    async def _keep_scale(self, desired: DesiredState, seen: Observed) -> None:
+        """After an observation: a Deployment at 0 that may not be there goes back to ``max(minReplicas, 1)``, and
+        a decision of the agent's that the HPA overrode is forgotten (the report then says the HPA's reason)."""
+        wakes = self.gateways is not None
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d) or d.scaling is None:
+                self.decisions.pop(d.id, None)
+                continue
+            namespace = names.namespace(desired.organization, d.project, d.environment)
+            live = seen.deployments.get((namespace, names.workload(d.component, d.version)))
+            if live is None:
+                continue
+            replicas = int((live.get("spec") or {}).get("replicas", 1))
+            decision = self.decisions.get(d.id)
+            if decision is not None and decision.replicas != replicas:
+                del self.decisions[d.id]
+            if replicas == 0 and (d.scaling.minReplicas > 0 or not wakes):
+                why = (f"minReplicas {d.scaling.minReplicas}" if d.scaling.minReplicas > 0 else autoscaling.NO_WAKE)
+                try:
+                    await self.scale(d.id, autoscaling.floor(d), why)
+                except Exception as e:  # (said; tried again at the next pass)
+                    log.warning("cannot scale %s back up: %s", d.id, message(e))
+
     # -- observing ---------------------------------------------------------------------------------------------
 
     async def _observe_loop(self) -> None:
@@ -283,6 +362,8 @@ class KubernetesRuntime:
         self.observed = seen
         if self.gateways is not None and self.desired is desired:
             await self.gateways.update(desired, seen)
+        if self.desired is desired:
+            await self._keep_scale(desired, seen)
         self.last_lines.want(observation.failing_pods(desired, seen))
         self.runs.follow(desired, seen.jobs, seen.job_pods)
         if self.kube.follow_logs:
@@ -296,7 +377,8 @@ class KubernetesRuntime:
         if self.desired is None:
             return []
         return observation.reports(self.desired, self.observed, blocked=self.rendering.blocked, errors=self.errors,
-                               applied=self.applier.applied, last_lines=self.last_lines.by_pod())
+                               applied=self.applier.applied, last_lines=self.last_lines.by_pod(),
+                               decisions=self.decisions, wakes=self.gateways is not None)
 
     def _gateways(self) -> dict[str, GatewayReport]:
         """Every environment's gateway URLs: ``--external-url``/``--internal-url`` when given, else, when the agent
@@ -309,6 +391,14 @@ class KubernetesRuntime:
                     external=self.kube.external_url or (self.layout.gateway_base(env, "external") if serving else None),
                     internal=self.kube.internal_url or (self.layout.gateway_base(env, "internal") if serving else None))
                 for env in sorted(environments)}
+
+
+def _apply_owns_replicas(obj: dict[str, Any]) -> bool:
+    """Whether the agent's server-side apply owns a live object's ``spec.replicas`` (its managed fields)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == MANAGER and entry.get("operation") == "Apply":
+            return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    return False
 
 
 def runtime_factory(kube: KubernetesSettings) -> Any:
