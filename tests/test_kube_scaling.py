@@ -1,11 +1,13 @@
 """A deployment's ``scaling`` on the real test cluster (tests/kubecluster.py: kube-apiserver, etcd, the controller
 manager with its HPA controller, the scheduler, kwok's fake node), through the Kubernetes runtime running with the
 agent's own ServiceAccount token (the install manifest's ClusterRole: its RBAC is what is exercised) and serving the
-gateways (``--serve-gateways``).
+gateways (``--serve-gateways``); the gateway's activator is stood in for by calling the runtime's ``wake`` as it
+will.
 
 A service with ``scaling`` {min 0, max 3} gets its HorizontalPodAutoscaler (1..3) beside a Deployment whose
-``replicas`` the agent does not own; the agent's ``/scale`` to 0 takes the pods away (the report says
-scaled-to-zero, the route is empty), to 1 brings a ready pod back (kwok) and the route its upstream; with
+``replicas`` the agent does not own; the agent's ``/scale`` to 0 takes the pods away (the route is empty first,
+the report says scaled-to-zero), a wake-up brings a ready pod back (kwok) and the route its upstream, a pod that
+crash loops fails the wake-up with the reason; with
 ``minReplicas`` 2 the cluster's HPA controller scales the Deployment itself, and a Deployment put at 0 is put back
 by the agent; without ``scaling`` the HPA is pruned and ``replicas`` is the agent's again. A second runtime without
 the gateways runs minReplicas 0 as 1. As in test_kube_gateway.py, the only stand-in is the resolver, which maps the
@@ -40,8 +42,9 @@ from kuberuntimekit import Host, Kube, Loop, path_of
 PLANE = "kube-scaling-test"
 SYSTEM = "cellplane-scaling"  # this module's install (its system namespace: the Gateways go there)
 IMAGE = "registry.cellplane.test/acme/orders@sha256:" + "ef" * 32
+CRASH_LOOPS = "registry.cellplane.test/acme/crash-loops@sha256:" + "ef" * 32  # the test cluster's crash-loop stage
 DEPLOYMENT = "dep_000scaleorders"
-NS = names.namespace("acme", "sales", "development")
+NS = names.namespace("acme", "elastic", "development")
 WORKLOAD = names.workload("orders", "v1")
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments/{WORKLOAD}"
 HPA = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/{WORKLOAD}"
@@ -84,10 +87,19 @@ class Cell(Kube):
     def get(self, path: str) -> httpx.Response:
         assert self.runtime.gateways is not None
         port = self.runtime.gateways.port("external", "development")
-        return httpx.get(f"http://127.0.0.1:{port}/sales/orders/v1{path}", timeout=10)
+        return httpx.get(f"http://127.0.0.1:{port}/elastic/orders/v1{path}", timeout=10)
 
-    def scale(self, replicas: int, reason: str) -> None:
-        self.loop.run(self.runtime.scale(DEPLOYMENT, replicas, reason))
+    def scale(self, replicas: int, reason: str, deployment: str = DEPLOYMENT) -> None:
+        self.loop.run(self.runtime.scale(deployment, replicas, reason))
+
+    def wake(self, deployment: str = DEPLOYMENT) -> None:
+        """What the gateway's activator calls when it holds a request (on the agent's loop)."""
+        async def wake() -> None:
+            self.runtime.wake(deployment)
+        self.loop.run(wake())
+
+    def system_lines(self, deployment: str = DEPLOYMENT) -> list[str]:
+        return [x.line for x in self.host.logs if x.stream == "system" and x.deployment == deployment]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +135,7 @@ def cell(kube_cluster: KubeCluster, agent_token: str, tmp_path_factory: pytest.T
 
 
 def orders(scaling: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"project": "sales", **({"scaling": scaling} if scaling is not None else {}), **fields}
+    values: dict[str, Any] = {"project": "elastic", **({"scaling": scaling} if scaling is not None else {}), **fields}
     return deployment_wire(
         id=DEPLOYMENT, component="orders", release="r1", **values,
         artifact={"digest": "sha256:" + "0" * 64, "image": IMAGE},
@@ -168,29 +180,49 @@ def test_a_service_with_scaling_gets_an_hpa_owned_by_the_agent_and_a_deployment_
     assert r.json()["app"] == "orders"
 
 
-def test_the_scale_subresource_at_zero_takes_the_pods_away_and_at_one_a_ready_pod_is_routed_again(
-        cell: Cell) -> None:
+def test_at_zero_the_pods_go_and_a_wake_up_scales_to_one_and_routes_the_ready_pod_at_once(cell: Cell) -> None:
     cell.scale(0, "idle for 300 s")
+    assert cell.get("/hello").status_code == 503  # out of the routes before the /scale
     report = cell.wait_report(DEPLOYMENT, lambda r: r.state == "scaled-to-zero" and not r.replicas,
                               "the deployment scaled to zero")
     assert report.scaling is not None
     assert (report.scaling.current, report.scaling.desired, report.scaling.reason) == (0, 0, "idle for 300 s")
-    assert cell.cluster.wait_for("the route emptied", lambda: cell.get("/hello").status_code == 503, 10)
     assert cell.cluster.wait_for("the pods gone", lambda: not cell.cluster.get(
         f"/api/v1/namespaces/{NS}/pods?labelSelector={names.INSTANCE}={WORKLOAD}")["items"], 30)
-    assert [line.line for line in cell.host.logs if line.stream == "system"] == ["scaled to zero: idle for 300 s"]
+    assert cell.system_lines() == ["scaled to zero: idle for 300 s"]
     assert "f:replicas" not in owned_by(cell.cluster.get(DEPLOYMENTS), "cellplane", "Apply")["f:spec"]
     cell.apply(state(orders(scaling()), revision="again"))  # a reconcile changes nothing about the count
     assert cell.cluster.get(DEPLOYMENTS)["spec"]["replicas"] == 0
 
     started = time.monotonic()
-    cell.scale(1, "woken by a request")
+    cell.wake()
+    cell.wake()  # a wake-up under way: nothing more
     r = cell.cluster.wait_for("the woken pod ready and routed", lambda: answered(cell), 60)
     woken = time.monotonic() - started
     assert r.json()["app"] == "orders"
     report = cell.wait_report(DEPLOYMENT, lambda r: r.state == "ready", "the woken deployment ready")
     assert report.scaling is not None and report.scaling.reason == "woken by a request"
-    print(f"from /scale 1 to the first answer through the gateway: {woken:.2f} s")
+    scaled, ready = cell.system_lines()[1:]
+    assert scaled == "scaled to 1 replica: woken by a request"
+    assert ready.startswith("woken by a request: replica ready in ")
+    assert cell.runtime.wakeups.woken == 1
+    print(f"from the wake-up to the first answer through the gateway: {woken:.2f} s ({ready})")
+
+
+def test_a_wake_up_whose_pod_crash_loops_fails_at_once_with_the_reason(cell: Cell) -> None:
+    flaky = deployment_wire(id="dep_000scaleflaky", project="elastic", component="flaky", release="r1",
+                            scaling=scaling(), artifact={"digest": "sha256:" + "0" * 64, "image": CRASH_LOOPS},
+                            endpoints=[{"name": "api", "port": 8080, "type": "REST", "basePath": "/",
+                                        "visibility": ["Public"]}])
+    cell.apply(state(orders(scaling()), flaky, revision="flaky"))
+    cell.wait_report("dep_000scaleflaky", lambda r: r.state == "crash-loop", "the flaky service crash looping")
+    cell.scale(0, "idle for 300 s", "dep_000scaleflaky")
+    cell.wait_report("dep_000scaleflaky", lambda r: r.state == "scaled-to-zero" and not r.replicas, "flaky at zero")
+    cell.wake("dep_000scaleflaky")
+    failed = cell.cluster.wait_for("the wake-up failed", lambda: [
+        x for x in cell.system_lines("dep_000scaleflaky") if x.startswith("wake-up failed")], 30)
+    assert failed[0].startswith("wake-up failed: replica 0: CrashLoopBackOff: exited with 1")
+    assert cell.runtime.wakeups.woken == 1
 
 
 def test_with_min_two_the_clusters_hpa_controller_scales_the_deployment_and_the_agent_puts_back_a_zero(
@@ -246,8 +278,8 @@ def test_without_the_agents_gateways_min_zero_runs_as_one_and_a_deployment_put_a
         kubeconfig=kube_cluster.kubeconfig, drift_interval=3600, observe_interval=0.3, follow_logs=False,
         layout=OPTIONS.layout)),
         host, loop)
-    wire = orders(scaling(), project="stock")
-    path = f"/apis/apps/v1/namespaces/{names.namespace('acme', 'stock', 'development')}/deployments/{WORKLOAD}"
+    wire = orders(scaling(), project="elastic-nogw")
+    path = f"/apis/apps/v1/namespaces/{names.namespace('acme', 'elastic-nogw', 'development')}/deployments/{WORKLOAD}"
     loop.run(kube.runtime.start(host, None))
     try:
         kube.apply(state(wire, plane=plane))

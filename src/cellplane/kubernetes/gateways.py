@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from cellplane.contract import DesiredState
@@ -72,15 +72,19 @@ def grants(desired: DesiredState) -> tuple[Grant, ...]:
                        (g.target.project, g.target.component, g.target.endpoint)) for g in desired.grants)
 
 
-def route_table(desired: DesiredState, seen: Observed, resolve: Resolver) -> RouteTable:
+def route_table(desired: DesiredState, seen: Observed, resolve: Resolver,
+                parked: Collection[str] = frozenset()) -> RouteTable:
     """Every service's HTTP endpoints, each to its Service once a pod of the deployment is ready (see the module's
-    docstring); an endpoint whose base path repeats an earlier one's is not routed, as on the local data plane."""
+    docstring); an endpoint whose base path repeats an earlier one's is not routed, as on the local data plane.
+    ``parked``: deployments being scaled to zero, routed to nothing whatever their pods say (a request is held and
+    wakes them rather than reaching a Service whose pods go)."""
     backends = []
     for d in desired.deployments:
         if d.type in TASK_TYPES:
             continue
-        ready = any(health.pod_ready(p) and not p["metadata"].get("deletionTimestamp")
-                    for p in seen.pods_of(desired.organization, d))  # (a terminating pod leaves the Endpoints)
+        # (a pod being deleted has left the Service's endpoints)
+        ready = d.id not in parked and any(health.pod_ready(p) and not p["metadata"].get("deletionTimestamp")
+                                           for p in seen.pods_of(desired.organization, d))
         namespace = names.namespace(desired.organization, d.project, d.environment)
         paths: set[str] = set()
         for ep in d.endpoints:
@@ -126,10 +130,10 @@ class ClusterGateways(GatewayFeed):
             "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
             self.access_unshipped)
 
-    async def update(self, desired: DesiredState, seen: Observed) -> None:
+    async def update(self, desired: DesiredState, seen: Observed, parked: Collection[str] = frozenset()) -> None:
         """The listeners of the desired state's environments opened (the others closed) and the route table
         swapped in when it changed. Routed before a listener opens, as the local runtime does."""
-        table = route_table(desired, seen, self.resolve)
+        table = route_table(desired, seen, self.resolve, parked)
         if table != self._table:
             self._table = table
             self.gateway.update(table)
@@ -174,6 +178,13 @@ class ClusterGateways(GatewayFeed):
             taken = {p for k, p in self.ports.items() if k.startswith("slot/")} | set(range(len(given)))
             self.ports[key] = next(i for i in range(len(taken) + 1) if i not in taken)
         return self.ports[key]
+
+    def wake_failed(self, deployment: str, reason: str) -> None:
+        """No replica of ``deployment`` became ready: the requests the gateway holds for it are answered with
+        ``reason`` (the activator's ``wake_failed``, where the gateway has one)."""
+        fail = getattr(self.gateway, "wake_failed", None)
+        if fail is not None:
+            fail(deployment, reason)
 
     def port(self, kind: str, environment: str) -> int | None:
         """The port a listener listens on (None: not open)."""

@@ -26,7 +26,9 @@ given, the gateway Services' in-cluster URLs when the agent serves the gateways 
 
 A deployment with ``scaling`` has a HorizontalPodAutoscaler for 1..N (``autoscaling``); 0 <-> 1 is the agent's:
 ``scale(deployment, replicas, reason)`` sets its Deployment's ``/scale`` subresource, says it in the deployment's
-system log and keeps the reason for its report until the HPA sets another count. Each observation pass puts a
+system log and keeps the reason for its report until the HPA sets another count; to 0, the deployment leaves the
+gateway's routes first (``parked``). ``wake(deployment)`` (the gateway's activator holds a request for it) scales
+it to 1 and watches its pods closely until one is ready, then routes it (``wakeups``). Each observation pass puts a
 Deployment found at 0 that may not be there (``minReplicas`` above 0, or no gateway of the agent's to wake it:
 nothing else would, an HPA does nothing while its target is at 0) back to ``max(minReplicas, 1)``.
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -59,6 +62,7 @@ from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.opener import KeyOpener
 from cellplane.kubernetes.podlogs import LastLines, LogFollower
 from cellplane.kubernetes.render import Key, Rendering, inventory, render
+from cellplane.kubernetes.wakeups import Wakeups
 
 log = logging.getLogger("cellplane.dataplane")
 RETRY = 5.0  # seconds before a failed apply is tried again
@@ -99,6 +103,7 @@ class KubernetesRuntime:
         self.drift_passes = 0
         self.pruned = 0
         self.decisions: dict[str, autoscaling.Decision] = {}  # deployment id -> the agent's last /scale, and why
+        self.parked: set[str] = set()  # deployments scaled to zero by the agent: routed to nothing until woken
         self.gateways = (ClusterGateways(settings, self.kube.gateways, self.layout)
                          if self.kube.gateways is not None else None)
 
@@ -115,6 +120,9 @@ class KubernetesRuntime:
         self.runs = Runs(host)
         self.logs = LogFollower(self.client, host.state.root, host.log)
         self.last_lines = LastLines(self.logs, host.changed)
+        self.wakeups = Wakeups(self.client, lambda: self._labels(self.desired) if self.desired else {},
+                               functools.partial(self.scale, route=False), self._routed, self._wake_failed,
+                               self.system_line)
         self._next_drift = 0.0  # the first apply reads everything back: what a predecessor left, what drifted
         if self.gateways is not None:
             await self.gateways.start(host)
@@ -123,7 +131,7 @@ class KubernetesRuntime:
     async def apply(self, desired: DesiredState) -> None:
         self.desired = desired
         if self.gateways is not None:  # what is gone leaves the route table before its objects are pruned
-            await self.gateways.update(desired, self.observed)
+            await self.gateways.update(desired, self.observed, self.parked)
         rendering = render(desired, self.opener, self.layout)
         objects = self.runs.to_apply(desired, rendering.objects)
         self.rendering = rendering
@@ -203,6 +211,8 @@ class KubernetesRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if hasattr(self, "wakeups"):
+            await self.wakeups.close()
         if hasattr(self, "logs"):
             await self.last_lines.close()
             await self.logs.close()
@@ -269,18 +279,57 @@ class KubernetesRuntime:
         """The desired deployment with this id, if it is in the desired state."""
         return next((d for d in self.desired.deployments if d.id == deployment), None) if self.desired else None
 
-    async def scale(self, deployment: str, replicas: int, reason: str) -> None:
+    async def scale(self, deployment: str, replicas: int, reason: str, *, route: bool = True) -> None:
         """Set an autoscaled deployment's replica count through its Deployment's ``/scale`` (the agent's 0 <-> 1;
-        see the module's docstring), said in its system log. Raises the API server's error (``ApiError``)."""
+        see the module's docstring), said in its system log. To 0 it leaves the routes first; above 0 it is routed
+        again once a pod is ready (``route``; a wake-up routes it itself, from the pods it watched). Raises the API
+        server's error (``ApiError``)."""
         d = self.deployment(deployment)
         if d is None or self.desired is None or not autoscaling.autoscaled(d):
             raise ValueError(f"{deployment} is not an autoscaled deployment of the desired state")
         namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        if replicas == 0:  # out of the routes first: a request from now on is held and wakes it
+            self.parked.add(d.id)
+            if self.gateways is not None:
+                await self.gateways.update(self.desired, self.observed, self.parked)
         await scale(self.client, namespace, names.workload(d.component, d.version), replicas)
+        if replicas > 0 and route:
+            self.parked.discard(d.id)
         self.decisions[d.id] = autoscaling.Decision(replicas, reason)
         count = "zero" if replicas == 0 else f"{replicas} replica{'s' if replicas > 1 else ''}"
         self.system_line(d, f"scaled to {count}: {reason}")
         self.host.changed()
+
+    def wake(self, deployment: str) -> None:
+        """The gateway holds a request for ``deployment``, which has no ready replica: wake it (``wakeups``; its
+        count goes to 1 when it is at zero). Called on the agent's loop; a no-op for a deployment that is not
+        autoscaled to zero, or while a wake-up of it is under way."""
+        d = self.deployment(deployment)
+        if d is None or self.desired is None or not autoscaling.autoscaled(d) or d.scaling is None:
+            return
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        live = self.observed.deployments.get((namespace, names.workload(d.component, d.version)))
+        decision = self.decisions.get(d.id)
+        at_zero = ((decision is not None and decision.replicas == 0) or d.id in self.parked
+                   or (live is not None and (live.get("spec") or {}).get("replicas") == 0))
+        self.wakeups.wake(self.desired.organization, d, at_zero)
+
+    async def _routed(self, d: DesiredDeployment, pods: list[dict[str, Any]]) -> None:
+        """A woken deployment has a ready pod: its pods into the observation, out of ``parked``, and the route
+        table updated at once (the held requests go on)."""
+        if self.desired is None:
+            return
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        self.observed.pods[(namespace, names.workload(d.component, d.version))] = pods
+        self.parked.discard(d.id)
+        if self.gateways is not None:
+            await self.gateways.update(self.desired, self.observed, self.parked)
+        self.host.changed()
+
+    def _wake_failed(self, d: DesiredDeployment, reason: str) -> None:
+        self.system_line(d, f"wake-up failed: {reason}")
+        if self.gateways is not None:
+            self.gateways.wake_failed(d.id, reason)
 
     def system_line(self, d: DesiredDeployment, line: str) -> None:
         """An event in the deployment's log (stream ``system``), as the local runtime writes them."""
@@ -315,9 +364,14 @@ class KubernetesRuntime:
         """After an observation: a Deployment at 0 that may not be there goes back to ``max(minReplicas, 1)``, and
         a decision of the agent's that the HPA overrode is forgotten (the report then says the HPA's reason)."""
         wakes = self.gateways is not None
+        ids = {d.id for d in desired.deployments}
+        self.parked &= ids
+        for gone in [k for k in self.decisions if k not in ids]:
+            del self.decisions[gone]
         for d in desired.deployments:
             if not autoscaling.autoscaled(d) or d.scaling is None:
                 self.decisions.pop(d.id, None)
+                self.parked.discard(d.id)
                 continue
             namespace = names.namespace(desired.organization, d.project, d.environment)
             live = seen.deployments.get((namespace, names.workload(d.component, d.version)))
@@ -361,7 +415,7 @@ class KubernetesRuntime:
         seen = await observation.observe(self.client, self._labels(desired), namespaces)
         self.observed = seen
         if self.gateways is not None and self.desired is desired:
-            await self.gateways.update(desired, seen)
+            await self.gateways.update(desired, seen, self.parked)
         if self.desired is desired:
             await self._keep_scale(desired, seen)
         self.last_lines.want(observation.failing_pods(desired, seen))
