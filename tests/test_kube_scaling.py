@@ -135,9 +135,10 @@ def cell(kube_cluster: KubeCluster, agent_token: str, tmp_path_factory: pytest.T
 
 
 def orders(scaling: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"project": "elastic", **({"scaling": scaling} if scaling is not None else {}), **fields}
+    values: dict[str, Any] = {"project": "elastic", "release": "r1",
+                              **({"scaling": scaling} if scaling is not None else {}), **fields}
     return deployment_wire(
-        id=DEPLOYMENT, component="orders", release="r1", **values,
+        id=DEPLOYMENT, component="orders", **values,
         artifact={"digest": "sha256:" + "0" * 64, "image": IMAGE},
         endpoints=[{"name": "api", "port": 8080, "type": "REST", "basePath": "/", "visibility": ["Public"]}])
 
@@ -223,6 +224,16 @@ def test_a_wake_up_whose_pod_crash_loops_fails_at_once_with_the_reason(cell: Cel
         x for x in cell.system_lines("dep_000scaleflaky") if x.startswith("wake-up failed")], 30)
     assert failed[0].startswith("wake-up failed: replica 0: CrashLoopBackOff: exited with 1")
     assert cell.runtime.wakeups.woken == 1
+
+
+def test_a_new_release_of_a_deployment_at_zero_starts_one_replica_as_a_local_rollout_does(cell: Cell) -> None:
+    cell.scale(0, "idle for 300 s")
+    cell.wait_report(DEPLOYMENT, lambda r: r.state == "scaled-to-zero" and not r.replicas, "at zero")
+    cell.apply(state(orders(scaling(), release="r2"), revision="r2"))
+    report = cell.wait_report(DEPLOYMENT, lambda r: r.state == "ready" and r.release == "r2" and len(r.replicas) == 1,
+                              "the new release's replica ready")
+    assert report.scaling is not None and report.scaling.reason == "release r2 deployed at zero: one replica started"
+    assert cell.cluster.wait_for("the new release routed", lambda: answered(cell), 10)
 
 
 def test_with_min_two_the_clusters_hpa_controller_scales_the_deployment_and_the_agent_puts_back_a_zero(

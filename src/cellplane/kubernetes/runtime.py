@@ -193,6 +193,7 @@ class KubernetesRuntime:
         for key, why in failed_deletes.items():
             log.warning("cannot delete %s %s/%s: %s", key[1], key[2], key[3], why)
         self.runs.not_created(desired, {**refused, **result.unsent, **result.failed})
+        await self._start_new_releases(desired, before, result.written)
         errors.pop("", None)
         self.errors = errors
         if result.failed or failed_deletes or foreign:
@@ -359,6 +360,29 @@ class KubernetesRuntime:
             except Exception as e:  # (said; the apply goes on: the HPA scales back from the default)
                 log.warning("cannot hand the replicas of %s/%s over to its autoscaler: %s", namespace, name,
                             message(e))
+
+    async def _start_new_releases(self, desired: DesiredState, before: dict[Key, dict[str, Any]],
+                                  written: list[Key]) -> None:
+        """A new release of a deployment at zero starts one replica, as a rollout on the local data plane does: the
+        deploy shows the release ready (or failing) now rather than at the first request; the idle period takes it
+        back to zero."""
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d):
+                continue
+            namespace = names.namespace(desired.organization, d.project, d.environment)
+            key: Key = ("apps/v1", "Deployment", namespace, names.workload(d.component, d.version))
+            previous = ((before.get(key) or {}).get("spec", {}).get("template", {}).get("metadata", {})
+                        .get("labels", {}).get(names.RELEASE))
+            if key not in written or previous in (None, names.label_value(d.release)):
+                continue
+            live = self.observed.deployments.get((namespace, key[3]))
+            decision = self.decisions.get(d.id)
+            if (decision is not None and decision.replicas == 0) or d.id in self.parked or (
+                    live is not None and (live.get("spec") or {}).get("replicas") == 0):
+                try:
+                    await self.scale(d.id, 1, f"release {d.release} deployed at zero: one replica started")
+                except Exception as e:  # (said; the next request wakes it)
+                    log.warning("cannot start the new release of %s: %s", d.id, message(e))
 
     async def _keep_scale(self, desired: DesiredState, seen: Observed) -> None:
         """After an observation: a Deployment at 0 that may not be there goes back to ``max(minReplicas, 1)``, and
