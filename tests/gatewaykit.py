@@ -236,7 +236,8 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class Harness:
     """A gateway and its upstream apps on a uvloop event loop in a background thread."""
 
-    def __init__(self, settings: GatewaySettings | None = None, failing_log: bool = False, workers: int = 0) -> None:
+    def __init__(self, settings: GatewaySettings | None = None, failing_log: bool = False, workers: int = 0,
+                 wake: Callable[[str], None] | None = None) -> None:
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self.thread.start()
@@ -250,7 +251,7 @@ class Harness:
                 raise RuntimeError("the access log is broken")
 
         async def make() -> Gateway:
-            gateway = Gateway(settings, access_log=access_log, span=self.spans.append, workers=workers)
+            gateway = Gateway(settings, access_log=access_log, span=self.spans.append, workers=workers, wake=wake)
             await gateway.start()
             return gateway
 
@@ -299,9 +300,11 @@ class Harness:
 
 
 def backend(project: str, component: str, *upstreams: Upstream | App, endpoint: str = "api", base_path: str = "/",
-            visibility: Iterable[str] = ("Public",), environment: str = "dev", version: str = "v1") -> Backend:
+            visibility: Iterable[str] = ("Public",), environment: str = "dev", version: str = "v1",
+            deployment: str = "", wake: bool = False) -> Backend:
     ups = tuple(u.upstream if isinstance(u, App) else u for u in upstreams)
-    return Backend(environment, project, component, endpoint, version, base_path, frozenset(visibility), ups)
+    return Backend(environment, project, component, endpoint, version, base_path, frozenset(visibility), ups,
+                   deployment, wake)
 
 
 def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
@@ -318,3 +321,62 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
                 break
             chunks.append(piece)
     return b"".join(chunks)
+
+
+class WakePlane:
+    """A test data plane for the activator: ``wake`` (the gateway's callback, on its loop) records the call and, if
+    ``auto``, starts a real upstream app after ``delay`` seconds and routes it (or, with ``fail``, reports the wake-up
+    failed). ``start`` does the same on the test's say-so. The deployment is one backend at /{project}/{component}/v1.
+    """
+
+    def __init__(self, project: str = "shop", component: str = "api", deployment: str = "dep-1", delay: float = 0.3,
+                 auto: bool = True, fail: str | None = None) -> None:
+        self.project = project
+        self.component = component
+        self.deployment = deployment
+        self.delay = delay
+        self.auto = auto
+        self.fail = fail
+        self.wakes: list[str] = []
+        self.h: Harness | None = None
+        self.app: App | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, harness: Harness) -> None:
+        self.h = harness
+        self.route_at_zero()
+
+    def backend(self, *upstreams: Upstream | App) -> Backend:
+        return backend(self.project, self.component, *upstreams, deployment=self.deployment, wake=True)
+
+    def route_at_zero(self) -> None:
+        """The route table of the deployment scaled to zero: its backend, no upstream, ``wake``."""
+        assert self.h is not None
+        self.h.routes(self.backend())
+
+    def wake(self, deployment: str) -> None:
+        self.wakes.append(deployment)
+        if self.auto:
+            task = asyncio.get_running_loop().create_task(self._start(self.delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        assert self.h is not None
+        if self.fail is not None:
+            self.h.gateway.wake_failed(self.deployment, self.fail)
+            return
+        app = App("woken")
+        await app.start()
+        self.h.apps.append(app)
+        self.app = app
+        self.h.gateway.update(RouteTable((self.backend(app),)))
+
+    def start(self) -> App:
+        """Start the replica now (from the test's thread) and wait until every process routes it."""
+        assert self.h is not None
+        self.h.run(self._start(0))
+        assert self.h.run(self.h.gateway.routed()), "a gateway worker did not confirm the route table"
+        assert self.app is not None
+        return self.app

@@ -28,8 +28,8 @@ from cellplane.contract.telemetry import MetricPoint
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.telemetry import alerts, metrics
 from cellplane.store.tables import AlertEventRow
+from fakeagentkit import Agent
 from liveserver import LiveServer, doc, start_server
-from test_dataplane_api import Agent
 
 ORG = "/organizations/default"
 API = f"{ORG}/projects/shop/components/api"

@@ -9,7 +9,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from buildkit import BuildServer
 from cellplane.contract.telemetry import LogLineReport
 from cellplane.controlplane import dataplanes, deployments, taskruns
 from cellplane.controlplane.keyring import KeyRing
@@ -26,6 +26,7 @@ from cellplane.controlplane.telemetry import logs
 from cellplane.sealing import open_sealed, public_key_text
 from cellplane.store import Store
 from cellplane.store.tables import BuildRow, DeploymentRow, ResourceRow, WorkloadLogRow
+from fakeagentkit import Agent, build, gateways
 from liveserver import LiveServer, doc, start_server
 
 ORG = "/organizations/default"
@@ -33,63 +34,8 @@ SECRET = "Sup3r-s3cret-db-password-xyzzy"
 CERT = "-----BEGIN SECRET CERT-----qwertyuiop-----END-----"
 
 
-@dataclass
-class Agent:
-    """A fake data-plane agent: the calls of docs/dataplane.md, with its own X25519 key."""
-
-    client: httpx.Client
-    org: str = "default"
-    name: str = "local"
-    agent_id: str = "agent-1"
-    key: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
-
-    @property
-    def base(self) -> str:
-        return f"/organizations/{self.org}/dataplanes/{self.name}"
-
-    def register(self, bind: bool = True) -> dict[str, Any]:
-        r = self.client.put(self.base + "/agent", json={"agentId": self.agent_id, "version": "0.0-test",
-                                                         "hostname": "testhost", "publicKey": public_key_text(self.key),
-                                                         "bindUnbound": bind})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def desired_response(self, **params: Any) -> httpx.Response:
-        r = self.client.get(self.base + "/desired-state", params={"wait": 0, **params}, timeout=90)
-        assert r.status_code == 200, r.text
-        return r
-
-    def desired(self, **params: Any) -> dict[str, Any]:
-        return self.desired_response(**params).json()
-
-    def status(self, deployments_: list[dict[str, Any]], gateways: dict[str, Any] | None = None) -> httpx.Response:
-        return self.client.put(self.base + "/status", json={"agentId": self.agent_id, "revision": None,
-                                                            "gateways": gateways or {}, "deployments": deployments_})
-
-    def logs(self, lines: list[dict[str, Any]]) -> httpx.Response:
-        return self.client.post(self.base + "/logs", json={"lines": lines})
-
-    def runs(self, runs: list[dict[str, Any]]) -> httpx.Response:
-        return self.client.post(self.base + "/task-runs", json={"runs": runs})
-
-    def open(self, sealed: str, context: str) -> str:
-        return open_sealed(self.key, sealed, context)
-
-
-def gateways(env: str = "development", port: int = 8800, projects: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {env: {"external": f"http://127.0.0.1:{port}", "internal": f"http://127.0.0.1:{port + 1}",
-                  "cells": {p: f"http://127.0.0.1:{port + 2 + i}" for i, p in enumerate(projects)}}}
-
-
 def service(visibility: list[str], **spec: Any) -> dict[str, Any]:
     return {"type": "service", "endpoints": [{"name": "api", "port": 8080, "visibility": visibility}], **spec}
-
-
-def build(c: httpx.Client, project: str, name: str, spec: dict[str, Any], app: str = "static-site") -> dict[str, Any]:
-    component(c, project, name, spec)
-    info = wait(c, upload(c, project, name, APPS / app))
-    assert info["state"] == "succeeded", failed_why(c, info)
-    return info
 
 
 def deploy(c: httpx.Client, project: str, name: str, env: str = "development") -> dict[str, Any]:

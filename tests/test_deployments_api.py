@@ -14,8 +14,8 @@ import pytest
 
 from buildkit import APPS, BuildServer, component, upload, wait
 from dataplanekit import poll
+from fakeagentkit import Agent, build, gateways
 from liveserver import LiveServer, doc
-from test_dataplane_api import Agent, build, gateways
 
 ORG = "/organizations/default"
 SITE = f"{ORG}/projects/web/components/site"

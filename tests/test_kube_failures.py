@@ -3,8 +3,8 @@ image repository marker: ``/never-pulls``, ``/exits-N``): the Kubernetes runtime
 says, nothing written by the test. A module of its own (one runtime, data plane ``kube-failures``, project
 ``faults``) beside test_kube_runtime.py's cell; the crash loop is there (``/crash-loops``). The last test goes the
 whole way: a manual task component named ``exits-3`` (so its image's repository ends in ``/exits-3``) built and
-pushed by a real control plane, run with ``cellplane run`` through the agent process of test_kube_pipeline.py's
-fixture. Cost: about ten seconds on the session's cluster, plus one build.
+pushed by a real control plane, run with ``cellplane run`` through the agent process of tests/kubeagentkit.py's
+``kube_agent``. Cost: about ten seconds on the session's cluster, plus one build.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from desiredkit import deployment_wire, state_wire
 from kubecluster import KubeCluster
 from kuberuntimekit import Host, Kube, Loop
 from liveserver import run_cli
-from test_kube_pipeline import kube_agent  # noqa: F401  # the agent process bound to staging, as a fixture
 
 PLANE = "kube-failures"
 NS = names.namespace("acme", "faults", "development")
@@ -107,7 +106,7 @@ def test_a_manual_run_whose_pod_exits_3_is_told_failed_with_exit_code_3(kube: Ku
 
 
 def test_cellplane_run_of_a_task_whose_pod_exits_3_on_the_cluster_ends_with_exit_code_3(
-        build_server: BuildServer, kube_agent: AgentProcess, kube_cluster: KubeCluster) -> None:  # noqa: F811
+        build_server: BuildServer, kube_agent: AgentProcess, kube_cluster: KubeCluster) -> None:
     c = build_server.client
     build = build_app(c, "kfail", "exits-3", {"type": "manual-task"}, app="task")
     assert build["image"]["reference"].partition("@")[0].endswith("/exits-3")

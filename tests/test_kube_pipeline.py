@@ -1,15 +1,14 @@
 """The whole pipeline across data plane types: a real control plane with a registry, a real build pushing its
 image, development served by a local agent (`cellplane dataplane run`, the workloads as local processes behind its
 gateway), staging and production by `cellplane dataplane run --kubernetes` as a process against the test cluster
-(tests/kubecluster.py). Build once, deploy many: the build answers through the local gateway, promotion moves the
-same image digest into the cluster (ready on kwok's fake node, with the URLs of the gateways the agent was given),
-production waits for someone else's approval, and a rollback in staging puts the first digest back."""
+(tests/kubecluster.py; the agent is tests/kubeagentkit.py's ``kube_agent``). Build once, deploy many: the build
+answers through the local gateway, promotion moves the same image digest into the cluster (ready on kwok's fake
+node, with the URLs of the gateways the agent was given), production waits for someone else's approval, and a
+rollback in staging puts the first digest back."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,57 +20,11 @@ import pytest
 from buildkit import APPS, BuildServer, failed_why, upload, wait
 from cellplane.kubernetes import names
 from dataplanekit import AgentProcess, build_app, deploy, deployment, poll, service, start_agent, wait_state
+from kubeagentkit import EXTERNAL
 from kubecluster import KubeCluster, KubeError
-from liveserver import CELLPLANE, as_json, doc, ok, run_cli
-from registrykit import BASE_REPOSITORY, BASE_TAG, LocalRegistry
+from liveserver import as_json, ok, run_cli
 
 ORG = "/organizations/default"
-EXTERNAL = "https://apps.kube.test"
-
-
-@pytest.fixture(scope="module")
-def kube_agent(build_server: BuildServer, registry: LocalRegistry, kube_cluster: KubeCluster,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    c = build_server.client
-    r = c.post("/apply", json={"documents": [
-        doc("Organization", "default", {"registry": {"url": registry.url,
-                                                     "baseImages": {"python": f"{BASE_REPOSITORY}:{BASE_TAG}"}}}),
-        doc("DataPlane", "home", {}, organization="default"),
-        doc("DataPlane", "kube", {}, organization="default"),
-        doc("Environment", "development", {"dataPlane": "home"}, organization="default"),
-        doc("Environment", "staging", {"dataPlane": "kube"}, organization="default"),
-        doc("Environment", "production", {"dataPlane": "kube", "production": True}, organization="default"),
-    ]})
-    assert r.status_code == 200, r.text
-    try:
-        kube_cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                 "metadata": {"name": "cellplane-system"}})
-    except KubeError as e:
-        if e.status != 409:
-            raise
-    data = tmp_path_factory.mktemp("kube-dp") / "data"
-    data.mkdir(parents=True)
-    log_path = data.parent / "agent.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLPLANE_")}
-    env.update({"CELLPLANE_TOKEN": build_server.server.admin_token, "CELLPLANE_CONFIG": os.devnull + ".none"})
-    process = subprocess.Popen(
-        [str(CELLPLANE), "dataplane", "run", "--controlplane", build_server.server.url, "--data-dir", str(data),
-         "--kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig), "--name", "kube", "--no-bind",
-         "--external-url", EXTERNAL, "--internal-url", "http://gateway.internal.kube.test"],
-        stdout=log_path.open("a"), stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
-    agent = AgentProcess(process, data, log_path)
-    try:
-        poll(lambda: process.poll() is None and agent.gateway("staging"), bool, timeout=60)
-    except AssertionError:
-        agent.stop()
-        raise AssertionError(f"the agent did not report staging's gateways:\n{agent.log()[-3000:]}") from None
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        # the routes stay with the stopped agent (the cluster keeps serving); the session's other modules expect none
-        kube_cluster.delete("/apis/gateway.networking.k8s.io/v1/namespaces/cellplane-system/httproutes"
-                            f"?labelSelector={names.DATA_PLANE}%3Dkube")
 
 
 @pytest.fixture(scope="module")

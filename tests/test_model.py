@@ -164,7 +164,7 @@ def test_cross_field_and_single_field_rules_are_reported_together() -> None:
         "source": {"branch": "main", "ref": "v1"},
         "build": {"mode": "command"},
     }))
-    assert set(found) == {"spec.schedule", "spec.endpoints", "spec.endpoints[1].port", "spec.scaling.minReplicas",
+    assert set(found) == {"spec.schedule", "spec.endpoints", "spec.endpoints[1].port", "spec.scaling",
                           "spec.source.ref", "spec.build.command"}
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from buildkit import BuildServer
-from test_dataplane_api import Agent, build, gateways
+from fakeagentkit import Agent, build, gateways
 
 ORG = "/organizations/default"
 PROJECT = "scoped"

@@ -100,6 +100,9 @@ UNSTATED: dict[str, list[tuple[str, str]]] = {
     # a duration's range (10s..1d for a window)
     r"^GET .*/graph$": [(r"^window$", r"^out of range$")],
     r"^POST .*/alerts$": [(r"^(window|for)$", r"^out of range$")],
+    # a component's scaling in an environment: the spec it makes passes the spec's cross-field rules (minReplicas 0
+    # only on what the gateway can wake, minReplicas at most maxReplicas after merging)
+    r"^PATCH .*/scaling/\{environment\}$": [(r"^spec\.scaling\.", CROSS_FIELD)],
     # what a data plane reports happened at most an hour ahead of the control plane's clock
     r"^POST .*/dataplanes/\{name\}/": [(r"\.(at|start|startedAt|endedAt)$", r"in the future")],
 }

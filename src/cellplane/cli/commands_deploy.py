@@ -25,7 +25,8 @@ OUTPUT = typer.Option(Format.table, "-o", "--output", help="table (text for peop
 PROJECT = typer.Option(None, "--project", "-p", help="project (default: the context's)")
 ENV = typer.Option(..., "--env", "-e", help="environment, e.g. development")
 POLL = 0.5
-DONE = ("ready", "scheduled", "idle")  # the current release runs (a service) or waits for its runs (a task)
+# The current release runs (a service), waits for its runs (a task) or for its next request (scaled to zero).
+DONE = ("ready", "scheduled", "idle", "scaled-to-zero")
 BLOCKED_GRACE = 2.0  # a blocked state that may clear by itself (e.g. the release is still being resolved)
 HTTP_TYPES = ("REST", "GraphQL")
 SLOW = "not ready after "  # how the data plane reports a release past its progress deadline (dataplane/workload.py)

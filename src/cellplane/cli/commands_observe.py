@@ -19,7 +19,8 @@ from cellplane.cli.commands_deploy import ENV, OUTPUT, PROJECT
 from cellplane.cli.output import Format, dump, out
 
 SINCE = typer.Option("1h", "--since", help="the time range: 10m, 1h, 2d, ... back from now, or an ISO 8601 time")
-STATE_STYLE = {"ready": "green", "idle": "green", "scheduled": "green", "failed": "red", "crash-loop": "red",
+STATE_STYLE = {"ready": "green", "idle": "green", "scheduled": "green", "scaled-to-zero": "green", "failed": "red",
+               "crash-loop": "red",
                "blocked": "red", "unreachable": "red"}
 BAR = 30  # columns of a trace's waterfall
 CHART_MIN, CHART_PIPED, CHART_SCALE = 20, 120, 30  # a chart's columns: at least; the width of piped output; its scale
@@ -91,10 +92,19 @@ def show_metrics(m: dict[str, Any], since: str) -> None:
         out.print(_numbers(["REPLICA", "STATE", "CPU %", "MEMORY MiB", "RESTARTS"], [
             [r.get("replica"), states.get(r.get("replica")) or "-", charts.number(r.get("cpuPercent")),
              charts.mib(r.get("memoryBytes")), r.get("restarts") or 0] for r in replicas], first=2))
-    series = m.get("series") or []
-    if any(p.get("requests") or p.get("cpuPercent") is not None or p.get("memoryBytes") is not None for p in series):
+    scaling = m.get("scaling")
+    if scaling:
+        cold = scaling.get("coldStarts") or 0
         out.print()
-        _chart(series, m.get("since"), m.get("until"), m.get("step"))
+        took = (f", mean {scaling.get('coldStartMeanSeconds'):.2f}s, max {scaling.get('coldStartMaxSeconds'):.2f}s"
+                if cold else "")
+        out.print(f"scaling: {scaling.get('replicas')} replicas (wants {scaling.get('desiredReplicas')}); "
+                  f"{charts.plural(cold, 'cold start')} {window}{took}")
+    series = m.get("series") or []
+    if any(p.get("requests") or p.get("cpuPercent") is not None or p.get("memoryBytes") is not None
+           or p.get("replicas") is not None for p in series):
+        out.print()
+        _chart(series, m.get("since"), m.get("until"), m.get("step"), MEASURES + (SCALING_MEASURES if scaling else []))
 
 
 def _health(name: str, env: str, dep: dict[str, Any] | None, s: dict[str, Any], window: str) -> str:
@@ -113,7 +123,14 @@ def _health(name: str, env: str, dep: dict[str, Any] | None, s: dict[str, Any], 
     recent = s.get("restarts") or 0
     if replicas or recent:
         text += f", {charts.plural(total, 'restart')}" + (f" ([red]{recent} {window}[/])" if recent else "")
-    if dep.get("message") and state_ not in ("ready", "idle", "scheduled"):
+    status = dep.get("scalingStatus") or {}
+    if state_ == "scaled-to-zero":
+        text += ": no replica runs, the next request wakes one"
+    elif status and status.get("desired") != status.get("current"):
+        text += f", scaling to {status.get('desired')}"
+    if status.get("reason"):
+        text += f" ({escape(str(status['reason']))})"
+    if dep.get("message") and state_ not in ("ready", "idle", "scheduled", "scaled-to-zero"):
         text += f": {escape(dep['message'])}"
     return text
 
@@ -126,15 +143,21 @@ MEASURES: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[[fl
     ("cpu %", lambda p: p.get("cpuPercent"), lambda v: charts.number(v, 1) + "%" if v is not None else "-", True),
     ("memory MiB", lambda p: p.get("memoryBytes"), charts.mib, False),
 ]
+SCALING_MEASURES: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[[float | None], str], bool]] = [
+    ("replicas", lambda p: p.get("replicas"), lambda v: charts.number(v, 0) if v is not None else "-", True),
+    ("cold starts", lambda p: p.get("coldStarts"), lambda v: charts.number(v, 0) if v is not None else "-", True),
+]
 
 
-def _chart(series: list[dict[str, Any]], since: str | None, until: str | None, step: Any) -> None:
+def _chart(series: list[dict[str, Any]], since: str | None, until: str | None, step: Any,
+           measures: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[[float | None], str], bool]]
+           ) -> None:
     """One sparkline per measure over the time range, its minimum and maximum, and the range's ends under it."""
-    label = max(len(m[0]) for m in MEASURES)
+    label = max(len(m[0]) for m in measures)
     room = max(CHART_MIN, (out.width if out.is_terminal else CHART_PIPED) - label - 2 - CHART_SCALE)
     width = min(len(series), room)
     per = -(-len(series) // width)  # points of the series per column
-    for title, get, fmt, zero in MEASURES:
+    for title, get, fmt, zero in measures:
         values = [get(p) for p in series]
         known = [v for v in values if v is not None]
         scale = f"min {fmt(min(known))}  max {fmt(max(known))}" if known else "no data"

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from cellplane.cli.app import app, state
 from cellplane.cli.commands_builds import component_path
-from cellplane.cli.commands_deploy import OUTPUT, PROJECT, TRACK, follow, pending
+from cellplane.cli.commands_deploy import DONE, OUTPUT, PROJECT, TRACK, follow, pending
 from cellplane.cli.output import Format, age, dump, err, out, table
 
 TIMEOUT = typer.Option(300, "--timeout", min=1, help="seconds to wait for the release to be ready")
@@ -235,8 +235,8 @@ def _wait_preview(st: Any, base: str, p: dict[str, Any], timeout: float) -> dict
             running = [b for b in builds if b.get("state") in ("queued", "running")]
             deployed = {d["component"]: d for d in p["deployments"]}
             waiting = [b for b in builds if b.get("state") == "succeeded" and
-                       (deployed.get(b["component"]) or {}).get("state") not in ("ready", "scheduled", "idle",
-                                                                                  "failed", "crash-loop", "blocked")]
+                       (deployed.get(b["component"]) or {}).get("state") not in (*DONE, "failed", "crash-loop",
+                                                                                  "blocked")]
             status.update(f"preview {p['environment']}: {len(running)} building, {len(waiting)} deploying  "
                           f"[dim]{time.monotonic() - start:.0f}s[/]")
             if not running and not waiting:

@@ -26,6 +26,7 @@ from cellplane.cli.output import (
     err,
     out,
     replicas_ready,
+    scaling_replicas,
     table,
 )
 
@@ -218,15 +219,22 @@ def describe(ctx: typer.Context, kind: str = typer.Argument(...), name: str = ty
         return dump(graph, output) if output != Format.table else show_graph(graph)
     proj = st.project(project) if info.scope == "project" else None
     doc = st.client.get(f"{st.base(info, proj)}/{name}")
-    config = builds = deployments = None
+    config = builds = deployments = scaling = None
     if info.kind == "Component":
         config = st.client.get(f"{st.base(info, proj)}/{name}/config")["items"]
         builds = st.client.get(f"{st.base(info, proj)}/{name}/builds", limit=3)["items"]
         deployments = st.client.get(f"{st.base(info, proj)}/{name}/deployments")["items"]
+        scaling = st.client.get(f"{st.base(info, proj)}/{name}/scaling")["items"]
     if output != Format.table:
-        return dump({**doc, "configuration": config, "builds": builds, "deployments": deployments}
-                    if config is not None else doc, output)
+        return dump({**doc, "configuration": config, "builds": builds, "deployments": deployments,
+                     "scaling": scaling} if config is not None else doc, output)
     _describe(info, doc, config, builds)
+    if scaling is not None and doc["spec"].get("type") not in ("scheduled-task", "manual-task", "api-proxy"):
+        from cellplane.cli.commands_scale import show_scaling
+
+        out.print()
+        out.print("[bold]Scaling[/]")
+        show_scaling(scaling)
     if deployments is not None:
         _describe_deployments(doc["metadata"]["name"], deployments)
 
@@ -237,7 +245,8 @@ def _describe_deployments(component: str, deployments: list[dict[str, Any]]) -> 
     table(deployments, [
         ("ENVIRONMENT", lambda d: d["environment"]), ("STATE", lambda d: d.get("state")),
         ("RELEASE", lambda d: d.get("release")), ("BUILD", build_number), ("READY", replicas_ready),
-        ("MESSAGE", lambda d: d.get("message") or None)],
+        ("REPLICAS", scaling_replicas),
+        ("MESSAGE", lambda d: d.get("message") or (d.get("scalingStatus") or {}).get("reason") or None)],
         empty=f"Not deployed: cellplane deploy {component} --env development")
     rows = endpoint_rows([{**e, "environment": d["environment"]} for d in deployments
                           for e in d.get("endpoints") or []])

@@ -23,6 +23,7 @@ from cellplane.cli import (  # noqa: F401  (registers commands)
     commands_observe,
     commands_release,
     commands_resources,
+    commands_scale,
     commands_server,
 )
 from cellplane.cli.app import app

@@ -120,6 +120,23 @@ def replicas_ready(d: dict[str, Any]) -> str:
     return f"{sum(r.get('state') == 'ready' for r in replicas)}/{len(replicas)}" if replicas else "-"
 
 
+def scaling_range(scaling: dict[str, Any] | None) -> str:
+    """A resolved scaling as a replica range ("0-3"), or "fixed" (its fixed replicas run)."""
+    return f"{scaling['minReplicas']}-{scaling['maxReplicas']}" if scaling else "fixed"
+
+
+def scaling_replicas(d: dict[str, Any]) -> str | None:
+    """A deployment's replicas as its scaler reports them: "2" (current), "2→3" (it wants 3), "0 (scaled to zero)";
+    None for a deployment with fixed replicas or no report yet."""
+    status = d.get("scalingStatus")
+    if not status:
+        return None
+    current, desired = status.get("current"), status.get("desired")
+    if d.get("state") == "scaled-to-zero" or current == desired == 0:
+        return "0 (scaled to zero)"
+    return f"{current}" if current == desired else f"{current}→{desired}"
+
+
 def build_number(d: dict[str, Any]) -> str | None:
     build = d.get("build") or {}
     return f"#{build['number']}" if build.get("number") is not None else build.get("id")
@@ -136,6 +153,7 @@ DEPLOYMENT_COLUMNS: list[tuple[str, Getter]] = [
     ("ENVIRONMENT", lambda d: d["environment"]), ("TRACK", lambda d: d.get("track")),
     ("VERSION", lambda d: d.get("version")), ("STATE", lambda d: d.get("state")),
     ("RELEASE", lambda d: d.get("release")), ("BUILD", build_number), ("READY", replicas_ready),
+    ("SCALING", lambda d: scaling_range(d.get("scaling"))), ("REPLICAS", scaling_replicas),
     ("AGE", lambda d: age(d.get("updatedAt")))]
 ENDPOINT_COLUMNS: list[tuple[str, Getter]] = [
     ("ENVIRONMENT", lambda e: e["environment"]), ("PROJECT", lambda e: e["project"]),

@@ -415,6 +415,7 @@ class Viewer:
         plane = self.plane(plane_name) if plane_name else None
         p = desired.plan(self.s, self.keyring, self.lookup, dep, component, credentials=False,
                          registered=dataplanes.public_key(plane) is not None,
+                         production=bool(((env_row.spec if env_row is not None else None) or {}).get("production")),
                          release=self._releases.get(dep.release_id) if dep.release_id is not None else None)
         observed = dep.status or {}
         observed_release = observed.get("release")
@@ -438,6 +439,9 @@ class Viewer:
             "observedRelease": observed_release if isinstance(observed_release, str) else None,
             "observedAt": dep.observed_at.isoformat() if dep.observed_at else None,
             "replicas": list(observed.get("replicas") or []),
+            "scaling": p.document.scaling.model_dump(mode="json", exclude_none=True)
+            if p.document.scaling is not None else None,
+            "scalingStatus": observed.get("scaling") if observed.get("release") == p.release else None,
             "endpoints": [{"name": e.name, "type": e.type, "visibility": e.visibility, "basePath": e.basePath,
                            "urls": endpoint_urls(gateways, dep.project, dep.component, p.document.version, e)}
                           for e in p.document.endpoints],

@@ -44,6 +44,7 @@ from cellplane.contract.desired import (
     DesiredHealth,
     DesiredResources,
     DesiredRun,
+    DesiredScaling,
     DesiredSchedule,
     DesiredState,
     DesiredTarget,
@@ -54,6 +55,7 @@ from cellplane.contract.wire import ConnectionVia
 from cellplane.controlplane import config, connections, dataplanes, registries, releases, taskruns, tracks
 from cellplane.controlplane.connections import Lookup, Resolution
 from cellplane.controlplane.keyring import KeyRing
+from cellplane.model import scaling
 from cellplane.sealing import seal
 from cellplane.store import Store, in_chunks
 from cellplane.store.tables import DeploymentRow, ReleaseRow, ResourceRow
@@ -123,11 +125,21 @@ def image_in(record: dict[str, Any] | None, registry_url: str | None) -> str | N
     return str(record["reference"])
 
 
+def scaling_of(component: ResourceRow, environment: str, production: bool) -> DesiredScaling | None:
+    """The scaling of a deployment, from its component's CURRENT spec (not its release's: scaling is operational, so
+    ``apply`` or ``cellplane scale`` reaches running deployments without a new release), for its environment."""
+    resolved = scaling.resolve(component.spec or {}, environment, production)
+    return DesiredScaling(**resolved.as_dict()) if resolved is not None else None
+
+
 def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, component: ResourceRow, *,
-         credentials: bool, registered: bool, release: ReleaseRow | None = None, registry: str | None = None) -> Plan:
+         credentials: bool, registered: bool, production: bool, release: ReleaseRow | None = None,
+         registry: str | None = None) -> Plan:
     """The desired state of one deployment: its release (artifact, spec, configuration), with its connections
-    resolved now. ``credentials``: create and carry connection credentials (for the agent; a view only needs
-    where connections go). ``release``: the deployment's release, when the caller has read it already."""
+    resolved now, and its scaling from the component's current spec (``scaling_of``; ``production``: whether the
+    deployment's environment is a production one). ``credentials``: create and carry connection credentials (for
+    the agent; a view only needs where connections go). ``release``: the deployment's release, when the caller has
+    read it already."""
     rel = release if release is not None and release.id == dep.release_id else \
         releases.of_deployment(s, keyring, dep, component.spec or {})
     spec = rel.spec or {}
@@ -202,6 +214,7 @@ def plan(s: Session, keyring: KeyRing, lookup: Lookup, dep: DeploymentRow, compo
         type=spec.get("type") or "service", release=rollout, version=tracks.major(version),
         artifact=DesiredArtifact(digest=rel.artifact, **(
             {"image": image_in(rel.image, registry)} if rel.image else {})), replicas=spec.get("replicas", 1),
+        **({"scaling": scaled} if (scaled := scaling_of(component, env, production)) is not None else {}),
         resources=DesiredResources.model_validate(spec.get("resources") or {}),
         health=DesiredHealth.model_validate(spec["health"]) if spec.get("health") is not None else None,
         endpoints=endpoints_of(spec), env=env_items, files=file_items, connections=conns, blocked=blocked,
@@ -277,17 +290,18 @@ def compute(s: Session, keyring: KeyRing, org: str, name: str) -> Unsealed:
         rels.update((r.id, r) for r in s.scalars(select(ReleaseRow).where(ReleaseRow.id.in_(chunk))))
     plans = []
     losers = superseded(lookup, list(deps))
+    production = {e.name: bool((e.spec or {}).get("production")) for e in envs}
     for dep in deps:
         component = lookup.component(dep.project, dep.component)
         if component is not None and dep.id not in losers:
             plans.append(plan(s, keyring, lookup, dep, component, credentials=True, registered=key is not None,
+                              production=production.get(dep.environment, False),
                               release=rels.get(dep.release_id) if dep.release_id is not None else None,
                               registry=registry))
     runs = taskruns.queued_runs(s, [p.deployment.id for p in plans if not p.blocked])
     document = DesiredState(
         revision="", organization=org, dataPlane=name,
-        environments=[DesiredEnvironment(name=e.name, production=bool((e.spec or {}).get("production")))
-                      for e in envs],
+        environments=[DesiredEnvironment(name=e.name, production=production[e.name]) for e in envs],
         deployments=[p.document for p in plans],
         grants=[g for p in plans for g in p.grants],
         runs=[DesiredRun(id=r.id, deployment=r.deployment_id, environment=r.environment, project=r.project,

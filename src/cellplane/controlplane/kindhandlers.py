@@ -114,6 +114,8 @@ def _component_references(spec: Any) -> list[Reference]:
         for i, item in enumerate(getattr(spec.configuration, section)):
             refs += [(f"spec.configuration.{section}[{i}].environments.{env}", "Environment", env)
                      for env in item.environments]
+    if spec.scaling is not None:
+        refs += [(f"spec.scaling.environments.{env}", "Environment", env) for env in spec.scaling.environments]
     return refs
 
 

@@ -25,7 +25,9 @@ from cellplane.store.scope import delete_scoped
 from cellplane.store.tables import BuildRow, DeploymentRow, ReleaseEventRow, ReleaseRow, now
 
 # Spec fields that do not change what runs: they are kept in the release (for diffs) but not in its digest.
-RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration", "tracks")
+# Left out of a release's digest: what does not change how the release runs, or (scaling, like tracks) what the
+# desired state reads from the component's current spec instead, so that changing it makes no new release.
+RELEASE_EXCLUDED = ("source", "build", "displayName", "description", "configuration", "tracks", "scaling")
 ID_LENGTHS = (12, 19)  # hex digits of the digest in a release id ('r' + 12; the column holds 20 characters)
 
 

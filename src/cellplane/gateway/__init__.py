@@ -4,8 +4,10 @@ Design: docs/dataplane.md ("URL scheme", "Connections"). Written on asyncio prot
 runs at full speed on the agent's uvloop event loop.
 """
 
+from cellplane.gateway.demand import Demand
 from cellplane.gateway.metrics import Metrics
 from cellplane.gateway.routes import Backend, Grant, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway, GatewaySettings
 
-__all__ = ["Backend", "Gateway", "GatewaySettings", "Grant", "ListenerSpec", "Metrics", "RouteTable", "Upstream"]
+__all__ = ["Backend", "Demand", "Gateway", "GatewaySettings", "Grant", "ListenerSpec", "Metrics", "RouteTable",
+           "Upstream"]

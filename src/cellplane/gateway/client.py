@@ -37,6 +37,8 @@ class Handler(BodySink, Protocol):
 
     def abort(self) -> None: ...
 
+    def client_eof(self) -> bool: ...
+
     def client_full(self, full: bool) -> None: ...
 
 
@@ -114,8 +116,12 @@ class ClientConnection(asyncio.Protocol):
                     self._protocol_error(HeadTooLarge())
 
     def eof_received(self) -> bool:
-        """A client that half-closes after its request still gets the answer; an idle one is closed now."""
+        """A client that half-closes after its request still gets the answer (unless its handler says it cannot
+        go on: a held request); an idle one is closed now."""
         self._eof = True
+        handler = self._handler
+        if handler is not None and handler.client_eof():
+            return False  # closed: connection_lost aborts the handler
         return self._current is not None and self._tunnel is None
 
     def connection_lost(self, exc: Exception | None) -> None:

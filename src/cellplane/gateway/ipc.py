@@ -1,9 +1,10 @@
 """Messages between the agent's gateway and its worker processes: length-prefixed pickles over socket pairs.
 
 Two socket pairs per worker. "Down" (agent to worker) carries the settings, route tables, listeners (their
-listening socket as SCM_RIGHTS ancillary data, with the message's first bytes), drains and the stop; the agent
-writes it with blocking sends. "Up" (worker to agent) carries what the worker's requests produced (access-log
-entries, spans, metric counts) and the answers to drains; the agent reads it with asyncio streams.
+listening socket as SCM_RIGHTS ancillary data, with the message's first bytes), drains, failed wake-ups and the
+stop; the agent writes it with blocking sends. "Up" (worker to agent) carries what the worker's requests produced
+(access-log entries, spans, metric counts, its demand), its wake-ups and the answers to drains; the agent reads
+it with asyncio streams.
 
 Pickle is safe here: both ends are the same program, and the socket pairs are private to the two processes.
 """

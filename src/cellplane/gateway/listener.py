@@ -5,6 +5,11 @@ A cell listener first checks the cell's credential (docs/security.md, "Data plan
 ``/_cell/<credential>``, compared in constant time and cut off before routing, logging, tracing and proxying,
 or the ``Cellplane-Cell-Key`` header (never forwarded). One slice and one comparison per request.
 
+``GET /_cellplane/health`` on every listener is answered by the gateway itself (200 ``{"status": "ok"}``): never
+routed, never waking anything, not logged, no credential asked (a cell listener's included). It costs nothing on
+the way of a routed request: a path with fewer than three segments never matches a route, so it is looked at only
+where the 404 was answered before.
+
 Tracing (W3C trace context): a routed request continues the client's trace (a valid ``traceparent``) or starts
 one, and gets a span id of its own, which the upstream sees in the gateway's ``traceparent``. Whether its span
 is recorded: on the external listener only while the gateway's token bucket allows (and the client did not say
@@ -46,6 +51,8 @@ if TYPE_CHECKING:
 
 
 MAX_SPAN_PATH = 2048  # of the path in a span's name
+HEALTH_PATH = b"/_cellplane/health"
+HEALTH = http1.json_body({"status": "ok"})
 MAX_REQUEST_ID = 100
 
 
@@ -114,6 +121,9 @@ class Listener:
             client.refuse(req, 400, "bad-request", str(e), "error")
             return
         if match is None:
+            if target.partition(b"?")[0] == HEALTH_PATH:
+                self._health(client, req)
+                return
             client.refuse(req, 404, "not-found", f"nothing is routed at {_path(req)} in {self.environment}",
                           "no-route")
             return
@@ -139,6 +149,9 @@ class Listener:
         if hmac.compare_digest(target[:n], prefix):
             req.target = target[n - 1:]
             return True
+        if target.partition(b"?")[0] == HEALTH_PATH:
+            self._health(client, req)
+            return False
         if target[:len(CELL_PATH)] == CELL_PATH:
             reason = f"the cell credential in the path is not the one of project {self.spec.project}'s cell"
         elif req.cell_key is None:
@@ -150,6 +163,17 @@ class Listener:
             reason = f"the {CELL_HEADER} header is not the credential of project {self.spec.project}'s cell"
         client.refuse(req, 403, "forbidden", reason, "denied")
         return False
+
+    def _health(self, client: ClientConnection, req: Request) -> None:
+        """The gateway's own health: it is up and serving this listener."""
+        if req.method != b"GET" and req.method != b"HEAD":
+            client.refuse(req, 405, "method-not-allowed", "the health endpoint takes GET", "error")
+            return
+        keep_alive = req.keep_alive and not (req.expect_continue and not req.complete)
+        client.transport.write(http1.response(200, HEALTH, keep_alive=keep_alive, http11=req.http11,
+                                              head_only=req.method == b"HEAD",
+                                              headers=((b"Cache-Control", b"no-store"),)))
+        client.answered(req, keep_alive)
 
     def _token_request(self, client: ClientConnection, req: Request) -> None:
         if req.method != b"POST":
@@ -255,6 +279,9 @@ class TokenRequest:
 
     def abort(self) -> None:
         self.done = True
+
+    def client_eof(self) -> bool:
+        return False
 
     def client_full(self, full: bool) -> None:
         """Token responses are a few hundred bytes; nothing to slow down."""

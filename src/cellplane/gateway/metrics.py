@@ -10,6 +10,10 @@ Two readers: ``prometheus``/``snapshot`` export the cumulative counters; ``delta
 previous call (the agent's metrics windows) without touching them. A gateway worker process reads its own with
 ``take`` instead, and the agent ``add``s them to its own, so the agent's counters cover every process.
 
+Cold starts (``cellplane.gateway.activator``) are counted per deployment, (environment, project, component), in
+the agent's gateway only (it sees every wake-up once): how many, and their seconds summed; forgotten when the
+component leaves the route table.
+
 The series of an endpoint that left the route table are forgotten (``routed``) once ``delta`` has read all they
 counted, so an agent that lives through many deploys does not keep every endpoint it ever served. Prometheus
 sees such a series end, and start again from zero if the endpoint comes back (a counter reset).
@@ -31,6 +35,8 @@ Labels = tuple[str, str, str, str, str]
 
 _REQUESTS = "cellplane_gateway_requests_total"
 _DURATION = "cellplane_gateway_request_duration_seconds"
+_COLD = "cellplane_gateway_cold_starts_total"
+_COLD_SECONDS = "cellplane_gateway_cold_start_seconds_total"
 
 
 class Series:
@@ -73,11 +79,23 @@ class Metrics:
         self._series: dict[Labels, dict[int, Series]] = {}
         self._routed: set[Endpoint] | None = None  # None: no route table yet, keep everything
         self._windows = False  # whether ``delta`` reads the counters (then only what it read is forgotten)
+        self._cold: dict[tuple[str, ...], list[float]] = {}  # (environment, project, component) -> [count, seconds]
+
+    def cold_start(self, deployment: tuple[str, ...], seconds: float) -> None:
+        """A wake-up of a deployment, (environment, project, component), that took ``seconds``."""
+        counted = self._cold.get(deployment)
+        if counted is None:
+            counted = self._cold[deployment] = [0, 0.0]
+        counted[0] += 1
+        counted[1] += seconds
 
     def routed(self, endpoints: set[Endpoint]) -> None:
         """The endpoints the route table now holds: the series of others are forgotten once read."""
         self._routed = endpoints
         self._forget()
+        components = {endpoint[:3] for endpoint in endpoints}
+        for gone in [deployment for deployment in self._cold if deployment not in components]:
+            del self._cold[gone]
 
     def _forget(self) -> None:
         routed = self._routed
@@ -178,7 +196,18 @@ class Metrics:
                     histos.append(f'{_DURATION}_bucket{{{tags},le="{le}"}} {n}')
                 histos.append(f"{_DURATION}_sum{{{tags}}} {s.sum!r}")
                 histos.append(f"{_DURATION}_count{{{tags}}} {s.count}")
-        return "\n".join(counts + histos) + "\n"
+        cold: list[str] = []
+        if self._cold:  # (no families at all before the first cold start)
+            cold = [f"# HELP {_COLD} Wake-ups of deployments at zero replicas that ended with a replica routed.",
+                    f"# TYPE {_COLD} counter"]
+            cold_seconds = [f"# HELP {_COLD_SECONDS} Their durations summed: first held request to the replica "
+                            "routed.", f"# TYPE {_COLD_SECONDS} counter"]
+            for deployment, (count, total) in self._cold.items():
+                tags = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(LABELS, deployment, strict=False))
+                cold.append(f"{_COLD}{{{tags}}} {int(count)}")
+                cold_seconds.append(f"{_COLD_SECONDS}{{{tags}}} {total!r}")
+            cold += cold_seconds
+        return "\n".join(counts + histos + cold) + "\n"
 
 
 def escape_label(value: str) -> str:

@@ -5,6 +5,9 @@ connection the response. Bytes are written through as they come, with backpressu
 (a full client pauses reading the replica, a full replica pauses reading the client), so neither body is
 ever held whole. A task exists only while a new upstream connection is being opened. Every way out goes
 through ``_finish``, which frees the replica slot and records the request exactly once.
+
+A request whose route has no upstream and whose backend says ``wake`` is held by the activator
+(``cellplane.gateway.activator``) until a replica is routed (``go``) or it is answered there (``fail``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from cellplane.gateway.routes import Grant
 from cellplane.gateway.upstream import UpstreamConnection, UpstreamPool
 
 if TYPE_CHECKING:
+    from cellplane.gateway.activator import Queue
     from cellplane.gateway.client import ClientConnection
 
 log = logging.getLogger("cellplane.gateway")
@@ -30,10 +34,10 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Exchange:
-    __slots__ = ("body_paused", "bytes_sent", "chunked_out", "client", "close_client", "conn", "connecting",
-                 "consumer", "decision", "done", "head", "head_request", "head_sent", "out", "pending",
-                 "pending_size", "pool", "reason", "req", "request_done", "retries", "retryable", "route", "status",
-                 "transport", "upgraded")
+    __slots__ = ("body_paused", "bytes_sent", "chunked_out", "client", "close_client", "cold_start", "conn",
+                 "connecting", "consumer", "decision", "done", "head", "head_request", "head_sent", "held",
+                 "held_since", "out", "pending", "pending_size", "pool", "reason", "req", "request_done", "retries",
+                 "retryable", "route", "status", "transport", "upgraded")
 
     def __init__(self, client: ClientConnection, req: Request, route: Route, target: bytes,
                  consumer: Grant | None) -> None:
@@ -41,6 +45,7 @@ class Exchange:
         self.transport = client.transport
         self.req = req
         self.route = route
+        route.requests += 1  # Gateway.demand
         self.consumer = consumer
         self.head = req.upstream_head(target, route.prefix, client.peer, req.request_id or b"", client.local_host)
         self.head_request = req.method == b"HEAD"
@@ -64,6 +69,9 @@ class Exchange:
         self.done = False
         self.decision = "allowed"
         self.reason: str | None = None
+        self.held: Queue | None = None  # the activator's queue this request waits in
+        self.held_since = 0.0  # time.monotonic() when it was held
+        self.cold_start = b""  # the x-cellplane-cold-start header line of a released request
 
     def start(self) -> None:
         if self.req.expect_continue:  # the gateway takes the body itself; the replica never sees Expect
@@ -78,6 +86,9 @@ class Exchange:
             if self.route.pools:
                 message = (f"every replica of {self.route.label} is failing; the next one is tried within "
                            f"{self.route.pools[0].circuit.reset:g}s")
+            elif self.route.backend.wake:
+                self.client.gateway.activator.hold(self)
+                return
             else:
                 message = f"no ready replica of {self.route.label}"
             self._local_error(503, "unavailable", message, "unavailable")
@@ -92,6 +103,18 @@ class Exchange:
             self._send(conn)
         else:
             self.connecting = self.client.loop.create_task(self._connect(pool))
+
+    def go(self, route: Route, cold_start: bytes) -> None:
+        """Released by the activator: on to a replica of ``route`` (the same endpoint in the new route table)."""
+        self.route = route
+        self.cold_start = cold_start
+        self._attempt(fresh=False)
+
+    def fail(self, status: int, code: str, message: str, decision: str,
+             headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """Answered by the activator (queue full, hold timeout, wake-up failed)."""
+        if not self.done:
+            self._local_error(status, code, message, decision, headers)
 
     async def _connect(self, pool: UpstreamPool) -> None:
         try:
@@ -174,6 +197,8 @@ class Exchange:
             self._attempt(fresh=False)
             return
         head = [b"HTTP/1.1 %d " % status, reason or http1.REASONS.get(status, b""), http1.CRLF, *conn.copied]
+        if self.cold_start:
+            head.append(self.cold_start)
         if status == 101:
             if not req.websocket:
                 self.conn = None
@@ -257,12 +282,13 @@ class Exchange:
         else:
             self._local_error(504, "upstream-timeout", reason)
 
-    def _local_error(self, status: int, code: str, message: str, decision: str = "error") -> None:
+    def _local_error(self, status: int, code: str, message: str, decision: str = "error",
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """Answer with the gateway's own error, before any byte of a replica's response went out."""
         req = self.req
         self.close_client = req.websocket or not req.keep_alive
         data = http1.response(status, http1.error_body(code, message), keep_alive=not self.close_client,
-                              http11=req.http11, head_only=self.head_request)
+                              http11=req.http11, head_only=self.head_request, headers=headers)
         self.transport.write(data)
         self.status = status
         self.bytes_sent += len(data)
@@ -280,6 +306,8 @@ class Exchange:
 
     def abort(self) -> None:
         """The client went away."""
+        if self.held is not None:
+            self.held.leave(self)
         if self.done:
             return
         if self.conn is not None:
@@ -293,6 +321,10 @@ class Exchange:
         self._finish()
 
     # -- flow control ------------------------------------------------------------------------------------------
+
+    def client_eof(self) -> bool:
+        """The client shut its sending side: a held request is dropped (it left the queue), others go on."""
+        return self.held is not None
 
     def client_full(self, full: bool) -> None:
         if self.conn is not None:

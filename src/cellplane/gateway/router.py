@@ -21,8 +21,8 @@ from cellplane.gateway.upstream import UpstreamPool
 class Route:
     """One backend as the request path uses it, plus its round-robin position."""
 
-    __slots__ = ("_by_consumer", "backend", "base", "base_slash", "cell_labels", "label", "labels", "name",
-                 "organization", "pools", "prefix", "project", "public", "rr")
+    __slots__ = ("_by_consumer", "backend", "base", "base_slash", "cell_labels", "deployment", "label", "labels",
+                 "name", "organization", "pools", "prefix", "project", "public", "requests", "rr")
 
     def __init__(self, backend: Backend, pools: tuple[UpstreamPool, ...]) -> None:
         b = backend
@@ -40,6 +40,8 @@ class Route:
         self.organization = self.public or "Organization" in b.visibility
         self.pools = pools
         self.rr = 0
+        self.deployment = b.deployment
+        self.requests = 0  # routed here since Gateway.demand last read it
 
     def labels_for(self, consumer: Grant) -> Labels:
         """The metrics labels of a request admitted on ``consumer``'s grant (built once per consumer)."""
@@ -68,9 +70,16 @@ class RouteIndex:
     def __init__(self, table: RouteTable, pool_of: Callable[[Upstream], UpstreamPool]) -> None:
         self.table = table
         grouped: dict[str, dict[bytes, list[Route]]] = {}
+        by_deployment: dict[str, list[Route]] = {}
         for backend in table.backends:
-            route = Route(backend, tuple(pool_of(u) for u in backend.upstreams))
+            pools = tuple(pool_of(u) for u in backend.upstreams)
+            route = Route(backend, pools)
             grouped.setdefault(backend.environment, {}).setdefault(route.prefix, []).append(route)
+            if backend.deployment:
+                by_deployment.setdefault(backend.deployment, []).append(route)
+                for pool in pools:
+                    pool.deployment = backend.deployment
+        self.by_deployment: dict[str, tuple[Route, ...]] = {d: tuple(rs) for d, rs in by_deployment.items()}
         self.routes: dict[str, dict[bytes, tuple[Route, ...]]] = {
             env: {prefix: tuple(sorted(rs, key=lambda r: -len(r.base))) for prefix, rs in by_prefix.items()}
             for env, by_prefix in grouped.items()}

@@ -35,7 +35,9 @@ class Backend:
     version: str  # "v1"
     base_path: str  # "/" or "/api" ... (no trailing slash except "/")
     visibility: frozenset[str]  # subset of {"Project", "Organization", "Public"}
-    upstreams: tuple[Upstream, ...]  # ready replicas; may be empty (-> 503)
+    upstreams: tuple[Upstream, ...]  # ready replicas; may be empty (-> 503, or held and woken: ``wake``)
+    deployment: str = ""  # the deployment's id: what ``Gateway.demand`` counts under and ``wake`` is called with
+    wake: bool = False  # without upstreams, hold requests and wake the deployment instead of answering 503
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The agent owns the event loop (uvloop) and drives the gateway through this class: it opens listeners,
 swaps in a new route table whenever replicas or grants change, and drains replicas before stopping them.
 The request path itself lives in ``client`` (client connections), ``listener`` (routing and admission),
-``proxy`` (one proxied request) and ``upstream`` (replica connections).
+``proxy`` (one proxied request) and ``upstream`` (replica connections); requests for a deployment at zero wait
+in the ``activator``, and ``demand`` tells the data plane's scaler what each deployment is asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cellplane.gateway.activator import Activator
 from cellplane.gateway.auth import TokenIssuer
+from cellplane.gateway.demand import Demand
 from cellplane.gateway.listener import Listener
 from cellplane.gateway.metrics import Metrics
 from cellplane.gateway.router import RouteIndex
@@ -48,6 +51,8 @@ class GatewaySettings:
     trace_burst: int = 200  # ... with bursts up to this many
     hop_rate: float = 1000.0  # spans per second of traces continued inside (so that one chatty caller that samples
     hop_burst: int = 2000  # everything cannot flood the span store), with bursts up to this many
+    hold_queue: int = 1000  # requests held per deployment (and process) while it wakes; more: 503, Retry-After
+    hold_timeout: float = 30.0  # seconds a request is held at most (then 504)
 
 
 class Gateway:
@@ -56,14 +61,21 @@ class Gateway:
     def __init__(self, settings: GatewaySettings | None = None,
                  access_log: Callable[[dict[str, Any]], None] | None = None,
                  token_secret: bytes | None = None,
-                 span: Callable[[dict[str, Any]], None] | None = None, workers: int = 0, share: int = 1) -> None:
+                 span: Callable[[dict[str, Any]], None] | None = None, workers: int = 0, share: int = 1,
+                 wake: Callable[[str], None] | None = None) -> None:
         """``access_log`` gets one dict per answered request, ``span`` one per sampled routed request (a Span of
         the observability contract); either may be None (off). Both are called on the request path: keep them
         cheap, and their exceptions are swallowed (reported once).
 
         ``workers``: processes to start (``start``) that serve the same listeners (``cellplane.gateway.workers``);
         their requests reach ``access_log``, ``span`` and ``metrics`` here too. ``share``: of how many processes
-        this gateway is one (a worker's is); the trace sampling rates are divided among them."""
+        this gateway is one (a worker's is); the trace sampling rates are divided among them.
+
+        ``wake``: called with a deployment id when a request is held for it (its backend says ``wake`` and has no
+        upstream) and no wake-up of it is under way, in this process or a worker: once per wake-up episode, which
+        ends when a route table gives it an upstream or ``wake_failed`` is called (``cellplane.gateway.activator``).
+        Called on the request path: keep it cheap (schedule the work); its exceptions are swallowed (reported
+        once)."""
         self.settings = settings or GatewaySettings()
         self.access_log = access_log
         self.span = span
@@ -82,6 +94,8 @@ class Gateway:
         self._request_id_prefix = secrets.token_hex(6).encode()
         self._access_log_failures = 0
         self._span_failures = 0
+        self.activator = Activator(self, wake)
+        self._requests: dict[str, int] = {}  # counted on routes that left the table, since demand() last read
 
     async def start(self) -> None:
         """Start the worker processes, if any (before the first listener, or any time)."""
@@ -123,6 +137,7 @@ class Gateway:
         """Swap in a new route table at once. Requests in flight finish where they are; idle connections to
         upstreams that left the table are closed (and any that finish later are not kept)."""
         index = RouteIndex(table, self._pool_of)
+        self._harvest_requests(self.index)
         for upstream, pool in list(self._pools.items()):
             pool.live = upstream in index.upstreams
             if not pool.live:
@@ -130,6 +145,7 @@ class Gateway:
                 if pool.inflight == 0:
                     del self._pools[upstream]  # a replica that reuses the port later starts afresh
         self.index = index
+        self.activator.routed(index)
         self.metrics.routed({(b.environment, b.project, b.component, b.endpoint) for b in table.backends})
         if self.workers is not None:
             self.workers.update(table)
@@ -137,6 +153,58 @@ class Gateway:
     async def routed(self, timeout: float = 5.0) -> bool:
         """Wait until every worker routes by the latest table (True), or ``timeout`` passed (False)."""
         return True if self.workers is None else await self.workers.routed(timeout)
+
+    # -- scaling: the activator and demand ---------------------------------------------------------------------
+
+    def wake_failed(self, deployment: str, reason: str) -> None:
+        """The deployment's wake-up failed (e.g. "replica 0 exited with code 3: ..."): every request held for it,
+        here and in the workers, is answered at once (503 "wake-failed", the reason in the message); the next
+        request wakes it again."""
+        self.activator.failed(deployment, reason)
+        if self.workers is not None:
+            self.workers.wake_failed(deployment, reason)
+
+    def demand(self) -> dict[str, Demand]:
+        """Per deployment of the route table (and any still busy): requests in flight and held now, requests and
+        cold starts since the previous call; summed over the worker processes (theirs at most ``worker.FLUSH``
+        seconds old). Meant for one reader: the data plane's scaler."""
+        out: dict[str, Demand] = {deployment: Demand() for deployment in self.index.by_deployment}
+
+        def of(deployment: str) -> Demand:
+            demand = out.get(deployment)
+            if demand is None:
+                demand = out[deployment] = Demand()
+            return demand
+
+        self._harvest_requests(self.index)
+        requests, self._requests = self._requests, {}
+        for deployment, n in requests.items():
+            of(deployment).requests += n
+        for pool in self._pools.values():
+            if pool.inflight and pool.deployment:
+                of(pool.deployment).inflight += pool.inflight
+        for deployment, n in self.activator.held().items():
+            demand = of(deployment)
+            demand.held += n
+            demand.inflight += n
+        for deployment, (count, seconds) in self.activator.take_cold_starts().items():
+            demand = of(deployment)
+            demand.cold_starts += count
+            demand.cold_start_seconds += seconds
+        if self.workers is not None:
+            for deployment, theirs in self.workers.demand().items():
+                of(deployment).add(theirs)
+        return out
+
+    def _harvest_requests(self, index: RouteIndex) -> None:
+        requests = self._requests
+        for deployment, routes in index.by_deployment.items():
+            n = 0
+            for route in routes:
+                n += route.requests
+                route.requests = 0
+            if n:
+                requests[deployment] = requests.get(deployment, 0) + n
 
     def inflight(self, upstream: Upstream) -> int:
         """Requests currently proxied to ``upstream`` (an open WebSocket tunnel counts as one)."""

@@ -248,8 +248,8 @@ class UpstreamPool:
     Routes refer to these objects directly, so the request path never hashes an ``Upstream``.
     """
 
-    __slots__ = ("_drained", "circuit", "connect_timeout", "idle", "inflight", "live", "name", "read_timeout",
-                 "size", "upstream")
+    __slots__ = ("_drained", "circuit", "connect_timeout", "deployment", "idle", "inflight", "live", "name",
+                 "read_timeout", "size", "upstream")
 
     def __init__(self, upstream: Upstream, settings: GatewaySettings) -> None:
         self.upstream = upstream
@@ -261,6 +261,7 @@ class UpstreamPool:
         self.idle: list[UpstreamConnection] = []
         self.inflight = 0
         self.live = True  # in the current route table; idle connections are kept only then
+        self.deployment = ""  # whose replica this is (Gateway.demand counts its requests in flight under it)
         self._drained: asyncio.Future[None] | None = None
 
     def take(self) -> UpstreamConnection | None:

@@ -3,8 +3,10 @@
 It runs a ``Gateway`` of its own on uvloop, accepting on the agent's listening sockets, with the route tables the
 agent sends it (see ``cellplane.gateway.workers``). What its requests produce goes up to the agent in batches, at
 most ``FLUSH`` seconds after the request: access-log entries (their values; the keys once per batch), sampled
-spans and metric counts (``Metrics.take``). It stops when told to, or when the agent's end of "down" closes (the
-agent is gone); SIGINT and SIGTERM are left to the agent, which stops its workers itself.
+spans and metric counts (``Metrics.take``), and its demand (``Gateway.demand``) whenever it changed, checked every
+``FLUSH`` seconds. Its activator holds its own requests for deployments at zero; it asks the agent to wake them
+("wake", once per episode here; the agent dedups across processes). It stops when told to, or when the agent's
+end of "down" closes (the agent is gone); SIGINT and SIGTERM are left to the agent, which stops its workers itself.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Worker:
         self.stopped = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[None]] = set()
         self.listening: asyncio.Task[None] | None = None  # the last listener opened or closed
+        self.sent_levels: dict[str, tuple[int, int]] = {}  # the demand levels the agent has
+        self.tick: asyncio.TimerHandle | None = None
 
     # -- what the requests produce ----------------------------------------------------------------------------
 
@@ -58,10 +62,31 @@ class Worker:
     def flush(self) -> None:
         self.flush_at = None
         counts = self.gateway.metrics.take() if self.gateway is not None else []
-        if self.entries or self.spans or counts:
+        demand = self._demand()
+        if self.entries or self.spans or counts or demand is not None:
             entries, self.entries = self.entries, []
             spans, self.spans = self.spans, []
-            self.up.write(frame(("batch", self.keys, entries, spans, counts)))
+            self.up.write(frame(("batch", self.keys, entries, spans, counts, demand)))
+
+    def _demand(self) -> dict[str, tuple[int, int, int, int, float]] | None:
+        """This process's demand for the agent, when it differs from what the agent has: every deployment with
+        something in flight or counted (one missing is at zero)."""
+        if self.gateway is None:
+            return None
+        report = {d: (x.inflight, x.held, x.requests, x.cold_starts, x.cold_start_seconds)
+                  for d, x in self.gateway.demand().items() if x.inflight or x.counted()}
+        levels = {d: (v[0], v[1]) for d, v in report.items() if v[0] or v[1]}
+        if levels == self.sent_levels and not any(v[2] or v[3] for v in report.values()):
+            return None
+        self.sent_levels = levels
+        return report
+
+    def _tick(self) -> None:
+        self.tick = asyncio.get_running_loop().call_later(FLUSH, self._tick)
+        self.flush()
+
+    def wake(self, deployment: str) -> None:
+        self.up.write(frame(("wake", deployment)))
 
     # -- what the agent says ----------------------------------------------------------------------------------
 
@@ -83,7 +108,9 @@ class Worker:
         if kind == "settings":
             settings: GatewaySettings = message[1]
             self.gateway = Gateway(settings, access_log=self.access, token_secret=message[2], span=self.span,
-                                   share=message[3])
+                                   share=message[3], wake=self.wake)
+            self.gateway.activator.counts_cold_starts = False  # the agent counts each wake-up once
+            self._tick()
         elif self.gateway is None:
             raise RuntimeError(f"a gateway worker got {kind!r} before its settings")
         elif kind == "routes":
@@ -96,6 +123,8 @@ class Worker:
             self._in_order(self.gateway.ensure_listener(spec, sock=sock))
         elif kind == "close":
             self._in_order(self.gateway.close_listener(message[1]))
+        elif kind == "wake-failed":
+            self.gateway.wake_failed(message[1], message[2])
         elif kind == "drain":
             self._spawn(self._drain(message[1], message[2], message[3]))
         elif kind == "stop":
@@ -168,6 +197,8 @@ async def serve(down_fd: int, up_fd: int) -> None:
     loop.add_reader(down.fileno(), worker.readable)
     await worker.stopped
     loop.remove_reader(down.fileno())
+    if worker.tick is not None:
+        worker.tick.cancel()
     if worker.gateway is not None:
         await worker.gateway.close()
     for task in list(worker.tasks):

@@ -7,6 +7,12 @@ stays with it. The agent stays the one place of record: every route table, liste
 worker (in order, over one stream per worker), and the workers' access-log entries, spans and metric counts come
 back to the agent's callbacks and ``Metrics`` within ``worker.FLUSH`` seconds. A worker that exits unasked is
 replaced (its open connections are lost with it) with the current routes and listeners.
+
+Scaling: a worker holds requests for a deployment at zero itself and sends ("wake", id) up once per episode; the
+agent's activator dedups them with its own (one ``wake`` call per episode across processes) and sends
+("wake-failed", id, reason) down when the wake-up failed. Each worker's demand (``Gateway.demand``: its levels,
+and its counts since its previous report) rides on its batches, sent at least every ``worker.FLUSH`` seconds
+while it changes; the agent's ``Gateway.demand`` adds them up.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cellplane.gateway.demand import Demand
 from cellplane.gateway.ipc import HEADER, frame, load
 from cellplane.gateway.routes import ListenerSpec, RouteTable, Upstream
 
@@ -41,6 +48,7 @@ class WorkerProcess:
     task: asyncio.Task[None] | None = None
     drains: set[int] = field(default_factory=set)  # drains this worker has not answered yet
     routed: int = 0  # the version of the last route table it confirmed
+    levels: dict[str, tuple[int, int]] = field(default_factory=dict)  # deployment -> (in flight, held), non-zero
 
 
 class Workers:
@@ -58,6 +66,7 @@ class Workers:
         self._drain_ids = itertools.count(1)
         self._closing = False
         self._restarts: set[asyncio.Task[None]] = set()
+        self._counted: dict[str, Demand] = {}  # the workers' counts since demand() last read them
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w is not None and w.process.returncode is None]
@@ -118,6 +127,34 @@ class Workers:
     def close_listener(self, key: str) -> None:
         if self._listeners.pop(key, None) is not None:
             self._broadcast(("close", key))
+
+    def wake_failed(self, deployment: str, reason: str) -> None:
+        self._broadcast(("wake-failed", deployment, reason))
+
+    def demand(self) -> dict[str, Demand]:
+        """The live workers' levels as last reported, and their counts since the previous call."""
+        out, self._counted = self._counted, {}
+        for worker in self._workers:
+            if worker is None:
+                continue
+            for deployment, (inflight, held) in worker.levels.items():
+                demand = out.get(deployment)
+                if demand is None:
+                    demand = out[deployment] = Demand()
+                demand.inflight += inflight
+                demand.held += held
+        return out
+
+    def _absorb_demand(self, worker: WorkerProcess, report: dict[str, tuple[int, int, int, int, float]]) -> None:
+        worker.levels = {d: (v[0], v[1]) for d, v in report.items() if v[0] or v[1]}
+        for deployment, (_, _, requests, cold_starts, seconds) in report.items():
+            if requests or cold_starts:
+                demand = self._counted.get(deployment)
+                if demand is None:
+                    demand = self._counted[deployment] = Demand()
+                demand.requests += requests
+                demand.cold_starts += cold_starts
+                demand.cold_start_seconds += seconds
 
     async def drain(self, upstreams: list[Upstream], timeout: float) -> bool:
         """Whether every worker saw the requests on ``upstreams`` end within ``timeout``."""
@@ -199,8 +236,12 @@ class Workers:
         message = load(data)
         kind = message[0]
         if kind == "batch":
-            _, keys, entries, spans, counts = message
+            _, keys, entries, spans, counts, demand = message
             self.gateway.absorb(keys, entries, spans, counts)
+            if demand is not None:
+                self._absorb_demand(worker, demand)
+        elif kind == "wake":
+            self.gateway.activator.wake(message[1])
         elif kind == "drained":
             self._answered(worker, message[1], message[2])
         elif kind == "routed":

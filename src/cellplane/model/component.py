@@ -15,7 +15,9 @@ from croniter import croniter
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from cellplane.errors import FieldProblem
+from cellplane.model import scaling as scaling_rules
 from cellplane.model.meta import NAME_SCHEMA, Name, Strict
+from cellplane.model.scaling import Scaling
 
 ComponentType = Literal["service", "web-app", "scheduled-task", "manual-task", "webhook", "api-proxy", "worker"]
 EndpointType = Literal["REST", "GraphQL", "gRPC", "WebSocket", "TCP", "UDP"]
@@ -247,11 +249,6 @@ class Resources(Strict):
     memory: MemoryQuantity | None = Field(default=None, description="e.g. 256Mi or 1Gi")
 
 
-class Scaling(Strict):
-    minReplicas: int = Field(default=1, ge=0, le=100)
-    maxReplicas: int = Field(default=1, ge=1, le=100)
-
-
 class Proxy(Strict):
     type: EndpointType = "REST"
     upstream: str | None = Field(default=None, max_length=2000)
@@ -273,7 +270,9 @@ class ComponentSpec(Strict):
     configuration: Configuration = Field(default_factory=Configuration)
     schedule: Schedule | None = None
     replicas: int = Field(default=1, ge=0, le=100)
-    scaling: Scaling | None = None
+    scaling: Scaling | None = Field(default=None, description="the replica count follows the load, within these "
+                                    "bounds (docs/scaling.md); default: scaled to zero when idle outside production "
+                                    "(a service, web-app or webhook with HTTP endpoints and replicas 1)")
     resources: Resources = Field(default_factory=Resources)
     health: Health | None = None
     proxy: Proxy | None = None
@@ -339,8 +338,8 @@ class ComponentSpec(Strict):
 
         _duplicates(out, "tracks", [t.name for t in self.tracks], "name")
 
-        if self.scaling and self.scaling.minReplicas > self.scaling.maxReplicas:
-            add("scaling.minReplicas", "must not exceed scaling.maxReplicas")
+        if self.scaling is not None:
+            out += scaling_rules.problems(self.model_dump(mode="json", include={"type", "endpoints", "scaling"}))
         return out
 
     @staticmethod
@@ -371,6 +370,8 @@ class ComponentSpec(Strict):
         items: list[EnvVar | ConfigFile] = [*self.configuration.env, *self.configuration.files]
         for item in items:
             names.update(item.environments)
+        if self.scaling is not None:
+            names.update(self.scaling.environments)
         return names
 
 

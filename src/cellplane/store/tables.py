@@ -483,7 +483,8 @@ class AccessLogRow(Base):
 
 
 class MetricPointRow(Base):
-    """One window of one series: gateway requests of an endpoint (by consumer), or one replica's resources.
+    """One window of one series: gateway requests of an endpoint (by consumer), one replica's resources, or an
+    autoscaled deployment's scaling (replicas running and wanted at the window's end, cold starts that ended in it).
 
     ``resolution`` is 0 for points as the data plane sent them and the rollup's length in seconds for points
     merged by downsampling."""
@@ -496,7 +497,7 @@ class MetricPointRow(Base):
     project: Mapped[str] = mapped_column(String(63))
     component: Mapped[str] = mapped_column(String(63))
     environment: Mapped[str] = mapped_column(String(63))
-    kind: Mapped[str] = mapped_column(String(10))  # http | replica
+    kind: Mapped[str] = mapped_column(String(10))  # http | replica | scaling
     endpoint: Mapped[str] = mapped_column(String(63), default="")
     consumer: Mapped[str] = mapped_column(String(127), default="")
     replica: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -512,6 +513,11 @@ class MetricPointRow(Base):
     cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
     memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
+    # scaling points only (null in the others)
+    replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    desired_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cold_starts: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cold_start_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_metric_points_key", "organization", "project", "component", "environment", "at"),

@@ -25,6 +25,7 @@ from cellplane.controlplane.api import (
     observe,
     releases,
     resources,
+    scaling,
     schemas,
     telemetry,
     webhooks,
@@ -99,7 +100,7 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
 
     add_routes(app, [meta, resources.router, imports.router, config.router, identity.router, builds.router,
                      webhooks.router, deployments.router, releases.router, dataplanes.router, telemetry.router,
-                     observe.router, alerts.router])
+                     observe.router, alerts.router, scaling.router])
     app.add_route("/metrics", measured.endpoint, include_in_schema=False)
     app.add_middleware(Measured, metrics=measured)
 

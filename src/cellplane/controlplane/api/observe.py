@@ -226,7 +226,8 @@ def _deployment(s: Session, p: Platform, org: str, project: str, component: str,
     view = next((v for v in views if v["state"] != "superseded"), views[0])
     return {"state": view["state"], "message": view["message"], "track": view["track"],
             "replicas": [{"index": r.get("index"), "state": r.get("state"), "restarts": r.get("restarts", 0)}
-                         for r in view["replicas"]]}
+                         for r in view["replicas"]],
+            "scaling": view["scaling"], "scalingStatus": view["scalingStatus"]}
 
 
 def _metrics_range(c: Call[Any]) -> None:

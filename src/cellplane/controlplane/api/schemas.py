@@ -442,7 +442,7 @@ class WebhookDelivery(Out):
 # -- deployments, endpoints, logs and task runs ---------------------------------------------------------------------
 
 DeploymentState = Literal["pending", "progressing", "ready", "degraded", "crash-loop", "failed", "blocked",
-                          "scheduled", "idle", "unreachable", "superseded"]
+                          "scheduled", "idle", "scaled-to-zero", "unreachable", "superseded"]
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL.pattern,
                                        description="an environment's name")]
 TrackName = Annotated[str, Field(min_length=1, max_length=100, pattern=TRACK_NAME.pattern,
@@ -528,6 +528,46 @@ class ReplicaStatus(Out):
     message: str
 
 
+class ScalingSettings(Out):
+    """A deployment's scaling, resolved for its environment (docs/scaling.md)."""
+
+    minReplicas: int
+    maxReplicas: int
+    targetConcurrency: float
+    targetRps: float = absent("when a requests-per-second target is set")
+    idleSeconds: float
+    scaleDownDelaySeconds: float
+
+
+class ScalingStatus(Out):
+    """What the data plane's scaler last reported for an autoscaled deployment."""
+
+    current: int = Field(description="replicas running (ready or starting)")
+    desired: int = Field(description="replicas the scaler wants")
+    reason: str = Field(description="why: the load, idle, a wake-up, minReplicas or maxReplicas")
+
+
+class EnvironmentScaling(Out):
+    environment: str
+    production: bool
+    replicas: int = Field(description="the spec's fixed replicas (what runs where scaling is null)")
+    scaling: ScalingSettings | None = Field(description="null: the fixed replicas run there")
+    override: dict[str, Any] | None = Field(description="spec.scaling.environments.<environment>, as written")
+
+
+class ComponentScaling(Out):
+    """A component's scaling in each environment of its organization."""
+
+    project: str
+    component: str
+    wakeable: bool = Field(description="whether the gateway can wake it from zero (HTTP endpoints only)")
+    items: list[EnvironmentScaling]
+
+
+class ScalingChange(ComponentScaling):
+    action: Literal["configured", "unchanged"]
+
+
 class DeploymentBuild(Out):
     id: str
     number: int | None
@@ -557,6 +597,9 @@ class Deployment(Out):
     observedRelease: str | None = Field(description="the rollout the data plane last reported")
     observedAt: Timestamp | None
     replicas: list[ReplicaStatus]
+    scaling: ScalingSettings | None = Field(description="its scaling (from the component's current spec); null: a "
+                                            "fixed number of replicas")
+    scalingStatus: ScalingStatus | None = Field(description="the scaler's last report (an autoscaled deployment)")
     endpoints: list[DeploymentEndpoint]
     connections: list[DeploymentConnection]
 
@@ -645,6 +688,9 @@ class ComponentMetrics(Out):
     endpoints: list[dict[str, Any]]
     replicas: list[dict[str, Any]]
     series: list[dict[str, Any]]
+    scaling: dict[str, Any] | None = Field(description="an autoscaled deployment: its replicas (running, wanted) at "
+                                           "the last point, and the range's cold starts (count, mean and max "
+                                           "seconds); null without scaling points")
 
 
 class Span(Out):

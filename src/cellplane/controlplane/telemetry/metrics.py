@@ -1,7 +1,9 @@
-"""Time series of gateway requests (RED: rate, errors, duration) and replica resources, as windows.
+"""Time series of gateway requests (RED: rate, errors, duration), replica resources and scaling, as windows.
 
 A data plane sends one point per series and window (``resolution`` 0): an endpoint's requests by consumer,
-with a latency histogram, or one replica's CPU, memory and restarts. Queries sum the points whose window
+with a latency histogram, one replica's CPU, memory and restarts, or an autoscaled deployment's replicas (running
+and wanted at the window's end) and the cold starts that ended in it (a count and their summed seconds: the
+slowest cold start of a range is the highest mean of a window, all a point carries). Queries sum the points whose window
 starts in a range; percentiles come from the summed histogram (interpolated inside a bucket, as Prometheus'
 ``histogram_quantile`` does). Downsampling merges points older than a day into five-minute points.
 """
@@ -27,6 +29,29 @@ NBUCKETS = len(BUCKETS) + 1  # the last one is +Inf
 ROLLUP = 300  # seconds per downsampled point
 MAX_WINDOW = 600  # seconds: the longest window a data plane sends (its --metrics-interval) that ranges account for
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class ColdStarts:
+    """Cold starts of a range, from scaling points: how many, their summed seconds, and the highest mean of one
+    window (a point carries a count and a sum, not each wake-up)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    max_mean: float | None = None
+
+    def add(self, row: MetricPointRow) -> None:
+        n = row.cold_starts or 0
+        if n:
+            self.count += n
+            self.seconds += row.cold_start_seconds or 0.0
+            mean = (row.cold_start_seconds or 0.0) / n
+            self.max_mean = mean if self.max_mean is None else max(self.max_mean, mean)
+
+    def view(self) -> dict[str, Any]:
+        return {"coldStarts": self.count,
+                "coldStartMeanSeconds": round(self.seconds / self.count, 4) if self.count else None,
+                "coldStartMaxSeconds": round(self.max_mean, 4) if self.max_mean is not None else None}
 
 
 @dataclass
@@ -86,11 +111,16 @@ def ingest(s: Session, org: str, points: Sequence[MetricPoint]) -> int:
                                "environment": p.environment, "kind": p.kind, "resolution": 0,
                                "at": p.at, "seconds": p.seconds, "endpoint": "", "consumer": "",
                                "replica": None, "release": "", "requests": 0, "errors": 0, "client_errors": 0,
-                               "duration_sum": 0.0, "buckets": None, "cpu": None, "memory": None, "restarts": 0}
+                               "duration_sum": 0.0, "buckets": None, "cpu": None, "memory": None, "restarts": 0,
+                               "replicas": None, "desired_replicas": None, "cold_starts": None,
+                               "cold_start_seconds": None}
         if p.kind == "http":
             row.update(endpoint=p.endpoint, consumer=p.consumer or "", requests=p.requests,
                        errors=p.errors, client_errors=p.clientErrors, duration_sum=p.durationSum,
                        buckets=list(p.buckets or ()))
+        elif p.kind == "scaling":
+            row.update(replicas=p.replicas, desired_replicas=p.desiredReplicas, cold_starts=p.coldStarts,
+                       cold_start_seconds=p.coldStartSeconds)
         else:
             row.update(replica=p.replica, release=p.release or "", cpu=p.cpu, memory=p.memory,
                        restarts=p.restarts)
@@ -203,12 +233,19 @@ def component_view(s: Session, org: str, project: str, component: str, environme
     step_restarts = [0] * nsteps
     latest: dict[tuple[str, int], MetricPointRow] = {}
     replica_restarts: dict[int, int] = defaultdict(int)
+    step_scaling: list[MetricPointRow | None] = [None] * nsteps  # the step's last scaling point
+    step_cold = [ColdStarts() for _ in range(nsteps)]
+    cold, scaled = ColdStarts(), None
     for row in rows:
         i = min(nsteps - 1, int((row.at - first).total_seconds() // step))
         if row.kind == "http":
             summary.add(row)
             by_endpoint[row.endpoint].add(row)
             steps[i].add(row)
+        elif row.kind == "scaling":
+            step_scaling[i] = scaled = row
+            step_cold[i].add(row)
+            cold.add(row)
         else:
             index = row.replica or 0
             key = (row.release, index)
@@ -226,7 +263,9 @@ def component_view(s: Session, org: str, project: str, component: str, environme
         series.append({"at": (first + timedelta(seconds=i * step)).isoformat(), **view,
                        "cpuPercent": round(sum(sum(v) / len(v) for v in cpu.values()), 2) if cpu else None,
                        "memoryBytes": sum(step_memory[i].values()) if step_memory[i] else None,
-                       "restarts": step_restarts[i]})
+                       "restarts": step_restarts[i],
+                       **({"replicas": point.replicas, "desiredReplicas": point.desired_replicas,
+                           "coldStarts": step_cold[i].count} if (point := step_scaling[i]) is not None else {})})
     # The latest state counts only replicas reported in the last window (those stopped earlier are gone).
     newest = max((r.at for r in latest.values()), default=None)
     current = {i: r for i, r in latest.items()
@@ -242,6 +281,8 @@ def component_view(s: Session, org: str, project: str, component: str, environme
         "replicas": [{"replica": index, "release": release or None, "cpuPercent": r.cpu, "memoryBytes": r.memory,
                       "restarts": replica_restarts[index]} for (release, index), r in sorted(current.items())],
         "series": series,
+        "scaling": {"replicas": scaled.replicas, "desiredReplicas": scaled.desired_replicas, **cold.view()}
+        if scaled is not None else None,
     }
 
 
@@ -274,12 +315,19 @@ def downsample(s: Session, before: datetime, limit: int = 20000) -> int:
                                "environment": environment, "kind": kind, "endpoint": endpoint, "consumer": consumer,
                                "replica": replica, "release": release, "resolution": ROLLUP, "at": at,
                                "seconds": float(ROLLUP), "restarts": sum(r.restarts for r in group)}
+        out.update(replicas=None, desired_replicas=None, cold_starts=None, cold_start_seconds=None)
         if kind == "http":
             t = Totals()
             for r in group:
                 t.add(r)
             out.update(requests=t.requests, errors=t.errors, client_errors=t.client_errors,
                        duration_sum=t.duration_sum, buckets=t.buckets, cpu=None, memory=None)
+        elif kind == "scaling":  # the replicas at the rollup's end; its cold starts summed
+            last = max(group, key=lambda r: (r.at, r.id))
+            out.update(requests=0, errors=0, client_errors=0, duration_sum=0.0, buckets=None, cpu=None, memory=None,
+                       replicas=last.replicas, desired_replicas=last.desired_replicas,
+                       cold_starts=sum(r.cold_starts or 0 for r in group),
+                       cold_start_seconds=sum(r.cold_start_seconds or 0.0 for r in group))
         else:
             weights = sum(r.seconds for r in group if r.cpu is not None)
             cpu = sum((r.cpu or 0.0) * r.seconds for r in group) / weights if weights else None
