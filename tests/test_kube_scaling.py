@@ -17,6 +17,7 @@ endpoint's Service to an HTTP server of the test on 127.0.0.1 (no cluster DNS, a
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ from kubecluster import KubeCluster, KubeError
 from kuberuntimekit import Host, Kube, Loop, path_of
 
 PLANE = "kube-scaling-test"
+COLD = "x-cellplane-cold-start"  # the activator's header on a response to a held request
 SYSTEM = "cellplane-scaling"  # this module's install (its system namespace: the Gateways go there)
 IMAGE = "registry.cellplane.test/acme/orders@sha256:" + "ef" * 32
 CRASH_LOOPS = "registry.cellplane.test/acme/crash-loops@sha256:" + "ef" * 32  # the test cluster's crash-loop stage
@@ -74,7 +76,7 @@ class Cell(Kube):
         loop.run(self.app.start())
         host = Host(root)
         settings = AgentSettings(controlplane="http://127.0.0.1:9", token="t", data_dir=root, name=PLANE,
-                                 organization="acme", runtime="kubernetes")
+                                 organization="acme", runtime="kubernetes", metrics_interval=0.5)
         runtime = KubernetesRuntime(settings, KubernetesSettings(
             kubeconfig=kubeconfig, drift_interval=3600, observe_interval=0.3, follow_logs=False,
             layout=OPTIONS.layout, gateways=ServeGateways("127.0.0.1", 0, 0, resolver=self.resolve)))
@@ -97,6 +99,13 @@ class Cell(Kube):
         async def wake() -> None:
             self.runtime.wake(deployment)
         self.loop.run(wake())
+
+    def upstreams(self) -> tuple[Upstream, ...]:
+        """The upstreams the agent's gateway routes the deployment's endpoint to."""
+        assert self.runtime.gateways is not None and self.runtime.gateways.table is not None
+        (backend,) = [b for b in self.runtime.gateways.table.backends if b.deployment == DEPLOYMENT]
+        assert backend.wake  # minReplicas 0: held and woken, never a 503
+        return backend.upstreams
 
     def system_lines(self, deployment: str = DEPLOYMENT) -> list[str]:
         return [x.line for x in self.host.logs if x.stream == "system" and x.deployment == deployment]
@@ -183,7 +192,7 @@ def test_a_service_with_scaling_gets_an_hpa_owned_by_the_agent_and_a_deployment_
 
 def test_at_zero_the_pods_go_and_a_wake_up_scales_to_one_and_routes_the_ready_pod_at_once(cell: Cell) -> None:
     cell.scale(0, "idle for 300 s")
-    assert cell.get("/hello").status_code == 503  # out of the routes before the /scale
+    assert cell.upstreams() == ()  # out of the routes before the /scale (a request now is held and wakes it)
     report = cell.wait_report(DEPLOYMENT, lambda r: r.state == "scaled-to-zero" and not r.replicas,
                               "the deployment scaled to zero")
     assert report.scaling is not None
@@ -236,8 +245,44 @@ def test_a_new_release_of_a_deployment_at_zero_starts_one_replica_as_a_local_rol
     assert cell.cluster.wait_for("the new release routed", lambda: answered(cell), 10)
 
 
+def test_a_request_at_zero_is_held_wakes_the_deployment_through_the_gateway_and_idle_takes_it_back_to_zero(
+        cell: Cell) -> None:
+    """The activator's end to end: the agent's gateway holds the requests for a deployment at zero and calls the
+    runtime's wake once, the Deployment goes to 1, the kwok pod is ready, every request is answered with the
+    cold-start header; idle past its period (1 s here), the agent's scaler takes it back to zero."""
+    cell.apply(state(orders(scaling(idleSeconds=1)), revision="idle"))
+    cell.wait_report(DEPLOYMENT, lambda r: r.state == "scaled-to-zero" and not r.replicas
+                     and r.scaling is not None and r.scaling.reason == "idle for 1 s", "idle -> zero", 30)
+    lines = len(cell.system_lines())
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: cell.get("/hello"), range(10)))
+    assert [r.status_code for r in answers] == [200] * 10, [r.text for r in answers if r.status_code != 200]
+    # the requests held for the wake-up say so (a request that came once the pod was routed was not held)
+    seconds = sorted(float(r.headers[COLD]) for r in answers if COLD in r.headers)
+    assert seconds
+    woken = cell.system_lines()[lines:]
+    assert woken[:2] == ["scaled to 1 replica: woken by a request", woken[1]] and woken[1].startswith(
+        "woken by a request: replica ready in ")
+    assert "woken by a request" not in " ".join(woken[2:])  # one wake-up for the ten
+    print(f"10 requests at zero answered, {len(seconds)} held {seconds[0]:.3f} to {seconds[-1]:.3f} s ({woken[1]})")
+    points = cell.cluster.wait_for("a scaling point with the cold start", lambda: [
+        p for p in cell.host.metrics if getattr(p, "kind", "") == "scaling" and p.coldStarts], 10)
+    assert points[0].component == "orders" and points[0].coldStartSeconds > 0
+    cell.wait_report(DEPLOYMENT, lambda r: r.state == "scaled-to-zero" and not r.replicas, "idle -> zero again", 30)
+    assert cell.cluster.get(DEPLOYMENTS)["spec"]["replicas"] == 0
+
+
+def test_the_agents_prometheus_endpoint_serves_the_hpas_gauges_per_deployment(cell: Cell) -> None:
+    assert cell.runtime.gateways is not None
+    text = cell.runtime.gateways.prometheus()
+    assert f'cellplane_requests_in_flight{{namespace="{NS}",deployment="{WORKLOAD}"}}' in text
+    assert f'cellplane_requests_per_second{{namespace="{NS}",deployment="{WORKLOAD}"}}' in text
+
+
 def test_with_min_two_the_clusters_hpa_controller_scales_the_deployment_and_the_agent_puts_back_a_zero(
         cell: Cell) -> None:
+    cell.apply(state(orders(scaling(minReplicas=1)), revision="min1"))  # (back from zero: the agent's, "minReplicas 1")
+    cell.wait_report(DEPLOYMENT, lambda r: r.state == "ready" and len(r.replicas) == 1, "one replica")
     cell.apply(state(orders(scaling(minReplicas=2)), revision="min2"))
     assert cell.cluster.get(HPA)["spec"]["minReplicas"] == 2
     report = cell.wait_report(DEPLOYMENT, lambda r: r.state == "ready" and len(r.replicas) == 2,

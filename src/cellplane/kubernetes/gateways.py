@@ -18,7 +18,9 @@ routed to nothing (the gateway's usual 503). Grants come from the desired state 
 The upstream's address is the ``Resolver``'s, by default cluster DNS (``<service>.<namespace>.svc.<domain>``);
 tests give one that maps to servers on 127.0.0.1. With a ``metrics_port`` the agent's Prometheus endpoint serves
 the gateway's counters (its bearer token as on the local data plane; the install's probes connect to that port).
-Cost: a table rebuilt per apply and per observation pass (a pass over the deployments), swapped into the gateway
+A deployment whose ``scaling`` allows zero is routed with ``wake``: without a ready pod, the gateway's activator
+holds its requests and calls the runtime's ``wake`` (``start(wake=...)``) instead of answering 503. Cost: a table
+rebuilt per apply and per observation pass (a pass over the deployments), swapped into the gateway
 only when it changed.
 """
 
@@ -38,7 +40,7 @@ from cellplane.dataplane.settings import AgentSettings
 from cellplane.dataplane.telemetry import MetricsEndpoint, counter
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
-from cellplane.kubernetes import health, names
+from cellplane.kubernetes import autoscaling, health, names
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.workloads import HTTP_TYPES, TASK_TYPES
@@ -86,6 +88,7 @@ def route_table(desired: DesiredState, seen: Observed, resolve: Resolver,
         ready = d.id not in parked and any(health.pod_ready(p) and not p["metadata"].get("deletionTimestamp")
                                            for p in seen.pods_of(desired.organization, d))
         namespace = names.namespace(desired.organization, d.project, d.environment)
+        wakes = autoscaling.autoscaled(d) and d.scaling is not None and d.scaling.minReplicas == 0
         paths: set[str] = set()
         for ep in d.endpoints:
             if ep.type not in HTTP_TYPES or ep.basePath in paths:
@@ -93,7 +96,7 @@ def route_table(desired: DesiredState, seen: Observed, resolve: Resolver,
             paths.add(ep.basePath)
             ups = (resolve(names.service(d.component, d.version, ep.name), namespace, int(ep.port)),) if ready else ()
             backends.append(Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
-                                    frozenset(ep.visibility or ["Project"]), ups))
+                                    frozenset(ep.visibility or ["Project"]), ups, d.id, wakes))
     return RouteTable(tuple(backends), grants(desired))
 
 
@@ -108,14 +111,18 @@ class ClusterGateways(GatewayFeed):
         self._table: RouteTable | None = None
         self._task: asyncio.Task[None] | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
+        self.gauges: Callable[[], str] = str  # more for the Prometheus endpoint (the scaler's, for the HPA)
+        self.window_closed: Callable[[str, float], None] = lambda at, seconds: None  # a metrics window's end
         self.feed_init(settings)
 
-    async def start(self, host: RuntimeHost) -> None:
+    async def start(self, host: RuntimeHost, wake: Callable[[str], None] | None = None) -> None:
+        """Listen (the listeners open with the first ``update``); ``wake`` is the activator's: called with a
+        deployment id when a request is held for a deployment at zero (``KubernetesRuntime.wake``)."""
         self.host = host
         self.ports: dict[str, int] = host.state.ports()
         self.feed_open()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
-                               span=self._gathered_span)
+                               span=self._gathered_span, wake=wake)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self._task = asyncio.create_task(self._metrics_loop(), name="kube-gateway-metrics")
@@ -128,7 +135,7 @@ class ClusterGateways(GatewayFeed):
         return self.gateway.metrics.prometheus() + counter(
             "cellplane_agent_access_lines_unshipped_total",
             "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
-            self.access_unshipped)
+            self.access_unshipped) + self.gauges()
 
     async def update(self, desired: DesiredState, seen: Observed, parked: Collection[str] = frozenset()) -> None:
         """The listeners of the desired state's environments opened (the others closed) and the route table
@@ -179,12 +186,15 @@ class ClusterGateways(GatewayFeed):
             self.ports[key] = next(i for i in range(len(taken) + 1) if i not in taken)
         return self.ports[key]
 
+    @property
+    def table(self) -> RouteTable | None:
+        """The route table the gateway serves (None before the first ``update``)."""
+        return self._table
+
     def wake_failed(self, deployment: str, reason: str) -> None:
         """No replica of ``deployment`` became ready: the requests the gateway holds for it are answered with
-        ``reason`` (the activator's ``wake_failed``, where the gateway has one)."""
-        fail = getattr(self.gateway, "wake_failed", None)
-        if fail is not None:
-            fail(deployment, reason)
+        ``reason`` (the activator's ``wake_failed``)."""
+        self.gateway.wake_failed(deployment, reason)
 
     def port(self, kind: str, environment: str) -> int | None:
         """The port a listener listens on (None: not open)."""
@@ -195,7 +205,7 @@ class ClusterGateways(GatewayFeed):
         while True:
             await asyncio.sleep(max(0.0, self._window[1] + interval - time.monotonic()))
             try:
-                self._http_window()
+                self.window_closed(*self._http_window())
             except Exception:  # a window lost is not worth stopping the metrics for
                 log.exception("the gateway's metrics window failed")
                 await asyncio.sleep(interval)

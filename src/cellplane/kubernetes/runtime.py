@@ -28,7 +28,10 @@ A deployment with ``scaling`` has a HorizontalPodAutoscaler for 1..N (``autoscal
 ``scale(deployment, replicas, reason)`` sets its Deployment's ``/scale`` subresource, says it in the deployment's
 system log and keeps the reason for its report until the HPA sets another count; to 0, the deployment leaves the
 gateway's routes first (``parked``). ``wake(deployment)`` (the gateway's activator holds a request for it) scales
-it to 1 and watches its pods closely until one is ready, then routes it (``wakeups``). Each observation pass puts a
+it to 1 and watches its pods closely until one is ready, then routes it (``wakeups``); the gateway calls it
+(``Gateway(wake=...)``). Every ``scaler.TICK`` the gateway's demand feeds ``scaler``: a deployment idle past its
+period goes to zero, and the HPA's gauges on the agent's Prometheus endpoint follow the load.
+Each observation pass puts a
 Deployment found at 0 that may not be there (``minReplicas`` above 0, or no gateway of the agent's to wake it:
 nothing else would, an HPA does nothing while its target is at 0) back to ``max(minReplicas, 1)``.
 
@@ -47,8 +50,16 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
+from pydantic import ValidationError
 
-from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState, GatewayReport, LogLineSent
+from cellplane.contract import (
+    DeploymentReport,
+    DesiredDeployment,
+    DesiredState,
+    GatewayReport,
+    LogLineSent,
+    MetricPointSent,
+)
 from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.settings import AgentSettings
 from cellplane.kubernetes import autoscaling, names, prune
@@ -62,6 +73,7 @@ from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.opener import KeyOpener
 from cellplane.kubernetes.podlogs import LastLines, LogFollower
 from cellplane.kubernetes.render import Key, Rendering, inventory, render
+from cellplane.kubernetes.scaler import TICK, ClusterScaler
 from cellplane.kubernetes.wakeups import Wakeups
 
 log = logging.getLogger("cellplane.dataplane")
@@ -104,6 +116,7 @@ class KubernetesRuntime:
         self.pruned = 0
         self.decisions: dict[str, autoscaling.Decision] = {}  # deployment id -> the agent's last /scale, and why
         self.parked: set[str] = set()  # deployments scaled to zero by the agent: routed to nothing until woken
+        self.scaler = ClusterScaler()
         self.gateways = (ClusterGateways(settings, self.kube.gateways, self.layout)
                          if self.kube.gateways is not None else None)
 
@@ -124,9 +137,12 @@ class KubernetesRuntime:
                                functools.partial(self.scale, route=False), self._routed, self._wake_failed,
                                self.system_line)
         self._next_drift = 0.0  # the first apply reads everything back: what a predecessor left, what drifted
-        if self.gateways is not None:
-            await self.gateways.start(host)
         self._tasks = [asyncio.create_task(self._observe_loop(), name="kube-observe")]
+        if self.gateways is not None:
+            await self.gateways.start(host, wake=self.wake)
+            self.gateways.gauges = lambda: self.scaler.prometheus(self.desired, time.monotonic())
+            self.gateways.window_closed = self._scaling_points
+            self._tasks.append(asyncio.create_task(self._scale_loop(), name="kube-scaler"))
 
     async def apply(self, desired: DesiredState) -> None:
         self.desired = desired
@@ -313,7 +329,65 @@ class KubernetesRuntime:
         decision = self.decisions.get(d.id)
         at_zero = ((decision is not None and decision.replicas == 0) or d.id in self.parked
                    or (live is not None and (live.get("spec") or {}).get("replicas") == 0))
+        self.scaler.woke(d.id, time.monotonic())
         self.wakeups.wake(self.desired.organization, d, at_zero)
+
+    def _count(self, d: DesiredDeployment) -> int | None:
+        """A deployment's replica count as the agent knows it: 0 once it scaled it to zero, else the Deployment's
+        as last observed (None: not observed yet)."""
+        decision = self.decisions.get(d.id)
+        if d.id in self.parked or (decision is not None and decision.replicas == 0):
+            return 0
+        if self.desired is None:
+            return None
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        live = self.observed.deployments.get((namespace, names.workload(d.component, d.version)))
+        return None if live is None else int((live.get("spec") or {}).get("replicas", 1))
+
+    async def scale_tick(self) -> None:
+        """One look at the gateway's demand (``scaler``): a deployment idle past its period goes to zero."""
+        desired = self.desired
+        if desired is None or self.gateways is None:
+            return
+        demand = self.gateways.gateway.demand()
+        for d, decision in self.scaler.tick(desired, demand, time.monotonic(), self._count):
+            if self.wakeups.under_way(d.id) or self.desired is not desired:
+                continue
+            try:
+                await self.scale(d.id, 0, decision.reason)
+            except Exception as e:  # (said; tried again at the next tick)
+                log.warning("cannot scale %s to zero: %s", d.id, message(e))
+
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                await self.scale_tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one tick lost is not worth stopping the scaler for
+                log.exception("the scaler's tick failed")
+
+    def _scaling_points(self, at: str, seconds: float) -> None:
+        """One "scaling" metric point per autoscaled deployment for the metrics window that just closed: its
+        pods, its count, the cold starts of the window."""
+        desired = self.desired
+        cold = self.scaler.take_cold()
+        if desired is None:
+            return
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d):
+                continue
+            pods = [p for p in self.observed.pods_of(desired.organization, d)
+                    if not p["metadata"].get("deletionTimestamp")]
+            count, cold_seconds = cold.get(d.id, (0, 0.0))
+            try:
+                self.host.metric(MetricPointSent(
+                    kind="scaling", environment=d.environment, project=d.project, component=d.component, at=at,
+                    seconds=max(seconds, 0.001), replicas=len(pods), desiredReplicas=self._count(d) or 0,
+                    coldStarts=count, coldStartSeconds=round(cold_seconds, 3)))
+            except ValidationError as e:
+                log.warning("a scaling point of %s was refused: %s", d.id, e)
 
     async def _routed(self, d: DesiredDeployment, pods: list[dict[str, Any]]) -> None:
         """A woken deployment has a ready pod: its pods into the observation, out of ``parked``, and the route
