@@ -3,7 +3,8 @@
 
 ``render``/``render_state`` turn a ``contract.DesiredState`` into plain dicts (``names``: the names and labels;
 ``config``: environment, files, secrets and connections; ``workloads``: Deployments, CronJobs, Jobs;
-``network``: Services and NetworkPolicies; ``routes``: Gateway API objects; ``layout``: the cluster-wide names they
+``network``: Services and NetworkPolicies; ``routes``: Gateway API objects; ``autoscaling``: the
+HorizontalPodAutoscaler of a deployment with ``scaling`` and its report; ``layout``: the cluster-wide names they
 point at; ``opener``: what opens sealed values). ``runtime.KubernetesRuntime``, the agent's second ``Runtime``,
 applies them: ``client`` (lightkube, generic resources), ``apply`` (server-side apply of what changed), ``prune``
 (what is live and what goes), ``observe`` and ``health`` (status), ``jobs`` (task runs), ``podlogs`` (logs).

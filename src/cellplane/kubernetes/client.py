@@ -18,10 +18,12 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.types import PatchType
 
 from cellplane.errors import CellplaneError
 
-MANAGER = "cellplane"  # the one field manager of every server-side apply
+MANAGER = "cellplane"  # the one field manager of every server-side apply of a rendered object
+SCALE_MANAGER = "cellplane-scale"  # and of the agent's replica counts written through a Deployment's /scale
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 # (apiVersion, kind) -> (plural, namespaced): the kinds the renderer makes, and the ones the agent reads
@@ -52,6 +54,18 @@ def resource(api_version: str, kind: str) -> Any:
         make = create_namespaced_resource if namespaced else create_global_resource
         cls = _CLASSES[key] = make(group, version, kind, plural)
     return cls
+
+
+async def scale(client: AsyncClient, namespace: str, name: str, replicas: int) -> None:
+    """Set a Deployment's replica count through its ``/scale`` subresource: a server-side apply of the ``Scale``
+    under its own field manager (``SCALE_MANAGER``), forced. Only the count changes, and that manager owns it even
+    when the value does not change (an update that changes nothing takes no ownership; an apply does): the
+    Deployment the agent renders for an autoscaled deployment has no ``replicas``, and when the agent's apply
+    stops sending them, they stay as long as another manager owns them (``runtime``'s hand-over)."""
+    body = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas}}
+    await client.patch(resource("apps/v1", "Deployment").Scale, name, body, namespace=namespace,
+                       patch_type=PatchType.APPLY, field_manager=SCALE_MANAGER, force=True)
 
 
 def load_config(kubeconfig: Path | None) -> KubeConfig:

@@ -12,12 +12,15 @@ gateway Services target (``install``); others take the next free pair, kept in t
 
 The route table is built from the desired state and the last observation: every HTTP endpoint of a service is
 routed (its visibility as on the local data plane), to one upstream, the endpoint's Service in its cell namespace
-(the Service balances over the ready pods), once at least one of the deployment's pods is ready; until then it is
+(the Service balances over the ready pods), once at least one of the deployment's pods is ready and not
+terminating (scaled to zero: the route is empty as soon as the last pod is being deleted); until then it is
 routed to nothing (the gateway's usual 503). Grants come from the desired state as the local runtime builds them.
 The upstream's address is the ``Resolver``'s, by default cluster DNS (``<service>.<namespace>.svc.<domain>``);
 tests give one that maps to servers on 127.0.0.1. With a ``metrics_port`` the agent's Prometheus endpoint serves
 the gateway's counters (its bearer token as on the local data plane; the install's probes connect to that port).
-Cost: a table rebuilt per apply and per observation pass (a pass over the deployments), swapped into the gateway
+A deployment whose ``scaling`` allows zero is routed with ``wake``: without a ready pod, the gateway's activator
+holds its requests and calls the runtime's ``wake`` (``start(wake=...)``) instead of answering 503. Cost: a table
+rebuilt per apply and per observation pass (a pass over the deployments), swapped into the gateway
 only when it changed.
 """
 
@@ -27,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from cellplane.contract import DesiredState
@@ -37,7 +40,7 @@ from cellplane.dataplane.settings import AgentSettings
 from cellplane.dataplane.telemetry import MetricsEndpoint, counter
 from cellplane.gateway.routes import Backend, Grant, ListenerKind, ListenerSpec, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
-from cellplane.kubernetes import health, names
+from cellplane.kubernetes import autoscaling, health, names
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.workloads import HTTP_TYPES, TASK_TYPES
@@ -71,15 +74,21 @@ def grants(desired: DesiredState) -> tuple[Grant, ...]:
                        (g.target.project, g.target.component, g.target.endpoint)) for g in desired.grants)
 
 
-def route_table(desired: DesiredState, seen: Observed, resolve: Resolver) -> RouteTable:
+def route_table(desired: DesiredState, seen: Observed, resolve: Resolver,
+                parked: Collection[str] = frozenset()) -> RouteTable:
     """Every service's HTTP endpoints, each to its Service once a pod of the deployment is ready (see the module's
-    docstring); an endpoint whose base path repeats an earlier one's is not routed, as on the local data plane."""
+    docstring); an endpoint whose base path repeats an earlier one's is not routed, as on the local data plane.
+    ``parked``: deployments being scaled to zero, routed to nothing whatever their pods say (a request is held and
+    wakes them rather than reaching a Service whose pods go)."""
     backends = []
     for d in desired.deployments:
         if d.type in TASK_TYPES:
             continue
-        ready = any(health.pod_ready(p) for p in seen.pods_of(desired.organization, d))
+        # (a pod being deleted has left the Service's endpoints)
+        ready = d.id not in parked and any(health.pod_ready(p) and not p["metadata"].get("deletionTimestamp")
+                                           for p in seen.pods_of(desired.organization, d))
         namespace = names.namespace(desired.organization, d.project, d.environment)
+        wakes = autoscaling.autoscaled(d) and d.scaling is not None and d.scaling.minReplicas == 0
         paths: set[str] = set()
         for ep in d.endpoints:
             if ep.type not in HTTP_TYPES or ep.basePath in paths:
@@ -87,7 +96,7 @@ def route_table(desired: DesiredState, seen: Observed, resolve: Resolver) -> Rou
             paths.add(ep.basePath)
             ups = (resolve(names.service(d.component, d.version, ep.name), namespace, int(ep.port)),) if ready else ()
             backends.append(Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
-                                    frozenset(ep.visibility or ["Project"]), ups))
+                                    frozenset(ep.visibility or ["Project"]), ups, d.id, wakes))
     return RouteTable(tuple(backends), grants(desired))
 
 
@@ -102,14 +111,18 @@ class ClusterGateways(GatewayFeed):
         self._table: RouteTable | None = None
         self._task: asyncio.Task[None] | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
+        self.gauges: Callable[[], str] = str  # more for the Prometheus endpoint (the scaler's, for the HPA)
+        self.window_closed: Callable[[str, float], None] = lambda at, seconds: None  # a metrics window's end
         self.feed_init(settings)
 
-    async def start(self, host: RuntimeHost) -> None:
+    async def start(self, host: RuntimeHost, wake: Callable[[str], None] | None = None) -> None:
+        """Listen (the listeners open with the first ``update``); ``wake`` is the activator's: called with a
+        deployment id when a request is held for a deployment at zero (``KubernetesRuntime.wake``)."""
         self.host = host
         self.ports: dict[str, int] = host.state.ports()
         self.feed_open()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
-                               span=self._gathered_span)
+                               span=self._gathered_span, wake=wake)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self._task = asyncio.create_task(self._metrics_loop(), name="kube-gateway-metrics")
@@ -122,12 +135,12 @@ class ClusterGateways(GatewayFeed):
         return self.gateway.metrics.prometheus() + counter(
             "cellplane_agent_access_lines_unshipped_total",
             "Access-log lines of routed requests not sent to the control plane (over the rate limit).",
-            self.access_unshipped)
+            self.access_unshipped) + self.gauges()
 
-    async def update(self, desired: DesiredState, seen: Observed) -> None:
+    async def update(self, desired: DesiredState, seen: Observed, parked: Collection[str] = frozenset()) -> None:
         """The listeners of the desired state's environments opened (the others closed) and the route table
         swapped in when it changed. Routed before a listener opens, as the local runtime does."""
-        table = route_table(desired, seen, self.resolve)
+        table = route_table(desired, seen, self.resolve, parked)
         if table != self._table:
             self._table = table
             self.gateway.update(table)
@@ -173,6 +186,16 @@ class ClusterGateways(GatewayFeed):
             self.ports[key] = next(i for i in range(len(taken) + 1) if i not in taken)
         return self.ports[key]
 
+    @property
+    def table(self) -> RouteTable | None:
+        """The route table the gateway serves (None before the first ``update``)."""
+        return self._table
+
+    def wake_failed(self, deployment: str, reason: str) -> None:
+        """No replica of ``deployment`` became ready: the requests the gateway holds for it are answered with
+        ``reason`` (the activator's ``wake_failed``)."""
+        self.gateway.wake_failed(deployment, reason)
+
     def port(self, kind: str, environment: str) -> int | None:
         """The port a listener listens on (None: not open)."""
         return self.gateway.listeners().get(f"{kind}/{environment}")
@@ -182,7 +205,7 @@ class ClusterGateways(GatewayFeed):
         while True:
             await asyncio.sleep(max(0.0, self._window[1] + interval - time.monotonic()))
             try:
-                self._http_window()
+                self.window_closed(*self._http_window())
             except Exception:  # a window lost is not worth stopping the metrics for
                 log.exception("the gateway's metrics window failed")
                 await asyncio.sleep(interval)

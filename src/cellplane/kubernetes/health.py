@@ -10,8 +10,9 @@ the local data plane already uses (``contract.wire.ReportedState``):
   ``CreateContainerConfigError``/``CreateContainerError``), cannot be scheduled (``PodScheduled`` False,
   ``Unschedulable``), failed, or the Deployment's ``Progressing`` condition says ``ProgressDeadlineExceeded``;
 - ``degraded``: some replicas ready, not all (or one of them in trouble while others serve);
+- ``scaled-to-zero``: a deployment whose ``scaling`` allows zero (``minReplicas`` 0) at 0 replicas;
 - ``blocked``, ``scheduled``, ``idle``: as on the local data plane (a blocked deployment, a scheduled task, a
-  manual one).
+  manual one; ``idle`` also a Deployment at 0 replicas that is not allowed to be scaled to zero).
 
 A pod's replica report (``ReplicaReport``) has its index among the current release's pods (by name), its state
 (``ready``, ``starting``, ``crash-loop``, ``failed``), its container restarts and its reason; no pid and no port
@@ -149,6 +150,8 @@ def service_report(d: DesiredDeployment, live: dict[str, Any] | None, pods: list
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         return report("failed", f"not ready in time: {progressing.get('message') or ''}{keeps}")
     if wanted == 0:
+        if d.scaling is not None and d.scaling.minReplicas == 0:  # the agent's, after the idle period
+            return report("scaled-to-zero", "no replicas: the next request wakes one")
         return report("idle", "no replicas")
     if observed and updated >= wanted and available >= wanted and total == wanted and ready >= wanted:
         return report("ready", "")

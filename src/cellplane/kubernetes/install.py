@@ -53,6 +53,8 @@ RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("", ("pods",), ("list",)),  # health: a deployment's pods, their container states
     ("", ("pods/log",), ("get",)),  # the last log lines of a failing pod, log shipping
     ("apps", ("deployments",), tuple(_WRITE)),
+    ("apps", ("deployments/scale",), ("patch",)),  # scale to zero and wake (kubernetes/autoscaling.py)
+    ("autoscaling", ("horizontalpodautoscalers",), tuple(_WRITE)),
     ("batch", ("cronjobs", "jobs"), tuple(_WRITE)),
     ("networking.k8s.io", ("networkpolicies",), tuple(_WRITE)),
     ("gateway.networking.k8s.io", ("gateways", "httproutes"), tuple(_WRITE)),

@@ -1,9 +1,10 @@
 """One observation of a data plane's workloads, and the status report made of it.
 
-``observe`` lists, per cell namespace, the Deployments, pods and Jobs labelled as this data plane's (three list
-requests per namespace, all at once) and sorts the pods: a Job's by its Job (``batch.kubernetes.io/job-name``), a
-service's by its selector's ``app.kubernetes.io/instance``. ``reports`` maps them, with what the apply said
-(blocked and refused deployments, the CronJobs applied), onto the contract's ``DeploymentReport``s (``health``).
+``observe`` lists, per cell namespace, the Deployments, HorizontalPodAutoscalers, pods and Jobs labelled as this
+data plane's (four list requests per namespace, all at once) and sorts the pods: a Job's by its Job
+(``batch.kubernetes.io/job-name``), a service's by its selector's ``app.kubernetes.io/instance``. ``reports`` maps
+them, with what the apply said (blocked and refused deployments, the CronJobs applied), onto the contract's
+``DeploymentReport``s (``health``; an autoscaled deployment's ``scaling`` from ``autoscaling``).
 Cost, measured for 500 services on the busy 2-core test machine: about 1 s, mostly decoding the lists' JSON (the
 API server sends every object whole, ``managedFields`` included).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from lightkube import AsyncClient
 
 from cellplane.contract import DeploymentReport, DesiredDeployment, DesiredState
-from cellplane.kubernetes import health, names
+from cellplane.kubernetes import autoscaling, health, names
 from cellplane.kubernetes.prune import list_kind
 from cellplane.kubernetes.render import Key
 from cellplane.kubernetes.workloads import TASK_TYPES
@@ -32,6 +33,7 @@ class Observed:
     """One observation pass's live objects."""
 
     deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (namespace, name) -> obj
+    hpas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (namespace, name) -> obj
     pods: dict[tuple[str, str], Pods] = field(default_factory=dict)  # (namespace, instance label) -> pods
     jobs: list[dict[str, Any]] = field(default_factory=list)
     job_pods: dict[tuple[str, str], Pods] = field(default_factory=dict)  # (namespace, Job name) -> pods
@@ -52,11 +54,14 @@ async def observe(client: AsyncClient, labels: dict[str, str], namespaces: list[
     lists = await asyncio.gather(*(asyncio.gather(
         list_kind(client, "apps/v1", "Deployment", labels, ns),
         list_kind(client, "v1", "Pod", labels, ns),
-        list_kind(client, "batch/v1", "Job", labels, ns)) for ns in namespaces))
+        list_kind(client, "batch/v1", "Job", labels, ns),
+        list_kind(client, autoscaling.API_VERSION, autoscaling.KIND, labels, ns)) for ns in namespaces))
     seen = Observed()
-    for deployments, pods, jobs in lists:
+    for deployments, pods, jobs, hpas in lists:
         for obj in deployments:
             seen.deployments[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        for obj in hpas:
+            seen.hpas[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
         for pod in pods:
             meta = pod["metadata"]
             pod_labels = meta.get("labels") or {}
@@ -86,8 +91,12 @@ def failing_pods(desired: DesiredState, seen: Observed) -> Pods:
 
 
 def reports(desired: DesiredState, seen: Observed, *, blocked: dict[str, str], errors: dict[str, str],
-            applied: Container[Key], last_lines: dict[str, str]) -> list[DeploymentReport]:
-    """Every deployment's report (``last_lines``: pod name -> its container's last lines)."""
+            applied: Container[Key], last_lines: dict[str, str],
+            decisions: dict[str, autoscaling.Decision] | None = None, wakes: bool = False) -> list[DeploymentReport]:
+    """Every deployment's report (``last_lines``: pod name -> its container's last lines); an autoscaled one's with
+    its ``scaling`` (``autoscaling.scaling_report``: ``decisions`` are the agent's own by deployment id, ``wakes``
+    whether it serves the gateways that wake a deployment at zero)."""
+    decisions = decisions or {}
     out = []
     for d in desired.deployments:
         namespace = names.namespace(desired.organization, d.project, d.environment)
@@ -97,6 +106,11 @@ def reports(desired: DesiredState, seen: Observed, *, blocked: dict[str, str], e
             out.append(health.task_report(d, {} if cron else None, blocked=blocked.get(d.id), error=errors.get(d.id)))
             continue
         pods = seen.pods_of(desired.organization, d)
-        out.append(health.service_report(d, seen.deployments.get((namespace, name)), pods, blocked=blocked.get(d.id),
-                                         error=errors.get(d.id), last_lines=last_lines))
+        live = seen.deployments.get((namespace, name))
+        report = health.service_report(d, live, pods, blocked=blocked.get(d.id), error=errors.get(d.id),
+                                       last_lines=last_lines)
+        if autoscaling.autoscaled(d):
+            report.scaling = autoscaling.scaling_report(d, live, pods, seen.hpas.get((namespace, name)),
+                                                        decisions.get(d.id), wakes=wakes)
+        out.append(report)
     return out

@@ -15,7 +15,7 @@ is never read, so never touched: the agent only prunes what it made.
   control plane serves only queued runs), and it must run to its end; ``ttlSecondsAfterFinished`` removes it.
 
 ``delete`` removes them with ``propagationPolicy: Background`` (the garbage collector takes their pods), namespaces
-last (a namespace's deletion takes what is left in it). Cost: one list request per kind per namespace (10 kinds),
+last (a namespace's deletion takes what is left in it). Cost: one list request per kind per namespace (11 kinds),
 one delete per pruned object.
 """
 
@@ -35,7 +35,8 @@ from cellplane.kubernetes.render import ORDER, Key
 # the namespaced kinds the renderer makes, with their apiVersion, in apply order
 NAMESPACED: tuple[tuple[str, str], ...] = (
     ("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"),
-    ("apps/v1", "Deployment"), ("batch/v1", "CronJob"), ("batch/v1", "Job"),
+    ("apps/v1", "Deployment"), ("autoscaling/v2", "HorizontalPodAutoscaler"), ("batch/v1", "CronJob"),
+    ("batch/v1", "Job"),
     ("gateway.networking.k8s.io/v1", "Gateway"), ("gateway.networking.k8s.io/v1", "HTTPRoute"))
 
 

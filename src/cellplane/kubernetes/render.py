@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellplane.contract import DesiredDeployment, DesiredState, DesiredTarget
-from cellplane.kubernetes import names, network, routes, workloads
+from cellplane.kubernetes import autoscaling, names, network, routes, workloads
 from cellplane.kubernetes.config import Blocked, Configuration, PortOf, configuration
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.opener import Opener
 
-ORDER = ("Namespace", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Deployment", "CronJob", "Job", "Gateway",
-         "HTTPRoute")
+ORDER = ("Namespace", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Deployment", "HorizontalPodAutoscaler",
+         "CronJob", "Job", "Gateway", "HTTPRoute")
 POD_SECURITY = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
 Key = tuple[str, str, str, str]
 
@@ -82,8 +82,10 @@ def _config_objects(d: DesiredDeployment, namespace: str, config: Configuration,
 
 
 def render_deployment(state: DesiredState, d: DesiredDeployment, opener: Opener, layout: ClusterLayout,
-                      *, autoscaled: bool = False, targets: _Targets | None = None) -> list[dict[str, Any]]:
-    """The objects of one deployment and of its manual runs in ``state`` (not its cell's). Raises ``Blocked``."""
+                      *, autoscaled: bool | None = None, targets: _Targets | None = None) -> list[dict[str, Any]]:
+    """The objects of one deployment and of its manual runs in ``state`` (not its cell's). Raises ``Blocked``.
+    ``autoscaled`` (None: whether the deployment has ``scaling``): its Deployment without ``replicas``; with
+    ``scaling``, a HorizontalPodAutoscaler beside it (``autoscaling``)."""
     if d.blocked:
         raise Blocked(d.blocked)
     targets = targets or _Targets(state)
@@ -97,7 +99,11 @@ def render_deployment(state: DesiredState, d: DesiredDeployment, opener: Opener,
     if d.type == "scheduled-task":
         out.append(workloads.cron_job(d, namespace, config, labels))
     elif d.type != "manual-task":
-        out.append(workloads.deployment(d, namespace, config, labels, autoscaled=autoscaled))
+        scaled = autoscaling.autoscaled(d)
+        out.append(workloads.deployment(d, namespace, config, labels,
+                                        autoscaled=scaled if autoscaled is None else autoscaled))
+        if scaled:
+            out.append(autoscaling.hpa(d, namespace, labels))
         out += network.services(d, namespace, labels)
         out += routes.http_routes(d, labels, layout)
     policy = network.deployment_policy(d, state.organization, namespace, labels, layout, port_of)

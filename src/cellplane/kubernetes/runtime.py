@@ -24,6 +24,17 @@ base URLs under which the cluster's Gateway or load balancer exposes the data pl
 given, the gateway Services' in-cluster URLs when the agent serves the gateways itself (``--serve-gateways``:
 ``gateways``, whose route table each apply and observation pass updates), else none.
 
+A deployment with ``scaling`` has a HorizontalPodAutoscaler for 1..N (``autoscaling``); 0 <-> 1 is the agent's:
+``scale(deployment, replicas, reason)`` sets its Deployment's ``/scale`` subresource, says it in the deployment's
+system log and keeps the reason for its report until the HPA sets another count; to 0, the deployment leaves the
+gateway's routes first (``parked``). ``wake(deployment)`` (the gateway's activator holds a request for it) scales
+it to 1 and watches its pods closely until one is ready, then routes it (``wakeups``); the gateway calls it
+(``Gateway(wake=...)``). Every ``scaler.TICK`` the gateway's demand feeds ``scaler``: a deployment idle past its
+period goes to zero, and the HPA's gauges on the agent's Prometheus endpoint follow the load.
+Each observation pass puts a
+Deployment found at 0 that may not be there (``minReplicas`` above 0, or no gateway of the agent's to wake it:
+nothing else would, an HPA does nothing while its target is at 0) back to ``max(minReplicas, 1)``.
+
 ``stop`` ends the agent's own work only: the cluster keeps running the workloads without it.
 """
 
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,21 +50,31 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
+from pydantic import ValidationError
 
-from cellplane.contract import DeploymentReport, DesiredState, GatewayReport
+from cellplane.contract import (
+    DeploymentReport,
+    DesiredDeployment,
+    DesiredState,
+    GatewayReport,
+    LogLineSent,
+    MetricPointSent,
+)
 from cellplane.dataplane.runtimes.base import RuntimeHost, RuntimeStatus
 from cellplane.dataplane.settings import AgentSettings
-from cellplane.kubernetes import names, prune
+from cellplane.kubernetes import autoscaling, names, prune
 from cellplane.kubernetes import observe as observation
 from cellplane.kubernetes.apply import Applier, key_of
-from cellplane.kubernetes.client import check, connect, message, resource
+from cellplane.kubernetes.client import MANAGER, check, connect, message, resource, scale
 from cellplane.kubernetes.gateways import ClusterGateways, ServeGateways
-from cellplane.kubernetes.jobs import Runs
+from cellplane.kubernetes.jobs import Runs, now_iso
 from cellplane.kubernetes.layout import ClusterLayout
 from cellplane.kubernetes.observe import Observed
 from cellplane.kubernetes.opener import KeyOpener
 from cellplane.kubernetes.podlogs import LastLines, LogFollower
 from cellplane.kubernetes.render import Key, Rendering, inventory, render
+from cellplane.kubernetes.scaler import TICK, ClusterScaler
+from cellplane.kubernetes.wakeups import Wakeups
 
 log = logging.getLogger("cellplane.dataplane")
 RETRY = 5.0  # seconds before a failed apply is tried again
@@ -92,6 +114,9 @@ class KubernetesRuntime:
         self._said_unreachable = False
         self.drift_passes = 0
         self.pruned = 0
+        self.decisions: dict[str, autoscaling.Decision] = {}  # deployment id -> the agent's last /scale, and why
+        self.parked: set[str] = set()  # deployments scaled to zero by the agent: routed to nothing until woken
+        self.scaler = ClusterScaler()
         self.gateways = (ClusterGateways(settings, self.kube.gateways, self.layout)
                          if self.kube.gateways is not None else None)
 
@@ -108,15 +133,21 @@ class KubernetesRuntime:
         self.runs = Runs(host)
         self.logs = LogFollower(self.client, host.state.root, host.log)
         self.last_lines = LastLines(self.logs, host.changed)
+        self.wakeups = Wakeups(self.client, lambda: self._labels(self.desired) if self.desired else {},
+                               functools.partial(self.scale, route=False), self._routed, self._wake_failed,
+                               self.system_line)
         self._next_drift = 0.0  # the first apply reads everything back: what a predecessor left, what drifted
-        if self.gateways is not None:
-            await self.gateways.start(host)
         self._tasks = [asyncio.create_task(self._observe_loop(), name="kube-observe")]
+        if self.gateways is not None:
+            await self.gateways.start(host, wake=self.wake)
+            self.gateways.gauges = lambda: self.scaler.prometheus(self.desired, time.monotonic())
+            self.gateways.window_closed = self._scaling_points
+            self._tasks.append(asyncio.create_task(self._scale_loop(), name="kube-scaler"))
 
     async def apply(self, desired: DesiredState) -> None:
         self.desired = desired
         if self.gateways is not None:  # what is gone leaves the route table before its objects are pruned
-            await self.gateways.update(desired, self.observed)
+            await self.gateways.update(desired, self.observed, self.parked)
         rendering = render(desired, self.opener, self.layout)
         objects = self.runs.to_apply(desired, rendering.objects)
         self.rendering = rendering
@@ -166,6 +197,7 @@ class KubernetesRuntime:
                 if namespace in foreign:
                     errors[d.id] = (f"the namespace {namespace} exists and is not this data plane's (it has no "
                                     f"{names.DATA_PLANE} label): remove or rename it")
+        await self._hand_over_replicas(todo, before, live)
         result = await self.applier.apply(todo, only_changed=False)
         if result.unreachable:
             self._unreachable(result.unreachable)
@@ -177,6 +209,7 @@ class KubernetesRuntime:
         for key, why in failed_deletes.items():
             log.warning("cannot delete %s %s/%s: %s", key[1], key[2], key[3], why)
         self.runs.not_created(desired, {**refused, **result.unsent, **result.failed})
+        await self._start_new_releases(desired, before, result.written)
         errors.pop("", None)
         self.errors = errors
         if result.failed or failed_deletes or foreign:
@@ -195,6 +228,8 @@ class KubernetesRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if hasattr(self, "wakeups"):
+            await self.wakeups.close()
         if hasattr(self, "logs"):
             await self.last_lines.close()
             await self.logs.close()
@@ -255,6 +290,202 @@ class KubernetesRuntime:
             self._said_unreachable = True
         self.host.reconcile_later(RETRY)
 
+    # -- scaling -----------------------------------------------------------------------------------------------
+
+    def deployment(self, deployment: str) -> DesiredDeployment | None:
+        """The desired deployment with this id, if it is in the desired state."""
+        return next((d for d in self.desired.deployments if d.id == deployment), None) if self.desired else None
+
+    async def scale(self, deployment: str, replicas: int, reason: str, *, route: bool = True) -> None:
+        """Set an autoscaled deployment's replica count through its Deployment's ``/scale`` (the agent's 0 <-> 1;
+        see the module's docstring), said in its system log. To 0 it leaves the routes first; above 0 it is routed
+        again once a pod is ready (``route``; a wake-up routes it itself, from the pods it watched). Raises the API
+        server's error (``ApiError``)."""
+        d = self.deployment(deployment)
+        if d is None or self.desired is None or not autoscaling.autoscaled(d):
+            raise ValueError(f"{deployment} is not an autoscaled deployment of the desired state")
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        if replicas == 0:  # out of the routes first: a request from now on is held and wakes it
+            self.parked.add(d.id)
+            if self.gateways is not None:
+                await self.gateways.update(self.desired, self.observed, self.parked)
+        await scale(self.client, namespace, names.workload(d.component, d.version), replicas)
+        if replicas > 0 and route:
+            self.parked.discard(d.id)
+        self.decisions[d.id] = autoscaling.Decision(replicas, reason)
+        count = "zero" if replicas == 0 else f"{replicas} replica{'s' if replicas > 1 else ''}"
+        self.system_line(d, f"scaled to {count}: {reason}")
+        self.host.changed()
+
+    def wake(self, deployment: str) -> None:
+        """The gateway holds a request for ``deployment``, which has no ready replica: wake it (``wakeups``; its
+        count goes to 1 when it is at zero). Called on the agent's loop; a no-op for a deployment that is not
+        autoscaled to zero, or while a wake-up of it is under way."""
+        d = self.deployment(deployment)
+        if d is None or self.desired is None or not autoscaling.autoscaled(d) or d.scaling is None:
+            return
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        live = self.observed.deployments.get((namespace, names.workload(d.component, d.version)))
+        decision = self.decisions.get(d.id)
+        at_zero = ((decision is not None and decision.replicas == 0) or d.id in self.parked
+                   or (live is not None and (live.get("spec") or {}).get("replicas") == 0))
+        self.scaler.woke(d.id, time.monotonic())
+        self.wakeups.wake(self.desired.organization, d, at_zero)
+
+    def _count(self, d: DesiredDeployment) -> int | None:
+        """A deployment's replica count as the agent knows it: 0 once it scaled it to zero, else the Deployment's
+        as last observed (None: not observed yet)."""
+        decision = self.decisions.get(d.id)
+        if d.id in self.parked or (decision is not None and decision.replicas == 0):
+            return 0
+        if self.desired is None:
+            return None
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        live = self.observed.deployments.get((namespace, names.workload(d.component, d.version)))
+        return None if live is None else int((live.get("spec") or {}).get("replicas", 1))
+
+    async def scale_tick(self) -> None:
+        """One look at the gateway's demand (``scaler``): a deployment idle past its period goes to zero."""
+        desired = self.desired
+        if desired is None or self.gateways is None:
+            return
+        demand = self.gateways.gateway.demand()
+        for d, decision in self.scaler.tick(desired, demand, time.monotonic(), self._count):
+            if self.wakeups.under_way(d.id) or self.desired is not desired:
+                continue
+            try:
+                await self.scale(d.id, 0, decision.reason)
+            except Exception as e:  # (said; tried again at the next tick)
+                log.warning("cannot scale %s to zero: %s", d.id, message(e))
+
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                await self.scale_tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one tick lost is not worth stopping the scaler for
+                log.exception("the scaler's tick failed")
+
+    def _scaling_points(self, at: str, seconds: float) -> None:
+        """One "scaling" metric point per autoscaled deployment for the metrics window that just closed: its
+        pods, its count, the cold starts of the window."""
+        desired = self.desired
+        cold = self.scaler.take_cold()
+        if desired is None:
+            return
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d):
+                continue
+            pods = [p for p in self.observed.pods_of(desired.organization, d)
+                    if not p["metadata"].get("deletionTimestamp")]
+            count, cold_seconds = cold.get(d.id, (0, 0.0))
+            try:
+                self.host.metric(MetricPointSent(
+                    kind="scaling", environment=d.environment, project=d.project, component=d.component, at=at,
+                    seconds=max(seconds, 0.001), replicas=len(pods), desiredReplicas=self._count(d) or 0,
+                    coldStarts=count, coldStartSeconds=round(cold_seconds, 3)))
+            except ValidationError as e:
+                log.warning("a scaling point of %s was refused: %s", d.id, e)
+
+    async def _routed(self, d: DesiredDeployment, pods: list[dict[str, Any]]) -> None:
+        """A woken deployment has a ready pod: its pods into the observation, out of ``parked``, and the route
+        table updated at once (the held requests go on)."""
+        if self.desired is None:
+            return
+        namespace = names.namespace(self.desired.organization, d.project, d.environment)
+        self.observed.pods[(namespace, names.workload(d.component, d.version))] = pods
+        self.parked.discard(d.id)
+        if self.gateways is not None:
+            await self.gateways.update(self.desired, self.observed, self.parked)
+        self.host.changed()
+
+    def _wake_failed(self, d: DesiredDeployment, reason: str) -> None:
+        self.system_line(d, f"wake-up failed: {reason}")
+        if self.gateways is not None:
+            self.gateways.wake_failed(d.id, reason)
+
+    def system_line(self, d: DesiredDeployment, line: str) -> None:
+        """An event in the deployment's log (stream ``system``), as the local runtime writes them."""
+        self.host.log(LogLineSent(deployment=d.id, environment=d.environment, project=d.project,
+                                  component=d.component, replica=None, stream="system",
+                                  at=now_iso(), line=line))
+
+    async def _hand_over_replicas(self, todo: list[dict[str, Any]], before: dict[Key, dict[str, Any]],
+                                  live: dict[Key, dict[str, Any]] | None) -> None:
+        """Before a Deployment whose ``replicas`` the agent's apply owned is applied without them (its deployment
+        got ``scaling``), its count is written through ``/scale``: server-side apply would otherwise remove the
+        field its only owner no longer sends, and the API server would default it to 1 until the HPA scales back
+        (a service at 5 replicas dropping to 1). The ``/scale`` write's field manager (``client.SCALE_MANAGER``) keeps
+        owning the count until the HPA or the agent's next ``/scale`` changes it."""
+        for obj in todo:
+            if obj["kind"] != "Deployment" or "replicas" in obj["spec"]:
+                continue
+            key = key_of(obj)
+            namespace, name = key[2], key[3]
+            current = (live or {}).get(key) or self.observed.deployments.get((namespace, name))
+            if current is None or not _apply_owns_replicas(current):
+                continue
+            replicas = (before.get(key) or {}).get("spec", {}).get("replicas",
+                                                                   (current.get("spec") or {}).get("replicas", 1))
+            try:
+                await scale(self.client, namespace, name, int(replicas))
+            except Exception as e:  # (said; the apply goes on: the HPA scales back from the default)
+                log.warning("cannot hand the replicas of %s/%s over to its autoscaler: %s", namespace, name,
+                            message(e))
+
+    async def _start_new_releases(self, desired: DesiredState, before: dict[Key, dict[str, Any]],
+                                  written: list[Key]) -> None:
+        """A new release of a deployment at zero starts one replica, as a rollout on the local data plane does: the
+        deploy shows the release ready (or failing) now rather than at the first request; the idle period takes it
+        back to zero."""
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d):
+                continue
+            namespace = names.namespace(desired.organization, d.project, d.environment)
+            key: Key = ("apps/v1", "Deployment", namespace, names.workload(d.component, d.version))
+            previous = ((before.get(key) or {}).get("spec", {}).get("template", {}).get("metadata", {})
+                        .get("labels", {}).get(names.RELEASE))
+            if key not in written or previous in (None, names.label_value(d.release)):
+                continue
+            live = self.observed.deployments.get((namespace, key[3]))
+            decision = self.decisions.get(d.id)
+            if (decision is not None and decision.replicas == 0) or d.id in self.parked or (
+                    live is not None and (live.get("spec") or {}).get("replicas") == 0):
+                try:
+                    await self.scale(d.id, 1, f"release {d.release} deployed at zero: one replica started")
+                except Exception as e:  # (said; the next request wakes it)
+                    log.warning("cannot start the new release of %s: %s", d.id, message(e))
+
+    async def _keep_scale(self, desired: DesiredState, seen: Observed) -> None:
+        """After an observation: a Deployment at 0 that may not be there goes back to ``max(minReplicas, 1)``, and
+        a decision of the agent's that the HPA overrode is forgotten (the report then says the HPA's reason)."""
+        wakes = self.gateways is not None
+        ids = {d.id for d in desired.deployments}
+        self.parked &= ids
+        for gone in [k for k in self.decisions if k not in ids]:
+            del self.decisions[gone]
+        for d in desired.deployments:
+            if not autoscaling.autoscaled(d) or d.scaling is None:
+                self.decisions.pop(d.id, None)
+                self.parked.discard(d.id)
+                continue
+            namespace = names.namespace(desired.organization, d.project, d.environment)
+            live = seen.deployments.get((namespace, names.workload(d.component, d.version)))
+            if live is None:
+                continue
+            replicas = int((live.get("spec") or {}).get("replicas", 1))
+            decision = self.decisions.get(d.id)
+            if decision is not None and decision.replicas != replicas:
+                del self.decisions[d.id]
+            if replicas == 0 and (d.scaling.minReplicas > 0 or not wakes):
+                why = (f"minReplicas {d.scaling.minReplicas}" if d.scaling.minReplicas > 0 else autoscaling.NO_WAKE)
+                try:
+                    await self.scale(d.id, autoscaling.floor(d), why)
+                except Exception as e:  # (said; tried again at the next pass)
+                    log.warning("cannot scale %s back up: %s", d.id, message(e))
+
     # -- observing ---------------------------------------------------------------------------------------------
 
     async def _observe_loop(self) -> None:
@@ -282,7 +513,9 @@ class KubernetesRuntime:
         seen = await observation.observe(self.client, self._labels(desired), namespaces)
         self.observed = seen
         if self.gateways is not None and self.desired is desired:
-            await self.gateways.update(desired, seen)
+            await self.gateways.update(desired, seen, self.parked)
+        if self.desired is desired:
+            await self._keep_scale(desired, seen)
         self.last_lines.want(observation.failing_pods(desired, seen))
         self.runs.follow(desired, seen.jobs, seen.job_pods)
         if self.kube.follow_logs:
@@ -296,7 +529,8 @@ class KubernetesRuntime:
         if self.desired is None:
             return []
         return observation.reports(self.desired, self.observed, blocked=self.rendering.blocked, errors=self.errors,
-                               applied=self.applier.applied, last_lines=self.last_lines.by_pod())
+                               applied=self.applier.applied, last_lines=self.last_lines.by_pod(),
+                               decisions=self.decisions, wakes=self.gateways is not None)
 
     def _gateways(self) -> dict[str, GatewayReport]:
         """Every environment's gateway URLs: ``--external-url``/``--internal-url`` when given, else, when the agent
@@ -309,6 +543,14 @@ class KubernetesRuntime:
                     external=self.kube.external_url or (self.layout.gateway_base(env, "external") if serving else None),
                     internal=self.kube.internal_url or (self.layout.gateway_base(env, "internal") if serving else None))
                 for env in sorted(environments)}
+
+
+def _apply_owns_replicas(obj: dict[str, Any]) -> bool:
+    """Whether the agent's server-side apply owns a live object's ``spec.replicas`` (its managed fields)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == MANAGER and entry.get("operation") == "Apply":
+            return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    return False
 
 
 def runtime_factory(kube: KubernetesSettings) -> Any:
