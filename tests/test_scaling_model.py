@@ -75,6 +75,12 @@ def test_environment_overrides_merge_over_the_component_fields() -> None:
         "development": {"fixed": False, "maxReplicas": 2}}}})
     assert resolve(on_in_one, "development", False) == Resolved(0, 2, 10.0, None, 300.0, 30.0)
     assert resolve(on_in_one, "staging", False) is None
+    # an override that gives settings without saying fixed scales there: the environment's settings win
+    said_nothing = parsed({"endpoints": HTTP, "scaling": {"fixed": True, "environments": {
+        "staging": {"maxReplicas": 4}, "production": {"fixed": True, "maxReplicas": 4}}}})
+    assert resolve(said_nothing, "staging", False) == Resolved(0, 4, 10.0, None, 300.0, 30.0)
+    assert resolve(said_nothing, "production", True) is None
+    assert resolve(said_nothing, "development", False) is None
 
 
 def test_the_document_keeps_what_was_given_and_resolution_reads_it_back() -> None:

@@ -13,9 +13,10 @@ Resolution, for one environment:
   can wake (``wake_problem``) whose ``replicas`` is 1 scales between 0 and 1 with the defaults; anything else runs
   its fixed ``replicas``, as before scaling existed. So ``cellplane scale api --env development`` changes nothing
   in production;
-* some given: ``fixed: true`` turns scaling off there (the fixed ``replicas`` run); else the defaults fill the rest
-  (``minReplicas``: 0 outside production when the component can be woken, else 1; ``maxReplicas``: at least
-  ``minReplicas`` and 1; target 10 in flight per replica; idle 300 s; scale-down delay 30 s).
+* some given: ``fixed: true`` turns scaling off there (the fixed ``replicas`` run; an environment's override that
+  gives settings without ``fixed`` scales there, whatever the component's own ``fixed`` says); else the defaults
+  fill the rest (``minReplicas``: 0 outside production when the component can be woken, else 1; ``maxReplicas``:
+  at least ``minReplicas`` and 1; target 10 in flight per replica; idle 300 s; scale-down delay 30 s).
 """
 
 from __future__ import annotations
@@ -106,11 +107,16 @@ def wake_problem(spec: Mapping[str, Any]) -> str | None:
 
 
 def merged(spec: Mapping[str, Any], environment: str) -> dict[str, Any]:
-    """The scaling fields given for ``environment``: the component's, then the environment's override."""
+    """The scaling fields given for ``environment``: the component's, then the environment's override. An override
+    that gives settings but says nothing of ``fixed`` scales there even when the component says ``fixed: true``:
+    the environment's own settings win (``cellplane scale api --env staging --max 3`` autoscales in staging)."""
     scaling = spec.get("scaling") or {}
     override = (scaling.get("environments") or {}).get(environment) or {}
     out = {k: scaling[k] for k in FIELDS if scaling.get(k) is not None}
-    out.update({k: override[k] for k in FIELDS if override.get(k) is not None})
+    own = {k: override[k] for k in FIELDS if override.get(k) is not None}
+    if own and "fixed" not in own:
+        out.pop("fixed", None)
+    out.update(own)
     return out
 
 
