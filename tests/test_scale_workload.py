@@ -203,7 +203,8 @@ def test_a_replica_that_exits_before_it_is_ready_fails_the_wake_up_with_its_reas
         r = host.live()[0]
         r.exit_code, r.message = 3, "exited with 3 (last line: no DATABASE_URL); restarting in 0.5s"
         w.replica_changed()
-        assert host.failed == ["replica 0: exited with 3 (last line: no DATABASE_URL)"]
+        assert len(host.failed) == 1 and host.failed[0].startswith("replica 0: exited with 3 (last line: no "
+                                                                   "DATABASE_URL)")
         w.replica_changed()  # told once
         w.wake()  # a request held later fails at once too, without a second replica
         assert host.failed == ["replica 0: exited with 3 (last line: no DATABASE_URL)"] * 2
@@ -308,9 +309,29 @@ def test_a_wake_for_a_blocked_or_failing_deployment_fails_the_held_requests_at_o
                                          "idleSeconds": 5, "scaleDownDelaySeconds": 1})
         w = Workload(host, blocked)
         host.workload = w
-        w.apply(blocked)
-        w.wake()
-        assert host.failed == ["dependency ledger: sales/ledger is not deployed in development"] and not host.replicas
+        w.apply(blocked)  # requests held before it was blocked are failed as it becomes so
+        assert host.failed == ["dependency ledger: sales/ledger is not deployed in development"]
+        w.wake()  # and each later wake-up at once
+        assert host.failed == ["dependency ledger: sales/ledger is not deployed in development"] * 2
+        assert not host.replicas
         await w.stop()
 
     uvloop.run(main())
+
+
+def test_a_new_release_that_fails_while_the_deployment_is_at_zero_fails_the_held_requests_at_once(
+        tmp_path: Path) -> None:
+    async def body(host: Host, w: Workload, clock: Clock) -> None:
+        await w.scale_to(0, "idle for 5 s")
+        await until(lambda: not host.live(), lambda: f"not stopped: {host.log}")
+        w.apply(deployment(release="r2"))  # its one replica starts; the gateway holds requests meanwhile
+        await until(lambda: len(host.live("r2")) == 1, lambda: f"r2 not started: {host.log}")
+        w.wake()  # a rollout is under way: its replica serves the held requests once ready
+        assert host.failed == []
+        crashed = host.live("r2")[0]
+        crashed.state, crashed.message = "crash-loop", "exited with 3 (last line: no DATABASE_URL)"
+        await until(lambda: w.state == "crash-loop", lambda: f"the workload is {w.state}: {w.message}")
+        assert len(host.failed) == 1 and host.failed[0].startswith("replica 0: exited with 3 (last line: no "
+                                                                   "DATABASE_URL)")
+
+    run(tmp_path, body)

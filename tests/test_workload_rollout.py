@@ -68,6 +68,9 @@ class FakeHost:
     def retry_later(self, seconds: float) -> None:
         self.retries.append(seconds)
 
+    def wake_failed(self, d: DesiredDeployment, reason: str) -> None:
+        self.log.append(("wake-failed", reason))
+
     # -- what the test does ------------------------------------------------------------------------------------
 
     def of(self, release: str) -> list[Replica]:

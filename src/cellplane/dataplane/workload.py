@@ -172,6 +172,10 @@ class Workload:
         if (state, message) != (self.state, self.message):
             self.state, self.message = state, message
             self.host.changed()
+            if state in ("failed", "crash-loop", "blocked") and not (self.active and self.active.ready()):
+                # nothing serves: requests the gateway holds for it (a deployment at zero whose rollout fails) are
+                # failed now with the reason, not at the hold timeout
+                self.host.wake_failed(self.desired, message)
 
     async def _rollout(self, d: DesiredDeployment) -> None:
         release = d.release
