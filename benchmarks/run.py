@@ -143,7 +143,7 @@ def _groups(head: list[str]) -> list[list[str]]:
 def merge(old: str, new: str, ran: list[str]) -> str:
     """The table of ``old`` with the rows of the suites in ``ran`` replaced by ``new``'s: a partial run
     (``--only``) updates its own suites' rows and keeps the others', each run's "Measured" lines above them
-    (an earlier run's only while some of its suites' rows remain)."""
+    (an earlier run's only while some of the rows are its own)."""
     old_head, old_rows = _split(old)
     new_head, new_rows = _split(new)
     rows: dict[str, list[str]] = {}
@@ -153,9 +153,15 @@ def merge(old: str, new: str, ran: list[str]) -> str:
             rows.setdefault(suite, []).append(row)
     for row in new_rows:
         rows.setdefault(row.split("|")[1].strip(), []).append(row)
-    kept = set(rows) - set(ran)
-    earlier = [g for g in _groups(old_head) if any(f"({s})" in "\n".join(g) for s in kept)]
-    head = [line for g in [*_groups(new_head), *earlier] for line in g]
+    # a suite's rows belong to the newest run whose lines name it (its probes, "(suite)"): older runs' lines
+    # stay while they own rows
+    groups, owned = [*_groups(new_head), *_groups(old_head)], set()
+    head = []
+    for g in groups:
+        mine = {s for s in rows if f"({s})" in "\n".join(g)} - owned
+        owned |= mine
+        if mine or g is groups[0]:
+            head += g
     while head and not head[-1].strip():
         head.pop()
     order = [s for s in SUITES if s in rows] + [s for s in rows if s not in SUITES]
