@@ -34,8 +34,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -224,10 +226,58 @@ def _summary(values: list[float]) -> dict[str, float]:
             "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
+def _woken_lines(c: httpx.Client, name: str, since: float, wakeups: int,
+                 timeout: float = 10) -> list[tuple[float, str]]:
+    """The component's system lines since ``since`` once all ``wakeups`` "woken by a request" lines are in (the
+    agent ships them every half second), or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = system_lines(c, PROJECT, name, since, wanted=0)
+        if sum(1 for _, text in lines if WOKEN.search(text)) >= wakeups or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.3)
+
+
+def app_command(env: ScalingEnv, name: str) -> list[str]:
+    """The command line of the component's running app process (its interpreter's real path): the last process
+    started for it (the shell the supervisor runs the command in comes first)."""
+    pids = processes(env, name)
+    if not pids:
+        raise BenchError(f"no process of {name} runs")
+    p = psutil.Process(max(pids))
+    return [p.exe(), *p.cmdline()[1:]]
+
+
+def bare_start(argv: list[str], cwd: Path, times: int = 10) -> list[float]:
+    """Seconds from spawning the app's command directly (the interpreter its replicas run, no platform, no sandbox)
+    to its port accepting a connection (tried every 2 ms): what the app's own start costs, the floor of its cold
+    start."""
+    seconds = []
+    for _ in range(times):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PORT": str(port)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while process.poll() is None and time.perf_counter() - started < 10:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    seconds.append(time.perf_counter() - started)
+                    break
+                time.sleep(0.002)
+        finally:
+            process.kill()
+            process.wait()
+    return seconds
+
+
 def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
     c = env.client
     assert c is not None and env.urls is not None
     services = (PYTHON, NODE)
+    sources = {PYTHON: DEMO / PYTHON, NODE: APPS / NODE}
+    commands = {name: (app_command(env, name), sources[name]) for name in services}
     warm: dict[str, list[Answer]] = {name: [request(env.urls[name]) for _ in range(20)] for name in services}
     for name in services:
         set_scaling(c, name, COLD)
@@ -241,7 +291,8 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
         waits.append(time.monotonic() - started)
         for name in services:
             cold[name].append(request(env.urls[name]))
-    lines = {name: system_lines(c, PROJECT, name, began - 1, wanted=2 * wakeups) for name in services}
+    lines = {name: _woken_lines(c, name, began - 1, wakeups) for name in services}
+    bare = {name: bare_start(argv, source) for name, (argv, source) in commands.items()}
     details: dict[str, Any] = {}
     for name, label in ((PYTHON, "Python (demo quotes)"), (NODE, "Node.js (node-hello)")):
         answers, warm_answers = cold[name], warm[name]
@@ -251,6 +302,10 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
         held = [a.cold_start for a in answers if a.cold_start is not None]
         ready = [float(m.group(1)) for _, text in lines[name] if (m := WOKEN.search(text))]
         cold_s, warm_s = _summary(seconds), _summary(warm_seconds)
+        # where the time goes, per wake-up: the gateway held the request (its header) for the replica's start to
+        # ready (the agent's line) plus the wake call and the route update; the rest is connect, proxy and answer
+        outside = [a.first_byte - a.cold_start for a in answers if a.cold_start is not None]
+        wake_route = [h - r for h, r in zip(held, ready, strict=False)] if len(held) == len(ready) else []
         python = name == PYTHON
         reference = (f"warm: p50 {warm_s['p50'] * 1000:.1f} ms, p99 {warm_s['p99'] * 1000:.1f} ms "
                      f"({len(warm_seconds)} requests)")
@@ -259,7 +314,8 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
                    op="<=" if python else None, target=TARGET_P50 if python else None,
                    note=f"{len(seconds)} wake-ups; gateway held p50 "
                         f"{median(held) if held else float('nan'):.3f} s, replica ready p50 "
-                        f"{median(ready) if ready else float('nan'):.2f} s"),
+                        f"{median(ready) if ready else float('nan'):.2f} s; the app started alone listens in "
+                        f"{median(bare[name]) if bare[name] else float('nan'):.3f} s"),
             Figure(f"{label} cold start, first byte p99", cold_s["p99"], "s", reference=f"max {cold_s['max']:.3f} s",
                    op="<=" if python else None, target=TARGET_P99 if python else None),
             Figure(f"{label} failed requests", len(failed), "", op="==", target=0,
@@ -271,9 +327,18 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
             "coldFirstByteMs": [ms(s) for s in seconds], "warmFirstByteMs": [ms(s) for s in warm_seconds],
             "gatewayHeldMs": [ms(s) for s in held], "replicaReadySeconds": ready,
             "withoutColdStartHeader": len(answers) - len(held),
+            "bareStartToListeningMs": [ms(x) for x in bare[name]], "appCommand": commands[name][0],
+            "medianBreakdownMs": {
+                "bareStartToListening": ms(median(bare[name])) if bare[name] else None,  # no platform
+                "replicaStartToReady": ms(median(ready)) if ready else None,  # the agent's "replica ready in"
+                "heldMinusReady": ms(median(wake_route)) if wake_route else None,  # wake call, route update
+                "firstByteMinusHeld": ms(median(outside)) if outside else None,  # connect, proxy, the app's answer
+                "firstByte": ms(median(seconds)),
+            },
             "warmWithColdStartHeader": sum(1 for a in warm_answers if a.cold_start is not None),
             "statuses": [a.status for a in answers], "errors": [a.error for a in answers if a.error],
             "scaledToZeroLines": sum(1 for _, text in lines[name] if text.startswith("scaled to zero")),
+            "systemLines": [(round(t - began, 3), text) for t, text in lines[name]],
         }
     suite.details["coldStarts"] = {
         **details, "settings": COLD, "waitForZeroSecondsMedian": round(median(waits), 2) if waits else None,
