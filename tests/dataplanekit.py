@@ -5,12 +5,13 @@ The agent shares the build tests' dependency cache, so a Python app's runtime is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ import httpx
 import pytest
 
 from buildkit import APPS, BuildServer, component, failed_why, upload, wait
+from cellplane.contract import DesiredDeployment, DesiredState
+from cellplane.dataplane.agent import Agent, AgentSettings
+from cellplane.dataplane.runtimes.local import LocalRuntime
+from cellplane.dataplane.supervisor import Replica
 from liveserver import CELLPLANE, LiveServer
 
 ORG = "/organizations/default"
@@ -145,3 +150,48 @@ def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float =
             return value
         assert time.monotonic() < deadline, f"still not there after {timeout}s: {value}"
         time.sleep(every)
+
+
+# -- an agent in the test's process, with scaling ------------------------------------------------------------------
+
+
+class ScalingAgent(Agent):
+    """A real agent that adds ``scaling`` to the deployments the control plane sends, by component name (what the
+    control plane sends for a component whose spec has ``scaling``): scaling tests need no model change, and the
+    sync loop keeps delivering new releases as usual."""
+
+    def __init__(self, settings: AgentSettings, runtime: LocalRuntime, scaling: dict[str, dict[str, Any]]) -> None:
+        super().__init__(settings, runtime)
+        self.scaling = scaling
+
+    def _parse(self, wire: dict[str, Any]) -> DesiredState:  # type: ignore[override]
+        for d in wire.get("deployments", []):
+            if d.get("component") in self.scaling:
+                d["scaling"] = self.scaling[d["component"]]
+        return Agent._parse(wire)
+
+
+class CountingRuntime(LocalRuntime):
+    """The local runtime, counting the service replicas it starts."""
+
+    started = 0
+
+    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
+        self.started += 1
+        return await super().start_replica(d, tree, index)
+
+
+@contextlib.asynccontextmanager
+async def scaling_agent(server: LiveServer, cache: Path, data: Path, scaling: dict[str, dict[str, Any]],
+                        **settings: Any) -> AsyncIterator[tuple[ScalingAgent, CountingRuntime]]:
+    """A ``ScalingAgent`` on ``data`` in this process (the caller's event loop), bound to every environment; the
+    scaler's stable window is 2 s unless ``settings`` say otherwise (its panic window a tenth)."""
+    options = AgentSettings(controlplane=server.url, token=server.admin_token, data_dir=data, cache_dir=cache,
+                            metrics_port=None, **{"scaling_window": 2.0, **settings})
+    runtime = CountingRuntime(options)
+    agent = ScalingAgent(options, runtime, scaling)
+    await agent.start()
+    try:
+        yield agent, runtime
+    finally:
+        await agent.stop()

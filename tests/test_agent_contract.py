@@ -116,6 +116,8 @@ def test_the_local_runtime_serves_reports_and_schedules_what_a_cached_desired_st
     assert report["revision"] == golden["revision"]
     assert all(list(g) == ["external", "internal", "cells"] for g in report["gateways"].values())
     assert {d["id"] for d in report["deployments"]} == {d.id for d in state.deployments}
-    assert all(list(d) == ["id", "release", "state", "message", "replicas"] for d in report["deployments"])
+    scaled = {d.id for d in state.deployments if d.scaling is not None}  # an autoscaled one reports its scaling too
+    assert all(list(d) == ["id", "release", "state", "message", "replicas"] + (["scaling"] if d["id"] in scaled else [])
+               for d in report["deployments"])
     started = json.loads((tmp_path / "started-runs.json").read_text())
     assert started == [run.id for run in state.runs]  # the manual run was started (never to run twice)

@@ -1,5 +1,6 @@
 """A restarted agent never answers 404 for what its cached desired state routes: from the moment its listeners
-accept, a deployed component's path is routed (503 while no replica of it is ready yet, then 200)."""
+accept, a deployed component's path is routed (503 while no replica of it is ready yet, then 200). A component that
+scales to zero is held instead of answered 503 (docs/scaling.md), so this one has a fixed replica count."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_a_restarted_agent_answers_503_never_404_until_its_replicas_are_ready(
     server, c = build_server.server, build_server.client
     agent = start_agent(server, tmp_path_factory.mktemp("dp-routes") / "data", build_server.cache)
     try:
-        build_app(c, "early", "api", service())
+        build_app(c, "early", "api", service(scaling={"fixed": True}))
         deploy(c, "early", "api")
         url = wait_state(c, "early", "api")["endpoints"][0]["urls"]["external"] + "/"
         assert httpx.get(url, timeout=10).status_code == 200

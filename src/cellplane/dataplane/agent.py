@@ -196,8 +196,9 @@ class Agent:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconcile_wanted.wait(), RESYNC)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancel (Python 3.11)
+                async with asyncio.timeout(RESYNC):
+                    await self._reconcile_wanted.wait()
             self._reconcile_wanted.clear()
             with contextlib.suppress(Exception):
                 await self.reconcile()
@@ -251,8 +252,11 @@ class Agent:
         sent: StatusReport | None = None
         sent_at = 0.0
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns when the event is set in the same turn
+            # as a cancel, and the cancel is lost (the agent's stop then waits for this loop for ever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.settings.heartbeat)
+                async with asyncio.timeout(self.settings.heartbeat):
+                    await self._dirty.wait()
             await asyncio.sleep(0.2)  # gather a burst of changes into one report
             self._dirty.clear()
             try:

@@ -90,8 +90,9 @@ class Outbox(Generic[Item]):
     async def _loop(self) -> None:
         delay = self._interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancel (Python 3.11)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 delivered = await self.send_round()

@@ -27,4 +27,6 @@ class AgentSettings:
     # gateway processes besides the agent's own; 0 by default: inside the agent they do not pay off yet
     # (docs/performance.md, "What limits the figures")
     gateway_workers: int = 0
+    # seconds the scaler's stable window averages the load over (its panic window is a tenth); tests shorten it
+    scaling_window: float = 60.0
     runtime: str = "local"  # what runs the workloads (local or kubernetes): the DataPlane's type, sent at registration

@@ -54,7 +54,7 @@ HOST = "127.0.0.1"
 SHM = Path("/dev/shm")  # noqa: S108  (memory, not disk, for secret files; see _private_dir)
 LINE_MAX = 16 * 1024  # longer output lines are cut
 READY_WITHOUT_PORT = 1.0  # a replica without a port is ready once it has run this long
-STARTUP_PROBE = 0.05  # seconds before the second readiness probe of a new replica; doubling up to its period
+STARTUP_PROBE = 0.02  # seconds between readiness probes of a new replica until its first success (then its period)
 DRAIN_SECONDS = 1.0  # output still read after the replica is gone (an escaped orphan may hold the pipes)
 SCAN_SECONDS = 1.0  # how often the process tree is captured when no cgroup lists the replica's processes
 OUT_OF_MEMORY = re.compile(r"MemoryError|out of memory|Cannot allocate memory|bad_alloc", re.IGNORECASE)
@@ -263,8 +263,11 @@ class Supervisor:
                 failures = 1 if outcome.ran >= self.stable_after else failures + 1
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
                 start_state = "crash-loop" if failures >= self.crash_loop_after else "starting"
+                before = r.state
                 self._update(r, start_state if outcome.started else "failed",
                              f"{outcome.message}; restarting in {delay:g}s")
+                if r.state == before:  # an exit is news even when the state stays "starting" (a wake-up waits on it)
+                    self._notify(r)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(r._stop.wait(), delay)
                     break
@@ -447,7 +450,7 @@ class Supervisor:
         await asyncio.sleep(spec.initial_delay)
         adopted = ""
         failures = 0
-        starting = STARTUP_PROBE  # until the first success, probe often: a deploy waits for exactly this
+        starting = STARTUP_PROBE  # until the first success, probe often: a deploy and a wake-up wait for this
         while True:
             port = spec.port or r.port
             assert port is not None
@@ -469,9 +472,8 @@ class Supervisor:
                     self._update(r, message=adopted, port=declared)
                     continue
                 r.message = f"{'readiness failed' if r.state == 'unready' else 'not ready'}: {reason}"
-            if starting:
+            if starting:  # a constant short interval, not a backoff: the first success is seen within 20 ms
                 await asyncio.sleep(min(starting, spec.period))
-                starting *= 2
             else:
                 await asyncio.sleep(spec.period)
 

@@ -7,6 +7,12 @@ in ``started-runs.json``: never run twice). Replicas and runs are processes of t
 ``limits`` and ``sandbox``; at start, what a crashed predecessor left running is swept first (``leftovers``), and
 the task runs it was running are reported failed.
 
+Autoscaled deployments (``scaling``; docs/scaling.md, "The scaler"): a tick every ``SCALE_TICK`` seconds reads the
+gateway's demand per deployment and hands it to each autoscaled workload (``Workload.autoscale``: its autoscaler
+decides, ``scale_to`` starts or drains replicas); the gateway wakes a workload at zero through ``_wake`` and is told
+of a wake-up that failed through ``wake_failed``. Each scale event is a system line, and each metrics window a
+"scaling" point per autoscaled deployment (replicas, desired, cold starts and their seconds).
+
 Besides, it writes the gateway's access log (``access.log``, rotated at ``ACCESS_LOG_BYTES``), ships routed access
 lines at ``access_log_rate`` per second at most, closes a metrics window every ``metrics_interval`` seconds (the
 gateway's counters, each service replica's CPU, memory and restarts) and serves them to Prometheus.
@@ -41,6 +47,7 @@ from cellplane.contract import (
     DesiredEndpoint,
     DesiredState,
     LogLineSent,
+    MetricPointSent,
     TaskRunSent,
 )
 from cellplane.contract.wire import LogStream, RunState
@@ -64,6 +71,7 @@ from cellplane.dataplane.telemetry import (
 )
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from cellplane.errors import CellplaneError
+from cellplane.gateway.demand import Demand
 from cellplane.gateway.routes import Backend, Grant, RouteTable, Upstream
 from cellplane.gateway.server import Gateway
 from cellplane.runtime.artifacts import LocalArtifacts
@@ -72,6 +80,7 @@ from cellplane.runtime.materialize import DependencyCache
 
 log = logging.getLogger("cellplane.dataplane")
 HTTP_TYPES = {"REST", "GraphQL", "WebSocket"}
+SCALE_TICK = 0.5  # seconds between the scaler's looks at the gateway's demand
 Trigger = Literal["manual", "schedule"]
 
 
@@ -97,6 +106,7 @@ class LocalRuntime(GatewayFeed):
         # undeployed workloads being drained and stopped: id -> (task, (environment, project, component))
         self._stopping: dict[str, tuple[asyncio.Task[None], tuple[str, str, str]]] = {}
         self.replica_telemetry = ReplicaTelemetry()
+        self._cold_starts: dict[str, tuple[int, float]] = {}  # deployment -> cold starts and seconds this window
         self.metrics_endpoint: MetricsEndpoint | None = None
         self.feed_init(settings)
 
@@ -113,7 +123,7 @@ class LocalRuntime(GatewayFeed):
                         "directory and each other's secrets (%s); run the agent as root to isolate them", why)
         self.feed_open()
         self.gateway = Gateway(access_log=self._access_line, token_secret=host.state.token_secret(),
-                               span=self._gathered_span, workers=self.settings.gateway_workers)
+                               span=self._gathered_span, workers=self.settings.gateway_workers, wake=self._wake)
         await self.gateway.start()
         self._window = (time.time(), time.monotonic())
         self.network = Network(self.gateway, host.state, self.settings.gateway_host, self.settings.gateway_port)
@@ -125,7 +135,8 @@ class LocalRuntime(GatewayFeed):
             self.metrics_endpoint = await MetricsEndpoint.open(self.prometheus, host.state.metrics_token(),
                                                                self.settings.gateway_host, self.settings.metrics_port)
         self._runs_left(left, cached)
-        self._tasks = [asyncio.create_task(self._metrics_loop(), name="metrics")]
+        self._tasks = [asyncio.create_task(self._metrics_loop(), name="metrics"),
+                       asyncio.create_task(self._scale_loop(), name="scaler")]
 
     async def apply(self, desired: DesiredState) -> None:
         deployments = {d.id: d for d in desired.deployments}
@@ -144,7 +155,7 @@ class LocalRuntime(GatewayFeed):
                 # so the new workload starts its replicas after those stops
                 place = (d.environment, d.project, d.component)
                 after = [task for task, where in self._stopping.values() if where == place]
-                self.workloads[dep_id] = Workload(self, d, after=after)
+                self.workloads[dep_id] = Workload(self, d, after=after, scaling_window=self.settings.scaling_window)
         # Routed before a listener opens: a restarted agent answers 503 for a path its desired state deploys until a
         # replica is ready, never 404 (which clients and caches take as final); and what is gone leaves the table
         # before it is drained.
@@ -260,6 +271,9 @@ class LocalRuntime(GatewayFeed):
     def retry_later(self, seconds: float) -> None:
         self.host.reconcile_later(seconds)
 
+    def wake_failed(self, d: DesiredDeployment, reason: str) -> None:
+        self.gateway.wake_failed(d.id, reason)  # every request held for it is answered at once, with the reason
+
     async def artifact(self, d: DesiredDeployment) -> Path:
         digest = d.artifact.digest
         try:
@@ -337,12 +351,19 @@ class LocalRuntime(GatewayFeed):
                 ready = [r for r in rs.replicas if r.state == "ready"] if rs is not None else []
                 ups = tuple(Upstream("127.0.0.1", p) for r in ready if rs is not None
                             and (p := self._endpoint_port(rs, r, ep)))
-                backends.append(Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
-                                        frozenset(ep.visibility or ["Project"]), ups))
+                backends.append(self._backend(d, ep, ups))
         table = RouteTable(tuple(backends), self._grants)
         if table != self._route_table:
             self._route_table = table
             self.gateway.update(table)
+
+    @staticmethod
+    def _backend(d: DesiredDeployment, ep: DesiredEndpoint, ups: tuple[Upstream, ...]) -> Backend:
+        """The route of one endpoint. A deployment that scales to zero is woken by a request when it has no
+        upstream (``wake``) instead of answering 503."""
+        return Backend(d.environment, d.project, d.component, ep.name, d.version, ep.basePath,
+                       frozenset(ep.visibility or ["Project"]), ups, deployment=d.id,
+                       wake=d.scaling is not None and d.scaling.minReplicas == 0)
 
     def system_line(self, d: DesiredDeployment, line: str, run: str | None = None) -> None:
         try:
@@ -456,6 +477,55 @@ class LocalRuntime(GatewayFeed):
             if spec is not None and spec.run_dir is not None:  # a run's directory goes with it
                 await asyncio.to_thread(shutil.rmtree, spec.run_dir, True)
 
+    # -- scaling -----------------------------------------------------------------------------------------------
+
+    def _wake(self, deployment: str) -> None:
+        """The gateway holds a request for a deployment with no upstream: start a replica."""
+        w = self.workloads.get(deployment)
+        if w is not None:
+            w.wake()
+
+    async def scale_tick(self) -> None:
+        """One look at the demand: every autoscaled workload observes its deployment's and scales to what its
+        autoscaler decides; the cold starts are kept for the metrics window."""
+        demand: dict[str, Demand] = self.gateway.demand()  # since the last tick, summed over the gateway processes
+        now = time.monotonic()
+        for dep_id, d in demand.items():
+            if d.cold_starts:
+                count, seconds = self._cold_starts.get(dep_id, (0, 0.0))
+                self._cold_starts[dep_id] = (count + d.cold_starts, seconds + d.cold_start_seconds)
+        for w in list(self.workloads.values()):
+            if w.desired.scaling is None or w.is_task:
+                continue
+            seen = demand.get(w.id)
+            await w.autoscale(now, seen.inflight if seen else 0, seen.requests if seen else 0)
+
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SCALE_TICK)
+            try:
+                await self.scale_tick()
+            except Exception:  # one tick lost is not worth stopping the scaler for
+                log.exception("the scaler's tick failed")
+
+    def scaling_points(self, at: str, seconds: float) -> list[MetricPointSent]:
+        """One "scaling" point per autoscaled deployment for the window that just closed."""
+        points = []
+        cold, self._cold_starts = self._cold_starts, {}
+        for w in self.workloads.values():
+            d = w.desired
+            if d.scaling is None or w.is_task:
+                continue
+            count, cold_seconds = cold.get(w.id, (0, 0.0))
+            try:
+                points.append(MetricPointSent(
+                    kind="scaling", environment=d.environment, project=d.project, component=d.component, at=at,
+                    seconds=max(seconds, 0.001), replicas=w.current(), desiredReplicas=w.desired_count(),
+                    coldStarts=count, coldStartSeconds=round(cold_seconds, 3)))
+            except ValidationError as e:
+                self._refused("metric point", e)
+        return points
+
     # -- telemetry ---------------------------------------------------------------------------------------------
 
     def service_replicas(self) -> list[Replica]:
@@ -468,6 +538,8 @@ class LocalRuntime(GatewayFeed):
         restarts."""
         samples = self.replica_telemetry.begin(self.service_replicas())
         at, seconds = self._http_window()
+        for point in self.scaling_points(at, seconds):
+            self.host.metric(point)
         samples = await asyncio.to_thread(self.replica_telemetry.measure, samples)
         for point in self.replica_telemetry.points(samples, at, seconds):
             self.host.metric(point)
