@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -238,27 +237,36 @@ def _woken_lines(c: httpx.Client, name: str, since: float, wakeups: int,
         time.sleep(0.3)
 
 
-def app_command(env: ScalingEnv, name: str) -> list[str]:
-    """The command line of the component's running app process (its interpreter's real path): the last process
-    started for it (the shell the supervisor runs the command in comes first)."""
+@dataclass
+class Command:
+    """How the platform runs a component's app: its command (the interpreter's real path), directory, environment."""
+
+    argv: list[str]
+    cwd: str
+    environ: dict[str, str]
+
+
+def app_command(env: ScalingEnv, name: str) -> Command:
+    """The component's running app process as a command: the last process started for it (the shell the
+    supervisor runs the command in comes first)."""
     pids = processes(env, name)
     if not pids:
         raise BenchError(f"no process of {name} runs")
     p = psutil.Process(max(pids))
-    return [p.exe(), *p.cmdline()[1:]]
+    return Command([p.exe(), *p.cmdline()[1:]], p.cwd(), p.environ())
 
 
-def bare_start(argv: list[str], cwd: Path, times: int = 10) -> list[float]:
-    """Seconds from spawning the app's command directly (the interpreter its replicas run, no platform, no sandbox)
-    to its port accepting a connection (tried every 2 ms): what the app's own start costs, the floor of its cold
-    start."""
+def bare_start(command: Command, times: int = 10) -> list[float]:
+    """Seconds from spawning the app's command directly (in the replica's directory, with its environment, but
+    from this process: no agent, no sandbox) to its port accepting a connection (tried every 2 ms): what the app's
+    own start costs, the floor of its cold start. The replica's files must still be there (its release is)."""
     seconds = []
     for _ in range(times):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PORT": str(port)},
+        process = subprocess.Popen(command.argv, cwd=command.cwd, env={**command.environ, "PORT": str(port)},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             while process.poll() is None and time.perf_counter() - started < 10:
@@ -276,8 +284,7 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
     c = env.client
     assert c is not None and env.urls is not None
     services = (PYTHON, NODE)
-    sources = {PYTHON: DEMO / PYTHON, NODE: APPS / NODE}
-    commands = {name: (app_command(env, name), sources[name]) for name in services}
+    commands = {name: app_command(env, name) for name in services}
     warm: dict[str, list[Answer]] = {name: [request(env.urls[name]) for _ in range(20)] for name in services}
     for name in services:
         set_scaling(c, name, COLD)
@@ -292,7 +299,7 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
         for name in services:
             cold[name].append(request(env.urls[name]))
     lines = {name: _woken_lines(c, name, began - 1, wakeups) for name in services}
-    bare = {name: bare_start(argv, source) for name, (argv, source) in commands.items()}
+    bare = {name: bare_start(command) for name, command in commands.items()}
     details: dict[str, Any] = {}
     for name, label in ((PYTHON, "Python (demo quotes)"), (NODE, "Node.js (node-hello)")):
         answers, warm_answers = cold[name], warm[name]
@@ -327,7 +334,7 @@ def measure_cold_starts(env: ScalingEnv, wakeups: int, suite: Suite) -> None:
             "coldFirstByteMs": [ms(s) for s in seconds], "warmFirstByteMs": [ms(s) for s in warm_seconds],
             "gatewayHeldMs": [ms(s) for s in held], "replicaReadySeconds": ready,
             "withoutColdStartHeader": len(answers) - len(held),
-            "bareStartToListeningMs": [ms(x) for x in bare[name]], "appCommand": commands[name][0],
+            "bareStartToListeningMs": [ms(x) for x in bare[name]], "appCommand": commands[name].argv,
             "medianBreakdownMs": {
                 "bareStartToListening": ms(median(bare[name])) if bare[name] else None,  # no platform
                 "replicaStartToReady": ms(median(ready)) if ready else None,  # the agent's "replica ready in"
