@@ -10,7 +10,7 @@
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
-#   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, builds, images, Kubernetes, control plane): bench/results/, docs/performance.md
+#   make bench      benchmarks (gateway vs nginx, deploys, zero-downtime, scale to zero, builds, images, Kubernetes, control plane): bench/results/, docs/performance.md
 #   make lint       ruff check and the mypy type check (config: [tool.mypy] in pyproject.toml)
 #   make clean      remove .venv and caches (never the data dir)
 

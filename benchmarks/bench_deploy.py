@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import itertools
 import json
 import random
@@ -31,97 +30,55 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import psutil
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, Figure, Suite, median  # common also puts tests/ on sys.path
+from common import Figure, Suite, median
+from platformkit import (
+    DEMO,
+    ORG,
+    BenchError,
+    Platform,
+    demo_documents,
+    deploy,
+    deployment,
+    deployment_path,
+    start_platform,
+    system_lines,
+    wait_ready,
+)
+from platformkit import first_after as _first_after
+from platformkit import ms as _ms
+from platformkit import probe as _probe
+from platformkit import running as _running
+from platformkit import until as _until
 
-DEMO = ROOT / "examples" / "demo"
 PROJECT = "demo"
 COMPONENTS = ("quotes", "greeter")  # quotes first: greeter's connection needs it deployed
-ORG = "/organizations/default"
 PATH = "/greeting?name=bench"
 POLL = 0.005  # seconds between two tries for the first 200
 TARGET_SECONDS = 1.0  # issue 7: a deploy answers within a second
 
 
-class BenchError(Exception):
-    """The benchmark cannot go on: the reason, for Suite.error."""
-
-
 @dataclass
-class DeployEnv:
+class DeployEnv(Platform):
     """A control plane, an agent, and greeter (with quotes) built and deployed to development."""
 
-    tmp: tempfile.TemporaryDirectory[str]
-    server: Any = None  # liveserver.LiveServer
-    agent: Any = None  # dataplanekit.AgentProcess
-    client: httpx.Client | None = None
     url: str = ""  # greeter's GET /greeting through the external listener
-    builds: dict[str, str] = field(default_factory=dict)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.agent is not None:
-                self.agent.stop()
-        with contextlib.suppress(Exception):
-            if self.server is not None:
-                self.server.stop()
-        with contextlib.suppress(Exception):
-            self.tmp.cleanup()
-
-    def why(self) -> str:
-        """The last lines of the agent's and the control plane's logs (for an error message)."""
-        parts = []
-        for name, who in (("agent", self.agent), ("control plane", self.server)):
-            with contextlib.suppress(Exception):
-                parts.append(f"{name} log:\n" + "\n".join(who.log().splitlines()[-15:]))
-        return "\n".join(parts)
-
-
-def _deployment_path(name: str) -> str:
-    return f"{ORG}/projects/{PROJECT}/components/{name}/deployments"
-
-
-def _demo_documents() -> list[dict[str, Any]]:
-    """The demo's project and its quotes and greeter components, as demo.yaml declares them."""
-    docs = [d for d in yaml.safe_load_all((DEMO / "demo.yaml").read_text()) if d]
-    chosen = [d for d in docs if d["kind"] == "Project" or d["metadata"]["name"] in COMPONENTS]
-    for d in chosen:
-        d["metadata"].setdefault("organization", "default")
-    return chosen
 
 
 def start_env() -> DeployEnv:
     """Start a control plane and an agent, build quotes and greeter, deploy both; raises BenchError."""
-    from buildkit import upload, wait
-    from dataplanekit import start_agent
-    from liveserver import start_server
-
     env = DeployEnv(tempfile.TemporaryDirectory(prefix="cellplane-bench-deploy-"))
+    start_platform("", demo_documents(COMPONENTS), {(PROJECT, n): DEMO / n for n in COMPONENTS}, into=env)
     try:
-        tmp = Path(env.tmp.name)
-        cache = tmp / "cache"
-        env.server = start_server(tmp / "data", env={"CELLPLANE_CACHE_DIR": str(cache)})
-        env.agent = start_agent(env.server, tmp / "dp", cache)
-        c = env.client = env.server.client()
-        r = c.post("/apply", json={"documents": _demo_documents()})
-        if r.status_code != 200:
-            raise BenchError(f"applying the demo's components failed: {r.status_code} {r.text[:300]}")
-        for name in COMPONENTS:
-            info = wait(c, upload(c, PROJECT, name, DEMO / name), timeout=300)
-            if info["state"] != "succeeded":
-                raise BenchError(f"building {name} {info['state']}: {info.get('error')}")
-            env.builds[name] = info["id"]
+        c = env.client
+        assert c is not None
         for name in COMPONENTS:
             _deploy(c, name)
             d = _wait_ready(c, name)
@@ -155,74 +112,26 @@ def deploy_env(env: DeployEnv | None = None) -> Iterator[DeployEnv]:
 
 
 def _deploy(c: httpx.Client, name: str) -> dict[str, Any]:
-    r = c.post(_deployment_path(name), json={"environment": "development"})
-    if r.status_code not in (200, 201):
-        raise BenchError(f"deploying {name}: {r.status_code} {r.text[:300]}")
-    return r.json()
+    return deploy(c, PROJECT, name)
 
 
 def _deployment(c: httpx.Client, name: str) -> dict[str, Any] | None:
-    r = c.get(_deployment_path(name) + "/development")
-    if r.status_code == 404:
-        return None
-    if r.status_code != 200:
-        raise BenchError(f"reading {name}'s deployment: {r.status_code} {r.text[:300]}")
-    return r.json()
+    return deployment(c, PROJECT, name)
 
 
-def _wait_ready(c: httpx.Client, name: str, release: str | None = None, timeout: float = 120,
-                period: float = 0.05) -> dict[str, Any]:
-    """The deployment once the data plane reports ``release`` (default: the one rolling out) ready. The data plane
-    reports the deployment's ``rollout`` (its release plus a digest of its resolved connections)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        d = _deployment(c, name)
-        if d is not None and d["observedRelease"] == (release or d["rollout"]) and d["state"] == "ready":
-            return d
-        if time.monotonic() > deadline:
-            state = f"{d['state']} ({d['message']})" if d else "no deployment"
-            raise BenchError(f"{name} not ready after {timeout:g}s: {state}")
-        time.sleep(period)
-
-
-def _probe(url: str, timeout: float = 1.0) -> int | None:
-    """The status of one GET over a fresh connection; None when no answer came."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _until(what: str, check: Any, timeout: float = 60, period: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not within {timeout:g}s")
-        time.sleep(period)
+def _wait_ready(c: httpx.Client, name: str, release: str | None = None, timeout: float = 120) -> dict[str, Any]:
+    return wait_ready(c, PROJECT, name, release, timeout)
 
 
 def _undeploy(env: DeployEnv) -> None:
     """Undeploy greeter; return once its route is gone and its processes have stopped."""
     c = env.client
+    assert c is not None
     d = _deployment(c, "greeter")
     if d is None:
         return
     pids = [r["pid"] for r in d.get("replicas") or [] if r.get("pid")]
-    r = c.delete(_deployment_path("greeter") + "/development")
+    r = c.delete(deployment_path(PROJECT, "greeter") + "/development")
     if r.status_code not in (200, 202, 204):
         raise BenchError(f"undeploying greeter: {r.status_code} {r.text[:300]}")
     _until("greeter's route to go (404/503)", lambda: _probe(env.url) in (404, 503))
@@ -232,30 +141,9 @@ def _undeploy(env: DeployEnv) -> None:
     time.sleep(0.5 + random.random())  # noqa: S311  (not cryptography)
 
 
-def _at(line: dict[str, Any]) -> float:
-    return datetime.fromisoformat(line["at"].replace("Z", "+00:00")).timestamp()
-
-
 def _system_lines(c: httpx.Client, since: float, wanted: int, timeout: float = 5) -> list[tuple[float, str]]:
-    """greeter's system log lines (agent time, text) since ``since``; waits up to ``timeout`` for ``wanted`` of
-    them (the agent ships them every half second)."""
-    started = datetime.fromtimestamp(since).astimezone().isoformat()
-    deadline = time.monotonic() + timeout
-    while True:
-        r = c.get(f"{ORG}/projects/{PROJECT}/components/greeter/logs",
-                  params={"environment": "development", "stream": "system", "since": started, "limit": 1000})
-        lines = [(_at(i), i["line"]) for i in r.json().get("items", [])] if r.status_code == 200 else []
-        if len(lines) >= wanted or time.monotonic() > deadline:
-            return sorted(lines)
-        time.sleep(0.3)
-
-
-def _first_after(lines: list[tuple[float, str]], start: float, end: float, pattern: str) -> float | None:
-    return next((at for at, text in lines if start <= at < end and re.search(pattern, text)), None)
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
+    """greeter's system log lines (agent time, text) since ``since``."""
+    return system_lines(c, PROJECT, "greeter", since, wanted, timeout)
 
 
 # -- deploy latency --------------------------------------------------------------------------------------------

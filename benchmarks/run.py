@@ -4,9 +4,10 @@
     make bench BENCH_ARGS="--only gateway,deploy --quick"
 
 Writes ``bench/results/<timestamp>.json`` (every figure with its raw numbers) and ``<timestamp>.md`` (the
-table), and puts the table into ``docs/performance.md`` between its ``bench:latest`` markers. Installs wrk and
-nginx from Debian's packages when they are missing. Exits 0 even when a target is missed (the table says
-so); a suite that cannot run is reported with its reason and the others still run.
+table), and puts the table into ``docs/performance.md`` between its ``bench:latest`` markers: a run of some
+suites (``--only``) replaces their rows and keeps the other suites' rows, under the lines saying when they were
+measured. Installs wrk and nginx from Debian's packages when they are missing. Exits 0 even when a target is
+missed (the table says so); a suite that cannot run is reported with its reason and the others still run.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, Figure, Suite, cpu_probe, wake_probe
 
-SUITES = ("gateway", "deploy", "zero-downtime", "builds", "images", "kubernetes", "controlplane")
+SUITES = ("gateway", "deploy", "zero-downtime", "scaling", "builds", "images", "kubernetes", "controlplane")
 DOC = ROOT / "docs" / "performance.md"
 # cpu_probe() on this machine at its fastest seen (2026-11-22): the probes of a run are read against it.
 QUIET_PROBE_MS = 40.0
 QUIET_WAKE_US = 27.0  # wake_probe(), likewise
 BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
+TABLE_HEADER = ("| suite | figure | value | reference (same run) | target | met |",
+                "| --- | --- | ---: | --- | --- | --- |")
 
 
 def _suite(name: str) -> Callable[[argparse.Namespace], Suite]:
@@ -56,6 +59,10 @@ def _suite(name: str) -> Callable[[argparse.Namespace], Suite]:
         import bench_images
 
         return bench_images.run
+    if name == "scaling":
+        import bench_scaling
+
+        return bench_scaling.run
     if name == "kubernetes":
         import bench_kube
 
@@ -105,8 +112,7 @@ def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
              f"before/after each suite (on this machine at its fastest: about {QUIET_PROBE_MS:g} ms). "
              f"A byte's round trip between two processes (two wake-ups) took {_probes(suites, 'wakeProbeUs', 'µs')} "
              f"(at its fastest: about {QUIET_WAKE_US:g} µs).", "",
-             "| suite | figure | value | reference (same run) | target | met |",
-             "| --- | --- | ---: | --- | --- | --- |"]
+             *TABLE_HEADER]
     for s in suites:
         if s.error:
             lines.append(f"| {s.name} | (not run) | | {s.error} | | |")
@@ -117,12 +123,61 @@ def table(suites: list[Suite], info: dict[str, object], at: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_doc(text: str) -> None:
+def _split(block: str) -> tuple[list[str], list[str]]:
+    """A table block's lines before its table, and its rows (without the table's two header lines)."""
+    lines = block.strip("\n").splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("| suite |")), len(lines))
+    return lines[:at], [line for line in lines[at + 2:] if line.startswith("| ")]
+
+
+def _groups(head: list[str]) -> list[list[str]]:
+    """The head's paragraphs grouped by run: each group starts at a "Measured ..." line."""
+    groups: list[list[str]] = []
+    for line in head:
+        if line.startswith("Measured ") or not groups:
+            groups.append([])
+        groups[-1].append(line)
+    return groups
+
+
+def merge(old: str, new: str, ran: list[str]) -> str:
+    """The table of ``old`` with the rows of the suites in ``ran`` replaced by ``new``'s: a partial run
+    (``--only``) updates its own suites' rows and keeps the others', each run's "Measured" lines above them
+    (an earlier run's only while some of the rows are its own)."""
+    old_head, old_rows = _split(old)
+    new_head, new_rows = _split(new)
+    rows: dict[str, list[str]] = {}
+    for row in old_rows:
+        suite = row.split("|")[1].strip()
+        if suite not in ran:
+            rows.setdefault(suite, []).append(row)
+    for row in new_rows:
+        rows.setdefault(row.split("|")[1].strip(), []).append(row)
+    # a suite's rows belong to the newest run whose lines name it (its probes, "(suite)"): older runs' lines
+    # stay while they own rows
+    groups, owned = [*_groups(new_head), *_groups(old_head)], set()
+    head = []
+    for g in groups:
+        mine = {s for s in rows if f"({s})" in "\n".join(g)} - owned
+        owned |= mine
+        if mine or g is groups[0]:
+            head += g
+    while head and not head[-1].strip():
+        head.pop()
+    order = [s for s in SUITES if s in rows] + [s for s in rows if s not in SUITES]
+    return "\n".join([*head, "", *TABLE_HEADER, *(row for s in order for row in rows[s])]) + "\n"
+
+
+def update_doc(text: str, ran: list[str]) -> None:
+    """Put ``text`` (the table of the suites in ``ran``) between the doc's markers; a partial run keeps the rows
+    of the suites it did not run."""
     doc = DOC.read_text()
     if BEGIN not in doc or END not in doc:
         doc = doc.rstrip() + f"\n\n## Latest `make bench`\n\n{BEGIN}\n{END}\n"
     head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    old, tail = rest.split(END, 1)
+    if set(ran) != set(SUITES) and old.strip():
+        text = merge(old, text, ran)
     DOC.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
 
 
@@ -176,7 +231,7 @@ def main() -> int:
                                                      "suites": [s.as_dict() for s in results]}, indent=2) + "\n")
     (args.out / f"{at}.md").write_text(text)
     if not args.no_doc and not args.quick:
-        update_doc(text)
+        update_doc(text, chosen)
     print(f"\n{text}\nresults: {args.out / (at + '.json')}", flush=True)
     return 0
 
