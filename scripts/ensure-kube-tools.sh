@@ -12,11 +12,15 @@
 # files, this script and the Go version>; it is written under a temporary name and renamed when complete, so a present
 # dir is a complete one.
 #
-# - Present: print the dir and exit (about 15 ms: hashing seven small files and `go env GOVERSION`).
+# - Present: print the dir, mark it used (its `.used` file's time) and exit (about 15 ms: hashing seven small files
+#   and `go env GOVERSION`).
 # - Missing: build with the shared Go module and build caches. Cold (nothing compiled yet) on 2 cores this
 #   takes long (see docs/development.md, "The test cluster"); Go's build cache makes a rebuild after a
 #   version bump recompile only what changed.
 # - `--dir`: print the dir the binaries belong in and exit 0 if it is complete, 1 if not; never builds.
+# - After a build, the cache's other dirs not used for KEEP_DAYS days (another version, or an older hash; a
+#   checkout still on one marks it used whenever it runs this) and unfinished builds older than a day are removed:
+#   each dir is about 400 MB.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +44,7 @@ if [[ ${1:-} == --dir ]]; then
     exit
 fi
 if [[ -d $dir ]]; then
+    touch "$dir/.used"
     echo "ensure-kube-tools: $dir (Kubernetes $KUBERNETES_VERSION, kwok $KWOK_VERSION, Gateway API $GATEWAY_API_VERSION)"
     exit 0
 fi
@@ -91,5 +96,17 @@ chmod -R u+w "$tmp/crds" "$tmp/kwok"
 
 mv "$tmp" "$dir"
 trap - EXIT
+touch "$dir/.used"
 echo "ensure-kube-tools: built $dir in $((SECONDS - start)) s" >&2
+KEEP_DAYS=7
+for old in "$cache"/*/; do
+    old=${old%/}
+    [[ $old == "$dir" ]] && continue
+    used="$old/.used"; [[ -e $used ]] || used=$old
+    if [[ -n $(find "$used" -maxdepth 0 -mtime +$KEEP_DAYS) ]]; then
+        echo "ensure-kube-tools: removing $old (not used for $KEEP_DAYS days)" >&2
+        chmod -R u+w "$old" && rm -rf "$old"
+    fi
+done
+find "$cache" -maxdepth 1 -name '.build-*' -mtime +1 -exec rm -rf {} + 2>/dev/null || true
 ls -l "$dir/bin" >&2
