@@ -158,7 +158,7 @@ def test_the_control_plane_modules_import_each_other_without_a_cycle() -> None:
 
 # The control plane's orchestration ("Control plane layers"): what a change sets off elsewhere. Entity services sit
 # below it and never call it; only the entry points do (the API's routes, the platform's bootstrap).
-ORCHESTRATION = ("lifecycle", "kindhandlers", "cascade", "rotation")
+ORCHESTRATION = ("lifecycle", "kindhandlers", "cascade", "rotation", "scaling")
 ENTRY_POINTS = ("api", "platform")
 
 
