@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cellplane.contract import DesiredState
 from cellplane.dataplane.agent import AgentSettings
 from cellplane.kubernetes.runtime import KubernetesRuntime, KubernetesSettings
 from desiredkit import deployment_wire
@@ -22,6 +23,7 @@ from kuberuntimekit import IMAGE, Host, Kube, Loop, state
 
 PLANE = "kube-rollout"
 ID = "dep_0000000fast"
+OTHER = "dep_000000other"  # a cell of its own (project other), deployed once and left alone
 HOUR = 3600.0
 
 
@@ -45,10 +47,14 @@ def kube(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) ->
         loop.close()
 
 
-def service(release: str, greeting: str) -> dict[str, object]:
-    return deployment_wire(id=ID, project="fast", environment="rollouts", release=release,
+def service(release: str, greeting: str, id: str = ID, project: str = "fast") -> dict[str, object]:
+    return deployment_wire(id=id, project=project, environment="rollouts", release=release,
                            artifact={"digest": "sha256:" + "0" * 64, "image": IMAGE},
                            env=[{"name": "GREETING", "value": greeting}])
+
+
+def cells(release: str, greeting: str) -> DesiredState:
+    return state(service(release, greeting), service("o1", "other", OTHER, "other"), plane=PLANE, revision=release)
 
 
 def settled(kube: Kube) -> None:
@@ -59,7 +65,7 @@ def settled(kube: Kube) -> None:
 def test_a_first_deploy_and_a_new_release_are_reported_ready_by_the_fast_passes_alone(kube: Kube) -> None:
     for release, greeting in (("r1", "hello"), ("r2", "hi")):
         passes = kube.runtime.rollout_passes
-        kube.apply(state(service(release, greeting), plane=PLANE, revision=release))
+        kube.apply(cells(release, greeting))
         assert ID in kube.runtime.rollouts
         kube.wait_report(ID, lambda r, release=release: r.state == "ready" and r.release == release,
                          f"release {release} ready with an observation period of an hour")
@@ -71,9 +77,21 @@ def test_a_first_deploy_and_a_new_release_are_reported_ready_by_the_fast_passes_
 def test_a_reconcile_that_changes_nothing_does_not_observe_faster(kube: Kube) -> None:
     settled(kube)
     passes, sent = kube.runtime.observe_passes, kube.runtime.applier.requests
-    kube.apply(state(service("r2", "hi"), plane=PLANE, revision="r2"))  # the same state again
+    kube.apply(cells("r2", "hi"))  # the same state again
     assert kube.runtime.applier.requests == sent  # nothing written
     assert kube.runtime.rollouts == {}
     time.sleep(1)  # (a pass the apply had started would have run by now: an awaited wake-up, not a timing bound)
     assert kube.runtime.observe_passes == passes
     assert kube.runtime.observe_delay == HOUR
+
+
+def test_a_rollout_pass_lists_the_rolling_cells_namespace_only_and_keeps_the_others_observation(kube: Kube) -> None:
+    settled(kube)
+    partial, passes = kube.runtime.partial_passes, kube.runtime.rollout_passes
+    kube.apply(cells("r3", "hey"))
+    assert set(kube.runtime.rollouts) == {ID}
+    kube.wait_report(ID, lambda r: r.state == "ready" and r.release == "r3", "release r3 ready")
+    settled(kube)
+    assert kube.runtime.partial_passes - partial == kube.runtime.rollout_passes - passes > 0
+    other = kube.report(OTHER)
+    assert other is not None and (other.state, other.release) == ("ready", "o1")
