@@ -38,6 +38,18 @@ class Observed:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     job_pods: dict[tuple[str, str], Pods] = field(default_factory=dict)  # (namespace, Job name) -> pods
 
+    def replaced(self, part: Observed, namespaces: Container[str], keep: Container[str]) -> Observed:
+        """This observation with ``namespaces``' objects taken from ``part`` (a pass over those namespaces only)
+        and the other namespaces' kept as they were when in ``keep`` (dropped otherwise: no longer observed)."""
+        def take(ns: str) -> bool:
+            return ns not in namespaces and ns in keep
+        return Observed(
+            deployments={k: v for k, v in self.deployments.items() if take(k[0])} | part.deployments,
+            hpas={k: v for k, v in self.hpas.items() if take(k[0])} | part.hpas,
+            pods={k: v for k, v in self.pods.items() if take(k[0])} | part.pods,
+            jobs=[j for j in self.jobs if take(j["metadata"].get("namespace", ""))] + part.jobs,
+            job_pods={k: v for k, v in self.job_pods.items() if take(k[0])} | part.job_pods)
+
     def pods_of(self, organization: str, d: DesiredDeployment) -> Pods:
         namespace = names.namespace(organization, d.project, d.environment)
         return self.pods.get((namespace, names.workload(d.component, d.version)), [])

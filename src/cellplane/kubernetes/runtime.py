@@ -17,8 +17,11 @@ host (running, then succeeded or failed with the container's exit code).
 
 Every ``observe_interval`` seconds an observation pass (``observe``) lists, per cell namespace, the data plane's
 Deployments, Jobs and pods (three requests per namespace); ``status()`` maps them onto the contract's reports
-(``health``) and the pass tells the host when a report changed. It also keeps the service pods' log streams and
-reads failing pods' last lines (``podlogs``). The
+(``health``) and the pass tells the host when a report changed. After an apply that wrote a Deployment, a pass
+starts at once and they follow every ``rollout_interval`` (0.25 s) until the changed deployments' rollouts settle
+(ready, failed, ...) or ``rollout_limit`` (60 s) passed: a new release's ready is reported within a quarter of a
+second instead of up to 2 s later; an idle data plane is observed at the normal period. It also keeps the service
+pods' log streams and reads failing pods' last lines (``podlogs``). The
 gateway URLs reported per environment are the ``--external-url`` and ``--internal-url`` the agent was given (the
 base URLs under which the cluster's Gateway or load balancer exposes the data plane's Cellplane gateways); none
 given, the gateway Services' in-cluster URLs when the agent serves the gateways itself (``--serve-gateways``:
@@ -78,6 +81,7 @@ from cellplane.kubernetes.wakeups import Wakeups
 
 log = logging.getLogger("cellplane.dataplane")
 RETRY = 5.0  # seconds before a failed apply is tried again
+UNDER_WAY = ("progressing", "pending", "degraded")  # a rollout's states before it settles (``health``)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class KubernetesSettings:
     internal_url: str | None = None  # and of its internal one
     drift_interval: float = 30.0  # seconds between reads of every managed object (drift, leftovers)
     observe_interval: float = 2.0  # seconds between status observations (Deployments, Jobs, pods)
+    rollout_interval: float = 0.25  # ... while a Deployment the last applies changed is rolling out
+    rollout_limit: float = 60.0  # seconds a rollout is observed at ``rollout_interval`` at most
     layout: ClusterLayout = field(default_factory=ClusterLayout)
     follow_logs: bool = True
     gateways: ServeGateways | None = None  # --serve-gateways: the agent's pod is the Cellplane gateway (``gateways``)
@@ -113,6 +119,13 @@ class KubernetesRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._said_unreachable = False
         self.drift_passes = 0
+        self.observe_passes = 0  # observation passes made (``observe``)
+        self.rollout_passes = 0  # of which at ``rollout_interval`` (a rollout under way)
+        self.partial_passes = 0  # of which over the rolling deployments' namespaces only
+        self._next_full = 0.0  # when the next pass lists every namespace again, rollouts or not
+        self.rollouts: dict[str, float] = {}  # deployment id -> when its rollout stops being observed closely
+        self.observe_delay = self.kube.observe_interval  # the observation loop's last wait between passes
+        self._observe_now = asyncio.Event()
         self.pruned = 0
         self.decisions: dict[str, autoscaling.Decision] = {}  # deployment id -> the agent's last /scale, and why
         self.parked: set[str] = set()  # deployments scaled to zero by the agent: routed to nothing until woken
@@ -210,6 +223,7 @@ class KubernetesRuntime:
             log.warning("cannot delete %s %s/%s: %s", key[1], key[2], key[3], why)
         self.runs.not_created(desired, {**refused, **result.unsent, **result.failed})
         await self._start_new_releases(desired, before, result.written)
+        self._follow_rollouts(result.written)
         errors.pop("", None)
         self.errors = errors
         if result.failed or failed_deletes or foreign:
@@ -488,19 +502,60 @@ class KubernetesRuntime:
 
     # -- observing ---------------------------------------------------------------------------------------------
 
+    def _follow_rollouts(self, written: list[Key]) -> None:
+        """The deployments whose Deployment an apply just wrote are observed at once, then every
+        ``rollout_interval`` until each is ready, failed (or otherwise settled) or ``rollout_limit`` passed
+        (``_observe_loop``): the release's ready reaches the control plane within a quarter of a second of the
+        cluster's rather than at the next ``observe_interval``. An apply that writes no Deployment changes
+        nothing: an idle data plane is observed at the normal period."""
+        until = time.monotonic() + self.kube.rollout_limit
+        changed = {self._deployment_of(key) for key in written if key[1] == "Deployment"} - {""}
+        for deployment in changed:
+            self.rollouts[deployment] = until
+        if changed:
+            self._observe_now.set()
+
+    def _settle_rollouts(self) -> None:
+        """After a pass: rollouts that ended (their report neither progressing, pending nor degraded for the
+        current release), left the desired state or ran past ``rollout_limit`` are no longer observed closely."""
+        if not self.rollouts:
+            return
+        now = time.monotonic()
+        states = {r.id: (r.state, r.release) for r in self._reports}
+        releases = {d.id: d.release for d in self.desired.deployments} if self.desired is not None else {}
+        for deployment, until in list(self.rollouts.items()):
+            state, release = states.get(deployment, (None, None))
+            if (now >= until or deployment not in releases
+                    or (release == releases[deployment] and state not in UNDER_WAY)):
+                del self.rollouts[deployment]
+
     async def _observe_loop(self) -> None:
-        """An observation pass every ``observe_interval`` seconds, or twice as long as the last pass took when
-        that is longer (about 1.9 s for 500 deployments on a busy 2-core machine): observing never takes more than
-        a third of the agent's time."""
+        """An observation pass every ``observe_interval`` seconds, or twice as long as the last pass took when that is
+        longer (about 1.9 s for 500 deployments on a busy 2-core machine): observing never takes more than a third of
+        the agent's time. While a rollout is under way (``rollouts``: set by an apply that wrote a Deployment, which
+        also starts a pass at once) the period is ``rollout_interval`` instead (the same bound by the last pass's
+        duration): the same four lists per namespace, only sooner, only over the rolling deployments' namespaces (the
+        others' last observation kept; every namespace again every ``observe_interval``), and only until the rollouts
+        settle or ``rollout_limit`` passed. Chosen over a watch on Deployments and pods: a watch per managed namespace
+        is a long-lived connection each (hundreds for 500 cells) that must be re-listed whenever it breaks or its
+        resourceVersion expires, to save requests only during the few seconds of a rollout."""
         while True:
             started = time.monotonic()
+            self._observe_now.clear()
+            fast = bool(self.rollouts)
             try:
                 await self.observe()
+                self.observe_passes += 1
+                self.rollout_passes += fast
+                self._settle_rollouts()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # (the API server away: the last observation stands)
                 log.debug("observation failed: %s", message(e))
-            await asyncio.sleep(max(self.kube.observe_interval, 2 * (time.monotonic() - started)))
+            period = self.kube.rollout_interval if self.rollouts else self.kube.observe_interval
+            self.observe_delay = max(period, 2 * (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._observe_now.wait(), self.observe_delay)
 
     async def observe(self) -> None:
         """One observation pass (``observe``): the runs followed, the log streams kept, the host told when the
@@ -510,7 +565,15 @@ class KubernetesRuntime:
             return
         namespaces = sorted({names.namespace(desired.organization, d.project, d.environment)
                              for d in desired.deployments} | self.runs.namespaces(desired.organization))
-        seen = await observation.observe(self.client, self._labels(desired), namespaces)
+        rolling = sorted({names.namespace(desired.organization, d.project, d.environment)
+                          for d in desired.deployments if d.id in self.rollouts})
+        if rolling and time.monotonic() < self._next_full:  # a rollout pass: its namespaces only, the rest kept
+            part = await observation.observe(self.client, self._labels(desired), rolling)
+            seen = self.observed.replaced(part, set(rolling), set(namespaces))
+            self.partial_passes += 1
+        else:
+            self._next_full = time.monotonic() + self.kube.observe_interval
+            seen = await observation.observe(self.client, self._labels(desired), namespaces)
         self.observed = seen
         if self.gateways is not None and self.desired is desired:
             await self.gateways.update(desired, seen, self.parked)
