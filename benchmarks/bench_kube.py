@@ -24,7 +24,7 @@ pass: render and compare; target <= 1 s, 0 requests, no resourceVersion moved bu
 controllers write while pods start); a read-back of everything (the drift pass); one observation pass (status);
 tracemalloc's peak over a no-op reconcile; the process's resident memory then (the runtime, its client and the
 desired state: about what the agent holds); and, first, the time from applying one deployment to its report saying
-ready (the observation interval, 2 s, included; the control plane's long-poll is not), median of 10.
+ready (the rollout's 0.25 s observation passes included; the control plane's long-poll is not), median of 10.
 Prints one JSON document.
 """
 
@@ -330,7 +330,7 @@ def deploy_figures(d: dict[str, Any]) -> list[Any]:  # -> list[common.Figure]
             Figure(f"cellplane deploy -> ready, {label} data plane: first deploy", this["firstDeployS"], "s",
                    f"{what} data plane: {other['firstDeployS']} s"),
         ]
-    figures[0].note += "; kwok's fake node, the agent's 2 s observation interval"
+    figures[0].note += "; kwok's fake node, the agent's 0.25 s observation passes while a rollout is under way"
     return figures
 
 
@@ -346,7 +346,7 @@ def run(args: argparse.Namespace):  # -> common.Suite (imported here: this file 
     suite.figures += deploy_figures(r["deploys"])
     suite.figures += [
         Figure("one deployment applied until ready: median of 10", r["one_deployment_to_ready_s"], "s",
-               note="kwok's fake node; the agent's 2 s observation interval included"),
+               note="kwok's fake node; the agent's 0.25 s rollout observation passes included"),
         Figure(f"no-op reconcile, {n} deployments", r["noop_reconcile_s"], "s",
                f"first apply: {r['first_apply_s']} s ({r['objects_applied']} objects)", "<=", 1.0,
                f"{r['noop_requests']} requests, {r['resource_versions_moved']} resourceVersions moved"),
