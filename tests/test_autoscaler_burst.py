@@ -54,3 +54,14 @@ def test_a_noisy_light_load_whose_peaks_double_settles_without_flapping() -> Non
     r.run(660, lambda _: rng.uniform(0, 24))  # 12 on average: 2 replicas; ticks from none to 3 replicas' worth
     assert r.current == 2 and len(r.history) <= 2, r.history  # a fresh start may panic first, then settles
     assert not [at for at, _ in r.history if at > 1100], r.history  # and stays for the last nine minutes
+
+
+def test_when_a_burst_ends_the_count_comes_down_once_and_does_not_panic_back_up() -> None:
+    r = Run(scaling(minReplicas=1, maxReplicas=3, targetConcurrency=2, scaleDownDelaySeconds=0))
+    r.run(120, 0)
+    r.run(4, 8)
+    ended = r.now
+    r.run(60, 0.5)  # one slow connection: half a request in flight
+    assert r.changes() == [2, 3, 1], r.history
+    down_at, down = r.history[-1]
+    assert down_at - ended <= 6 and down.reason == "load: 0.6 in flight, target 2 per replica"

@@ -14,8 +14,10 @@ previous tick), then ``decide(now, current)`` with the replicas it runs (ready o
 - **Burst**: the latest second (two ticks) is averaged too, used only to scale **up**: when it wants at least
   twice the replicas that run, the count goes up to it at once, so a step from no load is met within one or two
   ticks (the panic window, averaging the quiet seconds before the step, wanted twice after 1.5 s and its maximum
-  after 3 s). That count holds while the latest second still wants more than ran before the burst; once it does
-  not (a spike of noise, or the burst ended), the stable window and the scale-down delay decide as usual, so a
+  after 3 s). That count holds while the latest second or the panic window still wants more than ran before the
+  burst (the panic window's 6 s bridge the end of a burst: scaling down at its first quiet second would let the
+  panic window, still full of the burst, panic back up at the next tick); once neither does (a spike of noise, or
+  the burst ended 6 s ago), the stable window and the scale-down delay decide as usual, so a
   one-tick spike adds a replica for ``scaleDownDelaySeconds`` only, not for a stable window as panic would. Why a
   second and not Knative's panic window alone: Knative ticks every 2 s, where a 6 s window is three ticks; at
   0.5 s ticks it is twelve. Noise does not flap it: doubling the replicas takes twice the load, over two ticks.
@@ -30,7 +32,7 @@ A decision carries its reason as a sentence ("load: 27 in flight, target 10 per 
 "minReplicas 2"); it changes only when the count it explains changes, so a report does not churn with the load.
 
 Cost: one sample per tick kept over the stable window (120 at the runtime's 0.5 s tick); ``decide`` walks them
-once (a few µs), per autoscaled deployment per tick.
+once per window (three times, a few µs), per autoscaled deployment per tick.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class Autoscaler:
             if self._burst_base is None:
                 self._burst_base = current
             self._burst_floor = max(self._burst_floor, burst)
-        elif self._burst_base is not None and burst <= self._burst_base:
+        elif self._burst_base is not None and max(burst, panic) <= self._burst_base:
             self._burst_base, self._burst_floor = None, 0  # a spike, or the burst is over: the windows decide
         if self._burst_base is not None and burst >= self._burst_floor:
             self._burst_why = burst_why  # the load that holds the count now, not the first tick's
