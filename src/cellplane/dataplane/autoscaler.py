@@ -11,6 +11,16 @@ previous tick), then ``decide(now, current)`` with the replicas it runs (ready o
 - **Panic**: when the panic window wants at least twice the replicas that run, it decides (a burst is met within
   seconds, not a minute) and the count never goes down while panicking; panic ends after a stable window in which
   the condition did not hold again.
+- **Burst**: the latest second (two ticks) is averaged too, used only to scale **up**: when it wants at least
+  twice the replicas that run, the count goes up to it at once, so a step from no load is met within one or two
+  ticks (the panic window, averaging the quiet seconds before the step, wanted twice after 1.5 s and its maximum
+  after 3 s). That count holds while the latest second or the panic window still wants more than ran before the
+  burst (the panic window's 6 s bridge the end of a burst: scaling down at its first quiet second would let the
+  panic window, still full of the burst, panic back up at the next tick); once neither does (a spike of noise, or
+  the burst ended 6 s ago), the stable window and the scale-down delay decide as usual, so a
+  one-tick spike adds a replica for ``scaleDownDelaySeconds`` only, not for a stable window as panic would. Why a
+  second and not Knative's panic window alone: Knative ticks every 2 s, where a 6 s window is three ticks; at
+  0.5 s ticks it is twelve. Noise does not flap it: doubling the replicas takes twice the load, over two ticks.
 - **Scale down** goes only to the highest count wanted over the last ``scaleDownDelaySeconds``: a dip does not
   remove a replica the next burst needs, and a noisy load does not flap.
 - A fresh autoscaler (a new deployment, an agent that restarted) does not scale down before it has seen a whole
@@ -22,7 +32,7 @@ A decision carries its reason as a sentence ("load: 27 in flight, target 10 per 
 "minReplicas 2"); it changes only when the count it explains changes, so a report does not churn with the load.
 
 Cost: one sample per tick kept over the stable window (120 at the runtime's 0.5 s tick); ``decide`` walks them
-once (a few µs), per autoscaled deployment per tick.
+once per window (three times, a few µs), per autoscaled deployment per tick.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from cellplane.contract import DesiredScaling
 STABLE_WINDOW = 60.0  # seconds the stable average covers (Knative's default)
 PANIC_FRACTION = 0.1  # the panic window's share of the stable window (6 s of 60)
 PANIC_THRESHOLD = 2.0  # panic when the panic window wants this many times the replicas that run
+BURST_WINDOW = 1.0  # seconds of the latest load (two ticks) that scale up at once when they want PANIC_THRESHOLD x
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class Autoscaler:
         self._active_at = now  # the last time something was in flight or asked for (or it started, or woke)
         self._panic_until: float | None = None  # panicking while now < this
         self._panic_floor = 0  # the count reached while panicking: never less until panic ends
+        self._burst_base: int | None = None  # the count that ran before a burst, while its count holds
+        self._burst_floor = 0  # the count a burst asked for: held while the latest second wants more than the base
+        self._burst_why = ""
         self._wanted: deque[tuple[float, int, str]] = deque()  # (at, wanted, why) over the scale-down delay
 
     def observe(self, now: float, inflight: float, requests: int) -> None:
@@ -118,6 +132,7 @@ class Autoscaler:
         lower, upper = max(s.minReplicas, 1), max(s.maxReplicas, s.minReplicas, 1)
         if s.minReplicas == 0 and self.idle_for(now) >= s.idleSeconds:
             self._panic_until, self._panic_floor = None, 0
+            self._burst_base, self._burst_floor = None, 0
             self._wanted.clear()
             return Decision(0, f"idle for {_num(s.idleSeconds)} s")
         stable, stable_why = self._want(now, self.stable_window)
@@ -135,6 +150,17 @@ class Autoscaler:
         else:
             self._panic_until, self._panic_floor = None, 0
             want, why = stable, stable_why
+        burst, burst_why = self._want(now, BURST_WINDOW)
+        if burst > 0 and burst >= PANIC_THRESHOLD * max(current, 1):
+            if self._burst_base is None:
+                self._burst_base = current
+            self._burst_floor = max(self._burst_floor, burst)
+        elif self._burst_base is not None and max(burst, panic) <= self._burst_base:
+            self._burst_base, self._burst_floor = None, 0  # a spike, or the burst is over: the windows decide
+        if self._burst_base is not None and burst >= self._burst_floor:
+            self._burst_why = burst_why  # the load that holds the count now, not the first tick's
+        if self._burst_base is not None and self._burst_floor > want:
+            want, why = self._burst_floor, f"{self._burst_why} (a burst: the last second)"
         self._wanted.append((now, want, why))
         while self._wanted and self._wanted[0][0] < now - s.scaleDownDelaySeconds:
             self._wanted.popleft()
