@@ -14,42 +14,20 @@ import uvloop
 
 from cellplane.contract import DesiredDeployment
 from cellplane.dataplane.cpclient import wire
-from cellplane.dataplane.replicaid import ReplicaId
-from cellplane.dataplane.supervisor import Replica, ReplicaSpec
+from cellplane.dataplane.supervisor import Replica
 from cellplane.dataplane.workload import ReleaseSet, Workload
 from desiredkit import desired_deployment
+from workloadkit import FakeWorkloadHost
 
 
-class Host:
-    """A ``WorkloadHost`` whose replicas are plain ``Replica`` objects the test moves from state to state; it keeps
-    what the workload asked for in ``log``: ("start", key), ("routes", keys routed), ("drain", keys), ("stop", key)."""
+class Host(FakeWorkloadHost):
+    """The kit's fake host; its log says which replicas route ("routes", keys) and which drain ("drain", keys),
+    and drains finish when ``drained`` is set."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.workload: Workload | None = None
-        self.replicas: list[Replica] = []
-        self.log: list[tuple[str, Any]] = []
-        self.lines: list[str] = []
-        self.failed: list[str] = []  # wake_failed reasons
-        self.drained = asyncio.Event()  # drains finish when this is set
+        super().__init__(tmp)
+        self.drained = asyncio.Event()
         self.drained.set()
-
-    async def artifact(self, d: DesiredDeployment) -> Path:
-        return self.tmp
-
-    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
-        return False
-
-    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
-        identity = ReplicaId(d.environment, d.project, d.component, d.id, d.release, index)
-        replica = Replica(ReplicaSpec(identity.key, ["app"], tree, {}, identity=identity))
-        self.replicas.append(replica)
-        self.log.append(("start", identity.key))
-        return replica
-
-    async def stop_replica(self, replica: Replica) -> None:
-        replica.state = "stopped"
-        self.log.append(("stop", replica.spec.key))
 
     async def drain(self, rs: ReleaseSet) -> None:
         self.log.append(("drain", tuple(r.spec.key for r in rs.replicas)))
@@ -63,18 +41,6 @@ class Host:
 
     def routes_changed(self) -> None:
         self.log.append(("routes", self.routed()))
-
-    def changed(self) -> None:
-        pass
-
-    def system_line(self, d: DesiredDeployment, line: str) -> None:
-        self.lines.append(line)
-
-    def retry_later(self, seconds: float) -> None:
-        pass
-
-    def wake_failed(self, d: DesiredDeployment, reason: str) -> None:
-        self.failed.append(reason)
 
     # -- what the test does ------------------------------------------------------------------------------------
 

@@ -15,61 +15,18 @@ import uvloop
 
 from cellplane.contract import DesiredDeployment
 from cellplane.dataplane.cpclient import wire
-from cellplane.dataplane.replicaid import ReplicaId
-from cellplane.dataplane.supervisor import Replica, ReplicaSpec
-from cellplane.dataplane.workload import RETRY_SECONDS, ReleaseSet, Workload
+from cellplane.dataplane.supervisor import Replica
+from cellplane.dataplane.workload import RETRY_SECONDS, Workload
 from desiredkit import desired_deployment
+from workloadkit import FakeWorkloadHost
 
 
-class FakeHost:
-    """A ``WorkloadHost`` whose replicas are plain ``Replica`` objects that the test moves from state to state."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.workload: Workload | None = None
-        self.replicas: list[Replica] = []  # every replica started, in order
-        self.log: list[tuple[str, str]] = []  # (what, detail): routes (the serving release), drain, stop, start
-        self.lines: list[str] = []
-        self.retries: list[float] = []
-        self.missing: set[str] = set()  # releases whose artifact cannot be fetched
-
-    async def artifact(self, d: DesiredDeployment) -> Path:
-        if d.release in self.missing:
-            raise RuntimeError(f"artifact of {d.release} is not on this machine")
-        return self.tmp
-
-    async def binds_literally(self, d: DesiredDeployment, tree: Path) -> bool:
-        return False
-
-    async def start_replica(self, d: DesiredDeployment, tree: Path, index: int) -> Replica:
-        identity = ReplicaId(d.environment, d.project, d.component, d.id, d.release, index)
-        replica = Replica(ReplicaSpec(identity.key, ["app"], tree, {}, identity=identity))
-        self.replicas.append(replica)
-        self.log.append(("start", identity.key))
-        return replica
-
-    async def stop_replica(self, replica: Replica) -> None:
-        replica.state = "stopped"
-        self.log.append(("stop", replica.spec.key))
-
-    async def drain(self, rs: ReleaseSet) -> None:
-        self.log.append(("drain", rs.release))
+class FakeHost(FakeWorkloadHost):
+    """The kit's fake host; its log says which release routes ("routes", release) and which drains."""
 
     def routes_changed(self) -> None:
         w = self.workload
         self.log.append(("routes", w.active.release if w is not None and w.active is not None else "-"))
-
-    def changed(self) -> None:
-        pass
-
-    def system_line(self, d: DesiredDeployment, line: str) -> None:
-        self.lines.append(line)
-
-    def retry_later(self, seconds: float) -> None:
-        self.retries.append(seconds)
-
-    def wake_failed(self, d: DesiredDeployment, reason: str) -> None:
-        self.log.append(("wake-failed", reason))
 
     # -- what the test does ------------------------------------------------------------------------------------
 
