@@ -39,6 +39,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--metrics-recording-only",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
 ]
 
 # Figures of the last start, for the tests that report them.
@@ -58,7 +60,7 @@ def missing(what: str) -> None:
 
 
 def find_chromium() -> str | None:
-    override = os.environ.get("CELLPLANE_CHROMIUM")
+    override = os.environ.get("CELLPLANE_CHROMIUM")  # another build of Chromium, or a missing one on purpose
     if override:
         return override if os.access(override, os.X_OK) else None
     for candidate in CHROMIUM_CANDIDATES:
@@ -83,7 +85,8 @@ def browser() -> Iterator[Any]:
         missing("the Python package playwright is not installed in this venv")
     executable = find_chromium()
     if executable is None:
-        missing("chromium not found (looked in /usr/lib/chromium/chromium, /usr/bin/chromium and on PATH)")
+        where = os.environ.get("CELLPLANE_CHROMIUM") or "/usr/lib/chromium/chromium, /usr/bin/chromium and on PATH"
+        missing(f"chromium not found (looked in {where})")
     started = time.perf_counter()
     manager = sync_playwright().start()
     driver_ready = time.perf_counter()
