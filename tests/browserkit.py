@@ -76,9 +76,12 @@ def axe_script_path() -> Path | None:
     return path if result.returncode == 0 and path.is_file() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium (Debian's) for the session, through Playwright's synchronous API."""
+    """One headless Chromium (Debian's) per test module, through Playwright's synchronous API. Not per session:
+    while Playwright's sync API is started, its event loop counts as this thread's running loop, so every later
+    test that calls ``asyncio.run`` (most of the suite) would fail with "cannot be called from a running event
+    loop"; stopped at the module's end, the loop goes with it."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
