@@ -7,6 +7,8 @@
 #   make kubetools  build the test cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok) from the
 #                   Go module proxy into a cache keyed by version (scripts/ensure-kube-tools.sh; cold: see
 #                   docs/development.md, "The test cluster"; a no-op once built)
+#   make browser    make sure Debian's chromium, the pinned Playwright (in .venv) and axe-core (npm, into a cache keyed
+#                   by version) are installed (scripts/ensure-browser.sh; the browser tests use them)
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
@@ -32,7 +34,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools kubetools bytecode test lint run bench clean agent-image
+.PHONY: venv postgres buildtools registrytools kubetools browser bytecode test lint run bench clean agent-image
 
 venv: $(STAMP)
 
@@ -55,6 +57,10 @@ registrytools:
 kubetools:
 	bash scripts/ensure-kube-tools.sh
 
+# after venv: the pinned Playwright goes into it
+browser: venv buildtools
+	bash scripts/ensure-browser.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -66,7 +72,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools registrytools kubetools bytecode
+test: venv postgres buildtools registrytools kubetools browser bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \

@@ -28,7 +28,7 @@ from cellplane.store import Store
 from pgserver import PostgresServer, find_postgres_bin
 
 # Fixtures of other areas live in their own modules.
-pytest_plugins = ["liveserver", "buildkit", "dataplanekit", "registrykit", "kubecluster", "kubeagentkit"]
+pytest_plugins = ["liveserver", "buildkit", "dataplanekit", "registrykit", "kubecluster", "kubeagentkit", "browserkit"]
 
 
 def _in_ci() -> bool:
