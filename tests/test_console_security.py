@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,29 @@ def test_the_console_serves_the_pinned_htmx(anonymous: httpx.Client) -> None:
         pytest.skip(missing)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert b"htmx" in r.content
+
+
+def test_a_viewers_forged_post_is_refused_with_the_apis_own_message_and_changes_nothing(
+        live_server: LiveServer) -> None:
+    viewer = make_user(live_server, "vic", role="viewer")
+    client = session_client(live_server, viewer)
+    assert "New organization" not in client.get("/console/").text  # no form for what the API would refuse
+    r = client.form("/console/", {"name": "forged-org", "displayName": "Forged"})
+    api = live_server.client(viewer.token).post("/organizations", json={
+        "apiVersion": "cellplane.dev/v1alpha1", "kind": "Organization", "metadata": {"name": "forged-org"}})
+    assert r.status_code == api.status_code == 403
+    assert html.escape(api.json()["error"]["message"], quote=True) in r.text
+    assert 'role="alert"' in r.text
+    assert live_server.client().get("/organizations/forged-org").status_code == 404
+
+
+def test_an_administrator_creates_an_organization_and_a_bad_name_gets_the_form_back_with_the_field_marked(
+        live_server: LiveServer) -> None:
+    boss = make_user(live_server, "boss", role=None, superuser=True)
+    client = session_client(live_server, boss)
+    r = client.form("/console/", {"name": "Not A Label", "displayName": "x"})
+    assert r.status_code == 422
+    assert 'aria-invalid="true"' in r.text and 'value="Not A Label"' in r.text
+    r = client.form("/console/", {"name": "made-in-console", "displayName": "Made here"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/orgs/made-in-console"
+    assert live_server.client().get("/organizations/made-in-console").json()["spec"]["displayName"] == "Made here"
