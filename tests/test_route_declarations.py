@@ -82,6 +82,7 @@ BODIES: dict[str, Any] = {
     "import_component": {"name": "imported", "source": {"repository": "https://example.com/r.git"}, "files": {}},
     "create_user": {"name": "newcomer"},
     "create_token": {},
+    "set_password": {"password": "a-long-enough-password"},
     "create_binding": {"user": "viewer", "role": "admin"},
     "create_agent_token": {},
     "apply": {"organization": ORG, "documents": [
