@@ -85,3 +85,23 @@ def test_a_user_signs_in_and_out_in_the_browser(page: object, live_server: LiveS
     p.wait_for_url(live_server.url + SIGN_IN)
     p.goto(live_server.url + "/console/")
     assert p.url.startswith(live_server.url + SIGN_IN)
+
+
+def test_after_ten_failed_sign_ins_a_user_name_is_refused_for_a_while_even_with_the_right_password(
+        anonymous: httpx.Client, live_server: LiveServer, dev: ConsoleUser) -> None:
+    tess = make_user(live_server, "tess", role="viewer")
+    csrf = sign_in_form(anonymous)
+    for _ in range(10):
+        r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": tess.name, "password": "a-wrong-password"})
+        assert r.status_code == 401
+    r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": tess.name, "password": tess.password})
+    assert r.status_code == 429
+    assert "Too many failed sign-ins for this user name; try again in" in r.text
+    r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": dev.name, "password": dev.password})
+    assert r.status_code == 303  # another name is not held back
+
+
+def test_the_sign_in_page_sends_a_signed_in_user_on(live_server: LiveServer, dev: ConsoleUser) -> None:
+    client = session_client(live_server, dev)
+    r = client.get(SIGN_IN + "?next=/console/")
+    assert r.status_code == 303 and r.headers["location"] == "/console/"
