@@ -66,4 +66,5 @@ def test_htmx_loads_under_the_csp_and_the_browser_reports_no_csp_violation(page:
     if assets.htmx_present():
         assert page.evaluate("() => typeof window.htmx") == "object"
         assert page.evaluate("() => window.htmx.config.allowEval") is False
+        assert page.evaluate("() => window.htmx.config.responseHandling.length") == 2  # the page's config is read
     assert [m for m in messages if "Content Security Policy" in m] == []
