@@ -3,13 +3,17 @@ pages need a session; a page's API call carries the API's own refusal."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from consolekit import SIGN_IN, ConsoleUser, make_user, session_client, sign_in_form, signed_in
 from liveserver import LiveServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,8 @@ def test_the_sign_in_form_needs_its_csrf_cookie_and_goes_back_to_the_page_asked_
 def test_a_user_signs_in_and_out_in_the_browser(page: object, live_server: LiveServer, dev: ConsoleUser) -> None:
     p = signed_in(page, live_server, dev)
     assert p.get_by_role("heading", name="Organizations").is_visible()
+    if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
+        p.screenshot(path=str(ROOT / "docs/console/organizations.png"))
     p.get_by_role("button", name="Sign out").click()
     p.wait_for_url(live_server.url + SIGN_IN)
     p.goto(live_server.url + "/console/")

@@ -68,3 +68,12 @@ def test_htmx_loads_under_the_csp_and_the_browser_reports_no_csp_violation(page:
         assert page.evaluate("() => window.htmx.config.allowEval") is False
         assert page.evaluate("() => window.htmx.config.responseHandling.length") == 2  # the page's config is read
     assert [m for m in messages if "Content Security Policy" in m] == []
+
+
+def test_the_pages_fit_a_360_pixel_wide_screen_without_sideways_scrolling(page: Any, live_server: LiveServer,
+                                                                          reader: ConsoleUser) -> None:
+    page.set_viewport_size({"width": 360, "height": 640})
+    page.goto(live_server.url + "/console/sign-in")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    signed_in(page, live_server, reader)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
