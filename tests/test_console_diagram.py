@@ -5,6 +5,7 @@ fresh control plane cannot show (rates, names full of markup, thirty components)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -187,6 +188,35 @@ def test_thirty_components_in_layers_wrap_into_rows_without_overlap() -> None:
     assert all(x + w <= width for x, _y, w, _h in boxes.values())
     rows = sorted({y for _x, y, _w, _h in boxes.values()})
     assert len(rows) >= 6  # three layers of ten, five a row
+    lines = [p.get("d", "") for p in root.iter(f"{SVG}path") if p.get("class") == "connection"]
+    assert len(lines) == len(connections)
+    for d in lines:  # straight to the next row, or round through the gaps: never across a box
+        points = [tuple(map(float, xy.split(","))) for xy in re.findall(r"[ML]([\d.]+,[\d.]+)", d)]
+        for (x1, y1), (x2, y2) in itertools.pairwise(points):
+            for rect in boxes.values():
+                assert not _crosses((x1, y1, x2, y2), rect), (d, rect)
+
+
+def _crosses(segment: tuple[float, float, float, float], rect: tuple[float, float, float, float]) -> bool:
+    """Whether the segment passes through the rectangle's inside (touching its edge does not count): Liang-Barsky
+    clipping against the rectangle shrunk by a pixel."""
+    x1, y1, x2, y2 = segment
+    x, y, w, h = rect[0] + 1, rect[1] + 1, rect[2] - 2, rect[3] - 2
+    dx, dy = x2 - x1, y2 - y1
+    low, high = 0.0, 1.0
+    for p, q in ((-dx, x1 - x), (dx, x + w - x1), (-dy, y1 - y), (dy, y + h - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+        if low > high:
+            return False
+    return True
 
 
 def test_layers_break_a_cycle_at_the_first_name() -> None:

@@ -250,6 +250,7 @@ def cell_diagram(graph: dict[str, Any], org: str, ident: str = "cell") -> Diagra
             ends[("in", target.name)].append((source.cx, i))
         else:
             ends[("side", source.name)].append((outside[_label(c.get("to") or {}, project)].y, i))
+    channels = [left + k * (BOX_W + GAP_X) - GAP_X / 2 for k in range(widest + 1)]
     spot: dict[tuple[str, int], float] = {}
     for (edge, _name), found in ends.items():
         for k, (_at, i) in enumerate(sorted(found)):
@@ -260,7 +261,10 @@ def cell_diagram(graph: dict[str, Any], org: str, ident: str = "cell") -> Diagra
             continue
         if internal(c):
             target = boxes[str((c.get("to") or {}).get("component"))]
-            p.append(_arrow(source, target, arrow, c, labels, spot[("out", i)], spot[("in", i)]))
+            if target.y > source.y + source.h + GAP_Y:  # past a row of boxes: down the channel nearest its ends
+                p.append(_routed(source, target, arrow, c, labels, spot[("out", i)], spot[("in", i)], channels, i))
+            else:
+                p.append(_arrow(source, target, arrow, c, labels, spot[("out", i)], spot[("in", i)]))
         else:
             target = outside[_label(c.get("to") or {}, project)]
             p.append(_arrow(source, target, arrow, c, labels, spot[("side", i)], 0.5, cell_x + cell_w))
@@ -328,6 +332,24 @@ def _arrow(a: _Box, b: _Box, marker: str, c: dict[str, Any], labels: _Labels, le
         labels.add(text, lx, ly, anchor)
     return (f'<path class="connection" d="{d}" fill="none" stroke="{LINE}" stroke-width="1.5" '
             f'marker-end="url(#{escape(marker)})"/>')
+
+
+def _routed(a: _Box, b: _Box, marker: str, c: dict[str, Any], labels: _Labels, leave: float, reach: float,
+            channels: list[float], n: int) -> str:
+    """A line from ``a`` down to ``b`` rows below it that passes no box: down into the gap under ``a``, along it to
+    the free channel between columns nearest the line's two ends, down the channel to the gap above ``b``, along
+    to ``b``. Lines sharing a channel stand a few pixels apart (by ``n``), so each can be followed."""
+    x1, y1, x2, y2 = a.x + a.w * leave, a.y + a.h, b.x + b.w * reach, b.y
+    shift = (n % 5 - 2) * 4
+    cx = min(channels, key=lambda x: (abs(x - x1) + abs(x - x2), x)) + shift + 6
+    g1, g2 = y1 + GAP_Y / 2 + shift, y2 - GAP_Y / 2 + shift
+    d = (f"M{_n(x1)},{_n(y1)} L{_n(x1)},{_n(g1)} L{_n(cx)},{_n(g1)} L{_n(cx)},{_n(g2)} L{_n(x2)},{_n(g2)} "
+         f"L{_n(x2)},{_n(y2)}")
+    text = _rate_text(c)
+    if text:
+        labels.add(text, x1 + 5, y1 + 14, "start")
+    return (f'<path class="connection" d="{d}" fill="none" stroke="{LINE}" stroke-width="1.5" '
+            f'stroke-linejoin="round" marker-end="url(#{escape(marker)})"/>')
 
 
 def _component(b: _Box, org: str, project: str) -> str:
