@@ -192,3 +192,17 @@ def test_a_project_that_does_not_exist_is_a_404_with_the_apis_message(live_serve
     client = session_client(live_server, dev)
     r = client.get(f"/console/orgs/{ORG}/projects/nope")
     assert r.status_code == 404 and "Project &#39;default/nope&#39; not found" in r.text
+
+
+def test_a_viewer_sees_no_create_button_and_a_forged_create_is_refused_by_the_api(
+        page: Any, live_server: LiveServer, dev: ConsoleUser) -> None:
+    watcher = make_user(live_server, "vic", role="viewer")
+    signed_in(page, live_server, watcher, PAGE)
+    assert page.locator("table.matrix").is_visible()
+    assert page.get_by_role("link", name="Create a component").count() == 0
+    client = session_client(live_server, watcher)
+    r = client.form(PAGE + "/new/git", {"name": "sneaky", "repository": "https://git.example.invalid/x.git"})
+    assert r.status_code == 403 and 'role="alert"' in r.text
+    r = client.form(PAGE + "/new/descriptor", {"descriptor": "metadata:\n  name: sneaky\nspec: {}\n"})
+    assert r.status_code == 403
+    assert live_server.client().get(f"/organizations/{ORG}/projects/{P}/components/sneaky").status_code == 404
