@@ -206,3 +206,13 @@ def test_a_viewer_sees_no_create_button_and_a_forged_create_is_refused_by_the_ap
     r = client.form(PAGE + "/new/descriptor", {"descriptor": "metadata:\n  name: sneaky\nspec: {}\n"})
     assert r.status_code == 403
     assert live_server.client().get(f"/organizations/{ORG}/projects/{P}/components/sneaky").status_code == 404
+
+
+def test_markup_in_a_projects_names_is_shown_as_text(live_server: LiveServer, dev: ConsoleUser) -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    _post(live_server.client(), f"/organizations/{ORG}/projects",
+          {"metadata": {"name": "marked"}, "spec": {"displayName": evil, "description": "<script>alert(2)</script>"}})
+    r = session_client(live_server, dev).get(f"/console/orgs/{ORG}/projects/marked")
+    assert r.status_code == 200
+    assert "<img src=x" not in r.text and "<script>alert(2)" not in r.text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
