@@ -22,7 +22,8 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from cellplane.cli.charts import number, rate
-from cellplane.console.diagram import built
+from cellplane.console.markup import built
+from cellplane.console.markup import number as _n
 
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 34, 40  # margins round the plot: tick labels left, times below, legend above
@@ -52,10 +53,6 @@ def nice_step(high: float, ticks: int = 4) -> float:
     raw = high / ticks
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power * ticks >= high)
-
-
-def _n(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _time(at: datetime, days: bool) -> str:

@@ -26,6 +26,8 @@ from urllib.parse import quote
 from markupsafe import Markup, escape
 
 from cellplane.cli.charts import compact, percent, rate
+from cellplane.console.markup import built
+from cellplane.console.markup import number as _n
 
 COLUMNS = 5  # boxes a row at most: a wider layer wraps onto the next row
 BOX_W, GAP_X, GAP_Y = 210, 40, 64
@@ -35,12 +37,6 @@ OUT_W, OUT_H, OUT_GAP = 210, 44, 16  # a target outside the cell
 CHAR_W = 7.0  # the average width of a 12px sans-serif character, to cut long names
 VISIBILITIES = ("Public", "Organization", "Project")
 TEXT, MUTED, LINE, BOX, CELL = "#1b1f24", "#4a5560", "#57606a", "#ffffff", "#f3f6f9"
-
-
-def built(parts: list[str]) -> Markup:
-    """Markup from parts written in this package, where every value from the API went through ``escape`` (names,
-    URLs, states: anything a user or a workload chose) and numbers through ``_n`` or the formatters."""
-    return Markup("".join(parts))  # noqa: S704 -- each part escapes its values where it is made
 
 
 def component_href(org: str, project: str, component: str) -> str:
@@ -73,10 +69,6 @@ def _fit(text: str, width: float) -> str:
     """``text`` cut with an ellipsis to about ``width`` pixels of 12px text."""
     most = max(4, int(width / CHAR_W))
     return text if len(text) <= most else text[: most - 1] + "…"
-
-
-def _n(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _label(to: dict[str, Any], project: str) -> str:

@@ -19,15 +19,13 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from cellplane.cli.charts import ms, plural
-from cellplane.console.diagram import built, component_href
+from cellplane.console.diagram import component_href
+from cellplane.console.markup import built
+from cellplane.console.markup import number as _n
 
 SCALE = 1000  # the bars' viewBox width
 DEEPEST = 12  # depth classes beyond this one share it
 OK_FILL, ERROR_FILL = "#0b5cad", "#b42318"
-
-
-def _n(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def waterfall(trace: dict[str, Any], org: str, ident: str = "trace") -> Markup:
