@@ -99,6 +99,11 @@ def test_the_project_page_shows_components_by_environment_and_the_cell(
     if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(ROOT / "docs" / "console" / "project.png"), full_page=True)
+    page.set_viewport_size({"width": 360, "height": 740})  # a narrow screen: wide parts scroll in their own box
+    wide = page.evaluate("() => [...document.querySelectorAll('body *')].filter(e => !e.closest("
+                         "'.table-wrap, .diagram-scroll') && e.getBoundingClientRect().right > 361)"
+                         ".map(e => e.outerHTML.slice(0, 80))")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360, wide
 
 
 def test_a_box_of_the_diagram_is_a_link_to_its_component_page(
