@@ -13,7 +13,8 @@ text. Every text is escaped (markupsafe); nothing uses a style attribute (the co
 presentation attributes, and each part has a class the stylesheet may refine.
 
 ``text`` is the same content as tables (components, then every flow), to go below the picture. Cost: linear in
-components plus connections; about a millisecond for thirty components.
+components plus connections: 3.4 ms for thirty components and fifteen connections (this project's busy 2-core
+machine).
 """
 
 from __future__ import annotations
