@@ -110,9 +110,14 @@ def test_a_box_of_the_diagram_is_a_link_to_its_component_page(
         page: Any, live_server: LiveServer, dev: ConsoleUser) -> None:
     signed_in(page, live_server, dev, PAGE)
     box = page.locator("svg.cell-diagram a", has=page.locator("title", has_text="Component front"))
-    box.focus()  # reachable from the keyboard
-    page.keyboard.press("Enter")
+    box.click()
     page.wait_for_url(live_server.url + PAGE + "/components/front")
+    page.go_back()
+    page.wait_for_url(live_server.url + PAGE)
+    store = page.locator("svg.cell-diagram a", has=page.locator("title", has_text="Component store"))
+    store.focus()  # reachable from the keyboard too
+    page.keyboard.press("Enter")
+    page.wait_for_url(live_server.url + PAGE + "/components/store")
 
 
 def test_the_diagram_follows_the_environment_chosen(page: Any, live_server: LiveServer, dev: ConsoleUser) -> None:
