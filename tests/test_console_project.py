@@ -125,6 +125,11 @@ def test_the_diagram_follows_the_environment_chosen(page: Any, live_server: Live
     page.get_by_label("Environment").select_option("staging")
     page.get_by_role("button", name="Show").click()
     page.locator("svg.cell-diagram title", has_text="in staging").wait_for(state="attached")
+    if page.evaluate("() => typeof window.htmx === 'object'"):  # only the diagram was swapped
+        assert page.url == live_server.url + PAGE
+        assert page.get_by_role("button", name="Show").is_visible()
+    else:  # the plain form: the page again, for that environment
+        assert page.url == live_server.url + PAGE + "?environment=staging"
     assert _serious(page) == []
 
 
