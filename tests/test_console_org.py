@@ -173,3 +173,15 @@ def test_the_audit_log_pages_back_with_the_apis_cursor(live_server: LiveServer, 
 def test_an_unknown_organization_is_a_not_found_page(owner: ConsoleClient) -> None:
     r = owner.get("/console/orgs/nowhere/approvals")
     assert r.status_code == 404 and "Organization &#39;nowhere&#39; not found" in r.text
+
+
+def test_markup_in_names_and_messages_is_escaped_on_the_organizations_pages(live_server: LiveServer,
+                                                                           owner: ConsoleClient) -> None:
+    script, image = "<script>alert(1)</script>", '"><img src=x onerror=alert(2)>'
+    r = owner.form(f"{BASE}/projects", {"name": "inert", "displayName": script, "description": image})
+    assert r.status_code == 303
+    for path in ("", "/pipeline", "/audit"):
+        page = main(owner.get(BASE + path).text)
+        assert "<script>alert" not in page and "<img src=x" not in page, path
+    listed = main(owner.get(BASE).text)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listed and "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in listed
