@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,17 @@ def test_an_approver_approves_from_the_link_after_reading_the_diff_and_the_deplo
     facts = page.locator("dl.facts").inner_text()
     assert "approved by abe" in facts
     assert page.get_by_role("button", name="Approve api in production").count() == 0
+    # the page follows the rollout (htmx polling of what runs there) without being reloaded
+    page.evaluate("window.keptSinceApproval = true")
+    live = page.locator(f"#running-{request['id']}")
+    deadline = time.monotonic() + 120
+    while not (request["release"] in (text := live.inner_text()) and "ready" in text and "rolling out" not in text):
+        assert time.monotonic() < deadline, text
+        page.wait_for_timeout(200)
+    assert page.evaluate("window.keptSinceApproval") is True
     proceeded = wait_state(c, "gate", "api", env="production")
     assert proceeded["release"] == request["release"] and proceeded["requestedBy"] == "dora"
+    assert live.get_attribute("hx-get") is None  # settled: no more polling
 
     page.goto(build_server.server.url + f"{BASE}/audit?action=approval")
     table = page.locator("main table").inner_text()
@@ -142,3 +152,5 @@ def test_the_requester_and_a_viewer_cannot_decide_and_a_rejection_says_why(
     decided = abe.get(f"{BASE}/approvals").text
     assert "freeze &lt;b&gt;until&lt;/b&gt; Monday" in decided and "Nothing waits for approval" in decided
     assert deployment(c, "gate", "api", "production")["release"] != request["release"]
+    follow = abe.get(f"{BASE}/approvals/{request['id']}/running")
+    assert follow.status_code == 286 and "hx-get" not in follow.text  # nothing to follow: htmx stops polling

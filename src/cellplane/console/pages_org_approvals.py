@@ -62,11 +62,21 @@ def component_path(org: str, a: dict[str, Any]) -> str:
     return f"/organizations/{within(org)}/projects/{within(a['project'])}/components/{within(a['component'])}"
 
 
+UNSETTLED = ("pending", "progressing")
+
+
+def settled(deployment: dict[str, Any] | None) -> bool:
+    """Whether a deployment's data plane reported its current rollout in a lasting state (nothing to follow)."""
+    return deployment is None or (deployment.get("observedRelease") == deployment.get("rollout")
+                                  and deployment.get("state") not in UNSETTLED)
+
+
 async def detailed(v: Viewer, org: str, a: dict[str, Any]) -> dict[str, Any]:
     """The request with what runs in its environment now (``running``: the deployment or None), the diff's rows
     (or ``release``: the requested release, when nothing runs there), ``diff_problem`` (a refusal of either read)
     and whether the viewer may decide it."""
-    out: dict[str, Any] = {"a": a, "running": None, "rows": None, "release": None, "diff_problem": None}
+    out: dict[str, Any] = {"a": a, "running": None, "rows": None, "release": None, "diff_problem": None,
+                           "settled": True}
     out["may_decide"] = (a["state"] == "pending" and a["requestedBy"] != v.user
                          and v.can("deployments:approve", org, a["project"], a["environment"]))
     try:
@@ -75,6 +85,9 @@ async def detailed(v: Viewer, org: str, a: dict[str, Any]) -> dict[str, Any]:
     except ApiProblem as e:
         if e.status != 404:
             out["diff_problem"] = e
+    out["settled"] = settled(out["running"])
+    if a["state"] != "pending":
+        return out  # decided: what it changed is history; what runs now is shown (and followed while it rolls out)
     try:
         running = out["running"]
         if running and running.get("release") != a["release"]:
@@ -117,6 +130,18 @@ async def _one(v: Viewer, org: str, approval: str, status: int = 200, **context:
 @router.get("/console/orgs/{org}/approvals/{approval}", include_in_schema=False)
 async def approval_page(org: str, approval: str, v: Viewer = Depends(viewer)) -> HTMLResponse:
     return await _one(v, org, approval)
+
+
+@router.get("/console/orgs/{org}/approvals/{approval}/running", include_in_schema=False)
+async def running(org: str, approval: str, v: Viewer = Depends(viewer)) -> HTMLResponse:
+    """htmx fragment: what runs in the request's environment now; 286 (htmx: stop polling) once it settled."""
+    try:
+        a = await v.api.get(f"/organizations/{within(org)}/approvals/{within(approval)}")
+        r = await detailed(v, org, a)
+    except ApiProblem as e:
+        return v.render("org/_running_problem.html", status=286 if e.status < 500 else e.status, problem=e)
+    done = r["settled"] or a["state"] != "approved"
+    return v.render("org/_running.html", status=286 if done else 200, r=r, base=base(org), org=org)
 
 
 async def _decide(v: Viewer, org: str, approval: str, verb: str, body: Any, back: str) -> Response:
