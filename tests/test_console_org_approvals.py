@@ -2,7 +2,8 @@
 asks to change production, an approver opens the link to the request, reads the release diff against what runs
 there, approves, and the deployment proceeds; the requester and a viewer are shown no decision and their forged
 POSTs get the API's refusal; a rejection says why; every organization page passes axe-core (no serious or critical
-violation). With CELLPLANE_SCREENSHOTS=1 the projects page and the inbox are photographed for docs/console.md.
+violation, wide and 360 px narrow). With CELLPLANE_SCREENSHOTS=1 the projects page and the inbox are
+photographed for docs/console.md.
 
 The tests run in file order: the second leaves a pending request that the third refuses, then rejects."""
 
@@ -120,6 +121,14 @@ def test_every_organization_page_has_no_serious_accessibility_violation(
             (ROOT / "docs/console").mkdir(exist_ok=True)
             name = "organization.png" if path == "" else "approvals.png"
             page.screenshot(path=str(ROOT / "docs/console" / name), full_page=True)
+    page.set_viewport_size({"width": 360, "height": 800})  # a narrow screen: tables scroll in their own region
+    for path in (*PAGES, f"/approvals/{pending['id']}"):
+        page.goto(build_server.server.url + BASE + path)
+        assert _serious(axe(page)) == [], f"{path} at 360 px"
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > 360 && !e.closest('.table-wrap'))
+            .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, (path, wide[:6])
 
 
 def test_the_requester_and_a_viewer_cannot_decide_and_a_rejection_says_why(
