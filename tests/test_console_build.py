@@ -34,10 +34,15 @@ def shop(build_server: BuildServer, tmp_path_factory: pytest.TempPathFactory) ->
     source = {"repository": f"file://{repo}", "branch": "main"}
     component(c, "shop", "api", {"source": source, "build": {"command": SLOW}, **service()})
     component(c, "shop", "evil", {"source": source, "build": {"command": f"echo '{XSS}'"}, **service()})
+    component(c, "shop", "broken", {"source": source, "build": {"command": "echo preparing; echo boom >&2; exit 3"},
+                                    **service()})
+    broken = wait(c, start(c, "shop", "broken"))
+    assert broken["state"] == "failed", broken
     evil = wait(c, start(c, "shop", "evil"))
     assert evil["state"] == "succeeded", evil
     return {"dev": make_user(build_server.server, "dana", role="developer"),
-            "viewer": make_user(build_server.server, "vic", role="viewer"), "evil": evil}
+            "viewer": make_user(build_server.server, "vic", role="viewer"), "evil": evil,
+            "broken": broken}
 
 
 def _serious(violations: list[dict[str, Any]]) -> list[str]:
@@ -113,3 +118,18 @@ def test_a_viewer_sees_no_build_button_and_a_forged_post_is_refused(build_server
     assert len(after) == len(before)
     assert c.get(COMPONENT + "/builds/b-000000000000").status_code == 404
     assert c.get("/console/orgs/default/projects/shop/components/nothing").status_code == 404
+
+
+def test_a_failed_build_shows_its_reason_and_its_last_lines(build_server: BuildServer, shop: dict[str, Any]) -> None:
+    broken = shop["broken"]
+    client = session_client(build_server.server, shop["viewer"])
+    r = client.get(f"/console/orgs/default/projects/shop/components/broken/builds/{broken['id']}")
+    assert r.status_code == 200
+    summary = r.text.split('id="build-summary"', 1)[1].split('id="log-heading"', 1)[0]
+    alert = summary.split('role="alert"', 1)[1].split("</div>", 1)[0]
+    assert broken["error"] and broken["error"].split()[0] in alert, (broken["error"], alert)
+    assert "boom" in alert.split("last-lines", 1)[1]
+    assert "the log is complete" in r.text and "hx-trigger" not in r.text  # nothing left to poll
+    fragment = client.get(f"/console/orgs/default/projects/shop/components/broken/builds/{broken['id']}/log",
+                          params={"after": 10_000}, headers={"HX-Request": "true"})
+    assert fragment.status_code == 286

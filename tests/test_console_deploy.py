@@ -58,8 +58,8 @@ def _settled(page: Any, env: str, release: str | None = None, timeout: float = 1
     state = page.locator(f"#env-{env}-state")
     deadline = time.monotonic() + timeout
     while True:
-        text = state.inner_text()
-        badge = state.locator(".badge").first.inner_text() if state.locator(".badge").count() else ""
+        # one read of the element as it is now (it is swapped every second)
+        text, badge = state.evaluate("e => [e.innerText, (e.querySelector('.badge') || {}).innerText || '']")
         if badge == "ready" and "rolling out" not in text and (release is None or release in text):
             return text
         assert time.monotonic() < deadline, text
@@ -102,7 +102,14 @@ def test_deploy_promote_approve_and_roll_back_in_the_browser(page: Any, build_se
     page.wait_for_url(re.compile(".*/deploy(#.*)?$"))
     staging = c.get(f"{API}/deployments/staging").json()
     assert staging["artifact"] == second["artifact"] and staging["requestedBy"] == "dana"
+    # the card polls while the rollout is under way; a focused link inside keeps the focus across the swaps
+    state = page.locator("#env-staging-state")
+    assert state.get_attribute("hx-trigger") == "every 1s"
+    page.locator("#env-staging-build").focus()
+    state.evaluate("e => { e.dataset.first = 'yes' }")
     text = _settled(page, "staging", staging["release"])
+    assert state.get_attribute("data-first") is None and state.get_attribute("hx-trigger") is None  # replaced
+    assert page.evaluate("document.activeElement.id") == "env-staging-build"
     assert httpx.get(_url(text) + "/", timeout=10).json()["release"] == staging["release"]
 
     # production needs approval: the request shows with a link to the inbox; another user approves it
@@ -183,3 +190,13 @@ def test_a_crash_looping_deployment_shows_its_reason_and_last_lines(build_server
     fragment = client.get("/console/orgs/default/projects/shop/components/quitter/deploy/development/state",
                           headers={"HX-Request": "true"})
     assert fragment.status_code == 286 and "hx-trigger" not in fragment.text
+
+
+def test_a_refused_deploy_shows_the_apis_reason_on_its_card(build_server: BuildServer, shop: dict[str, Any]) -> None:
+    component(build_server.client, "shop", "fresh", service())
+    client = session_client(build_server.server, shop["dev"])
+    r = client.form("/console/orgs/default/projects/shop/components/fresh/deploy/development")
+    assert r.status_code == 409, r.text
+    card = r.text.split('id="env-development"', 1)[1].split("</section>", 1)[0]
+    assert 'role="alert"' in card and "build" in card.split('role="alert"', 1)[1]
+    assert "No succeeded build to deploy yet" in r.text
