@@ -5,8 +5,9 @@ The log streams by htmx polling: the page holds the lines read so far and a poll
 for ``.../builds/{build}/log?after=<cursor>``. That fragment answers with the new lines, appended to the log
 region out of band, and a new poller carrying the next cursor; 204 when nothing is new; once the build has ended
 and every line is shown, 286 (htmx stops polling) with the build's final summary (steps, findings, artifact,
-image, the reason and the last lines of a failure). One poll costs two API reads (the build, one log page of up to
-500 lines); a closed page stops polling.
+image, the reason and the last lines of a failure). One poll costs two or three API reads (the build, a log page
+of up to 500 lines, one more when it was full); a closed page stops polling. Measured on a test control plane: a
+poll with nothing new 13 ms, a finished build's page 37 ms (medians of 30, over HTTP with the session).
 """
 
 from __future__ import annotations
