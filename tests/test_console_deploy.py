@@ -152,6 +152,15 @@ def test_deploy_promote_approve_and_roll_back_in_the_browser(page: Any, build_se
     assert _serious(axe(page)) == []
     _shoot(page, "component")
 
+    # on a narrow screen (360 px, as a phone; or 720 px at 200 % zoom) nothing makes the page scroll sideways
+    page.set_viewport_size({"width": 360, "height": 800})
+    for path in ("", "/deploy", "/build", f"/builds/{second['id']}"):
+        page.goto(build_server.server.url + DEPLOY.removesuffix("/deploy") + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, (path, page.evaluate(
+            "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > 360)"
+            ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+            ".slice(0, 12)"))
+
 
 def _shoot(page: Any, name: str) -> None:
     if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
