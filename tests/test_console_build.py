@@ -133,3 +133,12 @@ def test_a_failed_build_shows_its_reason_and_its_last_lines(build_server: BuildS
     fragment = client.get(f"/console/orgs/default/projects/shop/components/broken/builds/{broken['id']}/log",
                           params={"after": 10_000}, headers={"HX-Request": "true"})
     assert fragment.status_code == 286
+
+
+def test_a_poll_that_the_api_refuses_stops_with_its_reason(build_server: BuildServer, shop: dict[str, Any]) -> None:
+    client = session_client(build_server.server, shop["viewer"])
+    r = client.get(COMPONENT + "/builds/b-000000000000/log", params={"after": 3}, headers={"HX-Request": "true"})
+    assert r.status_code == 286 and 'id="log-poller"' in r.text and 'role="alert"' in r.text
+    assert "b-000000000000" in r.text and "<html" not in r.text
+    r = client.get(COMPONENT + "/deploy/nowhere/state", headers={"HX-Request": "true"})
+    assert r.status_code == 286 and 'id="env-nowhere-state"' in r.text and "not on this project" in r.text

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from cellplane.console import render
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_component import BASE, api_path, failed, frame
 from cellplane.console.viewer import Viewer, viewer
@@ -112,7 +113,8 @@ async def log_fragment(org: str, project: str, component: str, build: str, after
         lines, cursor = await _lines(v, org, build, after, PAGE)
         last = await _last_lines(v, org, info, cursor)
     except ApiProblem as e:
-        return failed(v, e, org, project, component, "build")
+        # htmx swaps no 4xx answer and would ask again every second: say why in the poller's place, and stop
+        return HTMLResponse(render.render("component/_stopped.html", id="log-poller", problem=e), status_code=286)
     done = info["state"] in TERMINAL and len(lines) < PAGE
     if not lines and not done:
         return Response(status_code=204)

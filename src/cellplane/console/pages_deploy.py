@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from cellplane.console import render
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_component import BASE, api_path, failed, frame, optional
 from cellplane.console.viewer import Viewer, viewer
@@ -123,11 +124,12 @@ async def state_fragment(org: str, project: str, component: str, env: str,
     """One card's status part (htmx); 286 once its rollout has settled and no approval is pending."""
     try:
         data = await _cards(v, org, project, component, only=env)
+        if not data["cards"]:
+            raise ApiProblem(404, "not-found", f"environment '{env}' is not on this project's pipeline")
     except ApiProblem as e:
-        return failed(v, e, org, project, component, "deploy")
-    if not data["cards"]:
-        return failed(v, ApiProblem(404, "not-found", f"environment '{env}' is not on this project's pipeline"),
-                      org, project, component, "deploy")
+        # htmx swaps no 4xx answer and would ask again every second: say why in the status' place, and stop
+        return HTMLResponse(render.render("component/_stopped.html", id=f"env-{env}-state", problem=e),
+                            status_code=286)
     card = data["cards"][0]
     return v.render("component/_env_state.html", status=286 if settled(card) else 200, card=card,
                     settled=settled, rolling=rolling, **frame(org, project, component, "deploy"))
