@@ -22,7 +22,7 @@ from dataplanekit import service
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENT = "/console/orgs/default/projects/shop/components/api"
 XSS = "<script>alert(1)</script>"
-SLOW = "for i in 1 2 3 4; do echo counting $i; sleep 0.7; done"
+SLOW = "seq 1 30 | sed 's/^/line /'; for i in 1 2 3 4; do echo counting $i; sleep 0.7; done"
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,11 @@ def test_a_developer_starts_a_build_and_watches_its_log_grow_until_the_artifact(
     summary = page.locator("#build-summary")
     assert info["artifact"] in summary.inner_text() and "succeeded" in summary.inner_text()
     assert "package" in summary.locator(".steps").inner_text()
+    # a log longer than its box stays scrolled to its newest line as lines come
+    box = log.evaluate("e => { const r = e.getBoundingClientRect(); const l = e.querySelector('.line:last-child')"
+                       ".getBoundingClientRect(); return [e.scrollHeight, e.clientHeight, l.top >= r.top - 1 &&"
+                       " l.bottom <= r.bottom + 1] }")
+    assert box[0] > box[1] and box[2], box
     assert _serious(axe(page)) == []
     _shoot(page, "build")
 
