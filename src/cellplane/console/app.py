@@ -11,7 +11,16 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cellplane.console import assets, pages_auth, pages_home, pages_org, pages_project
+from cellplane.console import (
+    assets,
+    pages_auth,
+    pages_build,
+    pages_component,
+    pages_deploy,
+    pages_home,
+    pages_org,
+    pages_project,
+)
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
 from cellplane.console.viewer import SignInRequired, sign_in_required
@@ -21,6 +30,9 @@ AREAS = [
     pages_home,
     pages_project,
     pages_org,
+    pages_component,
+    pages_build,
+    pages_deploy,
 ]
 STATIC = "/console/static"
 
