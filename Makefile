@@ -34,7 +34,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools kubetools browser bytecode test lint run bench clean agent-image
+.PHONY: venv postgres buildtools registrytools kubetools browser oidcprovider bytecode test lint run bench clean agent-image
 
 venv: $(STAMP)
 
@@ -61,6 +61,10 @@ kubetools:
 browser: venv buildtools
 	bash scripts/ensure-browser.sh
 
+# the single sign-on tests' OpenID Connect provider (npm, pinned in tools/oidc/, into a cache keyed by version)
+oidcprovider: buildtools
+	bash scripts/ensure-oidc-provider.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -72,7 +76,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools registrytools kubetools browser bytecode
+test: venv postgres buildtools registrytools kubetools browser oidcprovider bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
