@@ -59,6 +59,7 @@ def _bindings(s: Session, user: UserRow) -> set[tuple[str, str, str, bool]]:
 @pytest.mark.parametrize(("claims", "name"), [
     ({"preferred_username": "Ada.Lovelace"}, "ada-lovelace"),
     ({"email": "Grace_Hopper@Example.com"}, "grace-hopper"),
+    ({"preferred_username": "alan.turing@contoso.example", "email": "x@y.z"}, "alan-turing"),
     ({"name": "Émile Zola"}, "mile-zola"),
     ({"preferred_username": "---"}, "user"),
     ({"preferred_username": "x" * 80}, "x" * 55),

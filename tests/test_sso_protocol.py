@@ -137,5 +137,6 @@ def test_an_id_token_signed_by_another_key_or_expired_is_refused(provider: OidcP
 def test_a_provider_that_does_not_answer_or_names_another_issuer_is_refused(provider: OidcProvider) -> None:
     down = _refusal(lambda: asyncio.run(sso.start(_row(provider, issuer="http://127.0.0.1:9"), REDIRECT, "/")))
     assert down.message == "test-idp did not answer; try again later." and "ConnectError" in down.audit
+    assert down.status == 502
     wrong = _refusal(lambda: asyncio.run(sso.start(_row(provider, issuer=provider.issuer + "/"), REDIRECT, "/")))
     assert "not set up correctly" in wrong.message and "issuer" in wrong.audit

@@ -49,12 +49,15 @@ CALLBACK = "/console/sso/callback"
 
 
 class SsoRefused(Exception):
-    """A sign-in that cannot go on; ``message`` is the one sentence the sign-in page shows."""
+    """A sign-in that cannot go on; ``message`` is the one sentence the sign-in page shows, ``status`` its HTTP
+    status (400: the answer does not match a sign-in started here; 403: the account may not sign in; 404: no such
+    provider; 502: the provider did not answer as it should)."""
 
-    def __init__(self, message: str, audit: str = "") -> None:
+    def __init__(self, message: str, audit: str = "", status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.audit = audit or message  # what the audit event says (may say more than the page)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -123,16 +126,17 @@ async def _fetch_json(url: str, what: str, name: str) -> dict[str, Any]:
             response = await client.get(url, headers={"Accept": "application/json"})
     except httpx.HTTPError as e:
         raise SsoRefused(f"{name} did not answer; try again later.",
-                         f"{what} {url}: {type(e).__name__}: {e}") from None
+                         f"{what} {url}: {type(e).__name__}: {e}", 502) from None
     if response.status_code != 200:
         raise SsoRefused(f"{name} did not answer as expected; try again later.",
-                         f"{what} {url}: HTTP {response.status_code}")
+                         f"{what} {url}: HTTP {response.status_code}", 502)
     try:
         doc = response.json()
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        raise SsoRefused(f"{name} did not answer as expected; try again later.", f"{what} {url}: not a JSON object")
+        raise SsoRefused(f"{name} did not answer as expected; try again later.", f"{what} {url}: not a JSON object",
+                         502)
     return doc
 
 
@@ -144,11 +148,11 @@ async def discovery(row: IdentityProviderRow) -> dict[str, Any]:
     doc = await _fetch_json(row.issuer.rstrip("/") + "/.well-known/openid-configuration", "discovery", row.name)
     if doc.get("issuer") != row.issuer:
         raise SsoRefused(f"{row.name} is not set up correctly: ask an administrator of the organization.",
-                         f"the discovery document's issuer is {doc.get('issuer')!r}, not {row.issuer!r}")
+                         f"the discovery document's issuer is {doc.get('issuer')!r}, not {row.issuer!r}", 502)
     missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not isinstance(doc.get(k), str)]
     if missing:
         raise SsoRefused(f"{row.name} is not set up correctly: ask an administrator of the organization.",
-                         f"the discovery document has no {', '.join(missing)}")
+                         f"the discovery document has no {', '.join(missing)}", 502)
     _DISCOVERY.put(row.issuer, doc)
     return doc
 
@@ -162,7 +166,7 @@ async def _key_set(row: IdentityProviderRow, uri: str, refresh: bool = False) ->
         return KeySet.import_key_set(doc)  # type: ignore[arg-type]
     except (JoseError, ValueError, KeyError, TypeError) as e:
         raise SsoRefused(f"{row.name} is not set up correctly: ask an administrator of the organization.",
-                         f"its key set cannot be read: {e}") from None
+                         f"its key set cannot be read: {e}", 502) from None
 
 
 # -- the two halves of the flow -------------------------------------------------------------------------------------
@@ -214,7 +218,7 @@ async def finish(row: IdentityProviderRow, secret: str | None, pending: Pending,
             token = await client.fetch_token(doc["token_endpoint"], grant_type="authorization_code", code=code,
                                              code_verifier=pending.verifier)
     except httpx.HTTPError as e:
-        raise SsoRefused(f"{row.name} did not answer; try again later.", f"token endpoint: {e}") from None
+        raise SsoRefused(f"{row.name} did not answer; try again later.", f"token endpoint: {e}", 502) from None
     except Exception as e:  # authlib's OAuthError, or a token endpoint answering something else than JSON
         raise SsoRefused(f"{row.name} refused the sign-in (the code could not be exchanged): sign in again.",
                          f"token endpoint: {type(e).__name__}: {e}") from None
@@ -268,7 +272,7 @@ async def _with_userinfo(row: IdentityProviderRow, doc: dict[str, Any], claims: 
         info = None
     if not isinstance(info, dict) or info.get("sub") != claims.get("sub"):
         raise SsoRefused(f"{row.name} did not say who signed in (userinfo); try again later.",
-                         "userinfo failed or named another subject")
+                         "userinfo failed or named another subject", 502)
     return {**info, **claims}
 
 

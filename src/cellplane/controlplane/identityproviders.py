@@ -266,10 +266,11 @@ def groups_of(claims: dict[str, Any], claim: str) -> list[str]:
 
 
 def user_name_for(claims: dict[str, Any]) -> str:
-    """A DNS label from ``preferred_username``, else the email's local part, else ``name``, else ``user``."""
-    for candidate in (claims.get("preferred_username"), str(claims.get("email") or "").split("@")[0],
-                      claims.get("name")):
+    """A DNS label from ``preferred_username``, else the email, else ``name`` (of an email, its local part), else
+    ``user``."""
+    for candidate in (claims.get("preferred_username"), claims.get("email"), claims.get("name")):
         if isinstance(candidate, str):
+            candidate = candidate.split("@")[0]  # an email (Entra's preferred_username is one): its local part
             label = re.sub(r"[^a-z0-9-]+", "-", candidate.lower()).strip("-")
             label = re.sub(r"-{2,}", "-", label)[:55].strip("-")
             if label:
