@@ -9,6 +9,8 @@
 #                   docs/development.md, "The test cluster"; a no-op once built)
 #   make browser    make sure Debian's chromium, the pinned Playwright (in .venv) and axe-core (npm, into a cache keyed
 #                   by version) are installed (scripts/ensure-browser.sh; the browser tests use them)
+#   make consoleassets make sure the console's htmx (npm, pinned in tools/console/) is in its cache
+#   make oidcprovider the single sign-on tests' OpenID Connect provider (npm, pinned in tools/oidc/) in its cache
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
@@ -34,7 +36,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools kubetools browser oidcprovider bytecode test lint run bench clean agent-image
+.PHONY: venv postgres buildtools registrytools kubetools browser consoleassets oidcprovider bytecode test lint run bench clean agent-image
 
 venv: $(STAMP)
 
@@ -61,6 +63,10 @@ kubetools:
 browser: venv buildtools
 	bash scripts/ensure-browser.sh
 
+# htmx for the console, from npm, pinned in tools/console/ (the console works without it, forms only)
+consoleassets: buildtools
+	bash scripts/ensure-console-assets.sh
+
 # the single sign-on tests' OpenID Connect provider (npm, pinned in tools/oidc/, into a cache keyed by version)
 oidcprovider: buildtools
 	bash scripts/ensure-oidc-provider.sh
@@ -76,7 +82,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools registrytools kubetools browser oidcprovider bytecode
+test: venv postgres buildtools registrytools kubetools browser consoleassets oidcprovider bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
@@ -84,7 +90,7 @@ test: venv postgres buildtools registrytools kubetools browser oidcprovider byte
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - failing" >&2; fi; \
 	exit $$rc
 
-bench: venv buildtools registrytools kubetools
+bench: venv buildtools registrytools kubetools consoleassets
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The Kubernetes agent's image, built without Docker and pushed (docs/kubernetes.md): prints its reference by digest.
@@ -95,6 +101,7 @@ agent-image: venv
 
 run: venv
 	@bash scripts/ensure-build-tools.sh || echo "make run: continuing; builds that need the missing tools will fail" >&2
+	@bash scripts/ensure-console-assets.sh || echo "make run: continuing; the console works without htmx (plain forms)" >&2
 	$(BIN)/cellplane up --host $(HOST) --port $(PORT) --gateway-port $(GATEWAY_PORT) --data-dir $(DATA_DIR) \
 		$(if $(DEMO),--demo $(DEMO))
 

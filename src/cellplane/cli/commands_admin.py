@@ -1,5 +1,5 @@
 """`config`, `create user`, `create token`, `grant`, `revoke`, `rolebindings`, `audit`, `admin rotate-key`,
-`admin recover-token`."""
+`admin recover-token`, `user password`."""
 
 from __future__ import annotations
 
@@ -192,3 +192,33 @@ def recover_token(
         return
     save_token(output, secret)
     err.print(f"{what} written to {output} (mode 0600)")
+
+
+user = typer.Typer(help="Users: console passwords.", no_args_is_help=True)
+app.add_typer(user, name="user")
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\n")
+
+
+@user.command("password")
+def user_password(ctx: typer.Context, name: str = typer.Argument(None, help="the user (default: yourself)")) -> None:
+    """Set a user's console password: prompted twice, never an argument (from a pipe: the lines of stdin). Users
+    setting their own give their current one first (when they have one); a platform administrator sets anyone's."""
+    client = state(ctx).client
+    me = client.get("/whoami")
+    name = name or me["user"]
+    body: dict[str, str] = {}
+    if name == me["user"] and not me.get("superuser"):
+        body["currentPassword"] = _read_password("Current password (empty if you have none): ")
+    password = _read_password(f"New password for {name}: ")
+    again = _read_password("Again: ")
+    if password != again:
+        raise CliError("the two passwords differ; nothing changed")
+    if not password:
+        raise CliError("no password given; nothing changed")
+    client.put(f"/users/{name}/password", {"password": password, **body})
+    err.print(f"password of user/{name} set")

@@ -34,6 +34,7 @@ app.add_typer(dataplane, name="dataplane")
 
 INSTALLERS = ("auto", "uv", "pip")
 AGENT_TOKEN_FILE = "dataplane.token"  # `up`'s agent token, next to admin.token in the data directory
+ADMIN_PASSWORD_FILE = "admin-password"  # the admin's first console password, next to admin.token (0600)
 HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 DEMO_STOP_TIMEOUT = 5.0
@@ -418,6 +419,8 @@ def up(
         if failure is None and not stopping.is_set():
             failure = _agent_token(url, st.org, agent_path, token_path, data_dir)
         if failure is None and not stopping.is_set():
+            _admin_password(url, token_path, data_dir / ADMIN_PASSWORD_FILE)
+        if failure is None and not stopping.is_set():
             since = datetime.now(UTC)
             dp = _Child("dataplane", "data plane", [
                 *_cellplane(), "--org", st.org, "dataplane", "run", "--controlplane", url,
@@ -489,6 +492,25 @@ def _agent_token(url: str, org: str, agent_path: Path, admin_path: Path, data_di
         return f"cannot make the data plane's token: {e}"
 
 
+def _admin_password(url: str, token_path: Path, password_path: Path) -> None:
+    """The admin's first console password, made once: generated, written to ``password_path`` (0600), then set with
+    the admin token. Later runs leave it alone (the file is not updated when the admin changes the password; delete
+    it to have the next run set a new one). A failure is one line on stderr: the console waits, `up` goes on."""
+    import secrets
+
+    from cellplane.privatefiles import write_private
+
+    if password_path.exists() or not token_path.is_file():
+        return
+    password = secrets.token_urlsafe(18)
+    write_private(password_path, password + "\n")
+    try:
+        Client(url, token_path.read_text().strip(), timeout=30).put("/users/admin/password", {"password": password})
+    except (ApiError, CliError) as e:
+        password_path.unlink(missing_ok=True)
+        _write(f"the admin's console password was not set ({e}); set one with `cellplane user password admin`\n")
+
+
 def _load_demo(path: Path | None) -> Demo | None:
     """The --demo file, checked before anything starts (None without --demo)."""
     if path is None:
@@ -549,6 +571,12 @@ def _summary(url: str, data_dir: Path, token_path: Path, cp: _Child, dp: _Child,
     else:
         out.print(f"  log in         no admin token in {escape(str(token_path))}: cellplane admin recover-token "
                   f"--data-dir {escape(str(data_dir))} --output {escape(str(token_path))}")
+    password_path = data_dir / ADMIN_PASSWORD_FILE
+    if password_path.is_file():
+        out.print(f"  console        {url}/console/  (sign in as admin; the password is in "
+                  f"{escape(str(password_path))})")
+    else:
+        out.print(f"  console        {url}/console/  (set a password first: cellplane user password admin)")
     state_ = "started" if gateways else "started (its gateways are not reported yet)"
     out.print(f"  data plane     local {state_}  (pid {dp.proc.pid}, data {escape(str(data_dir / 'dataplane'))})")
     for env, g in gateways.items():

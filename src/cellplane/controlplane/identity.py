@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cellplane.console import passwords
 from cellplane.controlplane import audit, tokens
 from cellplane.controlplane.rbac import AGENT_PREFIX, AGENT_ROLE, ROLE_NAMES, Binding, Principal
-from cellplane.errors import ConflictError, FieldProblem, InvalidError, NotFoundError, UnauthorizedError
+from cellplane.errors import ConflictError, FieldProblem, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.store import Store
 from cellplane.store.tables import ResourceRow, RoleBindingRow, TokenRow, UserRow, now
@@ -60,6 +61,18 @@ def issue_token(s: Session, key: bytes, user: UserRow, name: str = "default",
     s.add(row)
     s.flush()
     return row, token
+
+
+def set_password(user: UserRow, password: str, current: str | None, need_current: bool) -> None:
+    """Sets ``user``'s password hash (argon2id). ``need_current``: ``current`` must match the password it has."""
+    if need_current and not passwords.verify(user.password_hash, current or ""):
+        raise ForbiddenError("the current password is not right: users changing their own password give the one "
+                             "they have (currentPassword), or a platform administrator sets it",
+                             [FieldProblem("currentPassword", "not the current password")])
+    problem = passwords.problem(password)
+    if problem:
+        raise InvalidError("the password is not valid", [FieldProblem("password", problem)])
+    user.password_hash = passwords.hash_password(password)
 
 
 def token_view(row: TokenRow, user: str) -> dict[str, Any]:

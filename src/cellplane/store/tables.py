@@ -84,6 +84,21 @@ class UserRow(Base):
     superuser: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    # argon2id (argon2-cffi's encoded form, salt and parameters included); None: no password, no console sign-in
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class SessionRow(Base):
+    """A console session. Like a token, only a keyed digest of the session token (the cookie's value) is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256 of the session token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # absolute; idle expiry is last_seen_at + a setting
+    provider: Mapped[str | None] = mapped_column(String(140), nullable=True)  # None | "oidc:<org>/<name>"
 
 
 class TokenRow(Base):

@@ -13,6 +13,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from cellplane import API_VERSION, __version__
+from cellplane.console import app as console
 from cellplane.controlplane.api import (
     alerts,
     builds,
@@ -109,5 +110,7 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
     @app.get("/healthz", tags=["meta"], response_model=schemas.Health, response_model_exclude_unset=True)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    console.mount(app)  # the web console under /console/ (its routes after the API's)
 
     return app

@@ -37,9 +37,18 @@ def bearer(request: Request) -> str | None:
 BEARER = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer cpt_...")
 
 
+# Where the console's in-process API calls put the signed-in user (cellplane.console.apicall). An ASGI scope is built
+# by the server from the connection: no client can set this key, so a request over HTTP never carries it.
+SCOPE_PRINCIPAL = "cellplane.principal"
+
+
 async def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Principal:
-    """The caller. A token verified a moment ago is answered here, on the event loop; a lookup in the database goes
+    """The caller: the console's signed-in user when the console calls in-process (one dict lookup), else the
+    bearer token's. A token verified a moment ago is answered here, on the event loop; a lookup in the database goes
     to a worker thread. (A sync dependency would cost every request a second trip through the thread pool.)"""
+    inside = request.scope.get(SCOPE_PRINCIPAL)
+    if inside is not None:
+        return inside
     authenticate = platform(request).authenticate
     token = bearer(request)
     kept = authenticate.kept(token)

@@ -9,6 +9,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
+from cellplane.console import passwords
 from cellplane.controlplane import audit, identity, resources, rotation
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
@@ -126,6 +127,33 @@ def create_token(c: Call[NewToken], user: NamePath) -> dict[str, Any]:
     expires = now() + timedelta(days=body.expiresInDays) if body.expiresInDays else None
     token_row, token = identity.issue_token(c.session, c.platform.token_key, row, body.name, expires)
     return {**identity.token_view(token_row, user), "token": token}
+
+
+class NewPassword(schemas.JsonBody):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH,
+                          description="at least 12 characters; never returned or logged")
+    currentPassword: str | None = Field(default=None, max_length=1000,
+                                        description="the user's current password, when users set their own")
+
+
+def _password_setter(c: Call[Any], _: Target) -> None:
+    if c.who.user != c["user"] and not c.who.superuser:
+        raise ForbiddenError(f"only '{c['user']}' or a platform administrator may set the password of '{c['user']}'")
+    _not_an_agent(c.who)
+
+
+@router.mutation("PUT", "/users/{user}/password", Rule("the user themself (with the current password) or a platform "
+                                                       "administrator", _password_setter), PLATFORM,
+                 action="user.password", subject=Subject("User", "user"), message=lambda c: "password set",
+                 body=NewPassword, tags=["users"], response_model=schemas.User, response_model_exclude_unset=True)
+def set_password(c: Call[NewPassword], user: NamePath) -> dict[str, Any]:
+    """Sets a user's console password (argon2id; about 50 ms of CPU). Users setting their own give the current one
+    when they have one; a platform administrator sets anyone's (their own too) without it."""
+    row = identity.get_user(c.session, user)
+    identity.set_password(row, c.body.password, c.body.currentPassword,
+                          need_current=c.who.user == user and not c.who.superuser and row.password_hash is not None)
+    return identity.user_view(row)
 
 
 @router.read("/users/{user}/tokens", THE_USER, PLATFORM, tags=["users"], response_model=schemas.TokenList,

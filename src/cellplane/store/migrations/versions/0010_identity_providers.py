@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"  # becomes "0009" (the console's identity) once it is on main
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
