@@ -89,6 +89,17 @@ def test_the_sign_in_page_lists_the_organizations_providers(browser_client: http
         assert f'href="/console/sso/acme/{name}?next=/console/orgs/acme">Sign in with {name}</a>' in page.text
 
 
+def test_a_provider_added_or_deleted_shows_on_the_sign_in_page_at_once(browser_client: httpx.Client,
+                                                                      admin: httpx.Client) -> None:
+    base = f"/organizations/{ORG}/identity-providers"
+    assert "Sign in with late" not in browser_client.get("/console/sign-in").text  # the list is kept now
+    body = {"issuer": "https://late.example.com", "clientId": "late"}
+    assert admin.put(f"{base}/late", json=body).status_code == 201
+    assert "Sign in with late" in browser_client.get("/console/sign-in").text
+    assert admin.delete(f"{base}/late").status_code == 200
+    assert "Sign in with late" not in browser_client.get("/console/sign-in").text
+
+
 def test_a_first_sign_in_creates_the_user_with_the_groups_role_and_a_session(
         live_server: LiveServer, browser_client: httpx.Client, admin: httpx.Client) -> None:
     started = _start(browser_client, "corp", "/console/?from=sso")

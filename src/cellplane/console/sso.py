@@ -276,8 +276,27 @@ async def _with_userinfo(row: IdentityProviderRow, doc: dict[str, Any], claims: 
     return {**info, **claims}
 
 
-def sign_in_providers(store: Store) -> list[dict[str, str]]:
-    """Every organization's providers, for the sign-in page's "Sign in with ..." links (one indexed read)."""
-    with store.read() as s:
-        return [{"organization": r.organization, "name": r.name,
-                 "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)]
+class _Listed:
+    """The sign-in page's list of providers, kept while nothing wrote ``identity_providers`` through this process and
+    for at most ``ttl`` seconds (another replica may have written): the page then costs no query, on the event loop."""
+
+    ttl = 5.0
+
+    def __init__(self) -> None:
+        self.kept: tuple[Store, int, float, list[dict[str, str]]] | None = None
+
+    def __call__(self, store: Store) -> list[dict[str, str]]:
+        kept = self.kept
+        if (kept is not None and kept[0] is store and time.monotonic() - kept[2] < self.ttl
+                and not store.changes.since(kept[1], ("identity_providers",))):
+            return kept[3]
+        seq = store.changes.seq  # before reading: a change committed meanwhile makes the list stale
+        with store.read() as s:
+            listed = [{"organization": r.organization, "name": r.name,
+                       "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)]
+        self.kept = (store, seq, time.monotonic(), listed)
+        return listed
+
+
+# Every organization's providers, for the sign-in page's "Sign in with ..." links (one indexed read, then kept).
+sign_in_providers = _Listed()
