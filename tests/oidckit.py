@@ -4,8 +4,8 @@ tools/oidc/) run by Node with our own small configuration, tests/fixtures/oidc/p
 ``scripts/ensure-oidc-provider.sh`` (a prerequisite of ``make test``) installs the package into a cache keyed by its
 version; ``--path`` says where. ``OidcProvider`` starts ``node provider.mjs CONFIG`` as a process of its own, on
 127.0.0.1 on a port the provider picks (it prints its issuer), waits until its discovery document answers, and
-stops it. Start: about 2 s on this project's 2-core machine (Node loading the library and koa). Its state (sessions, codes, grants) lives in the
-process's memory and goes with it.
+stops it. Start: about 2 s on this project's 2-core machine (Node loading the library and koa). Its state
+(sessions, codes, grants) lives in the process's memory and goes with it.
 
 Missing Node or the package fails the test under ``CI=true`` with one line naming the script, and skips it
 otherwise (the browserkit pattern).

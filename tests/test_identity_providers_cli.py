@@ -54,6 +54,9 @@ def test_apply_list_get_and_delete_a_provider_without_ever_printing_its_secret(l
     piped = ok(run_cli(live_server, "--org", ORG, "idp", "apply", "corp", "--issuer", "https://login.example.com",
                        "--client-id", "cellplane", "--client-secret-file", "-", input="from-stdin\n"))
     assert "(with a client secret)" in piped.stdout
+    prompted = ok(run_cli(live_server, "--org", ORG, "idp", "apply", "corp", "--issuer", "https://login.example.com",
+                          "--client-id", "cellplane", "--client-secret-prompt", input="typed-secret\n"))
+    assert "(with a client secret)" in prompted.stdout and "typed-secret" not in prompted.stdout + prompted.stderr
     assert "deleted" in ok(run_cli(live_server, "--org", ORG, "idp", "delete", "corp")).stdout
     assert "No identity providers" in ok(run_cli(live_server, "--org", ORG, "idp", "list")).stderr
 

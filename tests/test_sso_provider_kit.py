@@ -8,11 +8,13 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 
+import oidckit
 from oidckit import Account, Client, OidcProvider, sign_in_at_provider
 
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -87,3 +89,13 @@ def test_signing_in_sends_a_code_whose_tokens_carry_the_groups(provider: OidcPro
     info = httpx.get(provider.issuer + "/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
     assert info["groups"] == ["platform", "devs"]
     assert info["email"] == "ada@example.com" and info["preferred_username"] == "ada"
+
+
+def test_a_missing_provider_fails_under_ci_and_names_the_script(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    monkeypatch.setenv("CELLPLANE_OIDC_CACHE", str(tmp_path / "empty"))
+    assert oidckit.provider_dir() is None
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"oidc-provider is not installed in the cache; run `bash "
+                       r"scripts/ensure-oidc-provider.sh`"):
+        OidcProvider([], []).start()
