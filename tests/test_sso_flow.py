@@ -14,8 +14,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from browserkit import axe
+from cellplane.store import Store, sqlite_url
+from cellplane.store.tables import SessionRow
 from liveserver import LiveServer
 from oidckit import Account, Client, OidcProvider, sign_in_at_provider
 
@@ -116,6 +119,12 @@ def test_a_first_sign_in_creates_the_user_with_the_groups_role_and_a_session(
     assert session and session.startswith("cps_")
     home = browser_client.get("/console/")
     assert home.status_code == 200 and "Signed in as <strong>grace</strong>" in home.text
+    store = Store(sqlite_url(live_server.data_dir))
+    try:
+        with store.read() as s:
+            assert s.scalars(select(SessionRow.provider)).all() == ["oidc:acme/corp"]  # the session says how
+    finally:
+        store.dispose()
     assert 'href="/console/orgs/acme"' in home.text
     bindings = [b for b in admin.get(f"/organizations/{ORG}/rolebindings").json()["items"] if b["user"] == "grace"]
     assert [(b["role"], b["project"]) for b in bindings] == [("developer", "shop")]
@@ -176,6 +185,9 @@ def test_a_provider_that_does_not_answer_or_does_not_exist_is_said_on_the_sign_i
 
 def test_signing_in_with_the_provider_in_the_browser(live_server: LiveServer, admin: httpx.Client, page: Any
                                                      ) -> None:
+    page.goto(live_server.url + "/console/sso/acme/down")  # a refusal: the sign-in page with its one sentence
+    assert page.get_by_role("alert").inner_text() == "down did not answer; try again later."
+    assert [v["id"] for v in axe(page) if v["impact"] in ("serious", "critical")] == []
     page.goto(live_server.url + "/console/sign-in?next=/console/")
     serious = [v["id"] for v in axe(page) if v["impact"] in ("serious", "critical")]
     assert serious == []
