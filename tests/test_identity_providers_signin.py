@@ -4,7 +4,9 @@ of the account's groups at each sign-in, leaving bindings granted by hand alone.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -137,3 +139,31 @@ def test_two_providers_bindings_are_each_their_own(world: Store, keyring: KeyRin
         assert _bindings(s, user) == {("developer", "shop", "", True)}
         idp.delete_provider(s, one)
         assert _bindings(s, user) == set()
+
+
+def test_first_sign_ins_of_one_account_at_once_end_as_one_user(world: Store, keyring: KeyRing) -> None:
+    """The console's callbacks racing (pages_sso._sign_in): one creates the user, the others find it by its link."""
+    from cellplane.console import pages_sso
+
+    with world.transaction() as s:
+        provider_id = _provider(s, keyring).id
+    platform = SimpleNamespace(store=world)
+    barrier = threading.Barrier(4)
+    results: list[object] = []
+
+    def sign_in() -> None:
+        barrier.wait()
+        try:
+            results.append(pages_sso._sign_in(platform, provider_id, {"sub": "racer", "preferred_username": "racer",
+                                                                      "groups": ["everyone"]}))
+        except Exception as e:  # collected and asserted below
+            results.append(e)
+
+    threads = [threading.Thread(target=sign_in) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len({getattr(r, "user_id", r) for r in results}) == 1, results
+    with world.read() as s:
+        assert s.scalars(select(UserRow.name).where(UserRow.name.like("racer%"))).all() == ["racer"]

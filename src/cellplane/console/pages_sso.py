@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from cellplane.console import pages_auth, security, sessions, sso
@@ -58,16 +59,24 @@ def _record(p: Platform, row: IdentityProviderRow | None, org: str, actor: str, 
 
 
 def _sign_in(p: Platform, provider_id: int, claims: dict[str, Any]) -> _SignedIn:
-    """What the verified account signs in as, in one transaction (``identityproviders.sign_in``, audited)."""
-    try:
-        with p.store.transaction() as s:
-            row = s.get(IdentityProviderRow, provider_id)
-            if row is None:
-                raise sso.SsoRefused("The identity provider was removed during the sign-in: sign in again.")
-            signed = idp.sign_in(s, row, str(claims.get("sub") or ""), claims)
-            return _SignedIn(signed.user.id, signed.user.name)
-    except idp.SignInRefused as e:
-        raise sso.SsoRefused(e.message[0].upper() + e.message[1:] + ".", e.message, status=403) from None
+    """What the verified account signs in as, in one transaction (``identityproviders.sign_in``, audited). Two first
+    sign-ins racing for one name (or one account) collide on a unique constraint: the loser tries once more, and
+    then finds the winner's user by its link or takes the next free name."""
+    for attempt in (1, 2):
+        try:
+            with p.store.transaction() as s:
+                row = s.get(IdentityProviderRow, provider_id)
+                if row is None:
+                    raise sso.SsoRefused("The identity provider was removed during the sign-in: sign in again.")
+                signed = idp.sign_in(s, row, str(claims.get("sub") or ""), claims)
+                return _SignedIn(signed.user.id, signed.user.name)
+        except idp.SignInRefused as e:
+            raise sso.SsoRefused(e.message[0].upper() + e.message[1:] + ".", e.message, status=403) from None
+        except IntegrityError:
+            if attempt == 2:
+                raise sso.SsoRefused("Another sign-in of the same account was under way: sign in again.",
+                                     "a concurrent sign-in wrote the same user or link first") from None
+    raise AssertionError("unreachable")
 
 
 def _refused(request: Request, e: sso.SsoRefused, next_path: str = pages_auth.HOME) -> Response:
