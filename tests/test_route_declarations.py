@@ -85,6 +85,7 @@ BODIES: dict[str, Any] = {
     "set_password": {"password": "a-long-enough-password"},
     "create_binding": {"user": "viewer", "role": "admin"},
     "create_agent_token": {},
+    "put_identity_provider": {"issuer": "https://id.example.com", "clientId": "cellplane"},
     "apply": {"organization": ORG, "documents": [
         {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "gamma"}, "spec": {}}]},
 }

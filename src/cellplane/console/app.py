@@ -20,6 +20,7 @@ from cellplane.console import (
     pages_home,
     pages_org,
     pages_project,
+    pages_sso,
 )
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
@@ -33,6 +34,7 @@ AREAS = [
     pages_component,
     pages_build,
     pages_deploy,
+    pages_sso,
 ]
 STATIC = "/console/static"
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from cellplane.console import assets, passwords, render, security, sessions
+from cellplane.console import assets, passwords, render, security, sessions, sso
 from cellplane.console.viewer import platform, settings
 from cellplane.controlplane import audit
 from cellplane.controlplane.platform import Platform
@@ -74,7 +74,7 @@ def _form(request: Request, csrf: str, next_path: str, username: str = "", error
           status: int = 200) -> HTMLResponse:
     html = render.render("auth/sign_in.html", viewer=None, csrf=csrf, htmx=assets.htmx_present(),
                          ensure_assets=assets.ENSURE, path=request.url.path, breadcrumbs=[], next=next_path,
-                         username=username, error=error)
+                         username=username, error=error, sso_providers=sso.sign_in_providers(platform(request).store))
     return HTMLResponse(html, status_code=status)
 
 
