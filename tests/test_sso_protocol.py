@@ -62,10 +62,11 @@ def test_the_authorization_request_carries_state_nonce_and_an_s256_challenge(pro
 
 
 def test_the_pending_sign_in_is_sealed_and_refused_when_changed_foreign_or_old() -> None:
-    pending = sso.Pending("acme", "idp", "st", "nn", "vv", "/console/", REDIRECT, time.time() + 600)
+    nonce, verifier = "nonce-of-this-sign-in", "verifier-of-this-sign-in"  # long: random ciphertext never holds them
+    pending = sso.Pending("acme", "idp", "st", nonce, verifier, "/console/", REDIRECT, time.time() + 600)
     sealed = sso.seal(KEY, pending)
     assert sso.unseal(KEY, sealed) == pending
-    assert "vv" not in sealed and "nn" not in sealed  # the browser holds it, but cannot read it
+    assert verifier not in sealed and nonce not in sealed  # the browser holds it, but cannot read it
     tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
     assert "not started here" in _refusal(lambda: sso.unseal(KEY, tampered)).message
     assert "not started here" in _refusal(lambda: sso.unseal(b"x" * 32, sealed)).message
