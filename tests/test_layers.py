@@ -196,3 +196,15 @@ def test_the_cli_allowances_name_files_and_modules_that_exist() -> None:
         assert (SRC / where).is_file(), where
         relative = Path(*module.split(".")[1:])
         assert (SRC / relative).with_suffix(".py").is_file() or (SRC / relative / "__init__.py").is_file(), module
+
+
+# The console is a client of the control plane's API (its pages call the API in-process); the API's app mounts it,
+# and nothing else in the control plane reaches up into it.
+CONSOLE_MOUNT = "controlplane/api/app.py"
+
+
+def test_the_control_plane_imports_nothing_from_the_console_but_the_app_that_mounts_it() -> None:
+    found = [v for v in violations(("controlplane",), "cellplane.console") if not v.startswith(
+        "cellplane/" + CONSOLE_MOUNT + ":")]
+    assert found == []
+    assert (SRC / CONSOLE_MOUNT).is_file()

@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from cellplane.console import assets, passwords, render, security, sessions, sso
+from cellplane.console import assets, render, security, sessions, sso
 from cellplane.console.viewer import platform, settings
-from cellplane.controlplane import audit
+from cellplane.controlplane import audit, passwords
 from cellplane.controlplane.platform import Platform
 from cellplane.store.tables import UserRow
 

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cellplane.console import passwords
-from cellplane.controlplane import audit, tokens
+from cellplane.controlplane import audit, passwords, tokens
 from cellplane.controlplane.rbac import AGENT_PREFIX, AGENT_ROLE, ROLE_NAMES, Binding, Principal
 from cellplane.errors import ConflictError, FieldProblem, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem

@@ -9,8 +9,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 
-from cellplane.console import passwords
-from cellplane.controlplane import audit, identity, resources, rotation
+from cellplane.controlplane import audit, identity, passwords, resources, rotation
 from cellplane.controlplane.api import schemas
 from cellplane.controlplane.api.declare import (
     PLATFORM,
