@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cellplane.console import assets, pages_auth, pages_home
+from cellplane.console import assets, pages_auth, pages_home, pages_observe
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
 from cellplane.console.viewer import SignInRequired, sign_in_required
@@ -19,6 +19,7 @@ from cellplane.console.viewer import SignInRequired, sign_in_required
 AREAS = [
     pages_auth,
     pages_home,
+    pages_observe,
 ]
 STATIC = "/console/static"
 
