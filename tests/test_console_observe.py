@@ -172,3 +172,17 @@ def _serious(violations: list[dict[str, Any]]) -> list[str]:
     return [f"{v['id']}: {v.get('help')}" for v in violations if v.get("impact") in ("serious", "critical")]
 
 
+
+
+def test_the_connections_tab_names_the_target_its_state_and_the_injected_variables(
+        page: Any, build_server: BuildServer, cell: dict[str, Any], developer: ConsoleUser) -> None:
+    base = f"/console/orgs/default/projects/{P}/components"
+    signed_in(page, build_server.server, developer, base + "/front/connections")
+    row = page.get_by_role("row", name="back")
+    text = row.inner_text()
+    assert f"{P}/back" in text and "api" in text and "Project" in text
+    assert "resolved" in text and "via cell" in text
+    assert "CHOREO_BACK_SERVICEURL" in text
+    assert _serious(axe(page)) == []
+    page.goto(build_server.server.url + base + "/back/connections")
+    page.get_by_role("link", name="front").wait_for()
