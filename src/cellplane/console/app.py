@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cellplane.console import assets, pages_auth, pages_config, pages_home, pages_observe
+from cellplane.console import assets, pages_auth, pages_config, pages_home, pages_observe, pages_test
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
 from cellplane.console.viewer import SignInRequired, sign_in_required
@@ -21,6 +21,7 @@ AREAS = [
     pages_home,
     pages_observe,
     pages_config,
+    pages_test,
 ]
 STATIC = "/console/static"
 
