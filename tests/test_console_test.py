@@ -102,8 +102,14 @@ def deployed(build_server: BuildServer, tmp_path_factory: pytest.TempPathFactory
             {"name": "api", "port": 8080, "visibility": ["Public"], "contract": "openapi.yaml"}]})
         info = wait(c, upload(c, P, "echo", source))
         assert info["state"] == "succeeded", failed_why(c, info)
+        component(c, P, "inner", {"type": "service", "endpoints": [
+            {"name": "api", "port": 8080, "visibility": ["Organization"]}]})
+        info = wait(c, upload(c, P, "inner", APPS / "echo"))
+        assert info["state"] == "succeeded", failed_why(c, info)
         deploy(c, P, "echo")
+        deploy(c, P, "inner")
         wait_state(c, P, "echo")
+        wait_state(c, P, "inner")
         yield {"external": agent.gateway()["external"],
                "user": make_user(build_server.server, "tess", role="developer")}
     finally:
@@ -184,3 +190,20 @@ def test_target_url_keeps_to_the_endpoint(path: str) -> None:
 def test_target_url_appends_the_path_and_query() -> None:
     assert target_url("http://127.0.0.1:9/p/c/v1", "/a/b", [("q", "x y")]) == "http://127.0.0.1:9/p/c/v1/a/b?q=x+y"
     assert target_url("http://127.0.0.1:9/p/c/v1", "/?k=1", [("q", "2")]) == "http://127.0.0.1:9/p/c/v1/?k=1&q=2"
+
+
+def test_a_non_public_endpoint_gets_the_callers_own_key_which_is_never_shown_back(
+        build_server: BuildServer, deployed: dict[str, Any]) -> None:
+    client = session_client(build_server.server, deployed["user"])
+    inner = f"/console/orgs/default/projects/{P}/components/inner/test"
+    page = client.get(inner + "?env=development").text
+    assert 'name="api_key"' in page and "internal listener" in page
+    bare = client.form(inner + "/development/try", {"endpoint": "api", "method": "GET", "path": "/"})
+    key = "cpk-not-a-key-" + os.urandom(4).hex()
+    keyed = client.form(inner + "/development/try", {"endpoint": "api", "method": "GET", "path": "/",
+                                                     "api_key": key})
+    # the gateway's internal listener answered both: without a key, and with the (unknown) key it was given
+    assert "no connection credentials for trial/inner/api" in html.unescape(bare.text)
+    assert "the API key is not a connection credential in development" in html.unescape(keyed.text)
+    assert key not in keyed.text
+    assert '"Choreo-API-Key: $API_KEY"' in html.unescape(keyed.text)

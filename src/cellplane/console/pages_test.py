@@ -11,7 +11,9 @@ deployment the caller may read (the gateway's external listener for a Public end
 cell's); the path must be an absolute path below it (no scheme, host, ``//``, ``..``, backslash or control
 character), and the joined URL is checked to keep the endpoint's scheme, host, port and base path. It forwards the
 method, query and body with httpx (10 s timeout, no redirects followed, at most ``MAX_BODY`` bytes of the answer
-kept) and shows the status, headers and body as text, with the equivalent curl command. Refusals are 422 with one
+kept) and shows the status, headers and body as text, with the equivalent curl command. An endpoint that needs
+credentials (an Organization or Project one, through the internal listener) gets the caller's own, typed in the
+form (an API key, an Authorization header): forwarded, never shown back. Refusals are 422 with one
 line saying why, and nothing is sent.
 """
 
@@ -82,8 +84,27 @@ def target_url(base: str, path: str, query: list[tuple[str, str]]) -> str:
     return url
 
 
-def curl(method: str, url: str, content_type: str | None, body: str) -> str:
+CREDENTIALS = (("api_key", "Choreo-API-Key", "$API_KEY"), ("authorization", "Authorization", "$AUTHORIZATION"))
+
+
+def credentials(form: dict[str, str]) -> dict[str, str]:
+    """The caller's own credentials for an endpoint that needs them (an API key, an Authorization header), as
+    typed in the form: forwarded as they are, never shown back (the curl command names a variable instead)."""
+    out = {}
+    for field_, header, _ in CREDENTIALS:
+        value = form.get(field_, "").strip()
+        if value:
+            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+                raise Refused(f"the {header} header may not contain control characters")
+            out[header] = value
+    return out
+
+
+def curl(method: str, url: str, content_type: str | None, body: str, sent: dict[str, str] | None = None) -> str:
     parts = ["curl", "-sS", "-i", "-X", method, shlex.quote(url)]
+    for _, header, variable in CREDENTIALS:
+        if header in (sent or {}):
+            parts += ["-H", f'"{header}: {variable}"']
     if body:
         parts += ["-H", shlex.quote(f"Content-Type: {content_type or 'application/json'}"),
                   "--data-raw", shlex.quote(body)]
@@ -187,9 +208,11 @@ def _request_of(form: dict[str, str], base: str) -> tuple[str, str, str, str | N
     return method, target_url(base, path, query), body, form.get("content_type") or None
 
 
-async def send(method: str, url: str, body: str, content_type: str | None) -> Tried:
-    tried = Tried(method, url, curl(method, url, content_type, body))
+async def send(method: str, url: str, body: str, content_type: str | None,
+               sent: dict[str, str] | None = None) -> Tried:
+    tried = Tried(method, url, curl(method, url, content_type, body, sent))
     headers = {"content-type": content_type or "application/json"} if body else {}
+    headers.update(sent or {})
     started = time.perf_counter()
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client, \
@@ -235,12 +258,13 @@ async def try_it(request: Request, org: str, project: str, component: str, env: 
         if base is None:
             raise Refused(f"'{form.get('endpoint', '')}' is not an endpoint of {component} deployed in {env}")
         method, url, body, content_type = _request_of(form, base)
+        sent = credentials(form)
     except Refused as e:
         tried = Tried(form.get("method", "GET"), "", "", problem=str(e))
         if fragment:  # htmx swaps only 2xx answers: the refusal is said in the fragment
             return v.render("component/_try_result.html", tried=tried)
         return await _page(v, p, 422, tried)
-    tried = await send(method, url, body, content_type)
+    tried = await send(method, url, body, content_type, sent)
     if fragment:
         return v.render("component/_try_result.html", tried=tried)
     return await _page(v, p, 200, tried)
