@@ -8,7 +8,9 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,6 +26,11 @@ from dataplanekit import AgentProcess, build_app, deploy, logs, poll, start_agen
 P = "look"
 PAGE = f"/console/orgs/default/projects/{P}/components/front/observe"
 MARKUP = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def server_env() -> dict[str, str]:
+    return {"CELLPLANE_ALERT_INTERVAL": "0.5"}
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +193,44 @@ def test_the_connections_tab_names_the_target_its_state_and_the_injected_variabl
     assert _serious(axe(page)) == []
     page.goto(build_server.server.url + base + "/back/connections")
     page.get_by_role("link", name="front").wait_for()
+
+
+class Hook(BaseHTTPRequestHandler):
+    """An alert webhook that takes every notification."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_firing_alert_shows_its_state_and_its_firing(page: Any, build_server: BuildServer, cell: dict[str, Any],
+                                                      developer: ConsoleUser) -> None:
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        c = cell["client"]
+        r = c.post(f"/organizations/default/projects/{P}/components/front/alerts", json={
+            "name": "too-many-errors", "environment": "development", "metric": "error-rate", "threshold": 20,
+            "window": "10s", "for": "1s", "webhook": f"http://127.0.0.1:{hook.server_address[1]}/"})
+        assert r.status_code == 201, r.text
+        rule = r.json()["id"]
+
+        def firing() -> bool:
+            for _ in range(10):
+                call(cell, "/status?code=500")
+            return c.get(f"/organizations/default/alerts/{rule}").json()["state"] == "firing"
+
+        poll(lambda: firing(), bool, timeout=40, every=0.3)
+        signed_in(page, build_server.server, developer, PAGE)
+        row = page.get_by_role("row", name="too-many-errors")
+        assert "firing" in row.inner_text()
+        assert page.get_by_role("heading", name="Latest firings of too-many-errors").is_visible()
+        assert _serious(axe(page)) == []
+    finally:
+        hook.shutdown()
+        hook.server_close()

@@ -2,7 +2,8 @@
 (a trace as a waterfall) and alerts, each panel with its CLI equivalent.
 
 Everything comes through the in-process API (``v.api``): ``.../logs``, ``.../access-logs``, ``.../metrics``,
-``.../traces``, ``.../alerts`` and ``/organizations/{org}/traces/{id}``; one panel the API refuses (a role without
+``.../traces``, ``.../alerts`` (and each rule's latest firings, ``/organizations/{org}/alerts/{id}/events``) and
+``/organizations/{org}/traces/{id}``; one panel the API refuses (a role without
 ``traces:get``...) shows the API's message and the others still show. The live tail is htmx polling every second
 of ``.../observe/logs?after=<cursor>`` (one API request each): the answer appends the new lines to the list and
 replaces the poller with one carrying the new cursor (out of band); nothing new is a 204 (htmx swaps nothing).
@@ -26,6 +27,7 @@ router = APIRouter()
 COMPONENT = "/console/orgs/{org}/projects/{project}/components/{component}"
 STREAMS = ("stdout", "stderr", "system")
 TAIL = 200  # lines on the page at first
+MAX_RULES = 10  # alert rules whose latest firings are read (one API request each)
 T = TypeVar("T")
 
 Text = Annotated[str, Query(max_length=200)]
@@ -76,6 +78,10 @@ async def observe(org: str, project: str, component: str, env: Text = "", grep: 
     metrics, metrics_problem = await attempt(v.api.get(p.api + "/metrics", since="1h", **env_q))
     traces, traces_problem = await attempt(v.api.get(p.api + "/traces", since="1h", limit=20, **env_q))
     alerts, alerts_problem = await attempt(v.api.get(p.api + "/alerts", **env_q))
+    rules = (alerts or {}).get("items", [])
+    for rule in rules[:MAX_RULES]:
+        events, _ = await attempt(v.api.get(f"/organizations/{org}/alerts/{rule['id']}/events", limit=5))
+        rule["firings"] = (events or {}).get("items", [])
     lines = (logs or {}).get("items", [])
     cursor = int((logs or {}).get("next") or (lines[-1]["id"] if lines else -1))
     series = [s for s in (metrics or {}).get("series", []) if s.get("requests") or s.get("memoryBytes")]
@@ -87,7 +93,7 @@ async def observe(org: str, project: str, component: str, env: Text = "", grep: 
         access=(access or {}).get("items", [])[::-1], access_problem=access_problem,
         metrics=metrics, series=series[-20:], metrics_problem=metrics_problem,
         traces=(traces or {}).get("items", []), traces_problem=traces_problem,
-        alerts=(alerts or {}).get("items", []), alerts_problem=alerts_problem,
+        alerts=rules, alerts_problem=alerts_problem,
         cli={"access": _cli(p, "logs", p.component, "--env", p.environment, "--access"),
              "metrics": _cli(p, "metrics", p.component, "--env", p.environment),
              "traces": _cli(p, "traces", p.component, "--env", p.environment),
