@@ -126,3 +126,15 @@ def test_the_configuration_page_in_the_browser(page: Any, live_server: LiveServe
         root = Path(__file__).resolve().parent.parent
         (root / "docs/console").mkdir(exist_ok=True)
         page.screenshot(path=str(root / "docs/console/config.png"), full_page=True)
+
+
+def test_pages_of_a_component_not_deployed_say_what_to_do(dev: ConsoleClient) -> None:
+    observe = html.unescape(dev.get(BASE + "/observe?env=development").text)
+    assert "web is not deployed in development: deploy it" in observe
+    assert "No log lines yet." in observe and "No traces yet." in observe
+    test = html.unescape(dev.get(BASE + "/test?env=development").text)
+    assert "No deployment in development yet." in test
+    connections = html.unescape(dev.get(BASE + "/connections").text)
+    assert "No connections yet." in connections
+    missing = dev.get(f"/console/orgs/default/projects/{P}/components/nope/observe")
+    assert missing.status_code == 404 and "nope" in html.unescape(missing.text)
