@@ -234,3 +234,15 @@ def test_a_firing_alert_shows_its_state_and_its_firing(page: Any, build_server: 
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_the_pages_fit_a_narrow_screen(page: Any, build_server: BuildServer, cell: dict[str, Any],
+                                       developer: ConsoleUser) -> None:
+    """At 360 px wide nothing widens the page (tables scroll inside their own box) and axe still passes."""
+    page.set_viewport_size({"width": 360, "height": 800})
+    base = f"/console/orgs/default/projects/{P}/components/front"
+    signed_in(page, build_server.server, developer, PAGE)
+    for path in (PAGE, base + "/connections", base + "/config", base + "/test"):
+        page.goto(build_server.server.url + path)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 360, path
+        assert _serious(axe(page)) == [], path
