@@ -15,6 +15,7 @@ Choreo's default names: ``controlplane.connections.default_env``) and the caller
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -145,10 +146,9 @@ async def connections(org: str, project: str, component: str, env: Text = "",
         p = await place(v, org, project, component, env)
     except ApiProblem as e:
         return v.problem(e)
-    endpoints, endpoints_problem = await attempt(v.api.get(f"/organizations/{org}/endpoints",
-                                                           environment=p.environment))
-    graph, graph_problem = await attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph",
-                                                   environment=p.environment))
+    (endpoints, endpoints_problem), (graph, graph_problem) = await asyncio.gather(
+        attempt(v.api.get(f"/organizations/{org}/endpoints", environment=p.environment)),
+        attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph", environment=p.environment)))
     callers = [c for c in (graph or {}).get("connections", [])
                if (c.get("to") or {}).get("component") == component and (c.get("to") or {}).get("project") == project]
     return v.render("component/connections.html", place=p, tab="connections",

@@ -3,7 +3,8 @@
 
 Everything comes through the in-process API (``v.api``): ``.../logs``, ``.../access-logs``, ``.../metrics``,
 ``.../traces``, ``.../alerts`` (and each rule's latest firings, ``/organizations/{org}/alerts/{id}/events``) and
-``/organizations/{org}/traces/{id}``; one panel the API refuses (a role without
+``/organizations/{org}/traces/{id}``, the panels' requests made together (``asyncio.gather``: the API runs its
+sync routes in worker threads); one panel the API refuses (a role without
 ``traces:get``...) shows the API's message and the others still show. The live tail is htmx polling every second
 of ``.../observe/logs?after=<cursor>`` (one API request each): the answer appends the new lines to the list and
 replaces the poller with one carrying the new cursor (out of band); nothing new is a 204 (htmx swaps nothing).
@@ -12,6 +13,7 @@ Polling stops with the page. Without htmx the page shows the last lines and a re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
@@ -73,14 +75,17 @@ async def observe(org: str, project: str, component: str, env: Text = "", grep: 
         return v.problem(e)
     filters = _filters(grep, stream, since)
     env_q = {"environment": p.environment}
-    logs, logs_problem = await attempt(v.api.get(p.api + "/logs", limit=TAIL, **env_q, **filters))
-    access, access_problem = await attempt(v.api.get(p.api + "/access-logs", limit=50, **env_q))
-    metrics, metrics_problem = await attempt(v.api.get(p.api + "/metrics", since="1h", **env_q))
-    traces, traces_problem = await attempt(v.api.get(p.api + "/traces", since="1h", limit=20, **env_q))
-    alerts, alerts_problem = await attempt(v.api.get(p.api + "/alerts", **env_q))
-    rules = (alerts or {}).get("items", [])
-    for rule in rules[:MAX_RULES]:
-        events, _ = await attempt(v.api.get(f"/organizations/{org}/alerts/{rule['id']}/events", limit=5))
+    (logs, logs_problem), (access, access_problem), (metrics, metrics_problem), (traces, traces_problem), \
+        (alerts, alerts_problem) = await asyncio.gather(
+            attempt(v.api.get(p.api + "/logs", limit=TAIL, **env_q, **filters)),
+            attempt(v.api.get(p.api + "/access-logs", limit=50, **env_q)),
+            attempt(v.api.get(p.api + "/metrics", since="1h", **env_q)),
+            attempt(v.api.get(p.api + "/traces", since="1h", limit=20, **env_q)),
+            attempt(v.api.get(p.api + "/alerts", **env_q)))
+    rules = (alerts or {}).get("items", [])[:MAX_RULES]
+    fired = await asyncio.gather(*(attempt(v.api.get(f"/organizations/{org}/alerts/{rule['id']}/events", limit=5))
+                                   for rule in rules))
+    for rule, (events, _) in zip(rules, fired, strict=True):
         rule["firings"] = (events or {}).get("items", [])
     lines = (logs or {}).get("items", [])
     cursor = int((logs or {}).get("next") or (lines[-1]["id"] if lines else -1))
