@@ -116,11 +116,14 @@ def test_a_viewer_gets_no_form_and_a_forged_post_is_refused(live_server: LiveSer
 def test_the_configuration_page_in_the_browser(page: Any, live_server: LiveServer,
                                                users: dict[str, ConsoleUser]) -> None:
     signed_in(page, live_server, users["dev"], BASE + "/config")
-    page.get_by_label("Name").first.fill("FEATURE_FLAG")
-    page.get_by_label("Value").first.fill("on")
-    page.get_by_role("button", name="Set variable").click()
-    page.get_by_role("row", name="FEATURE_FLAG").wait_for()
-    assert "on" in page.get_by_role("row", name="FEATURE_FLAG").inner_text()
+    form = page.locator("form", has=page.get_by_role("button", name="Set variable"))
+    form.get_by_label("Name", exact=True).fill("FEATURE_FLAG")
+    form.get_by_label("Value", exact=True).fill("switched-on")
+    form.get_by_role("button", name="Set variable").click()
+    row = page.get_by_role("row", name="FEATURE_FLAG")
+    row.wait_for()
+    assert row.get_by_role("cell").nth(0).inner_text() == "switched-on"
+    assert "cellplane config get web --env development -p conf" in page.locator(".cli code").first.inner_text()
     assert [v for v in axe(page) if v.get("impact") in ("serious", "critical")] == []
     if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
         root = Path(__file__).resolve().parent.parent

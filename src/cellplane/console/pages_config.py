@@ -43,7 +43,7 @@ def _scope_label(p: Place, environment: str | None) -> str:
 
 def config_cli(p: Place) -> dict[str, str]:
     base = f"-p {p.project}"
-    return {"get": f"cellplane config get {p.component} --env {p.environment} {base}",
+    return {"read": f"cellplane config get {p.component} --env {p.environment} {base}",
             "set": f"cellplane config set {p.component} KEY=VALUE --env {p.environment} {base}",
             "secret": f"cellplane config set {p.component} KEY=- --secret --env {p.environment} {base}"
                       "   # the value read from stdin",
