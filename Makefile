@@ -10,6 +10,7 @@
 #   make browser    make sure Debian's chromium, the pinned Playwright (in .venv) and axe-core (npm, into a cache keyed
 #                   by version) are installed (scripts/ensure-browser.sh; the browser tests use them)
 #   make consoleassets make sure the console's htmx (npm, pinned in tools/console/) is in its cache
+#   make oidcprovider the single sign-on tests' OpenID Connect provider (npm, pinned in tools/oidc/) in its cache
 #   make test       ruff + mypy + pytest; PYTEST_ARGS="tests/test_x.py -k foo" narrows the run
 #   make run        start the control plane and a local data plane (HOST, PORT, GATEWAY_PORT, DATA_DIR); the
 #                   first run builds and deploys the demo project of examples/demo/ (DEMO; DEMO= for none)
@@ -35,7 +36,7 @@ PYTEST_ARGS ?=
 # recipe as exit status 2 and would otherwise hide "no tests collected" (pytest exit 5).
 PYTEST_RC_FILE ?=
 
-.PHONY: venv postgres buildtools registrytools kubetools browser consoleassets bytecode test lint run bench clean agent-image
+.PHONY: venv postgres buildtools registrytools kubetools browser consoleassets oidcprovider bytecode test lint run bench clean agent-image
 
 venv: $(STAMP)
 
@@ -66,6 +67,10 @@ browser: venv buildtools
 consoleassets: buildtools
 	bash scripts/ensure-console-assets.sh
 
+# the single sign-on tests' OpenID Connect provider (npm, pinned in tools/oidc/, into a cache keyed by version)
+oidcprovider: buildtools
+	bash scripts/ensure-oidc-provider.sh
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -77,7 +82,7 @@ lint: venv
 bytecode: venv
 	$(BIN)/python -m compileall -q -j 0 src "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-test: venv postgres buildtools registrytools kubetools browser consoleassets bytecode
+test: venv postgres buildtools registrytools kubetools browser consoleassets oidcprovider bytecode
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \

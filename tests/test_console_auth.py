@@ -3,13 +3,17 @@ pages need a session; a page's API call carries the API's own refusal."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from consolekit import SIGN_IN, ConsoleUser, make_user, session_client, sign_in_form, signed_in
 from liveserver import LiveServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,29 @@ def test_the_sign_in_form_needs_its_csrf_cookie_and_goes_back_to_the_page_asked_
 def test_a_user_signs_in_and_out_in_the_browser(page: object, live_server: LiveServer, dev: ConsoleUser) -> None:
     p = signed_in(page, live_server, dev)
     assert p.get_by_role("heading", name="Organizations").is_visible()
+    if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
+        p.screenshot(path=str(ROOT / "docs/console/organizations.png"))
     p.get_by_role("button", name="Sign out").click()
     p.wait_for_url(live_server.url + SIGN_IN)
     p.goto(live_server.url + "/console/")
     assert p.url.startswith(live_server.url + SIGN_IN)
+
+
+def test_after_ten_failed_sign_ins_a_user_name_is_refused_for_a_while_even_with_the_right_password(
+        anonymous: httpx.Client, live_server: LiveServer, dev: ConsoleUser) -> None:
+    tess = make_user(live_server, "tess", role="viewer")
+    csrf = sign_in_form(anonymous)
+    for _ in range(10):
+        r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": tess.name, "password": "a-wrong-password"})
+        assert r.status_code == 401
+    r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": tess.name, "password": tess.password})
+    assert r.status_code == 429
+    assert "Too many failed sign-ins for this user name; try again in" in r.text
+    r = anonymous.post(SIGN_IN, data={"csrf": csrf, "username": dev.name, "password": dev.password})
+    assert r.status_code == 303  # another name is not held back
+
+
+def test_the_sign_in_page_sends_a_signed_in_user_on(live_server: LiveServer, dev: ConsoleUser) -> None:
+    client = session_client(live_server, dev)
+    r = client.get(SIGN_IN + "?next=/console/")
+    assert r.status_code == 303 and r.headers["location"] == "/console/"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import FastAPI, Request
+
 from cellplane.console.apicall import Api, ApiProblem
 from cellplane.controlplane.api.app import create_app
 from cellplane.controlplane.rbac import Binding, Principal
@@ -33,3 +35,32 @@ def test_a_viewer_gets_the_apis_own_refusal_through_the_console_call(live_server
     assert problem.status == 403
     assert problem.message == over_http.json()["error"]["message"]
     assert problem.code == over_http.json()["error"]["code"]
+
+
+TINY = FastAPI()
+
+
+@TINY.get("/api/v1/echo")
+async def echo(request: Request, q: str = "", n: int = 0) -> dict[str, object]:
+    return {"user": request.scope["cellplane.principal"].user, "q": q, "n": n, "query": request.url.query}
+
+
+@TINY.get("/api/v1/boom")
+async def boom() -> None:
+    raise RuntimeError("boom")
+
+
+def test_the_call_passes_the_principal_and_the_query_and_a_crash_becomes_a_500_problem() -> None:
+    api = Api(TINY, Principal("ada"))
+
+    async def calls() -> tuple[object, ApiProblem]:
+        echoed = await api.get("/echo", q="a b&c", n=3, skipped=None)
+        try:
+            await api.get("/boom")
+        except ApiProblem as e:
+            return echoed, e
+        raise AssertionError("no problem raised")
+
+    echoed, crash = asyncio.run(calls())
+    assert echoed == {"user": "ada", "q": "a b&c", "n": 3, "query": "q=a+b%26c&n=3"}
+    assert crash.status == 500 and crash.code == "internal" and "log" in crash.message

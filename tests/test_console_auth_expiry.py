@@ -1,6 +1,6 @@
-"""Console sessions end: after the idle time of the settings (a tiny one here), at their absolute expiry, and at once
-when their user is disabled. A real control plane; the database is changed only where no API exists (the operator's
-hand: disabling a user, moving a session's expiry into the past)."""
+"""Console sessions end: after the idle time of the settings (a tiny one here), at their absolute expiry, at once
+when their user is disabled, and when the password changes. A real control plane; the database is changed only
+where no API exists (the operator's hand: disabling a user, moving a session's expiry into the past)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,12 @@ def test_a_disabled_users_session_is_refused_at_once(live_server: LiveServer) ->
     csrf = sign_in_form(fresh)
     r = fresh.post("/console/sign-in", data={"csrf": csrf, "username": user.name, "password": user.password})
     assert r.status_code == 401 and "not right" in r.text
+
+
+def test_a_new_password_ends_the_users_sessions(live_server: LiveServer) -> None:
+    user = make_user(live_server, "reset-rita", role="viewer")
+    client = session_client(live_server, user)
+    r = live_server.client().put(f"/users/{user.name}/password", json={"password": "a-brand-new-password"})
+    assert r.status_code == 200
+    assert client.get("/console/").status_code == 303
+    assert _sessions_of(live_server, user.name) == 0

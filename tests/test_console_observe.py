@@ -122,10 +122,11 @@ def test_a_trace_opens_as_a_waterfall_with_both_hops(page: Any, build_server: Bu
     signed_in(page, build_server.server, developer, PAGE)
     page.get_by_role("link", name=trace["traceId"][:8]).first.click()
     page.wait_for_url("**/observe/traces/" + trace["traceId"] + "*")
-    rows = page.locator("table.waterfall tbody tr")
+    rows = page.locator(".waterfall .span-row")
     assert rows.count() == 2
     assert f"{P}/front" in rows.nth(0).inner_text() and f"{P}/back" in rows.nth(1).inner_text()
-    assert page.locator("table.waterfall svg.bar").count() == 2
+    assert page.locator(".waterfall .spans > li > ol > li").count() == 1  # back nested under front
+    assert page.locator(".waterfall svg.span-bar").count() == 2
     assert _serious(axe(page)) == []
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from browserkit import axe
+from cellplane.console import assets
 from consolekit import ConsoleUser, make_user, signed_in
 from liveserver import LiveServer, doc
 
@@ -55,3 +56,24 @@ def test_the_sign_in_and_organizations_pages_have_no_serious_accessibility_viola
         page.screenshot(path=str(ROOT / "docs/console/sign-in.png"))
     signed_in(page, live_server, reader)
     assert _serious(axe(page)) == []
+
+
+def test_htmx_loads_under_the_csp_and_the_browser_reports_no_csp_violation(page: Any, live_server: LiveServer,
+                                                                           reader: ConsoleUser) -> None:
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text))
+    signed_in(page, live_server, reader)
+    if assets.htmx_present():
+        assert page.evaluate("() => typeof window.htmx") == "object"
+        assert page.evaluate("() => window.htmx.config.allowEval") is False
+        assert page.evaluate("() => window.htmx.config.responseHandling.length") == 2  # the page's config is read
+    assert [m for m in messages if "Content Security Policy" in m] == []
+
+
+def test_the_pages_fit_a_360_pixel_wide_screen_without_sideways_scrolling(page: Any, live_server: LiveServer,
+                                                                          reader: ConsoleUser) -> None:
+    page.set_viewport_size({"width": 360, "height": 640})
+    page.goto(live_server.url + "/console/sign-in")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    signed_in(page, live_server, reader)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")

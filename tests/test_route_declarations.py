@@ -52,6 +52,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/docs"): "the OpenAPI document's reader (Swagger UI): a page around /openapi.json",
     ("GET", "/docs/oauth2-redirect"): "a page of the Swagger UI",
     ("GET", "/redoc"): "the OpenAPI document's other reader (ReDoc)",
+    ("GET", "/"): "a redirect to the console (/console/), which asks for a session",
+    ("GET", "/console"): "a redirect to /console/",
+    ("GET", "/console/static/vendor/htmx.min.js"): "the console's pinned htmx, a public library file",
     ("GET", "/metrics"): "the control plane's own metrics for Prometheus (requests by route template, builds and "
                          "deployments by state, data planes' report ages): no tenant's telemetry, no names",
 }
@@ -79,8 +82,10 @@ BODIES: dict[str, Any] = {
     "import_component": {"name": "imported", "source": {"repository": "https://example.com/r.git"}, "files": {}},
     "create_user": {"name": "newcomer"},
     "create_token": {},
+    "set_password": {"password": "a-long-enough-password"},
     "create_binding": {"user": "viewer", "role": "admin"},
     "create_agent_token": {},
+    "put_identity_provider": {"issuer": "https://id.example.com", "clientId": "cellplane"},
     "apply": {"organization": ORG, "documents": [
         {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "gamma"}, "spec": {}}]},
 }

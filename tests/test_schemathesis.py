@@ -100,6 +100,8 @@ UNSTATED: dict[str, list[tuple[str, str]]] = {
     # a duration's range (10s..1d for a window)
     r"^GET .*/graph$": [(r"^window$", r"^out of range$")],
     r"^POST .*/alerts$": [(r"^(window|for)$", r"^out of range$")],
+    # an identity provider's group mappings name a project or an environment of the organization, which must exist
+    r"^PUT .*/identity-providers/\{name\}$": [(r"^groupRoles\[\d+\]\.(project|environment)$", r"not found")],
     # a component's scaling in an environment: the spec it makes passes the spec's cross-field rules (minReplicas 0
     # only on what the gateway can wake, minReplicas at most maxReplicas after merging)
     r"^PATCH .*/scaling/\{environment\}$": [(r"^spec\.scaling\.", CROSS_FIELD)],

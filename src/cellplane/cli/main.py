@@ -19,6 +19,7 @@ from cellplane.cli import (  # noqa: F401  (registers commands)
     commands_builds,
     commands_dataplane,
     commands_deploy,
+    commands_idp,
     commands_kubernetes,
     commands_observe,
     commands_release,

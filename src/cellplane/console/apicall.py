@@ -10,6 +10,7 @@ our own), JSON encoded by the route and decoded here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -20,6 +21,8 @@ from starlette.types import ASGIApp, Message
 from cellplane.controlplane.api.deps import SCOPE_PRINCIPAL
 from cellplane.controlplane.api.routing import API_PREFIX
 from cellplane.controlplane.rbac import Principal
+
+log = logging.getLogger("cellplane.console")
 
 
 @dataclass
@@ -92,7 +95,12 @@ class Api:
                 if not message.get("more_body", False):
                     finished.set()
 
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # Starlette sends its 500, then raises again for the server to log: logged, then ours
+            log.exception("the API failed on %s %s called by the console", method.upper(), full)
+            failed = "the control plane failed on this request; its log says why"
+            return 500, orjson.dumps({"error": {"code": "internal", "message": failed, "details": []}})
         return status, b"".join(chunks)
 
 

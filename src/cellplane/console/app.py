@@ -11,7 +11,20 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cellplane.console import assets, pages_auth, pages_config, pages_home, pages_observe, pages_test
+from cellplane.console import (
+    assets,
+    pages_auth,
+    pages_build,
+    pages_component,
+    pages_config,
+    pages_deploy,
+    pages_home,
+    pages_observe,
+    pages_org,
+    pages_project,
+    pages_sso,
+    pages_test,
+)
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
 from cellplane.console.viewer import SignInRequired, sign_in_required
@@ -19,6 +32,12 @@ from cellplane.console.viewer import SignInRequired, sign_in_required
 AREAS = [
     pages_auth,
     pages_home,
+    pages_project,
+    pages_org,
+    pages_component,
+    pages_build,
+    pages_deploy,
+    pages_sso,
     pages_observe,
     pages_config,
     pages_test,

@@ -2,12 +2,15 @@
 
 The sign-in form is protected against CSRF before any session exists by a pre-session cookie (double submit,
 ``security.CSRF_COOKIE``). A wrong name or password gets the form again with one message that does not say which
-(and an unknown name costs the same argon2 work as a wrong password). Sign-in and sign-out are audited.
+(and an unknown name costs the same argon2 work as a wrong password); after 10 failures in 5 minutes a user name is
+refused for a while (``Throttle``). Sign-in is audited.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -15,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from cellplane.console import assets, passwords, render, security, sessions
+from cellplane.console import assets, passwords, render, security, sessions, sso
 from cellplane.console.viewer import platform, settings
 from cellplane.controlplane import audit
 from cellplane.controlplane.platform import Platform
@@ -24,6 +27,40 @@ from cellplane.store.tables import UserRow
 router = APIRouter()
 HOME = "/console/"
 WRONG = "The user name or the password is not right."
+
+
+class Throttle:
+    """Failed sign-ins per user name, in this process's memory: after ``limit`` failures within ``window`` seconds
+    the name is refused (without checking the password, so without argon2's cost) until the oldest failure is that
+    old. Guessing one user's password then takes at least window/limit seconds a try. Bounded: past ``MAX_NAMES``
+    names the record starts again."""
+
+    MAX_NAMES = 10_000
+
+    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+
+    def wait(self, name: str) -> float:
+        """Seconds until ``name`` may try again (0: now)."""
+        recent = [t for t in self._failures.get(name, ()) if time.monotonic() - t < self.window]
+        if recent:
+            self._failures[name] = recent
+        else:
+            self._failures.pop(name, None)
+        return self.window - (time.monotonic() - recent[0]) if len(recent) >= self.limit else 0.0
+
+    def failed(self, name: str) -> None:
+        if len(self._failures) >= self.MAX_NAMES:
+            self._failures.clear()
+        self._failures.setdefault(name, []).append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)
+
+
+THROTTLE = Throttle()
 
 
 def safe_next(value: str | None) -> str:
@@ -37,7 +74,7 @@ def _form(request: Request, csrf: str, next_path: str, username: str = "", error
           status: int = 200) -> HTMLResponse:
     html = render.render("auth/sign_in.html", viewer=None, csrf=csrf, htmx=assets.htmx_present(),
                          ensure_assets=assets.ENSURE, path=request.url.path, breadcrumbs=[], next=next_path,
-                         username=username, error=error)
+                         username=username, error=error, sso_providers=sso.sign_in_providers(platform(request).store))
     return HTMLResponse(html, status_code=status)
 
 
@@ -47,8 +84,12 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
 
 
 @router.get("/console/sign-in", include_in_schema=False)
-async def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
+async def sign_in_form(request: Request, next: str | None = None) -> Response:
     p = platform(request)
+    token = request.cookies.get(sessions.COOKIE)
+    if sessions.looks_like_session(token) and await run_in_threadpool(sessions.principal, p.store, p.token_key, token,
+                                                                       settings(request)) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)  # signed in already
     expected = security.expected_csrf(p.token_key, request.cookies)
     fresh = None
     if expected is None:
@@ -81,11 +122,17 @@ def _check(p: Platform, username: str, password: str) -> int | None:
 async def sign_in(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
                   next: Annotated[str, Form()] = HOME) -> Response:
     p = platform(request)
-    username = username.strip()
+    username = username.strip()[:200]
+    expected = security.expected_csrf(p.token_key, request.cookies) or ""
+    wait = THROTTLE.wait(username)
+    if wait > 0:
+        return _form(request, expected, safe_next(next), username=username[:63], status=429,
+                     error=f"Too many failed sign-ins for this user name; try again in {math.ceil(wait)} seconds.")
     user_id = await run_in_threadpool(_check, p, username, password) if username and password else None
     if user_id is None:
-        expected = security.expected_csrf(p.token_key, request.cookies) or ""
+        THROTTLE.failed(username)
         return _form(request, expected, safe_next(next), username=username[:63], error=WRONG, status=401)
+    THROTTLE.succeeded(username)
     token = await run_in_threadpool(sessions.start, p.store, p.token_key, user_id, settings(request))
     response = RedirectResponse(safe_next(next), status_code=303)
     _cookie(response, request, sessions.COOKIE, token)

@@ -3,7 +3,8 @@
 
 Everything comes through the in-process API (``v.api``): ``.../logs``, ``.../access-logs``, ``.../metrics``,
 ``.../traces``, ``.../alerts`` (and each rule's latest firings, ``/organizations/{org}/alerts/{id}/events``) and
-``/organizations/{org}/traces/{id}``, the panels' requests made together (``asyncio.gather``: the API runs its
+``/organizations/{org}/traces/{id}`` (drawn by ``charts.component_charts`` and ``waterfall.waterfall``, each chart with
+its data table), the panels' requests made together (``asyncio.gather``: the API runs its
 sync routes in worker threads); one panel the API refuses (a role without
 ``traces:get``...) shows the API's message and the others still show. The live tail is htmx polling every second
 of ``.../observe/logs?after=<cursor>`` (one API request each): the answer appends the new lines to the list and
@@ -15,15 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
+from cellplane.console import charts
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.place import Place, place
 from cellplane.console.viewer import Viewer, viewer
+from cellplane.console.waterfall import waterfall
 
 router = APIRouter()
 COMPONENT = "/console/orgs/{org}/projects/{project}/components/{component}"
@@ -96,7 +99,8 @@ async def observe(org: str, project: str, component: str, env: Text = "", grep: 
         lines=lines, more=bool((logs or {}).get("more")), logs_problem=logs_problem,
         tail_url=_tail_url(p, cursor, filters), log_cli=log_cli(p, filters),
         access=(access or {}).get("items", [])[::-1], access_problem=access_problem,
-        metrics=metrics, series=series[-20:], metrics_problem=metrics_problem,
+        metrics=metrics, series=series, metrics_problem=metrics_problem,
+        charts=charts.component_charts(metrics, "chart") if metrics and series else [],
         traces=(traces or {}).get("items", []), traces_problem=traces_problem,
         alerts=rules, alerts_problem=alerts_problem,
         cli={"access": _cli(p, "logs", p.component, "--env", p.environment, "--access"),
@@ -133,19 +137,4 @@ async def trace_page(org: str, project: str, component: str, trace: str, env: Te
         return v.problem(e)
     return v.render("component/trace.html", place=p, tab="observe",
                     breadcrumbs=p.breadcrumbs("Trace " + str(found.get("traceId", trace))[:8]),
-                    trace=found, bars=waterfall_bars(found), cli=f"cellplane trace {found.get('traceId', trace)}")
-
-
-def waterfall_bars(trace: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each span's bar as fractions of the trace's duration (offset, width; at least 0.5 % wide), for the
-    waterfall's SVG (attributes, not styles: the CSP refuses inline styles)."""
-    total = max(float(trace.get("durationMs") or 0.0), 1e-9)
-    spans = trace.get("spans") or []
-    total = max([total] + [float(s.get("offsetMs") or 0) + float(s.get("durationMs") or 0) for s in spans])
-    out = []
-    for s in spans:
-        x = 100.0 * float(s.get("offsetMs") or 0) / total
-        w = max(0.5, 100.0 * float(s.get("durationMs") or 0) / total)
-        out.append({"span": s, "x": round(min(x, 99.5), 2), "width": round(min(w, 100.0 - min(x, 99.5)), 2),
-                    "error": (s.get("status") or 0) >= 500})
-    return out
+                    trace=found, drawn=waterfall(found, org), cli=f"cellplane trace {found.get('traceId', trace)}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cellplane.console import passwords
@@ -23,7 +23,7 @@ from cellplane.controlplane.rbac import AGENT_PREFIX, AGENT_ROLE, ROLE_NAMES, Bi
 from cellplane.errors import ConflictError, FieldProblem, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
 from cellplane.model import KINDS, dns_label_problem
 from cellplane.store import Store
-from cellplane.store.tables import ResourceRow, RoleBindingRow, TokenRow, UserRow, now
+from cellplane.store.tables import ResourceRow, RoleBindingRow, SessionRow, TokenRow, UserRow, now
 
 IDENTITY_TABLES = ("users", "tokens", "role_bindings")  # what a verified principal is read from
 
@@ -63,8 +63,9 @@ def issue_token(s: Session, key: bytes, user: UserRow, name: str = "default",
     return row, token
 
 
-def set_password(user: UserRow, password: str, current: str | None, need_current: bool) -> None:
-    """Sets ``user``'s password hash (argon2id). ``need_current``: ``current`` must match the password it has."""
+def set_password(s: Session, user: UserRow, password: str, current: str | None, need_current: bool) -> None:
+    """Sets ``user``'s password hash (argon2id) and ends the user's console sessions (signed in with the old one).
+    ``need_current``: ``current`` must match the password it has."""
     if need_current and not passwords.verify(user.password_hash, current or ""):
         raise ForbiddenError("the current password is not right: users changing their own password give the one "
                              "they have (currentPassword), or a platform administrator sets it",
@@ -73,6 +74,7 @@ def set_password(user: UserRow, password: str, current: str | None, need_current
     if problem:
         raise InvalidError("the password is not valid", [FieldProblem("password", problem)])
     user.password_hash = passwords.hash_password(password)
+    s.execute(delete(SessionRow).where(SessionRow.user_id == user.id))
 
 
 def token_view(row: TokenRow, user: str) -> dict[str, Any]:

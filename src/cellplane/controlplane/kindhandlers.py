@@ -26,7 +26,16 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import builds, cascade, config, deployments, previews, registries, resources
+from cellplane.controlplane import (
+    builds,
+    cascade,
+    config,
+    deployments,
+    identityproviders,
+    previews,
+    registries,
+    resources,
+)
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.resources import ApplyResult, Reference, Scope
 from cellplane.errors import ConflictError
@@ -76,6 +85,7 @@ def _delete_organization(s: Session, scope: Scope, name: str) -> list[str]:
     owned = s.scalars(select(ResourceRow).where(ResourceRow.organization == name)).all()
     deleted = [f"{r.kind.lower()}/{r.name}" for r in owned]
     s.execute(delete(ResourceRow).where(ResourceRow.organization == name))
+    identityproviders.forget(s, name)  # before the bindings: its own go with it
     s.execute(delete(RoleBindingRow).where(RoleBindingRow.organization == name))
     cascade.forget(s, name)
     s.execute(delete(PreviewRow).where(PreviewRow.organization == name))

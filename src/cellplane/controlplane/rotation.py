@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from cellplane.controlplane import config, connections, releases
+from cellplane.controlplane import config, connections, identityproviders, releases
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.telemetry import alerts
 
@@ -25,6 +25,7 @@ ROTATIONS: tuple[Rotation, ...] = (
     connections.rotate,  # the secrets of connections
     releases.rotate,  # the secrets copied into releases
     alerts.rotate,  # the signing secrets of alert webhooks
+    identityproviders.rotate,  # the client secrets of organizations' OpenID Connect providers
 )
 
 

@@ -129,6 +129,10 @@ class RoleBindingRow(Base):
     environment: Mapped[str] = mapped_column(String(63), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     dataplane: Mapped[str] = mapped_column(String(63), default="")
+    # set on the bindings an identity provider's groups gave (replaced at each sign-in through it); None: granted
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identity_providers.id", ondelete="CASCADE", name="fk_role_bindings_provider"), nullable=True,
+        index=True)
 
     __table_args__ = (
         UniqueConstraint("user_id", "role", "organization", "project", "environment", name="uq_role_bindings"),
@@ -624,3 +628,39 @@ class AlertEventRow(Base):
         Index("ix_alert_events_rule", "rule_id", "id"),
         Index("ix_alert_events_delivery", "delivery_state", "next_attempt_at"),
     )
+
+
+class IdentityProviderRow(Base):
+    """An organization's OpenID Connect provider (single sign-on); the client secret is ciphertext (key ring)."""
+
+    __tablename__ = "identity_providers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    issuer: Mapped[str] = mapped_column(String(1024))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: a public client (PKCE alone)
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    groups_claim: Mapped[str] = mapped_column(String(100), default="groups")
+    group_roles: Mapped[list] = mapped_column(JSON, default=list)  # [{group, role, project?, environment?}]
+    create_users: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    __table_args__ = (UniqueConstraint("organization", "name", name="uq_identity_providers"),)
+
+
+class UserIdentityRow(Base):
+    """A user's account at an identity provider: the provider's subject (``sub``) signs in as the user."""
+
+    __tablename__ = "user_identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("identity_providers.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (UniqueConstraint("provider_id", "subject", name="uq_user_identities"),)

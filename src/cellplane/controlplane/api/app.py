@@ -22,6 +22,7 @@ from cellplane.controlplane.api import (
     deployments,
     errors,
     identity,
+    identityproviders,
     imports,
     observe,
     releases,
@@ -102,6 +103,7 @@ def create_app(data_dir: Path, database_url: str | None = None, build_settings: 
     add_routes(app, [meta, resources.router, imports.router, config.router, identity.router, builds.router,
                      webhooks.router, deployments.router, releases.router, dataplanes.router, telemetry.router,
                      observe.router, alerts.router, scaling.router])
+    add_routes(app, [identityproviders.router])  # single sign-on's providers (docs/console.md)
     app.add_route("/metrics", measured.endpoint, include_in_schema=False)
     app.add_middleware(Measured, metrics=measured)
 

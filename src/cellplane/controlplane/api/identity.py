@@ -151,7 +151,7 @@ def set_password(c: Call[NewPassword], user: NamePath) -> dict[str, Any]:
     """Sets a user's console password (argon2id; about 50 ms of CPU). Users setting their own give the current one
     when they have one; a platform administrator sets anyone's (their own too) without it."""
     row = identity.get_user(c.session, user)
-    identity.set_password(row, c.body.password, c.body.currentPassword,
+    identity.set_password(c.session, row, c.body.password, c.body.currentPassword,
                           need_current=c.who.user == user and not c.who.superuser and row.password_hash is not None)
     return identity.user_view(row)
 
