@@ -9,6 +9,7 @@ our own), JSON encoded by the route and decoded here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,10 +71,14 @@ class Api:
             SCOPE_PRINCIPAL: self.principal,
         }
         sent = False
+        finished = asyncio.Event()
 
         async def receive() -> Message:
+            # after the body, "disconnect" only once the answer is complete: a StreamingResponse listens for it
+            # while it streams and would stop at once (an artifact's download came back empty)
             nonlocal sent
             if sent:
+                await finished.wait()
                 return {"type": "http.disconnect"}
             sent = True
             return {"type": "http.request", "body": payload, "more_body": False}
@@ -87,6 +92,8 @@ class Api:
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finished.set()
 
         try:
             await self.app(scope, receive, send)

@@ -16,11 +16,14 @@ from cellplane.console import (
     pages_auth,
     pages_build,
     pages_component,
+    pages_config,
     pages_deploy,
     pages_home,
+    pages_observe,
     pages_org,
     pages_project,
     pages_sso,
+    pages_test,
 )
 from cellplane.console.security import ConsoleSecurity
 from cellplane.console.sessions import SessionSettings
@@ -35,6 +38,9 @@ AREAS = [
     pages_build,
     pages_deploy,
     pages_sso,
+    pages_observe,
+    pages_config,
+    pages_test,
 ]
 STATIC = "/console/static"
 
