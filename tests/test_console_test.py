@@ -207,3 +207,22 @@ def test_a_non_public_endpoint_gets_the_callers_own_key_which_is_never_shown_bac
     assert "the API key is not a connection credential in development" in html.unescape(keyed.text)
     assert key not in keyed.text
     assert '"Choreo-API-Key: $API_KEY"' in html.unescape(keyed.text)
+
+
+def test_a_viewer_reads_the_contract_but_gets_no_try_form_and_a_forged_try_is_refused(
+        build_server: BuildServer, deployed: dict[str, Any]) -> None:
+    recorder = Recorder()
+    try:
+        viewer_user = make_user(build_server.server, "vick", role="viewer")
+        client = session_client(build_server.server, viewer_user)
+        page = client.get(PAGE)
+        assert page.status_code == 200, page.text
+        assert "Make a thing" in page.text  # the contract is read
+        assert "/test/development/try" not in page.text and "endpoints:invoke" in page.text
+        r = client.form(PAGE.replace("/test", "/test/development/try"),
+                        {"endpoint": "api", "method": "GET", "path": "/status", "url": f"http://{recorder.address}/"})
+        assert r.status_code == 403, r.text
+        assert "permission &#39;endpoints:invoke&#39; is required on project" in r.text
+        assert recorder.hits == 0
+    finally:
+        recorder.close()

@@ -38,8 +38,12 @@ from cellplane.console import apicontract
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.place import Place, place
 from cellplane.console.viewer import Viewer, viewer
+from cellplane.controlplane.rbac import Target
 
 router = APIRouter()
+# Sending requests to a deployed endpoint from the console: a developer's (or an admin's) act, as deploying is; a
+# viewer reads the contract only. (Public endpoints are open to anyone anyway; the others take the caller's key.)
+INVOKE = "endpoints:invoke"
 COMPONENT = "/console/orgs/{org}/projects/{project}/components/{component}"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_BODY = 256_000  # bytes of the endpoint's answer shown
@@ -174,6 +178,7 @@ async def _endpoints(v: Viewer, p: Place) -> list[dict[str, Any]]:
 async def _page(v: Viewer, p: Place, status: int = 200, tried: Tried | None = None) -> HTMLResponse:
     return v.render("component/test.html", status=status, place=p, tab="test", breadcrumbs=p.breadcrumbs("Test"),
                     endpoints=await _endpoints(v, p), methods=METHODS, tried=tried, tried_id=None,
+                    can_try=v.can(INVOKE, p.org, p.project, p.environment),
                     cli=f"cellplane get endpoints --env {p.environment} -p {p.project}")
 
 
@@ -249,6 +254,9 @@ async def try_it(request: Request, org: str, project: str, component: str, env: 
         p = await place(v, org, project, component, env)
     except ApiProblem as e:
         return v.problem(e)
+    if not v.can(INVOKE, org, project, env):  # the server refuses what the page does not offer
+        target = Target(org, project, env)
+        return v.problem(ApiProblem(403, "forbidden", f"permission '{INVOKE}' is required on {target.describe()}"))
     form = {k: str(val) for k, val in (await request.form()).items() if k != "csrf"}
     fragment = bool(request.headers.get("hx-request"))
     endpoint = next((e for e in (p.deployment or {}).get("endpoints") or []

@@ -31,6 +31,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "projects:create", "projects:update",
         "components:create", "components:update", "components:delete",
         "builds:create", "builds:cancel",
+        "endpoints:invoke",  # the console's try-it: requests sent to a deployed endpoint through the control plane
         "deployments:create", "deployments:delete", "runs:create", "previews:create", "previews:delete",
         "alerts:create", "alerts:update", "alerts:delete",
     ),
