@@ -1,4 +1,5 @@
-"""`idp`: an organization's OpenID Connect providers (single sign-on): apply, list, get, delete.
+"""`idp`: an organization's OpenID Connect providers (single sign-on): apply, list, get, delete, and link or unlink an
+existing user to an account of a provider.
 
 The client secret never appears on the command line: it is read from a file (``--client-secret-file``, ``-`` for
 stdin) or prompted for (``--client-secret-prompt``); left out, the stored one is kept.
@@ -142,6 +143,10 @@ def get(ctx: typer.Context, name: str = typer.Argument(...), output: Format = OU
         out.print(f"  {key:<13} {escape(str(value or '-'))}")
     for m in p.get("groupRoles") or []:
         out.print(f"  {'group':<13} {escape(_mapping_text(m))}")
+    for link in p.get("links") or []:
+        last = link.get("lastSignInAt") or "never signed in"
+        out.print(f"  {'linked':<13} {escape(link.get('user') or '')} <- {escape(link.get('subject') or '')} "
+                  f"(last sign-in: {escape(last)})")
 
 
 @idp.command("delete")
@@ -150,3 +155,26 @@ def delete(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     st = state(ctx)
     st.client.delete(f"{_base(st)}/{name}")
     out.print(f"identity provider {escape(st.org)}/{escape(name)} deleted")
+
+
+@idp.command("link")
+def link(ctx: typer.Context, name: str = typer.Argument(..., help="the identity provider"),
+         user: str = typer.Option(..., "--user", help="an existing Cellplane user"),
+         subject: str = typer.Option(..., "--subject", help="the account's subject at the provider (the ID token's "
+                                     "sub claim)"),
+         output: Format = OUTPUT) -> None:
+    """Let the provider's account SUBJECT sign in as the existing user (providers that create no users)."""
+    st = state(ctx)
+    result = st.client.post(f"{_base(st)}/{name}/links", {"user": user, "subject": subject})
+    if output != Format.table:
+        return dump(result, output)
+    out.print(f"user {escape(user)} linked to account {escape(subject)} of {escape(st.org)}/{escape(name)}")
+
+
+@idp.command("unlink")
+def unlink(ctx: typer.Context, name: str = typer.Argument(..., help="the identity provider"),
+           user: str = typer.Option(..., "--user", help="the linked user")) -> None:
+    """The user no longer signs in through the provider (the roles its groups gave go, and its sessions end)."""
+    st = state(ctx)
+    st.client.delete(f"{_base(st)}/{name}/links/{user}")
+    out.print(f"user {escape(user)} unlinked from {escape(st.org)}/{escape(name)}")
