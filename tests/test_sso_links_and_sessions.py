@@ -1,8 +1,8 @@
 """Single sign-on, after the first sign-in: an administrator links an existing user to a provider's account (API and
 CLI; who may link whom), the linked account then signs in as that user through a provider that creates no users;
 signing out of a session the provider started offers to sign out at the provider too (its end_session_endpoint);
-deleting a provider, or unlinking a user, ends the console sessions it started at once. A real control plane
-(liveserver) and a real OpenID Connect provider (panva's oidc-provider, tests/oidckit.py), over real HTTP."""
+disabling or deleting a provider, or unlinking a user, ends the console sessions it started at once. A real control
+plane (liveserver) and a real OpenID Connect provider (panva's oidc-provider, tests/oidckit.py), over real HTTP."""
 
 from __future__ import annotations
 
@@ -142,8 +142,8 @@ def test_signing_out_of_a_session_of_the_provider_offers_to_sign_out_at_the_prov
     assert password.form("/console/sign-out").headers["location"] == "/console/sign-in"
 
 
-def test_deleting_a_provider_ends_the_sessions_it_started_at_once(live_server: LiveServer, provider: OidcProvider,
-                                                                  admin: httpx.Client) -> None:
+def test_disabling_or_deleting_a_provider_ends_the_sessions_it_started_at_once(
+        live_server: LiveServer, provider: OidcProvider, admin: httpx.Client) -> None:
     body = admin.get(f"{BASE}/corp").json()
     temp = {k: body[k] for k in ("issuer", "clientId", "scopes", "groupsClaim", "groupRoles", "createUsers")}
     assert admin.put(f"{BASE}/temp", json={**temp, "clientSecret": "corp-secret"}).status_code == 201
@@ -152,6 +152,22 @@ def test_deleting_a_provider_ends_the_sessions_it_started_at_once(live_server: L
     password = session_client(live_server, make_user(live_server, "paul", role="viewer", org=ORG))
     for client in (through_temp, through_corp, password):
         assert _home(client).status_code == 200
-    assert admin.delete(f"{BASE}/temp").status_code == 200
+
+    # disabled: its sessions end, it leaves the sign-in page, and a sign-in through it is refused
+    disabled = admin.put(f"{BASE}/temp", json={**temp, "disabled": True})
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
     assert _home(through_temp).status_code == 303 and "/console/sign-in" in _home(through_temp).headers["location"]
+    assert _home(through_corp).status_code == 200 and _home(password).status_code == 200
+    with httpx.Client(base_url=live_server.url, timeout=30, follow_redirects=False) as browser:
+        assert "Sign in with temp" not in browser.get("/console/sign-in").text
+        refused = browser.get(f"/console/sso/{ORG}/temp")
+        assert refused.status_code == 403 and "temp is disabled" in refused.text
+    assert f"  {'disabled':<13} yes" in ok(run_cli(live_server, "--org", ORG, "idp", "get", "temp")).stdout
+
+    # enabled again (the client secret kept): signing in works; deleted: the session ends again
+    assert admin.put(f"{BASE}/temp", json=temp).json()["disabled"] is False
+    through_temp = _signed_in(live_server, "temp", "ada")
+    assert _home(through_temp).status_code == 200
+    assert admin.delete(f"{BASE}/temp").status_code == 200
+    assert _home(through_temp).status_code == 303
     assert _home(through_corp).status_code == 200 and _home(password).status_code == 200

@@ -87,13 +87,15 @@ def apply(
                                          "members of GROUP get ROLE (repeat); replaces the provider's mappings"),
     create_users: bool = typer.Option(False, "--create-users/--no-create-users",
                                       help="create a user at a first sign-in"),
+    disabled: bool = typer.Option(False, "--disabled/--enabled", help="disabled: no sign-in through it, and the "
+                                  "console sessions it started end at once"),
     output: Format = OUTPUT,
 ) -> None:
     """Create or replace an identity provider of the organization (what is not given takes its default)."""
     st = state(ctx)
     body: dict[str, Any] = {"issuer": issuer, "clientId": client_id, "groupsClaim": groups_claim,
                             "groupRoles": [parse_group_role(g) for g in group_role or []],
-                            "createUsers": create_users}
+                            "createUsers": create_users, "disabled": disabled}
     if scope:
         body["scopes"] = list(scope)
     secret = _secret(client_secret_file, client_secret_prompt, public_client)
@@ -103,7 +105,8 @@ def apply(
     if output != Format.table:
         return dump(result, output)
     out.print(f"identity provider {escape(st.org)}/{escape(result.get('name') or name)} applied "
-              f"({'with' if result.get('clientSecretSet') else 'without'} a client secret)")
+              f"({'with' if result.get('clientSecretSet') else 'without'} a client secret"
+              f"{'; disabled' if result.get('disabled') else ''})")
     out.print(f"redirect URI: {escape(st.settings.server.rstrip('/') + (result.get('redirectPath') or ''))} "
               "(register it at the provider)")
 
@@ -111,7 +114,8 @@ def apply(
 COLUMNS = [("NAME", lambda p: p.get("name")), ("ISSUER", lambda p: p.get("issuer")),
            ("CLIENT", lambda p: p.get("clientId")), ("SECRET", lambda p: "set" if p.get("clientSecretSet") else "-"),
            ("GROUPS", lambda p: "; ".join(_mapping_text(m) for m in p.get("groupRoles") or []) or None),
-           ("CREATE-USERS", lambda p: "yes" if p.get("createUsers") else "no")]
+           ("CREATE-USERS", lambda p: "yes" if p.get("createUsers") else "no"),
+           ("DISABLED", lambda p: "yes" if p.get("disabled") else "no")]
 
 
 @idp.command("list")
@@ -138,6 +142,7 @@ def get(ctx: typer.Context, name: str = typer.Argument(...), output: Format = OU
             ("secret", "set" if p.get("clientSecretSet") else "none (public client)"),
             ("scopes", " ".join(p.get("scopes") or [])), ("groups claim", p.get("groupsClaim")),
             ("create users", "yes" if p.get("createUsers") else "no"),
+            ("disabled", "yes" if p.get("disabled") else "no"),
             ("redirect URI", st.settings.server.rstrip("/") + (p.get("redirectPath") or ""))]
     for key, value in rows:
         out.print(f"  {key:<13} {escape(str(value or '-'))}")

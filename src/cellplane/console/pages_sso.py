@@ -45,7 +45,7 @@ def _copy(row: IdentityProviderRow) -> IdentityProviderRow:
     return IdentityProviderRow(id=row.id, organization=row.organization, name=row.name, issuer=row.issuer,
                                client_id=row.client_id, client_secret=row.client_secret, scopes=list(row.scopes),
                                groups_claim=row.groups_claim, group_roles=list(row.group_roles),
-                               create_users=row.create_users)
+                               create_users=row.create_users, disabled=row.disabled)
 
 
 def _provider(p: Platform, org: str, name: str) -> IdentityProviderRow:
@@ -53,6 +53,9 @@ def _provider(p: Platform, org: str, name: str) -> IdentityProviderRow:
         row = idp.find(s, org, name) if len(org) <= 63 and len(name) <= 63 else None
         if row is None:
             raise sso.SsoRefused(f"There is no identity provider '{name}' in organization '{org}'.", status=404)
+        if row.disabled:
+            raise sso.SsoRefused(f"{name} is disabled: sign in another way, or ask an administrator of the "
+                                 "organization.", status=403)
         return _copy(row)
 
 

@@ -317,7 +317,8 @@ class _Listed:
         seq = store.changes.seq  # before reading: a change committed meanwhile makes the list stale
         with store.read() as s:
             listed = [{"organization": r.organization, "name": r.name,
-                       "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)]
+                       "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)
+                      if not r.disabled]
         self.kept = (store, seq, time.monotonic(), listed)
         return listed
 

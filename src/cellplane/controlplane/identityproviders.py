@@ -77,6 +77,7 @@ class ProviderSpec:
     groups_claim: str = DEFAULT_GROUPS_CLAIM
     group_roles: list[GroupRole] = field(default_factory=list)
     create_users: bool = False
+    disabled: bool = False
 
 
 def secret_context(org: str, name: str) -> str:
@@ -189,9 +190,17 @@ def put(s: Session, keyring: KeyRing, org: str, name: str, spec: ProviderSpec) -
     row.groups_claim = spec.groups_claim
     row.group_roles = [m.as_json() for m in spec.group_roles]
     row.create_users = spec.create_users
+    if spec.disabled and not row.disabled and not created:
+        end_sessions(s, row)
+    row.disabled = spec.disabled
     row.updated_at = now()
     s.flush()
     return row, created
+
+
+def end_sessions(s: Session, row: IdentityProviderRow) -> None:
+    """End the console sessions the provider started (refused from their next request: a session is read at each)."""
+    s.execute(delete(SessionRow).where(SessionRow.provider == session_provider(row)))
 
 
 def delete_provider(s: Session, row: IdentityProviderRow) -> None:
@@ -242,6 +251,7 @@ def view(row: IdentityProviderRow) -> dict[str, Any]:
     return {"name": row.name, "organization": row.organization, "issuer": row.issuer, "clientId": row.client_id,
             "clientSecretSet": row.client_secret is not None, "scopes": list(row.scopes),
             "groupsClaim": row.groups_claim, "groupRoles": list(row.group_roles), "createUsers": row.create_users,
+            "disabled": row.disabled,
             "createdAt": row.created_at.isoformat(), "updatedAt": row.updated_at.isoformat()}
 
 
@@ -361,6 +371,9 @@ def sign_in(s: Session, row: IdentityProviderRow, subject: str, claims: dict[str
     """The user the provider's verified ``subject`` signs in as, created when the provider may create users, with
     the provider's role bindings replaced by those of its groups now; audited (``user.sign-in``)."""
     where = f"{row.organization}/{row.name}"
+    if row.disabled:
+        raise SignInRefused(f"{row.name} is disabled: sign in another way, or ask an administrator of the "
+                            "organization")
     link = s.scalar(select(UserIdentityRow).where(UserIdentityRow.provider_id == row.id,
                                                   UserIdentityRow.subject == subject))
     created = False

@@ -68,11 +68,13 @@ class IdentityProviderRequest(schemas.JsonBody):
                                                description="roles given to members of each group, replaced at each "
                                                "sign-in")
     createUsers: bool = Field(default=False, description="whether a first sign-in creates the user")
+    disabled: bool = Field(default=False, description="no sign-in through the provider, and the console sessions "
+                           "it started end at once (its links and mappings are kept)")
 
     def spec(self) -> idp.ProviderSpec:
         return idp.ProviderSpec(
             issuer=self.issuer, client_id=self.clientId, client_secret=self.clientSecret, scopes=list(self.scopes),
-            groups_claim=self.groupsClaim, create_users=self.createUsers,
+            groups_claim=self.groupsClaim, create_users=self.createUsers, disabled=self.disabled,
             group_roles=[idp.GroupRole(m.group, m.role, m.project or "", m.environment or "")
                          for m in self.groupRoles])
 
@@ -114,6 +116,7 @@ class IdentityProvider(schemas.Out):
     groupsClaim: str
     groupRoles: list[GroupRole]
     createUsers: bool
+    disabled: bool
     redirectPath: str = Field(description="the path of the redirect URI to register at the provider, below the "
                               "console's URL")
     links: list[Link] | None = Field(default=None, description="the provider's accounts linked to users (one "
@@ -163,7 +166,7 @@ def put_identity_provider(c: Call[IdentityProviderRequest], org: NamePath, name:
     secret = "; client secret set" if spec.client_secret else "; client secret removed" \
         if spec.client_secret == "" else ""
     c.work.message = (f"{'created' if created else 'replaced'}: issuer {spec.issuer}, "
-                      f"{len(spec.group_roles)} group mapping(s){secret}")
+                      f"{len(spec.group_roles)} group mapping(s){secret}" + ("; disabled" if spec.disabled else ""))
     return JSONResponse(_view(row), status_code=201 if created else 200)
 
 
