@@ -8,8 +8,10 @@ oidc-provider (oidckit), Debian's Chromium (browserkit)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ from buildkit import BuildServer
 from dataplanekit import AgentProcess, build_app, deploy, service, wait_state
 from oidckit import Account, Client, OidcProvider
 
+ROOT = Path(__file__).resolve().parent.parent
 ORG = "/organizations/default"
 PROVIDERS = f"{ORG}/identity-providers"
 PROJECT_PAGE = "/console/orgs/default/projects/shop"
@@ -117,6 +120,8 @@ def test_the_providers_groups_decide_what_the_console_offers_and_allows(
     assert page.get_by_role("link", name="Create a component").count() == 0
     _sign_out(page)
     assert _serious(page) == []
+    if os.environ.get("CELLPLANE_SCREENSHOTS") == "1":
+        page.screenshot(path=str(ROOT / "docs" / "console" / "signed-out-sso.png"), full_page=True)
 
     # moved to group developers at the provider: after signing in again, the actions are offered and work
     provider.restart(["developers"])
