@@ -86,6 +86,7 @@ BODIES: dict[str, Any] = {
     "create_binding": {"user": "viewer", "role": "admin"},
     "create_agent_token": {},
     "put_identity_provider": {"issuer": "https://id.example.com", "clientId": "cellplane"},
+    "link_identity": {"user": "viewer", "subject": "sub-viewer"},
     "apply": {"organization": ORG, "documents": [
         {"apiVersion": API_VERSION, "kind": "Project", "metadata": {"name": "gamma"}, "spec": {}}]},
 }

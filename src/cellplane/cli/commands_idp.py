@@ -1,4 +1,5 @@
-"""`idp`: an organization's OpenID Connect providers (single sign-on): apply, list, get, delete.
+"""`idp`: an organization's OpenID Connect providers (single sign-on): apply, list, get, delete, and link or unlink an
+existing user to an account of a provider.
 
 The client secret never appears on the command line: it is read from a file (``--client-secret-file``, ``-`` for
 stdin) or prompted for (``--client-secret-prompt``); left out, the stored one is kept.
@@ -86,13 +87,15 @@ def apply(
                                          "members of GROUP get ROLE (repeat); replaces the provider's mappings"),
     create_users: bool = typer.Option(False, "--create-users/--no-create-users",
                                       help="create a user at a first sign-in"),
+    disabled: bool = typer.Option(False, "--disabled/--enabled", help="disabled: no sign-in through it, and the "
+                                  "console sessions it started end at once"),
     output: Format = OUTPUT,
 ) -> None:
     """Create or replace an identity provider of the organization (what is not given takes its default)."""
     st = state(ctx)
     body: dict[str, Any] = {"issuer": issuer, "clientId": client_id, "groupsClaim": groups_claim,
                             "groupRoles": [parse_group_role(g) for g in group_role or []],
-                            "createUsers": create_users}
+                            "createUsers": create_users, "disabled": disabled}
     if scope:
         body["scopes"] = list(scope)
     secret = _secret(client_secret_file, client_secret_prompt, public_client)
@@ -102,7 +105,8 @@ def apply(
     if output != Format.table:
         return dump(result, output)
     out.print(f"identity provider {escape(st.org)}/{escape(result.get('name') or name)} applied "
-              f"({'with' if result.get('clientSecretSet') else 'without'} a client secret)")
+              f"({'with' if result.get('clientSecretSet') else 'without'} a client secret"
+              f"{'; disabled' if result.get('disabled') else ''})")
     out.print(f"redirect URI: {escape(st.settings.server.rstrip('/') + (result.get('redirectPath') or ''))} "
               "(register it at the provider)")
 
@@ -110,7 +114,8 @@ def apply(
 COLUMNS = [("NAME", lambda p: p.get("name")), ("ISSUER", lambda p: p.get("issuer")),
            ("CLIENT", lambda p: p.get("clientId")), ("SECRET", lambda p: "set" if p.get("clientSecretSet") else "-"),
            ("GROUPS", lambda p: "; ".join(_mapping_text(m) for m in p.get("groupRoles") or []) or None),
-           ("CREATE-USERS", lambda p: "yes" if p.get("createUsers") else "no")]
+           ("CREATE-USERS", lambda p: "yes" if p.get("createUsers") else "no"),
+           ("DISABLED", lambda p: "yes" if p.get("disabled") else "no")]
 
 
 @idp.command("list")
@@ -137,11 +142,16 @@ def get(ctx: typer.Context, name: str = typer.Argument(...), output: Format = OU
             ("secret", "set" if p.get("clientSecretSet") else "none (public client)"),
             ("scopes", " ".join(p.get("scopes") or [])), ("groups claim", p.get("groupsClaim")),
             ("create users", "yes" if p.get("createUsers") else "no"),
+            ("disabled", "yes" if p.get("disabled") else "no"),
             ("redirect URI", st.settings.server.rstrip("/") + (p.get("redirectPath") or ""))]
     for key, value in rows:
         out.print(f"  {key:<13} {escape(str(value or '-'))}")
     for m in p.get("groupRoles") or []:
         out.print(f"  {'group':<13} {escape(_mapping_text(m))}")
+    for link in p.get("links") or []:
+        last = link.get("lastSignInAt") or "never signed in"
+        out.print(f"  {'linked':<13} {escape(link.get('user') or '')} <- {escape(link.get('subject') or '')} "
+                  f"(last sign-in: {escape(last)})")
 
 
 @idp.command("delete")
@@ -150,3 +160,26 @@ def delete(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     st = state(ctx)
     st.client.delete(f"{_base(st)}/{name}")
     out.print(f"identity provider {escape(st.org)}/{escape(name)} deleted")
+
+
+@idp.command("link")
+def link(ctx: typer.Context, name: str = typer.Argument(..., help="the identity provider"),
+         user: str = typer.Option(..., "--user", help="an existing Cellplane user"),
+         subject: str = typer.Option(..., "--subject", help="the account's subject at the provider (the ID token's "
+                                     "sub claim)"),
+         output: Format = OUTPUT) -> None:
+    """Let the provider's account SUBJECT sign in as the existing user (providers that create no users)."""
+    st = state(ctx)
+    result = st.client.post(f"{_base(st)}/{name}/links", {"user": user, "subject": subject})
+    if output != Format.table:
+        return dump(result, output)
+    out.print(f"user {escape(user)} linked to account {escape(subject)} of {escape(st.org)}/{escape(name)}")
+
+
+@idp.command("unlink")
+def unlink(ctx: typer.Context, name: str = typer.Argument(..., help="the identity provider"),
+           user: str = typer.Option(..., "--user", help="the linked user")) -> None:
+    """The user no longer signs in through the provider (the roles its groups gave go, and its sessions end)."""
+    st = state(ctx)
+    st.client.delete(f"{_base(st)}/{name}/links/{user}")
+    out.print(f"user {escape(user)} unlinked from {escape(st.org)}/{escape(name)}")

@@ -144,9 +144,12 @@ async def sign_in(request: Request, username: Annotated[str, Form()] = "", passw
 async def sign_out(request: Request) -> Response:
     p = platform(request)
     token = request.cookies.get(sessions.COOKIE)
+    provider = None
     if sessions.looks_like_session(token):
         assert token is not None
-        await run_in_threadpool(sessions.end, p.store, p.token_key, token)
-    response = RedirectResponse("/console/sign-in", status_code=303)
+        provider = await run_in_threadpool(sessions.end, p.store, p.token_key, token)
+    # a session of single sign-on: a page that offers to sign out at the provider too (pages_sso)
+    after = sso.signed_out_path(provider) if provider else "/console/sign-in"
+    response = RedirectResponse(after, status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
     return response

@@ -2,6 +2,10 @@
 provider, ``/console/sso/callback`` finishes it (``sso`` holds the protocol, ``identityproviders.sign_in`` what the
 account signs in as) and starts a console session recording the provider.
 
+``/console/sso/signed-out/{org}/{provider}`` is where sign-out sends a session the provider started: signed out
+here, with a link to sign out at the provider too when its discovery document names an end_session_endpoint (the
+sign-in page otherwise).
+
 A refusal shows the sign-in page with one sentence (``sso.SsoRefused``), status 400 (a sign-in that does not match),
 403 (an account that may not sign in), 404 (no such provider) or 502 (the provider did not answer); each is audited
 as ``user.sign-in`` ``failed`` or ``denied``, with the detail the page leaves out. The pending sign-in's cookie goes
@@ -16,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from cellplane.console import pages_auth, security, sessions, sso
+from cellplane.console import assets, pages_auth, render, security, sessions, sso
 from cellplane.console.viewer import platform, settings
 from cellplane.controlplane import audit
 from cellplane.controlplane import identityproviders as idp
@@ -41,7 +45,7 @@ def _copy(row: IdentityProviderRow) -> IdentityProviderRow:
     return IdentityProviderRow(id=row.id, organization=row.organization, name=row.name, issuer=row.issuer,
                                client_id=row.client_id, client_secret=row.client_secret, scopes=list(row.scopes),
                                groups_claim=row.groups_claim, group_roles=list(row.group_roles),
-                               create_users=row.create_users)
+                               create_users=row.create_users, disabled=row.disabled)
 
 
 def _provider(p: Platform, org: str, name: str) -> IdentityProviderRow:
@@ -49,6 +53,9 @@ def _provider(p: Platform, org: str, name: str) -> IdentityProviderRow:
         row = idp.find(s, org, name) if len(org) <= 63 and len(name) <= 63 else None
         if row is None:
             raise sso.SsoRefused(f"There is no identity provider '{name}' in organization '{org}'.", status=404)
+        if row.disabled:
+            raise sso.SsoRefused(f"{name} is disabled: sign in another way, or ask an administrator of the "
+                                 "organization.", status=403)
         return _copy(row)
 
 
@@ -136,3 +143,19 @@ async def callback(request: Request) -> Response:
     response.delete_cookie(sso.COOKIE, path=sso.COOKIE_PATH)
     response.delete_cookie(security.CSRF_COOKIE, path="/")
     return response
+
+
+@router.get(sso.SIGNED_OUT + "/{org}/{provider}", include_in_schema=False)
+async def signed_out(request: Request, org: str, provider: str) -> Response:
+    p = platform(request)
+    try:
+        row = await run_in_threadpool(_provider, p, org, provider)
+    except sso.SsoRefused:  # deleted since: nothing to offer
+        return RedirectResponse("/console/sign-in", status_code=303)
+    url = await sso.end_session_url(row)
+    if url is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    html = render.render("auth/signed_out.html", viewer=None, csrf="", htmx=assets.htmx_present(),
+                         ensure_assets=assets.ENSURE, path=request.url.path, breadcrumbs=[], provider=row.name,
+                         organization=row.organization, end_session_url=url)
+    return HTMLResponse(html)

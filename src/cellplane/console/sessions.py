@@ -65,9 +65,15 @@ def start(store: Store, key: bytes, user_id: int, settings: SessionSettings, pro
     return token
 
 
-def end(store: Store, key: bytes, token: str) -> None:
+def end(store: Store, key: bytes, token: str) -> str | None:
+    """End the session; returns the provider that started it (``oidc:<org>/<name>``), None for a password's."""
     with store.transaction() as s:
-        s.execute(delete(SessionRow).where(SessionRow.id == digest(key, token)))
+        row = s.get(SessionRow, digest(key, token))
+        if row is None:
+            return None
+        provider = row.provider
+        s.delete(row)
+        return provider
 
 
 def principal(store: Store, key: bytes, token: str | None, settings: SessionSettings) -> Principal | None:

@@ -24,6 +24,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -276,6 +277,29 @@ async def _with_userinfo(row: IdentityProviderRow, doc: dict[str, Any], claims: 
     return {**info, **claims}
 
 
+SIGNED_OUT = "/console/sso/signed-out"
+
+
+def signed_out_path(session_provider: str) -> str:
+    """Where sign-out sends a session that ``session_provider`` (``oidc:<org>/<name>``) started: a page offering to
+    sign out at the provider too (``pages_sso.signed_out``)."""
+    return f"{SIGNED_OUT}/{session_provider.removeprefix('oidc:')}"
+
+
+async def end_session_url(row: IdentityProviderRow) -> str | None:
+    """The provider's end_session_endpoint (RP-initiated logout) with our client id, when its discovery document
+    names one (None otherwise, or when the provider does not answer: signing out here never waits on it). Without
+    an id_token_hint (the console keeps no ID token), the provider asks its user to confirm."""
+    try:
+        doc = await discovery(row)
+    except SsoRefused:
+        return None
+    endpoint = doc.get("end_session_endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return None
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode({"client_id": row.client_id})
+
+
 class _Listed:
     """The sign-in page's list of providers, kept while nothing wrote ``identity_providers`` through this process and
     for at most ``ttl`` seconds (another replica may have written): the page then costs no query, on the event loop."""
@@ -293,7 +317,8 @@ class _Listed:
         seq = store.changes.seq  # before reading: a change committed meanwhile makes the list stale
         with store.read() as s:
             listed = [{"organization": r.organization, "name": r.name,
-                       "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)]
+                       "url": f"/console/sso/{r.organization}/{r.name}"} for r in list_rows(s)
+                      if not r.disabled]
         self.kept = (store, seq, time.monotonic(), listed)
         return listed
 

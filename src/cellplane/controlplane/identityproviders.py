@@ -32,12 +32,13 @@ from cellplane.controlplane import audit
 from cellplane.controlplane.identity import binding_of
 from cellplane.controlplane.keyring import KeyRing
 from cellplane.controlplane.rbac import ROLE_NAMES
-from cellplane.errors import FieldProblem, ForbiddenError, InvalidError, NotFoundError
+from cellplane.errors import ConflictError, FieldProblem, ForbiddenError, InvalidError, NotFoundError
 from cellplane.model import dns_label_problem
 from cellplane.store.tables import (
     IdentityProviderRow,
     ResourceRow,
     RoleBindingRow,
+    SessionRow,
     UserIdentityRow,
     UserRow,
     now,
@@ -76,6 +77,7 @@ class ProviderSpec:
     groups_claim: str = DEFAULT_GROUPS_CLAIM
     group_roles: list[GroupRole] = field(default_factory=list)
     create_users: bool = False
+    disabled: bool = False
 
 
 def secret_context(org: str, name: str) -> str:
@@ -188,13 +190,22 @@ def put(s: Session, keyring: KeyRing, org: str, name: str, spec: ProviderSpec) -
     row.groups_claim = spec.groups_claim
     row.group_roles = [m.as_json() for m in spec.group_roles]
     row.create_users = spec.create_users
+    if spec.disabled and not row.disabled and not created:
+        end_sessions(s, row)
+    row.disabled = spec.disabled
     row.updated_at = now()
     s.flush()
     return row, created
 
 
+def end_sessions(s: Session, row: IdentityProviderRow) -> None:
+    """End the console sessions the provider started (refused from their next request: a session is read at each)."""
+    s.execute(delete(SessionRow).where(SessionRow.provider == session_provider(row)))
+
+
 def delete_provider(s: Session, row: IdentityProviderRow) -> None:
-    """Delete the provider, the links of its subjects to users and the role bindings it gave (the users stay)."""
+    """Delete the provider, the links of its subjects to users, the role bindings it gave and the console sessions
+    it started (refused from the next request: sessions are read at each one); the users stay."""
     _forget_rows(s, [row.id])
 
 
@@ -207,6 +218,9 @@ def forget(s: Session, org: str) -> None:
 def _forget_rows(s: Session, ids: Sequence[int]) -> None:
     if not ids:
         return
+    started = [session_provider(r) for r in s.scalars(select(IdentityProviderRow).where(
+        IdentityProviderRow.id.in_(ids)))]
+    s.execute(delete(SessionRow).where(SessionRow.provider.in_(started)))
     s.execute(delete(RoleBindingRow).where(RoleBindingRow.provider_id.in_(ids)))
     s.execute(delete(UserIdentityRow).where(UserIdentityRow.provider_id.in_(ids)))
     s.execute(delete(IdentityProviderRow).where(IdentityProviderRow.id.in_(ids)))
@@ -237,7 +251,72 @@ def view(row: IdentityProviderRow) -> dict[str, Any]:
     return {"name": row.name, "organization": row.organization, "issuer": row.issuer, "clientId": row.client_id,
             "clientSecretSet": row.client_secret is not None, "scopes": list(row.scopes),
             "groupsClaim": row.groups_claim, "groupRoles": list(row.group_roles), "createUsers": row.create_users,
+            "disabled": row.disabled,
             "createdAt": row.created_at.isoformat(), "updatedAt": row.updated_at.isoformat()}
+
+
+# -- links of accounts to users -------------------------------------------------------------------------------------
+
+
+def links(s: Session, row: IdentityProviderRow) -> list[dict[str, Any]]:
+    """The provider's accounts linked to users, by user name: ``{user, subject, createdAt, lastSignInAt}``."""
+    found = s.execute(select(UserIdentityRow, UserRow.name).join(UserRow, UserRow.id == UserIdentityRow.user_id)
+                      .where(UserIdentityRow.provider_id == row.id).order_by(UserRow.name, UserIdentityRow.subject))
+    return [{"user": name, "subject": link.subject, "createdAt": link.created_at.isoformat(),
+             "lastSignInAt": link.last_sign_in_at.isoformat() if link.last_sign_in_at else None}
+            for link, name in found]
+
+
+def link(s: Session, row: IdentityProviderRow, user_name: str, subject: str, by_superuser: bool) -> bool:
+    """Link the provider's account ``subject`` to the existing user (for providers that create no users, or to
+    keep a local user's name and roles); returns whether the link is new (False: it was there already).
+
+    An organization admin may link only users whose roles are all in this organization: a link lets whoever holds
+    the account sign in as the user, so linking a platform administrator, or a user with roles elsewhere, would
+    hand out more than the organization has; a platform administrator may link anyone. One account per user and
+    provider, one user per account."""
+    user = s.scalar(select(UserRow).where(UserRow.name == user_name))
+    if user is None:
+        raise NotFoundError(f"user '{user_name}' not found", [FieldProblem("user", "no such user")])
+    if not by_superuser:
+        elsewhere = s.scalar(select(RoleBindingRow.organization).where(
+            RoleBindingRow.user_id == user.id, RoleBindingRow.organization != row.organization).limit(1))
+        if user.superuser or elsewhere is not None:
+            why = "is a platform administrator" if user.superuser else f"holds roles in organization '{elsewhere}'"
+            raise ForbiddenError(f"user '{user_name}' {why}: only a platform administrator may link it to an "
+                                 f"account of {row.organization}/{row.name}")
+    held = s.scalar(select(UserIdentityRow).where(UserIdentityRow.provider_id == row.id,
+                                                  UserIdentityRow.subject == subject))
+    if held is not None:
+        if held.user_id == user.id:
+            return False
+        other = s.get(UserRow, held.user_id)
+        raise ConflictError(f"account '{subject}' of {row.name} is linked to user '{other.name if other else '?'}' "
+                            f"already; unlink it first", [FieldProblem("subject", "linked to another user")])
+    mine = s.scalar(select(UserIdentityRow.subject).where(UserIdentityRow.provider_id == row.id,
+                                                          UserIdentityRow.user_id == user.id))
+    if mine is not None:
+        raise ConflictError(f"user '{user_name}' is linked to account '{mine}' of {row.name} already; unlink it "
+                            "first", [FieldProblem("user", "linked to another account")])
+    s.add(UserIdentityRow(provider_id=row.id, subject=subject, user_id=user.id, created_at=now()))
+    s.flush()
+    return True
+
+
+def unlink(s: Session, row: IdentityProviderRow, user_name: str) -> str:
+    """Remove the user's link to the provider, the role bindings the provider gave the user and the console
+    sessions the provider started for the user; returns the subject that was linked."""
+    user = s.scalar(select(UserRow).where(UserRow.name == user_name))
+    held = None if user is None else s.scalar(select(UserIdentityRow).where(
+        UserIdentityRow.provider_id == row.id, UserIdentityRow.user_id == user.id))
+    if user is None or held is None:
+        raise NotFoundError(f"user '{user_name}' is not linked to an account of {row.organization}/{row.name}")
+    subject = held.subject
+    s.execute(delete(RoleBindingRow).where(RoleBindingRow.provider_id == row.id, RoleBindingRow.user_id == user.id))
+    s.execute(delete(SessionRow).where(SessionRow.provider == session_provider(row), SessionRow.user_id == user.id))
+    s.delete(held)
+    s.flush()
+    return subject
 
 
 # -- signing in -----------------------------------------------------------------------------------------------------
@@ -292,6 +371,9 @@ def sign_in(s: Session, row: IdentityProviderRow, subject: str, claims: dict[str
     """The user the provider's verified ``subject`` signs in as, created when the provider may create users, with
     the provider's role bindings replaced by those of its groups now; audited (``user.sign-in``)."""
     where = f"{row.organization}/{row.name}"
+    if row.disabled:
+        raise SignInRefused(f"{row.name} is disabled: sign in another way, or ask an administrator of the "
+                            "organization")
     link = s.scalar(select(UserIdentityRow).where(UserIdentityRow.provider_id == row.id,
                                                   UserIdentityRow.subject == subject))
     created = False

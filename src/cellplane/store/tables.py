@@ -645,6 +645,8 @@ class IdentityProviderRow(Base):
     groups_claim: Mapped[str] = mapped_column(String(100), default="groups")
     group_roles: Mapped[list] = mapped_column(JSON, default=list)  # [{group, role, project?, environment?}]
     create_users: Mapped[bool] = mapped_column(Boolean, default=False)
+    # no sign-in through it, its sessions ended; links and mappings kept (migration 0011)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 

@@ -68,11 +68,13 @@ class IdentityProviderRequest(schemas.JsonBody):
                                                description="roles given to members of each group, replaced at each "
                                                "sign-in")
     createUsers: bool = Field(default=False, description="whether a first sign-in creates the user")
+    disabled: bool = Field(default=False, description="no sign-in through the provider, and the console sessions "
+                           "it started end at once (its links and mappings are kept)")
 
     def spec(self) -> idp.ProviderSpec:
         return idp.ProviderSpec(
             issuer=self.issuer, client_id=self.clientId, client_secret=self.clientSecret, scopes=list(self.scopes),
-            groups_claim=self.groupsClaim, create_users=self.createUsers,
+            groups_claim=self.groupsClaim, create_users=self.createUsers, disabled=self.disabled,
             group_roles=[idp.GroupRole(m.group, m.role, m.project or "", m.environment or "")
                          for m in self.groupRoles])
 
@@ -82,6 +84,24 @@ class GroupRole(schemas.Out):
     role: str
     project: str | None = None
     environment: str | None = None
+
+
+class Link(schemas.Out):
+    """An account of the provider (its subject, the ID token's ``sub``) that signs in as a user."""
+
+    user: str
+    subject: str
+    createdAt: schemas.Timestamp
+    lastSignInAt: schemas.Timestamp | None = None
+
+
+class LinkRequest(schemas.JsonBody):
+    """Link the provider's account ``subject`` to the existing user ``user``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    user: str = Field(min_length=1, max_length=63, description="an existing user")
+    subject: str = Field(min_length=1, max_length=255, description="the account's subject at the provider (the "
+                         "ID token's sub claim)")
 
 
 class IdentityProvider(schemas.Out):
@@ -96,8 +116,11 @@ class IdentityProvider(schemas.Out):
     groupsClaim: str
     groupRoles: list[GroupRole]
     createUsers: bool
+    disabled: bool
     redirectPath: str = Field(description="the path of the redirect URI to register at the provider, below the "
                               "console's URL")
+    links: list[Link] | None = Field(default=None, description="the provider's accounts linked to users (one "
+                                     "provider's answer only, not the list's)")
     createdAt: schemas.Timestamp
     updatedAt: schemas.Timestamp
 
@@ -126,7 +149,8 @@ def list_identity_providers(c: Call[None], org: NamePath) -> dict[str, Any]:
 @router.read(BASE + "/{name}", requires("identityproviders:read"), ORG, session="read",
              response_model=IdentityProvider, response_model_exclude_unset=True)
 def get_identity_provider(c: Call[None], org: NamePath, name: NamePath) -> dict[str, Any]:
-    return _view(idp.get(c.session, org, name))
+    row = idp.get(c.session, org, name)
+    return {**_view(row), "links": idp.links(c.session, row)}
 
 
 @router.mutation("PUT", BASE + "/{name}", requires("identityproviders:update"), ORG,
@@ -142,7 +166,7 @@ def put_identity_provider(c: Call[IdentityProviderRequest], org: NamePath, name:
     secret = "; client secret set" if spec.client_secret else "; client secret removed" \
         if spec.client_secret == "" else ""
     c.work.message = (f"{'created' if created else 'replaced'}: issuer {spec.issuer}, "
-                      f"{len(spec.group_roles)} group mapping(s){secret}")
+                      f"{len(spec.group_roles)} group mapping(s){secret}" + ("; disabled" if spec.disabled else ""))
     return JSONResponse(_view(row), status_code=201 if created else 200)
 
 
@@ -154,3 +178,31 @@ def delete_identity_provider(c: Call[None], org: NamePath, name: NamePath) -> di
     stay (with the bindings granted by hand)."""
     idp.delete_provider(c.session, idp.get(c.session, org, name))
     return {"deleted": name}
+
+
+@router.mutation("POST", BASE + "/{name}/links", requires("identityproviders:update"), ORG,
+                 action="identityprovider.link", subject=SUBJECT, body=documented(LinkRequest, "link"),
+                 response_model=None, responses={
+                     200: {"model": Link, "description": "the link was there already"},
+                     201: {"model": Link, "description": "the link as stored"}})
+def link_identity(c: Call[LinkRequest], org: NamePath, name: NamePath) -> JSONResponse:
+    """An existing user signs in through the provider's account ``subject`` (for a provider that creates no
+    users). An organization admin may link users whose roles are all in the organization; a platform
+    administrator anyone."""
+    row = idp.get(c.session, org, name)
+    created = idp.link(c.session, row, c.body.user, c.body.subject, c.who.superuser)
+    c.work.message = f"account '{c.body.subject}' linked to user '{c.body.user}'" + ("" if created else
+                                                                                     " (already)")
+    found = next(x for x in idp.links(c.session, row) if x["user"] == c.body.user)
+    return JSONResponse(found, status_code=201 if created else 200)
+
+
+@router.mutation("DELETE", BASE + "/{name}/links/{user}", requires("identityproviders:update"), ORG,
+                 action="identityprovider.unlink", subject=SUBJECT, response_model=schemas.Deleted,
+                 response_model_exclude_unset=True)
+def unlink_identity(c: Call[None], org: NamePath, name: NamePath, user: NamePath) -> dict[str, Any]:
+    """The user no longer signs in through the provider: the link goes with the roles the provider's groups gave
+    the user and the console sessions the provider started for it."""
+    subject = idp.unlink(c.session, idp.get(c.session, org, name), user)
+    c.work.message = f"account '{subject}' unlinked from user '{user}'"
+    return {"deleted": user}
