@@ -8,6 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cellplane.cli.client import CliError
+from cellplane.figures import compact as compact
+from cellplane.figures import mib as mib
+from cellplane.figures import ms as ms
+from cellplane.figures import number as number
+from cellplane.figures import percent as percent
+from cellplane.figures import plural as plural
+from cellplane.figures import rate as rate
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")  # as the control plane reads durations: 30s, 10m, 1h30m
@@ -70,61 +77,7 @@ def span(since: str) -> str:
     return f"in the last {since}" if seconds(since) is not None else f"since {when(since)}"
 
 
-def compact(value: float | str | None) -> str:
-    """Seconds as 90s, 5m, 2h, 1d (a string, like '1m', as it is)."""
-    if value is None or isinstance(value, str):
-        return value or "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size and value % size == 0:
-            return f"{int(value // size)}{unit}"
-    return f"{number(value)}s"
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-# -- numbers and times ---------------------------------------------------------------------------------------------
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0ms"
-    if value >= 1000:
-        return f"{value / 1000:.2f}s"
-    if value >= 100:
-        return f"{value:.0f}ms"
-    if value >= 10:
-        return f"{value:.1f}ms"
-    return f"{value:.2f}ms"
-
-
-def rate(value: float | None) -> str:
-    """Requests per second."""
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def percent(ratio: float | None) -> str:
-    """A ratio 0..1 as a percentage."""
-    return "-" if ratio is None else f"{ratio * 100:.1f}%"
-
-
-def number(value: float | None, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.{digits}f}"
-
-
-def mib(value: float | None) -> str:
-    return "-" if value is None else f"{value / 1048576:.1f}"
+# -- times ---------------------------------------------------------------------------------------------------------
 
 
 def when(at: str | None) -> str:

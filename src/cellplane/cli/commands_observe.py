@@ -17,6 +17,7 @@ from cellplane.cli.client import CliError
 from cellplane.cli.commands_builds import component_path
 from cellplane.cli.commands_deploy import ENV, OUTPUT, PROJECT
 from cellplane.cli.output import Format, dump, out
+from cellplane.figures import target_label
 
 SINCE = typer.Option("1h", "--since", help="the time range: 10m, 1h, 2d, ... back from now, or an ISO 8601 time")
 STATE_STYLE = {"ready": "green", "idle": "green", "scheduled": "green", "scaled-to-zero": "green", "failed": "red",
@@ -288,7 +289,7 @@ def show_graph(g: dict[str, Any]) -> None:
     if not connections:
         out.print("  none")
         return
-    rows = [(c.get("from") or "", _target(c.get("to") or {}, g.get("project")), c) for c in connections]
+    rows = [(c.get("from") or "", target_label(c.get("to") or {}, g.get("project")), c) for c in connections]
     left = max(len(r[0]) for r in rows)
     right = max(len(r[1]) for r in rows)
     for source, target, c in rows:
@@ -309,14 +310,6 @@ def _visibility(value: Any) -> str:
         return next((v for v in VISIBILITIES if v in value), value[0] if value else "-")
     return value or "-"
 
-
-def _target(to: dict[str, Any], project: str | None) -> str:
-    if to.get("url"):
-        return str(to["url"])
-    parts = [to.get("component"), to.get("endpoint")]
-    if to.get("project") and to.get("project") != project:
-        parts.insert(0, to["project"])
-    return "/".join(str(p) for p in parts if p)
 
 
 def _error_rate(ratio: float | None) -> str:

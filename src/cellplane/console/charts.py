@@ -5,7 +5,7 @@ Each chart has axes with labelled ticks and its unit, a gap where a point is mis
 error rate or latency; a step no replica reported has no CPU), a point where a value stands alone, lines told apart
 by their dash pattern and a legend as well as by colour, a ``<title>`` and ``<desc>`` (role ``img``: nothing in it is
 interactive), and a data table with the same numbers to go with it. Times are UTC (the server does not know the
-reader's zone; the axis says so). The number formats are the CLI's (``cellplane.cli.charts``), so the console and
+reader's zone; the axis says so). The number formats are the CLI's (``cellplane.figures``), so the console and
 ``cellplane metrics`` print the same figures.
 
 Pure functions of the JSON: no request, no clock. Cost: linear in points; the five charts of 60 points (with their
@@ -22,9 +22,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from cellplane.cli.charts import number, rate
 from cellplane.console.markup import built
 from cellplane.console.markup import number as _n
+from cellplane.figures import number, rate
 
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 34, 40  # margins round the plot: tick labels left, times below, legend above

@@ -26,9 +26,9 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from cellplane.cli.charts import compact, percent, rate
 from cellplane.console.markup import built
 from cellplane.console.markup import number as _n
+from cellplane.figures import compact, percent, rate, target_label
 
 COLUMNS = 5  # boxes a row at most: a wider layer wraps onto the next row
 BOX_W, GAP_X, GAP_Y = 210, 40, 64
@@ -71,14 +71,6 @@ def _fit(text: str, width: float) -> str:
     most = max(4, int(width / CHAR_W))
     return text if len(text) <= most else text[: most - 1] + "…"
 
-
-def _label(to: dict[str, Any], project: str) -> str:
-    if to.get("url"):
-        return str(to["url"])
-    parts = [to.get("component"), to.get("endpoint")]
-    if to.get("project") and to.get("project") != project:
-        parts.insert(0, to["project"])
-    return "/".join(str(p) for p in parts if p)
 
 
 def _rate_text(c: dict[str, Any]) -> str | None:
@@ -171,7 +163,7 @@ def cell_diagram(graph: dict[str, Any], org: str, ident: str = "cell") -> Diagra
     outside: dict[str, _Box] = {}
     for c in sorted((c for c in connections if not internal(c)),
                     key=lambda c: (boxes[c["from"]].y, boxes[c["from"]].x) if c.get("from") in boxes else (0, 0)):
-        key = _label(c.get("to") or {}, project)
+        key = target_label(c.get("to") or {}, project)
         if key not in outside:
             outside[key] = _Box(key, data=c.get("to") or {})
     out_x = cell_x + cell_w + 96
@@ -242,7 +234,7 @@ def cell_diagram(graph: dict[str, Any], org: str, ident: str = "cell") -> Diagra
             ends[("out", source.name)].append((target.cx, i))
             ends[("in", target.name)].append((source.cx, i))
         else:
-            ends[("side", source.name)].append((outside[_label(c.get("to") or {}, project)].y, i))
+            ends[("side", source.name)].append((outside[target_label(c.get("to") or {}, project)].y, i))
     channels = [left + k * (BOX_W + GAP_X) - GAP_X / 2 for k in range(widest + 1)]
     spot: dict[tuple[str, int], float] = {}
     for (edge, _name), found in ends.items():
@@ -259,7 +251,7 @@ def cell_diagram(graph: dict[str, Any], org: str, ident: str = "cell") -> Diagra
             else:
                 p.append(_arrow(source, target, arrow, c, labels, spot[("out", i)], spot[("in", i)]))
         else:
-            target = outside[_label(c.get("to") or {}, project)]
+            target = outside[target_label(c.get("to") or {}, project)]
             p.append(_arrow(source, target, arrow, c, labels, spot[("side", i)], 0.5, cell_x + cell_w))
     # the boxes, each a link to its component page
     for b in boxes.values():
@@ -410,7 +402,7 @@ def flows(graph: dict[str, Any]) -> list[dict[str, str]]:
         else:
             way = "inside the cell"
         measured = _rate_text(c)
-        out.append({"from": str(c.get("from")), "to": _label(to, project), "through": way,
+        out.append({"from": str(c.get("from")), "to": target_label(to, project), "through": way,
                     "rate": (f"{rate(c.get('rps'))} req/s" if measured else "not measured")
                     + (" (shared with other callers)" if c.get("measured") == "shared" else "")
                     + (" (estimated from traces)" if c.get("measured") == "traces" else ""),

@@ -18,10 +18,10 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from cellplane.cli.charts import ms, plural
 from cellplane.console.diagram import component_href
 from cellplane.console.markup import built
 from cellplane.console.markup import number as _n
+from cellplane.figures import ms, plural
 
 SCALE = 1000  # the bars' viewBox width
 DEEPEST = 12  # depth classes beyond this one share it
