@@ -82,6 +82,7 @@ def world(build_server: BuildServer, dataplane: AgentProcess) -> dict[str, Any]:
             r = approver.post(f"{ORG}/approvals/{pending[0]['id']}/reject", json={"reason": HOSTILE})
             assert r.status_code == 200, r.text
     return {"build": build, "release": ready["release"],
+            "approvals": c.get(f"{ORG}/approvals", params={"state": "all"}).json()["items"],
             "admin": make_user(server, "root", role=None, superuser=True),
             "viewer": make_user(server, "vera", role="viewer")}
 
@@ -239,3 +240,94 @@ def test_a_viewer_sees_no_form_it_may_not_use_and_every_forged_one_is_refused_wi
             action, r.text[:3000])
     assert len(refused) >= 5, refused
     print(f"\nviewer crawled {len(result.visited)} pages; {len(refused)} forged forms refused:", *refused, sep="\n")
+
+
+def main_pages(world: dict[str, Any]) -> list[str]:
+    """One URL of each of the console's main pages in the world."""
+    org, comp = "/console/orgs/default", "/console/orgs/default/projects/shop/components/api"
+    approval = next(a["id"] for a in world["approvals"] if a["state"] == "pending")
+    return ["/console/", org, f"{org}/members", f"{org}/environments", f"{org}/pipeline", f"{org}/audit",
+            f"{org}/approvals", f"{org}/approvals/{approval}", f"{org}/projects/shop", f"{org}/projects/shop/new",
+            comp, f"{comp}/build", f"{comp}/builds/{world['build']['id']}", f"{comp}/deploy"]
+
+
+FOCUSED = """() => { const e = document.activeElement, s = getComputedStyle(e);
+  return {tag: e.tagName, text: (e.innerText || e.getAttribute('aria-label') || e.id || '').slice(0, 60),
+          skip: e.classList.contains('skip'), outline: s.outlineStyle, width: s.outlineWidth}; }"""
+
+
+@pytest.mark.parametrize("where", ["/console/orgs/default/projects/shop",
+                                   "/console/orgs/default/projects/shop/components/api/deploy"])
+def test_tabbing_through_a_page_starts_at_the_skip_link_and_every_focus_is_visible(
+        page: Any, build_server: BuildServer, world: dict[str, Any], where: str) -> None:
+    signed_in(page, build_server.server, world["admin"], where)
+    page.keyboard.press("Tab")
+    first = page.evaluate(FOCUSED)
+    assert first["skip"], first
+    stops = []
+    for _ in range(80):  # the pages have fewer stops than this: the loop ends back at the document
+        focused = page.evaluate(FOCUSED)
+        if focused["tag"] == "BODY":
+            break
+        stops.append(focused)
+        assert focused["outline"] != "none" and focused["width"] != "0px", focused
+        page.keyboard.press("Tab")
+    assert len(stops) >= 8, stops
+    # the skip link leads to the main content
+    page.goto(build_server.server.url + where)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+
+def test_no_main_page_scrolls_sideways_at_640_px_as_at_200_percent_zoom(
+        page: Any, build_server: BuildServer, world: dict[str, Any]) -> None:
+    signed_in(page, build_server.server, world["admin"])
+    page.set_viewport_size({"width": 640, "height": 480})
+    wide = {}
+    for path in main_pages(world):
+        page.goto(build_server.server.url + path)
+        if page.evaluate("document.documentElement.scrollWidth") > 640:
+            wide[path] = page.evaluate(
+                "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 640)"
+                ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+                ".slice(0, 8)")
+    assert wide == {}, wide
+
+
+def test_the_copy_buttons_put_a_url_and_a_cli_line_on_the_clipboard(browser: Any, build_server: BuildServer,
+                                                                     world: dict[str, Any]) -> None:
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        signed_in(page, build_server.server, world["admin"], "/console/orgs/default/projects/shop/components/api")
+        urls = page.get_by_role("region", name="URLs per environment")
+        link = urls.locator(".copyable a").first
+        button = urls.locator("button.copy").first
+        assert button.get_attribute("aria-label") == "Copy " + link.inner_text()
+        button.click()
+        page.wait_for_function("b => b.dataset.copied", arg=button.element_handle())
+        assert page.evaluate("navigator.clipboard.readText()") == link.inner_text()
+        assert page.locator("#flash").inner_text() == "Copied to the clipboard."
+        cli = page.locator(".cli").first
+        cli.get_by_role("button", name="Copy the command").click()
+        page.wait_for_function("b => b.dataset.copied", arg=cli.locator("button.copy").element_handle())
+        assert page.evaluate("navigator.clipboard.readText()") == cli.locator("code").inner_text()
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_without_javascript_the_pages_show_no_copy_button_and_still_show_the_urls(
+        browser: Any, build_server: BuildServer, world: dict[str, Any]) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        signed_in(page, build_server.server, world["admin"], "/console/orgs/default/projects/shop/components/api")
+        urls = page.get_by_role("region", name="URLs per environment")
+        assert urls.locator(".copyable a").count() >= 1
+        assert page.locator("button.copy").count() == 0
+    finally:
+        context.close()
