@@ -151,7 +151,7 @@ def crawl(page: Any, origin: str) -> Crawl:
                 .filter(e => /^\\s*javascript:/i.test(e.getAttribute('href') || e.getAttribute('action') || '')).length,
               text: document.body.innerText,
               links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
-              forms: [...document.querySelectorAll('form')].filter(f => (f.method || '').toLowerCase() === 'post')
+              forms: [...document.querySelectorAll('form')].filter(f => (f.getAttribute('method') || '').toLowerCase() === 'post')
                 .map(f => [f.getAttribute('action') || location.pathname,
                            Object.fromEntries([...f.elements].filter(e => e.name)
                              .map(e => [e.name, e.type === 'checkbox' ? (e.checked ? e.value : '') : e.value]))]),
