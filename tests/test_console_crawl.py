@@ -62,7 +62,8 @@ def world(build_server: BuildServer, dataplane: AgentProcess) -> dict[str, Any]:
             doc("Component", "api", api, organization="default", project="shop", annotations=notes),
             doc("Component", "nightly", {"type": "scheduled-task", **text, "schedule": {"cron": "0 3 * * *"}},
                 organization="default", project="shop"),
-            doc("Component", "site", {**service(name="web"), "type": "web-app", **text},
+            doc("Component", "site", {**service(name="web"), "type": "web-app", **text,
+                                      "source": {"repository": "javascript:alert(1)"}},  # a URL the model takes
                 organization="default", project="ops")]
     r = c.post("/apply", json={"documents": docs})
     assert r.status_code == 200, r.text
@@ -151,7 +152,8 @@ def crawl(page: Any, origin: str) -> Crawl:
                 .filter(e => /^\\s*javascript:/i.test(e.getAttribute('href') || e.getAttribute('action') || '')).length,
               text: document.body.innerText,
               links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
-              forms: [...document.querySelectorAll('form')].filter(f => (f.getAttribute('method') || '').toLowerCase() === 'post')
+              forms: [...document.querySelectorAll('form')]
+                .filter(f => (f.getAttribute('method') || '').toLowerCase() === 'post')
                 .map(f => [f.getAttribute('action') || location.pathname,
                            Object.fromEntries([...f.elements].filter(e => e.name)
                              .map(e => [e.name, e.type === 'checkbox' ? (e.checked ? e.value : '') : e.value]))]),
