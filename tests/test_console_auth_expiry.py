@@ -8,8 +8,10 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from consolekit import ConsoleClient, ConsoleUser, make_user, session_client, sign_in_form
 from liveserver import LiveServer, start_server
@@ -82,3 +84,26 @@ def test_a_new_password_ends_the_users_sessions(live_server: LiveServer) -> None
     assert r.status_code == 200
     assert client.get("/console/").status_code == 303
     assert _sessions_of(live_server, user.name) == 0
+
+
+def test_the_retention_pass_removes_sessions_past_their_expiry_and_keeps_live_ones(tmp_path: Path) -> None:
+    from cellplane.console import sessions
+    from cellplane.controlplane.platform import Platform
+    from cellplane.controlplane.telemetry.loop import TelemetrySettings, enforce_retention
+    from cellplane.store.tables import SessionRow, UserRow
+
+    p = Platform(tmp_path / "data")
+    try:
+        with p.store.read() as s:
+            admin = s.scalar(select(UserRow).where(UserRow.name == "admin"))
+            assert admin is not None
+            admin_id = admin.id
+        gone = sessions.start(p.store, p.token_key, admin_id, sessions.SessionSettings(absolute=-1))
+        live = sessions.start(p.store, p.token_key, admin_id, sessions.SessionSettings())
+        assert enforce_retention(p, TelemetrySettings())["sessions"] == 1
+        with p.store.read() as s:
+            assert s.get(SessionRow, sessions.digest(p.token_key, gone)) is None
+            assert s.get(SessionRow, sessions.digest(p.token_key, live)) is not None
+        assert enforce_retention(p, TelemetrySettings())["sessions"] == 0
+    finally:
+        p.close()

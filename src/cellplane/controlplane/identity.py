@@ -170,6 +170,13 @@ class Authenticator:
                 and not self.store.changes.since(kept.seq, IDENTITY_TABLES))
 
 
+def expire_sessions(s: Session, at: datetime) -> int:
+    """Delete the console sessions past their absolute expiry (idle ones are refused when used, and are past it
+    within the session's length): the retention loop's call, so that the table holds live sessions only."""
+    result: Any = s.execute(delete(SessionRow).where(SessionRow.expires_at < at))
+    return int(result.rowcount or 0)
+
+
 def binding_of(row: RoleBindingRow) -> Binding:
     return Binding(row.id, row.role, row.organization, row.project, row.environment, row.dataplane or "")
 

@@ -1,5 +1,6 @@
 """The control plane's telemetry housekeeping: alert evaluation every few seconds, and every minute the
-retention of logs, access logs and spans and the downsampling and retention of metric points.
+retention of logs, access logs and spans, the downsampling and retention of metric points, and the removal of
+expired console sessions.
 
 Every replica of the control plane runs it. Deleting what is old is idempotent; raw points are merged by
 one replica at a time (locked rows are skipped, and a merge that finds its rows gone rolls back); rules are
@@ -17,6 +18,7 @@ from datetime import timedelta
 
 import httpx
 
+from cellplane.controlplane import identity
 from cellplane.controlplane.platform import Platform
 from cellplane.controlplane.telemetry import alerts, logs, metrics, traces
 from cellplane.store.tables import now
@@ -46,6 +48,7 @@ def enforce_retention(p: Platform, settings: TelemetrySettings) -> dict[str, int
         done["spans"] = traces.expire(s, at - timedelta(seconds=settings.trace_retention))
         done["metrics"] = metrics.expire(s, at - timedelta(seconds=settings.metric_retention))
         done["alert events"] = alerts.expire(s, at - timedelta(seconds=settings.metric_retention))
+        done["sessions"] = identity.expire_sessions(s, at)
     merged = 0
     while True:
         with p.store.transaction() as s:
