@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from cellplane.console.actions import by_htmx
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_observe import attempt
 from cellplane.console.place import Place, place
@@ -51,7 +52,7 @@ def config_cli(p: Place) -> dict[str, str]:
 
 
 async def _config_page(v: Viewer, p: Place, status: int = 200, problem: ApiProblem | None = None,
-                       form: dict[str, Any] | None = None) -> HTMLResponse:
+                       form: dict[str, Any] | None = None, flash: str = "") -> HTMLResponse:
     found, read_problem = await attempt(v.api.get(p.api + "/config", env=p.environment))
     items = (found or {}).get("items", [])
     variables = [i for i in items if not str(i["key"]).startswith(FILE_PREFIX)]
@@ -59,7 +60,7 @@ async def _config_page(v: Viewer, p: Place, status: int = 200, problem: ApiProbl
     mounts = {f.get("name"): f.get("mountPath") for f in (p.spec.get("configuration") or {}).get("files") or []}
     return v.render("component/config.html", status=status, place=p, tab="config",
                     breadcrumbs=p.breadcrumbs("Configuration"), variables=variables, files=files, mounts=mounts,
-                    read_problem=read_problem, problem=problem,
+                    read_problem=read_problem, problem=problem, flash=flash,
                     form=form or {"key": "", "secret": False, "scope": "env"},
                     may_write=v.can("config:write", p.org, p.project, p.environment),
                     scope_label=_scope_label, cli=config_cli(p))
@@ -72,6 +73,14 @@ async def config(org: str, project: str, component: str, env: Text = "", v: View
     except ApiProblem as e:
         return v.problem(e)
     return await _config_page(v, p)
+
+
+async def _done(v: Viewer, p: Place, message: str) -> Response:
+    """After a change: a 303 back to the tab (plain form), or the tab rendered at once with ``message`` in the live
+    region (htmx: the form's hx-select takes the tables and forms out of it, keeping the page's place)."""
+    if by_htmx(v.request):
+        return await _config_page(v, p, flash=message)
+    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
 
 
 def _target_env(p: Place, scope: str) -> str | None:
@@ -96,7 +105,7 @@ async def set_value(org: str, project: str, component: str, key: Field = "",
                          env=_target_env(p, scope))
     except ApiProblem as e:
         return await _config_page(v, p, e.status, e, {"key": key, "secret": is_secret, "scope": scope})
-    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
+    return await _done(v, p, f"{key} {'replaced' if is_secret else 'set'} in {_scope_label(p, _target_env(p, scope))}")
 
 
 @router.post(COMPONENT + "/config/unset", include_in_schema=False)
@@ -111,7 +120,7 @@ async def unset_value(org: str, project: str, component: str, key: Field = "", s
         await v.api.send("DELETE", f"{p.api}/config/{quote(key.strip(), safe='')}", env=_target_env(p, scope))
     except ApiProblem as e:
         return await _config_page(v, p, e.status, e)
-    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
+    return await _done(v, p, f"{key.strip()} unset in {_scope_label(p, _target_env(p, scope))}")
 
 
 # -- connections ---------------------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from cellplane.console import render
+from cellplane.console.actions import by_htmx, go
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_component import BASE, api_path, failed, frame, optional
 from cellplane.console.viewer import Viewer, viewer
@@ -98,19 +99,31 @@ async def _cards(v: Viewer, org: str, project: str, component: str, only: str | 
 
 
 async def _page(v: Viewer, org: str, project: str, component: str, status: int = 200,
-                problem: ApiProblem | None = None, problem_env: str = "") -> HTMLResponse:
+                problem: ApiProblem | None = None, problem_env: str = "", flash: str = "") -> HTMLResponse:
     try:
         data = await _cards(v, org, project, component)
     except ApiProblem as e:
         return failed(v, e, org, project, component, "deploy")
     doc = data.pop("doc")
-    return v.render("component/deploy.html", status=status, problem=problem, problem_env=problem_env,
+    return v.render("component/deploy.html", status=status, problem=problem, problem_env=problem_env, flash=flash,
                     settled=settled, rolling=rolling, **data, **frame(org, project, component, "deploy", doc))
 
 
-def _back(org: str, project: str, component: str, env: str) -> RedirectResponse:
-    return RedirectResponse(f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}",
-                            status_code=303)
+async def _back(v: Viewer, org: str, project: str, component: str, env: str, outcome: Any, doing: str) -> Response:
+    """After an action: a 303 back to the tab (plain form), or the tab rendered at once with ``doing`` in the live
+    region (htmx: the form's hx-select takes the environment's card out of it)."""
+    if not by_htmx(v.request):
+        return go(v.request, f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}")
+    approval = (outcome or {}).get("approval") if isinstance(outcome, dict) else None
+    if approval:
+        doing = f"{doing.split(' to ')[0]} to {env} waits for approval"
+    return await _page(v, org, project, component, flash=doing)
+
+
+def _build_number(outcome: Any, build: str) -> str:
+    deployment = (outcome or {}).get("deployment") if isinstance(outcome, dict) else None
+    number = ((deployment or {}).get("build") or {}).get("number")
+    return f"build #{number}" if number else (f"build {build}" if build else "the latest build")
 
 
 @router.get(BASE + "/deploy", include_in_schema=False)
@@ -141,10 +154,10 @@ async def deploy(org: str, project: str, component: str, env: str, build: Annota
     """Deploy a build (default: the latest succeeded one) to ``env``: ``POST .../deployments``."""
     body = {"environment": env, **({"build": build} if build else {})}
     try:
-        await v.api.send("POST", api_path(org, project, component) + "/deployments", body)
+        outcome = await v.api.send("POST", api_path(org, project, component) + "/deployments", body)
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    return await _back(v, org, project, component, env, outcome, f"Deploying {_build_number(outcome, build)} to {env}")
 
 
 @router.get(BASE + "/deploy/{env}/promote", include_in_schema=False)
@@ -180,7 +193,8 @@ async def promote(org: str, project: str, component: str, env: str,
         await v.api.send("POST", api_path(org, project, component) + "/promotions", {"from": source, "to": env})
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    # the confirmation page is left for the tab: htmx navigates (HX-Redirect), a plain form follows the 303
+    return go(v.request, f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}")
 
 
 @router.post(BASE + "/deploy/{env}/rollback", include_in_schema=False)
@@ -189,7 +203,8 @@ async def rollback(org: str, project: str, component: str, env: str,
     """Run an earlier release again in ``env``: ``POST .../deployments/{env}/rollback``."""
     body = {"to": to} if to else {}
     try:
-        await v.api.send("POST", f"{api_path(org, project, component)}/deployments/{env}/rollback", body)
+        outcome = await v.api.send("POST", f"{api_path(org, project, component)}/deployments/{env}/rollback", body)
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    release = (outcome or {}).get("release") if isinstance(outcome, dict) else None
+    return await _back(v, org, project, component, env, outcome, f"Rolling back {env} to release {release or to}")
