@@ -139,3 +139,21 @@ def test_every_configuration_form_works_with_javascript_off(browser: Any, live_s
         assert page.locator(".busy").first.is_hidden()
     finally:
         context.close()
+
+
+def test_the_overview_lists_environments_in_the_pipelines_order_not_by_name() -> None:
+    from cellplane.console.pages_component import in_pipeline_order
+    pipeline = {"spec": {"promotionPaths": [
+        {"source": "development", "targets": [{"name": "staging"}]},
+        {"source": "staging", "targets": [{"name": "production", "requiresApproval": True}]}]}}
+    deployments = [{"environment": e, "endpoints": []} for e in ("staging", "sandbox", "production", "development")]
+    assert [d["environment"] for d in in_pipeline_order(pipeline, deployments)] == [
+        "development", "staging", "production", "sandbox"]
+    assert [d["environment"] for d in in_pipeline_order(None, deployments)] == [
+        "development", "production", "sandbox", "staging"]
+
+
+def test_the_overview_reads_the_pipeline_of_its_project(live_server: LiveServer, dev: ConsoleClient) -> None:
+    r = dev.get(BASE)
+    assert r.status_code == 200, r.text
+    assert "URLs per environment" in r.text

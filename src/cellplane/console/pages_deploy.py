@@ -22,34 +22,13 @@ from fastapi.responses import HTMLResponse, Response
 from cellplane.console import render
 from cellplane.console.actions import by_htmx, go
 from cellplane.console.apicall import ApiProblem
-from cellplane.console.pages_component import BASE, api_path, failed, frame, optional
+from cellplane.console.pages_component import BASE, api_path, failed, frame, optional, pipeline_order, project_pipeline
 from cellplane.console.viewer import Viewer, viewer
 
 router = APIRouter()
 
 FAILED = ("failed", "crash-loop", "blocked")
 LAST_LINES = 15
-
-
-def pipeline_order(pipeline: dict[str, Any] | None, known: list[str]) -> list[tuple[str, str | None, bool]]:
-    """(environment, the environment it is promoted from or None, whether the path requires approval), from the
-    pipeline's first environment along its promotion paths; environments off the pipeline come last."""
-    paths = ((pipeline or {}).get("spec") or {}).get("promotionPaths") or []
-    edges = [(p["source"], t["name"], bool(t.get("requiresApproval"))) for p in paths for t in p.get("targets") or []]
-    targets = {t for _, t, _ in edges}
-    order: list[tuple[str, str | None, bool]] = []
-    seen: set[str] = set()
-    queue: list[tuple[str, str | None, bool]] = [(s, None, False) for s in dict.fromkeys(p["source"] for p in paths)
-                                                 if s not in targets]
-    while queue:
-        env, previous, approval = queue.pop(0)
-        if env in seen:
-            continue
-        seen.add(env)
-        order.append((env, previous, approval))
-        queue += [(t, s, a) for s, t, a in edges if s == env and t not in seen]
-    order += [(env, None, False) for env in known if env not in seen]
-    return order
 
 
 def rolling(card: dict[str, Any]) -> bool:
@@ -65,9 +44,7 @@ async def _cards(v: Viewer, org: str, project: str, component: str, only: str | 
     """Everything the tab shows, read through the API; ``only``: one environment's card."""
     path = api_path(org, project, component)
     doc = await v.api.get(path)
-    project_doc = await v.api.get(f"/organizations/{org}/projects/{project}")
-    name = (project_doc.get("spec") or {}).get("deploymentPipeline") or "default"
-    pipeline = await optional(v, f"/organizations/{org}/deploymentpipelines/{name}")
+    pipeline = await project_pipeline(v, org, project)
     environments = (await optional(v, f"/organizations/{org}/environments") or {}).get("items", [])
     env_docs = {e["metadata"]["name"]: e for e in environments}
     deployments = {d["environment"]: d for d in (await v.api.get(path + "/deployments"))["items"]}
