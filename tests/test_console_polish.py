@@ -157,3 +157,24 @@ def test_the_overview_reads_the_pipeline_of_its_project(live_server: LiveServer,
     r = dev.get(BASE)
     assert r.status_code == 200, r.text
     assert "URLs per environment" in r.text
+
+
+def test_connections_name_callers_from_other_projects_only_to_who_may_read_them(live_server: LiveServer,
+                                                                               dev: ConsoleClient) -> None:
+    admin = live_server.client()
+    r = admin.post("/apply", json={"documents": [
+        doc("Project", "polish-far", organization="default"),
+        doc("Component", "caller", {"type": "service", "endpoints": [{"name": "api", "port": 8080}],
+                                    "dependencies": [{"name": "web-api", "project": P, "component": "web",
+                                                      "endpoint": "api"}]},
+            organization="default", project="polish-far")]})
+    assert r.status_code == 200, r.text
+    text = html.unescape(dev.get(BASE + "/connections").text)
+    assert "Who calls it from other projects" in text
+    assert "polish-far/caller" in text and "connection <code>web-api</code> to api" in text
+    assert "/console/orgs/default/projects/polish-far/components/caller/connections?env=development" in text
+    # someone who may read only this project's components is not told about the other project's caller
+    local = make_user(live_server, "paula", role="viewer", project=P)
+    only_here = session_client(live_server, local)
+    text = html.unescape(only_here.get(BASE + "/connections").text)
+    assert "Who calls it from other projects" in text and "polish-far" not in text

@@ -9,8 +9,9 @@ is replaced, never shown.
 Connections (``.../connections?env=E``): the component's dependencies (its spec), what each resolves to in E (the
 deployment's ``connections``: state, via, reason), the target endpoint's visibility and URL (``GET
 /organizations/{org}/endpoints``), the environment variable names injected (the dependency's ``env`` entries, or
-Choreo's default names: ``controlplane.connections.default_env``) and the callers in the project's cell (``GET
-.../graph``). Each tab is three to five in-process API requests.
+Choreo's default names: ``controlplane.connections.default_env``), the callers in the project's cell (``GET
+.../graph``) and those of other projects (``GET /organizations/{org}/components``: their dependencies on it, only
+the components the viewer may read). Each tab is three to five in-process API requests.
 """
 
 from __future__ import annotations
@@ -148,6 +149,22 @@ def connection_rows(p: Place, endpoints: list[dict[str, Any]]) -> list[dict[str,
     return rows
 
 
+def other_callers(components: list[dict[str, Any]], project: str, component: str) -> list[dict[str, Any]]:
+    """The components of OTHER projects that declare a dependency on this one (an Organization endpoint, called
+    through the internal gateway), from the organization's components list: the API lists only those the viewer may
+    read, so a caller in a project the viewer cannot see is not named."""
+    found = []
+    for doc in components:
+        meta = doc.get("metadata") or {}
+        if meta.get("project") == project:
+            continue  # the project's own callers come from its cell's graph, with their request rates
+        for dep in (doc.get("spec") or {}).get("dependencies") or []:
+            if dep.get("project") == project and dep.get("component") == component:
+                found.append({"project": meta.get("project"), "component": meta.get("name"), "name": dep["name"],
+                              "endpoint": dep.get("endpoint"), "version": dep.get("version")})
+    return sorted(found, key=lambda c: (c["project"] or "", c["component"] or "", c["name"]))
+
+
 @router.get(COMPONENT + "/connections", include_in_schema=False)
 async def connections(org: str, project: str, component: str, env: Text = "",
                       v: Viewer = Depends(viewer)) -> HTMLResponse:
@@ -155,13 +172,15 @@ async def connections(org: str, project: str, component: str, env: Text = "",
         p = await place(v, org, project, component, env)
     except ApiProblem as e:
         return v.problem(e)
-    (endpoints, endpoints_problem), (graph, graph_problem) = await asyncio.gather(
+    (endpoints, endpoints_problem), (graph, graph_problem), (listed, _) = await asyncio.gather(
         attempt(v.api.get(f"/organizations/{org}/endpoints", environment=p.environment)),
-        attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph", environment=p.environment)))
+        attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph", environment=p.environment)),
+        attempt(v.api.get(f"/organizations/{org}/components", limit=1000)))
     callers = [c for c in (graph or {}).get("connections", [])
                if (c.get("to") or {}).get("component") == component and (c.get("to") or {}).get("project") == project]
     return v.render("component/connections.html", place=p, tab="connections",
                     breadcrumbs=p.breadcrumbs("Connections"),
                     rows=connection_rows(p, (endpoints or {}).get("items", [])), problem=endpoints_problem,
                     callers=callers, graph_problem=graph_problem,
+                    others=other_callers((listed or {}).get("items", []), project, component),
                     cli=f"cellplane describe component {component} -p {project}")
