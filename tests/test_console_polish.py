@@ -178,3 +178,16 @@ def test_connections_name_callers_from_other_projects_only_to_who_may_read_them(
     only_here = session_client(live_server, local)
     text = html.unescape(only_here.get(BASE + "/connections").text)
     assert "Who calls it from other projects" in text and "polish-far" not in text
+
+
+def test_a_refused_deploy_with_htmx_answers_the_cards_with_the_apis_reason_on_its_card(dev: ConsoleClient) -> None:
+    r = dev.form(BASE + "/deploy/development", headers=HTMX)
+    assert r.status_code == 409, r.text
+    text = html.unescape(r.text)
+    card = text[text.index('id="env-development"'):text.index('id="env-staging"')]
+    assert 'role="alert"' in card and 'id="envs"' in text
+    assert '<div id="flash" role="status" aria-live="polite"></div>' in text
+    plain = dev.form(BASE + "/deploy/development/rollback", {"to": "nope"})
+    assert plain.status_code in (404, 409, 422), plain.text
+    promote = dev.form(BASE + "/deploy/staging/promote", {"from": "development"}, headers=HTMX)
+    assert promote.status_code == 409 and "HX-Redirect" not in promote.headers

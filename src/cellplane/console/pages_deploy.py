@@ -93,7 +93,7 @@ async def _back(v: Viewer, org: str, project: str, component: str, env: str, out
         return go(v.request, f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}")
     approval = (outcome or {}).get("approval") if isinstance(outcome, dict) else None
     if approval:
-        doing = f"{doing.split(' to ')[0]} to {env} waits for approval"
+        doing = f"{doing}: waiting for approval"
     return await _page(v, org, project, component, flash=doing)
 
 
@@ -134,7 +134,12 @@ async def deploy(org: str, project: str, component: str, env: str, build: Annota
         outcome = await v.api.send("POST", api_path(org, project, component) + "/deployments", body)
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return await _back(v, org, project, component, env, outcome, f"Deploying {_build_number(outcome, build)} to {env}")
+    what = _build_number(outcome, build)
+    if by_htmx(v.request) and not what.startswith("build #") and not (outcome or {}).get("approval"):
+        # the answer's deployment may not carry the build's number yet: the deployment as it is now does
+        now = await optional(v, f"{api_path(org, project, component)}/deployments/{env}")
+        what = _build_number({"deployment": now}, build)
+    return await _back(v, org, project, component, env, outcome, f"Deploying {what} to {env}")
 
 
 @router.get(BASE + "/deploy/{env}/promote", include_in_schema=False)
