@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from browserkit import axe
 from consolekit import ConsoleClient, ConsoleUser, make_user, session_client, signed_in
 from liveserver import LiveServer, doc
 
@@ -97,6 +98,7 @@ def test_a_form_in_flight_has_its_button_disabled_and_says_so_then_swaps_in_plac
     assert page.locator("#config-live").get_attribute("aria-busy") is None
     assert page.url == live_server.url + BASE + "/config"  # no navigation: swapped in place
     page.unroute("**/config/set")
+    assert [v for v in axe(page) if v.get("impact") in ("serious", "critical")] == []
     # a row's own form: unset, swapped in place, the focus on the region (its button is gone)
     page.locator("#unset-API_URL").click()
     expect(page.locator("#flash")).to_have_text("API_URL unset in development")
