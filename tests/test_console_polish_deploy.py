@@ -1,6 +1,7 @@
 """The Build and Deploy tabs' forms with JavaScript off and with a POST held in flight, in the real browser, with a
 real control plane, real builds and a real local data plane: with JavaScript off a build is started from the Build
-tab's form (POST, 303 to its page) and deployed from the Deploy tab's (POST, 303 back to the card); with htmx a held
+tab's form (POST, 303 to its page), deployed from the Deploy tab's (POST, 303 back to the card) and rolled back
+to its first release after a configuration change made a second; with htmx a held
 deploy shows its button disabled and "Deploying build #1…" while the cards are aria-busy, then the cards are
 swapped in place, the live region announces it and the focus is back on the button."""
 
@@ -46,8 +47,19 @@ def test_build_and_deploy_forms_work_with_javascript_off_and_show_a_held_deploy_
         page.goto(server.url + BASE + "/deploy")
         page.locator("#deploy-development").click()
         page.wait_for_url(f"{server.url}{BASE}/deploy#env-development")
-        assert c.get(f"{API}/deployments/development").json()["build"]["number"] == 1
+        first = c.get(f"{API}/deployments/development").json()
+        assert first["build"]["number"] == 1
         assert page.locator(".busy").first.is_hidden()
+        # a configuration change makes a second release there; the rollback form brings the first one back
+        r = c.put(f"{API}/config/COLOR", params={"env": "development"}, json={"value": "red"})
+        assert r.status_code in (200, 201), r.text
+        second = c.get(f"{API}/deployments/development").json()
+        assert second["release"] != first["release"], second
+        page.goto(server.url + BASE + "/deploy")
+        page.locator("#to-development").select_option(first["release"])
+        page.locator("#rollback-development").click()
+        page.wait_for_url(f"{server.url}{BASE}/deploy#env-development")
+        assert c.get(f"{API}/deployments/development").json()["release"] == first["release"]
     finally:
         context.close()
 
