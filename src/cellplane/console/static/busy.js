@@ -8,14 +8,16 @@
     var form = e.detail.elt;
     if (!form || !form.hasAttribute || !form.hasAttribute("data-busy")) return;
     var button = form.querySelector("button[id]");
-    pending = { button: button ? button.id : null, region: e.detail.target };
+    pending = { xhr: e.detail.xhr, button: button ? button.id : null, region: e.detail.target };
     if (e.detail.target) e.detail.target.setAttribute("aria-busy", "true");
   });
+  // only the action's own request: a card's status poll may settle while the action is in flight
+  function ours(e) { return pending && e.detail && e.detail.xhr === pending.xhr; }
   document.addEventListener("htmx:afterRequest", function (e) {
-    if (pending && pending.region && pending.region.isConnected) pending.region.removeAttribute("aria-busy");
+    if (ours(e) && pending.region && pending.region.isConnected) pending.region.removeAttribute("aria-busy");
   });
-  document.addEventListener("htmx:afterSettle", function () {
-    if (!pending) return;
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (!ours(e)) return;
     var again = pending.button && document.getElementById(pending.button);
     var region = pending.region && pending.region.id && document.getElementById(pending.region.id);
     pending = null;
