@@ -81,5 +81,8 @@ def test_build_and_deploy_forms_work_with_javascript_off_and_show_a_held_deploy_
         expect(page.locator("#deploy-staging")).to_be_focused()
         assert page.url == server.url + BASE + "/deploy"
         assert c.get(f"{API}/deployments/staging").json()["build"]["number"] == 1
+        # into production a deploy is a request for approval: the live region says so
+        page.locator("#deploy-production").click()
+        expect(page.locator("#flash")).to_have_text("Deploying build #1 to production: waiting for approval")
     finally:
         page.context.close()

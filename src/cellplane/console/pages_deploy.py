@@ -135,10 +135,11 @@ async def deploy(org: str, project: str, component: str, env: str, build: Annota
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
     what = _build_number(outcome, build)
-    if by_htmx(v.request) and not what.startswith("build #") and not (outcome or {}).get("approval"):
-        # the answer's deployment may not carry the build's number yet: the deployment as it is now does
-        now = await optional(v, f"{api_path(org, project, component)}/deployments/{env}")
-        what = _build_number({"deployment": now}, build)
+    if by_htmx(v.request) and not what.startswith("build #") and not build:
+        # the answer (an approval request, or a deployment without its build's number yet) may not name the build:
+        # the API deployed the latest succeeded one, as the button said
+        latest = await optional(v, api_path(org, project, component) + "/builds", state="succeeded", limit=1)
+        what = _build_number({"deployment": {"build": ((latest or {}).get("items") or [{}])[0]}}, build)
     return await _back(v, org, project, component, env, outcome, f"Deploying {what} to {env}")
 
 
