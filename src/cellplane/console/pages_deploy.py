@@ -3,7 +3,9 @@ runs there (release, build, state, replicas, URLs), the approval requests and de
 failure's reason with the workload's last log lines, and the actions the viewer may take: deploy the latest build,
 promote from the previous environment (after a confirmation page showing the release diff), roll back to an
 earlier release. Each action is a plain POST through the in-process API (the API decides and audits) answered by
-a 303 back to the tab; each shows its CLI equivalent.
+a 303 back to the tab; made by htmx (console/actions.py), deploy and rollback answer the tab at once with the
+result in the live region (the form takes the cards out of it: one extra read, the latest build, when the API's
+answer does not name the build), promote with HX-Redirect; each shows its CLI equivalent.
 
 Live state: a card's status part polls ``.../deploy/{env}/state`` every second while its rollout is under way
 (every 5 s while only an approval is pending), and the fragment answers 286 (htmx stops polling) once it has
