@@ -84,7 +84,8 @@ def test_deploy_promote_approve_and_roll_back_in_the_browser(page: Any, build_se
     dev_card = page.locator("#env-development")
     assert "cellplane deploy api --env development -p shop" in dev_card.locator(".cli").inner_text()
     dev_card.get_by_role("button", name=f"Deploy build #{second['number']}").click()
-    page.wait_for_url(re.compile(".*/deploy(#.*)?$"))
+    # htmx swaps the cards in place (no navigation) and the live region says what was done
+    page.locator("#flash", has_text=f"Deploying build #{second['number']} to development").wait_for()
     text = _settled(page, "development")
     dev_release = c.get(f"{API}/deployments/development").json()["release"]
     assert dev_release in text
@@ -134,7 +135,7 @@ def test_deploy_promote_approve_and_roll_back_in_the_browser(page: Any, build_se
     card = page.locator("#env-staging")
     card.get_by_label("Roll back to").select_option(shop["old_release"])
     card.get_by_role("button", name="Roll back").click()
-    page.wait_for_url(re.compile(".*/deploy(#.*)?$"))
+    page.locator("#flash", has_text=f"Rolling back staging to release {shop['old_release']}").wait_for()
     back = c.get(f"{API}/deployments/staging").json()
     assert back["release"] == shop["old_release"] and back["artifact"] == shop["first"]["artifact"]
     text = _settled(page, "staging", shop["old_release"])

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from cellplane.console import render
+from cellplane.console.actions import go
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_component import BASE, api_path, failed, frame
 from cellplane.console.viewer import Viewer, viewer
@@ -86,8 +87,7 @@ async def start(org: str, project: str, component: str, ref: Annotated[str, Form
         info = await v.api.send("POST", api_path(org, project, component) + "/builds", body)
     except ApiProblem as e:
         return await _builds_page(v, org, project, component, status=e.status, problem=e, ref=ref)
-    return RedirectResponse(f"{frame(org, project, component, 'build')['base_url']}/builds/{info['id']}",
-                            status_code=303)
+    return go(v.request, f"{frame(org, project, component, 'build')['base_url']}/builds/{info['id']}")
 
 
 @router.get(BASE + "/builds/{build}", include_in_schema=False)

@@ -60,6 +60,41 @@ async def optional(v: Viewer, path: str, **params: Any) -> Any:
         raise
 
 
+def pipeline_order(pipeline: dict[str, Any] | None, known: list[str]) -> list[tuple[str, str | None, bool]]:
+    """(environment, the environment it is promoted from or None, whether the path requires approval), from the
+    pipeline's first environment along its promotion paths; environments off the pipeline come last."""
+    paths = ((pipeline or {}).get("spec") or {}).get("promotionPaths") or []
+    edges = [(p["source"], t["name"], bool(t.get("requiresApproval"))) for p in paths for t in p.get("targets") or []]
+    targets = {t for _, t, _ in edges}
+    order: list[tuple[str, str | None, bool]] = []
+    seen: set[str] = set()
+    queue: list[tuple[str, str | None, bool]] = [(s, None, False) for s in dict.fromkeys(p["source"] for p in paths)
+                                                 if s not in targets]
+    while queue:
+        env, previous, approval = queue.pop(0)
+        if env in seen:
+            continue
+        seen.add(env)
+        order.append((env, previous, approval))
+        queue += [(t, s, a) for s, t, a in edges if s == env and t not in seen]
+    order += [(env, None, False) for env in known if env not in seen]
+    return order
+
+
+async def project_pipeline(v: Viewer, org: str, project: str) -> dict[str, Any] | None:
+    """The project's deployment pipeline (two API reads), None when the viewer may not read it."""
+    project_doc = await v.api.get(f"/organizations/{org}/projects/{project}")
+    name = (project_doc.get("spec") or {}).get("deploymentPipeline") or "default"
+    found: dict[str, Any] | None = await optional(v, f"/organizations/{org}/deploymentpipelines/{name}")
+    return found
+
+
+def in_pipeline_order(pipeline: dict[str, Any] | None, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The deployments in the pipeline's order (as the Deploy tab's cards), those off the pipeline last by name."""
+    order = [env for env, _, _ in pipeline_order(pipeline, sorted({d["environment"] for d in deployments}))]
+    return sorted(deployments, key=lambda d: (order.index(d["environment"]), d.get("track") or ""))
+
+
 def urls_by_environment(deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (environment, endpoint) with its URLs, in the deployments' order."""
     rows = []
@@ -77,7 +112,8 @@ async def overview(org: str, project: str, component: str, v: Viewer = Depends(v
     path = api_path(org, project, component)
     try:
         doc = await v.api.get(path)
-        deployments = (await v.api.get(path + "/deployments"))["items"]
+        deployments = in_pipeline_order(await project_pipeline(v, org, project),
+                                        (await v.api.get(path + "/deployments"))["items"])
         builds = (await optional(v, path + "/builds", limit=1) or {}).get("items", [])
         releases = (await optional(v, path + "/releases", limit=10) or {}).get("items", [])
     except ApiProblem as e:

@@ -9,8 +9,9 @@ is replaced, never shown.
 Connections (``.../connections?env=E``): the component's dependencies (its spec), what each resolves to in E (the
 deployment's ``connections``: state, via, reason), the target endpoint's visibility and URL (``GET
 /organizations/{org}/endpoints``), the environment variable names injected (the dependency's ``env`` entries, or
-Choreo's default names: ``controlplane.connections.default_env``) and the callers in the project's cell (``GET
-.../graph``). Each tab is three to five in-process API requests.
+Choreo's default names: ``controlplane.connections.default_env``), the callers in the project's cell (``GET
+.../graph``) and those of other projects (``GET /organizations/{org}/components``: their dependencies on it, only
+the components the viewer may read). Each tab is three to five in-process API requests.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from cellplane.console.actions import by_htmx
 from cellplane.console.apicall import ApiProblem
 from cellplane.console.pages_observe import attempt
 from cellplane.console.place import Place, place
@@ -51,7 +53,7 @@ def config_cli(p: Place) -> dict[str, str]:
 
 
 async def _config_page(v: Viewer, p: Place, status: int = 200, problem: ApiProblem | None = None,
-                       form: dict[str, Any] | None = None) -> HTMLResponse:
+                       form: dict[str, Any] | None = None, flash: str = "") -> HTMLResponse:
     found, read_problem = await attempt(v.api.get(p.api + "/config", env=p.environment))
     items = (found or {}).get("items", [])
     variables = [i for i in items if not str(i["key"]).startswith(FILE_PREFIX)]
@@ -59,7 +61,7 @@ async def _config_page(v: Viewer, p: Place, status: int = 200, problem: ApiProbl
     mounts = {f.get("name"): f.get("mountPath") for f in (p.spec.get("configuration") or {}).get("files") or []}
     return v.render("component/config.html", status=status, place=p, tab="config",
                     breadcrumbs=p.breadcrumbs("Configuration"), variables=variables, files=files, mounts=mounts,
-                    read_problem=read_problem, problem=problem,
+                    read_problem=read_problem, problem=problem, flash=flash,
                     form=form or {"key": "", "secret": False, "scope": "env"},
                     may_write=v.can("config:write", p.org, p.project, p.environment),
                     scope_label=_scope_label, cli=config_cli(p))
@@ -72,6 +74,14 @@ async def config(org: str, project: str, component: str, env: Text = "", v: View
     except ApiProblem as e:
         return v.problem(e)
     return await _config_page(v, p)
+
+
+async def _done(v: Viewer, p: Place, message: str) -> Response:
+    """After a change: a 303 back to the tab (plain form), or the tab rendered at once with ``message`` in the live
+    region (htmx: the form's hx-select takes the tables and forms out of it, keeping the page's place)."""
+    if by_htmx(v.request):
+        return await _config_page(v, p, flash=message)
+    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
 
 
 def _target_env(p: Place, scope: str) -> str | None:
@@ -96,7 +106,7 @@ async def set_value(org: str, project: str, component: str, key: Field = "",
                          env=_target_env(p, scope))
     except ApiProblem as e:
         return await _config_page(v, p, e.status, e, {"key": key, "secret": is_secret, "scope": scope})
-    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
+    return await _done(v, p, f"{key} {'replaced' if is_secret else 'set'} in {_scope_label(p, _target_env(p, scope))}")
 
 
 @router.post(COMPONENT + "/config/unset", include_in_schema=False)
@@ -111,7 +121,7 @@ async def unset_value(org: str, project: str, component: str, key: Field = "", s
         await v.api.send("DELETE", f"{p.api}/config/{quote(key.strip(), safe='')}", env=_target_env(p, scope))
     except ApiProblem as e:
         return await _config_page(v, p, e.status, e)
-    return RedirectResponse(f"{p.url}/config?{urlencode({'env': p.environment})}", status_code=303)
+    return await _done(v, p, f"{key.strip()} unset in {_scope_label(p, _target_env(p, scope))}")
 
 
 # -- connections ---------------------------------------------------------------------------------------------------
@@ -139,6 +149,22 @@ def connection_rows(p: Place, endpoints: list[dict[str, Any]]) -> list[dict[str,
     return rows
 
 
+def other_callers(components: list[dict[str, Any]], project: str, component: str) -> list[dict[str, Any]]:
+    """The components of OTHER projects that declare a dependency on this one (an Organization endpoint, called
+    through the internal gateway), from the organization's components list: the API lists only those the viewer may
+    read, so a caller in a project the viewer cannot see is not named."""
+    found = []
+    for doc in components:
+        meta = doc.get("metadata") or {}
+        if meta.get("project") == project:
+            continue  # the project's own callers come from its cell's graph, with their request rates
+        for dep in (doc.get("spec") or {}).get("dependencies") or []:
+            if dep.get("project") == project and dep.get("component") == component:
+                found.append({"project": meta.get("project"), "component": meta.get("name"), "name": dep["name"],
+                              "endpoint": dep.get("endpoint"), "version": dep.get("version")})
+    return sorted(found, key=lambda c: (c["project"] or "", c["component"] or "", c["name"]))
+
+
 @router.get(COMPONENT + "/connections", include_in_schema=False)
 async def connections(org: str, project: str, component: str, env: Text = "",
                       v: Viewer = Depends(viewer)) -> HTMLResponse:
@@ -146,13 +172,15 @@ async def connections(org: str, project: str, component: str, env: Text = "",
         p = await place(v, org, project, component, env)
     except ApiProblem as e:
         return v.problem(e)
-    (endpoints, endpoints_problem), (graph, graph_problem) = await asyncio.gather(
+    (endpoints, endpoints_problem), (graph, graph_problem), (listed, _) = await asyncio.gather(
         attempt(v.api.get(f"/organizations/{org}/endpoints", environment=p.environment)),
-        attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph", environment=p.environment)))
+        attempt(v.api.get(f"/organizations/{org}/projects/{project}/graph", environment=p.environment)),
+        attempt(v.api.get(f"/organizations/{org}/components", limit=1000)))
     callers = [c for c in (graph or {}).get("connections", [])
                if (c.get("to") or {}).get("component") == component and (c.get("to") or {}).get("project") == project]
     return v.render("component/connections.html", place=p, tab="connections",
                     breadcrumbs=p.breadcrumbs("Connections"),
                     rows=connection_rows(p, (endpoints or {}).get("items", [])), problem=endpoints_problem,
                     callers=callers, graph_problem=graph_problem,
+                    others=other_callers((listed or {}).get("items", []), project, component),
                     cli=f"cellplane describe component {component} -p {project}")

@@ -3,7 +3,9 @@ runs there (release, build, state, replicas, URLs), the approval requests and de
 failure's reason with the workload's last log lines, and the actions the viewer may take: deploy the latest build,
 promote from the previous environment (after a confirmation page showing the release diff), roll back to an
 earlier release. Each action is a plain POST through the in-process API (the API decides and audits) answered by
-a 303 back to the tab; each shows its CLI equivalent.
+a 303 back to the tab; made by htmx (console/actions.py), deploy and rollback answer the tab at once with the
+result in the live region (the form takes the cards out of it: one extra read, the latest build, when the API's
+answer does not name the build), promote with HX-Redirect; each shows its CLI equivalent.
 
 Live state: a card's status part polls ``.../deploy/{env}/state`` every second while its rollout is under way
 (every 5 s while only an approval is pending), and the fragment answers 286 (htmx stops polling) once it has
@@ -17,38 +19,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from cellplane.console import render
+from cellplane.console.actions import by_htmx, go
 from cellplane.console.apicall import ApiProblem
-from cellplane.console.pages_component import BASE, api_path, failed, frame, optional
+from cellplane.console.pages_component import BASE, api_path, failed, frame, optional, pipeline_order, project_pipeline
 from cellplane.console.viewer import Viewer, viewer
 
 router = APIRouter()
 
 FAILED = ("failed", "crash-loop", "blocked")
 LAST_LINES = 15
-
-
-def pipeline_order(pipeline: dict[str, Any] | None, known: list[str]) -> list[tuple[str, str | None, bool]]:
-    """(environment, the environment it is promoted from or None, whether the path requires approval), from the
-    pipeline's first environment along its promotion paths; environments off the pipeline come last."""
-    paths = ((pipeline or {}).get("spec") or {}).get("promotionPaths") or []
-    edges = [(p["source"], t["name"], bool(t.get("requiresApproval"))) for p in paths for t in p.get("targets") or []]
-    targets = {t for _, t, _ in edges}
-    order: list[tuple[str, str | None, bool]] = []
-    seen: set[str] = set()
-    queue: list[tuple[str, str | None, bool]] = [(s, None, False) for s in dict.fromkeys(p["source"] for p in paths)
-                                                 if s not in targets]
-    while queue:
-        env, previous, approval = queue.pop(0)
-        if env in seen:
-            continue
-        seen.add(env)
-        order.append((env, previous, approval))
-        queue += [(t, s, a) for s, t, a in edges if s == env and t not in seen]
-    order += [(env, None, False) for env in known if env not in seen]
-    return order
 
 
 def rolling(card: dict[str, Any]) -> bool:
@@ -64,9 +46,7 @@ async def _cards(v: Viewer, org: str, project: str, component: str, only: str | 
     """Everything the tab shows, read through the API; ``only``: one environment's card."""
     path = api_path(org, project, component)
     doc = await v.api.get(path)
-    project_doc = await v.api.get(f"/organizations/{org}/projects/{project}")
-    name = (project_doc.get("spec") or {}).get("deploymentPipeline") or "default"
-    pipeline = await optional(v, f"/organizations/{org}/deploymentpipelines/{name}")
+    pipeline = await project_pipeline(v, org, project)
     environments = (await optional(v, f"/organizations/{org}/environments") or {}).get("items", [])
     env_docs = {e["metadata"]["name"]: e for e in environments}
     deployments = {d["environment"]: d for d in (await v.api.get(path + "/deployments"))["items"]}
@@ -98,19 +78,31 @@ async def _cards(v: Viewer, org: str, project: str, component: str, only: str | 
 
 
 async def _page(v: Viewer, org: str, project: str, component: str, status: int = 200,
-                problem: ApiProblem | None = None, problem_env: str = "") -> HTMLResponse:
+                problem: ApiProblem | None = None, problem_env: str = "", flash: str = "") -> HTMLResponse:
     try:
         data = await _cards(v, org, project, component)
     except ApiProblem as e:
         return failed(v, e, org, project, component, "deploy")
     doc = data.pop("doc")
-    return v.render("component/deploy.html", status=status, problem=problem, problem_env=problem_env,
+    return v.render("component/deploy.html", status=status, problem=problem, problem_env=problem_env, flash=flash,
                     settled=settled, rolling=rolling, **data, **frame(org, project, component, "deploy", doc))
 
 
-def _back(org: str, project: str, component: str, env: str) -> RedirectResponse:
-    return RedirectResponse(f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}",
-                            status_code=303)
+async def _back(v: Viewer, org: str, project: str, component: str, env: str, outcome: Any, doing: str) -> Response:
+    """After an action: a 303 back to the tab (plain form), or the tab rendered at once with ``doing`` in the live
+    region (htmx: the form's hx-select takes the environment's card out of it)."""
+    if not by_htmx(v.request):
+        return go(v.request, f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}")
+    approval = (outcome or {}).get("approval") if isinstance(outcome, dict) else None
+    if approval:
+        doing = f"{doing}: waiting for approval"
+    return await _page(v, org, project, component, flash=doing)
+
+
+def _build_number(outcome: Any, build: str) -> str:
+    deployment = (outcome or {}).get("deployment") if isinstance(outcome, dict) else None
+    number = ((deployment or {}).get("build") or {}).get("number")
+    return f"build #{number}" if number else (f"build {build}" if build else "the latest build")
 
 
 @router.get(BASE + "/deploy", include_in_schema=False)
@@ -141,10 +133,16 @@ async def deploy(org: str, project: str, component: str, env: str, build: Annota
     """Deploy a build (default: the latest succeeded one) to ``env``: ``POST .../deployments``."""
     body = {"environment": env, **({"build": build} if build else {})}
     try:
-        await v.api.send("POST", api_path(org, project, component) + "/deployments", body)
+        outcome = await v.api.send("POST", api_path(org, project, component) + "/deployments", body)
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    what = _build_number(outcome, build)
+    if by_htmx(v.request) and not what.startswith("build #") and not build:
+        # the answer (an approval request, or a deployment without its build's number yet) may not name the build:
+        # the API deployed the latest succeeded one, as the button said
+        latest = await optional(v, api_path(org, project, component) + "/builds", state="succeeded", limit=1)
+        what = _build_number({"deployment": {"build": ((latest or {}).get("items") or [{}])[0]}}, build)
+    return await _back(v, org, project, component, env, outcome, f"Deploying {what} to {env}")
 
 
 @router.get(BASE + "/deploy/{env}/promote", include_in_schema=False)
@@ -180,7 +178,8 @@ async def promote(org: str, project: str, component: str, env: str,
         await v.api.send("POST", api_path(org, project, component) + "/promotions", {"from": source, "to": env})
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    # the confirmation page is left for the tab: htmx navigates (HX-Redirect), a plain form follows the 303
+    return go(v.request, f"{frame(org, project, component, 'deploy')['base_url']}/deploy#env-{env}")
 
 
 @router.post(BASE + "/deploy/{env}/rollback", include_in_schema=False)
@@ -189,7 +188,8 @@ async def rollback(org: str, project: str, component: str, env: str,
     """Run an earlier release again in ``env``: ``POST .../deployments/{env}/rollback``."""
     body = {"to": to} if to else {}
     try:
-        await v.api.send("POST", f"{api_path(org, project, component)}/deployments/{env}/rollback", body)
+        outcome = await v.api.send("POST", f"{api_path(org, project, component)}/deployments/{env}/rollback", body)
     except ApiProblem as e:
         return await _page(v, org, project, component, status=e.status, problem=e, problem_env=env)
-    return _back(org, project, component, env)
+    release = (outcome or {}).get("release") if isinstance(outcome, dict) else None
+    return await _back(v, org, project, component, env, outcome, f"Rolling back {env} to release {release or to}")
